@@ -1,0 +1,7 @@
+"""``python -m hostel``."""
+
+import sys
+
+from hostel.cli import main
+
+sys.exit(main())

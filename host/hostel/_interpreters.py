@@ -1,0 +1,113 @@
+"""Finds the Python a provider's venv is built with: the host's own, a path, or a version ("3.12").
+
+Versions are looked up where users keep interpreters: PATH, pyenv, and uv-managed Pythons.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import platform
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from hostel import _process
+
+_PROBE = "import platform, sys; print(platform.python_version()); print(sys.executable)"
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    """A Python interpreter: its path and full version."""
+
+    path: str
+    version: str
+
+
+class InterpreterNotFound(LookupError):
+    """No interpreter matches; ``found`` lists those seen."""
+
+    def __init__(self, wanted: str, found: list[Interpreter]) -> None:
+        listing = ", ".join(f"{i.version} ({i.path})" for i in found) or "none"
+        super().__init__(
+            f"no Python {wanted} found on PATH, under pyenv or uv; found: {listing}. "
+            f"Install it (e.g. `uv python install {wanted}`) or set python: to an interpreter path"
+        )
+        self.found = found
+
+
+def host_interpreter() -> Interpreter:
+    """The interpreter running hostel."""
+    return Interpreter(sys.executable, platform.python_version())
+
+
+def _candidates(wanted: str) -> list[str]:
+    paths: list[str] = []
+    for name in (f"python{wanted}", "python3", "python"):
+        found = shutil.which(name)
+        if found:
+            paths.append(found)
+    pyenv_root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
+    paths += sorted(glob.glob(os.path.join(pyenv_root, "versions", f"{wanted}*", "bin", "python3")), reverse=True)
+    uv_dir = os.environ.get("UV_PYTHON_INSTALL_DIR", os.path.expanduser("~/.local/share/uv/python"))
+    paths += sorted(glob.glob(os.path.join(uv_dir, f"cpython-{wanted}*", "bin", "python3")), reverse=True)
+    return list(dict.fromkeys(paths))
+
+
+class InterpreterCache:
+    """Remembers probed interpreter versions by path and mtime, so an unchanged setup runs no probe."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        try:
+            self._data: dict[str, list[object]] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            self._data = {}
+
+    async def probe(self, path: str) -> Interpreter | None:
+        """The interpreter at ``path``, or ``None`` if it does not run."""
+        try:
+            mtime = os.stat(path).st_mtime
+        except OSError:
+            return None
+        cached = self._data.get(path)
+        if cached and cached[0] == mtime:
+            return Interpreter(path, str(cached[1]))
+        try:
+            done = await _process.run([path, "-c", _PROBE], timeout=30)
+        except OSError:
+            return None
+        if done.returncode != 0:
+            return None
+        version = done.stdout.split()[0]
+        self._data[path] = [mtime, version]
+        try:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self._path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(self._data))
+            os.replace(tmp, self._path)
+        except OSError:
+            pass
+        return Interpreter(path, version)
+
+    async def find(self, wanted: str | None) -> Interpreter:
+        """Resolve a provider's ``python:`` setting; raise ``InterpreterNotFound`` listing what exists."""
+        if not wanted:
+            return host_interpreter()
+        if os.sep in wanted:
+            found = await self.probe(os.path.expanduser(wanted))
+            if found is None:
+                raise InterpreterNotFound(wanted, [])
+            return found
+        seen = []
+        for path in _candidates(wanted):
+            found = await self.probe(path)
+            if found is None:
+                continue
+            if found.version == wanted or found.version.startswith(wanted + "."):
+                return found
+            seen.append(found)
+        raise InterpreterNotFound(wanted, seen)

@@ -1,0 +1,55 @@
+"""One wrapper for the short-lived subprocesses hostel runs (installers, interpreter probes)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Completed:
+    """A finished command: its exit code and output."""
+
+    command: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def tail(text: str, lines: int = 40) -> str:
+    """The last ``lines`` lines of ``text``."""
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+async def run(command: Sequence[str], *, timeout: float, env: Mapping[str, str] | None = None) -> Completed:
+    """Run ``command`` to completion (killing its process group on timeout or cancellation); log it."""
+    logger.debug("running: %s", " ".join(command))
+    proc = await asyncio.create_subprocess_exec(
+        *command,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=dict(env) if env is not None else None,
+        start_new_session=True,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except BaseException:
+        _kill_group(proc.pid)
+        await proc.wait()
+        raise
+    assert proc.returncode is not None
+    return Completed(tuple(command), proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"))
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

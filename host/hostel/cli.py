@@ -1,0 +1,170 @@
+"""The ``hostel`` command. The only place that prints for users and exits.
+
+Exit codes: 0 success, 1 runtime failure (build, start, call), 2 bad usage or bad config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from hostel import _logging
+from hostel.envs import EnvManager
+from hostel.errors import ConfigError, HostelError
+from hostel.host import Host
+from hostel.plan import Plan, load_plan
+
+logger = logging.getLogger(__name__)
+
+
+class UsageError(Exception):
+    """Bad command-line usage (exit 2)."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hostel", description="Run Llama Stack external providers, each in its own venv and process.")
+    parser.add_argument("--debug", action="store_true", help="debug logging and tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    check = sub.add_parser("check", help="validate a run config and its provider specs")
+    check.add_argument("config")
+
+    listing = sub.add_parser("list", help="list providers with their env status")
+    listing.add_argument("config")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+
+    build = sub.add_parser("build", help="build every provider env")
+    build.add_argument("config")
+
+    call = sub.add_parser("call", help="start a provider (and its deps), call one method, print the result as JSON")
+    call.add_argument("config")
+    call.add_argument("provider_id")
+    call.add_argument("method")
+    call.add_argument("--args", default="{}", help="JSON object of keyword arguments (or a JSON array of positional ones)")
+    call.add_argument("--provider-data", default=None, help="JSON object of per-request provider data")
+    call.add_argument("--timeout", type=float, default=None, help="call timeout in seconds")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code."""
+    parser = _parser()
+    opts = parser.parse_args(argv)
+    _logging.configure(debug=opts.debug)
+    try:
+        return asyncio.run(_dispatch(opts))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except UsageError as exc:
+        _error(str(exc), opts.debug)
+        return 2
+    except ConfigError as exc:
+        _error(str(exc), opts.debug)
+        return 2
+    except HostelError as exc:
+        _error(str(exc), opts.debug)
+        return 1
+
+
+def _error(message: str, debug: bool) -> None:
+    if debug:
+        logger.exception("error")
+    print(f"hostel: error: {message}", file=sys.stderr)
+
+
+async def _dispatch(opts: argparse.Namespace) -> int:
+    handler = {"check": _check, "list": _list, "build": _build, "call": _call}[opts.command]
+    return await handler(opts)
+
+
+async def _check(opts: argparse.Namespace) -> int:
+    plan = load_plan(opts.config)
+    print(f"{opts.config}: OK ({len(plan.providers)} providers: {', '.join(p.provider_id for p in plan.providers) or 'none'})")
+    return 0
+
+
+async def _list(opts: argparse.Namespace) -> int:
+    plan = load_plan(opts.config)
+    envs = EnvManager(installer=plan.settings.installer)
+    rows = []
+    for provider in plan.providers:
+        try:
+            status = envs.status(await envs.describe(provider))
+        except HostelError as exc:
+            status = f"error: {exc}"
+        rows.append({"provider_id": provider.provider_id, "api": provider.api, "provider_type": provider.provider_type, "env": status})
+    if opts.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        _table(["PROVIDER", "API", "TYPE", "ENV"], [[r["provider_id"], r["api"], r["provider_type"], r["env"]] for r in rows])
+    return 0
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    for row in [header, *rows]:
+        print("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
+
+
+async def _build_all(plan: Plan, envs: EnvManager) -> list[tuple[str, str, float, HostelError | None]]:
+    limit = asyncio.Semaphore(4)
+
+    async def one(provider_id: str) -> tuple[str, str, float, HostelError | None]:
+        async with limit:
+            started = time.monotonic()
+            print(f"building env for {provider_id} ...", file=sys.stderr)
+            try:
+                spec = await envs.describe(plan.provider(provider_id))
+                _, built = await envs.ensure(spec)
+            except HostelError as exc:
+                return provider_id, "failed", time.monotonic() - started, exc
+            return provider_id, "built" if built else "reused", time.monotonic() - started, None
+
+    return list(await asyncio.gather(*(one(p.provider_id) for p in plan.providers)))
+
+
+async def _build(opts: argparse.Namespace) -> int:
+    plan = load_plan(opts.config)
+    results = await _build_all(plan, EnvManager(installer=plan.settings.installer, build_timeout_s=plan.settings.build_timeout_s))
+    _table(["PROVIDER", "STATUS", "SECONDS"], [[pid, status, f"{secs:.2f}"] for pid, status, secs, _ in results])
+    failures = [exc for *_, exc in results if exc is not None]
+    for exc in failures:
+        _error(str(exc), opts.debug)
+    return 1 if failures else 0
+
+
+async def _call(opts: argparse.Namespace) -> int:
+    try:
+        arguments = json.loads(opts.args)
+        provider_data = json.loads(opts.provider_data) if opts.provider_data else None
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--args / --provider-data must be JSON: {exc}") from None
+    if not isinstance(arguments, (dict, list)):
+        raise UsageError("--args must be a JSON object (keyword arguments) or array (positional arguments)")
+    host = Host(load_plan(opts.config))
+    if opts.provider_id not in host.supervisor.slots:
+        known = ", ".join(host.supervisor.slots) or "none"
+        raise UsageError(f"no provider {opts.provider_id!r} in {opts.config}; providers: {known}")
+    args, kwargs = (arguments, {}) if isinstance(arguments, list) else ([], arguments)
+    try:
+        await host.start([opts.provider_id])
+        result = await host.call(opts.provider_id, opts.method, args, kwargs, timeout=opts.timeout, provider_data=provider_data)
+        if hasattr(result, "__aiter__"):
+            async for item in result:
+                print(json.dumps(item, ensure_ascii=False), flush=True)
+        else:
+            print(json.dumps(result, ensure_ascii=False))
+    finally:
+        await host.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

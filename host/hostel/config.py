@@ -1,0 +1,297 @@
+"""The run config: loading, ``${env.…}`` substitution and validation. No env or worker knowledge here.
+
+Compatible with Llama Stack run configs old and new: the models table may be top-level ``models:`` or
+``registered_resources.models``; unknown top-level keys are ignored with a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from hostel._envsubst import substitute
+from hostel.errors import ConfigError, Problem
+from hostel_sdk.api import API_NAMES
+
+logger = logging.getLogger(__name__)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RestartPolicy(_Strict):
+    """How a crashed worker is restarted: exponential backoff, and a crash-loop limit."""
+
+    max_restarts: int = Field(5, ge=0)
+    window_s: float = Field(60.0, gt=0)
+    backoff_initial_s: float = Field(0.2, ge=0)
+    backoff_max_s: float = Field(30.0, ge=0)
+
+
+class Limits(_Strict):
+    """Resource limits enforced on a worker process."""
+
+    memory_mb: int | None = Field(None, gt=0)
+
+
+class HostelSettings(_Strict):
+    """hostel's own settings (the ``hostel:`` block of the run config)."""
+
+    restart: RestartPolicy = RestartPolicy()
+    call_timeout_s: float = Field(600.0, gt=0)
+    start_timeout_s: float = Field(60.0, gt=0)
+    build_timeout_s: float = Field(600.0, gt=0)
+    stop_grace_s: float = Field(5.0, ge=0)
+    installer: Literal["auto", "uv", "pip"] = "auto"
+    max_message_mb: int = Field(64, gt=0)
+
+
+_PROVIDER_KEYS = {
+    "provider_id", "provider_type", "config", "module", "python", "pip_packages", "constraints",
+    "spec_overrides", "restart", "limits", "isolation",
+}  # fmt: skip
+
+
+class ProviderEntry(BaseModel):
+    """One entry of ``providers.<api>``: Llama Stack's keys plus hostel's per-provider knobs."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    provider_id: str
+    provider_type: str
+    config: dict[str, Any] = Field(default_factory=dict)
+    module: str | None = None
+    python: str | None = None
+    pip_packages: list[str] = Field(default_factory=list)
+    constraints: list[str] = Field(default_factory=list)
+    spec_overrides: dict[str, Any] = Field(default_factory=dict)
+    restart: RestartPolicy | None = None
+    limits: Limits | None = None
+    isolation: Literal["process", "inline"] = "process"
+
+    @field_validator("provider_type")
+    @classmethod
+    def _typed(cls, value: str) -> str:
+        kind, sep, name = value.partition("::")
+        if not sep or kind not in ("remote", "inline") or not name:
+            raise ValueError(f"provider_type {value!r} must look like 'remote::NAME' or 'inline::NAME'")
+        return value
+
+    @property
+    def kind(self) -> Literal["remote", "inline"]:
+        """``remote`` or ``inline``, from the provider type."""
+        return "remote" if self.provider_type.startswith("remote::") else "inline"
+
+    @property
+    def type_name(self) -> str:
+        """The provider type without its ``remote::``/``inline::`` prefix (the spec file's stem)."""
+        return self.provider_type.partition("::")[2]
+
+
+class ModelEntry(BaseModel):
+    """One row of the models routing table."""
+
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+
+    model_id: str
+    provider_id: str
+    provider_model_id: str | None = None
+    model_type: str | None = None
+
+
+class ServerSettings(BaseModel):
+    """The ``server:`` block (only what hostel uses is checked)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    port: int = Field(8321, ge=0, le=65535)
+    host: str | None = None
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    """A provider entry together with the API it is listed under."""
+
+    api: str
+    entry: ProviderEntry
+
+    @property
+    def provider_id(self) -> str:
+        """The provider's id."""
+        return self.entry.provider_id
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A validated run config. Paths are absolute; ``source`` is the file it came from, if any."""
+
+    providers: tuple[ProviderConfig, ...]
+    models: tuple[ModelEntry, ...]
+    server: ServerSettings
+    hostel: HostelSettings
+    external_providers_dir: Path | None
+    source: Path | None
+    base_dir: Path
+    raw: Mapping[str, Any] = field(repr=False, default_factory=dict)
+
+    def provider(self, provider_id: str) -> ProviderConfig:
+        """The provider with that id; ``KeyError`` if none."""
+        for provider in self.providers:
+            if provider.provider_id == provider_id:
+                return provider
+        raise KeyError(provider_id)
+
+    @property
+    def label(self) -> str:
+        """How errors name this config."""
+        return str(self.source) if self.source else "<run config>"
+
+
+_KNOWN_TOP = {
+    "version", "image_name", "distro_name", "apis", "providers", "models", "registered_resources", "server",
+    "hostel", "external_providers_dir", "storage", "metadata_store", "inference_store", "conversations_store",
+    "logging", "shields", "vector_dbs", "datasets", "scoring_fns", "benchmarks", "tool_groups", "telemetry",
+    "container_image", "external_apis_dir", "vector_stores", "safety", "auth",
+}  # fmt: skip
+
+
+def _pydantic_problems(label: str, prefix: str, exc: ValidationError) -> list[Problem]:
+    problems = []
+    for err in exc.errors():
+        key = ".".join([prefix, *(str(p) for p in err["loc"])]) if prefix else ".".join(str(p) for p in err["loc"])
+        value = f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) else ""
+        problems.append(Problem(label, key, f"{err['msg']}{value}"))
+    return problems
+
+
+def load_run_config(source: str | os.PathLike[str] | Mapping[str, Any], *, environ: Mapping[str, str] | None = None) -> RunConfig:
+    """Read, substitute and validate a run config (a YAML file path or a dict). Raises ``ConfigError`` with every problem."""
+    environ = os.environ if environ is None else environ
+    if isinstance(source, Mapping):
+        raw: Any = dict(source)
+        path: Path | None = None
+        base_dir = Path.cwd()
+    else:
+        path = Path(source).resolve()
+        base_dir = path.parent
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError([Problem(str(path), "", "file not found; pass the path of a run config YAML")]) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError([Problem(str(path), "", f"cannot read: {exc}")]) from None
+        except yaml.YAMLError as exc:
+            raise ConfigError([Problem(str(path), "", f"not valid YAML: {exc}")]) from None
+    label = str(path) if path else "<run config>"
+    if not isinstance(raw, dict):
+        raise ConfigError([Problem(label, "", f"must be a YAML mapping, got {type(raw).__name__}")])
+
+    problems: list[Problem] = []
+    raw = substitute(
+        raw,
+        environ,
+        lambda key, name: problems.append(
+            Problem(label, key, f"environment variable {name} is not set; set it or write ${{env.{name}:=default}}")
+        ),
+    )
+    for key in raw:
+        if key not in _KNOWN_TOP:
+            logger.warning("%s: ignoring unknown top-level key %r", label, key)
+
+    providers = _providers(raw.get("providers"), label, problems)
+    models = _models(raw, label, problems)
+    server = _section(ServerSettings, raw.get("server"), label, "server", problems) or ServerSettings()
+    settings = _section(HostelSettings, raw.get("hostel"), label, "hostel", problems) or HostelSettings()
+
+    ext_dir: Path | None = None
+    if raw.get("external_providers_dir"):
+        ext_dir = (base_dir / os.path.expanduser(str(raw["external_providers_dir"]))).resolve()
+
+    ids = [p.provider_id for p in providers]
+    for pid in sorted({i for i in ids if ids.count(i) > 1}):
+        problems.append(Problem(label, "providers", f"provider_id {pid!r} is used more than once; ids must be unique"))
+    for i, model in enumerate(models):
+        if model.provider_id not in ids:
+            problems.append(
+                Problem(label, f"models[{i}].provider_id", f"no provider {model.provider_id!r}; known: {', '.join(ids) or 'none'}")
+            )
+    if problems:
+        raise ConfigError(problems)
+    return RunConfig(
+        providers=tuple(providers),
+        models=tuple(models),
+        server=server,
+        hostel=settings,
+        external_providers_dir=ext_dir,
+        source=path,
+        base_dir=base_dir,
+        raw=raw,
+    )
+
+
+def _section(model: type[BaseModel], value: Any, label: str, key: str, problems: list[Problem]) -> Any:
+    if value is None:
+        return None
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        problems.extend(_pydantic_problems(label, key, exc))
+        return None
+
+
+def _providers(value: Any, label: str, problems: list[Problem]) -> list[ProviderConfig]:
+    if value is None:
+        return []
+    if not isinstance(value, dict):
+        problems.append(Problem(label, "providers", "must be a mapping of API name to a list of providers"))
+        return []
+    result = []
+    for api, entries in value.items():
+        if api not in API_NAMES:
+            problems.append(Problem(label, f"providers.{api}", f"unknown API {api!r}; known APIs: {', '.join(API_NAMES)}"))
+            continue
+        if not isinstance(entries, list):
+            problems.append(Problem(label, f"providers.{api}", "must be a list of provider entries"))
+            continue
+        for i, item in enumerate(entries):
+            key = f"providers.{api}[{i}]"
+            if isinstance(item, dict) and not item.get("provider_id"):
+                if "provider_id" in item:  # ${env.X:+id} that came out empty: disabled, as in Llama Stack
+                    logger.info("%s: %s is disabled (empty provider_id)", label, key)
+                    continue
+            try:
+                entry = ProviderEntry.model_validate(item)
+            except ValidationError as exc:
+                problems.extend(_pydantic_problems(label, key, exc))
+                continue
+            for extra in sorted(set(item) - _PROVIDER_KEYS):
+                logger.warning("%s: %s: ignoring unknown key %r", label, key, extra)
+            result.append(ProviderConfig(api=api, entry=entry))
+    return result
+
+
+def _models(raw: Mapping[str, Any], label: str, problems: list[Problem]) -> list[ModelEntry]:
+    rows = raw.get("models")
+    key = "models"
+    if rows is None and isinstance(raw.get("registered_resources"), dict):
+        rows, key = raw["registered_resources"].get("models"), "registered_resources.models"
+    if rows is None:
+        return []
+    if not isinstance(rows, list):
+        problems.append(Problem(label, key, "must be a list of {model_id, provider_id, provider_model_id}"))
+        return []
+    result = []
+    for i, row in enumerate(rows):
+        try:
+            result.append(ModelEntry.model_validate(row))
+        except ValidationError as exc:
+            problems.extend(_pydantic_problems(label, f"{key}[{i}]", exc))
+    return result

@@ -1,0 +1,357 @@
+"""One virtualenv per provider, built with uv (or pip), cached by a key of everything that determines it.
+
+Builds are transactions: build beside the target under a per-env file lock, write metadata last, rename
+into place. A failed or interrupted build leaves nothing a later run would trust. This module knows
+nothing of processes or workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import hashlib
+import importlib.metadata
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import unquote, urlparse
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
+from hostel import _process
+from hostel._interpreters import Interpreter, InterpreterCache, InterpreterNotFound
+from hostel._sdkwheel import sdk_fingerprint, sdk_wheel
+from hostel.errors import EnvBuildError
+from hostel.plan import ProviderPlan
+
+logger = logging.getLogger(__name__)
+
+METADATA_FILE = "hostel-env.json"
+METADATA_FORMAT = 1
+_SKIP_DIRS = {".git", "__pycache__", ".venv", "build", "dist", ".tox", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
+
+EnvStatus = Literal["built", "stale", "missing"]
+InstallerName = Literal["auto", "uv", "pip"]
+
+
+def default_home() -> Path:
+    """``$HOSTEL_HOME``, else ``$XDG_CACHE_HOME/hostel``, else ``~/.cache/hostel``."""
+    if os.environ.get("HOSTEL_HOME"):
+        return Path(os.environ["HOSTEL_HOME"]).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(cache) / "hostel"
+
+
+def _is_path(requirement: str) -> bool:
+    return os.path.isabs(requirement) and os.path.exists(requirement)
+
+
+def _tree_hash(root: Path) -> str:
+    """Content hash of a local source directory, so an edit triggers a rebuild."""
+    digest = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS and not d.endswith(".egg-info"))
+        for name in sorted(filenames):
+            if name.endswith((".pyc", ".pyo")):
+                continue
+            path = Path(dirpath, name)
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+            with contextlib.suppress(OSError):
+                digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _normalise(requirement: str) -> str:
+    if _is_path(requirement):
+        return requirement
+    try:
+        req = Requirement(requirement)
+    except InvalidRequirement:
+        return requirement.strip()
+    req.name = canonicalize_name(req.name)
+    return str(req)
+
+
+def _requirement_name(requirement: str) -> str | None:
+    try:
+        return canonicalize_name(Requirement(requirement).name)
+    except InvalidRequirement:
+        return None
+
+
+def provider_package(module: str, requirements: Sequence[str]) -> str | None:
+    """The requirement for the distribution providing ``module`` in the host env, unless already required.
+
+    A local or editable install is installed from its source directory; an index install as ``name==version``.
+    """
+    top = module.split(".")[0]
+    names = importlib.metadata.packages_distributions().get(top, [])
+    if not names:
+        return None
+    name = names[0]
+    wanted = {_requirement_name(r) for r in requirements}
+    if canonicalize_name(name) in wanted:
+        return None
+    for req in requirements:  # a local directory that holds the module's package already provides it
+        if _is_path(req) and any((Path(req) / sub / top).exists() for sub in ("", "src")):
+            return None
+    dist = importlib.metadata.distribution(name)
+    direct = dist.read_text("direct_url.json")
+    if direct:
+        info = json.loads(direct)
+        url = info.get("url", "")
+        if url.startswith("file://") and "dir_info" in info:
+            return unquote(urlparse(url).path)
+    return f"{canonicalize_name(name)}=={dist.version}"
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """Everything that determines a provider's env; its ``key`` names the env."""
+
+    provider_id: str
+    provider_type: str
+    python: Interpreter
+    requirements: tuple[str, ...]
+    constraints: tuple[str, ...]
+    sources: tuple[tuple[str, str], ...]  # (local directory, content hash)
+    sdk: str  # hostel-sdk fingerprint
+
+    @property
+    def key(self) -> str:
+        """Hash of what determines the env (the interpreter path is not part of it, only its version)."""
+        data = {
+            "python": self.python.version,
+            "requirements": sorted(self.requirements),
+            "constraints": sorted(self.constraints),
+            "sources": sorted(self.sources),
+            "sdk": self.sdk,
+            "format": METADATA_FORMAT,
+        }
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+    @property
+    def dirname(self) -> str:
+        """``<provider id>-<key prefix>``."""
+        return f"{_slug(self.provider_id)}-{self.key[:16]}"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:64]
+
+
+@dataclass(frozen=True)
+class Env:
+    """A built provider env."""
+
+    path: Path
+    key: str
+    metadata: dict[str, Any]
+
+    @property
+    def python(self) -> Path:
+        """The env's interpreter."""
+        return self.path / "bin" / "python"
+
+
+class EnvManager:
+    """Builds and reuses provider envs under ``<home>/envs``."""
+
+    def __init__(self, home: Path | None = None, *, installer: InstallerName = "auto", build_timeout_s: float = 600.0) -> None:
+        self.home = (home or default_home()).expanduser()
+        self.envs_dir = self.home / "envs"
+        self.installer = installer
+        self.build_timeout_s = build_timeout_s
+        self._interpreters = InterpreterCache(self.home / "interpreters.json")
+        self._sdk: str | None = None
+
+    def _sdk_fingerprint(self) -> str:
+        if self._sdk is None:
+            self._sdk = sdk_fingerprint()
+        return self._sdk
+
+    async def describe(self, plan: ProviderPlan) -> EnvSpec:
+        """Work out what determines ``plan``'s env (no installer runs)."""
+        try:
+            python = await self._interpreters.find(plan.python)
+        except InterpreterNotFound as exc:
+            raise EnvBuildError(str(exc), provider_id=plan.provider_id) from None
+        requirements = [_normalise(r) for r in plan.pip_packages]
+        package = provider_package(plan.spec.module, requirements)
+        if package is not None:
+            logger.info("provider %s: installing %s (provides module %s in the host env)", plan.provider_id, package, plan.spec.module)
+            requirements.append(_normalise(package))
+        sources = tuple((r, _tree_hash(Path(r))) for r in requirements if _is_path(r) and Path(r).is_dir())
+        return EnvSpec(
+            provider_id=plan.provider_id,
+            provider_type=plan.provider_type,
+            python=python,
+            requirements=tuple(requirements),
+            constraints=tuple(plan.constraints),
+            sources=sources,
+            sdk=self._sdk_fingerprint(),
+        )
+
+    def status(self, spec: EnvSpec) -> EnvStatus:
+        """``built`` (current env exists), ``stale`` (only an older env of this provider) or ``missing``."""
+        if self._load(self.envs_dir / spec.dirname, spec.key) is not None:
+            return "built"
+        prefix = f"{_slug(spec.provider_id)}-"
+        if self.envs_dir.is_dir() and any(
+            p.name.startswith(prefix) and (p / METADATA_FILE).exists() for p in self.envs_dir.iterdir()
+        ):
+            return "stale"
+        return "missing"
+
+    def _load(self, path: Path, key: str) -> Env | None:
+        try:
+            metadata = json.loads((path / METADATA_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+        if metadata.get("format") != METADATA_FORMAT or metadata.get("key") != key:
+            return None
+        return Env(path=path, key=key, metadata=metadata)
+
+    async def ensure(self, spec: EnvSpec) -> tuple[Env, bool]:
+        """The env for ``spec``, building it if needed. Returns ``(env, built_now)``."""
+        final = self.envs_dir / spec.dirname
+        env = self._load(final, spec.key)
+        if env is not None:
+            return env, False
+        self.envs_dir.mkdir(parents=True, exist_ok=True)
+        async with _file_lock(self.envs_dir / f".{spec.dirname}.lock"):
+            env = self._load(final, spec.key)  # another host may have built it while we waited
+            if env is not None:
+                return env, False
+            for leftover in self.envs_dir.glob(f".{spec.dirname}.build-*"):
+                shutil.rmtree(leftover, ignore_errors=True)  # from a killed build; we hold the lock
+            tmp = self.envs_dir / f".{spec.dirname}.build-{os.getpid()}-{secrets.token_hex(4)}"
+            try:
+                metadata = await self._build(spec, tmp)
+                _write_json(tmp / METADATA_FILE, metadata)
+                if final.exists():
+                    shutil.rmtree(final)  # an unusable env with the same key (no or bad metadata)
+                os.rename(tmp, final)
+            finally:
+                if tmp.exists():
+                    shutil.rmtree(tmp, ignore_errors=True)
+        logger.info("provider %s: env built at %s", spec.provider_id, final)
+        return Env(path=final, key=spec.key, metadata=metadata), True
+
+    def _choose_installer(self) -> tuple[str, str | None]:
+        if self.installer in ("auto", "uv"):
+            try:
+                import uv
+
+                return "uv", uv.find_uv_bin()
+            except (ImportError, FileNotFoundError):
+                if self.installer == "uv":
+                    raise EnvBuildError("the uv installer was requested but is not installed; pip install uv") from None
+        return "pip", None
+
+    async def _build(self, spec: EnvSpec, tmp: Path) -> dict[str, Any]:
+        started = time.monotonic()
+        installer, uv_bin = self._choose_installer()
+        wheel = sdk_wheel(self.home / "wheels", spec.sdk)
+        tmp.mkdir(parents=True)
+        requirements = [*spec.requirements, str(wheel)]
+        req_file = tmp / "hostel-requirements.txt"
+        req_file.write_text("\n".join(requirements) + "\n")
+        python = tmp / "bin" / "python"
+        if installer == "uv":
+            assert uv_bin is not None
+            create = [uv_bin, "venv", "--quiet", "--relocatable", "--python", spec.python.path, str(tmp), "--allow-existing"]
+            install = [uv_bin, "pip", "install", "--python", str(python), "-r", str(req_file)]
+            freeze = [uv_bin, "pip", "freeze", "--python", str(python)]
+        else:
+            create = [spec.python.path, "-m", "venv", "--without-pip", str(tmp)]
+            install = [sys.executable, "-m", "pip", "--python", str(python), "install", "-r", str(req_file)]
+            freeze = [sys.executable, "-m", "pip", "--python", str(python), "freeze", "--all"]
+        if spec.constraints:
+            constraints_file = tmp / "hostel-constraints.txt"
+            constraints_file.write_text("\n".join(spec.constraints) + "\n")
+            install += ["-c", str(constraints_file)]
+        for command in (create, install):
+            await self._run(spec, command, requirements)
+        resolved = (await self._run(spec, freeze, requirements)).stdout.split()
+        return {
+            "format": METADATA_FORMAT,
+            "key": spec.key,
+            "provider_id": spec.provider_id,
+            "provider_type": spec.provider_type,
+            "spec": asdict(spec) | {"python": asdict(spec.python)},
+            "installer": installer,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "build_seconds": round(time.monotonic() - started, 3),
+            "resolved": sorted(resolved),
+        }
+
+    async def _run(self, spec: EnvSpec, command: list[str], requirements: Sequence[str]) -> _process.Completed:
+        try:
+            done = await _process.run(command, timeout=self.build_timeout_s)
+        except asyncio.TimeoutError:
+            raise EnvBuildError(
+                f"building the env of provider {spec.provider_id!r} took longer than build_timeout_s={self.build_timeout_s:g}",
+                provider_id=spec.provider_id,
+                requirements=requirements,
+                command=command,
+            ) from None
+        except OSError as exc:
+            raise EnvBuildError(
+                f"cannot run the installer for provider {spec.provider_id!r}: {exc}", provider_id=spec.provider_id, command=command
+            ) from None
+        if done.returncode != 0:
+            raise EnvBuildError(
+                f"building the env of provider {spec.provider_id!r} failed (installer exit code {done.returncode}); "
+                "fix its pip_packages or add constraints, then build again",
+                provider_id=spec.provider_id,
+                requirements=requirements,
+                command=command,
+                stderr_tail=_process.tail(done.stderr or done.stdout),
+            )
+        return done
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+@contextlib.asynccontextmanager
+async def _file_lock(path: Path) -> Any:
+    """An exclusive ``flock`` on ``path``, polled so the event loop keeps running while we wait."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                await asyncio.sleep(0.1)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def iter_envs(home: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Every built env under ``home`` with its metadata."""
+    envs_dir = home / "envs"
+    if not envs_dir.is_dir():
+        return
+    for path in sorted(envs_dir.iterdir()):
+        try:
+            yield path, json.loads((path / METADATA_FILE).read_text())
+        except (OSError, ValueError):
+            continue

@@ -1,0 +1,130 @@
+"""``Host``: the Python front door. Loads a run config, builds envs, starts workers, forwards calls."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from hostel.envs import EnvManager
+from hostel.errors import ProviderUnavailableError, RoutingError
+from hostel.plan import Plan, load_plan
+from hostel.proxy import ProviderProxy
+from hostel.router import ApiRouter
+from hostel.supervisor import ProviderStatus, Supervisor
+
+logger = logging.getLogger(__name__)
+
+
+class Host:
+    """Runs each provider of a run config in its own venv and process.
+
+    ::
+
+        async with Host.from_config("run.yaml") as host:
+            reply = await host.provider("ollama").chat_completion(model_id="m", messages=[...])
+    """
+
+    def __init__(self, plan: Plan, *, home: Path | None = None, log_level: str | None = None) -> None:
+        self.plan = plan
+        self.envs = EnvManager(home, installer=plan.settings.installer, build_timeout_s=plan.settings.build_timeout_s)
+        self._log_level = log_level or logging.getLevelName(logging.getLogger("hostel.provider").getEffectiveLevel())
+        # Sockets live in a private 0700 directory, short enough for the 108-byte Unix socket path limit.
+        self._socket_dir = Path(tempfile.mkdtemp(prefix="hostel-"))
+        os.chmod(self._socket_dir, 0o700)
+        self.supervisor = Supervisor(plan.providers, plan.settings, self.envs, self._socket_dir, log_level=self._log_level)
+        self._started: list[str] = []
+
+    @classmethod
+    def from_config(
+        cls,
+        source: str | os.PathLike[str] | Mapping[str, Any],
+        *,
+        home: str | os.PathLike[str] | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> Host:
+        """Load and validate a run config (a YAML path or a dict); raises ``ConfigError`` listing every problem."""
+        return cls(load_plan(source, environ=environ), home=Path(home) if home else None)
+
+    async def build(self, provider_ids: Sequence[str] | None = None) -> None:
+        """Build (or reuse) the envs of the given providers, all by default."""
+        await self.supervisor.build(provider_ids)
+
+    async def start(self, provider_ids: Sequence[str] | None = None) -> None:
+        """Start the given providers (all by default) and their dependencies; all start or none is left running."""
+        ids = self._with_dependencies(provider_ids) if provider_ids is not None else [p.provider_id for p in self.plan.providers]
+        await self.supervisor.start(ids)
+        self._started = ids
+
+    def _with_dependencies(self, provider_ids: Sequence[str]) -> list[str]:
+        wanted: set[str] = set()
+
+        def add(pid: str) -> None:
+            if pid in wanted:
+                return
+            plan = self.plan.provider(pid)  # KeyError for an unknown id, reported by the caller
+            wanted.add(pid)
+            for dep in plan.dependencies:
+                add(dep)
+
+        for pid in provider_ids:
+            add(pid)
+        return [p.provider_id for p in self.plan.providers if p.provider_id in wanted]
+
+    async def stop(self) -> None:
+        """Stop every worker gracefully (dependents first) and remove the socket directory."""
+        try:
+            await self.supervisor.stop()
+        finally:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
+
+    async def __aenter__(self) -> Host:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.stop()
+
+    def provider(self, provider_id: str, *, timeout: float | None = None, provider_data: Any = None) -> ProviderProxy:
+        """A proxy for one provider; ``timeout`` (seconds) and ``provider_data`` apply to each call through it."""
+        if provider_id not in self.supervisor.slots:
+            known = ", ".join(self.supervisor.slots) or "none"
+            raise RoutingError(f"no provider {provider_id!r}; providers: {known}", provider_id=provider_id)
+        return ProviderProxy(self, provider_id, timeout=timeout, provider_data=provider_data)
+
+    def api(self, api: str, *, timeout: float | None = None, provider_data: Any = None) -> ApiRouter:
+        """A router for one API, routing by the ``models`` table."""
+        ids = [p.provider_id for p in self.plan.providers if p.api == api]
+        if not ids:
+            raise RoutingError(f"no provider serves API {api!r}")
+        return ApiRouter(self, api, ids, self.plan.config.models, timeout=timeout, provider_data=provider_data)
+
+    def status(self) -> list[ProviderStatus]:
+        """The state of every provider, in start order."""
+        return [slot.status() for slot in self.supervisor.slots.values()]
+
+    async def call(
+        self,
+        provider_id: str,
+        method: str,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        *,
+        timeout: float | None = None,
+        provider_data: Any = None,
+    ) -> Any:
+        """Call one provider method by name (what proxies use)."""
+        slot = self.supervisor.slots.get(provider_id)
+        if slot is None:
+            raise RoutingError(f"no provider {provider_id!r}", provider_id=provider_id)
+        if slot.state == "stopped" and provider_id not in self._started:
+            raise ProviderUnavailableError(
+                f"provider {provider_id!r} is not started; use `async with Host.from_config(...)` or await host.start()",
+                provider_id=provider_id,
+            )
+        return await slot.call(method, args, kwargs, timeout=timeout, provider_data=provider_data)

@@ -1,0 +1,179 @@
+"""Joins a run config with its provider specs: what each provider is, what it needs, in what order to start.
+
+``load_plan`` reports every problem at once, from the config and from every spec it uses.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from hostel.config import HostelSettings, ProviderConfig, RestartPolicy, RunConfig, load_run_config
+from hostel.errors import ConfigError, Problem
+from hostel.specs import ProviderSpec, apply_overrides, load_specs, resolve_requirement
+
+
+@dataclass(frozen=True)
+class ProviderPlan:
+    """Everything needed to build and start one provider."""
+
+    provider_id: str
+    api: str
+    spec: ProviderSpec
+    config: Mapping[str, Any]
+    pip_packages: tuple[str, ...]
+    constraints: tuple[str, ...]
+    python: str | None
+    restart: RestartPolicy
+    memory_mb: int | None
+    isolation: str
+    dependencies: tuple[str, ...]  # provider ids serving its api_dependencies
+    optional_dependencies: tuple[str, ...] = ()  # provider ids serving its optional_api_dependencies
+
+    @property
+    def provider_type(self) -> str:
+        """``remote::NAME`` or ``inline::NAME``."""
+        return self.spec.provider_type
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A validated run config with every provider resolved, in dependency (start) order."""
+
+    config: RunConfig
+    providers: tuple[ProviderPlan, ...]
+
+    @property
+    def settings(self) -> HostelSettings:
+        """The ``hostel:`` settings."""
+        return self.config.hostel
+
+    def provider(self, provider_id: str) -> ProviderPlan:
+        """The provider with that id; ``KeyError`` if none."""
+        for plan in self.providers:
+            if plan.provider_id == provider_id:
+                return plan
+        raise KeyError(provider_id)
+
+
+def load_plan(source: str | os.PathLike[str] | Mapping[str, Any], *, environ: Mapping[str, str] | None = None) -> Plan:
+    """Load and validate a run config and its specs; raise ``ConfigError`` listing every problem."""
+    config = load_run_config(source, environ=environ)
+    problems: list[Problem] = []
+    specs: dict[tuple[str, str], ProviderSpec] = {}
+    if config.external_providers_dir is not None:
+        specs, spec_problems = load_specs(config.external_providers_dir)
+        problems.extend(spec_problems)
+    elif config.providers:
+        problems.append(
+            Problem(config.label, "external_providers_dir", "is not set; point it at the directory holding remote/ and inline/ specs")
+        )
+
+    plans: list[ProviderPlan] = []
+    for provider in config.providers:
+        plan = _plan_one(config, provider, specs, problems)
+        if plan is not None:
+            plans.append(plan)
+    if not problems:
+        plans = _order(config, plans, problems)
+    if problems:
+        raise ConfigError(problems)
+    return Plan(config=config, providers=tuple(plans))
+
+
+def _plan_one(
+    config: RunConfig, provider: ProviderConfig, specs: Mapping[tuple[str, str], ProviderSpec], problems: list[Problem]
+) -> ProviderPlan | None:
+    entry = provider.entry
+    key = f"providers.{provider.api}[{entry.provider_id}]"
+    spec = specs.get((provider.api, entry.provider_type))
+    if spec is None:
+        if config.external_providers_dir is None:
+            return None
+        known = sorted(t for (api, t) in specs if api == provider.api)
+        expected = config.external_providers_dir / entry.kind / provider.api / f"{entry.type_name}.yaml"
+        problems.append(
+            Problem(
+                config.label,
+                f"{key}.provider_type",
+                f"unknown provider type {entry.provider_type!r} for API {provider.api!r}: no spec file {expected}; "
+                f"known {provider.api} types: {', '.join(known) or 'none'}",
+            )
+        )
+        return None
+    if entry.spec_overrides:
+        try:
+            spec = apply_overrides(spec, entry.spec_overrides)
+        except ValueError as exc:
+            problems.append(Problem(config.label, f"{key}.spec_overrides", str(exc)))
+            return None
+    extras = tuple(resolve_requirement(r, config.base_dir) for r in entry.pip_packages)
+    return ProviderPlan(
+        provider_id=entry.provider_id,
+        api=provider.api,
+        spec=spec,
+        config=entry.config,
+        pip_packages=spec.pip_packages + extras,
+        constraints=tuple(entry.constraints),
+        python=entry.python,
+        restart=entry.restart or config.hostel.restart,
+        memory_mb=entry.limits.memory_mb if entry.limits else None,
+        isolation=entry.isolation,
+        dependencies=(),
+    )
+
+
+def _order(config: RunConfig, plans: list[ProviderPlan], problems: list[Problem]) -> list[ProviderPlan]:
+    """Resolve API dependencies to provider ids and sort providers so dependencies start first."""
+    by_api: dict[str, list[str]] = {}
+    for plan in plans:
+        by_api.setdefault(plan.api, []).append(plan.provider_id)
+    resolved: dict[str, ProviderPlan] = {}
+    for plan in plans:
+        deps: list[str] = []
+        optional: list[str] = []
+        for api in plan.spec.api_dependencies:
+            if api not in by_api:
+                problems.append(
+                    Problem(
+                        config.label,
+                        f"providers.{plan.api}[{plan.provider_id}]",
+                        f"needs API {api!r} (api_dependencies of {plan.provider_type}) but no provider serves it; add one under providers.{api}",
+                    )
+                )
+            deps.extend(by_api.get(api, []))
+        for api in plan.spec.optional_api_dependencies:
+            optional.extend(by_api.get(api, []))
+        pid = plan.provider_id
+        resolved[pid] = ProviderPlan(
+            **{
+                **plan.__dict__,
+                "dependencies": tuple(d for d in deps if d != pid),
+                "optional_dependencies": tuple(d for d in optional if d != pid and d not in deps),
+            }
+        )
+    ordered: list[ProviderPlan] = []
+    state: dict[str, str] = {}
+
+    def visit(pid: str, chain: list[str], optional: bool = False) -> None:
+        if state.get(pid) == "done":
+            return
+        if state.get(pid) == "visiting":
+            if optional:  # an optional dependency never makes a cycle: it is just not waited for
+                return
+            cycle = " -> ".join([*chain[chain.index(pid):], pid])
+            problems.append(Problem(config.label, "providers", f"API dependency cycle: {cycle}; remove one dependency"))
+            return
+        state[pid] = "visiting"
+        for dep in resolved[pid].dependencies:
+            visit(dep, [*chain, pid])
+        for dep in resolved[pid].optional_dependencies:
+            visit(dep, [*chain, pid], optional=True)
+        state[pid] = "done"
+        ordered.append(resolved[pid])
+
+    for plan in plans:
+        visit(plan.provider_id, [])
+    return ordered

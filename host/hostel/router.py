@@ -1,0 +1,73 @@
+"""Routes calls for one API to its provider, by the ``models`` table when a model is named."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from hostel.config import ModelEntry
+from hostel.errors import RoutingError
+from hostel.proxy import Caller
+
+_MODEL_KEYS = ("model", "model_id")
+
+
+class ApiRouter:
+    """``host.api("inference")``: ``model="llama3"`` goes to the provider the models table names, as its
+    ``provider_model_id``; with no model argument, the API's only provider answers."""
+
+    def __init__(
+        self,
+        caller: Caller,
+        api: str,
+        provider_ids: Sequence[str],
+        models: Sequence[ModelEntry],
+        *,
+        timeout: float | None = None,
+        provider_data: Any = None,
+    ) -> None:
+        self._caller = caller
+        self.api = api
+        self._provider_ids = list(provider_ids)
+        self._models = {m.model_id: m for m in models if m.provider_id in provider_ids}
+        self._timeout = timeout
+        self._provider_data = provider_data
+
+    def route(self, kwargs: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        """The provider id for a call with these keyword arguments, and the arguments as rewritten for it."""
+        rewritten = dict(kwargs)
+        for key in _MODEL_KEYS:
+            model = kwargs.get(key)
+            if not isinstance(model, str):
+                continue
+            entry = self._models.get(model)
+            if entry is None:
+                known = ", ".join(sorted(self._models)) or "none"
+                raise RoutingError(f"no {self.api} provider serves model {model!r}; models in the routing table: {known}")
+            rewritten[key] = entry.provider_model_id or entry.model_id
+            return entry.provider_id, rewritten
+        if len(self._provider_ids) == 1:
+            return self._provider_ids[0], rewritten
+        if not self._provider_ids:
+            raise RoutingError(f"no provider serves API {self.api!r}")
+        raise RoutingError(
+            f"API {self.api!r} has {len(self._provider_ids)} providers ({', '.join(self._provider_ids)}); "
+            "name a model listed in the models table, or call host.provider(id) directly"
+        )
+
+    def model_ids(self) -> list[str]:
+        """Model ids this API routes."""
+        return sorted(self._models)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+
+        async def method(*args: Any, **kwargs: Any) -> Any:
+            provider_id, rewritten = self.route(kwargs)
+            return await self._caller.call(
+                provider_id, name, args, rewritten, timeout=self._timeout, provider_data=self._provider_data
+            )
+
+        method.__name__ = name
+        return method

@@ -1,0 +1,313 @@
+"""Owns the provider workers: builds their envs, starts them in dependency order, restarts crashed ones.
+
+A worker that exits fails only its own in-flight calls (``ProviderCrashedError``), is restarted with
+exponential backoff, and after ``max_restarts`` within ``window_s`` is marked ``failed``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import functools
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from hostel._channel import GrpcChannel
+from hostel.config import HostelSettings
+from hostel.envs import Env, EnvManager
+from hostel.errors import (
+    CallTimeoutError,
+    HostelError,
+    ProviderCrashedError,
+    ProviderStartError,
+    ProviderUnavailableError,
+)
+from hostel.plan import ProviderPlan
+from hostel.worker import WorkerProcess
+
+logger = logging.getLogger(__name__)
+
+State = Literal["building", "starting", "ready", "restarting", "failed", "stopped"]
+
+# How long a transport failure may wait for the worker's exit to be noticed before it is reported as is.
+_CRASH_GRACE_S = 2.0
+
+
+@dataclass(frozen=True)
+class ProviderStatus:
+    """A provider's state as seen by the host."""
+
+    provider_id: str
+    api: str
+    provider_type: str
+    state: State
+    pid: int | None
+    restarts: int
+    last_exit: str | None
+    env_path: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+
+class ProviderSlot:
+    """Supervises one provider: its env, its current worker and channel, its restarts."""
+
+    def __init__(self, plan: ProviderPlan, settings: HostelSettings, envs: EnvManager, socket_dir: Path, *, log_level: str) -> None:
+        self.plan = plan
+        self.settings = settings
+        self.envs = envs
+        self.socket_dir = socket_dir
+        self.log_level = log_level
+        self.state: State = "stopped"
+        self.env: Env | None = None
+        self.worker: WorkerProcess | None = None
+        self.channel: GrpcChannel | None = None
+        self.restarts = 0
+        self.last_exit: str | None = None
+        self._generation = 0
+        self._ready = asyncio.Event()
+        self._stopping = False
+        self._crashes: collections.deque[float] = collections.deque()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def provider_id(self) -> str:
+        """The provider's id."""
+        return self.plan.provider_id
+
+    def status(self) -> ProviderStatus:
+        """A snapshot of this provider's state."""
+        return ProviderStatus(
+            provider_id=self.provider_id,
+            api=self.plan.api,
+            provider_type=self.plan.provider_type,
+            state=self.state,
+            pid=self.worker.pid if self.worker and self.worker.exit_info is None else None,
+            restarts=self.restarts,
+            last_exit=self.last_exit,
+            env_path=str(self.env.path) if self.env else None,
+        )
+
+    async def build(self) -> Env:
+        """Build (or reuse) the provider's env."""
+        self.state = "building"
+        try:
+            spec = await self.envs.describe(self.plan)
+            self.env, _ = await self.envs.ensure(spec)
+        except BaseException:
+            self.state = "failed"
+            raise
+        return self.env
+
+    async def start(self) -> None:
+        """Start a worker and wait for its handshake; raise ``ProviderStartError``."""
+        if self.env is None:
+            await self.build()
+        assert self.env is not None
+        self._stopping = False
+        self.state = "starting" if self.state != "restarting" else "restarting"
+        self._generation += 1
+        worker = WorkerProcess(
+            self.plan,
+            self.env.python,
+            self.socket_dir / f"{self._generation}-{abs(hash(self.provider_id)) % 10**8}.sock",
+            log_level=self.log_level,
+            max_message_bytes=self.settings.max_message_mb * 2**20,
+            grace_s=self.settings.stop_grace_s,
+        )
+        handshake = await worker.start(self.settings.start_timeout_s)
+        self.worker = worker
+        self.channel = GrpcChannel(
+            self.provider_id,
+            handshake.target,
+            max_message_bytes=self.settings.max_message_mb * 2**20,
+            explain=functools.partial(self._explain, worker),
+        )
+        self.state = "ready"
+        self._ready.set()
+        self._spawn(self._watch(worker))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _explain(self, worker: WorkerProcess, error: HostelError) -> HostelError:
+        """A transport failure on a worker that died is a crash, with its exit and stderr tail."""
+        if not isinstance(error, ProviderUnavailableError) or self._stopping:
+            return error
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(worker.wait(), _CRASH_GRACE_S)
+        info = worker.exit_info
+        if info is None:
+            return error
+        return ProviderCrashedError(
+            provider_id=self.provider_id,
+            exit_code=info.exit_code,
+            signal=info.signal,
+            stderr_tail=worker.stderr_tail(),
+            pid=worker.pid,
+        )
+
+    async def _watch(self, worker: WorkerProcess) -> None:
+        info = await worker.wait()
+        if self._stopping or worker is not self.worker:
+            return
+        self._ready.clear()
+        self.last_exit = str(info)
+        await self._drop_worker()
+        await self._restart_loop(f"provider {self.provider_id} [pid {worker.pid}] {info}")
+
+    async def _restart_loop(self, what: str) -> None:
+        policy = self.plan.restart
+        while not self._stopping:
+            now = time.monotonic()
+            self._crashes.append(now)
+            while self._crashes and now - self._crashes[0] > policy.window_s:
+                self._crashes.popleft()
+            if len(self._crashes) > policy.max_restarts:
+                self.state = "failed"
+                logger.error(
+                    "%s; giving up after %d restarts in %gs: provider %s is failed until the host restarts",
+                    what, policy.max_restarts, policy.window_s, self.provider_id,
+                )  # fmt: skip
+                return
+            delay = min(policy.backoff_initial_s * 2 ** (len(self._crashes) - 1), policy.backoff_max_s)
+            self.state = "restarting"
+            logger.warning(
+                "%s; restarting in %gs (restart %d of %d in %gs)",
+                what, delay, len(self._crashes), policy.max_restarts, policy.window_s,
+            )  # fmt: skip
+            await asyncio.sleep(delay)
+            if self._stopping:
+                return
+            self.restarts += 1
+            try:
+                await self.start()
+                return
+            except ProviderStartError as exc:
+                self.last_exit = f"start failed ({exc.stage})"
+                what = f"restart of provider {self.provider_id} failed at stage {exc.stage}: {exc.message.splitlines()[0]}"
+
+    async def _drop_worker(self) -> None:
+        channel, self.channel = self.channel, None
+        if channel is not None:
+            await channel.close()
+        if self.worker is not None:
+            await self.worker.close()
+
+    async def call(
+        self, method: str, args: Sequence[Any], kwargs: Mapping[str, Any], *, timeout: float | None, provider_data: Any
+    ) -> Any:
+        """Forward one call to the current worker, waiting for a restart up to the call's deadline."""
+        timeout = self.settings.call_timeout_s if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        if self.state in ("failed", "stopped"):
+            raise ProviderUnavailableError(
+                f"provider {self.provider_id!r} is {self.state}"
+                + (f" (last exit: {self.last_exit})" if self.last_exit else "")
+                + ("; restart the host to try it again" if self.state == "failed" else ""),
+                provider_id=self.provider_id,
+            )
+        if not self._ready.is_set():
+            try:
+                await asyncio.wait_for(self._ready.wait(), timeout)
+            except asyncio.TimeoutError:
+                raise ProviderUnavailableError(
+                    f"provider {self.provider_id!r} was still {self.state} when the call's {timeout:g}s deadline passed",
+                    provider_id=self.provider_id,
+                ) from None
+        channel = self.channel
+        if channel is None:
+            raise ProviderUnavailableError(f"provider {self.provider_id!r} is {self.state}", provider_id=self.provider_id)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise CallTimeoutError(f"call {method}() on provider {self.provider_id!r} timed out", provider_id=self.provider_id)
+        return await channel.call(method, args, kwargs, timeout=remaining, provider_data=provider_data)
+
+    async def stop(self) -> None:
+        """Stop the worker: Shutdown RPC, bounded grace, SIGTERM, SIGKILL."""
+        self._stopping = True
+        self._ready.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        worker, channel = self.worker, self.channel
+        grace = self.settings.stop_grace_s
+        if worker is not None and worker.exit_info is None:
+            if channel is not None:
+                with contextlib.suppress(Exception):
+                    await channel.stub.shutdown(_shutdown_request(grace), timeout=1.0)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(worker.wait(), grace + 1.0)
+            await worker.terminate(grace)
+            logger.info("stopped provider %s [pid %s]", self.provider_id, worker.pid)
+        await self._drop_worker()
+        self.state = "stopped"
+
+
+def _shutdown_request(grace: float) -> Any:
+    from hostel_sdk._proto import worker_pb2 as pb
+
+    return pb.ShutdownRequest(grace_s=grace)
+
+
+class Supervisor:
+    """The set of provider slots, started in dependency order and stopped in reverse."""
+
+    def __init__(self, plans: Sequence[ProviderPlan], settings: HostelSettings, envs: EnvManager, socket_dir: Path, *, log_level: str) -> None:
+        self.slots = {p.provider_id: ProviderSlot(p, settings, envs, socket_dir, log_level=log_level) for p in plans}
+
+    async def build(self, provider_ids: Sequence[str] | None = None, *, concurrency: int = 4) -> None:
+        """Build the envs of the given providers (all by default), a few at a time."""
+        limit = asyncio.Semaphore(concurrency)
+
+        async def one(slot: ProviderSlot) -> None:
+            async with limit:
+                await slot.build()
+
+        ids = list(provider_ids) if provider_ids is not None else list(self.slots)
+        await _all_or_first_error([one(self.slots[i]) for i in ids])
+
+    async def start(self, provider_ids: Sequence[str] | None = None) -> None:
+        """Start the given providers (all by default): each after its dependencies; all or none."""
+        ids = list(provider_ids) if provider_ids is not None else list(self.slots)
+        started = {i: asyncio.Event() for i in ids}
+
+        async def one(slot: ProviderSlot) -> None:
+            for dep in (*slot.plan.dependencies, *slot.plan.optional_dependencies):
+                if dep in started:
+                    await started[dep].wait()
+            await slot.start()
+            started[slot.provider_id].set()
+
+        try:
+            await self.build(ids)
+            await _all_or_first_error([one(self.slots[i]) for i in ids])
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        """Stop every worker, dependents first."""
+        for slot in reversed(list(self.slots.values())):
+            await slot.stop()
+
+
+async def _all_or_first_error(coros: Sequence[Any]) -> None:
+    """Run concurrently; on the first failure cancel the rest and raise that failure itself."""
+    tasks = [asyncio.create_task(c) for c in coros]
+    try:
+        for task in asyncio.as_completed(tasks):
+            await task
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

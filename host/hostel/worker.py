@@ -1,0 +1,235 @@
+"""One provider worker process, seen from the host: start it, read its handshake, stop or kill it.
+
+The worker runs ``python -m hostel_sdk.worker`` in the provider's venv. Its spec and config go on stdin
+(never argv or the environment); stdin stays open so the worker notices if the host dies. Its stderr is
+relayed line by line to the ``hostel.provider.<id>`` logger and kept in a ring buffer for error messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import logging
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hostel.errors import ProviderStartError, describe_exit
+from hostel.plan import ProviderPlan
+from hostel_sdk._handshake import PROTOCOL_VERSION, Handshake, HandshakeError, StartFailure, parse
+
+logger = logging.getLogger(__name__)
+
+_LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING, "ERROR": logging.ERROR, "CRITICAL": logging.CRITICAL}
+# Variables that would make the venv's Python see the host's packages instead of its own.
+_SCRUBBED_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV", "__PYVENV_LAUNCHER__")
+
+
+@dataclass(frozen=True)
+class ExitInfo:
+    """How a worker process ended."""
+
+    exit_code: int | None
+    signal: int | None
+
+    @classmethod
+    def from_returncode(cls, returncode: int) -> ExitInfo:
+        """asyncio reports death by signal N as returncode -N."""
+        return cls(None, -returncode) if returncode < 0 else cls(returncode, None)
+
+    def __str__(self) -> str:
+        return describe_exit(self.exit_code, self.signal)
+
+
+class WorkerProcess:
+    """A worker child process: ``start``, ``stop``, ``kill``, ``wait``."""
+
+    def __init__(
+        self,
+        plan: ProviderPlan,
+        python: Path,
+        socket_path: Path,
+        *,
+        log_level: str = "WARNING",
+        max_message_bytes: int,
+        grace_s: float = 5.0,
+        stderr_lines: int = 200,
+    ) -> None:
+        self.plan = plan
+        self.python = python
+        self.socket_path = socket_path
+        self._log_level = log_level
+        self._max_message_bytes = max_message_bytes
+        self._grace_s = grace_s
+        self._stderr: collections.deque[str] = collections.deque(maxlen=stderr_lines)
+        self._proc: asyncio.subprocess.Process | None = None
+        self._relays: list[asyncio.Task[None]] = []
+        self._exit: asyncio.Future[ExitInfo] | None = None
+        self.provider_logger = logging.getLogger(f"hostel.provider.{plan.provider_id}")
+
+    @property
+    def pid(self) -> int | None:
+        """The worker's pid once started."""
+        return self._proc.pid if self._proc else None
+
+    @property
+    def exit_info(self) -> ExitInfo | None:
+        """How the worker ended, once it has."""
+        if self._exit is not None and self._exit.done():
+            return self._exit.result()
+        return None
+
+    def stderr_tail(self, lines: int = 40) -> str:
+        """The last ``lines`` lines the worker wrote to stderr."""
+        return "\n".join(list(self._stderr)[-lines:])
+
+    def _payload(self) -> dict[str, Any]:
+        spec = self.plan.spec
+        return {
+            "protocol": PROTOCOL_VERSION,
+            "provider_id": self.plan.provider_id,
+            "api": self.plan.api,
+            "provider_type": spec.provider_type,
+            "kind": spec.kind,
+            "module": spec.module,
+            "config_class": spec.config_class,
+            "config": dict(self.plan.config),
+            "provider_data_validator": spec.provider_data_validator,
+            "socket_path": str(self.socket_path),
+            "host_pid": os.getpid(),
+            "log_level": self._log_level,
+            "max_message_bytes": self._max_message_bytes,
+            "grace_s": self._grace_s,
+        }
+
+    async def start(self, timeout: float) -> Handshake:
+        """Spawn the worker and wait for its handshake; raise ``ProviderStartError`` (and leave nothing running)."""
+        env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
+        env["PYTHONUNBUFFERED"] = "1"
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                str(self.python),
+                "-m",
+                "hostel_sdk.worker",
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=env,
+                start_new_session=True,  # Ctrl-C in the host's terminal is the host's to handle, not the workers'
+                limit=1024 * 1024,
+            )
+        except OSError as exc:
+            raise ProviderStartError(f"cannot run {self.python}: {exc}", provider_id=self.plan.provider_id, stage="import") from None
+        proc = self._proc
+        logger.debug("provider %s: spawned worker [pid %d]", self.plan.provider_id, proc.pid)
+        assert proc.stdin and proc.stdout and proc.stderr
+        self._exit = asyncio.get_running_loop().create_future()
+        self._relays = [asyncio.create_task(self._relay_stderr(proc.stderr)), asyncio.create_task(self._watch_exit(proc))]
+        try:
+            proc.stdin.write(json.dumps(self._payload()).encode() + b"\n")
+            await proc.stdin.drain()
+            line = await asyncio.wait_for(proc.stdout.readline(), timeout)
+        except asyncio.TimeoutError:
+            await self.kill()
+            raise self._start_error(f"no handshake within start_timeout_s={timeout:g}s", "timeout") from None
+        except (BrokenPipeError, ConnectionResetError):
+            line = b""
+        except BaseException:
+            await self.kill()
+            raise
+        if not line:
+            info = await self.wait()
+            raise self._start_error(f"the worker {info} before its handshake", "handshake")
+        try:
+            result = parse(line.decode(errors="replace"))
+        except HandshakeError as exc:
+            await self.kill()
+            raise self._start_error(f"bad handshake line: {exc}", "handshake") from None
+        if result.protocol != PROTOCOL_VERSION:
+            await self.kill()
+            raise self._start_error(
+                f"the worker speaks hostel protocol {result.protocol}, this host speaks {PROTOCOL_VERSION}; "
+                "rebuild the provider's env (hostel build) so its hostel-sdk matches the host",
+                "handshake",
+            )
+        if isinstance(result, StartFailure):
+            await self.wait()
+            raise self._start_error(result.message, result.stage)
+        self._relays.append(asyncio.create_task(self._relay_stdout(proc.stdout)))
+        logger.info("started provider %s [pid %d]", self.plan.provider_id, proc.pid)
+        return result
+
+    def _start_error(self, message: str, stage: str) -> ProviderStartError:
+        return ProviderStartError(message, provider_id=self.plan.provider_id, stage=stage, stderr_tail=self.stderr_tail(), pid=self.pid)
+
+    async def _relay_stderr(self, stream: asyncio.StreamReader) -> None:
+        async for raw in stream:
+            line = raw.decode(errors="replace").rstrip("\n")
+            self._stderr.append(line)
+            level_name, _, _ = line.partition(" ")
+            self.provider_logger.log(_LEVELS.get(level_name, logging.INFO), "%s", line)
+
+    async def _relay_stdout(self, stream: asyncio.StreamReader) -> None:
+        async for raw in stream:
+            self.provider_logger.info("%s", raw.decode(errors="replace").rstrip("\n"))
+
+    async def _watch_exit(self, proc: asyncio.subprocess.Process) -> None:
+        returncode = await proc.wait()
+        # Let the stderr relay drain so error messages carry the worker's last words.
+        relay = self._relays[0] if self._relays else None
+        if relay is not None and not relay.done():
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(relay), 1.0)
+        assert self._exit is not None
+        if not self._exit.done():
+            self._exit.set_result(ExitInfo.from_returncode(returncode))
+
+    async def wait(self) -> ExitInfo:
+        """Wait for the worker to exit."""
+        assert self._exit is not None, "worker not started"
+        return await asyncio.shield(self._exit)
+
+    def signal(self, sig: int) -> None:
+        """Send ``sig`` to the worker's process group (the worker and anything it spawned)."""
+        if self._proc is None or self._proc.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._proc.pid, sig)
+
+    async def kill(self) -> ExitInfo | None:
+        """SIGKILL the worker and reap it."""
+        if self._proc is None:
+            return None
+        self.signal(signal.SIGKILL)
+        return await self.wait()
+
+    async def terminate(self, grace_s: float) -> ExitInfo | None:
+        """SIGTERM, then SIGKILL after ``grace_s``; closes stdin last."""
+        if self._proc is None:
+            return None
+        if self.exit_info is None:
+            self.signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.wait(), grace_s)
+            except asyncio.TimeoutError:
+                logger.warning("provider %s [pid %d] ignored SIGTERM for %.1fs; killing", self.plan.provider_id, self._proc.pid, grace_s)
+                await self.kill()
+        await self.close()
+        return self.exit_info
+
+    async def close(self) -> None:
+        """Release pipes and relay tasks (after the process has exited)."""
+        if self._proc is not None and self._proc.stdin is not None:
+            self._proc.stdin.close()
+        for task in self._relays:
+            task.cancel()
+        await asyncio.gather(*self._relays, return_exceptions=True)
+        self._relays = []
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()

@@ -1,0 +1,130 @@
+"""Turns a provider spec and config into the provider object, stage by stage.
+
+Each stage raises ``StartError`` with the stage name the host reports (``import``, ``config``, ``factory``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from hostel_sdk._handshake import Stage
+
+
+class StartError(Exception):
+    """The provider could not be brought up; ``stage`` says where."""
+
+    def __init__(self, stage: Stage, message: str) -> None:
+        super().__init__(message)
+        self.stage: Stage = stage
+        self.message = message
+
+
+@dataclass(frozen=True)
+class LoadRequest:
+    """What the host sends the worker on stdin (the parts the loader needs)."""
+
+    provider_id: str
+    kind: str  # "remote" | "inline"
+    module: str
+    config_class: str | None
+    config: Mapping[str, Any]
+    provider_data_validator: str | None = None
+
+
+def import_object(path: str, *, stage: Stage, what: str) -> Any:
+    """Import ``pkg.mod.Attr`` (the longest importable module prefix, then attributes)."""
+    parts = path.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        module_name = ".".join(parts[:cut])
+        try:
+            obj: Any = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+                continue  # that prefix is not a module: try a shorter one
+            raise StartError(stage, f"importing {what} {path!r} failed: {_describe(exc)}") from exc
+        except Exception as exc:  # noqa: BLE001 - any import-time failure is this stage's failure
+            raise StartError(stage, f"importing {what} {path!r} failed: {_describe(exc)}") from exc
+        try:
+            for attr in parts[cut:]:
+                obj = getattr(obj, attr)
+        except AttributeError:
+            raise StartError(stage, f"{what} {path!r}: module {module_name!r} has no attribute {'.'.join(parts[cut:])!r}") from None
+        return obj
+    raise StartError(stage, f"{what} {path!r} cannot be imported: no module of that path is installed")
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def import_module(name: str) -> Any:
+    """Import the provider's module (stage ``import``)."""
+    try:
+        return importlib.import_module(name)
+    except Exception as exc:  # noqa: BLE001 - reported with its cause
+        hint = ""
+        if isinstance(exc, ModuleNotFoundError) and exc.name and exc.name != name.split(".")[0]:
+            hint = f"; add the package that provides {exc.name!r} to the provider's pip_packages or fix its constraints"
+        elif isinstance(exc, ModuleNotFoundError):
+            hint = "; add the package that provides it to pip_packages"
+        raise StartError("import", f"cannot import module {name!r}: {_describe(exc)}{hint}") from exc
+
+
+def build_config(request: LoadRequest) -> Any:
+    """Build the config object with a pydantic TypeAdapter (models and dataclasses alike)."""
+    if not request.config_class:
+        return dict(request.config)
+    cls = import_object(request.config_class, stage="config", what="config_class")
+    try:
+        return TypeAdapter(cls).validate_python(dict(request.config))
+    except ValidationError as exc:
+        raise StartError("config", f"invalid config for {request.config_class}: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - e.g. a config class whose own validators raise
+        raise StartError("config", f"building {request.config_class} failed: {_describe(exc)}") from exc
+
+
+def _factory_args(factory: Callable[..., Any], config: Any, deps: Mapping[Any, Any]) -> list[Any]:
+    """Pass what the factory's signature asks for: (config), (config, deps), (config, deps, policy)."""
+    try:
+        params = list(inspect.signature(factory).parameters.values())
+    except (TypeError, ValueError):
+        return [config, deps]
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if any(p.kind == p.VAR_POSITIONAL for p in params):
+        return [config, deps]
+    args: list[Any] = [config, deps, []][: len(positional)]
+    while len(args) < len(positional) and positional[len(args)].default is inspect.Parameter.empty:
+        args.append(None)
+    return args[: max(1, len(positional))]
+
+
+async def create_impl(request: LoadRequest, module: Any, config: Any, deps: Mapping[Any, Any]) -> Any:
+    """Await the module's factory: ``get_adapter_impl`` (remote) or ``get_provider_impl`` (inline)."""
+    name = "get_adapter_impl" if request.kind == "remote" else "get_provider_impl"
+    factory = getattr(module, name, None)
+    if factory is None:
+        raise StartError("factory", f"module {request.module!r} has no {name}(); a {request.kind} provider must define it")
+    try:
+        impl = factory(*_factory_args(factory, config, deps))
+        if inspect.isawaitable(impl):
+            impl = await impl
+    except Exception as exc:  # noqa: BLE001 - reported with its cause
+        raise StartError("factory", f"{request.module}.{name}() raised {_describe(exc)}") from exc
+    if impl is None:
+        raise StartError("factory", f"{request.module}.{name}() returned None; it must return the provider object")
+    return impl
+
+
+def load_validator(path: str | None) -> Callable[[Any], Any] | None:
+    """The provider-data validator, as a callable that builds it from a dict."""
+    if not path:
+        return None
+    cls = import_object(path, stage="config", what="provider_data_validator")
+    adapter: TypeAdapter[Any] = TypeAdapter(cls)
+    return adapter.validate_python

@@ -1,0 +1,100 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ErrorKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ERROR_KIND_UNSPECIFIED: _ClassVar[ErrorKind]
+    ERROR_KIND_PROVIDER_RAISED: _ClassVar[ErrorKind]
+    ERROR_KIND_NO_SUCH_METHOD: _ClassVar[ErrorKind]
+    ERROR_KIND_BAD_ARGUMENTS: _ClassVar[ErrorKind]
+    ERROR_KIND_BAD_PROVIDER_DATA: _ClassVar[ErrorKind]
+    ERROR_KIND_BAD_RESULT: _ClassVar[ErrorKind]
+ERROR_KIND_UNSPECIFIED: ErrorKind
+ERROR_KIND_PROVIDER_RAISED: ErrorKind
+ERROR_KIND_NO_SUCH_METHOD: ErrorKind
+ERROR_KIND_BAD_ARGUMENTS: ErrorKind
+ERROR_KIND_BAD_PROVIDER_DATA: ErrorKind
+ERROR_KIND_BAD_RESULT: ErrorKind
+
+class CallRequest(_message.Message):
+    __slots__ = ("method", "args_json", "kwargs_json", "provider_data_json")
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    ARGS_JSON_FIELD_NUMBER: _ClassVar[int]
+    KWARGS_JSON_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_DATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    method: str
+    args_json: bytes
+    kwargs_json: bytes
+    provider_data_json: bytes
+    def __init__(self, method: _Optional[str] = ..., args_json: _Optional[bytes] = ..., kwargs_json: _Optional[bytes] = ..., provider_data_json: _Optional[bytes] = ...) -> None: ...
+
+class CallReply(_message.Message):
+    __slots__ = ("value_json", "stream_begin", "items", "error")
+    VALUE_JSON_FIELD_NUMBER: _ClassVar[int]
+    STREAM_BEGIN_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    value_json: bytes
+    stream_begin: StreamBegin
+    items: StreamItems
+    error: RemoteError
+    def __init__(self, value_json: _Optional[bytes] = ..., stream_begin: _Optional[_Union[StreamBegin, _Mapping]] = ..., items: _Optional[_Union[StreamItems, _Mapping]] = ..., error: _Optional[_Union[RemoteError, _Mapping]] = ...) -> None: ...
+
+class StreamBegin(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class StreamItems(_message.Message):
+    __slots__ = ("items_json",)
+    ITEMS_JSON_FIELD_NUMBER: _ClassVar[int]
+    items_json: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, items_json: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class RemoteError(_message.Message):
+    __slots__ = ("kind", "type_name", "message", "traceback")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    TYPE_NAME_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    TRACEBACK_FIELD_NUMBER: _ClassVar[int]
+    kind: ErrorKind
+    type_name: str
+    message: str
+    traceback: str
+    def __init__(self, kind: _Optional[_Union[ErrorKind, str]] = ..., type_name: _Optional[str] = ..., message: _Optional[str] = ..., traceback: _Optional[str] = ...) -> None: ...
+
+class DescribeRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class DescribeReply(_message.Message):
+    __slots__ = ("methods", "sdk_version", "python_version")
+    METHODS_FIELD_NUMBER: _ClassVar[int]
+    SDK_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PYTHON_VERSION_FIELD_NUMBER: _ClassVar[int]
+    methods: _containers.RepeatedCompositeFieldContainer[MethodInfo]
+    sdk_version: str
+    python_version: str
+    def __init__(self, methods: _Optional[_Iterable[_Union[MethodInfo, _Mapping]]] = ..., sdk_version: _Optional[str] = ..., python_version: _Optional[str] = ...) -> None: ...
+
+class MethodInfo(_message.Message):
+    __slots__ = ("name", "streams")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STREAMS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    streams: bool
+    def __init__(self, name: _Optional[str] = ..., streams: bool = ...) -> None: ...
+
+class ShutdownRequest(_message.Message):
+    __slots__ = ("grace_s",)
+    GRACE_S_FIELD_NUMBER: _ClassVar[int]
+    grace_s: float
+    def __init__(self, grace_s: _Optional[float] = ...) -> None: ...
+
+class ShutdownReply(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

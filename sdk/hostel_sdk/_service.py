@@ -1,0 +1,202 @@
+"""Serves one provider object over the Worker service: calls by name, JSON in, JSON or a stream out."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import platform
+import traceback
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+
+from hostel_sdk import __version__, codec
+from hostel_sdk._context import reset_provider_data, set_provider_data
+from hostel_sdk._proto import worker_pb2 as pb
+
+logger = logging.getLogger(__name__)
+
+# A stream message carries at most this many bytes of items; more waiting items go in the next one.
+_BATCH_BYTES = 256 * 1024
+
+
+def _type_name(exc: BaseException) -> str:
+    cls = type(exc)
+    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+
+
+def error_reply(exc: BaseException, kind: int = pb.ERROR_KIND_PROVIDER_RAISED) -> pb.CallReply:
+    """A reply carrying ``exc`` with its type, message and traceback."""
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return pb.CallReply(error=pb.RemoteError(kind=kind, type_name=_type_name(exc), message=str(exc), traceback=tb))
+
+
+def public_methods(impl: object) -> dict[str, Callable[..., Any]]:
+    """The provider object's public methods: callables whose names do not start with ``_``."""
+    methods = {}
+    for name in dir(impl):
+        if name.startswith("_"):
+            continue
+        try:
+            attr = getattr(impl, name)
+        except Exception:  # noqa: BLE001 - a property that raises is not a method
+            continue
+        if callable(attr) and not inspect.isclass(attr):
+            methods[name] = attr
+    return methods
+
+
+class ProviderDataError(ValueError):
+    """The call's provider data did not pass the provider's validator."""
+
+
+class ProviderService:
+    """Dispatches Worker.Call to the methods of one provider object."""
+
+    def __init__(
+        self,
+        impl: object,
+        *,
+        provider_data_validator: Callable[[Any], Any] | None = None,
+        on_shutdown: Callable[[float], None] | None = None,
+    ) -> None:
+        self._impl = impl
+        self._methods = public_methods(impl)
+        self._binders: dict[str, codec.MethodBinder] = {}
+        self._validate_provider_data = provider_data_validator
+        self._on_shutdown = on_shutdown
+
+    def _binder(self, name: str) -> codec.MethodBinder | None:
+        binder = self._binders.get(name)
+        if binder is None:
+            func = self._methods.get(name)
+            if func is None:
+                return None
+            binder = self._binders[name] = codec.MethodBinder.for_callable(name, func)
+        return binder
+
+    def _provider_data(self, raw: bytes) -> Any:
+        if not raw:
+            return None
+        try:
+            data = codec.loads(raw)
+        except ValueError as exc:
+            raise ProviderDataError(f"provider data is not valid JSON: {exc}") from None
+        if self._validate_provider_data is None:
+            return data
+        try:
+            return self._validate_provider_data(data)
+        except Exception as exc:  # noqa: BLE001 - any validator failure is the caller's bad data
+            raise ProviderDataError(f"provider data rejected by the provider's validator: {exc}") from None
+
+    async def call(self, request: pb.CallRequest, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[pb.CallReply]:
+        """Worker.Call: one value, or stream_begin and batches of items; errors as a final reply."""
+        binder = self._binder(request.method)
+        if binder is None:
+            exc = AttributeError(
+                f"provider has no public method {request.method!r}; it has: {', '.join(sorted(self._methods)) or 'none'}"
+            )
+            yield error_reply(exc, pb.ERROR_KIND_NO_SUCH_METHOD)
+            return
+        try:
+            args = codec.loads(request.args_json) or []
+            kwargs = codec.loads(request.kwargs_json) or {}
+            bound = binder.bind(args, kwargs)
+        except ValueError as exc:
+            yield error_reply(exc, pb.ERROR_KIND_BAD_ARGUMENTS)
+            return
+        try:
+            provider_data = self._provider_data(request.provider_data_json)
+        except ProviderDataError as exc:
+            yield error_reply(exc, pb.ERROR_KIND_BAD_PROVIDER_DATA)
+            return
+        token = set_provider_data(provider_data)
+        try:
+            try:
+                result = self._methods[request.method](*bound.args, **bound.kwargs)
+                if inspect.isawaitable(result):
+                    result = await result
+            except Exception as exc:  # noqa: BLE001 - the provider's exception goes back to the caller
+                yield error_reply(exc)
+                return
+            if hasattr(result, "__aiter__"):
+                yield pb.CallReply(stream_begin=pb.StreamBegin())
+                async for reply in _stream(result):
+                    yield reply
+                return
+            try:
+                payload = codec.dumps(result)
+            except (TypeError, ValueError) as exc:
+                yield error_reply(exc, pb.ERROR_KIND_BAD_RESULT)
+                return
+            yield pb.CallReply(value_json=payload)
+        finally:
+            reset_provider_data(token)
+
+    async def describe(self, request: pb.DescribeRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.DescribeReply:
+        """Worker.Describe: the public methods and the runtime versions."""
+        methods = [
+            pb.MethodInfo(name=name, streams=inspect.isasyncgenfunction(func)) for name, func in sorted(self._methods.items())
+        ]
+        return pb.DescribeReply(methods=methods, sdk_version=__version__, python_version=platform.python_version())
+
+    async def shutdown(self, request: pb.ShutdownRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.ShutdownReply:
+        """Worker.Shutdown: stop serving after a grace period for in-flight calls."""
+        if self._on_shutdown is not None:
+            self._on_shutdown(request.grace_s)
+        return pb.ShutdownReply()
+
+
+async def _stream(source: Any) -> AsyncIterator[pb.CallReply]:
+    """Relay an async iterator as batched replies.
+
+    A producer task encodes items as the provider yields them; each reply carries every item produced
+    since the last one was sent, so a fast stream travels in few messages and a slow one is never held back.
+    """
+    pending: deque[bytes] = deque()
+    ready = asyncio.Event()
+    done = False
+    failure: BaseException | None = None
+
+    async def produce() -> None:
+        nonlocal done, failure
+        try:
+            async for item in source:
+                pending.append(codec.dumps(item))
+                ready.set()
+        except Exception as exc:  # noqa: BLE001 - relayed to the caller after the items before it
+            failure = exc
+        finally:
+            done = True
+            ready.set()
+
+    producer = asyncio.create_task(produce())
+    try:
+        while True:
+            await ready.wait()
+            ready.clear()
+            while pending:
+                batch: list[bytes] = []
+                size = 0
+                while pending and (not batch or size + len(pending[0]) <= _BATCH_BYTES):
+                    item = pending.popleft()
+                    batch.append(item)
+                    size += len(item)
+                yield pb.CallReply(items=pb.StreamItems(items_json=batch))
+            if done:
+                break
+        if failure is not None:
+            yield error_reply(failure)
+    finally:
+        if not producer.done():
+            producer.cancel()  # the caller went away: stop the provider's generator
+            try:
+                await producer
+            except asyncio.CancelledError:
+                pass
+        aclose = getattr(source, "aclose", None)
+        if aclose is not None:
+            await aclose()

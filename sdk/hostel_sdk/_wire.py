@@ -1,0 +1,79 @@
+"""The gRPC wiring of the Worker service, written by hand.
+
+Only message classes are generated (``_proto/worker_pb2.py``); generated ``*_pb2_grpc.py`` files demand a
+minimum grpcio version, which would fight the pins of the providers this package shares a venv with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from hostel_sdk._proto import worker_pb2 as pb
+
+SERVICE = "hostel.v1.Worker"
+
+# Default payload limit per message; larger single arguments or results are refused with a clear error.
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+_ENVELOPE_SLACK = 64 * 1024
+
+
+def channel_options(max_message_bytes: int = MAX_MESSAGE_BYTES) -> list[tuple[str, Any]]:
+    """gRPC options shared by the host's channels and the worker's server."""
+    limit = max_message_bytes + _ENVELOPE_SLACK
+    return [
+        ("grpc.max_send_message_length", limit),
+        ("grpc.max_receive_message_length", limit),
+        # Unix sockets only: no proxies, no DNS.
+        ("grpc.enable_http_proxy", 0),
+    ]
+
+
+CallHandler = Callable[[pb.CallRequest, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[pb.CallReply]]
+DescribeHandler = Callable[[pb.DescribeRequest, grpc.aio.ServicerContext[Any, Any]], Awaitable[pb.DescribeReply]]
+ShutdownHandler = Callable[[pb.ShutdownRequest, grpc.aio.ServicerContext[Any, Any]], Awaitable[pb.ShutdownReply]]
+
+
+def worker_handler(call: CallHandler, describe: DescribeHandler, shutdown: ShutdownHandler) -> grpc.GenericRpcHandler:
+    """The generic handler that serves the Worker service with the given coroutines."""
+    return grpc.method_handlers_generic_handler(
+        SERVICE,
+        {
+            "Call": grpc.unary_stream_rpc_method_handler(
+                call, request_deserializer=pb.CallRequest.FromString, response_serializer=pb.CallReply.SerializeToString
+            ),
+            "Describe": grpc.unary_unary_rpc_method_handler(
+                describe,
+                request_deserializer=pb.DescribeRequest.FromString,
+                response_serializer=pb.DescribeReply.SerializeToString,
+            ),
+            "Shutdown": grpc.unary_unary_rpc_method_handler(
+                shutdown,
+                request_deserializer=pb.ShutdownRequest.FromString,
+                response_serializer=pb.ShutdownReply.SerializeToString,
+            ),
+        },
+    )
+
+
+class WorkerStub:
+    """Client side of the Worker service on one ``grpc.aio`` channel."""
+
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self.call = channel.unary_stream(
+            f"/{SERVICE}/Call",
+            request_serializer=pb.CallRequest.SerializeToString,
+            response_deserializer=pb.CallReply.FromString,
+        )
+        self.describe = channel.unary_unary(
+            f"/{SERVICE}/Describe",
+            request_serializer=pb.DescribeRequest.SerializeToString,
+            response_deserializer=pb.DescribeReply.FromString,
+        )
+        self.shutdown = channel.unary_unary(
+            f"/{SERVICE}/Shutdown",
+            request_serializer=pb.ShutdownRequest.SerializeToString,
+            response_deserializer=pb.ShutdownReply.FromString,
+        )

@@ -1,0 +1,42 @@
+"""The Llama Stack API names hostel knows, as a ``str`` enum usable without Llama Stack installed."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Api(str, Enum):
+    """A Llama Stack API. Members compare equal to their names, so ``deps["inference"]`` works."""
+
+    providers = "providers"
+    inference = "inference"
+    safety = "safety"
+    agents = "agents"
+    batches = "batches"
+    vector_io = "vector_io"
+    datasetio = "datasetio"
+    scoring = "scoring"
+    eval = "eval"
+    post_training = "post_training"
+    tool_runtime = "tool_runtime"
+    telemetry = "telemetry"
+    models = "models"
+    shields = "shields"
+    vector_dbs = "vector_dbs"
+    datasets = "datasets"
+    scoring_functions = "scoring_functions"
+    benchmarks = "benchmarks"
+    tool_groups = "tool_groups"
+    files = "files"
+    prompts = "prompts"
+    conversations = "conversations"
+    inspect = "inspect"
+
+    def __str__(self) -> str:
+        return self.value
+
+    # str-enum members hash like their value, so a dict keyed by members answers plain names.
+    __hash__ = str.__hash__
+
+
+API_NAMES: tuple[str, ...] = tuple(a.value for a in Api)

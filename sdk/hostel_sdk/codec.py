@@ -1,0 +1,107 @@
+"""JSON across the process boundary, never pickle.
+
+Values are dumped with pydantic's JSON rules (models, dataclasses, enums, datetimes, UUIDs …) and
+rebuilt on the receiving side from the type hints of the method being called.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+from pydantic_core import to_jsonable_python
+
+logger = logging.getLogger(__name__)
+
+_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=to_jsonable_python)
+_decoder = json.JSONDecoder()
+
+
+def dumps(value: Any) -> bytes:
+    """Encode ``value`` as compact UTF-8 JSON; pydantic models and dataclasses are dumped in JSON mode."""
+    return _encoder.encode(value).encode()
+
+
+def loads(data: bytes) -> Any:
+    """Decode UTF-8 JSON; empty input is ``None``."""
+    if not data:
+        return None
+    return _decoder.decode(data.decode())
+
+
+class ArgumentError(ValueError):
+    """The arguments of a call do not fit the method's signature or type hints."""
+
+
+def _is_plain(annotation: Any) -> bool:
+    return annotation in (inspect.Parameter.empty, Any, object) or isinstance(annotation, str)
+
+
+def _adapter(annotation: Any) -> TypeAdapter[Any] | None:
+    if _is_plain(annotation):
+        return None
+    try:
+        return TypeAdapter(annotation)
+    except Exception:  # noqa: BLE001 - an exotic hint just means "pass the JSON value through"
+        logger.debug("no TypeAdapter for %r; passing values through", annotation)
+        return None
+
+
+def _hints(func: Callable[..., Any]) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(func)
+    except Exception:  # noqa: BLE001 - unresolvable forward refs: fall back to raw annotations
+        return dict(getattr(func, "__annotations__", {}))
+
+
+@dataclass(frozen=True)
+class MethodBinder:
+    """Binds JSON arguments to one method, rebuilding each from its type hint. Built once per method."""
+
+    name: str
+    signature: inspect.Signature
+    adapters: dict[str, TypeAdapter[Any]]
+    streams: bool
+
+    @classmethod
+    def for_callable(cls, name: str, func: Callable[..., Any]) -> MethodBinder:
+        """Inspect ``func`` once: its signature, a TypeAdapter per annotated parameter."""
+        signature = inspect.signature(func)
+        hints = _hints(func)
+        adapters: dict[str, TypeAdapter[Any]] = {}
+        for pname, param in signature.parameters.items():
+            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                continue
+            adapter = _adapter(hints.get(pname, param.annotation))
+            if adapter is not None:
+                adapters[pname] = adapter
+        streams = inspect.isasyncgenfunction(func)
+        return cls(name=name, signature=signature, adapters=adapters, streams=streams)
+
+    def bind(self, args: list[Any], kwargs: dict[str, Any]) -> inspect.BoundArguments:
+        """Bind and rebuild arguments; raise ``ArgumentError`` with pydantic's message when they do not fit."""
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise ArgumentError(f"{self.name}(): {exc}") from None
+        for pname, value in bound.arguments.items():
+            adapter = self.adapters.get(pname)
+            if adapter is None:
+                continue
+            try:
+                bound.arguments[pname] = adapter.validate_python(value)
+            except ValidationError as exc:
+                raise ArgumentError(f"{self.name}(): argument {pname!r}: {exc}") from None
+        return bound
+
+
+def rebuild(value: Any, annotation: Any) -> Any:
+    """Rebuild a JSON value into ``annotation`` (e.g. a pydantic model); plain values pass through."""
+    adapter = _adapter(annotation)
+    return value if adapter is None else adapter.validate_python(value)

@@ -1,0 +1,149 @@
+"""The provider worker: ``python -m hostel_sdk.worker``, started by hostel in the provider's venv.
+
+It reads one JSON line from stdin (the provider spec and config: never argv or the environment, configs
+hold secrets), builds the provider object, serves it over gRPC on a Unix socket, and prints one handshake
+line on its original stdout. Everything the provider prints goes to stderr, so it can never be mistaken
+for the handshake. It exits when the host asks it to, on SIGTERM, or when the host dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import traceback
+from typing import Any
+
+import grpc
+
+from hostel_sdk import __version__
+from hostel_sdk._handshake import PROTOCOL_VERSION, Handshake, StartFailure
+from hostel_sdk._loader import LoadRequest, StartError, build_config, create_impl, import_module, load_validator
+from hostel_sdk._service import ProviderService
+from hostel_sdk._wire import MAX_MESSAGE_BYTES, channel_options, worker_handler
+
+logger = logging.getLogger(__name__)
+
+USAGE = f"""\
+This is hostel-sdk {__version__}'s provider worker (protocol {PROTOCOL_VERSION}).
+hostel starts it inside a provider's virtualenv and sends the provider's spec and config on stdin;
+it is not meant to be run by hand. To try a provider, run `hostel call CONFIG PROVIDER_ID METHOD`,
+or serve it in a test with `hostel_sdk.testing`. See docs/protocol.md to write a host of your own.
+"""
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(host_pid: int | None) -> None:
+    """Exit when the host goes away, even if it is SIGKILLed: parent-death signal, then stdin EOF."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):
+            logger.debug("prctl(PR_SET_PDEATHSIG) unavailable; relying on stdin EOF")
+    if host_pid is not None and os.getppid() != host_pid:
+        os._exit(70)  # the host died before we could arm the signal
+
+    def watch_stdin() -> None:
+        try:
+            while sys.stdin.buffer.read(4096):
+                pass
+        except (OSError, ValueError):
+            pass
+        os._exit(70)  # stdin closed: the host is gone
+
+    threading.Thread(target=watch_stdin, name="hostel-stdin-watch", daemon=True).start()
+
+
+def _write_line(fd: int, line: str) -> None:
+    os.write(fd, (line + "\n").encode())
+
+
+async def serve(payload: dict[str, Any], handshake_fd: int) -> int:
+    """Build the provider, serve it, print the handshake, and wait to be told to stop."""
+    request = LoadRequest(
+        provider_id=payload["provider_id"],
+        kind=payload["kind"],
+        module=payload["module"],
+        config_class=payload.get("config_class"),
+        config=payload.get("config") or {},
+        provider_data_validator=payload.get("provider_data_validator"),
+    )
+    try:
+        module = import_module(request.module)
+        config = build_config(request)
+        validator = load_validator(request.provider_data_validator)
+        impl = await create_impl(request, module, config, {})
+    except StartError as exc:
+        traceback.print_exc(file=sys.stderr)
+        _write_line(handshake_fd, StartFailure(PROTOCOL_VERSION, exc.stage, exc.message).format())
+        return 1
+
+    stop = asyncio.Event()
+    grace = [float(payload.get("grace_s", 5.0))]
+
+    def on_shutdown(grace_s: float) -> None:
+        grace[0] = grace_s
+        stop.set()
+
+    service = ProviderService(impl, provider_data_validator=validator, on_shutdown=on_shutdown)
+    server = grpc.aio.server(options=channel_options(int(payload.get("max_message_bytes", MAX_MESSAGE_BYTES))))
+    server.add_generic_rpc_handlers([worker_handler(service.call, service.describe, service.shutdown)])
+    socket_path = payload["socket_path"]
+    server.add_insecure_port(f"unix:{socket_path}")
+    await server.start()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    _write_line(handshake_fd, Handshake(PROTOCOL_VERSION, "unix", socket_path, os.getpid(), __version__).format())
+    os.close(handshake_fd)
+    logger.info("provider %s serving on %s [pid %d]", request.provider_id, socket_path, os.getpid())
+
+    await stop.wait()
+    await server.stop(grace[0])
+    shutdown = getattr(impl, "shutdown", None)
+    if callable(shutdown):
+        try:
+            result = shutdown()
+            if asyncio.iscoroutine(result):
+                await asyncio.wait_for(result, timeout=grace[0] or None)
+        except Exception:  # noqa: BLE001 - a failing shutdown() must not keep the worker alive
+            logger.exception("provider %s: shutdown() raised", request.provider_id)
+    return 0
+
+
+def main() -> int:
+    """Entry point of ``python -m hostel_sdk.worker``."""
+    if sys.stdin is None or sys.stdin.isatty():
+        sys.stderr.write(USAGE)
+        return 2
+    # Keep the real stdout for the handshake alone; the provider's prints go to stderr.
+    handshake_fd = os.dup(1)
+    os.dup2(2, 1)
+    line = sys.stdin.buffer.readline()
+    if not line.strip():
+        sys.stderr.write(USAGE)
+        return 2
+    payload = json.loads(line)
+    logging.basicConfig(
+        level=payload.get("log_level", "WARNING"), stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )
+    if payload.get("protocol") != PROTOCOL_VERSION:
+        message = (
+            f"the host speaks hostel protocol {payload.get('protocol')}, this worker's hostel-sdk {__version__} speaks "
+            f"{PROTOCOL_VERSION}; rebuild the provider's env so it gets the host's hostel-sdk"
+        )
+        _write_line(handshake_fd, StartFailure(PROTOCOL_VERSION, "handshake", message).format())
+        return 1
+    _die_with_parent(payload.get("host_pid"))
+    return asyncio.run(serve(payload, handshake_fd))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
