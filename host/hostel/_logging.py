@@ -34,8 +34,6 @@ def configure(*, debug: bool = False, environ: Mapping[str, str] | None = None) 
     default = hostel_default or default or ("DEBUG" if debug else "WARNING")
     levels.update(hostel_levels)
     logging.basicConfig(level=default if default in logging.getLevelNamesMapping() else "WARNING", format="%(levelname)s %(name)s: %(message)s")
-    if not hostel_default and not debug:
-        logging.getLogger("hostel").setLevel(logging.INFO if default == "WARNING" else default)
     for name, level in levels.items():
         if level in logging.getLevelNamesMapping():
             logging.getLogger(name).setLevel(level)

@@ -174,6 +174,19 @@ def _pydantic_problems(label: str, prefix: str, exc: ValidationError) -> list[Pr
 
 def load_run_config(source: str | os.PathLike[str] | Mapping[str, Any], *, environ: Mapping[str, str] | None = None) -> RunConfig:
     """Read, substitute and validate a run config (a YAML file path or a dict). Raises ``ConfigError`` with every problem."""
+    config, problems = read_run_config(source, environ=environ)
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def read_run_config(
+    source: str | os.PathLike[str] | Mapping[str, Any], *, environ: Mapping[str, str] | None = None
+) -> tuple[RunConfig, list[Problem]]:
+    """Like ``load_run_config`` but returns the valid parts with the problems, so callers can report more.
+
+    An unreadable file still raises ``ConfigError`` at once: there is nothing else to check.
+    """
     environ = os.environ if environ is None else environ
     if isinstance(source, Mapping):
         raw: Any = dict(source)
@@ -223,8 +236,6 @@ def load_run_config(source: str | os.PathLike[str] | Mapping[str, Any], *, envir
             problems.append(
                 Problem(label, f"models[{i}].provider_id", f"no provider {model.provider_id!r}; known: {', '.join(ids) or 'none'}")
             )
-    if problems:
-        raise ConfigError(problems)
     return RunConfig(
         providers=tuple(providers),
         models=tuple(models),
@@ -234,7 +245,7 @@ def load_run_config(source: str | os.PathLike[str] | Mapping[str, Any], *, envir
         source=path,
         base_dir=base_dir,
         raw=raw,
-    )
+    ), problems
 
 
 def _section(model: type[BaseModel], value: Any, label: str, key: str, problems: list[Problem]) -> Any:

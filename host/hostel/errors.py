@@ -187,15 +187,27 @@ class RemoteError(HostelError):
         self.remote_message = message
         self.remote_traceback = remote_traceback
         self.method = method
-        super().__init__(f"provider {provider_id!r} raised {type_name} in {method}(): {message}", provider_id=provider_id)
+        super().__init__(self._summary(provider_id, method, type_name, message), provider_id=provider_id)
+
+    @staticmethod
+    def _summary(provider_id: str, method: str, type_name: str, message: str) -> str:
+        return f"provider {provider_id!r} raised {type_name} in {method}(): {message}"
 
 
 class MethodNotFoundError(RemoteError):
     """The provider has no public method of that name."""
 
+    @staticmethod
+    def _summary(provider_id: str, method: str, type_name: str, message: str) -> str:
+        return f"provider {provider_id!r}: {message}"
+
 
 class BadArgumentsError(RemoteError):
     """The arguments do not fit the method's signature or type hints."""
+
+    @staticmethod
+    def _summary(provider_id: str, method: str, type_name: str, message: str) -> str:
+        return f"bad arguments for provider {provider_id!r}: {message}"
 
 
 def _indent(text: str) -> str:

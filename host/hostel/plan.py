@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hostel.config import HostelSettings, ProviderConfig, RestartPolicy, RunConfig, load_run_config
+from hostel.config import HostelSettings, ProviderConfig, RestartPolicy, RunConfig, read_run_config
 from hostel.errors import ConfigError, Problem
 from hostel.specs import ProviderSpec, apply_overrides, load_specs, resolve_requirement
 
@@ -60,8 +60,7 @@ class Plan:
 
 def load_plan(source: str | os.PathLike[str] | Mapping[str, Any], *, environ: Mapping[str, str] | None = None) -> Plan:
     """Load and validate a run config and its specs; raise ``ConfigError`` listing every problem."""
-    config = load_run_config(source, environ=environ)
-    problems: list[Problem] = []
+    config, problems = read_run_config(source, environ=environ)
     specs: dict[tuple[str, str], ProviderSpec] = {}
     if config.external_providers_dir is not None:
         specs, spec_problems = load_specs(config.external_providers_dir)

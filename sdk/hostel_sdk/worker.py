@@ -27,7 +27,7 @@ from hostel_sdk._loader import LoadRequest, StartError, build_config, create_imp
 from hostel_sdk._service import ProviderService
 from hostel_sdk._wire import MAX_MESSAGE_BYTES, channel_options, worker_handler
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("hostel_sdk.worker")  # not __main__ under -m
 
 USAGE = f"""\
 This is hostel-sdk {__version__}'s provider worker (protocol {PROTOCOL_VERSION}).
@@ -51,9 +51,9 @@ def _die_with_parent(host_pid: int | None) -> None:
 
     def watch_stdin() -> None:
         try:
-            while sys.stdin.buffer.read(4096):
+            while os.read(0, 4096):  # raw fd: a buffered reader here would block interpreter shutdown
                 pass
-        except (OSError, ValueError):
+        except OSError:
             pass
         os._exit(70)  # stdin closed: the host is gone
 
@@ -118,6 +118,19 @@ async def serve(payload: dict[str, Any], handshake_fd: int) -> int:
     return 0
 
 
+def _read_line(fd: int) -> bytes:
+    """One line from ``fd``, unbuffered, so nothing after it is swallowed by a buffer."""
+    chunks = []
+    while True:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        if chunk.endswith(b"\n"):
+            break
+    return b"".join(chunks)
+
+
 def main() -> int:
     """Entry point of ``python -m hostel_sdk.worker``."""
     if sys.stdin is None or sys.stdin.isatty():
@@ -126,7 +139,7 @@ def main() -> int:
     # Keep the real stdout for the handshake alone; the provider's prints go to stderr.
     handshake_fd = os.dup(1)
     os.dup2(2, 1)
-    line = sys.stdin.buffer.readline()
+    line = _read_line(0)
     if not line.strip():
         sys.stderr.write(USAGE)
         return 2

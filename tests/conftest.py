@@ -1,0 +1,97 @@
+"""Shared fixtures: one env cache for the whole session, config writers, and a process-leak check."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+TESTPROV = REPO / "tests" / "providers" / "testprov"
+SEEDPROV = REPO / "tests" / "providers" / "seedprov"
+EXAMPLES = REPO / "examples"
+
+
+@pytest.fixture(scope="session")
+def hostel_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One HOSTEL_HOME for the session, so each test env is built once (HOSTEL_TEST_HOME keeps it across runs)."""
+    if os.environ.get("HOSTEL_TEST_HOME"):
+        path = Path(os.environ["HOSTEL_TEST_HOME"])
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    return tmp_path_factory.mktemp("hostel-home")
+
+
+def worker_pids(marker: str) -> list[int]:
+    """Pids of live processes whose command line mentions ``marker`` and runs the hostel worker."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if "hostel_sdk.worker" in cmdline and marker in cmdline and state != "Z":
+            pids.append(int(entry.name))
+    return pids
+
+
+def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> bool:
+    """Poll ``predicate`` until true or ``timeout``; return its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return bool(value)
+        time.sleep(interval)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(hostel_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every test uses the session's env cache, and must leave no worker process behind."""
+    monkeypatch.setenv("HOSTEL_HOME", str(hostel_home))
+    yield
+    assert wait_until(lambda: not worker_pids(str(hostel_home)), timeout=10), (
+        f"test left worker processes behind: {worker_pids(str(hostel_home))}"
+    )
+
+
+def write_yaml(path: Path, data: Any) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    return path
+
+
+def provider_spec(**overrides: Any) -> dict[str, Any]:
+    """An inline spec for the test provider (its package installed from the repo)."""
+    spec: dict[str, Any] = {
+        "module": "hostel_testprov",
+        "config_class": "hostel_testprov.Config",
+        "pip_packages": [str(TESTPROV)],
+        "provider_data_validator": "hostel_testprov.ProviderData",
+        "api_dependencies": [],
+    }
+    spec.update(overrides)
+    return spec
+
+
+def make_config(
+    tmp_path: Path,
+    providers: dict[str, list[dict[str, Any]]] | None = None,
+    specs: dict[str, dict[str, Any]] | None = None,
+    **top: Any,
+) -> Path:
+    """Write ``providers.d`` (``specs``: ``"inline/tool_runtime/testprov"`` -> spec) and ``run.yaml``; return its path."""
+    specs = {"inline/tool_runtime/testprov": provider_spec()} if specs is None else specs
+    for rel, spec in specs.items():
+        write_yaml(tmp_path / "providers.d" / f"{rel}.yaml", spec)
+    if providers is None:
+        providers = {"tool_runtime": [{"provider_id": "t", "provider_type": "inline::testprov", "config": {"greeting": "hi"}}]}
+    return write_yaml(tmp_path / "run.yaml", {"version": 2, "external_providers_dir": "./providers.d", "providers": providers, **top})

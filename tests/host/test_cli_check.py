@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hostel.cli import main
+from tests.conftest import make_config
+
+
+def test_check_ok(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", str(make_config(tmp_path))]) == 0
+    assert "OK (1 providers: t)" in capsys.readouterr().out
+
+
+def test_check_lists_every_problem_and_exits_2_without_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = make_config(
+        tmp_path,
+        providers={
+            "tool_runtime": [{"provider_id": "t", "provider_type": "inline::nope"}],
+            "inference": [{"provider_id": "x", "provider_type": "remote::y", "config": {"k": "${env.HOSTEL_TEST_UNSET}"}}],
+        },
+    )
+    assert main(["check", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "unknown provider type 'inline::nope'" in err
+    assert "HOSTEL_TEST_UNSET is not set" in err
+
+
+def test_check_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", str(tmp_path / "nope.yaml")]) == 2
+    assert "file not found" in capsys.readouterr().err
+
+
+def test_list_json_reports_env_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list", str(make_config(tmp_path)), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[0]["provider_id"] == "t" and rows[0]["provider_type"] == "inline::testprov"
+    assert rows[0]["env"] in ("built", "stale", "missing")

@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+import grpc
+
+from hostel import _grpc_errors
+from hostel.errors import BadArgumentsError, MethodNotFoundError, ProviderDataError, RemoteError
+from hostel_sdk._proto import worker_pb2 as pb
+
+
+def test_every_grpc_status_code_is_mapped() -> None:
+    missing = [code for code in grpc.StatusCode if code not in _grpc_errors.STATUS_ERRORS]
+    assert missing == []
+
+
+def test_every_error_kind_is_translated() -> None:
+    seen = {}
+    for name, number in pb.ErrorKind.items():
+        error = pb.RemoteError(kind=number, type_name="ValueError", message="m")
+        seen[name] = type(_grpc_errors.from_remote(error, provider_id="p", method="f"))
+    assert seen == {
+        "ERROR_KIND_UNSPECIFIED": RemoteError,
+        "ERROR_KIND_PROVIDER_RAISED": RemoteError,
+        "ERROR_KIND_NO_SUCH_METHOD": MethodNotFoundError,
+        "ERROR_KIND_BAD_ARGUMENTS": BadArgumentsError,
+        "ERROR_KIND_BAD_PROVIDER_DATA": ProviderDataError,
+        "ERROR_KIND_BAD_RESULT": RemoteError,
+    }

@@ -1,0 +1,97 @@
+"""A provider for hostel's tests: values, streams, errors, big payloads, provider data, crashes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+from pydantic import BaseModel
+
+from hostel_sdk import request_provider_data
+
+
+class Config(BaseModel):
+    greeting: str = "hello"
+    fail_in_factory: bool = False
+
+
+class Item(BaseModel):
+    name: str
+    size: int
+
+
+class ProviderData(BaseModel):
+    api_key: str
+
+
+class TestProvider:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    async def greet(self, name: str) -> str:
+        return f"{self.config.greeting}, {name}"
+
+    async def echo(self, value: Any) -> Any:
+        return value
+
+    def add(self, a: int, b: int) -> int:
+        return a + b
+
+    async def inspect_item(self, item: Item) -> dict[str, Any]:
+        return {"type": type(item).__name__, "double": item.size * 2, "name": item.name}
+
+    async def make_item(self, name: str) -> Item:
+        return Item(name=name, size=len(name))
+
+    async def count(self, n: int) -> AsyncIterator[int]:
+        for i in range(n):
+            yield i
+
+    async def maybe_stream(self, n: int, stream: bool = False) -> Any:
+        if not stream:
+            return list(range(n))
+        return self.count(n)
+
+    async def fail(self, message: str) -> None:
+        raise ValueError(message)
+
+    async def fail_mid_stream(self, after: int) -> AsyncIterator[int]:
+        for i in range(after):
+            yield i
+        raise RuntimeError(f"stream broke after {after}")
+
+    async def length(self, data: str) -> int:
+        return len(data)
+
+    async def whoami(self) -> dict[str, Any]:
+        return {"pid": os.getpid(), "prefix": sys.prefix, "python": platform.python_version()}
+
+    async def sleep(self, seconds: float) -> float:
+        await asyncio.sleep(seconds)
+        return seconds
+
+    async def crash(self, code: int = 3) -> None:
+        print("about to crash", file=sys.stderr, flush=True)
+        os._exit(code)
+
+    async def noisy(self) -> str:
+        print("hostel|1|unix|/not/a/socket|1|fake", flush=True)  # must not be taken for a handshake
+        return "ok"
+
+    async def provider_data(self) -> Any:
+        data = request_provider_data()
+        return data.model_dump() if isinstance(data, BaseModel) else data
+
+
+async def get_provider_impl(config: Config, deps: dict[Any, Any]) -> TestProvider:
+    if config.fail_in_factory:
+        raise RuntimeError("factory refused to build")
+    return TestProvider(config)
+
+
+async def get_adapter_impl(config: Config, _deps: dict[Any, Any]) -> TestProvider:
+    return await get_provider_impl(config, _deps)

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import dataclasses
+import enum
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from hostel_sdk import codec
+
+
+class Color(enum.Enum):
+    RED = "red"
+
+
+class Point(BaseModel):
+    x: int
+    y: int
+    color: Color = Color.RED
+
+
+@dataclasses.dataclass
+class Box:
+    corner: Point
+    label: str
+
+
+def test_dumps_models_dataclasses_enums_and_datetimes_as_json() -> None:
+    value = {"box": Box(Point(x=1, y=2), "é"), "at": datetime(2026, 1, 2, tzinfo=timezone.utc)}
+    assert codec.loads(codec.dumps(value)) == {
+        "box": {"corner": {"x": 1, "y": 2, "color": "red"}, "label": "é"},
+        "at": "2026-01-02T00:00:00Z",
+    }
+
+
+def test_dumps_keeps_non_ascii_as_utf8() -> None:
+    assert codec.dumps("日本") == '"日本"'.encode()
+
+
+def test_loads_of_empty_is_none() -> None:
+    assert codec.loads(b"") is None
+
+
+def test_dumps_refuses_what_json_cannot_hold() -> None:
+    with pytest.raises((TypeError, ValueError)):
+        codec.dumps(object())
+
+
+async def _method(point: Point, boxes: list[Box], scale: float = 1.0, *rest: Any, **extra: Any) -> None: ...
+
+
+def test_binder_rebuilds_arguments_from_type_hints() -> None:
+    binder = codec.MethodBinder.for_callable("m", _method)
+    bound = binder.bind([], {"point": {"x": 1, "y": 2}, "boxes": [{"corner": {"x": 0, "y": 0}, "label": "a"}]})
+    assert bound.arguments["point"] == Point(x=1, y=2)
+    assert isinstance(bound.arguments["boxes"][0], Box)
+    assert isinstance(bound.arguments["boxes"][0].corner, Point)
+
+
+def test_binder_reports_missing_and_invalid_arguments() -> None:
+    binder = codec.MethodBinder.for_callable("m", _method)
+    with pytest.raises(codec.ArgumentError, match="missing a required argument: 'point'"):
+        binder.bind([], {"boxes": []})
+    with pytest.raises(codec.ArgumentError, match="(?s)argument 'point'.*int_parsing"):
+        binder.bind([], {"point": {"x": "not a number", "y": 1}, "boxes": []})
+
+
+def test_binder_knows_async_generators_stream() -> None:
+    async def gen() -> Any:
+        yield 1
+
+    assert codec.MethodBinder.for_callable("gen", gen).streams
+    assert not codec.MethodBinder.for_callable("m", _method).streams
