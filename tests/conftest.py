@@ -88,10 +88,16 @@ def make_config(
     specs: dict[str, dict[str, Any]] | None = None,
     **top: Any,
 ) -> Path:
-    """Write ``providers.d`` (``specs``: ``"inline/tool_runtime/testprov"`` -> spec) and ``run.yaml``; return its path."""
+    """Write ``providers.d`` (``specs``: ``"inline/tool_runtime/testprov"`` -> spec) and ``run.yaml``.
+
+    Returns the run config's path."""
     specs = {"inline/tool_runtime/testprov": provider_spec()} if specs is None else specs
     for rel, spec in specs.items():
         write_yaml(tmp_path / "providers.d" / f"{rel}.yaml", spec)
     if providers is None:
-        providers = {"tool_runtime": [{"provider_id": "t", "provider_type": "inline::testprov", "config": {"greeting": "hi"}}]}
-    return write_yaml(tmp_path / "run.yaml", {"version": 2, "external_providers_dir": "./providers.d", "providers": providers, **top})
+        providers = {
+            "tool_runtime": [{"provider_id": "t", "provider_type": "inline::testprov", "config": {"greeting": "hi"}}]
+        }
+    return write_yaml(
+        tmp_path / "run.yaml", {"version": 2, "external_providers_dir": "./providers.d", "providers": providers, **top}
+    )

@@ -64,7 +64,9 @@ class ReplyStream(AsyncIterator[Any]):
             else:
                 self._done = True
                 self._call.cancel()
-                raise WorkerProtocolError(f"unexpected {kind!r} reply inside a stream from provider {self._channel.provider_id!r}")
+                raise WorkerProtocolError(
+                    f"unexpected {kind!r} reply inside a stream from provider {self._channel.provider_id!r}"
+                )
         return codec.loads(self._buffer.popleft())
 
     async def aclose(self) -> None:
@@ -137,7 +139,9 @@ class GrpcChannel:
         call = self.stub.call(request, timeout=timeout)
         reply = await self._read(call, method)
         if reply is None:
-            raise WorkerProtocolError(f"provider {self.provider_id!r} ended {method}() without a reply", provider_id=self.provider_id)
+            raise WorkerProtocolError(
+                f"provider {self.provider_id!r} ended {method}() without a reply", provider_id=self.provider_id
+            )
         kind = reply.WhichOneof("kind")
         if kind == "value_json":
             return codec.loads(reply.value_json)
@@ -146,7 +150,9 @@ class GrpcChannel:
         if kind == "stream_begin":
             return ReplyStream(call, self, method)
         call.cancel()
-        raise WorkerProtocolError(f"provider {self.provider_id!r} sent an unexpected {kind!r} reply", provider_id=self.provider_id)
+        raise WorkerProtocolError(
+            f"provider {self.provider_id!r} sent an unexpected {kind!r} reply", provider_id=self.provider_id
+        )
 
     async def close(self) -> None:
         """Close the gRPC channel."""

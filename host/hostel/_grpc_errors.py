@@ -71,5 +71,9 @@ def from_remote(error: pb.RemoteError, *, provider_id: str, method: str) -> Host
         return ProviderDataError(f"provider {provider_id!r}: {error.message}", provider_id=provider_id)
     cls = _KIND_ERRORS.get(error.kind, RemoteError)
     return cls(
-        provider_id=provider_id, method=method, type_name=error.type_name, message=error.message, remote_traceback=error.traceback
+        provider_id=provider_id,
+        method=method,
+        type_name=error.type_name,
+        message=error.message,
+        remote_traceback=error.traceback,
     )

@@ -27,7 +27,7 @@ class Interpreter:
     version: str
 
 
-class InterpreterNotFound(LookupError):
+class InterpreterNotFoundError(LookupError):
     """No interpreter matches; ``found`` lists those seen."""
 
     def __init__(self, wanted: str, found: list[Interpreter]) -> None:
@@ -94,13 +94,13 @@ class InterpreterCache:
         return Interpreter(path, version)
 
     async def find(self, wanted: str | None) -> Interpreter:
-        """Resolve a provider's ``python:`` setting; raise ``InterpreterNotFound`` listing what exists."""
+        """Resolve a provider's ``python:`` setting; raise ``InterpreterNotFoundError`` listing what exists."""
         if not wanted:
             return host_interpreter()
         if os.sep in wanted:
             found = await self.probe(os.path.expanduser(wanted))
             if found is None:
-                raise InterpreterNotFound(wanted, [])
+                raise InterpreterNotFoundError(wanted, [])
             return found
         seen = []
         for path in _candidates(wanted):
@@ -110,4 +110,4 @@ class InterpreterCache:
             if found.version == wanted or found.version.startswith(wanted + "."):
                 return found
             seen.append(found)
-        raise InterpreterNotFound(wanted, seen)
+        raise InterpreterNotFoundError(wanted, seen)

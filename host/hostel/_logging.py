@@ -14,8 +14,8 @@ def parse_levels(text: str) -> tuple[str | None, dict[str, str]]:
     """``"info,hostel.provider.x=debug"`` -> (``"INFO"``, ``{"hostel.provider.x": "DEBUG"}``); ``;`` also separates."""
     default: str | None = None
     levels: dict[str, str] = {}
-    for part in text.replace(";", ",").split(","):
-        part = part.strip()
+    for raw in text.replace(";", ",").split(","):
+        part = raw.strip()
         if not part:
             continue
         name, sep, level = part.partition("=")
@@ -33,7 +33,10 @@ def configure(*, debug: bool = False, environ: Mapping[str, str] | None = None) 
     hostel_default, hostel_levels = parse_levels(environ.get("HOSTEL_LOG", ""))
     default = hostel_default or default or ("DEBUG" if debug else "WARNING")
     levels.update(hostel_levels)
-    logging.basicConfig(level=default if default in logging.getLevelNamesMapping() else "WARNING", format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=default if default in logging.getLevelNamesMapping() else "WARNING",
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     for name, level in levels.items():
         if level in logging.getLevelNamesMapping():
             logging.getLogger(name).setLevel(level)

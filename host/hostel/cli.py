@@ -28,7 +28,9 @@ class UsageError(Exception):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hostel", description="Run Llama Stack external providers, each in its own venv and process.")
+    parser = argparse.ArgumentParser(
+        prog="hostel", description="Run Llama Stack external providers, each in its own venv and process."
+    )
     parser.add_argument("--debug", action="store_true", help="debug logging and tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -46,7 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     call.add_argument("config")
     call.add_argument("provider_id")
     call.add_argument("method")
-    call.add_argument("--args", default="{}", help="JSON object of keyword arguments (or a JSON array of positional ones)")
+    call.add_argument(
+        "--args", default="{}", help="JSON object of keyword arguments (or a JSON array of positional ones)"
+    )
     call.add_argument("--provider-data", default=None, help="JSON object of per-request provider data")
     call.add_argument("--timeout", type=float, default=None, help="call timeout in seconds")
     return parser
@@ -86,7 +90,10 @@ async def _dispatch(opts: argparse.Namespace) -> int:
 
 async def _check(opts: argparse.Namespace) -> int:
     plan = load_plan(opts.config)
-    print(f"{opts.config}: OK ({len(plan.providers)} providers: {', '.join(p.provider_id for p in plan.providers) or 'none'})")
+    print(
+        f"{opts.config}: OK ({len(plan.providers)} providers: "
+        f"{', '.join(p.provider_id for p in plan.providers) or 'none'})"
+    )
     return 0
 
 
@@ -95,22 +102,33 @@ async def _list(opts: argparse.Namespace) -> int:
     envs = EnvManager(installer=plan.settings.installer)
     rows = []
     for provider in plan.providers:
+        status: str
         try:
             status = envs.status(await envs.describe(provider))
         except HostelError as exc:
             status = f"error: {exc}"
-        rows.append({"provider_id": provider.provider_id, "api": provider.api, "provider_type": provider.provider_type, "env": status})
+        rows.append(
+            {
+                "provider_id": provider.provider_id,
+                "api": provider.api,
+                "provider_type": provider.provider_type,
+                "env": status,
+            }
+        )
     if opts.json:
         print(json.dumps(rows, indent=2))
     else:
-        _table(["PROVIDER", "API", "TYPE", "ENV"], [[r["provider_id"], r["api"], r["provider_type"], r["env"]] for r in rows])
+        _table(
+            ["PROVIDER", "API", "TYPE", "ENV"],
+            [[r["provider_id"], r["api"], r["provider_type"], r["env"]] for r in rows],
+        )
     return 0
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
     for row in [header, *rows]:
-        print("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
+        print("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)).rstrip())
 
 
 async def _build_all(plan: Plan, envs: EnvManager) -> list[tuple[str, str, float, HostelError | None]]:
@@ -132,7 +150,9 @@ async def _build_all(plan: Plan, envs: EnvManager) -> list[tuple[str, str, float
 
 async def _build(opts: argparse.Namespace) -> int:
     plan = load_plan(opts.config)
-    results = await _build_all(plan, EnvManager(installer=plan.settings.installer, build_timeout_s=plan.settings.build_timeout_s))
+    results = await _build_all(
+        plan, EnvManager(installer=plan.settings.installer, build_timeout_s=plan.settings.build_timeout_s)
+    )
     _table(["PROVIDER", "STATUS", "SECONDS"], [[pid, status, f"{secs:.2f}"] for pid, status, secs, _ in results])
     failures = [exc for *_, exc in results if exc is not None]
     for exc in failures:
@@ -155,7 +175,9 @@ async def _call(opts: argparse.Namespace) -> int:
     args, kwargs = (arguments, {}) if isinstance(arguments, list) else ([], arguments)
     try:
         await host.start([opts.provider_id])
-        result = await host.call(opts.provider_id, opts.method, args, kwargs, timeout=opts.timeout, provider_data=provider_data)
+        result = await host.call(
+            opts.provider_id, opts.method, args, kwargs, timeout=opts.timeout, provider_data=provider_data
+        )
         if hasattr(result, "__aiter__"):
             async for item in result:
                 print(json.dumps(item, ensure_ascii=False), flush=True)

@@ -172,8 +172,10 @@ def _pydantic_problems(label: str, prefix: str, exc: ValidationError) -> list[Pr
     return problems
 
 
-def load_run_config(source: str | os.PathLike[str] | Mapping[str, Any], *, environ: Mapping[str, str] | None = None) -> RunConfig:
-    """Read, substitute and validate a run config (a YAML file path or a dict). Raises ``ConfigError`` with every problem."""
+def load_run_config(
+    source: str | os.PathLike[str] | Mapping[str, Any], *, environ: Mapping[str, str] | None = None
+) -> RunConfig:
+    """Read, substitute and validate a run config (a YAML path or a dict); ``ConfigError`` lists every problem."""
     config, problems = read_run_config(source, environ=environ)
     if problems:
         raise ConfigError(problems)
@@ -234,7 +236,11 @@ def read_run_config(
     for i, model in enumerate(models):
         if model.provider_id not in ids:
             problems.append(
-                Problem(label, f"models[{i}].provider_id", f"no provider {model.provider_id!r}; known: {', '.join(ids) or 'none'}")
+                Problem(
+                    label,
+                    f"models[{i}].provider_id",
+                    f"no provider {model.provider_id!r}; known: {', '.join(ids) or 'none'}",
+                )
             )
     return RunConfig(
         providers=tuple(providers),
@@ -267,17 +273,19 @@ def _providers(value: Any, label: str, problems: list[Problem]) -> list[Provider
     result = []
     for api, entries in value.items():
         if api not in API_NAMES:
-            problems.append(Problem(label, f"providers.{api}", f"unknown API {api!r}; known APIs: {', '.join(API_NAMES)}"))
+            problems.append(
+                Problem(label, f"providers.{api}", f"unknown API {api!r}; known APIs: {', '.join(API_NAMES)}")
+            )
             continue
         if not isinstance(entries, list):
             problems.append(Problem(label, f"providers.{api}", "must be a list of provider entries"))
             continue
         for i, item in enumerate(entries):
             key = f"providers.{api}[{i}]"
-            if isinstance(item, dict) and not item.get("provider_id"):
-                if "provider_id" in item:  # ${env.X:+id} that came out empty: disabled, as in Llama Stack
-                    logger.info("%s: %s is disabled (empty provider_id)", label, key)
-                    continue
+            if isinstance(item, dict) and "provider_id" in item and not item["provider_id"]:
+                # ${env.X:+id} that came out empty: the provider is disabled, as in Llama Stack
+                logger.info("%s: %s is disabled (empty provider_id)", label, key)
+                continue
             try:
                 entry = ProviderEntry.model_validate(item)
             except ValidationError as exc:

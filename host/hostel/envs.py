@@ -30,7 +30,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from hostel import _process
-from hostel._interpreters import Interpreter, InterpreterCache, InterpreterNotFound
+from hostel._interpreters import Interpreter, InterpreterCache, InterpreterNotFoundError
 from hostel._sdkwheel import sdk_fingerprint, sdk_wheel
 from hostel.errors import EnvBuildError
 from hostel.plan import ProviderPlan
@@ -95,7 +95,7 @@ def provider_package(module: str, requirements: Sequence[str]) -> str | None:
 
     A local or editable install is installed from its source directory; an index install as ``name==version``.
     """
-    top = module.split(".")[0]
+    top = module.split(".", maxsplit=1)[0]
     names = importlib.metadata.packages_distributions().get(top, [])
     if not names:
         return None
@@ -168,7 +168,9 @@ class Env:
 class EnvManager:
     """Builds and reuses provider envs under ``<home>/envs``."""
 
-    def __init__(self, home: Path | None = None, *, installer: InstallerName = "auto", build_timeout_s: float = 600.0) -> None:
+    def __init__(
+        self, home: Path | None = None, *, installer: InstallerName = "auto", build_timeout_s: float = 600.0
+    ) -> None:
         self.home = (home or default_home()).expanduser()
         self.envs_dir = self.home / "envs"
         self.installer = installer
@@ -185,12 +187,17 @@ class EnvManager:
         """Work out what determines ``plan``'s env (no installer runs)."""
         try:
             python = await self._interpreters.find(plan.python)
-        except InterpreterNotFound as exc:
+        except InterpreterNotFoundError as exc:
             raise EnvBuildError(str(exc), provider_id=plan.provider_id) from None
         requirements = [_normalise(r) for r in plan.pip_packages]
         package = provider_package(plan.spec.module, requirements)
         if package is not None:
-            logger.info("provider %s: installing %s (provides module %s in the host env)", plan.provider_id, package, plan.spec.module)
+            logger.info(
+                "provider %s: installing %s (provides module %s in the host env)",
+                plan.provider_id,
+                package,
+                plan.spec.module,
+            )
             requirements.append(_normalise(package))
         sources = tuple((r, _tree_hash(Path(r))) for r in requirements if _is_path(r) and Path(r).is_dir())
         return EnvSpec(
@@ -271,7 +278,16 @@ class EnvManager:
         python = tmp / "bin" / "python"
         if installer == "uv":
             assert uv_bin is not None
-            create = [uv_bin, "venv", "--quiet", "--relocatable", "--python", spec.python.path, str(tmp), "--allow-existing"]
+            create = [
+                uv_bin,
+                "venv",
+                "--quiet",
+                "--relocatable",
+                "--python",
+                spec.python.path,
+                str(tmp),
+                "--allow-existing",
+            ]
             install = [uv_bin, "pip", "install", "--python", str(python), "-r", str(req_file)]
             freeze = [uv_bin, "pip", "freeze", "--python", str(python)]
         else:
@@ -300,16 +316,19 @@ class EnvManager:
     async def _run(self, spec: EnvSpec, command: list[str], requirements: Sequence[str]) -> _process.Completed:
         try:
             done = await _process.run(command, timeout=self.build_timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise EnvBuildError(
-                f"building the env of provider {spec.provider_id!r} took longer than build_timeout_s={self.build_timeout_s:g}",
+                f"building the env of provider {spec.provider_id!r} took longer than "
+                f"build_timeout_s={self.build_timeout_s:g}",
                 provider_id=spec.provider_id,
                 requirements=requirements,
                 command=command,
             ) from None
         except OSError as exc:
             raise EnvBuildError(
-                f"cannot run the installer for provider {spec.provider_id!r}: {exc}", provider_id=spec.provider_id, command=command
+                f"cannot run the installer for provider {spec.provider_id!r}: {exc}",
+                provider_id=spec.provider_id,
+                command=command,
             ) from None
         if done.returncode != 0:
             raise EnvBuildError(

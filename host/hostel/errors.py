@@ -107,7 +107,9 @@ class EnvBuildError(HostelError):
 class ProviderStartError(HostelError):
     """A provider worker did not start. ``stage`` is one of import, config, factory, protocol, handshake, timeout."""
 
-    def __init__(self, message: str, *, provider_id: str, stage: str, stderr_tail: str = "", pid: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, provider_id: str, stage: str, stderr_tail: str = "", pid: int | None = None
+    ) -> None:
         self.stage = stage
         self.stderr_tail = stderr_tail
         self.pid = pid
@@ -182,7 +184,9 @@ class WorkerProtocolError(HostelError):
 class RemoteError(HostelError):
     """The provider raised. ``type_name``, ``message`` and ``remote_traceback`` describe the exception."""
 
-    def __init__(self, *, provider_id: str, method: str, type_name: str, message: str, remote_traceback: str = "") -> None:
+    def __init__(
+        self, *, provider_id: str, method: str, type_name: str, message: str, remote_traceback: str = ""
+    ) -> None:
         self.type_name = type_name
         self.remote_message = message
         self.remote_traceback = remote_traceback

@@ -37,7 +37,9 @@ class Host:
         # Sockets live in a private 0700 directory, short enough for the 108-byte Unix socket path limit.
         self._socket_dir = Path(tempfile.mkdtemp(prefix="hostel-"))
         os.chmod(self._socket_dir, 0o700)
-        self.supervisor = Supervisor(plan.providers, plan.settings, self.envs, self._socket_dir, log_level=self._log_level)
+        self.supervisor = Supervisor(
+            plan.providers, plan.settings, self.envs, self._socket_dir, log_level=self._log_level
+        )
         self._started: list[str] = []
 
     @classmethod
@@ -57,7 +59,11 @@ class Host:
 
     async def start(self, provider_ids: Sequence[str] | None = None) -> None:
         """Start the given providers (all by default) and their dependencies; all start or none is left running."""
-        ids = self._with_dependencies(provider_ids) if provider_ids is not None else [p.provider_id for p in self.plan.providers]
+        ids = (
+            self._with_dependencies(provider_ids)
+            if provider_ids is not None
+            else [p.provider_id for p in self.plan.providers]
+        )
         await self.supervisor.start(ids)
         self._started = ids
 
@@ -87,7 +93,9 @@ class Host:
         await self.start()
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.stop()
 
     def provider(self, provider_id: str, *, timeout: float | None = None, provider_data: Any = None) -> ProviderProxy:
@@ -124,7 +132,8 @@ class Host:
             raise RoutingError(f"no provider {provider_id!r}", provider_id=provider_id)
         if slot.state == "stopped" and provider_id not in self._started:
             raise ProviderUnavailableError(
-                f"provider {provider_id!r} is not started; use `async with Host.from_config(...)` or await host.start()",
+                f"provider {provider_id!r} is not started; "
+                "use `async with Host.from_config(...)` or await host.start()",
                 provider_id=provider_id,
             )
         return await slot.call(method, args, kwargs, timeout=timeout, provider_data=provider_data)

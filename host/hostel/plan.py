@@ -67,7 +67,11 @@ def load_plan(source: str | os.PathLike[str] | Mapping[str, Any], *, environ: Ma
         problems.extend(spec_problems)
     elif config.providers:
         problems.append(
-            Problem(config.label, "external_providers_dir", "is not set; point it at the directory holding remote/ and inline/ specs")
+            Problem(
+                config.label,
+                "external_providers_dir",
+                "is not set; point it at the directory holding remote/ and inline/ specs",
+            )
         )
 
     plans: list[ProviderPlan] = []
@@ -139,7 +143,8 @@ def _order(config: RunConfig, plans: list[ProviderPlan], problems: list[Problem]
                     Problem(
                         config.label,
                         f"providers.{plan.api}[{plan.provider_id}]",
-                        f"needs API {api!r} (api_dependencies of {plan.provider_type}) but no provider serves it; add one under providers.{api}",
+                        f"needs API {api!r} (api_dependencies of {plan.provider_type}) but no provider serves it; "
+                        f"add one under providers.{api}",
                     )
                 )
             deps.extend(by_api.get(api, []))
@@ -162,7 +167,7 @@ def _order(config: RunConfig, plans: list[ProviderPlan], problems: list[Problem]
         if state.get(pid) == "visiting":
             if optional:  # an optional dependency never makes a cycle: it is just not waited for
                 return
-            cycle = " -> ".join([*chain[chain.index(pid):], pid])
+            cycle = " -> ".join([*chain[chain.index(pid) :], pid])
             problems.append(Problem(config.label, "providers", f"API dependency cycle: {cycle}; remove one dependency"))
             return
         state[pid] = "visiting"

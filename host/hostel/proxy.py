@@ -27,9 +27,11 @@ class ProviderProxy:
     """Stands for one provider. Attribute access gives an async method; awaiting it returns the JSON
     result, or an async iterator of items when the provider returned a stream."""
 
-    __slots__ = ("_caller", "_provider_id", "_timeout", "_provider_data")
+    __slots__ = ("_caller", "_provider_data", "_provider_id", "_timeout")
 
-    def __init__(self, caller: Caller, provider_id: str, *, timeout: float | None = None, provider_data: Any = None) -> None:
+    def __init__(
+        self, caller: Caller, provider_id: str, *, timeout: float | None = None, provider_data: Any = None
+    ) -> None:
         self._caller = caller
         self._provider_id = provider_id
         self._timeout = timeout
@@ -56,7 +58,7 @@ class ProviderProxy:
 
 
 class _Method:
-    __slots__ = ("_proxy", "_name")
+    __slots__ = ("_name", "_proxy")
 
     def __init__(self, proxy: ProviderProxy, name: str) -> None:
         self._proxy = proxy

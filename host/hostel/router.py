@@ -43,7 +43,9 @@ class ApiRouter:
             entry = self._models.get(model)
             if entry is None:
                 known = ", ".join(sorted(self._models)) or "none"
-                raise RoutingError(f"no {self.api} provider serves model {model!r}; models in the routing table: {known}")
+                raise RoutingError(
+                    f"no {self.api} provider serves model {model!r}; models in the routing table: {known}"
+                )
             rewritten[key] = entry.provider_model_id or entry.model_id
             return entry.provider_id, rewritten
         if len(self._provider_ids) == 1:

@@ -58,7 +58,9 @@ def resolve_requirement(requirement: str, base_dir: Path) -> str:
     return text
 
 
-def parse_spec(data: Any, *, api: str, kind: Literal["remote", "inline"], name: str, source: Path) -> tuple[ProviderSpec | None, list[Problem]]:
+def parse_spec(
+    data: Any, *, api: str, kind: Literal["remote", "inline"], name: str, source: Path
+) -> tuple[ProviderSpec | None, list[Problem]]:
     """Build one spec from a parsed YAML document; remote specs may nest their fields under ``adapter:``."""
     label = str(source)
     if not isinstance(data, dict):
@@ -71,13 +73,15 @@ def parse_spec(data: Any, *, api: str, kind: Literal["remote", "inline"], name: 
     try:
         spec = _SpecFields.model_validate(fields)
     except ValidationError as exc:
-        return None, [
-            Problem(label, prefix + ".".join(str(p) for p in e["loc"]), e["msg"]) for e in exc.errors()
-        ]
+        return None, [Problem(label, prefix + ".".join(str(p) for p in e["loc"]), e["msg"]) for e in exc.errors()]
     problems = []
     if spec.adapter_type is not None and spec.adapter_type != name:
         problems.append(
-            Problem(label, f"{prefix}adapter_type", f"is {spec.adapter_type!r} but the file is named {name!r}.yaml; they must be equal")
+            Problem(
+                label,
+                f"{prefix}adapter_type",
+                f"is {spec.adapter_type!r} but the file is named {name!r}.yaml; they must be equal",
+            )
         )
     if kind == "remote" and "adapter" not in data and "adapter_type" not in data:
         logger.debug("%s: flat remote spec (no adapter: block)", label)
@@ -115,13 +119,19 @@ def load_specs(directory: Path) -> tuple[dict[tuple[str, str], ProviderSpec], li
     if not directory.is_dir():
         what = "does not exist" if not directory.exists() else "is not a directory"
         return specs, [
-            Problem(label, "external_providers_dir", f"{what}; create it with {{remote,inline}}/<api>/<name>.yaml specs or fix the path")
+            Problem(
+                label,
+                "external_providers_dir",
+                f"{what}; create it with {{remote,inline}}/<api>/<name>.yaml specs or fix the path",
+            )
         ]
     problems: list[Problem] = []
     for kind_dir in sorted(directory.iterdir()):
         if not kind_dir.is_dir():
             if kind_dir.suffix in (".yaml", ".yml"):
-                problems.append(Problem(str(kind_dir), "", "spec files belong in remote/<api>/ or inline/<api>/, not at the top"))
+                problems.append(
+                    Problem(str(kind_dir), "", "spec files belong in remote/<api>/ or inline/<api>/, not at the top")
+                )
             continue
         if kind_dir.name not in ("remote", "inline"):
             problems.append(Problem(str(kind_dir), "", "unexpected directory; only remote/ and inline/ are read"))
@@ -131,7 +141,9 @@ def load_specs(directory: Path) -> tuple[dict[tuple[str, str], ProviderSpec], li
             if not api_dir.is_dir():
                 continue
             if api_dir.name not in API_NAMES:
-                problems.append(Problem(str(api_dir), "", f"unknown API {api_dir.name!r}; known APIs: {', '.join(API_NAMES)}"))
+                problems.append(
+                    Problem(str(api_dir), "", f"unknown API {api_dir.name!r}; known APIs: {', '.join(API_NAMES)}")
+                )
                 continue
             for path in sorted([*api_dir.glob("*.yaml"), *api_dir.glob("*.yml")]):
                 try:
@@ -153,9 +165,16 @@ def apply_overrides(spec: ProviderSpec, overrides: Mapping[str, Any]) -> Provide
     """Replace fields of a published spec that is wrong (``spec_overrides`` in the run config)."""
     from dataclasses import replace
 
-    allowed = {"module", "config_class", "provider_data_validator", "pip_packages", "api_dependencies", "optional_api_dependencies"}
+    allowed = {
+        "module",
+        "config_class",
+        "provider_data_validator",
+        "pip_packages",
+        "api_dependencies",
+        "optional_api_dependencies",
+    }
     unknown = set(overrides) - allowed
     if unknown:
         raise ValueError(f"cannot override {', '.join(sorted(unknown))}; overridable: {', '.join(sorted(allowed))}")
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
     return replace(spec, **values)

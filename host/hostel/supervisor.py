@@ -59,7 +59,9 @@ class ProviderStatus:
 class ProviderSlot:
     """Supervises one provider: its env, its current worker and channel, its restarts."""
 
-    def __init__(self, plan: ProviderPlan, settings: HostelSettings, envs: EnvManager, socket_dir: Path, *, log_level: str) -> None:
+    def __init__(
+        self, plan: ProviderPlan, settings: HostelSettings, envs: EnvManager, socket_dir: Path, *, log_level: str
+    ) -> None:
         self.plan = plan
         self.settings = settings
         self.envs = envs
@@ -194,7 +196,9 @@ class ProviderSlot:
                 return
             except ProviderStartError as exc:
                 self.last_exit = f"start failed ({exc.stage})"
-                what = f"restart of provider {self.provider_id} failed at stage {exc.stage}: {exc.message.splitlines()[0]}"
+                what = (
+                    f"restart of provider {self.provider_id} failed at stage {exc.stage}: {exc.message.splitlines()[0]}"
+                )
 
     async def _drop_worker(self) -> None:
         channel, self.channel = self.channel, None
@@ -219,17 +223,22 @@ class ProviderSlot:
         if not self._ready.is_set():
             try:
                 await asyncio.wait_for(self._ready.wait(), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise ProviderUnavailableError(
-                    f"provider {self.provider_id!r} was still {self.state} when the call's {timeout:g}s deadline passed",
+                    f"provider {self.provider_id!r} was still {self.state} "
+                    f"when the call's {timeout:g}s deadline passed",
                     provider_id=self.provider_id,
                 ) from None
         channel = self.channel
         if channel is None:
-            raise ProviderUnavailableError(f"provider {self.provider_id!r} is {self.state}", provider_id=self.provider_id)
+            raise ProviderUnavailableError(
+                f"provider {self.provider_id!r} is {self.state}", provider_id=self.provider_id
+            )
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise CallTimeoutError(f"call {method}() on provider {self.provider_id!r} timed out", provider_id=self.provider_id)
+            raise CallTimeoutError(
+                f"call {method}() on provider {self.provider_id!r} timed out", provider_id=self.provider_id
+            )
         return await channel.call(method, args, kwargs, timeout=remaining, provider_data=provider_data)
 
     async def stop(self) -> None:
@@ -262,7 +271,15 @@ def _shutdown_request(grace: float) -> Any:
 class Supervisor:
     """The set of provider slots, started in dependency order and stopped in reverse."""
 
-    def __init__(self, plans: Sequence[ProviderPlan], settings: HostelSettings, envs: EnvManager, socket_dir: Path, *, log_level: str) -> None:
+    def __init__(
+        self,
+        plans: Sequence[ProviderPlan],
+        settings: HostelSettings,
+        envs: EnvManager,
+        socket_dir: Path,
+        *,
+        log_level: str,
+    ) -> None:
         self.slots = {p.provider_id: ProviderSlot(p, settings, envs, socket_dir, log_level=log_level) for p in plans}
 
     async def build(self, provider_ids: Sequence[str] | None = None, *, concurrency: int = 4) -> None:

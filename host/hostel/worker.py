@@ -24,7 +24,13 @@ from hostel_sdk._handshake import PROTOCOL_VERSION, Handshake, HandshakeError, S
 
 logger = logging.getLogger(__name__)
 
-_LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING, "ERROR": logging.ERROR, "CRITICAL": logging.CRITICAL}
+_LEVELS = {
+    "DEBUG": logging.DEBUG,
+    "INFO": logging.INFO,
+    "WARNING": logging.WARNING,
+    "ERROR": logging.ERROR,
+    "CRITICAL": logging.CRITICAL,
+}
 # Variables that would make the venv's Python see the host's packages instead of its own.
 _SCRUBBED_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV", "__PYVENV_LAUNCHER__")
 
@@ -125,17 +131,22 @@ class WorkerProcess:
                 limit=1024 * 1024,
             )
         except OSError as exc:
-            raise ProviderStartError(f"cannot run {self.python}: {exc}", provider_id=self.plan.provider_id, stage="import") from None
+            raise ProviderStartError(
+                f"cannot run {self.python}: {exc}", provider_id=self.plan.provider_id, stage="import"
+            ) from None
         proc = self._proc
         logger.debug("provider %s: spawned worker [pid %d]", self.plan.provider_id, proc.pid)
         assert proc.stdin and proc.stdout and proc.stderr
         self._exit = asyncio.get_running_loop().create_future()
-        self._relays = [asyncio.create_task(self._relay_stderr(proc.stderr)), asyncio.create_task(self._watch_exit(proc))]
+        self._relays = [
+            asyncio.create_task(self._relay_stderr(proc.stderr)),
+            asyncio.create_task(self._watch_exit(proc)),
+        ]
         try:
             proc.stdin.write(json.dumps(self._payload()).encode() + b"\n")
             await proc.stdin.drain()
             line = await asyncio.wait_for(proc.stdout.readline(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await self.kill()
             raise self._start_error(f"no handshake within start_timeout_s={timeout:g}s", "timeout") from None
         except (BrokenPipeError, ConnectionResetError):
@@ -166,7 +177,9 @@ class WorkerProcess:
         return result
 
     def _start_error(self, message: str, stage: str) -> ProviderStartError:
-        return ProviderStartError(message, provider_id=self.plan.provider_id, stage=stage, stderr_tail=self.stderr_tail(), pid=self.pid)
+        return ProviderStartError(
+            message, provider_id=self.plan.provider_id, stage=stage, stderr_tail=self.stderr_tail(), pid=self.pid
+        )
 
     async def _relay_stderr(self, stream: asyncio.StreamReader) -> None:
         async for raw in stream:
@@ -217,8 +230,13 @@ class WorkerProcess:
             self.signal(signal.SIGTERM)
             try:
                 await asyncio.wait_for(self.wait(), grace_s)
-            except asyncio.TimeoutError:
-                logger.warning("provider %s [pid %d] ignored SIGTERM for %.1fs; killing", self.plan.provider_id, self._proc.pid, grace_s)
+            except TimeoutError:
+                logger.warning(
+                    "provider %s [pid %d] ignored SIGTERM for %.1fs; killing",
+                    self.plan.provider_id,
+                    self._proc.pid,
+                    grace_s,
+                )
                 await self.kill()
         await self.close()
         return self.exit_info

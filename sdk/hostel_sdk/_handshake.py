@@ -62,14 +62,14 @@ def parse(line: str) -> Handshake | StartFailure:
     line = line.strip()
     head, _, rest = line.partition("|")
     if head == FAILURE_MAGIC:
-        version, stage, message = (rest.split("|", 2) + ["", ""])[:3]
+        version, stage, message = [*rest.split("|", 2), "", ""][:3]
         if stage not in STAGES:
             raise HandshakeError(f"unknown start stage {stage!r} in {line!r}")
         try:
             text = json.loads(message)
         except ValueError:
             text = message
-        return StartFailure(protocol=_int(version, "protocol", line), stage=stage, message=str(text))  # type: ignore[arg-type]
+        return StartFailure(protocol=_int(version, "protocol", line), stage=stage, message=str(text))
     if head != MAGIC:
         raise HandshakeError(f"expected a line starting with {MAGIC!r}, got {line[:200]!r}")
     fields = rest.split("|")

@@ -48,13 +48,15 @@ def import_object(path: str, *, stage: Stage, what: str) -> Any:
             if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
                 continue  # that prefix is not a module: try a shorter one
             raise StartError(stage, f"importing {what} {path!r} failed: {_describe(exc)}") from exc
-        except Exception as exc:  # noqa: BLE001 - any import-time failure is this stage's failure
+        except Exception as exc:
             raise StartError(stage, f"importing {what} {path!r} failed: {_describe(exc)}") from exc
         try:
             for attr in parts[cut:]:
                 obj = getattr(obj, attr)
         except AttributeError:
-            raise StartError(stage, f"{what} {path!r}: module {module_name!r} has no attribute {'.'.join(parts[cut:])!r}") from None
+            raise StartError(
+                stage, f"{what} {path!r}: module {module_name!r} has no attribute {'.'.join(parts[cut:])!r}"
+            ) from None
         return obj
     raise StartError(stage, f"{what} {path!r} cannot be imported: no module of that path is installed")
 
@@ -67,9 +69,9 @@ def import_module(name: str) -> Any:
     """Import the provider's module (stage ``import``)."""
     try:
         return importlib.import_module(name)
-    except Exception as exc:  # noqa: BLE001 - reported with its cause
+    except Exception as exc:
         hint = ""
-        if isinstance(exc, ModuleNotFoundError) and exc.name and exc.name != name.split(".")[0]:
+        if isinstance(exc, ModuleNotFoundError) and exc.name and exc.name != name.split(".", maxsplit=1)[0]:
             hint = f"; add the package that provides {exc.name!r} to the provider's pip_packages or fix its constraints"
         elif isinstance(exc, ModuleNotFoundError):
             hint = "; add the package that provides it to pip_packages"
@@ -85,7 +87,7 @@ def build_config(request: LoadRequest) -> Any:
         return TypeAdapter(cls).validate_python(dict(request.config))
     except ValidationError as exc:
         raise StartError("config", f"invalid config for {request.config_class}: {exc}") from exc
-    except Exception as exc:  # noqa: BLE001 - e.g. a config class whose own validators raise
+    except Exception as exc:
         raise StartError("config", f"building {request.config_class} failed: {_describe(exc)}") from exc
 
 
@@ -109,12 +111,14 @@ async def create_impl(request: LoadRequest, module: Any, config: Any, deps: Mapp
     name = "get_adapter_impl" if request.kind == "remote" else "get_provider_impl"
     factory = getattr(module, name, None)
     if factory is None:
-        raise StartError("factory", f"module {request.module!r} has no {name}(); a {request.kind} provider must define it")
+        raise StartError(
+            "factory", f"module {request.module!r} has no {name}(); a {request.kind} provider must define it"
+        )
     try:
         impl = factory(*_factory_args(factory, config, deps))
         if inspect.isawaitable(impl):
             impl = await impl
-    except Exception as exc:  # noqa: BLE001 - reported with its cause
+    except Exception as exc:
         raise StartError("factory", f"{request.module}.{name}() raised {_describe(exc)}") from exc
     if impl is None:
         raise StartError("factory", f"{request.module}.{name}() returned None; it must return the provider object")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import platform
@@ -28,7 +29,7 @@ def _type_name(exc: BaseException) -> str:
     return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
 
 
-def error_reply(exc: BaseException, kind: int = pb.ERROR_KIND_PROVIDER_RAISED) -> pb.CallReply:
+def error_reply(exc: BaseException, kind: pb.ErrorKind = pb.ERROR_KIND_PROVIDER_RAISED) -> pb.CallReply:
     """A reply carrying ``exc`` with its type, message and traceback."""
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     return pb.CallReply(error=pb.RemoteError(kind=kind, type_name=_type_name(exc), message=str(exc), traceback=tb))
@@ -92,12 +93,15 @@ class ProviderService:
         except Exception as exc:  # noqa: BLE001 - any validator failure is the caller's bad data
             raise ProviderDataError(f"provider data rejected by the provider's validator: {exc}") from None
 
-    async def call(self, request: pb.CallRequest, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[pb.CallReply]:
+    async def call(
+        self, request: pb.CallRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[pb.CallReply]:
         """Worker.Call: one value, or stream_begin and batches of items; errors as a final reply."""
         binder = self._binder(request.method)
         if binder is None:
             exc = AttributeError(
-                f"provider has no public method {request.method!r}; it has: {', '.join(sorted(self._methods)) or 'none'}"
+                f"provider has no public method {request.method!r}; "
+                f"it has: {', '.join(sorted(self._methods)) or 'none'}"
             )
             yield error_reply(exc, pb.ERROR_KIND_NO_SUCH_METHOD)
             return
@@ -136,14 +140,19 @@ class ProviderService:
         finally:
             reset_provider_data(token)
 
-    async def describe(self, request: pb.DescribeRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.DescribeReply:
+    async def describe(
+        self, request: pb.DescribeRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.DescribeReply:
         """Worker.Describe: the public methods and the runtime versions."""
         methods = [
-            pb.MethodInfo(name=name, streams=inspect.isasyncgenfunction(func)) for name, func in sorted(self._methods.items())
+            pb.MethodInfo(name=name, streams=inspect.isasyncgenfunction(func))
+            for name, func in sorted(self._methods.items())
         ]
         return pb.DescribeReply(methods=methods, sdk_version=__version__, python_version=platform.python_version())
 
-    async def shutdown(self, request: pb.ShutdownRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.ShutdownReply:
+    async def shutdown(
+        self, request: pb.ShutdownRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ShutdownReply:
         """Worker.Shutdown: stop serving after a grace period for in-flight calls."""
         if self._on_shutdown is not None:
             self._on_shutdown(request.grace_s)
@@ -193,10 +202,8 @@ async def _stream(source: Any) -> AsyncIterator[pb.CallReply]:
     finally:
         if not producer.done():
             producer.cancel()  # the caller went away: stop the provider's generator
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await producer
-            except asyncio.CancelledError:
-                pass
         aclose = getattr(source, "aclose", None)
         if aclose is not None:
             await aclose()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import Enum
 
 
-class Api(str, Enum):
+class Api(str, Enum):  # noqa: UP042 - StrEnum needs 3.11; this package supports 3.10
     """A Llama Stack API. Members compare equal to their names, so ``deps["inference"]`` works."""
 
     providers = "providers"

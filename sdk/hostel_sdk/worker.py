@@ -113,7 +113,7 @@ async def serve(payload: dict[str, Any], handshake_fd: int) -> int:
             result = shutdown()
             if asyncio.iscoroutine(result):
                 await asyncio.wait_for(result, timeout=grace[0] or None)
-        except Exception:  # noqa: BLE001 - a failing shutdown() must not keep the worker alive
+        except Exception:
             logger.exception("provider %s: shutdown() raised", request.provider_id)
     return 0
 

@@ -14,12 +14,16 @@ def test_check_ok(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "OK (1 providers: t)" in capsys.readouterr().out
 
 
-def test_check_lists_every_problem_and_exits_2_without_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_lists_every_problem_and_exits_2_without_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = make_config(
         tmp_path,
         providers={
             "tool_runtime": [{"provider_id": "t", "provider_type": "inline::nope"}],
-            "inference": [{"provider_id": "x", "provider_type": "remote::y", "config": {"k": "${env.HOSTEL_TEST_UNSET}"}}],
+            "inference": [
+                {"provider_id": "x", "provider_type": "remote::y", "config": {"k": "${env.HOSTEL_TEST_UNSET}"}}
+            ],
         },
     )
     assert main(["check", str(path)]) == 2

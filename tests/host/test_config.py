@@ -42,7 +42,16 @@ def test_env_substitution_forms() -> None:
 
 def test_missing_env_var_is_named_with_its_key() -> None:
     with pytest.raises(ConfigError) as exc:
-        load_run_config({"providers": {"inference": [{"provider_id": "p", "provider_type": "remote::x", "config": {"url": "${env.NOPE_X}"}}]}}, environ={})
+        load_run_config(
+            {
+                "providers": {
+                    "inference": [
+                        {"provider_id": "p", "provider_type": "remote::x", "config": {"url": "${env.NOPE_X}"}}
+                    ]
+                }
+            },
+            environ={},
+        )
     text = _problems(exc)
     assert "NOPE_X is not set" in text and "providers.inference[0].config.url" in text
 
@@ -58,7 +67,10 @@ def test_models_table_old_and_new_locations() -> None:
     entry = {"provider_id": "p", "provider_type": "remote::x"}
     old = load_run_config({"providers": {"inference": [entry]}, "models": [{"model_id": "m", "provider_id": "p"}]})
     new = load_run_config(
-        {"providers": {"inference": [entry]}, "registered_resources": {"models": [{"model_id": "m", "provider_id": "p"}]}}
+        {
+            "providers": {"inference": [entry]},
+            "registered_resources": {"models": [{"model_id": "m", "provider_id": "p"}]},
+        }
     )
     assert old.models[0].model_id == new.models[0].model_id == "m"
 
@@ -95,7 +107,9 @@ def test_bad_yaml_in_a_spec(tmp_path: Path) -> None:
 
 
 def test_unknown_api_directory(tmp_path: Path) -> None:
-    path = make_config(tmp_path, specs={"inline/telepathy/x": provider_spec(), "inline/tool_runtime/testprov": provider_spec()})
+    path = make_config(
+        tmp_path, specs={"inline/telepathy/x": provider_spec(), "inline/tool_runtime/testprov": provider_spec()}
+    )
     with pytest.raises(ConfigError) as exc:
         load_plan(path)
     assert "unknown API 'telepathy'; known APIs: providers, inference" in _problems(exc)
@@ -127,7 +141,9 @@ def test_relative_paths_resolve_against_their_files(tmp_path: Path) -> None:
     path = make_config(
         tmp_path,
         specs={"inline/tool_runtime/testprov": spec},
-        providers={"tool_runtime": [{"provider_id": "t", "provider_type": "inline::testprov", "pip_packages": ["./extra"]}]},
+        providers={
+            "tool_runtime": [{"provider_id": "t", "provider_type": "inline::testprov", "pip_packages": ["./extra"]}]
+        },
     )
     plan = load_plan(path).provider("t")
     assert plan.pip_packages == (str(tmp_path / "providers.d" / "pkg"), "requests>=2", str(tmp_path / "extra"))
@@ -153,7 +169,9 @@ def test_remote_spec_with_adapter_block_and_flat_inline_spec(tmp_path: Path) -> 
 
 def test_dependency_order_cycles_and_missing_apis(tmp_path: Path) -> None:
     specs = {
-        "inline/vector_io/store": provider_spec(api_dependencies=["inference"], optional_api_dependencies=["vector_io"]),
+        "inline/vector_io/store": provider_spec(
+            api_dependencies=["inference"], optional_api_dependencies=["vector_io"]
+        ),
         "inline/inference/embedder": provider_spec(),
     }
     providers = {

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -28,7 +28,7 @@ class Box:
 
 
 def test_dumps_models_dataclasses_enums_and_datetimes_as_json() -> None:
-    value = {"box": Box(Point(x=1, y=2), "é"), "at": datetime(2026, 1, 2, tzinfo=timezone.utc)}
+    value = {"box": Box(Point(x=1, y=2), "é"), "at": datetime(2026, 1, 2, tzinfo=UTC)}
     assert codec.loads(codec.dumps(value)) == {
         "box": {"corner": {"x": 1, "y": 2, "color": "red"}, "label": "é"},
         "at": "2026-01-02T00:00:00Z",
@@ -63,7 +63,7 @@ def test_binder_reports_missing_and_invalid_arguments() -> None:
     binder = codec.MethodBinder.for_callable("m", _method)
     with pytest.raises(codec.ArgumentError, match="missing a required argument: 'point'"):
         binder.bind([], {"boxes": []})
-    with pytest.raises(codec.ArgumentError, match="(?s)argument 'point'.*int_parsing"):
+    with pytest.raises(codec.ArgumentError, match=r"(?s)argument 'point'.*int_parsing"):
         binder.bind([], {"point": {"x": "not a number", "y": 1}, "boxes": []})
 
 

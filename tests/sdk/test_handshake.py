@@ -23,7 +23,7 @@ def test_start_failure_round_trips_with_pipes_and_newlines_in_the_message() -> N
         ("hostel|1|unix|/s", "expected 6"),
         ("hostel|x|unix|/s|1|0.1", "protocol is not an integer"),
         ("hostel|1|pigeon|/s|1|0.1", "unknown network"),
-        ("hostel-start-failed|1|lunch|\"m\"", "unknown start stage"),
+        ('hostel-start-failed|1|lunch|"m"', "unknown start stage"),
     ],
 )
 def test_bad_lines_are_refused_with_a_reason(line: str, complaint: str) -> None:

@@ -1,0 +1,73 @@
+"""Which packages reach a provider's venv: conflicting pins side by side, and seed-style providers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hostel import Host
+from hostel.envs import provider_package
+from tests.conftest import EXAMPLES, SEEDPROV, make_config
+
+
+async def test_conflicting_pins_are_co_hosted() -> None:
+    async with Host.from_config(EXAMPLES / "conflicting_pins" / "run.yaml") as host:
+        old = await host.provider("old").versions()
+        new = await host.provider("new").versions()
+    assert old["idna"] == "2.10"
+    assert tuple(int(x) for x in new["idna"].split(".")[:2]) >= (3, 7)
+    assert len({old["pid"], new["pid"], os.getpid()}) == 3
+    assert len({old["prefix"], new["prefix"], sys.prefix}) == 3
+
+
+@pytest.fixture(scope="session")
+def seed_installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The seed provider installed (as its docs say) into a site dir the host can see, by a real installer."""
+    import uv
+
+    target = tmp_path_factory.mktemp("host-site")
+    subprocess.run(
+        [uv.find_uv_bin(), "pip", "install", "--quiet", "--no-deps", "--target", str(target), str(SEEDPROV)], check=True
+    )
+    return target
+
+
+async def test_seed_style_provider_installed_in_the_host_reaches_its_venv(
+    tmp_path: Path, seed_installed: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(seed_installed))
+    assert provider_package("hostel_seedprov", ["idna==3.7"]) == str(SEEDPROV)
+    spec = {
+        "adapter": {
+            "adapter_type": "seed",
+            "module": "hostel_seedprov",
+            "config_class": "hostel_seedprov.SeedConfig",
+            "pip_packages": ["idna==3.7"],  # only its dependencies, as in the seed's example
+        }
+    }
+    path = make_config(
+        tmp_path,
+        specs={"remote/inference/seed": spec},
+        providers={
+            "inference": [{"provider_id": "seed", "provider_type": "remote::seed", "config": {"url": "http://x"}}]
+        },
+    )
+    async with Host.from_config(path) as host:
+        info = await host.provider("seed").info()
+    assert info["url"] == "http://x" and info["idna"] == "3.7"
+    assert info["module_file"].startswith(info["prefix"])  # installed into the venv, not read from the host
+
+
+def test_index_installed_distribution_is_pinned_to_its_version() -> None:
+    from importlib.metadata import version
+
+    import yaml
+
+    assert yaml  # imported from the host env
+    assert provider_package("yaml", []) == f"pyyaml=={version('PyYAML')}"
+    assert provider_package("yaml", ["PyYAML>=5"]) is None  # already required
+    assert provider_package("hostel_not_installed_anywhere", []) is None
