@@ -289,18 +289,16 @@ class EnvManager:
                 "--allow-existing",
             ]
             install = [uv_bin, "pip", "install", "--python", str(python), "-r", str(req_file)]
-            freeze = [uv_bin, "pip", "freeze", "--python", str(python)]
         else:
             create = [spec.python.path, "-m", "venv", "--without-pip", str(tmp)]
             install = [sys.executable, "-m", "pip", "--python", str(python), "install", "-r", str(req_file)]
-            freeze = [sys.executable, "-m", "pip", "--python", str(python), "freeze", "--all"]
         if spec.constraints:
             constraints_file = tmp / "hostel-constraints.txt"
             constraints_file.write_text("\n".join(spec.constraints) + "\n")
             install += ["-c", str(constraints_file)]
         for command in (create, install):
             await self._run(spec, command, requirements)
-        resolved = (await self._run(spec, freeze, requirements)).stdout.split()
+        resolved = installed_distributions(tmp)
         return {
             "format": METADATA_FORMAT,
             "key": spec.key,
@@ -340,6 +338,13 @@ class EnvManager:
                 stderr_tail=_process.tail(done.stderr or done.stdout),
             )
         return done
+
+
+def installed_distributions(env_path: Path) -> list[str]:
+    """``name==version`` of every distribution in a venv, read from its metadata (no subprocess)."""
+    site = [str(p) for p in env_path.glob("lib/python*/site-packages")]
+    found = {f"{canonicalize_name(d.metadata['Name'])}=={d.version}" for d in importlib.metadata.distributions(path=site)}
+    return sorted(found)
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

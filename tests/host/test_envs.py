@@ -1,0 +1,85 @@
+"""Env keys, reuse and the hostel-sdk wheel, with real builds where it matters."""
+
+from __future__ import annotations
+
+import tomllib
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hostel import _process
+from hostel._sdkwheel import SDK_REQUIREMENTS, sdk_fingerprint, sdk_wheel
+from hostel.envs import EnvManager
+from hostel.errors import EnvBuildError
+from hostel.plan import load_plan
+from tests.conftest import REPO, make_config, provider_spec
+
+
+def test_sdk_wheel_requirements_match_sdk_pyproject() -> None:
+    declared = tomllib.loads((REPO / "sdk" / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert sorted(declared) == sorted(SDK_REQUIREMENTS)
+
+
+def test_sdk_wheel_holds_the_package_and_its_requirements(tmp_path: Path) -> None:
+    wheel = sdk_wheel(tmp_path)
+    assert sdk_wheel(tmp_path) == wheel  # cached by content
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+        metadata = zf.read(next(n for n in names if n.endswith("METADATA"))).decode()
+    assert "hostel_sdk/worker.py" in names and "hostel_sdk/_proto/worker_pb2.py" in names
+    assert all(f"Requires-Dist: {r}" in metadata for r in SDK_REQUIREMENTS)
+    assert sdk_fingerprint()[:12] in wheel.name
+
+
+async def test_unchanged_provider_reuses_its_env_without_any_subprocess(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    plan = load_plan(make_config(tmp_path)).provider("t")
+    envs = EnvManager()
+    env, _ = await envs.ensure(await envs.describe(plan))
+
+    async def no_subprocess(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError(f"reuse ran a subprocess: {args}")
+
+    monkeypatch.setattr(_process, "run", no_subprocess)
+    again, built = await EnvManager().ensure(await EnvManager().describe(plan))
+    assert (again.path, built) == (env.path, False)
+    assert envs.status(await envs.describe(plan)) == "built"
+    assert "hostel-testprov==0.1.0" in env.metadata["resolved"]
+
+
+async def test_editing_a_local_provider_package_changes_the_key(tmp_path: Path) -> None:
+    pkg = tmp_path / "pkg"
+    (pkg / "mod").mkdir(parents=True)
+    (pkg / "mod" / "__init__.py").write_text("X = 1\n")
+    path = make_config(tmp_path, specs={"inline/tool_runtime/testprov": provider_spec(pip_packages=[str(pkg)])})
+    envs = EnvManager()
+    before = (await envs.describe(load_plan(path).provider("t"))).key
+    untouched = (await envs.describe(load_plan(path).provider("t"))).key
+    (pkg / "mod" / "__init__.py").write_text("X = 2\n")
+    after = (await envs.describe(load_plan(path).provider("t"))).key
+    assert before == untouched != after
+
+
+async def test_unsatisfiable_requirement_reports_the_resolver_and_leaves_nothing(tmp_path: Path) -> None:
+    spec = provider_spec(pip_packages=["idna==2.10", "idna>=3.7"])
+    path = make_config(
+        tmp_path,
+        specs={"inline/tool_runtime/testprov": spec},
+        providers={"tool_runtime": [{"provider_id": "conflict", "provider_type": "inline::testprov"}]},
+    )
+    envs = EnvManager()
+    with pytest.raises(EnvBuildError) as exc:
+        await envs.ensure(await envs.describe(load_plan(path).provider("conflict")))
+    text = str(exc.value)
+    assert exc.value.provider_id == "conflict"
+    assert "idna" in exc.value.stderr_tail and "installer said" in text and "uv" in " ".join(exc.value.command)
+    assert not [p for p in envs.envs_dir.iterdir() if p.name.startswith(("conflict-", ".conflict-")) and p.is_dir()]
+
+
+async def test_missing_python_version_lists_what_was_found(tmp_path: Path) -> None:
+    path = make_config(
+        tmp_path, providers={"tool_runtime": [{"provider_id": "t", "provider_type": "inline::testprov", "python": "2.1"}]}
+    )
+    with pytest.raises(EnvBuildError, match=r"no Python 2.1 found .*found: \d"):
+        await EnvManager().describe(load_plan(path).provider("t"))
