@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from importlib import metadata
 from pathlib import Path
-
-import idna
 
 from hostel import Host
 
@@ -16,7 +15,11 @@ HERE = Path(__file__).resolve().parent
 
 async def main() -> None:
     async with Host.from_config(HERE / "run.yaml") as host:
-        print(f"host    pid {os.getpid():>7}  idna {idna.__version__:<6}  {sys.prefix}")
+        try:
+            host_idna = metadata.version("idna")
+        except metadata.PackageNotFoundError:
+            host_idna = "none"
+        print(f"host    pid {os.getpid():>7}  idna {host_idna:<6}  {sys.prefix}")
         for provider_id in ("old", "new"):
             seen = await host.provider(provider_id).versions()
             print(f"{provider_id:<7} pid {seen['pid']:>7}  idna {seen['idna']:<6}  {seen['prefix']}")

@@ -343,7 +343,9 @@ class EnvManager:
 def installed_distributions(env_path: Path) -> list[str]:
     """``name==version`` of every distribution in a venv, read from its metadata (no subprocess)."""
     site = [str(p) for p in env_path.glob("lib/python*/site-packages")]
-    found = {f"{canonicalize_name(d.metadata['Name'])}=={d.version}" for d in importlib.metadata.distributions(path=site)}
+    found = {
+        f"{canonicalize_name(d.metadata['Name'])}=={d.version}" for d in importlib.metadata.distributions(path=site)
+    }
     return sorted(found)
 
 

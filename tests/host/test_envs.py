@@ -33,7 +33,9 @@ def test_sdk_wheel_holds_the_package_and_its_requirements(tmp_path: Path) -> Non
     assert sdk_fingerprint()[:12] in wheel.name
 
 
-async def test_unchanged_provider_reuses_its_env_without_any_subprocess(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_unchanged_provider_reuses_its_env_without_any_subprocess(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     plan = load_plan(make_config(tmp_path)).provider("t")
     envs = EnvManager()
     env, _ = await envs.ensure(await envs.describe(plan))
@@ -79,7 +81,8 @@ async def test_unsatisfiable_requirement_reports_the_resolver_and_leaves_nothing
 
 async def test_missing_python_version_lists_what_was_found(tmp_path: Path) -> None:
     path = make_config(
-        tmp_path, providers={"tool_runtime": [{"provider_id": "t", "provider_type": "inline::testprov", "python": "2.1"}]}
+        tmp_path,
+        providers={"tool_runtime": [{"provider_id": "t", "provider_type": "inline::testprov", "python": "2.1"}]},
     )
     with pytest.raises(EnvBuildError, match=r"no Python 2.1 found .*found: \d"):
         await EnvManager().describe(load_plan(path).provider("t"))
