@@ -10,15 +10,14 @@ import asyncio
 import json
 import logging
 import sys
-import time
 from collections.abc import Sequence
 from typing import Any
 
-from hostel import _logging
+from hostel import _cli_envs, _logging
 from hostel.envs import EnvManager
 from hostel.errors import ConfigError, HostelError
 from hostel.host import Host
-from hostel.plan import Plan, load_plan
+from hostel.plan import load_plan
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +40,22 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("config")
     listing.add_argument("--json", action="store_true", help="print JSON")
 
-    build = sub.add_parser("build", help="build every provider env")
+    build = sub.add_parser("build", help="build every provider env, with progress and a summary")
     build.add_argument("config")
+    build.add_argument("--locked", action="store_true", help="install exactly the pins of hostel.lock")
+    build.add_argument("--installer", choices=["auto", "uv", "pip"], default=None, help="default: uv, pip as fallback")
+
+    lock = sub.add_parser("lock", help="build every env and write hostel.lock beside the config")
+    lock.add_argument("config")
+    lock.add_argument("--installer", choices=["auto", "uv", "pip"], default=None)
+
+    envs = sub.add_parser("envs", help="cached provider envs")
+    envs_sub = envs.add_subparsers(dest="envs_command", required=True, metavar="ACTION")
+    envs_sub.add_parser("list", help="every cached env: key, provider, size, last used")
+    prune = envs_sub.add_parser("prune", help="remove envs that no given config uses, or unused for N days")
+    prune.add_argument("configs", nargs="*", metavar="CONFIG", help="run configs whose envs are kept")
+    prune.add_argument("--older-than", type=float, default=None, metavar="DAYS", help="only envs unused for DAYS")
+    prune.add_argument("--dry-run", action="store_true", help="print what would be removed")
 
     call = sub.add_parser("call", help="start a provider (and its deps), call one method, print the result as JSON")
     call.add_argument("config")
@@ -53,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     call.add_argument("--provider-data", default=None, help="JSON object of per-request provider data")
     call.add_argument("--timeout", type=float, default=None, help="call timeout in seconds")
+    call.add_argument("--locked", action="store_true", help="install exactly the pins of hostel.lock")
     return parser
 
 
@@ -84,7 +98,17 @@ def _error(message: str, debug: bool) -> None:
 
 
 async def _dispatch(opts: argparse.Namespace) -> int:
-    handler = {"check": _check, "list": _list, "build": _build, "call": _call}[opts.command]
+    if opts.command == "build":
+        return await _cli_envs.build(opts.config, installer=opts.installer, locked=opts.locked)
+    if opts.command == "lock":
+        return await _cli_envs.lock(opts.config, installer=opts.installer)
+    if opts.command == "envs":
+        if opts.envs_command == "list":
+            return _cli_envs.envs_list()
+        if not opts.configs and opts.older_than is None:
+            raise UsageError("envs prune: name the run configs whose envs to keep, or give --older-than DAYS")
+        return await _cli_envs.envs_prune(opts.configs, older_than_days=opts.older_than, dry_run=opts.dry_run)
+    handler = {"check": _check, "list": _list, "call": _call}[opts.command]
     return await handler(opts)
 
 
@@ -131,35 +155,6 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         print("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)).rstrip())
 
 
-async def _build_all(plan: Plan, envs: EnvManager) -> list[tuple[str, str, float, HostelError | None]]:
-    limit = asyncio.Semaphore(4)
-
-    async def one(provider_id: str) -> tuple[str, str, float, HostelError | None]:
-        async with limit:
-            started = time.monotonic()
-            print(f"building env for {provider_id} ...", file=sys.stderr)
-            try:
-                spec = await envs.describe(plan.provider(provider_id))
-                _, built = await envs.ensure(spec)
-            except HostelError as exc:
-                return provider_id, "failed", time.monotonic() - started, exc
-            return provider_id, "built" if built else "reused", time.monotonic() - started, None
-
-    return list(await asyncio.gather(*(one(p.provider_id) for p in plan.providers)))
-
-
-async def _build(opts: argparse.Namespace) -> int:
-    plan = load_plan(opts.config)
-    results = await _build_all(
-        plan, EnvManager(installer=plan.settings.installer, build_timeout_s=plan.settings.build_timeout_s)
-    )
-    _table(["PROVIDER", "STATUS", "SECONDS"], [[pid, status, f"{secs:.2f}"] for pid, status, secs, _ in results])
-    failures = [exc for *_, exc in results if exc is not None]
-    for exc in failures:
-        _error(str(exc), opts.debug)
-    return 1 if failures else 0
-
-
 async def _call(opts: argparse.Namespace) -> int:
     try:
         arguments = json.loads(opts.args)
@@ -168,7 +163,7 @@ async def _call(opts: argparse.Namespace) -> int:
         raise UsageError(f"--args / --provider-data must be JSON: {exc}") from None
     if not isinstance(arguments, (dict, list)):
         raise UsageError("--args must be a JSON object (keyword arguments) or array (positional arguments)")
-    host = Host(load_plan(opts.config))
+    host = Host(load_plan(opts.config), locked=opts.locked)
     if opts.provider_id not in host.supervisor.slots:
         known = ", ".join(host.supervisor.slots) or "none"
         raise UsageError(f"no provider {opts.provider_id!r} in {opts.config}; providers: {known}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import importlib.metadata
@@ -33,11 +34,13 @@ from hostel import _process
 from hostel._interpreters import Interpreter, InterpreterCache, InterpreterNotFoundError
 from hostel._sdkwheel import sdk_fingerprint, sdk_wheel
 from hostel.errors import EnvBuildError
+from hostel.lock import Lockfile
 from hostel.plan import ProviderPlan
 
 logger = logging.getLogger(__name__)
 
 METADATA_FILE = "hostel-env.json"
+LAST_USED_FILE = "hostel-last-used"
 METADATA_FORMAT = 1
 _SKIP_DIRS = {".git", "__pycache__", ".venv", "build", "dist", ".tox", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
 
@@ -127,18 +130,26 @@ class EnvSpec:
     constraints: tuple[str, ...]
     sources: tuple[tuple[str, str], ...]  # (local directory, content hash)
     sdk: str  # hostel-sdk fingerprint
+    pins: tuple[str, ...] = ()  # from hostel.lock: install exactly these, without resolving
 
     @property
-    def key(self) -> str:
-        """Hash of what determines the env (the interpreter path is not part of it, only its version)."""
+    def inputs(self) -> str:
+        """Hash of what the user controls (Python version, requirements, constraints, local sources).
+
+        ``hostel.lock`` records it, so a locked build can tell that a spec changed since the lock.
+        """
         data = {
             "python": self.python.version,
             "requirements": sorted(self.requirements),
             "constraints": sorted(self.constraints),
             "sources": sorted(self.sources),
-            "sdk": self.sdk,
-            "format": METADATA_FORMAT,
         }
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+    @property
+    def key(self) -> str:
+        """Hash of everything that determines the env (the interpreter's version, not its path)."""
+        data = {"inputs": self.inputs, "sdk": self.sdk, "pins": sorted(self.pins), "format": METADATA_FORMAT}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
     @property
@@ -169,9 +180,16 @@ class EnvManager:
     """Builds and reuses provider envs under ``<home>/envs``."""
 
     def __init__(
-        self, home: Path | None = None, *, installer: InstallerName = "auto", build_timeout_s: float = 600.0
+        self,
+        home: Path | None = None,
+        *,
+        installer: InstallerName = "auto",
+        build_timeout_s: float = 600.0,
+        lock: Lockfile | None = None,
     ) -> None:
+        """``lock``: build exactly the pins of a ``hostel.lock`` (``--locked``)."""
         self.home = (home or default_home()).expanduser()
+        self.lock = lock
         self.envs_dir = self.home / "envs"
         self.installer = installer
         self.build_timeout_s = build_timeout_s
@@ -184,7 +202,7 @@ class EnvManager:
         return self._sdk
 
     async def describe(self, plan: ProviderPlan) -> EnvSpec:
-        """Work out what determines ``plan``'s env (no installer runs)."""
+        """Work out what determines ``plan``'s env (no installer runs). With a lock, check it and pin."""
         try:
             python = await self._interpreters.find(plan.python)
         except InterpreterNotFoundError as exc:
@@ -200,7 +218,7 @@ class EnvManager:
             )
             requirements.append(_normalise(package))
         sources = tuple((r, _tree_hash(Path(r))) for r in requirements if _is_path(r) and Path(r).is_dir())
-        return EnvSpec(
+        spec = EnvSpec(
             provider_id=plan.provider_id,
             provider_type=plan.provider_type,
             python=python,
@@ -209,6 +227,9 @@ class EnvManager:
             sources=sources,
             sdk=self._sdk_fingerprint(),
         )
+        if self.lock is not None:
+            spec = dataclasses.replace(spec, pins=self.lock.pins_for(plan.provider_id, spec.inputs))
+        return spec
 
     def status(self, spec: EnvSpec) -> EnvStatus:
         """``built`` (current env exists), ``stale`` (only an older env of this provider) or ``missing``."""
@@ -220,6 +241,21 @@ class EnvManager:
         ):
             return "stale"
         return "missing"
+
+    @staticmethod
+    def read_metadata(path: Path) -> dict[str, Any]:
+        """The metadata of the env at ``path``."""
+        data: dict[str, Any] = json.loads((path / METADATA_FILE).read_text())
+        return data
+
+    async def remove(self, path: Path) -> None:
+        """Delete an env under its build lock (never one being built), moving it aside first."""
+        async with _file_lock(self.envs_dir / f".{path.name}.lock"):
+            trash = self.envs_dir / f".{path.name}.trash-{secrets.token_hex(4)}"
+            os.rename(path, trash)
+            shutil.rmtree(trash, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            (self.envs_dir / f".{path.name}.lock").unlink()
 
     def _load(self, path: Path, key: str) -> Env | None:
         try:
@@ -235,6 +271,7 @@ class EnvManager:
         final = self.envs_dir / spec.dirname
         env = self._load(final, spec.key)
         if env is not None:
+            _touch(final / LAST_USED_FILE)
             return env, False
         self.envs_dir.mkdir(parents=True, exist_ok=True)
         async with _file_lock(self.envs_dir / f".{spec.dirname}.lock"):
@@ -247,6 +284,7 @@ class EnvManager:
             try:
                 metadata = await self._build(spec, tmp)
                 _write_json(tmp / METADATA_FILE, metadata)
+                _touch(tmp / LAST_USED_FILE)
                 if final.exists():
                     shutil.rmtree(final)  # an unusable env with the same key (no or bad metadata)
                 os.rename(tmp, final)
@@ -272,7 +310,8 @@ class EnvManager:
         installer, uv_bin = self._choose_installer()
         wheel = sdk_wheel(self.home / "wheels", spec.sdk)
         tmp.mkdir(parents=True)
-        requirements = [*spec.requirements, str(wheel)]
+        # Locked: exactly the pinned set, no resolution (hostel-sdk is always the host's own).
+        requirements = [*(spec.pins or spec.requirements), str(wheel)]
         req_file = tmp / "hostel-requirements.txt"
         req_file.write_text("\n".join(requirements) + "\n")
         python = tmp / "bin" / "python"
@@ -292,7 +331,9 @@ class EnvManager:
         else:
             create = [spec.python.path, "-m", "venv", "--without-pip", str(tmp)]
             install = [sys.executable, "-m", "pip", "--python", str(python), "install", "-r", str(req_file)]
-        if spec.constraints:
+        if spec.pins:
+            install.append("--no-deps")
+        elif spec.constraints:
             constraints_file = tmp / "hostel-constraints.txt"
             constraints_file.write_text("\n".join(spec.constraints) + "\n")
             install += ["-c", str(constraints_file)]
@@ -302,6 +343,7 @@ class EnvManager:
         return {
             "format": METADATA_FORMAT,
             "key": spec.key,
+            "inputs": spec.inputs,
             "provider_id": spec.provider_id,
             "provider_type": spec.provider_type,
             "spec": asdict(spec) | {"python": asdict(spec.python)},
@@ -341,12 +383,41 @@ class EnvManager:
 
 
 def installed_distributions(env_path: Path) -> list[str]:
-    """``name==version`` of every distribution in a venv, read from its metadata (no subprocess)."""
+    """Every distribution in a venv as a requirement that reinstalls exactly it: ``name==version``, or
+    ``name @ file:///path`` for one installed from a local directory. Read from metadata, no subprocess.
+    hostel-sdk is left out: every env gets the host's own."""
     site = [str(p) for p in env_path.glob("lib/python*/site-packages")]
-    found = {
-        f"{canonicalize_name(d.metadata['Name'])}=={d.version}" for d in importlib.metadata.distributions(path=site)
-    }
+    found = set()
+    for dist in importlib.metadata.distributions(path=site):
+        name = canonicalize_name(dist.metadata["Name"])
+        if name == "hostel-sdk":
+            continue
+        direct = dist.read_text("direct_url.json")
+        info = json.loads(direct) if direct else {}
+        if "dir_info" in info and str(info.get("url", "")).startswith("file://"):
+            found.add(f"{name} @ {info['url']}")
+        else:
+            found.add(f"{name}=={dist.version}")
     return sorted(found)
+
+
+def _touch(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.touch()
+
+
+def dir_size(path: Path) -> int:
+    """Bytes used by the files under ``path`` (hard links counted once)."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for dirpath, _, filenames in os.walk(path):
+        for name in filenames:
+            with contextlib.suppress(OSError):
+                st = os.lstat(os.path.join(dirpath, name))
+                if (st.st_dev, st.st_ino) not in seen:
+                    seen.add((st.st_dev, st.st_ino))
+                    total += st.st_blocks * 512
+    return total
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

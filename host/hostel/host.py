@@ -13,6 +13,7 @@ from typing import Any
 
 from hostel.envs import EnvManager
 from hostel.errors import ProviderUnavailableError, RoutingError
+from hostel.lock import lock_path, read_lock
 from hostel.plan import Plan, load_plan
 from hostel.proxy import ProviderProxy
 from hostel.router import ApiRouter
@@ -30,9 +31,17 @@ class Host:
             reply = await host.provider("ollama").chat_completion(model_id="m", messages=[...])
     """
 
-    def __init__(self, plan: Plan, *, home: Path | None = None, log_level: str | None = None) -> None:
+    def __init__(
+        self, plan: Plan, *, home: Path | None = None, locked: bool = False, log_level: str | None = None
+    ) -> None:
+        """``locked``: build envs from the ``hostel.lock`` beside the config, refusing any that changed."""
         self.plan = plan
-        self.envs = EnvManager(home, installer=plan.settings.installer, build_timeout_s=plan.settings.build_timeout_s)
+        self.envs = EnvManager(
+            home,
+            installer=plan.settings.installer,
+            build_timeout_s=plan.settings.build_timeout_s,
+            lock=read_lock(lock_path(plan.config)) if locked else None,
+        )
         self._log_level = log_level or logging.getLevelName(logging.getLogger("hostel.provider").getEffectiveLevel())
         # Sockets live in a private 0700 directory, short enough for the 108-byte Unix socket path limit.
         self._socket_dir = Path(tempfile.mkdtemp(prefix="hostel-"))
@@ -49,9 +58,10 @@ class Host:
         *,
         home: str | os.PathLike[str] | None = None,
         environ: Mapping[str, str] | None = None,
+        locked: bool = False,
     ) -> Host:
         """Load and validate a run config (a YAML path or a dict); raises ``ConfigError`` listing every problem."""
-        return cls(load_plan(source, environ=environ), home=Path(home) if home else None)
+        return cls(load_plan(source, environ=environ), home=Path(home) if home else None, locked=locked)
 
     async def build(self, provider_ids: Sequence[str] | None = None) -> None:
         """Build (or reuse) the envs of the given providers, all by default."""

@@ -1,0 +1,197 @@
+"""The env commands of the CLI: ``build``, ``lock``, ``envs list``, ``envs prune``.
+
+Progress goes to stderr (a live rich display on a terminal, plain lines otherwise); tables to stdout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import cast
+
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from hostel.envs import LAST_USED_FILE, EnvManager, EnvSpec, InstallerName, dir_size, iter_envs
+from hostel.errors import HostelError
+from hostel.lock import LockedProvider, lock_path, read_lock, write_lock
+from hostel.plan import Plan, ProviderPlan, load_plan
+
+BUILD_CONCURRENCY = 4
+
+
+@dataclass
+class BuildResult:
+    """How one provider's env build went."""
+
+    provider_id: str
+    status: str  # built | reused | failed
+    seconds: float
+    spec: EnvSpec | None = None
+    path: Path | None = None
+    error: HostelError | None = None
+
+
+def manager(plan: Plan, *, installer: str | None = None, locked: bool = False) -> EnvManager:
+    """The EnvManager for a plan, honouring ``--installer`` and ``--locked``."""
+    return EnvManager(
+        installer=cast(InstallerName, installer or plan.settings.installer),
+        build_timeout_s=plan.settings.build_timeout_s,
+        lock=read_lock(lock_path(plan.config)) if locked else None,
+    )
+
+
+async def build_all(plan: Plan, envs: EnvManager, console: Console) -> list[BuildResult]:
+    """Build every provider env, a few at a time; one failure does not stop the others."""
+    limit = asyncio.Semaphore(BUILD_CONCURRENCY)
+    live = console.is_terminal
+
+    async def one(provider: ProviderPlan, progress: Progress | None) -> BuildResult:
+        async with limit:
+            started = time.monotonic()
+            task = progress.add_task(f"{provider.provider_id}: building", total=None) if progress else None
+            if not live:
+                console.print(f"{provider.provider_id}: building env")
+            try:
+                spec = await envs.describe(provider)
+                env, built = await envs.ensure(spec)
+                result = BuildResult(
+                    provider.provider_id, "built" if built else "reused", time.monotonic() - started, spec, env.path
+                )
+            except HostelError as exc:
+                result = BuildResult(provider.provider_id, "failed", time.monotonic() - started, error=exc)
+            line = f"{provider.provider_id}: {result.status} in {result.seconds:.2f}s"
+            if progress is not None and task is not None:
+                progress.update(task, description=line, completed=1, total=1)
+            else:
+                console.print(line)
+            return result
+
+    if live:
+        columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+        with Progress(*columns, console=console, transient=False) as progress:
+            return list(await asyncio.gather(*(one(p, progress) for p in plan.providers)))
+    return list(await asyncio.gather(*(one(p, None) for p in plan.providers)))
+
+
+def summary(results: Sequence[BuildResult]) -> Table:
+    """The end-of-build table: provider, status, seconds, env size."""
+    table = Table("provider", "status", "seconds", "size", box=None, header_style="bold")
+    for r in results:
+        size = _human(dir_size(r.path)) if r.path else "-"
+        table.add_row(r.provider_id, r.status, f"{r.seconds:.2f}", size)
+    return table
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+def _report(results: Sequence[BuildResult], err: Console) -> int:
+    Console().print(summary(results))
+    failures = [r for r in results if r.error is not None]
+    for r in failures:
+        err.print(f"hostel: error: {r.error}", markup=False, highlight=False)
+    return 1 if failures else 0
+
+
+async def build(config: str, *, installer: str | None, locked: bool) -> int:
+    """``hostel build``."""
+    plan = load_plan(config)
+    err = Console(stderr=True)
+    return _report(await build_all(plan, manager(plan, installer=installer, locked=locked), err), err)
+
+
+async def lock(config: str, *, installer: str | None) -> int:
+    """``hostel lock``: build every env (unlocked) and write the exact pins beside the config."""
+    plan = load_plan(config)
+    err = Console(stderr=True)
+    results = await build_all(plan, manager(plan, installer=installer), err)
+    code = _report(results, err)
+    if code:
+        err.print("hostel: no lock written: fix the failed builds first")
+        return code
+    entries = {}
+    for r in results:
+        assert r.spec is not None and r.path is not None
+        env_meta = EnvManager.read_metadata(r.path)
+        entries[r.provider_id] = LockedProvider(
+            provider_id=r.provider_id,
+            provider_type=plan.provider(r.provider_id).provider_type,
+            python=r.spec.python.version,
+            inputs=r.spec.inputs,
+            pins=tuple(env_meta["resolved"]),
+        )
+    path = lock_path(plan.config)
+    write_lock(path, entries)
+    print(f"wrote {path} ({len(entries)} providers)")
+    return 0
+
+
+def envs_list() -> int:
+    """``hostel envs list``."""
+    manager_ = EnvManager()
+    table = Table("key", "provider", "type", "python", "size", "last used", box=None, header_style="bold")
+    for path, meta in iter_envs(manager_.home):
+        table.add_row(
+            str(meta.get("key", "?"))[:16],
+            str(meta.get("provider_id", "?")),
+            str(meta.get("provider_type", "?")),
+            str(meta.get("spec", {}).get("python", {}).get("version", "?")),
+            _human(dir_size(path)),
+            _ago(_last_used(path)),
+        )
+    Console().print(table)
+    return 0
+
+
+def _last_used(path: Path) -> float:
+    try:
+        return (path / LAST_USED_FILE).stat().st_mtime
+    except OSError:
+        return path.stat().st_mtime
+
+
+def _ago(when: float) -> str:
+    seconds = max(0.0, time.time() - when)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit} ago"
+    return "just now"
+
+
+async def envs_prune(configs: Sequence[str], *, older_than_days: float | None, dry_run: bool) -> int:
+    """``hostel envs prune``: remove envs no given config uses and/or unused for N days."""
+    envs = EnvManager()
+    keep: set[str] = set()
+    for config in configs:
+        plan = load_plan(config)
+        lock_file = lock_path(plan.config)
+        managers = [envs] + ([manager(plan, locked=True)] if lock_file.exists() else [])
+        for m in managers:
+            for provider in plan.providers:
+                try:
+                    keep.add((await m.describe(provider)).key)
+                except HostelError:
+                    continue  # a provider whose env cannot even be described keeps nothing alive
+    cutoff = time.time() - older_than_days * 86400 if older_than_days is not None else None
+    removed = 0
+    for path, meta in list(iter_envs(envs.home)):
+        if configs and meta.get("key") in keep:
+            continue
+        if cutoff is not None and _last_used(path) > cutoff:
+            continue
+        print(f"{'would remove' if dry_run else 'removing'} {path} ({meta.get('provider_id', '?')})")
+        removed += 1
+        if not dry_run:
+            await envs.remove(path)
+    print(f"{removed} env(s) {'to remove' if dry_run else 'removed'}")
+    return 0
