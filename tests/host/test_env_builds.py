@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -60,10 +61,8 @@ def _slow_config(tmp_path: Path) -> Path:
 def _stop_backend(marker: Path) -> None:
     """The slow build backend wrote its pid; end it so nothing we caused outlives the test."""
     if marker.exists():
-        try:
+        with contextlib.suppress(ProcessLookupError, ValueError):
             os.kill(int(marker.read_text()), signal.SIGKILL)
-        except (ProcessLookupError, ValueError):
-            pass
 
 
 def test_concurrent_builds_of_one_env_both_succeed_with_one_env(tmp_path: Path) -> None:
@@ -109,7 +108,7 @@ def test_interrupted_build_keeps_the_previous_env_and_leaves_nothing_trusted(tmp
     )  # fmt: skip
     assert json.loads(listed.stdout)[0]["env"] == "stale"
 
-    code, out, err = _finish(_hostel("build", str(config), home=home, SLOWBUILD_SECONDS="0"))
+    code, _out, err = _finish(_hostel("build", str(config), home=home, SLOWBUILD_SECONDS="0"))
     assert code == 0, err
     assert len(_env_dirs(home, "k")) == 2 and not _build_dirs(home)
 

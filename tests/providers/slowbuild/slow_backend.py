@@ -7,7 +7,7 @@ from hatchling.build import *  # noqa: F403 - re-export the real backend's hooks
 from hatchling.build import build_wheel as _build_wheel
 
 
-def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):  # noqa: D103
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
     marker = os.environ.get("SLOWBUILD_MARKER")
     if marker:
         with open(marker, "w") as out:
