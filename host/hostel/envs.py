@@ -12,7 +12,9 @@ import contextlib
 import dataclasses
 import fcntl
 import hashlib
+import functools
 import importlib.metadata
+import importlib.util
 import json
 import logging
 import os
@@ -21,7 +23,7 @@ import secrets
 import shutil
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -99,7 +101,13 @@ def provider_package(module: str, requirements: Sequence[str]) -> str | None:
     A local or editable install is installed from its source directory; an index install as ``name==version``.
     """
     top = module.split(".", maxsplit=1)[0]
-    names = importlib.metadata.packages_distributions().get(top, [])
+    try:
+        found = importlib.util.find_spec(top)  # locates without importing; cheap, unlike a full scan
+    except (ImportError, ValueError):
+        found = None
+    if found is None:
+        return None
+    names = _packages_distributions(tuple(sys.path)).get(top, [])
     if not names:
         return None
     name = names[0]
@@ -117,6 +125,12 @@ def provider_package(module: str, requirements: Sequence[str]) -> str | None:
         if url.startswith("file://") and "dir_info" in info:
             return unquote(urlparse(url).path)
     return f"{canonicalize_name(name)}=={dist.version}"
+
+
+@functools.lru_cache(maxsize=4)
+def _packages_distributions(path: tuple[str, ...]) -> Mapping[str, list[str]]:
+    """Top-level import names to distributions, for one ``sys.path`` (a full scan: cached)."""
+    return importlib.metadata.packages_distributions()
 
 
 @dataclass(frozen=True)

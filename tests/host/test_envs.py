@@ -14,7 +14,7 @@ from hostel._sdkwheel import SDK_REQUIREMENTS, sdk_fingerprint, sdk_wheel
 from hostel.envs import EnvManager
 from hostel.errors import EnvBuildError
 from hostel.plan import load_plan
-from tests.conftest import REPO, make_config, provider_spec
+from tests.conftest import REPO, TESTPROV, make_config, provider_spec
 
 
 def test_sdk_wheel_requirements_match_sdk_pyproject() -> None:
@@ -47,7 +47,7 @@ async def test_unchanged_provider_reuses_its_env_without_any_subprocess(
     again, built = await EnvManager().ensure(await EnvManager().describe(plan))
     assert (again.path, built) == (env.path, False)
     assert envs.status(await envs.describe(plan)) == "built"
-    assert "hostel-testprov==0.1.0" in env.metadata["resolved"]
+    assert f"hostel-testprov @ file://{TESTPROV}" in env.metadata["resolved"]
 
 
 async def test_editing_a_local_provider_package_changes_the_key(tmp_path: Path) -> None:
