@@ -18,10 +18,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import Clock, median_ms, print_table, write_json  # noqa: E402
+from _common import Clock, median_ms, print_table, write_json
 
-from hostel.envs import EnvManager  # noqa: E402
-from hostel.plan import load_plan  # noqa: E402
+from hostel.envs import EnvManager
+from hostel.plan import load_plan
 
 REQUIREMENTS = ["grpcio", "pydantic"]
 
