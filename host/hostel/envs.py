@@ -11,8 +11,8 @@ import asyncio
 import contextlib
 import dataclasses
 import fcntl
-import hashlib
 import functools
+import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -86,6 +86,16 @@ def _normalise(requirement: str) -> str:
         return requirement.strip()
     req.name = canonicalize_name(req.name)
     return str(req)
+
+
+def _local_dir(requirement: str) -> str:
+    """The directory of a local-directory requirement (a path, or a pinned ``name @ file:///dir``), else ''."""
+    if _is_path(requirement) and os.path.isdir(requirement):
+        return requirement
+    _, sep, url = requirement.partition(" @ file://")
+    if sep and os.path.isdir(unquote(url.strip())):
+        return unquote(url.strip())
+    return ""
 
 
 def _requirement_name(requirement: str) -> str | None:
@@ -326,8 +336,11 @@ class EnvManager:
         tmp.mkdir(parents=True)
         # Locked: exactly the pinned set, no resolution (hostel-sdk is always the host's own).
         requirements = [*(spec.pins or spec.requirements), str(wheel)]
+        # Local directories go on the command line: uv caches a directory named in a requirements file
+        # by its pyproject.toml mtime alone, and would install a stale build of an edited package.
+        local = [_local_dir(r) for r in requirements if _local_dir(r)]
         req_file = tmp / "hostel-requirements.txt"
-        req_file.write_text("\n".join(requirements) + "\n")
+        req_file.write_text("\n".join(r for r in requirements if not _local_dir(r)) + "\n")
         python = tmp / "bin" / "python"
         if installer == "uv":
             assert uv_bin is not None
@@ -341,10 +354,10 @@ class EnvManager:
                 str(tmp),
                 "--allow-existing",
             ]
-            install = [uv_bin, "pip", "install", "--python", str(python), "-r", str(req_file)]
+            install = [uv_bin, "pip", "install", "--python", str(python), "-r", str(req_file), *local]
         else:
             create = [spec.python.path, "-m", "venv", "--without-pip", str(tmp)]
-            install = [sys.executable, "-m", "pip", "--python", str(python), "install", "-r", str(req_file)]
+            install = [sys.executable, "-m", "pip", "--python", str(python), "install", "-r", str(req_file), *local]
         if spec.pins:
             install.append("--no-deps")
         elif spec.constraints:

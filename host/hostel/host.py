@@ -11,6 +11,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from hostel._callbacks import CallbackServer
 from hostel.envs import EnvManager
 from hostel.errors import ProviderUnavailableError, RoutingError
 from hostel.lock import lock_path, read_lock
@@ -46,8 +47,16 @@ class Host:
         # Sockets live in a private 0700 directory, short enough for the 108-byte Unix socket path limit.
         self._socket_dir = Path(tempfile.mkdtemp(prefix="hostel-"))
         os.chmod(self._socket_dir, 0o700)
+        self.callbacks = CallbackServer(
+            self, self._socket_dir / "host.sock", max_message_bytes=plan.settings.max_message_mb * 2**20
+        )
         self.supervisor = Supervisor(
-            plan.providers, plan.settings, self.envs, self._socket_dir, log_level=self._log_level
+            plan.providers,
+            plan.settings,
+            self.envs,
+            self._socket_dir,
+            log_level=self._log_level,
+            callbacks=self.callbacks,
         )
         self._started: list[str] = []
 
@@ -74,7 +83,12 @@ class Host:
             if provider_ids is not None
             else [p.provider_id for p in self.plan.providers]
         )
-        await self.supervisor.start(ids)
+        await self.callbacks.start()
+        try:
+            await self.supervisor.start(ids)
+        except BaseException:
+            await self.callbacks.stop()
+            raise
         self._started = ids
 
     def _with_dependencies(self, provider_ids: Sequence[str]) -> list[str]:
@@ -96,6 +110,7 @@ class Host:
         """Stop every worker gracefully (dependents first) and remove the socket directory."""
         try:
             await self.supervisor.stop()
+            await self.callbacks.stop()
         finally:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
 

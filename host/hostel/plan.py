@@ -31,6 +31,7 @@ class ProviderPlan:
     isolation: str
     dependencies: tuple[str, ...]  # provider ids serving its api_dependencies
     optional_dependencies: tuple[str, ...] = ()  # provider ids serving its optional_api_dependencies
+    dependency_apis: tuple[str, ...] = ()  # the APIs its deps hold: required ones, and optional ones served
 
     @property
     def provider_type(self) -> str:
@@ -155,6 +156,11 @@ def _order(config: RunConfig, plans: list[ProviderPlan], problems: list[Problem]
             **{
                 **plan.__dict__,
                 "dependencies": tuple(d for d in deps if d != pid),
+                "dependency_apis": tuple(
+                    dict.fromkeys(
+                        [*plan.spec.api_dependencies, *(a for a in plan.spec.optional_api_dependencies if a in by_api)]
+                    )
+                ),
                 "optional_dependencies": tuple(d for d in optional if d != pid and d not in deps),
             }
         )

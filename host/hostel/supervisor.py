@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from hostel._callbacks import CallbackServer
 from hostel._channel import GrpcChannel
 from hostel.config import HostelSettings
 from hostel.envs import Env, EnvManager
@@ -60,9 +61,18 @@ class ProviderSlot:
     """Supervises one provider: its env, its current worker and channel, its restarts."""
 
     def __init__(
-        self, plan: ProviderPlan, settings: HostelSettings, envs: EnvManager, socket_dir: Path, *, log_level: str
+        self,
+        plan: ProviderPlan,
+        settings: HostelSettings,
+        envs: EnvManager,
+        socket_dir: Path,
+        *,
+        log_level: str,
+        callbacks: CallbackServer | None = None,
     ) -> None:
         self.plan = plan
+        self.callbacks = callbacks
+        self._token = callbacks.grant(plan.provider_id, plan.dependency_apis) if callbacks else ""
         self.settings = settings
         self.envs = envs
         self.socket_dir = socket_dir
@@ -123,6 +133,8 @@ class ProviderSlot:
             log_level=self.log_level,
             max_message_bytes=self.settings.max_message_mb * 2**20,
             grace_s=self.settings.stop_grace_s,
+            host_socket=self.callbacks.socket_path if self.callbacks else None,
+            token=self._token,
         )
         handshake = await worker.start(self.settings.start_timeout_s)
         self.worker = worker
@@ -279,8 +291,12 @@ class Supervisor:
         socket_dir: Path,
         *,
         log_level: str,
+        callbacks: CallbackServer | None = None,
     ) -> None:
-        self.slots = {p.provider_id: ProviderSlot(p, settings, envs, socket_dir, log_level=log_level) for p in plans}
+        self.slots = {
+            p.provider_id: ProviderSlot(p, settings, envs, socket_dir, log_level=log_level, callbacks=callbacks)
+            for p in plans
+        }
 
     async def build(self, provider_ids: Sequence[str] | None = None, *, concurrency: int = 4) -> None:
         """Build the envs of the given providers (all by default), a few at a time."""

@@ -64,6 +64,8 @@ class WorkerProcess:
         max_message_bytes: int,
         grace_s: float = 5.0,
         stderr_lines: int = 200,
+        host_socket: Path | None = None,
+        token: str = "",
     ) -> None:
         self.plan = plan
         self.python = python
@@ -71,6 +73,8 @@ class WorkerProcess:
         self._log_level = log_level
         self._max_message_bytes = max_message_bytes
         self._grace_s = grace_s
+        self._host_socket = host_socket
+        self._token = token
         self._stderr: collections.deque[str] = collections.deque(maxlen=stderr_lines)
         self._proc: asyncio.subprocess.Process | None = None
         self._relays: list[asyncio.Task[None]] = []
@@ -110,6 +114,9 @@ class WorkerProcess:
             "log_level": self._log_level,
             "max_message_bytes": self._max_message_bytes,
             "grace_s": self._grace_s,
+            "host_socket": str(self._host_socket) if self._host_socket else None,
+            "token": self._token,
+            "deps": list(self.plan.dependency_apis),
         }
 
     async def start(self, timeout: float) -> Handshake:

@@ -1,11 +1,28 @@
-"""Per-request context inside a worker: the provider data of the call being served."""
+"""Per-request context inside a worker: the provider data and deadline of the call being served."""
 
 from __future__ import annotations
 
+import time
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
-_provider_data: ContextVar[Any] = ContextVar("hostel_provider_data", default=None)
+
+@dataclass(frozen=True)
+class RequestContext:
+    """What a call brings along: validated and raw provider data, and its deadline (monotonic seconds)."""
+
+    provider_data: Any = None
+    raw_provider_data: bytes = b""
+    deadline: float | None = None
+
+    def time_remaining(self) -> float | None:
+        """Seconds left before the deadline, or ``None`` when there is none."""
+        return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
+
+
+_EMPTY = RequestContext()
+_request: ContextVar[RequestContext] = ContextVar("hostel_request", default=_EMPTY)
 
 
 def request_provider_data() -> Any:
@@ -14,14 +31,19 @@ def request_provider_data() -> Any:
     The object built by the provider's ``provider_data_validator`` when it has one, else the raw
     dict sent by the caller (``X-LlamaStack-Provider-Data``), or ``None`` when the call carried none.
     """
-    return _provider_data.get()
+    return _request.get().provider_data
 
 
-def set_provider_data(value: Any) -> Any:
-    """Set the provider data for the current context; returns a token for ``reset_provider_data``."""
-    return _provider_data.set(value)
+def current_request() -> RequestContext:
+    """The context of the request being served (empty outside one)."""
+    return _request.get()
 
 
-def reset_provider_data(token: Any) -> None:
-    """Undo ``set_provider_data``."""
-    _provider_data.reset(token)
+def enter_request(context: RequestContext) -> Any:
+    """Make ``context`` current; returns a token for ``leave_request``."""
+    return _request.set(context)
+
+
+def leave_request(token: Any) -> None:
+    """Undo ``enter_request``."""
+    _request.reset(token)

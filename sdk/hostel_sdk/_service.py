@@ -7,6 +7,7 @@ import contextlib
 import inspect
 import logging
 import platform
+import time
 import traceback
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -15,7 +16,7 @@ from typing import Any
 import grpc
 
 from hostel_sdk import __version__, codec
-from hostel_sdk._context import reset_provider_data, set_provider_data
+from hostel_sdk._context import RequestContext, enter_request, leave_request
 from hostel_sdk._proto import worker_pb2 as pb
 
 logger = logging.getLogger(__name__)
@@ -117,7 +118,14 @@ class ProviderService:
         except ProviderDataError as exc:
             yield error_reply(exc, pb.ERROR_KIND_BAD_PROVIDER_DATA)
             return
-        token = set_provider_data(provider_data)
+        remaining = context.time_remaining() if hasattr(context, "time_remaining") else None
+        token = enter_request(
+            RequestContext(
+                provider_data=provider_data,
+                raw_provider_data=request.provider_data_json,
+                deadline=None if remaining is None else time.monotonic() + remaining,
+            )
+        )
         try:
             try:
                 result = self._methods[request.method](*bound.args, **bound.kwargs)
@@ -138,7 +146,7 @@ class ProviderService:
                 return
             yield pb.CallReply(value_json=payload)
         finally:
-            reset_provider_data(token)
+            leave_request(token)
 
     async def describe(
         self, request: pb.DescribeRequest, context: grpc.aio.ServicerContext[Any, Any]

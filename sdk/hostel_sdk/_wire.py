@@ -14,6 +14,8 @@ import grpc
 from hostel_sdk._proto import worker_pb2 as pb
 
 SERVICE = "hostel.v1.Worker"
+HOST_SERVICE = "hostel.v1.Host"
+TOKEN_METADATA = "hostel-token"
 
 # Default payload limit per message; larger single arguments or results are refused with a clear error.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -56,6 +58,34 @@ def worker_handler(call: CallHandler, describe: DescribeHandler, shutdown: Shutd
             ),
         },
     )
+
+
+HostCallHandler = Callable[[pb.HostCallRequest, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[pb.CallReply]]
+
+
+def host_handler(call: HostCallHandler) -> grpc.GenericRpcHandler:
+    """The generic handler that serves the Host (callback) service."""
+    return grpc.method_handlers_generic_handler(
+        HOST_SERVICE,
+        {
+            "Call": grpc.unary_stream_rpc_method_handler(
+                call,
+                request_deserializer=pb.HostCallRequest.FromString,
+                response_serializer=pb.CallReply.SerializeToString,
+            )
+        },
+    )
+
+
+class HostStub:
+    """Client side of the Host service (used by workers for their ``deps``)."""
+
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self.call = channel.unary_stream(
+            f"/{HOST_SERVICE}/Call",
+            request_serializer=pb.HostCallRequest.SerializeToString,
+            response_deserializer=pb.CallReply.FromString,
+        )
 
 
 class WorkerStub:

@@ -22,6 +22,7 @@ from typing import Any
 import grpc
 
 from hostel_sdk import __version__
+from hostel_sdk._deps import HostClient, build_deps
 from hostel_sdk._handshake import PROTOCOL_VERSION, Handshake, StartFailure
 from hostel_sdk._loader import LoadRequest, StartError, build_config, create_impl, import_module, load_validator
 from hostel_sdk._service import ProviderService
@@ -74,11 +75,19 @@ async def serve(payload: dict[str, Any], handshake_fd: int) -> int:
         config=payload.get("config") or {},
         provider_data_validator=payload.get("provider_data_validator"),
     )
+    host_client = None
+    if payload.get("host_socket"):
+        host_client = HostClient(
+            payload["host_socket"],
+            payload["token"],
+            max_message_bytes=int(payload.get("max_message_bytes", MAX_MESSAGE_BYTES)),
+        )
     try:
         module = import_module(request.module)
         config = build_config(request)
         validator = load_validator(request.provider_data_validator)
-        impl = await create_impl(request, module, config, {})
+        deps = build_deps(host_client, payload.get("deps") or [])
+        impl = await create_impl(request, module, config, deps)
     except StartError as exc:
         traceback.print_exc(file=sys.stderr)
         _write_line(handshake_fd, StartFailure(PROTOCOL_VERSION, exc.stage, exc.message).format())

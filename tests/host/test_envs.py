@@ -86,3 +86,22 @@ async def test_missing_python_version_lists_what_was_found(tmp_path: Path) -> No
     )
     with pytest.raises(EnvBuildError, match=r"no Python 2.1 found .*found: \d"):
         await EnvManager().describe(load_plan(path).provider("t"))
+
+
+async def test_an_edited_local_package_is_rebuilt_not_taken_from_the_installer_cache(tmp_path: Path) -> None:
+    import shutil
+
+    from tests.conftest import SEEDPROV
+
+    pkg = tmp_path / "seedprov"
+    shutil.copytree(SEEDPROV, pkg)
+    spec = provider_spec(
+        module="hostel_seedprov", config_class="hostel_seedprov.SeedConfig", pip_packages=[str(pkg), "idna"]
+    )
+    path = make_config(tmp_path, specs={"inline/tool_runtime/testprov": spec})
+    envs = EnvManager()
+    first, _ = await envs.ensure(await envs.describe(load_plan(path).provider("t")))
+    (pkg / "hostel_seedprov" / "added_later.py").write_text("VALUE = 2\n")  # pyproject.toml untouched
+    second, built = await envs.ensure(await envs.describe(load_plan(path).provider("t")))
+    assert built and second.path != first.path
+    assert list(second.path.glob("lib/python*/site-packages/hostel_seedprov/added_later.py"))

@@ -24,4 +24,6 @@ def test_every_error_kind_is_translated() -> None:
         "ERROR_KIND_BAD_ARGUMENTS": BadArgumentsError,
         "ERROR_KIND_BAD_PROVIDER_DATA": ProviderDataError,
         "ERROR_KIND_BAD_RESULT": RemoteError,
+        "ERROR_KIND_PERMISSION_DENIED": RemoteError,  # only the host sends these, to workers
+        "ERROR_KIND_HOST_ERROR": RemoteError,
     }

@@ -14,12 +14,30 @@ class ErrorKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_KIND_BAD_ARGUMENTS: _ClassVar[ErrorKind]
     ERROR_KIND_BAD_PROVIDER_DATA: _ClassVar[ErrorKind]
     ERROR_KIND_BAD_RESULT: _ClassVar[ErrorKind]
+    ERROR_KIND_PERMISSION_DENIED: _ClassVar[ErrorKind]
+    ERROR_KIND_HOST_ERROR: _ClassVar[ErrorKind]
 ERROR_KIND_UNSPECIFIED: ErrorKind
 ERROR_KIND_PROVIDER_RAISED: ErrorKind
 ERROR_KIND_NO_SUCH_METHOD: ErrorKind
 ERROR_KIND_BAD_ARGUMENTS: ErrorKind
 ERROR_KIND_BAD_PROVIDER_DATA: ErrorKind
 ERROR_KIND_BAD_RESULT: ErrorKind
+ERROR_KIND_PERMISSION_DENIED: ErrorKind
+ERROR_KIND_HOST_ERROR: ErrorKind
+
+class HostCallRequest(_message.Message):
+    __slots__ = ("api", "method", "args_json", "kwargs_json", "provider_data_json")
+    API_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    ARGS_JSON_FIELD_NUMBER: _ClassVar[int]
+    KWARGS_JSON_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_DATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    api: str
+    method: str
+    args_json: bytes
+    kwargs_json: bytes
+    provider_data_json: bytes
+    def __init__(self, api: _Optional[str] = ..., method: _Optional[str] = ..., args_json: _Optional[bytes] = ..., kwargs_json: _Optional[bytes] = ..., provider_data_json: _Optional[bytes] = ...) -> None: ...
 
 class CallRequest(_message.Message):
     __slots__ = ("method", "args_json", "kwargs_json", "provider_data_json")

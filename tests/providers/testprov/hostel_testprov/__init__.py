@@ -82,6 +82,27 @@ class TestProvider:
         print("hostel|1|unix|/not/a/socket|1|fake", flush=True)  # must not be taken for a handshake
         return "ok"
 
+    async def which_model(self, model: str) -> dict[str, Any]:
+        return {"model": model, "greeting": self.config.greeting}
+
+    async def sleep_tracked(self, seconds: float, record: str) -> float:
+        try:
+            await asyncio.sleep(seconds)
+        except asyncio.CancelledError:
+            with open(record, "w") as out:
+                out.write("cancelled")
+            raise
+        return seconds
+
+    async def count_tracked(self, n: int, record: str, delay: float = 0.05) -> AsyncIterator[int]:
+        try:
+            for i in range(n):
+                yield i
+                await asyncio.sleep(delay)
+        finally:
+            with open(record, "w") as out:
+                out.write("closed")
+
     async def provider_data(self) -> Any:
         data = request_provider_data()
         return data.model_dump() if isinstance(data, BaseModel) else data

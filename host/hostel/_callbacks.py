@@ -1,0 +1,120 @@
+"""The host's callback service: how providers call the APIs they depend on (their ``deps``).
+
+It listens on a Unix socket in the host's private 0700 directory. Each worker gets its own token and
+may call only the APIs it declared; anything else is answered with ``PermissionError`` on its side.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import grpc
+
+from hostel.errors import HostelError, RemoteError
+from hostel.router import ApiRouter
+from hostel_sdk import codec
+from hostel_sdk._proto import worker_pb2 as pb
+from hostel_sdk._service import error_reply
+from hostel_sdk._wire import TOKEN_METADATA, channel_options, host_handler
+
+logger = logging.getLogger(__name__)
+
+
+class ApiSource(Protocol):
+    """What serves the callbacks (the host)."""
+
+    def api(self, api: str, *, timeout: float | None = None, provider_data: Any = None) -> ApiRouter:
+        """A router for one API."""
+        ...
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What one worker may call."""
+
+    provider_id: str
+    apis: frozenset[str]
+
+
+def _remote_reply(kind: pb.ErrorKind, type_name: str, message: str, tb: str = "") -> pb.CallReply:
+    return pb.CallReply(error=pb.RemoteError(kind=kind, type_name=type_name, message=message, traceback=tb))
+
+
+def _hostel_error_reply(exc: HostelError) -> pb.CallReply:
+    if isinstance(exc, RemoteError):  # the provider behind the API raised: pass its exception through as is
+        return _remote_reply(pb.ERROR_KIND_PROVIDER_RAISED, exc.type_name, exc.remote_message, exc.remote_traceback)
+    return _remote_reply(pb.ERROR_KIND_HOST_ERROR, f"hostel.errors.{type(exc).__name__}", str(exc))
+
+
+class CallbackServer:
+    """Serves ``hostel.v1.Host`` to the workers."""
+
+    def __init__(self, source: ApiSource, socket_path: Path, *, max_message_bytes: int) -> None:
+        self.socket_path = socket_path
+        self._source = source
+        self._max = max_message_bytes
+        self._grants: dict[str, Grant] = {}
+        self._server: grpc.aio.Server | None = None
+
+    def grant(self, provider_id: str, apis: Iterable[str]) -> str:
+        """A new token for ``provider_id`` allowing exactly ``apis``."""
+        token = secrets.token_urlsafe(32)
+        self._grants[token] = Grant(provider_id, frozenset(apis))
+        return token
+
+    async def start(self) -> None:
+        """Listen on the socket."""
+        server = grpc.aio.server(options=channel_options(self._max))
+        server.add_generic_rpc_handlers([host_handler(self.call)])
+        server.add_insecure_port(f"unix:{self.socket_path}")
+        await server.start()
+        self._server = server
+
+    async def stop(self) -> None:
+        """Stop listening (in-flight callbacks are cancelled)."""
+        if self._server is not None:
+            await self._server.stop(0)
+            self._server = None
+
+    async def call(
+        self, request: pb.HostCallRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[pb.CallReply]:
+        """Host.Call: check the token and the API, then route like ``host.api(api).method(...)``."""
+        metadata = dict(context.invocation_metadata() or ())
+        grant = self._grants.get(str(metadata.get(TOKEN_METADATA, "")))
+        if grant is None:
+            yield _remote_reply(pb.ERROR_KIND_PERMISSION_DENIED, "PermissionError", "unknown or missing worker token")
+            return
+        if request.api not in grant.apis:
+            allowed = ", ".join(sorted(grant.apis)) or "none"
+            message = (
+                f"provider {grant.provider_id!r} called API {request.api!r}, which it did not declare; "
+                f"it may call only its api_dependencies: {allowed}"
+            )
+            logger.warning("%s", message)
+            yield _remote_reply(pb.ERROR_KIND_PERMISSION_DENIED, "PermissionError", message)
+            return
+        try:
+            args = codec.loads(request.args_json) or []
+            kwargs = codec.loads(request.kwargs_json) or {}
+            provider_data = codec.loads(request.provider_data_json)
+        except ValueError as exc:
+            yield error_reply(exc, pb.ERROR_KIND_BAD_ARGUMENTS)
+            return
+        try:
+            router = self._source.api(request.api, timeout=context.time_remaining(), provider_data=provider_data)
+            result = await getattr(router, request.method)(*args, **kwargs)
+            if not hasattr(result, "__aiter__"):
+                yield pb.CallReply(value_json=codec.dumps(result))
+                return
+            yield pb.CallReply(stream_begin=pb.StreamBegin())
+            async with result:
+                async for item in result:
+                    yield pb.CallReply(items=pb.StreamItems(items_json=[codec.dumps(item)]))
+        except HostelError as exc:
+            yield _hostel_error_reply(exc)

@@ -1,0 +1,147 @@
+"""Reading a Call reply stream into a value or an async iterator; shared by the host and the worker side.
+
+Each side passes its own ``Translator`` so that failures surface as its own exceptions: hostel errors
+on the host, plain Python exceptions (``ValueError``, ``PermissionError`` …) inside a provider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import collections
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
+
+import grpc
+
+from hostel_sdk import codec
+from hostel_sdk._proto import worker_pb2 as pb
+
+
+class Translator(Protocol):
+    """Turns failures of one call into the caller's exceptions."""
+
+    def remote(self, error: pb.RemoteError) -> BaseException:
+        """An in-band error reply."""
+        ...
+
+    async def status(self, error: grpc.aio.AioRpcError) -> BaseException:
+        """A failed RPC (the transport or the peer failed)."""
+        ...
+
+    def protocol(self, message: str) -> BaseException:
+        """A reply stream that broke the protocol."""
+        ...
+
+
+async def _read(call: Any, errors: Translator) -> pb.CallReply | None:
+    try:
+        reply = await call.read()
+    except grpc.aio.AioRpcError as exc:
+        raise await errors.status(exc) from None
+    except asyncio.CancelledError:
+        call.cancel()  # the caller was cancelled: cancel the call at the other end too
+        raise
+    return None if reply is grpc.aio.EOF else reply
+
+
+async def result(call: Any, errors: Translator) -> Any:
+    """The call's value, or a ``ReplyStream`` when the other side returned a stream."""
+    reply = await _read(call, errors)
+    if reply is None:
+        raise errors.protocol("the call ended without a reply")
+    kind = reply.WhichOneof("kind")
+    if kind == "value_json":
+        return codec.loads(reply.value_json)
+    if kind == "error":
+        raise errors.remote(reply.error)
+    if kind == "stream_begin":
+        return ReplyStream(call, errors)
+    call.cancel()
+    raise errors.protocol(f"unexpected {kind!r} reply")
+
+
+class ReplyStream(AsyncIterator[Any]):
+    """The items of a streamed result. Closing it (or leaving ``async with``) cancels the call."""
+
+    def __init__(self, call: Any, errors: Translator) -> None:
+        self._call = call
+        self._errors = errors
+        self._buffer: collections.deque[bytes] = collections.deque()
+        self._done = False
+
+    def __aiter__(self) -> ReplyStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        while not self._buffer:
+            if self._done:
+                raise StopAsyncIteration
+            reply = await _read(self._call, self._errors)
+            if reply is None:
+                self._done = True
+                raise StopAsyncIteration
+            kind = reply.WhichOneof("kind")
+            if kind == "items":
+                self._buffer.extend(reply.items.items_json)
+            elif kind == "error":
+                self._done = True
+                raise self._errors.remote(reply.error)
+            else:
+                self._done = True
+                self._call.cancel()
+                raise self._errors.protocol(f"unexpected {kind!r} reply inside a stream")
+        return codec.loads(self._buffer.popleft())
+
+    async def aclose(self) -> None:
+        """Stop the stream; the producer at the other end is cancelled."""
+        self._done = True
+        self._buffer.clear()
+        self._call.cancel()
+
+    async def __aenter__(self) -> ReplyStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+class RemoteCallError(Exception):
+    """A call failed with an exception that has no built-in Python equivalent."""
+
+    def __init__(self, type_name: str, message: str, remote_traceback: str = "") -> None:
+        super().__init__(f"{type_name}: {message}")
+        self.type_name = type_name
+        self.message = message
+        self.remote_traceback = remote_traceback
+
+
+_STATUS_EXCEPTIONS: dict[grpc.StatusCode, type[Exception]] = {
+    grpc.StatusCode.DEADLINE_EXCEEDED: TimeoutError,
+    grpc.StatusCode.UNAVAILABLE: ConnectionError,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionError,
+    grpc.StatusCode.UNAUTHENTICATED: PermissionError,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ValueError,
+}
+
+
+class PythonErrors:
+    """Translator for code inside a provider: built-in exception types come back as themselves."""
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+
+    def remote(self, error: pb.RemoteError) -> BaseException:
+        cls = getattr(builtins, error.type_name, None)
+        if isinstance(cls, type) and issubclass(cls, Exception):
+            with_context = cls(error.message)
+            with_context.remote_traceback = error.traceback  # type: ignore[attr-defined]
+            return with_context
+        return RemoteCallError(error.type_name, error.message, error.traceback)
+
+    async def status(self, error: grpc.aio.AioRpcError) -> BaseException:
+        cls = _STATUS_EXCEPTIONS.get(error.code(), RuntimeError)
+        return cls(f"{self._what}: {error.details() or error.code().name}")
+
+    def protocol(self, message: str) -> BaseException:
+        return RuntimeError(f"{self._what}: {message}")

@@ -1,0 +1,102 @@
+"""A provider's ``deps``: one proxy per API it depends on, calling back into the host.
+
+Keys are Llama Stack's ``Api`` members when Llama Stack (or OGX) is importable in the venv, else
+``hostel_sdk.Api`` members (a ``str`` enum, so ``deps["inference"]`` works as well).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable
+from enum import Enum
+from typing import Any
+
+import grpc
+
+from hostel_sdk import _client, codec
+from hostel_sdk._context import current_request
+from hostel_sdk._proto import worker_pb2 as pb
+from hostel_sdk._wire import TOKEN_METADATA, HostStub, channel_options
+from hostel_sdk.api import Api
+
+# Where Api lives, newest first: llama-stack-api, Llama Stack 0.2.x-0.6, and the OGX rename.
+_API_MODULES = ("llama_stack_api", "llama_stack.providers.datatypes", "ogx_api", "ogx.providers.datatypes")
+
+
+def api_enum() -> type[Enum]:
+    """Llama Stack's (or OGX's) ``Api`` enum if the venv has one, else ``hostel_sdk.Api``."""
+    for name in _API_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - a broken Llama Stack must not stop a provider that only wants names
+            continue
+        found = getattr(module, "Api", None)
+        if isinstance(found, type) and issubclass(found, Enum):
+            return found
+    return Api
+
+
+def api_key(name: str, enum: type[Enum]) -> Any:
+    """The member of ``enum`` for ``name``, or the ``hostel_sdk.Api`` member if that version lacks it."""
+    try:
+        return enum(name)
+    except ValueError:
+        return Api(name)
+
+
+class HostClient:
+    """The worker's connection to the host's callback service."""
+
+    def __init__(self, socket_path: str, token: str, *, max_message_bytes: int) -> None:
+        self._channel = grpc.aio.insecure_channel(f"unix://{socket_path}", options=channel_options(max_message_bytes))
+        self._stub = HostStub(self._channel)
+        self._metadata = ((TOKEN_METADATA, token),)
+
+    async def call(self, api: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Call ``api.method`` through the host, within the current request's deadline and provider data."""
+        request_context = current_request()
+        request = pb.HostCallRequest(
+            api=api,
+            method=method,
+            args_json=codec.dumps(list(args)) if args else b"",
+            kwargs_json=codec.dumps(kwargs) if kwargs else b"",
+            provider_data_json=request_context.raw_provider_data,
+        )
+        call = self._stub.call(request, timeout=request_context.time_remaining(), metadata=self._metadata)
+        return await _client.result(call, _client.PythonErrors(f"{api}.{method}() through the host"))
+
+    async def close(self) -> None:
+        """Close the channel."""
+        await self._channel.close()
+
+
+class ApiProxy:
+    """Stands for one API in ``deps``: ``await deps[Api.inference].openai_embeddings(...)``.
+
+    Awaiting a method returns its JSON result, or an async iterator for a stream, as a router would.
+    """
+
+    def __init__(self, client: HostClient, api: str) -> None:
+        self._client = client
+        self._api = api
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+
+        async def method(*args: Any, **kwargs: Any) -> Any:
+            return await self._client.call(self._api, name, args, kwargs)
+
+        method.__name__ = name
+        return method
+
+    def __repr__(self) -> str:
+        return f"<hostel ApiProxy {self._api}>"
+
+
+def build_deps(client: HostClient | None, apis: Iterable[str]) -> dict[Any, ApiProxy]:
+    """The ``deps`` mapping for a provider's factory."""
+    if client is None:
+        return {}
+    enum = api_enum()
+    return {api_key(api, enum): ApiProxy(client, api) for api in apis}

@@ -1,0 +1,144 @@
+"""Full call semantics over real workers: deps callbacks, least privilege, provider data, deadlines,
+cancellation, payload limits and routing."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hostel import CallTimeoutError, Host, RoutingError
+from tests.conftest import make_config, provider_spec, wait_until
+
+SPECS = {
+    "inline/inference/testprov": provider_spec(),
+    "inline/vector_io/store": provider_spec(
+        module="hostel_testprov.store", config_class="hostel_testprov.store.StoreConfig", api_dependencies=["inference"]
+    ),
+}
+PROVIDERS = {
+    "inference": [{"provider_id": "infer", "provider_type": "inline::testprov", "config": {"greeting": "hey"}}],
+    "vector_io": [{"provider_id": "store", "provider_type": "inline::store"}],
+}
+
+
+@pytest.fixture
+async def host(tmp_path: Path) -> Host:
+    async with Host.from_config(make_config(tmp_path, specs=SPECS, providers=PROVIDERS)) as started:
+        yield started
+
+
+async def test_provider_calls_its_dependency_unary_and_stream(host: Host) -> None:
+    store = host.provider("store")
+    assert await store.greet_through_inference(name="dep") == "hey, dep"
+    assert await store.stream_through_inference(n=300) == list(range(300))
+    assert [x async for x in await store.relay_stream(n=3)] == [0, 10, 20]  # a stream served while streaming
+
+
+async def test_deps_are_keyed_by_hostel_sdk_api_without_llama_stack(host: Host) -> None:
+    assert await host.provider("store").dep_keys() == ["hostel_sdk.api.Api:inference"]
+
+
+async def test_exceptions_from_a_dependency_arrive_as_python_exceptions(host: Host) -> None:
+    assert await host.provider("store").inference_error() == "ValueError: from inference"
+
+
+async def test_an_undeclared_api_is_refused_with_permission_error(host: Host) -> None:
+    answer = await host.provider("store").call_undeclared_api()
+    assert answer.startswith("PermissionError:") and "did not declare" in answer and "inference" in answer
+
+
+async def test_provider_data_reaches_the_dependency_too(host: Host) -> None:
+    seen = await host.provider("store", provider_data={"api_key": "k1"}).provider_data_seen_by_inference()
+    assert seen == {"api_key": "k1"}
+
+
+async def test_deadline_cancels_the_call_in_the_worker(host: Host, tmp_path: Path) -> None:
+    record = tmp_path / "record"
+    with pytest.raises(CallTimeoutError):
+        await host.provider("infer", timeout=0.3).sleep_tracked(seconds=30, record=str(record))
+    assert wait_until(lambda: record.exists() and record.read_text() == "cancelled", timeout=5)
+
+
+async def test_deadline_passes_through_a_dependency(host: Host) -> None:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(CallTimeoutError):
+        await host.provider("store", timeout=0.5).slow_inference(seconds=30)
+    assert loop.time() - started < 5
+    assert await host.provider("infer").greet(name="still fine") == "hey, still fine"
+
+
+async def test_cancelling_the_caller_cancels_the_worker_call(host: Host, tmp_path: Path) -> None:
+    record = tmp_path / "record"
+    task = asyncio.create_task(host.provider("infer").sleep_tracked(seconds=30, record=str(record)))
+    await asyncio.sleep(0.3)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert wait_until(lambda: record.exists() and record.read_text() == "cancelled", timeout=5)
+
+
+async def test_closing_a_stream_stops_the_provider_generator(host: Host, tmp_path: Path) -> None:
+    record = tmp_path / "record"
+    stream = await host.provider("infer").count_tracked(n=10_000, record=str(record))
+    got = [await stream.__anext__() for _ in range(3)]
+    await stream.aclose()
+    assert got == [0, 1, 2]
+    assert wait_until(lambda: record.exists() and record.read_text() == "closed", timeout=5)
+
+
+async def test_sixty_megabyte_argument_within_the_default_limit(host: Host) -> None:
+    data = "x" * (60 * 1024 * 1024)
+    assert await host.provider("infer").length(data=data) == len(data)
+
+
+async def test_slow_calls_to_one_provider_do_not_block_another(host: Host) -> None:
+    slow = asyncio.create_task(host.provider("infer").sleep(seconds=2))
+    await asyncio.sleep(0.1)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await host.provider("store").dep_keys()
+    assert loop.time() - started < 1.0
+    assert await slow == 2
+
+
+async def test_routing_by_the_models_table(tmp_path: Path) -> None:
+    providers = {
+        "inference": [
+            {"provider_id": "a", "provider_type": "inline::testprov", "config": {"greeting": "A"}},
+            {"provider_id": "b", "provider_type": "inline::testprov", "config": {"greeting": "B"}},
+        ]
+    }
+    models = [
+        {"model_id": "llama3", "provider_id": "a", "provider_model_id": "llama3.2:1b"},
+        {"model_id": "other", "provider_id": "b"},
+    ]
+    config = make_config(
+        tmp_path, specs={"inline/inference/testprov": provider_spec()}, providers=providers, models=models
+    )
+    async with Host.from_config(config) as host:
+        inference = host.api("inference")
+        assert await inference.which_model(model="llama3") == {"model": "llama3.2:1b", "greeting": "A"}
+        assert await inference.which_model(model="other") == {"model": "other", "greeting": "B"}
+        with pytest.raises(RoutingError, match="no inference provider serves model 'ghost'; .*llama3, other"):
+            await inference.which_model(model="ghost")
+        with pytest.raises(RoutingError, match="has 2 providers"):
+            await inference.greet(name="x")
+        with pytest.raises(RoutingError, match="no provider serves API 'safety'"):
+            host.api("safety")
+
+
+def test_worker_run_by_hand_says_what_it_is() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "hostel_sdk.worker"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "hostel" in done.stderr and "not meant to be run by hand" in done.stderr and done.stdout == ""

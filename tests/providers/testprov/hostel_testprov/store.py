@@ -1,0 +1,57 @@
+"""A vector_io-style inline provider that depends on inference and calls it through ``deps``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from hostel_sdk import Api
+
+
+class StoreConfig(BaseModel):
+    dimension: int = 4
+
+
+class Store:
+    def __init__(self, config: StoreConfig, deps: dict[Any, Any]) -> None:
+        self.config = config
+        self.deps = deps
+        self.inference = deps[Api.inference]
+
+    async def dep_keys(self) -> list[str]:
+        return [f"{type(k).__module__}.{type(k).__name__}:{k.value}" for k in self.deps]
+
+    async def greet_through_inference(self, name: str) -> str:
+        return await self.inference.greet(name=name)
+
+    async def stream_through_inference(self, n: int) -> list[int]:
+        return [x async for x in await self.inference.count(n=n)]
+
+    async def relay_stream(self, n: int) -> Any:
+        async for x in await self.inference.count(n=n):
+            yield x * 10
+
+    async def provider_data_seen_by_inference(self) -> Any:
+        return await self.inference.provider_data()
+
+    async def inference_error(self) -> str:
+        try:
+            await self.inference.fail(message="from inference")
+        except ValueError as exc:
+            return f"ValueError: {exc}"
+        return "no error"
+
+    async def call_undeclared_api(self) -> str:
+        try:
+            await self.inference._client.call("safety", "run_shield", (), {})
+        except PermissionError as exc:
+            return f"PermissionError: {exc}"
+        return "allowed"
+
+    async def slow_inference(self, seconds: float) -> Any:
+        return await self.inference.sleep(seconds=seconds)
+
+
+async def get_provider_impl(config: StoreConfig, deps: dict[Any, Any]) -> Store:
+    return Store(config, deps)
