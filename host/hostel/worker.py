@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import signal
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,13 +67,16 @@ class WorkerProcess:
         stderr_lines: int = 200,
         host_socket: Path | None = None,
         token: str = "",
+        command: Sequence[str] | None = None,
     ) -> None:
+        """``command`` replaces ``python -m hostel_sdk.worker`` (tests run a fake worker this way)."""
         self.plan = plan
         self.python = python
         self.socket_path = socket_path
         self._log_level = log_level
         self._max_message_bytes = max_message_bytes
         self._grace_s = grace_s
+        self._command = list(command) if command else [str(python), "-m", "hostel_sdk.worker"]
         self._host_socket = host_socket
         self._token = token
         self._stderr: collections.deque[str] = collections.deque(maxlen=stderr_lines)
@@ -127,9 +131,7 @@ class WorkerProcess:
             self.socket_path.unlink()
         try:
             self._proc = await asyncio.create_subprocess_exec(
-                str(self.python),
-                "-m",
-                "hostel_sdk.worker",
+                *self._command,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,

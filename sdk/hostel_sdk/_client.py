@@ -125,6 +125,14 @@ _STATUS_EXCEPTIONS: dict[grpc.StatusCode, type[Exception]] = {
 }
 
 
+_KIND_EXCEPTIONS: dict[int, type[Exception]] = {
+    pb.ERROR_KIND_NO_SUCH_METHOD: AttributeError,
+    pb.ERROR_KIND_BAD_ARGUMENTS: ValueError,
+    pb.ERROR_KIND_BAD_PROVIDER_DATA: ValueError,
+    pb.ERROR_KIND_PERMISSION_DENIED: PermissionError,
+}
+
+
 class PythonErrors:
     """Translator for code inside a provider: built-in exception types come back as themselves."""
 
@@ -132,6 +140,9 @@ class PythonErrors:
         self._what = what
 
     def remote(self, error: pb.RemoteError) -> BaseException:
+        by_kind = _KIND_EXCEPTIONS.get(error.kind)
+        if by_kind is not None:
+            return by_kind(error.message)
         cls = getattr(builtins, error.type_name, None)
         if isinstance(cls, type) and issubclass(cls, Exception):
             with_context = cls(error.message)

@@ -124,7 +124,7 @@ async def test_routing_by_the_models_table(tmp_path: Path) -> None:
         inference = host.api("inference")
         assert await inference.which_model(model="llama3") == {"model": "llama3.2:1b", "greeting": "A"}
         assert await inference.which_model(model="other") == {"model": "other", "greeting": "B"}
-        with pytest.raises(RoutingError, match="no inference provider serves model 'ghost'; .*llama3, other"):
+        with pytest.raises(RoutingError, match=r"no inference provider serves model 'ghost'; .*llama3, other"):
             await inference.which_model(model="ghost")
         with pytest.raises(RoutingError, match="has 2 providers"):
             await inference.greet(name="x")

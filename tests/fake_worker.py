@@ -1,0 +1,123 @@
+"""One fake worker with named fault scenarios, for supervisor and protocol tests.
+
+Run as ``python tests/fake_worker.py SCENARIO`` in place of ``python -m hostel_sdk.worker``. Scenarios
+that misbehave after the handshake run the real worker runtime around the ``FakeProvider`` below.
+
+- ``exit-before-handshake``  reads its start request, says so on stderr, exits 3
+- ``bad-handshake``          prints a line that is not a handshake, then waits
+- ``wrong-protocol-version`` prints a well-formed handshake of protocol 99
+- ``hang-before-ready``      never prints anything
+- ``ok``                     a well-behaved worker serving FakeProvider
+- ``ignore-sigterm``         serves, but ignores SIGTERM and the Shutdown RPC
+- ``flood-stderr``           serves, after writing 20,000 lines to stderr
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+
+class FakeProvider:
+    async def ping(self) -> str:
+        return "pong"
+
+    async def pid(self) -> int:
+        return os.getpid()
+
+    async def crash(self, code: int = 3) -> None:
+        print("fake worker crashing on purpose", file=sys.stderr, flush=True)
+        os._exit(code)
+
+    async def die_by_signal(self, sig: int = signal.SIGKILL) -> None:
+        os.kill(os.getpid(), sig)
+
+    async def hang(self) -> None:
+        while True:
+            time.sleep(3600)  # blocks the event loop: a real hang, not a cancellable await
+
+    async def stream_then_crash(self, before: int) -> AsyncIterator[int]:
+        for i in range(before):
+            yield i
+        await asyncio.sleep(0.2)
+        os._exit(4)
+
+    async def sleep(self, seconds: float) -> float:
+        await asyncio.sleep(seconds)
+        return seconds
+
+
+async def get_provider_impl(config: Any, deps: Any) -> FakeProvider:
+    return FakeProvider()
+
+
+def _payload() -> dict[str, Any]:
+    line = sys.stdin.buffer.readline()
+    return json.loads(line) if line.strip() else {}
+
+
+def main(scenario: str) -> int:
+    if scenario == "exit-before-handshake":
+        _payload()
+        print("fake worker: exiting before the handshake", file=sys.stderr, flush=True)
+        return 3
+    if scenario == "bad-handshake":
+        _payload()
+        print("hello, I am not a handshake", flush=True)
+        time.sleep(3600)
+        return 0
+    if scenario == "wrong-protocol-version":
+        _payload()
+        print(f"hostel|99|unix|/nowhere.sock|{os.getpid()}|9.9.9", flush=True)
+        time.sleep(3600)
+        return 0
+    if scenario == "hang-before-ready":
+        _payload()
+        time.sleep(3600)
+        return 0
+
+    from hostel_sdk import worker
+
+    handshake_fd = os.dup(1)
+    os.dup2(2, 1)
+    payload = _payload()
+    payload.update(module="__main__", config_class=None, kind="inline", provider_data_validator=None)
+    if scenario == "flood-stderr":
+        for i in range(20_000):
+            print(f"flood line {i}", file=sys.stderr)
+        sys.stderr.flush()
+    if scenario == "ignore-sigterm":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        _ignore_stop(worker)
+    worker._die_with_parent(payload.get("host_pid"))
+    return asyncio.run(worker.serve(payload, handshake_fd))
+
+
+def _ignore_stop(worker: Any) -> None:
+    """Make the worker deaf to SIGTERM and the Shutdown RPC (only SIGKILL ends it)."""
+    original = worker.ProviderService
+
+    class Deaf(original):  # type: ignore[misc, valid-type]
+        def __init__(self, impl: object, **kwargs: Any) -> None:
+            kwargs["on_shutdown"] = None
+            super().__init__(impl, **kwargs)
+
+    worker.ProviderService = Deaf
+    real_loop_add = asyncio.SelectorEventLoop.add_signal_handler
+
+    def add_signal_handler(self: Any, sig: int, callback: Any, *args: Any) -> None:
+        if sig == signal.SIGTERM:
+            return
+        real_loop_add(self, sig, callback, *args)
+
+    asyncio.SelectorEventLoop.add_signal_handler = add_signal_handler  # type: ignore[method-assign]
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
