@@ -12,7 +12,7 @@ from typing import Any, Protocol
 import grpc
 
 from hostel import _grpc_errors
-from hostel.errors import HostelError, PayloadTooLargeError, WorkerProtocolError
+from hostel.errors import CallTimeoutError, HostelError, PayloadTooLargeError, WorkerProtocolError
 from hostel_sdk import _client, codec
 from hostel_sdk._proto import worker_pb2 as pb
 from hostel_sdk._wire import WorkerStub, channel_options
@@ -54,6 +54,13 @@ class _HostErrors:
         pid = self._channel.provider_id
         return WorkerProtocolError(f"provider {pid!r}, {self._method}(): {message}", provider_id=pid)
 
+    def timeout(self, seconds: float) -> BaseException:
+        pid = self._channel.provider_id
+        return CallTimeoutError(
+            f"call {self._method}() on provider {pid!r} timed out after {seconds:g}s; the worker was told to cancel it",
+            provider_id=pid,
+        )
+
 
 class GrpcChannel:
     """A ``Channel`` over ``grpc.aio`` to a worker's socket."""
@@ -93,7 +100,7 @@ class GrpcChannel:
             kwargs_json=self._encode("arguments", dict(kwargs), method) if kwargs else b"",
             provider_data_json=codec.dumps(provider_data) if provider_data is not None else b"",
         )
-        return await _client.result(self.stub.call(request, timeout=timeout), _HostErrors(self, method))
+        return await _client.unary(self.stub, request, timeout=timeout, errors=_HostErrors(self, method))
 
     async def close(self) -> None:
         """Close the gRPC channel."""

@@ -23,6 +23,8 @@ logger = logging.getLogger(__name__)
 
 # A stream message carries at most this many bytes of items; more waiting items go in the next one.
 _BATCH_BYTES = 256 * 1024
+# A stream returned through CallUnary waits this long for its OpenStream before it is closed.
+_PARKED_STREAM_TTL_S = 60.0
 
 
 def _type_name(exc: BaseException) -> str:
@@ -70,6 +72,9 @@ class ProviderService:
         self._binders: dict[str, codec.MethodBinder] = {}
         self._validate_provider_data = provider_data_validator
         self._on_shutdown = on_shutdown
+        self._parked: dict[int, tuple[Any, RequestContext, asyncio.TimerHandle]] = {}
+        self._next_stream = 0
+        self._closing: set[asyncio.Future[Any]] = set()
 
     def _binder(self, name: str) -> codec.MethodBinder | None:
         binder = self._binders.get(name)
@@ -94,59 +99,93 @@ class ProviderService:
         except Exception as exc:  # noqa: BLE001 - any validator failure is the caller's bad data
             raise ProviderDataError(f"provider data rejected by the provider's validator: {exc}") from None
 
-    async def call(
+    async def _invoke(
         self, request: pb.CallRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[pb.CallReply]:
-        """Worker.Call: one value, or stream_begin and batches of items; errors as a final reply."""
+    ) -> tuple[pb.CallReply | None, Any, RequestContext]:
+        """Run one call: ``(reply, None, ctx)`` for a value or an error, ``(None, iterator, ctx)`` for a stream."""
+        request_context = RequestContext()
         binder = self._binder(request.method)
         if binder is None:
             exc = AttributeError(
                 f"provider has no public method {request.method!r}; "
                 f"it has: {', '.join(sorted(self._methods)) or 'none'}"
             )
-            yield error_reply(exc, pb.ERROR_KIND_NO_SUCH_METHOD)
-            return
+            return error_reply(exc, pb.ERROR_KIND_NO_SUCH_METHOD), None, request_context
         try:
             args = codec.loads(request.args_json) or []
             kwargs = codec.loads(request.kwargs_json) or {}
-            bound = binder.bind(args, kwargs)
+            call_args, call_kwargs = binder.bind(args, kwargs)
         except ValueError as exc:
-            yield error_reply(exc, pb.ERROR_KIND_BAD_ARGUMENTS)
-            return
+            return error_reply(exc, pb.ERROR_KIND_BAD_ARGUMENTS), None, request_context
         try:
             provider_data = self._provider_data(request.provider_data_json)
         except ProviderDataError as exc:
-            yield error_reply(exc, pb.ERROR_KIND_BAD_PROVIDER_DATA)
-            return
-        remaining = context.time_remaining() if hasattr(context, "time_remaining") else None
-        token = enter_request(
-            RequestContext(
-                provider_data=provider_data,
-                raw_provider_data=request.provider_data_json,
-                deadline=None if remaining is None else time.monotonic() + remaining,
-            )
+            return error_reply(exc, pb.ERROR_KIND_BAD_PROVIDER_DATA), None, request_context
+        remaining = request.timeout_s or context.time_remaining()
+        request_context = RequestContext(
+            provider_data=provider_data,
+            raw_provider_data=request.provider_data_json,
+            deadline=None if remaining is None else time.monotonic() + remaining,
         )
+        token = enter_request(request_context)
         try:
-            try:
-                result = self._methods[request.method](*bound.args, **bound.kwargs)
-                if inspect.isawaitable(result):
-                    result = await result
-            except Exception as exc:  # noqa: BLE001 - the provider's exception goes back to the caller
-                yield error_reply(exc)
-                return
-            if hasattr(result, "__aiter__"):
-                yield pb.CallReply(stream_begin=pb.StreamBegin())
-                async for reply in _stream(result):
-                    yield reply
-                return
-            try:
-                payload = codec.dumps(result)
-            except (TypeError, ValueError) as exc:
-                yield error_reply(exc, pb.ERROR_KIND_BAD_RESULT)
-                return
-            yield pb.CallReply(value_json=payload)
+            result = self._methods[request.method](*call_args, **call_kwargs)
+            if inspect.isawaitable(result):
+                result = await result
+        except Exception as exc:  # noqa: BLE001 - the provider's exception goes back to the caller
+            return error_reply(exc), None, request_context
         finally:
             leave_request(token)
+        if hasattr(result, "__aiter__"):
+            return None, result, request_context
+        try:
+            return pb.CallReply(value_json=codec.dumps(result)), None, request_context
+        except (TypeError, ValueError) as exc:
+            return error_reply(exc, pb.ERROR_KIND_BAD_RESULT), None, request_context
+
+    async def call(
+        self, request: pb.CallRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[pb.CallReply]:
+        """Worker.Call: one value, or stream_begin and batches of items; errors as a final reply."""
+        reply, stream, request_context = await self._invoke(request, context)
+        if reply is not None:
+            yield reply
+            return
+        yield pb.CallReply(stream_begin=pb.StreamBegin())
+        async for item in _stream(stream, request_context):
+            yield item
+
+    async def call_unary(self, request: pb.CallRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.CallReply:
+        """Worker.CallUnary: a value or an error, or a handle to a stream parked for OpenStream."""
+        reply, stream, request_context = await self._invoke(request, context)
+        if reply is not None:
+            return reply
+        self._next_stream += 1
+        handle = self._next_stream
+        timer = asyncio.get_running_loop().call_later(_PARKED_STREAM_TTL_S, self._expire, handle)
+        self._parked[handle] = (stream, request_context, timer)
+        return pb.CallReply(stream_handle=pb.StreamHandle(id=handle))
+
+    def _expire(self, handle: int) -> None:
+        parked = self._parked.pop(handle, None)
+        if parked is not None and hasattr(parked[0], "aclose"):
+            task = asyncio.ensure_future(parked[0].aclose())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    async def open_stream(
+        self, request: pb.StreamHandle, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[pb.CallReply]:
+        """Worker.OpenStream: the items of a stream that CallUnary parked."""
+        parked = self._parked.pop(request.id, None)
+        if parked is None:
+            exc = LookupError(f"no stream {request.id}: it was already opened, or not opened within 60 s")
+            yield error_reply(exc, pb.ERROR_KIND_BAD_ARGUMENTS)
+            return
+        stream, request_context, timer = parked
+        timer.cancel()
+        async for item in _stream(stream, request_context):
+            yield item
 
     async def describe(
         self, request: pb.DescribeRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -167,7 +206,7 @@ class ProviderService:
         return pb.ShutdownReply()
 
 
-async def _stream(source: Any) -> AsyncIterator[pb.CallReply]:
+async def _stream(source: Any, request_context: RequestContext) -> AsyncIterator[pb.CallReply]:
     """Relay an async iterator as batched replies.
 
     A producer task encodes items as the provider yields them; each reply carries every item produced
@@ -190,7 +229,11 @@ async def _stream(source: Any) -> AsyncIterator[pb.CallReply]:
             done = True
             ready.set()
 
-    producer = asyncio.create_task(produce())
+    token = enter_request(request_context)  # the producer task copies this context: provider data holds
+    try:
+        producer = asyncio.create_task(produce())
+    finally:
+        leave_request(token)
     try:
         while True:
             await ready.wait()

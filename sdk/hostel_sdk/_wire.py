@@ -6,8 +6,8 @@ minimum grpcio version, which would fight the pins of the providers this package
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol, TypeAlias
 
 import grpc
 
@@ -33,26 +33,41 @@ def channel_options(max_message_bytes: int = MAX_MESSAGE_BYTES) -> list[tuple[st
     ]
 
 
-CallHandler = Callable[[pb.CallRequest, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[pb.CallReply]]
-DescribeHandler = Callable[[pb.DescribeRequest, grpc.aio.ServicerContext[Any, Any]], Awaitable[pb.DescribeReply]]
-ShutdownHandler = Callable[[pb.ShutdownRequest, grpc.aio.ServicerContext[Any, Any]], Awaitable[pb.ShutdownReply]]
+Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 
 
-def worker_handler(call: CallHandler, describe: DescribeHandler, shutdown: ShutdownHandler) -> grpc.GenericRpcHandler:
-    """The generic handler that serves the Worker service with the given coroutines."""
+class WorkerServicer(Protocol):
+    """What serves the Worker service (``hostel_sdk._service.ProviderService``)."""
+
+    def call(self, request: pb.CallRequest, context: Context) -> AsyncIterator[pb.CallReply]: ...
+    async def call_unary(self, request: pb.CallRequest, context: Context) -> pb.CallReply: ...
+    def open_stream(self, request: pb.StreamHandle, context: Context) -> AsyncIterator[pb.CallReply]: ...
+    async def describe(self, request: pb.DescribeRequest, context: Context) -> pb.DescribeReply: ...
+    async def shutdown(self, request: pb.ShutdownRequest, context: Context) -> pb.ShutdownReply: ...
+
+
+def worker_handler(servicer: WorkerServicer) -> grpc.GenericRpcHandler:
+    """The generic handler that serves the Worker service with ``servicer``'s coroutines."""
+    reply = pb.CallReply.SerializeToString
     return grpc.method_handlers_generic_handler(
         SERVICE,
         {
             "Call": grpc.unary_stream_rpc_method_handler(
-                call, request_deserializer=pb.CallRequest.FromString, response_serializer=pb.CallReply.SerializeToString
+                servicer.call, request_deserializer=pb.CallRequest.FromString, response_serializer=reply
+            ),
+            "CallUnary": grpc.unary_unary_rpc_method_handler(
+                servicer.call_unary, request_deserializer=pb.CallRequest.FromString, response_serializer=reply
+            ),
+            "OpenStream": grpc.unary_stream_rpc_method_handler(
+                servicer.open_stream, request_deserializer=pb.StreamHandle.FromString, response_serializer=reply
             ),
             "Describe": grpc.unary_unary_rpc_method_handler(
-                describe,
+                servicer.describe,
                 request_deserializer=pb.DescribeRequest.FromString,
                 response_serializer=pb.DescribeReply.SerializeToString,
             ),
             "Shutdown": grpc.unary_unary_rpc_method_handler(
-                shutdown,
+                servicer.shutdown,
                 request_deserializer=pb.ShutdownRequest.FromString,
                 response_serializer=pb.ShutdownReply.SerializeToString,
             ),
@@ -95,6 +110,16 @@ class WorkerStub:
         self.call = channel.unary_stream(
             f"/{SERVICE}/Call",
             request_serializer=pb.CallRequest.SerializeToString,
+            response_deserializer=pb.CallReply.FromString,
+        )
+        self.call_unary = channel.unary_unary(
+            f"/{SERVICE}/CallUnary",
+            request_serializer=pb.CallRequest.SerializeToString,
+            response_deserializer=pb.CallReply.FromString,
+        )
+        self.open_stream = channel.unary_stream(
+            f"/{SERVICE}/OpenStream",
+            request_serializer=pb.StreamHandle.SerializeToString,
             response_deserializer=pb.CallReply.FromString,
         )
         self.describe = channel.unary_unary(

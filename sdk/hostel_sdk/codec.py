@@ -68,6 +68,9 @@ class MethodBinder:
     signature: inspect.Signature
     adapters: dict[str, TypeAdapter[Any]]
     streams: bool
+    keyword_names: frozenset[str] = frozenset()  # parameters that may be passed by keyword
+    required: frozenset[str] = frozenset()  # parameters without a default
+    var_keyword: bool = False  # the method takes **kwargs
 
     @classmethod
     def for_callable(cls, name: str, func: Callable[..., Any]) -> MethodBinder:
@@ -81,24 +84,43 @@ class MethodBinder:
             adapter = _adapter(hints.get(pname, param.annotation))
             if adapter is not None:
                 adapters[pname] = adapter
-        streams = inspect.isasyncgenfunction(func)
-        return cls(name=name, signature=signature, adapters=adapters, streams=streams)
+        params = signature.parameters.values()
+        return cls(
+            name=name,
+            signature=signature,
+            adapters=adapters,
+            streams=inspect.isasyncgenfunction(func),
+            keyword_names=frozenset(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)),
+            required=frozenset(
+                p.name for p in params if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+            ),
+            var_keyword=any(p.kind == p.VAR_KEYWORD for p in params),
+        )
 
-    def bind(self, args: list[Any], kwargs: dict[str, Any]) -> inspect.BoundArguments:
+    def _rebuild(self, pname: str, value: Any) -> Any:
+        adapter = self.adapters.get(pname)
+        if adapter is None:
+            return value
+        try:
+            return adapter.validate_python(value)
+        except ValidationError as exc:
+            raise ArgumentError(f"{self.name}(): argument {pname!r}: {exc}") from None
+
+    def bind(self, args: list[Any], kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
         """Bind and rebuild arguments; raise ``ArgumentError`` with pydantic's message when they do not fit."""
+        names = kwargs.keys()
+        if not args and self.required <= names and (self.var_keyword or names <= self.keyword_names):
+            # The common case, keyword arguments that fit: no Signature.bind on the hot path.
+            if not self.adapters:
+                return [], kwargs
+            return [], {k: self._rebuild(k, v) for k, v in kwargs.items()}
         try:
             bound = self.signature.bind(*args, **kwargs)
         except TypeError as exc:
             raise ArgumentError(f"{self.name}(): {exc}") from None
         for pname, value in bound.arguments.items():
-            adapter = self.adapters.get(pname)
-            if adapter is None:
-                continue
-            try:
-                bound.arguments[pname] = adapter.validate_python(value)
-            except ValidationError as exc:
-                raise ArgumentError(f"{self.name}(): argument {pname!r}: {exc}") from None
-        return bound
+            bound.arguments[pname] = self._rebuild(pname, value)
+        return list(bound.args), dict(bound.kwargs)
 
 
 def rebuild(value: Any, annotation: Any) -> Any:

@@ -57,8 +57,9 @@ class ProviderClient:
             kwargs_json=codec.dumps(kwargs) if kwargs else b"",
             provider_data_json=codec.dumps(self._provider_data) if self._provider_data is not None else b"",
         )
-        call = self._stub.call(request, timeout=self._timeout)
-        return await _client.result(call, _client.PythonErrors(f"{method}()"))
+        return await _client.unary(
+            self._stub, request, timeout=self._timeout, errors=_client.PythonErrors(f"{method}()")
+        )
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
@@ -137,7 +138,7 @@ async def serve(
             socket = Path(tmp) / "worker.sock"
             server = grpc.aio.server(options=options)
             service = ProviderService(impl, provider_data_validator=validator)
-            server.add_generic_rpc_handlers([worker_handler(service.call, service.describe, service.shutdown)])
+            server.add_generic_rpc_handlers([worker_handler(service)])
             server.add_insecure_port(f"unix:{socket}")
             await server.start()
             servers.append(server)

@@ -102,7 +102,7 @@ async def serve(payload: dict[str, Any], handshake_fd: int) -> int:
 
     service = ProviderService(impl, provider_data_validator=validator, on_shutdown=on_shutdown)
     server = grpc.aio.server(options=channel_options(int(payload.get("max_message_bytes", MAX_MESSAGE_BYTES))))
-    server.add_generic_rpc_handlers([worker_handler(service.call, service.describe, service.shutdown)])
+    server.add_generic_rpc_handlers([worker_handler(service)])
     socket_path = payload["socket_path"]
     server.add_insecure_port(f"unix:{socket_path}")
     await server.start()

@@ -86,6 +86,9 @@ async def test_payload_over_the_limit_is_refused_before_sending(tmp_path: Path) 
         with pytest.raises(PayloadTooLargeError, match="over the 1 MiB limit"):
             await host.provider("t").length(data="x" * (2 * 1024 * 1024))
         assert await host.provider("t").length(data="ok") == 2  # the worker is fine
+        with pytest.raises(PayloadTooLargeError, match="size limit"):
+            await host.provider("t").blob(size=2 * 1024 * 1024)  # a result over the limit
+        assert await host.provider("t").blob(size=3) == "xxx"
 
 
 async def test_provider_output_is_never_taken_for_a_handshake(host: Host) -> None:

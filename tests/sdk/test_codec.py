@@ -51,20 +51,34 @@ def test_dumps_refuses_what_json_cannot_hold() -> None:
 async def _method(point: Point, boxes: list[Box], scale: float = 1.0, *rest: Any, **extra: Any) -> None: ...
 
 
+async def _strict(a: int, *, b: str = "x") -> None: ...
+
+
 def test_binder_rebuilds_arguments_from_type_hints() -> None:
     binder = codec.MethodBinder.for_callable("m", _method)
-    bound = binder.bind([], {"point": {"x": 1, "y": 2}, "boxes": [{"corner": {"x": 0, "y": 0}, "label": "a"}]})
-    assert bound.arguments["point"] == Point(x=1, y=2)
-    assert isinstance(bound.arguments["boxes"][0], Box)
-    assert isinstance(bound.arguments["boxes"][0].corner, Point)
+    _, kwargs = binder.bind([], {"point": {"x": 1, "y": 2}, "boxes": [{"corner": {"x": 0, "y": 0}, "label": "a"}]})
+    assert kwargs["point"] == Point(x=1, y=2)
+    assert isinstance(kwargs["boxes"][0], Box)
+    assert isinstance(kwargs["boxes"][0].corner, Point)
 
 
-def test_binder_reports_missing_and_invalid_arguments() -> None:
+def test_binder_handles_positional_arguments() -> None:
+    args, kwargs = codec.MethodBinder.for_callable("m", _method).bind([{"x": 3, "y": 4}, [], 2], {})
+    assert args == [Point(x=3, y=4), [], 2.0] and kwargs == {}
+
+
+def test_binder_reports_missing_unexpected_and_invalid_arguments() -> None:
     binder = codec.MethodBinder.for_callable("m", _method)
     with pytest.raises(codec.ArgumentError, match="missing a required argument: 'point'"):
         binder.bind([], {"boxes": []})
     with pytest.raises(codec.ArgumentError, match=r"(?s)argument 'point'.*int_parsing"):
         binder.bind([], {"point": {"x": "not a number", "y": 1}, "boxes": []})
+    strict = codec.MethodBinder.for_callable("g", _strict)
+    with pytest.raises(codec.ArgumentError, match="unexpected keyword argument 'nope'"):
+        strict.bind([], {"a": 1, "nope": 2})
+    with pytest.raises(codec.ArgumentError, match=r"(?s)argument 'a'.*int"):
+        strict.bind([], {"a": "x"})
+    assert strict.bind([], {"a": "7", "b": "y"}) == ([], {"a": 7, "b": "y"})
 
 
 def test_binder_knows_async_generators_stream() -> None:

@@ -40,28 +40,38 @@ class HostCallRequest(_message.Message):
     def __init__(self, api: _Optional[str] = ..., method: _Optional[str] = ..., args_json: _Optional[bytes] = ..., kwargs_json: _Optional[bytes] = ..., provider_data_json: _Optional[bytes] = ...) -> None: ...
 
 class CallRequest(_message.Message):
-    __slots__ = ("method", "args_json", "kwargs_json", "provider_data_json")
+    __slots__ = ("method", "args_json", "kwargs_json", "provider_data_json", "timeout_s")
     METHOD_FIELD_NUMBER: _ClassVar[int]
     ARGS_JSON_FIELD_NUMBER: _ClassVar[int]
     KWARGS_JSON_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_DATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
     method: str
     args_json: bytes
     kwargs_json: bytes
     provider_data_json: bytes
-    def __init__(self, method: _Optional[str] = ..., args_json: _Optional[bytes] = ..., kwargs_json: _Optional[bytes] = ..., provider_data_json: _Optional[bytes] = ...) -> None: ...
+    timeout_s: float
+    def __init__(self, method: _Optional[str] = ..., args_json: _Optional[bytes] = ..., kwargs_json: _Optional[bytes] = ..., provider_data_json: _Optional[bytes] = ..., timeout_s: _Optional[float] = ...) -> None: ...
 
 class CallReply(_message.Message):
-    __slots__ = ("value_json", "stream_begin", "items", "error")
+    __slots__ = ("value_json", "stream_begin", "items", "error", "stream_handle")
     VALUE_JSON_FIELD_NUMBER: _ClassVar[int]
     STREAM_BEGIN_FIELD_NUMBER: _ClassVar[int]
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    STREAM_HANDLE_FIELD_NUMBER: _ClassVar[int]
     value_json: bytes
     stream_begin: StreamBegin
     items: StreamItems
     error: RemoteError
-    def __init__(self, value_json: _Optional[bytes] = ..., stream_begin: _Optional[_Union[StreamBegin, _Mapping]] = ..., items: _Optional[_Union[StreamItems, _Mapping]] = ..., error: _Optional[_Union[RemoteError, _Mapping]] = ...) -> None: ...
+    stream_handle: StreamHandle
+    def __init__(self, value_json: _Optional[bytes] = ..., stream_begin: _Optional[_Union[StreamBegin, _Mapping]] = ..., items: _Optional[_Union[StreamItems, _Mapping]] = ..., error: _Optional[_Union[RemoteError, _Mapping]] = ..., stream_handle: _Optional[_Union[StreamHandle, _Mapping]] = ...) -> None: ...
+
+class StreamHandle(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    def __init__(self, id: _Optional[int] = ...) -> None: ...
 
 class StreamBegin(_message.Message):
     __slots__ = ()

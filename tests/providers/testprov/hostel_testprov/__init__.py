@@ -64,6 +64,9 @@ class TestProvider:
             yield i
         raise RuntimeError(f"stream broke after {after}")
 
+    async def blob(self, size: int) -> str:
+        return "x" * size
+
     async def length(self, data: str) -> int:
         return len(data)
 
