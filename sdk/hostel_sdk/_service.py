@@ -11,6 +11,7 @@ import time
 import traceback
 from collections import deque
 from collections.abc import AsyncIterator, Callable
+from contextvars import ContextVar
 from typing import Any
 
 import grpc
@@ -66,12 +67,15 @@ class ProviderService:
         *,
         provider_data_validator: Callable[[Any], Any] | None = None,
         on_shutdown: Callable[[float], None] | None = None,
+        provider_data_var: ContextVar[Any] | None = None,
     ) -> None:
+        """``provider_data_var``: Llama Stack's own context variable, set to the raw provider data per call."""
         self._impl = impl
         self._methods = public_methods(impl)
         self._binders: dict[str, codec.MethodBinder] = {}
         self._validate_provider_data = provider_data_validator
         self._on_shutdown = on_shutdown
+        self._ls_provider_data = provider_data_var
         self._parked: dict[int, tuple[Any, RequestContext, asyncio.TimerHandle]] = {}
         self._next_stream = 0
         self._closing: set[asyncio.Future[Any]] = set()
@@ -128,6 +132,9 @@ class ProviderService:
             deadline=None if remaining is None else time.monotonic() + remaining,
         )
         token = enter_request(request_context)
+        ls_token = None
+        if self._ls_provider_data is not None and request.provider_data_json:
+            ls_token = self._ls_provider_data.set(codec.loads(request.provider_data_json))
         try:
             result = self._methods[request.method](*call_args, **call_kwargs)
             if inspect.isawaitable(result):
@@ -135,6 +142,8 @@ class ProviderService:
         except Exception as exc:  # noqa: BLE001 - the provider's exception goes back to the caller
             return error_reply(exc), None, request_context
         finally:
+            if ls_token is not None:
+                self._ls_provider_data.reset(ls_token)  # type: ignore[union-attr]
             leave_request(token)
         if hasattr(result, "__aiter__"):
             return None, result, request_context

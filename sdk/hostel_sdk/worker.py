@@ -21,7 +21,7 @@ from typing import Any
 
 import grpc
 
-from hostel_sdk import __version__
+from hostel_sdk import __version__, _llama_stack
 from hostel_sdk._deps import HostClient, build_deps
 from hostel_sdk._handshake import PROTOCOL_VERSION, Handshake, StartFailure
 from hostel_sdk._loader import LoadRequest, StartError, build_config, create_impl, import_module, load_validator
@@ -100,7 +100,19 @@ async def serve(payload: dict[str, Any], handshake_fd: int) -> int:
         grace[0] = grace_s
         stop.set()
 
-    service = ProviderService(impl, provider_data_validator=validator, on_shutdown=on_shutdown)
+    _llama_stack.annotate(
+        impl,
+        provider_id=request.provider_id,
+        provider_type=payload.get("provider_type", ""),
+        api=payload.get("api", ""),
+        validator=request.provider_data_validator,
+    )
+    service = ProviderService(
+        impl,
+        provider_data_validator=validator,
+        on_shutdown=on_shutdown,
+        provider_data_var=_llama_stack.provider_data_var(),
+    )
     server = grpc.aio.server(options=channel_options(int(payload.get("max_message_bytes", MAX_MESSAGE_BYTES))))
     server.add_generic_rpc_handlers([worker_handler(service)])
     socket_path = payload["socket_path"]
