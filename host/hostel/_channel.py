@@ -14,6 +14,7 @@ import grpc
 from hostel import _grpc_errors
 from hostel.errors import CallTimeoutError, HostelError, PayloadTooLargeError, WorkerProtocolError
 from hostel_sdk import _client, codec
+from hostel_sdk._health import HealthStub
 from hostel_sdk._proto import worker_pb2 as pb
 from hostel_sdk._wire import WorkerStub, channel_options
 
@@ -29,7 +30,7 @@ class Channel(Protocol):
         """Call ``method``; return its JSON value, or an async iterator of items for a stream."""
         ...
 
-    async def close(self) -> None:
+    async def close(self, grace: float | None = None) -> None:
         """Release the connection."""
         ...
 
@@ -79,6 +80,7 @@ class GrpcChannel:
         self._max = max_message_bytes
         self._channel = grpc.aio.insecure_channel(target, options=channel_options(max_message_bytes))
         self.stub = WorkerStub(self._channel)
+        self.health = HealthStub(self._channel)
 
     def _encode(self, what: str, value: Any, method: str) -> bytes:
         data = codec.dumps(value)
@@ -102,6 +104,6 @@ class GrpcChannel:
         )
         return await _client.unary(self.stub, request, timeout=timeout, errors=_HostErrors(self, method))
 
-    async def close(self) -> None:
-        """Close the gRPC channel."""
-        await self._channel.close()
+    async def close(self, grace: float | None = None) -> None:
+        """Close the gRPC channel; with ``grace``, in-flight calls get that long to finish first."""
+        await self._channel.close(grace)

@@ -52,6 +52,9 @@ class HostelSettings(_Strict):
     stop_grace_s: float = Field(5.0, ge=0)
     installer: Literal["auto", "uv", "pip"] = "auto"
     max_message_mb: int = Field(64, gt=0)
+    probe_interval_s: float = Field(5.0, gt=0)  # liveness probe (grpc.health.v1) period
+    probe_timeout_s: float = Field(2.0, gt=0)  # a probe not answered within this is missed
+    probe_failures: int = Field(3, ge=1)  # missed probes in a row before the worker is killed and restarted
 
 
 _PROVIDER_KEYS = {

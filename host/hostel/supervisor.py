@@ -11,11 +11,14 @@ import collections
 import contextlib
 import functools
 import logging
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+import grpc
 
 from hostel._callbacks import CallbackServer
 from hostel._channel import GrpcChannel
@@ -30,11 +33,14 @@ from hostel.errors import (
 )
 from hostel.plan import ProviderPlan
 from hostel.worker import WorkerProcess
+from hostel_sdk._proto import worker_pb2 as pb
 
 logger = logging.getLogger(__name__)
 
 State = Literal["building", "starting", "ready", "restarting", "failed", "stopped"]
 
+# How often the memory watchdog samples a worker's resident memory.
+_MEMORY_POLL_S = 0.2
 # How long a transport failure may wait for the worker's exit to be noticed before it is reported as is.
 _CRASH_GRACE_S = 2.0
 
@@ -69,8 +75,11 @@ class ProviderSlot:
         *,
         log_level: str,
         callbacks: CallbackServer | None = None,
+        worker_command: Sequence[str] | None = None,
     ) -> None:
+        """``worker_command`` replaces the provider's venv worker (tests run the fake worker this way)."""
         self.plan = plan
+        self.worker_command = list(worker_command) if worker_command else None
         self.callbacks = callbacks
         self._token = callbacks.grant(plan.provider_id, plan.dependency_apis) if callbacks else ""
         self.settings = settings
@@ -88,6 +97,7 @@ class ProviderSlot:
         self._stopping = False
         self._crashes: collections.deque[float] = collections.deque()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closing: set[asyncio.Task[None]] = set()
 
     @property
     def provider_id(self) -> str:
@@ -120,21 +130,22 @@ class ProviderSlot:
 
     async def start(self) -> None:
         """Start a worker and wait for its handshake; raise ``ProviderStartError``."""
-        if self.env is None:
+        if self.env is None and self.worker_command is None:
             await self.build()
-        assert self.env is not None
+        python = self.env.python if self.env is not None else Path(sys.executable)
         self._stopping = False
         self.state = "starting" if self.state != "restarting" else "restarting"
         self._generation += 1
         worker = WorkerProcess(
             self.plan,
-            self.env.python,
+            python,
             self.socket_dir / f"{self._generation}-{abs(hash(self.provider_id)) % 10**8}.sock",
             log_level=self.log_level,
             max_message_bytes=self.settings.max_message_mb * 2**20,
             grace_s=self.settings.stop_grace_s,
             host_socket=self.callbacks.socket_path if self.callbacks else None,
             token=self._token,
+            command=self.worker_command,
         )
         handshake = await worker.start(self.settings.start_timeout_s)
         self.worker = worker
@@ -147,6 +158,43 @@ class ProviderSlot:
         self.state = "ready"
         self._ready.set()
         self._spawn(self._watch(worker))
+        self._spawn(self._probe(worker, self.channel))
+        if self.plan.memory_mb:
+            self._spawn(self._watch_memory(worker, self.plan.memory_mb))
+
+    async def _probe(self, worker: WorkerProcess, channel: GrpcChannel) -> None:
+        """Liveness: a worker that misses ``probe_failures`` health checks in a row is killed (then restarted)."""
+        settings = self.settings
+        missed = 0
+        while worker.exit_info is None:
+            await asyncio.sleep(settings.probe_interval_s)
+            try:
+                await channel.health.check("", timeout=settings.probe_timeout_s)
+                missed = 0
+            except grpc.aio.AioRpcError as exc:
+                if worker.exit_info is not None or self._stopping:
+                    return
+                missed += 1
+                logger.warning(
+                    "provider %s [pid %s] missed liveness probe %d of %d (%s)",
+                    self.provider_id, worker.pid, missed, settings.probe_failures, exc.code().name,
+                )  # fmt: skip
+                if missed >= settings.probe_failures:
+                    timeout = settings.probe_timeout_s
+                    worker.kill_for(f"did not answer {missed} liveness probes in a row (probe_timeout_s={timeout:g})")
+                    return
+
+    async def _watch_memory(self, worker: WorkerProcess, limit_mb: int) -> None:
+        """``limits.memory_mb``: a worker whose resident memory passes the limit is killed (then restarted)."""
+        limit = limit_mb * 2**20
+        while worker.exit_info is None:
+            rss = worker.rss_bytes()
+            if rss is not None and rss > limit:
+                worker.kill_for(
+                    f"exceeded its memory limit of {limit_mb} MB (limits.memory_mb; RSS {rss / 2**20:.0f} MB)"
+                )
+                return
+            await asyncio.sleep(_MEMORY_POLL_S)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
@@ -168,6 +216,7 @@ class ProviderSlot:
             signal=info.signal,
             stderr_tail=worker.stderr_tail(),
             pid=worker.pid,
+            reason=worker.kill_reason or "",
         )
 
     async def _watch(self, worker: WorkerProcess) -> None:
@@ -175,9 +224,9 @@ class ProviderSlot:
         if self._stopping or worker is not self.worker:
             return
         self._ready.clear()
-        self.last_exit = str(info)
-        await self._drop_worker()
-        await self._restart_loop(f"provider {self.provider_id} [pid {worker.pid}] {info}")
+        self.last_exit = str(info) + (f" ({worker.kill_reason})" if worker.kill_reason else "")
+        await self._drop_worker(grace=_CRASH_GRACE_S)
+        await self._restart_loop(f"provider {self.provider_id} [pid {worker.pid}] {self.last_exit}")
 
     async def _restart_loop(self, what: str) -> None:
         policy = self.plan.restart
@@ -212,10 +261,16 @@ class ProviderSlot:
                     f"restart of provider {self.provider_id} failed at stage {exc.stage}: {exc.message.splitlines()[0]}"
                 )
 
-    async def _drop_worker(self) -> None:
+    async def _drop_worker(self, *, grace: float = 0.0) -> None:
         channel, self.channel = self.channel, None
         if channel is not None:
-            await channel.close()
+            if grace:
+                # In-flight calls must see the transport fail (and so report the crash), not a channel closed
+                # under them: close in the background, after they had their chance.
+                self._closing.add(task := asyncio.create_task(channel.close(grace=grace)))
+                task.add_done_callback(self._closing.discard)
+            else:
+                await channel.close()
         if self.worker is not None:
             await self.worker.close()
 
@@ -265,19 +320,14 @@ class ProviderSlot:
         if worker is not None and worker.exit_info is None:
             if channel is not None:
                 with contextlib.suppress(Exception):
-                    await channel.stub.shutdown(_shutdown_request(grace), timeout=1.0)
+                    await channel.stub.shutdown(pb.ShutdownRequest(grace_s=grace), timeout=1.0)
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(worker.wait(), grace + 1.0)
             await worker.terminate(grace)
             logger.info("stopped provider %s [pid %s]", self.provider_id, worker.pid)
         await self._drop_worker()
+        await asyncio.gather(*self._closing, return_exceptions=True)
         self.state = "stopped"
-
-
-def _shutdown_request(grace: float) -> Any:
-    from hostel_sdk._proto import worker_pb2 as pb
-
-    return pb.ShutdownRequest(grace_s=grace)
 
 
 class Supervisor:
@@ -292,9 +342,12 @@ class Supervisor:
         *,
         log_level: str,
         callbacks: CallbackServer | None = None,
+        worker_command: Sequence[str] | None = None,
     ) -> None:
         self.slots = {
-            p.provider_id: ProviderSlot(p, settings, envs, socket_dir, log_level=log_level, callbacks=callbacks)
+            p.provider_id: ProviderSlot(
+                p, settings, envs, socket_dir, log_level=log_level, callbacks=callbacks, worker_command=worker_command
+            )
             for p in plans
         }
 

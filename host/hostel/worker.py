@@ -83,6 +83,7 @@ class WorkerProcess:
         self._proc: asyncio.subprocess.Process | None = None
         self._relays: list[asyncio.Task[None]] = []
         self._exit: asyncio.Future[ExitInfo] | None = None
+        self.kill_reason: str | None = None  # set when hostel itself kills the worker (hang, memory limit)
         self.provider_logger = logging.getLogger(f"hostel.provider.{plan.provider_id}")
 
     @property
@@ -223,6 +224,23 @@ class WorkerProcess:
             return
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self._proc.pid, sig)
+
+    def kill_for(self, reason: str) -> None:
+        """SIGKILL the worker because of ``reason``; its crash is then reported with that reason."""
+        if self.exit_info is None and self.kill_reason is None:
+            self.kill_reason = reason
+            logger.error("provider %s [pid %s] %s; killing it", self.plan.provider_id, self.pid, reason)
+            self.signal(signal.SIGKILL)
+
+    def rss_bytes(self) -> int | None:
+        """The worker's resident memory, from /proc (Linux), or ``None``."""
+        if self.pid is None:
+            return None
+        try:
+            with open(f"/proc/{self.pid}/statm") as statm:
+                return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, IndexError):
+            return None
 
     async def kill(self) -> ExitInfo | None:
         """SIGKILL the worker and reap it."""

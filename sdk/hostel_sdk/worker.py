@@ -24,6 +24,7 @@ import grpc
 from hostel_sdk import __version__, _llama_stack
 from hostel_sdk._deps import HostClient, build_deps
 from hostel_sdk._handshake import PROTOCOL_VERSION, Handshake, StartFailure
+from hostel_sdk._health import HealthService, health_handler
 from hostel_sdk._loader import LoadRequest, StartError, build_config, create_impl, import_module, load_validator
 from hostel_sdk._service import ProviderService
 from hostel_sdk._wire import MAX_MESSAGE_BYTES, channel_options, worker_handler
@@ -114,7 +115,7 @@ async def serve(payload: dict[str, Any], handshake_fd: int) -> int:
         provider_data_var=_llama_stack.provider_data_var(),
     )
     server = grpc.aio.server(options=channel_options(int(payload.get("max_message_bytes", MAX_MESSAGE_BYTES))))
-    server.add_generic_rpc_handlers([worker_handler(service)])
+    server.add_generic_rpc_handlers([worker_handler(service), health_handler(HealthService(impl))])
     socket_path = payload["socket_path"]
     server.add_insecure_port(f"unix:{socket_path}")
     await server.start()

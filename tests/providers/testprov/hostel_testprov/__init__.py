@@ -77,6 +77,13 @@ class TestProvider:
         await asyncio.sleep(seconds)
         return seconds
 
+    async def hog(self, megabytes: int, hold_s: float = 30) -> int:
+        data = bytearray(megabytes * 1024 * 1024)
+        for i in range(0, len(data), 4096):  # touch every page so it is resident
+            data[i] = 1
+        await asyncio.sleep(hold_s)
+        return len(data)
+
     async def crash(self, code: int = 3) -> None:
         print("about to crash", file=sys.stderr, flush=True)
         os._exit(code)

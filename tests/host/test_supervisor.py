@@ -1,0 +1,158 @@
+"""The supervisor against the fake worker's fault scenarios: crashes, signals, crash loops, hangs, stops."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hostel.envs import EnvManager
+from hostel.errors import ProviderCrashedError, ProviderUnavailableError
+from hostel.plan import load_plan
+from hostel.supervisor import ProviderSlot, Supervisor
+from tests.conftest import REPO, make_config
+
+FAKE = REPO / "tests" / "fake_worker.py"
+
+
+async def _supervised(tmp_path: Path, scenario: str = "ok", **hostel: Any) -> Supervisor:
+    settings = {"restart": {"max_restarts": 3, "window_s": 60, "backoff_initial_s": 0.05, "backoff_max_s": 1}, **hostel}
+    plan = load_plan(make_config(tmp_path, hostel=settings))
+    supervisor = Supervisor(
+        plan.providers,
+        plan.settings,
+        EnvManager(tmp_path / "unused-home"),
+        Path(tempfile.mkdtemp(prefix="hostel-s-")),
+        log_level="WARNING",
+        worker_command=[sys.executable, str(FAKE), scenario],
+    )
+    await supervisor.start()
+    return supervisor
+
+
+@pytest.fixture
+async def supervisor(tmp_path: Path) -> AsyncIterator[Supervisor]:
+    started = await _supervised(tmp_path)
+    yield started
+    await started.stop()
+
+
+def _slot(supervisor: Supervisor) -> ProviderSlot:
+    return supervisor.slots["t"]
+
+
+async def _call(slot: ProviderSlot, method: str, timeout: float = 30, **kwargs: Any) -> Any:
+    return await slot.call(method, (), kwargs, timeout=timeout, provider_data=None)
+
+
+async def _until(predicate: Any, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.02)
+
+
+async def test_crash_fails_the_call_with_exit_code_and_stderr_then_restarts(supervisor: Supervisor) -> None:
+    slot = _slot(supervisor)
+    first_pid = await _call(slot, "pid")
+    with pytest.raises(ProviderCrashedError) as exc:
+        await _call(slot, "crash", code=3)
+    assert exc.value.exit_code == 3 and exc.value.signal is None and exc.value.pid == first_pid
+    assert "crashing on purpose" in exc.value.stderr_tail and exc.value.provider_id == "t"
+    assert "not retried" in str(exc.value)
+    await _until(lambda: slot.state == "ready")
+    assert await _call(slot, "pid") != first_pid
+    status = slot.status()
+    assert status.restarts == 1 and status.last_exit == "exited with code 3"
+
+
+async def test_death_by_signal_is_reported_with_the_signal(supervisor: Supervisor) -> None:
+    slot = _slot(supervisor)
+    with pytest.raises(ProviderCrashedError) as exc:
+        await _call(slot, "die_by_signal", sig=9)
+    assert exc.value.signal == 9 and exc.value.exit_code is None and "killed by SIGKILL" in str(exc.value)
+
+
+async def test_items_a_stream_delivered_stay_delivered(supervisor: Supervisor) -> None:
+    got = []
+    with pytest.raises(ProviderCrashedError) as exc:
+        async for item in await _call(_slot(supervisor), "stream_then_crash", before=3):
+            got.append(item)
+    assert got == [0, 1, 2] and exc.value.exit_code == 4
+
+
+async def test_calls_during_a_restart_wait_for_it(tmp_path: Path) -> None:
+    supervisor = await _supervised(
+        tmp_path, restart={"max_restarts": 3, "window_s": 60, "backoff_initial_s": 0.5, "backoff_max_s": 1}
+    )
+    try:
+        slot = _slot(supervisor)
+        with pytest.raises(ProviderCrashedError):
+            await _call(slot, "crash")
+        assert slot.state == "restarting"
+        assert await _call(slot, "ping") == "pong"  # waited for the restarted worker, within its deadline
+        with pytest.raises(ProviderCrashedError):
+            await _call(slot, "crash")
+        with pytest.raises(ProviderUnavailableError, match="still restarting"):
+            await _call(slot, "ping", timeout=0.1)
+    finally:
+        await supervisor.stop()
+
+
+async def test_crash_loop_marks_the_provider_failed_and_calls_fail_fast(tmp_path: Path) -> None:
+    supervisor = await _supervised(
+        tmp_path, restart={"max_restarts": 2, "window_s": 60, "backoff_initial_s": 0, "backoff_max_s": 0}
+    )
+    try:
+        slot = _slot(supervisor)
+        for _ in range(3):
+            await _until(lambda: slot.state in ("ready", "failed"))
+            with pytest.raises(ProviderCrashedError):
+                await _call(slot, "crash")
+        await _until(lambda: slot.state == "failed")
+        started = time.monotonic()
+        with pytest.raises(ProviderUnavailableError, match=r"is failed .*restart the host"):
+            await _call(slot, "ping")
+        assert time.monotonic() - started < 1
+        assert slot.status().restarts == 2
+    finally:
+        await supervisor.stop()
+
+
+async def test_a_hung_worker_is_killed_by_the_liveness_probe_and_restarted(tmp_path: Path) -> None:
+    supervisor = await _supervised(tmp_path, probe_interval_s=0.2, probe_timeout_s=0.2, probe_failures=2)
+    try:
+        slot = _slot(supervisor)
+        first = await _call(slot, "pid")
+        with pytest.raises(ProviderCrashedError) as exc:
+            await _call(slot, "hang")
+        assert "liveness probes" in str(exc.value) and exc.value.signal == 9
+        await _until(lambda: slot.state == "ready")
+        assert await _call(slot, "pid") != first
+        assert "liveness probes" in (slot.status().last_exit or "")
+    finally:
+        await supervisor.stop()
+
+
+async def test_stop_kills_a_worker_that_ignores_sigterm(tmp_path: Path) -> None:
+    supervisor = await _supervised(tmp_path, "ignore-sigterm", stop_grace_s=0.3)
+    slot = _slot(supervisor)
+    worker = slot.worker
+    assert worker is not None
+    await supervisor.stop()
+    assert worker.exit_info is not None and worker.exit_info.signal == 9
+    assert slot.state == "stopped"
+
+
+async def test_exit_before_handshake_leaves_nothing_running(tmp_path: Path) -> None:
+    from hostel.errors import ProviderStartError
+
+    with pytest.raises(ProviderStartError) as exc:
+        await _supervised(tmp_path, "exit-before-handshake")
+    assert exc.value.stage == "handshake" and "exited with code 3" in str(exc.value)
