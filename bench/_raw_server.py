@@ -18,6 +18,11 @@ async def echo(request: bytes, context: Any) -> bytes:
     return request
 
 
+async def sleep(request: bytes, context: Any) -> bytes:
+    await asyncio.sleep(float(request))
+    return request
+
+
 async def stream(request: bytes, context: Any) -> AsyncIterator[bytes]:
     item = b"x" * 16
     for _ in range(int(request)):
@@ -29,6 +34,9 @@ async def main(path: str) -> None:
     handlers = {
         "Echo": grpc.unary_unary_rpc_method_handler(
             echo, request_deserializer=_identity, response_serializer=_identity
+        ),
+        "Sleep": grpc.unary_unary_rpc_method_handler(
+            sleep, request_deserializer=_identity, response_serializer=_identity
         ),
         "Stream": grpc.unary_stream_rpc_method_handler(
             stream, request_deserializer=_identity, response_serializer=_identity

@@ -1,0 +1,134 @@
+"""Supervisor benchmark: crash -> in-flight error, crash -> ready again, worker start, idle memory.
+
+    python bench/supervisor.py [--json bench/results.json] [--repeat 10]
+
+Baselines measured in the same run: a raw grpc.aio server process killed during a call (time until
+the client sees UNAVAILABLE), and the RSS of an idle raw grpc.aio server process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+import contextlib
+
+from _common import print_table, write_json
+
+from hostel import Host, ProviderCrashedError
+from tests.conftest import make_config
+
+
+def _rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _identity(data: bytes) -> bytes:
+    return data
+
+
+async def _raw_crash_ms(tmp: Path) -> tuple[float, float]:
+    sock = tmp / "raw.sock"
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "_raw_server.py"), str(sock)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    await asyncio.sleep(1.0)
+    rss = _rss_mb(proc.pid)
+    async with grpc.aio.insecure_channel(f"unix://{sock}") as channel:
+        sleep = channel.unary_unary("/bench.Raw/Sleep", request_serializer=_identity, response_deserializer=_identity)
+        call = asyncio.ensure_future(sleep(b"30"))
+        await asyncio.sleep(0.3)
+        start = time.perf_counter()
+        proc.send_signal(signal.SIGKILL)
+        with contextlib.suppress(grpc.aio.AioRpcError):
+            await call
+        elapsed = (time.perf_counter() - start) * 1000
+    proc.wait()
+    return elapsed, rss
+
+
+async def _hostel(tmp: Path, repeat: int) -> dict[str, float]:
+    restart = {"max_restarts": repeat + 5, "window_s": 60, "backoff_initial_s": 0, "backoff_max_s": 0}
+    config = make_config(tmp, hostel={"restart": restart})
+    starts = []
+    for _ in range(3):
+        host = Host.from_config(config)
+        await host.build()  # env cached: measure the worker start alone
+        begin = time.perf_counter()
+        await host.start()
+        starts.append((time.perf_counter() - begin) * 1000)
+        await host.stop()
+    crash_ms, ready_ms = [], []
+    async with Host.from_config(config) as host:
+        provider = host.provider("t")
+        slot = host.supervisor.slots["t"]
+        await asyncio.sleep(1.0)
+        assert slot.worker is not None and slot.worker.pid is not None
+        rss = _rss_mb(slot.worker.pid)
+        for _ in range(repeat):
+            assert slot.worker is not None and slot.worker.pid is not None
+            call = asyncio.ensure_future(provider.sleep(seconds=30))
+            await asyncio.sleep(0.2)
+            start = time.perf_counter()
+            os.kill(slot.worker.pid, signal.SIGKILL)
+            with contextlib.suppress(ProviderCrashedError):
+                await call
+            crash_ms.append((time.perf_counter() - start) * 1000)
+            while slot.state != "ready":
+                await asyncio.sleep(0.001)
+            ready_ms.append((time.perf_counter() - start) * 1000)
+            await asyncio.sleep(0.2)
+    return {
+        "start_ms": statistics.median(starts),
+        "crash_error_ms": statistics.median(crash_ms),
+        "crash_ready_ms": statistics.median(ready_ms),
+        "idle_rss_mb": rss,
+    }
+
+
+async def bench(repeat: int) -> list[dict[str, Any]]:
+    with tempfile.TemporaryDirectory(prefix="hostel-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        raw_crash, raw_rss = await _raw_crash_ms(tmp)
+        ours = await _hostel(tmp, repeat)
+    return [
+        {"metric": "crash -> in-flight error (ms)", "hostel": ours["crash_error_ms"], "baseline": raw_crash,
+         "baseline_is": "raw grpc.aio client sees UNAVAILABLE", "target": "< 10"},
+        {"metric": "crash -> ready again, backoff 0 (ms)", "hostel": ours["crash_ready_ms"], "baseline": "-",
+         "baseline_is": "-", "target": "< 200"},
+        {"metric": "worker start, env cached (ms)", "hostel": ours["start_ms"], "baseline": "-",
+         "baseline_is": "-", "target": "< 150"},
+        {"metric": "idle worker RSS (MB)", "hostel": ours["idle_rss_mb"], "baseline": raw_rss,
+         "baseline_is": "idle raw grpc.aio server process", "target": "< 50"},
+    ]  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", type=Path, default=None, help="merge results into this JSON file")
+    parser.add_argument("--repeat", type=int, default=10)
+    opts = parser.parse_args()
+    rows = asyncio.run(bench(opts.repeat))
+    print_table("supervision (provider: tests/providers/testprov)", rows)
+    write_json(opts.json, "supervisor", rows)
+
+
+if __name__ == "__main__":
+    main()
