@@ -26,7 +26,7 @@ def parse_levels(text: str) -> tuple[str | None, dict[str, str]]:
     return default, levels
 
 
-def configure(*, debug: bool = False, environ: Mapping[str, str] | None = None) -> None:
+def configure(*, debug: bool = False, environ: Mapping[str, str] | None = None, lifecycle: bool = False) -> None:
     """Set up stderr logging for the CLI."""
     environ = os.environ if environ is None else environ
     default, levels = parse_levels(environ.get("LLAMA_STACK_LOGGING", ""))
@@ -37,6 +37,8 @@ def configure(*, debug: bool = False, environ: Mapping[str, str] | None = None) 
         level=default if default in logging.getLevelNamesMapping() else "WARNING",
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if lifecycle and not hostel_default and not debug:
+        logging.getLogger("hostel").setLevel(logging.INFO)  # a server says when workers start, crash, restart
     for name, level in levels.items():
         if level in logging.getLevelNamesMapping():
             logging.getLogger(name).setLevel(level)

@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import sys
+import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
@@ -57,6 +58,17 @@ def _parser() -> argparse.ArgumentParser:
     prune.add_argument("--older-than", type=float, default=None, metavar="DAYS", help="only envs unused for DAYS")
     prune.add_argument("--dry-run", action="store_true", help="print what would be removed")
 
+    run = sub.add_parser("run", help="start every provider and serve HTTP until SIGINT/SIGTERM")
+    run.add_argument("config")
+    run.add_argument("--port", type=int, default=None, help="default: server.port of the config, else 8321")
+    run.add_argument("--host", default=None, dest="address", help="address to listen on (default 127.0.0.1)")
+    run.add_argument("--locked", action="store_true", help="install exactly the pins of hostel.lock")
+
+    ps = sub.add_parser("ps", help="status of a running host")
+    ps.add_argument("--port", type=int, default=8321)
+    ps.add_argument("--host", default="127.0.0.1", dest="address")
+    ps.add_argument("--json", action="store_true", help="print JSON")
+
     call = sub.add_parser("call", help="start a provider (and its deps), call one method, print the result as JSON")
     call.add_argument("config")
     call.add_argument("provider_id")
@@ -74,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     parser = _parser()
     opts = parser.parse_args(argv)
-    _logging.configure(debug=opts.debug)
+    _logging.configure(debug=opts.debug, lifecycle=opts.command == "run")
     try:
         return asyncio.run(_dispatch(opts))
     except KeyboardInterrupt:
@@ -108,6 +120,10 @@ async def _dispatch(opts: argparse.Namespace) -> int:
         if not opts.configs and opts.older_than is None:
             raise UsageError("envs prune: name the run configs whose envs to keep, or give --older-than DAYS")
         return await _cli_envs.envs_prune(opts.configs, older_than_days=opts.older_than, dry_run=opts.dry_run)
+    if opts.command == "run":
+        return await _run(opts)
+    if opts.command == "ps":
+        return _ps(opts)
     handler = {"check": _check, "list": _list, "call": _call}[opts.command]
     return await handler(opts)
 
@@ -153,6 +169,44 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
     for row in [header, *rows]:
         print("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)).rstrip())
+
+
+async def _run(opts: argparse.Namespace) -> int:
+    from hostel import gateway  # the HTTP stack loads only for `hostel run`
+
+    plan = load_plan(opts.config)
+    address = opts.address or plan.config.server.host or "127.0.0.1"
+    port = opts.port if opts.port is not None else plan.config.server.port
+    await gateway.serve(Host(plan, locked=opts.locked), address=address, port=port)
+    return 0
+
+
+def _ps(opts: argparse.Namespace) -> int:
+    url = f"http://{opts.address}:{opts.port}/v1/providers"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            rows = json.loads(response.read())
+    except (OSError, ValueError) as exc:
+        raise HostelError(f"no hostel answering at {url} ({exc}); start one with `hostel run CONFIG`") from None
+    if opts.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    _table(
+        ["PROVIDER", "API", "TYPE", "STATE", "PID", "RESTARTS", "LAST EXIT"],
+        [
+            [
+                r["provider_id"],
+                r["api"],
+                r["provider_type"],
+                r["state"],
+                r["pid"] or "-",
+                r["restarts"],
+                r["last_exit"] or "-",
+            ]
+            for r in rows
+        ],
+    )
+    return 0
 
 
 async def _call(opts: argparse.Namespace) -> int:

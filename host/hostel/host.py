@@ -6,10 +6,11 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 from hostel._callbacks import CallbackServer
 from hostel.envs import EnvManager
@@ -21,6 +22,16 @@ from hostel.router import ApiRouter
 from hostel.supervisor import ProviderStatus, Supervisor
 
 logger = logging.getLogger(__name__)
+
+
+class CallObserver(Protocol):
+    """Watches calls made through a ``Host`` (for metrics). Must not raise or block."""
+
+    def started(self, provider_id: str, method: str) -> None:
+        """A call is about to be forwarded."""
+
+    def finished(self, provider_id: str, method: str, seconds: float, error: BaseException | None) -> None:
+        """The call returned (a stream: its first reply), or failed with ``error``."""
 
 
 class Host:
@@ -59,6 +70,7 @@ class Host:
             callbacks=self.callbacks,
         )
         self._started: list[str] = []
+        self._observers: list[CallObserver] = []
 
     @classmethod
     def from_config(
@@ -161,4 +173,21 @@ class Host:
                 "use `async with Host.from_config(...)` or await host.start()",
                 provider_id=provider_id,
             )
-        return await slot.call(method, args, kwargs, timeout=timeout, provider_data=provider_data)
+        if not self._observers:
+            return await slot.call(method, args, kwargs, timeout=timeout, provider_data=provider_data)
+        for observer in self._observers:
+            observer.started(provider_id, method)
+        started = time.perf_counter()
+        error: BaseException | None = None
+        try:
+            return await slot.call(method, args, kwargs, timeout=timeout, provider_data=provider_data)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            for observer in self._observers:
+                observer.finished(provider_id, method, time.perf_counter() - started, error)
+
+    def add_observer(self, observer: CallObserver) -> None:
+        """Be told when each call starts and ends (the gateway's metrics use this)."""
+        self._observers.append(observer)

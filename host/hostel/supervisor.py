@@ -381,6 +381,12 @@ class Supervisor:
             await self.stop()
             raise
 
+    def kill_all(self) -> None:
+        """SIGKILL every worker now (a forced stop); their slots then finish stopping at once."""
+        for slot in self.slots.values():
+            if slot.worker is not None:
+                slot.worker.signal(9)
+
     async def stop(self) -> None:
         """Stop every worker, dependents first."""
         for slot in reversed(list(self.slots.values())):

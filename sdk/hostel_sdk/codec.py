@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import to_jsonable_python
 
 logger = logging.getLogger(__name__)
@@ -71,6 +71,7 @@ class MethodBinder:
     keyword_names: frozenset[str] = frozenset()  # parameters that may be passed by keyword
     required: frozenset[str] = frozenset()  # parameters without a default
     var_keyword: bool = False  # the method takes **kwargs
+    request_param: str | None = None  # the one parameter of a method that takes a whole request model
 
     @classmethod
     def for_callable(cls, name: str, func: Callable[..., Any]) -> MethodBinder:
@@ -95,6 +96,7 @@ class MethodBinder:
                 p.name for p in params if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
             ),
             var_keyword=any(p.kind == p.VAR_KEYWORD for p in params),
+            request_param=_request_param(signature, hints),
         )
 
     def _rebuild(self, pname: str, value: Any) -> Any:
@@ -108,6 +110,10 @@ class MethodBinder:
 
     def bind(self, args: list[Any], kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
         """Bind and rebuild arguments; raise ``ArgumentError`` with pydantic's message when they do not fit."""
+        if self.request_param is not None and not args and self.request_param not in kwargs:
+            # Newer Llama Stack methods take one request model (``openai_chat_completion(params)``); callers
+            # send its fields as keyword arguments, as with older versions: wrap them.
+            kwargs = {self.request_param: kwargs}
         names = kwargs.keys()
         if not args and self.required <= names and (self.var_keyword or names <= self.keyword_names):
             # The common case, keyword arguments that fit: no Signature.bind on the hot path.
@@ -121,6 +127,15 @@ class MethodBinder:
         for pname, value in bound.arguments.items():
             bound.arguments[pname] = self._rebuild(pname, value)
         return list(bound.args), dict(bound.kwargs)
+
+
+def _request_param(signature: inspect.Signature, hints: dict[str, Any]) -> str | None:
+    """The name of a method's only parameter when it is a pydantic model (a whole request object)."""
+    params = [p for p in signature.parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    if len(params) != 1:
+        return None
+    annotation = hints.get(params[0].name, params[0].annotation)
+    return params[0].name if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
 
 
 def rebuild(value: Any, annotation: Any) -> Any:

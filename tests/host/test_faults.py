@@ -42,6 +42,7 @@ async def test_crash_is_contained_reported_and_restarted_while_others_serve(tmp_
         other = host.provider("other")
         infer = host.provider("infer")
         old_pid = (await infer.whoami())["pid"]
+
         async def others() -> list[float]:
             return list(await asyncio.gather(*(other.sleep(seconds=0.3) for _ in range(5))))
 

@@ -87,3 +87,17 @@ def test_binder_knows_async_generators_stream() -> None:
 
     assert codec.MethodBinder.for_callable("gen", gen).streams
     assert not codec.MethodBinder.for_callable("m", _method).streams
+
+
+class ChatParams(BaseModel):
+    model: str
+    stream: bool = False
+
+
+async def _request_style(params: ChatParams) -> None: ...
+
+
+def test_a_method_taking_one_request_model_gets_keyword_fields_wrapped() -> None:
+    binder = codec.MethodBinder.for_callable("openai_chat_completion", _request_style)
+    assert binder.bind([], {"model": "m", "stream": True}) == ([], {"params": ChatParams(model="m", stream=True)})
+    assert binder.bind([], {"params": {"model": "m"}}) == ([], {"params": ChatParams(model="m")})

@@ -59,6 +59,15 @@ class TestProvider:
     async def fail(self, message: str) -> None:
         raise ValueError(message)
 
+    async def deny(self) -> None:
+        raise PermissionError("not for you")
+
+    async def unimplemented(self) -> None:
+        raise NotImplementedError("later")
+
+    async def explode(self) -> None:
+        raise RuntimeError("internal trouble")
+
     async def fail_mid_stream(self, after: int) -> AsyncIterator[int]:
         for i in range(after):
             yield i
@@ -112,6 +121,52 @@ class TestProvider:
         finally:
             with open(record, "w") as out:
                 out.write("closed")
+
+    async def openai_chat_completion(
+        self, model: str, messages: list[dict[str, Any]], stream: bool = False, **extra: Any
+    ) -> Any:
+        text = f"{self.config.greeting} from {model}: {messages[-1]['content']}"
+        if stream:
+            return self._chat_chunks(model, text)
+        return {
+            "id": "chatcmpl-test",
+            "object": "chat.completion",
+            "created": 0,
+            "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        }
+
+    async def _chat_chunks(self, model: str, text: str) -> AsyncIterator[dict[str, Any]]:
+        for word in text.split(" "):
+            yield {
+                "id": "chatcmpl-test",
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": model,
+                "choices": [{"index": 0, "delta": {"content": word + " "}, "finish_reason": None}],
+            }
+
+    async def openai_completion(self, model: str, prompt: str, stream: bool = False, **extra: Any) -> Any:
+        return {
+            "id": "cmpl-test",
+            "object": "text_completion",
+            "created": 0,
+            "model": model,
+            "choices": [{"index": 0, "text": prompt[::-1], "finish_reason": "stop", "logprobs": None}],
+        }
+
+    async def openai_embeddings(self, model: str, input: str | list[str], **extra: Any) -> Any:
+        texts = [input] if isinstance(input, str) else input
+        return {
+            "object": "list",
+            "model": model,
+            "data": [
+                {"object": "embedding", "index": i, "embedding": [float(len(t)), float(sum(map(ord, t)) % 97), 1.0]}
+                for i, t in enumerate(texts)
+            ],
+            "usage": {"prompt_tokens": len(texts), "total_tokens": len(texts)},
+        }
 
     async def provider_data(self) -> Any:
         data = request_provider_data()

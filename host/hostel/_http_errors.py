@@ -1,0 +1,65 @@
+"""hostel errors as HTTP responses: one table, the body shape of SPEC §3.3."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hostel.errors import (
+    BadArgumentsError,
+    CallTimeoutError,
+    HostelError,
+    MethodNotFoundError,
+    PayloadTooLargeError,
+    ProviderCrashedError,
+    ProviderDataError,
+    ProviderUnavailableError,
+    RemoteError,
+    RoutingError,
+)
+
+_STATUS: list[tuple[type[HostelError], int]] = [
+    (MethodNotFoundError, 404),
+    (BadArgumentsError, 400),
+    (RoutingError, 404),
+    (ProviderDataError, 400),
+    (PayloadTooLargeError, 413),
+    (ProviderCrashedError, 503),
+    (ProviderUnavailableError, 503),
+    (CallTimeoutError, 504),
+]
+
+# What a provider raised, by exception type name (builtins and common subclasses).
+_REMOTE_STATUS = {
+    "ValueError": 400,
+    "TypeError": 400,
+    "KeyError": 404,
+    "FileNotFoundError": 404,
+    "PermissionError": 403,
+    "NotImplementedError": 501,
+    "TimeoutError": 504,
+    "ConnectionError": 503,
+    "pydantic_core._pydantic_core.ValidationError": 400,
+}
+
+
+def status_for(exc: BaseException) -> int:
+    """The HTTP status for an error raised by a call."""
+    if isinstance(exc, RemoteError) and not isinstance(exc, (MethodNotFoundError, BadArgumentsError)):
+        return _REMOTE_STATUS.get(exc.type_name, 500)
+    for cls, status in _STATUS:
+        if isinstance(exc, cls):
+            return status
+    return 500
+
+
+def error_body(exc: BaseException, *, status: int | None = None) -> dict[str, Any]:
+    """``{"error": {"type", "message", "provider_id"}}``."""
+    if isinstance(exc, RemoteError) and not isinstance(exc, (MethodNotFoundError, BadArgumentsError)):
+        return {"error": {"type": exc.type_name, "message": exc.remote_message, "provider_id": exc.provider_id}}
+    provider_id = exc.provider_id if isinstance(exc, HostelError) else None
+    return {"error": {"type": type(exc).__name__, "message": str(exc), "provider_id": provider_id}}
+
+
+def bad_request(message: str, *, type_name: str = "BadRequest", provider_id: str | None = None) -> dict[str, Any]:
+    """The body for a request hostel refuses before calling anything."""
+    return {"error": {"type": type_name, "message": message, "provider_id": provider_id}}

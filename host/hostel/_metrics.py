@@ -1,0 +1,86 @@
+"""Prometheus metrics for the gateway: calls, errors, latency, in-flight, restarts, state, env build time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from hostel.errors import HostelError, RemoteError
+
+if TYPE_CHECKING:
+    from hostel.host import Host
+
+STATES = ("building", "starting", "ready", "restarting", "failed", "stopped")
+
+
+def error_kind(exc: BaseException) -> str:
+    """A bounded label for an error: the hostel error class, or ``remote`` for a provider's own exception."""
+    if isinstance(exc, RemoteError) and type(exc) is RemoteError:
+        return "remote"
+    return type(exc).__name__ if isinstance(exc, HostelError) else "cancelled"
+
+
+class _StatusCollector(Collector):
+    def __init__(self, host: Host) -> None:
+        self._host = host
+
+    def collect(self) -> Iterator[Any]:
+        restarts = GaugeMetricFamily(
+            "hostel_provider_restarts", "Restarts of the provider's worker", labels=["provider_id"]
+        )
+        state = GaugeMetricFamily(
+            "hostel_provider_state", "1 for the provider's current state", labels=["provider_id", "state"]
+        )
+        build = GaugeMetricFamily(
+            "hostel_env_build_seconds", "Seconds the provider's env took to build", labels=["provider_id"]
+        )
+        for status in self._host.status():
+            restarts.add_metric([status.provider_id], status.restarts)
+            for name in STATES:
+                state.add_metric([status.provider_id, name], 1.0 if status.state == name else 0.0)
+        for provider_id, slot in self._host.supervisor.slots.items():
+            if slot.env is not None and "build_seconds" in slot.env.metadata:
+                build.add_metric([provider_id], float(slot.env.metadata["build_seconds"]))
+        yield from (restarts, state, build)
+
+
+class Metrics:
+    """A registry of its own (never the process-global one) fed by the host's call observer."""
+
+    def __init__(self, host: Host) -> None:
+        self.registry = CollectorRegistry()
+        self.calls = Counter(
+            "hostel_calls", "Calls forwarded to providers", ["provider_id", "method"], registry=self.registry
+        )
+        self.errors = Counter(
+            "hostel_call_errors", "Calls that failed, by kind", ["provider_id", "kind"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "hostel_call_seconds",
+            "Call latency (streams: until the first reply)",
+            ["provider_id"],
+            registry=self.registry,
+        )
+        self.in_flight = Gauge("hostel_calls_in_flight", "Calls in flight", ["provider_id"], registry=self.registry)
+        self.registry.register(_StatusCollector(host))
+        host.add_observer(self)
+
+    def started(self, provider_id: str, method: str) -> None:
+        """CallObserver: a call begins."""
+        self.in_flight.labels(provider_id).inc()
+
+    def finished(self, provider_id: str, method: str, seconds: float, error: BaseException | None) -> None:
+        """CallObserver: a call ended."""
+        self.in_flight.labels(provider_id).dec()
+        self.calls.labels(provider_id, method).inc()
+        self.latency.labels(provider_id).observe(seconds)
+        if error is not None:
+            self.errors.labels(provider_id, error_kind(error)).inc()
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition."""
+        return generate_latest(self.registry)

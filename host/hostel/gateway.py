@@ -1,0 +1,243 @@
+"""The HTTP gateway of ``hostel run``: a Starlette app over a ``Host``, served by uvicorn.
+
+Routes (SPEC §3.3): health, providers, ``POST /v1/providers/{id}/{method}``, the OpenAI-compatible
+``chat/completions``, ``completions``, ``embeddings`` and ``models`` (routed by the models table to the
+inference provider's ``openai_*`` methods), and ``/metrics``. Streams are ``text/event-stream``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from hostel._http_errors import bad_request, error_body, status_for
+from hostel._metrics import Metrics
+from hostel.errors import HostelError
+from hostel.host import Host
+
+logger = logging.getLogger(__name__)
+
+PROVIDER_DATA_HEADER = "X-LlamaStack-Provider-Data"
+TIMEOUT_HEADER = "X-Hostel-Timeout"  # seconds; default: the config's call_timeout_s
+_OPENAI_METHODS = {
+    "/v1/chat/completions": "openai_chat_completion",
+    "/v1/completions": "openai_completion",
+    "/v1/embeddings": "openai_embeddings",
+}
+
+
+class _BadRequestError(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(json.dumps(data, ensure_ascii=False), status_code=status, media_type="application/json")
+
+
+def _error(exc: BaseException) -> Response:
+    status = status_for(exc)
+    return _json(error_body(exc), status)
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    try:
+        body = json.loads(raw) if raw.strip() else {}
+    except ValueError as exc:
+        raise _BadRequestError(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise _BadRequestError(f"request body must be a JSON object of arguments, got {type(body).__name__}")
+    return body
+
+
+def _timeout(request: Request) -> float | None:
+    header = request.headers.get(TIMEOUT_HEADER)
+    if not header:
+        return None
+    try:
+        value = float(header)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise _BadRequestError(f"{TIMEOUT_HEADER} must be a positive number of seconds, got {header!r}")
+    return value
+
+
+def _provider_data(request: Request) -> Any:
+    header = request.headers.get(PROVIDER_DATA_HEADER)
+    if not header:
+        return None
+    try:
+        return json.loads(header)
+    except ValueError as exc:
+        raise _BadRequestError(f"{PROVIDER_DATA_HEADER} header is not valid JSON: {exc}") from None
+
+
+async def _events(stream: Any, *, openai: bool) -> AsyncIterator[str]:
+    """Server-sent events; a client that goes away cancels this, which closes the provider's generator."""
+    try:
+        async for item in stream:
+            yield f"data: {json.dumps(item, ensure_ascii=False)}\n\n"
+        if openai:
+            yield "data: [DONE]\n\n"
+    except HostelError as exc:
+        yield f"event: error\ndata: {json.dumps(error_body(exc))}\n\n"
+    finally:
+        await stream.aclose()
+
+
+def _reply(result: Any, *, openai: bool = False) -> Response:
+    if hasattr(result, "__aiter__"):
+        return StreamingResponse(_events(result, openai=openai), media_type="text/event-stream")
+    return _json(result)
+
+
+class Gateway:
+    """The routes, bound to one host."""
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self.metrics = Metrics(host)
+
+    async def health(self, request: Request) -> Response:
+        states = {s.provider_id: s.state for s in self.host.status()}
+        if all(state == "ready" for state in states.values()):
+            return _json({"status": "OK"})
+        return _json({"status": "Error", "providers": states}, 503)
+
+    async def providers(self, request: Request) -> Response:
+        return _json([s.to_dict() for s in self.host.status()])
+
+    async def call_provider(self, request: Request) -> Response:
+        provider_id, method = request.path_params["provider_id"], request.path_params["method"]
+        try:
+            kwargs = await _body(request)
+            provider_data = _provider_data(request)
+            if method.startswith("_"):
+                raise _BadRequestError(f"{method!r} is not a public method")
+            proxy = self.host.provider(provider_id, provider_data=provider_data, timeout=_timeout(request))
+            return _reply(await proxy.call(method, **kwargs))
+        except _BadRequestError as exc:
+            return _json(bad_request(exc.message, provider_id=provider_id), 400)
+        except HostelError as exc:
+            return _error(exc)
+
+    async def openai(self, request: Request) -> Response:
+        method = _OPENAI_METHODS[request.url.path]
+        try:
+            body = await _body(request)
+            if not isinstance(body.get("model"), str):
+                raise _BadRequestError("'model' is required: one of GET /v1/models")
+            router = self.host.api("inference", provider_data=_provider_data(request), timeout=_timeout(request))
+            return _reply(await getattr(router, method)(**body), openai=True)
+        except _BadRequestError as exc:
+            return _json(bad_request(exc.message), 400)
+        except HostelError as exc:
+            return _error(exc)
+
+    async def models(self, request: Request) -> Response:
+        inference = {p.provider_id for p in self.host.plan.providers if p.api == "inference"}
+        data = [
+            {
+                "id": m.model_id,
+                "object": "model",
+                "created": 0,
+                "owned_by": m.provider_id,
+                "identifier": m.model_id,
+                "provider_id": m.provider_id,
+                "provider_resource_id": m.provider_model_id or m.model_id,
+                "model_type": m.model_type or "llm",
+            }
+            for m in self.host.plan.config.models
+            if m.provider_id in inference
+        ]
+        return _json({"object": "list", "data": data})
+
+    async def prometheus(self, request: Request) -> Response:
+        return Response(self.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    kind = "NotFound" if exc.status_code == 404 else "MethodNotAllowed" if exc.status_code == 405 else "HTTPError"
+    return _json(bad_request(f"{request.method} {request.url.path}: {exc.detail}", type_name=kind), exc.status_code)
+
+
+def create_app(host: Host) -> Starlette:
+    """The ASGI app for ``host`` (which the caller starts and stops)."""
+    gateway = Gateway(host)
+    routes = [
+        Route("/v1/health", gateway.health, methods=["GET"]),
+        Route("/v1/providers", gateway.providers, methods=["GET"]),
+        Route("/v1/providers/{provider_id}/{method}", gateway.call_provider, methods=["POST"]),
+        *(Route(path, gateway.openai, methods=["POST"]) for path in _OPENAI_METHODS),
+        Route("/v1/models", gateway.models, methods=["GET"]),
+        Route("/metrics", gateway.prometheus, methods=["GET"]),
+    ]
+    return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # hostel handles SIGINT/SIGTERM itself: uvicorn would re-raise them once it has shut down,
+        # before the workers are stopped.
+        yield
+
+
+async def serve(host: Host, *, address: str, port: int) -> None:
+    """Start ``host``, serve HTTP until SIGINT/SIGTERM, then stop it. A second signal forces the stop."""
+    grace = host.plan.settings.stop_grace_s
+    config = uvicorn.Config(
+        create_app(host), host=address, port=port, log_level="warning", access_log=False, lifespan="off",
+        timeout_graceful_shutdown=max(int(grace), 1),
+    )  # fmt: skip
+    server = _Server(config)
+    loop = asyncio.get_running_loop()
+    received: list[int] = []
+
+    def on_signal(sig: int) -> None:
+        received.append(sig)
+        if len(received) == 1:
+            logger.warning("received %s: stopping (send it again to force)", signal.Signals(sig).name)
+            server.should_exit = True
+        else:
+            logger.warning("received %s again: killing the workers now", signal.Signals(sig).name)
+            server.force_exit = True
+            host.supervisor.kill_all()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        await host.start()
+        if not received:
+            listening = asyncio.create_task(_announce(server, address, port, len(host.status())))
+            await server.serve()
+            listening.cancel()
+    finally:
+        await host.stop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+async def _announce(server: uvicorn.Server, address: str, port: int, providers: int) -> None:
+    while not server.started:
+        await asyncio.sleep(0.01)
+    logger.warning("hostel serving %d providers on http://%s:%d (Ctrl-C to stop)", providers, address, port)
+
+
+__all__ = ["PROVIDER_DATA_HEADER", "TIMEOUT_HEADER", "create_app", "serve"]

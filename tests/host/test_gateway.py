@@ -1,0 +1,201 @@
+"""`hostel run` as a user runs it: a real server process, real HTTP, the openai client."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import make_config, provider_spec, wait_until, worker_pids
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    def __init__(self, tmp: Path, home: Path) -> None:
+        self.home = home
+        config = make_config(
+            tmp,
+            specs={"inline/inference/testprov": provider_spec(), "inline/tool_runtime/testprov": provider_spec()},
+            providers={
+                "inference": [
+                    {"provider_id": "infer", "provider_type": "inline::testprov", "config": {"greeting": "hi"}}
+                ],
+                "tool_runtime": [{"provider_id": "tools", "provider_type": "inline::testprov"}],
+            },
+            models=[{"model_id": "llama3", "provider_id": "infer", "provider_model_id": "llama3.2:1b"}],
+            hostel={"restart": {"max_restarts": 5, "window_s": 60, "backoff_initial_s": 0.05, "backoff_max_s": 1}},
+        )
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = tmp / "server.log"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "hostel", "run", str(config), "--port", str(self.port)],
+            env={**os.environ, "HOSTEL_HOME": str(home)},
+            stdout=subprocess.DEVNULL,
+            stderr=self.log.open("w"),
+        )
+        assert wait_until(self._up, timeout=180), self.log.read_text()
+
+    def _up(self) -> bool:
+        assert self.proc.poll() is None, self.log.read_text()
+        try:
+            return httpx.get(f"{self.url}/v1/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    # Its own HOSTEL_HOME: its workers live across tests, and the per-test leak check watches the session home.
+    running = Server(tmp_path_factory.mktemp("gateway"), tmp_path_factory.mktemp("gateway-home"))
+    yield running
+    running.stop()
+
+
+def post(server: Server, path: str, body: Any = None, **kwargs: Any) -> httpx.Response:
+    return httpx.post(f"{server.url}{path}", json=body, timeout=60, **kwargs)
+
+
+def test_health_and_providers(server: Server) -> None:
+    assert httpx.get(f"{server.url}/v1/health").json() == {"status": "OK"}
+    rows = httpx.get(f"{server.url}/v1/providers").json()
+    assert [r["provider_id"] for r in rows] == ["infer", "tools"]
+    assert {r["state"] for r in rows} == {"ready"} and all(r["pid"] for r in rows)
+
+
+def test_generic_call_and_non_ascii(server: Server) -> None:
+    assert post(server, "/v1/providers/tools/greet", {"name": "Zoë"}).json() == "hello, Zoë"
+    assert post(server, "/v1/providers/tools/inspect_item", {"item": {"name": "b", "size": 2}}).json()["double"] == 4
+
+
+def test_stream_as_server_sent_events(server: Server) -> None:
+    with httpx.stream("POST", f"{server.url}/v1/providers/tools/count", json={"n": 500}, timeout=60) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        items = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: ")]
+    assert items == list(range(500))
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "kind"),
+    [
+        ("/v1/providers/tools/greet", "{not json", 400, "BadRequest"),
+        ("/v1/providers/tools/greet", "[1, 2]", 400, "BadRequest"),
+        ("/v1/providers/tools/greet", '{"nom": "x"}', 400, "BadArgumentsError"),
+        ("/v1/providers/tools/fail", '{"message": "m"}', 400, "ValueError"),
+        ("/v1/providers/tools/deny", "{}", 403, "PermissionError"),
+        ("/v1/providers/ghost/greet", "{}", 404, "RoutingError"),
+        ("/v1/providers/tools/nope", "{}", 404, "MethodNotFoundError"),
+        ("/v1/providers/tools/unimplemented", "{}", 501, "NotImplementedError"),
+        ("/v1/providers/tools/explode", "{}", 500, "RuntimeError"),
+        ("/v1/chat/completions", '{"model": "ghost", "messages": []}', 404, "RoutingError"),
+        ("/v1/chat/completions", '{"messages": []}', 400, "BadRequest"),
+        ("/v1/nowhere", "{}", 404, "NotFound"),
+    ],
+)
+def test_error_mapping(server: Server, path: str, body: str, status: int, kind: str) -> None:
+    response = httpx.post(f"{server.url}{path}", content=body, timeout=60)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["type"] == kind and error["message"]
+    if path.startswith("/v1/providers/"):
+        assert error["provider_id"] == path.split("/")[3]
+
+
+def test_timeout_is_504(server: Server) -> None:
+    response = post(server, "/v1/providers/tools/sleep", {"seconds": 10}, headers={"X-Hostel-Timeout": "0.3"})
+    assert response.status_code == 504 and response.json()["error"]["type"] == "CallTimeoutError"
+
+
+def test_provider_data_header(server: Server) -> None:
+    headers = {"X-LlamaStack-Provider-Data": json.dumps({"api_key": "secret"})}
+    assert post(server, "/v1/providers/tools/provider_data", {}, headers=headers).json() == {"api_key": "secret"}
+    bad = post(server, "/v1/providers/tools/provider_data", {}, headers={"X-LlamaStack-Provider-Data": '{"x": 1}'})
+    assert bad.status_code == 400 and bad.json()["error"]["type"] == "ProviderDataError"
+    garbled = post(server, "/v1/providers/tools/provider_data", {}, headers={"X-LlamaStack-Provider-Data": "{"})
+    assert garbled.status_code == 400
+
+
+def test_openai_client_unchanged(server: Server) -> None:
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused")
+    reply = client.chat.completions.create(model="llama3", messages=[{"role": "user", "content": "hey"}])
+    assert reply.choices[0].message.content == "hi from llama3.2:1b: hey"
+    chunks = client.chat.completions.create(model="llama3", messages=[{"role": "user", "content": "a b"}], stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks).strip() == "hi from llama3.2:1b: a b"
+    assert [m.id for m in client.models.list()] == ["llama3"]
+    embedding = client.embeddings.create(model="llama3", input=["abc", "de"])
+    assert [len(d.embedding) for d in embedding.data] == [3, 3] and embedding.data[0].embedding[0] == 3.0
+    assert client.completions.create(model="llama3", prompt="abc").choices[0].text == "cba"
+
+
+def test_crash_over_http_is_503_then_recovers(server: Server) -> None:
+    response = post(server, "/v1/providers/tools/crash", {"code": 5})
+    assert response.status_code == 503 and response.json()["error"]["type"] == "ProviderCrashedError"
+    assert "exited with code 5" in response.json()["error"]["message"]
+    assert post(server, "/v1/providers/infer/greet", {"name": "other"}).json() == "hi, other"
+    assert wait_until(lambda: post(server, "/v1/providers/tools/greet", {"name": "x"}).status_code == 200, timeout=30)
+    rows = {r["provider_id"]: r for r in httpx.get(f"{server.url}/v1/providers").json()}
+    assert rows["tools"]["restarts"] == 1 and rows["tools"]["last_exit"] == "exited with code 5"
+
+
+def test_metrics_move_when_calls_happen(server: Server) -> None:
+    def count() -> float:
+        for line in httpx.get(f"{server.url}/metrics").text.splitlines():
+            if line.startswith('hostel_calls_total{method="add",provider_id="tools"}'):
+                return float(line.split()[-1])
+        return 0.0
+
+    before = count()
+    for _ in range(3):
+        assert post(server, "/v1/providers/tools/add", {"a": 1, "b": 2}).json() == 3
+    assert count() == before + 3
+    text = httpx.get(f"{server.url}/metrics").text
+    assert 'hostel_provider_state{provider_id="tools",state="ready"} 1.0' in text
+    assert "hostel_call_seconds_bucket" in text and "hostel_provider_restarts" in text
+
+
+def test_client_disconnect_mid_stream_stops_the_generator(server: Server, tmp_path: Path) -> None:
+    record = tmp_path / "record"
+    body = {"n": 100_000, "record": str(record), "delay": 0.01}
+    with httpx.stream("POST", f"{server.url}/v1/providers/tools/count_tracked", json=body, timeout=60) as response:
+        lines = response.iter_lines()
+        assert next(line for line in lines if line.startswith("data: ")) == "data: 0"
+    assert wait_until(lambda: record.exists() and record.read_text() == "closed", timeout=10)
+
+
+def test_ps_shows_the_running_host(server: Server) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "hostel", "ps", "--port", str(server.port)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0 and "infer" in done.stdout and "ready" in done.stdout
+    missing = subprocess.run(
+        [sys.executable, "-m", "hostel", "ps", "--port", str(_free_port())], capture_output=True, text=True, check=False
+    )
+    assert missing.returncode == 1 and "no hostel answering" in missing.stderr
+
+
+def test_sigterm_stops_cleanly_with_no_worker_left(server: Server) -> None:
+    pids = [r["pid"] for r in httpx.get(f"{server.url}/v1/providers").json()]
+    assert server.stop() == 0
+    assert wait_until(lambda: not worker_pids(str(server.home)), timeout=10)
+    assert all(not Path(f"/proc/{pid}").exists() for pid in pids)
+    assert "stopped provider" in server.log.read_text()
