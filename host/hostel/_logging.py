@@ -39,6 +39,7 @@ def configure(*, debug: bool = False, environ: Mapping[str, str] | None = None, 
     )
     if lifecycle and not hostel_default and not debug:
         logging.getLogger("hostel").setLevel(logging.INFO)  # a server says when workers start, crash, restart
+        logging.getLogger("hostel.provider").setLevel(logging.WARNING)  # but providers' own chatter stays quiet
     for name, level in levels.items():
         if level in logging.getLevelNamesMapping():
             logging.getLogger(name).setLevel(level)
