@@ -32,10 +32,12 @@ logger = logging.getLogger(__name__)
 PROVIDER_DATA_HEADER = "X-LlamaStack-Provider-Data"
 TIMEOUT_HEADER = "X-Hostel-Timeout"  # seconds; default: the config's call_timeout_s
 _OPENAI_METHODS = {
-    "/v1/chat/completions": "openai_chat_completion",
-    "/v1/completions": "openai_completion",
-    "/v1/embeddings": "openai_embeddings",
+    "/chat/completions": "openai_chat_completion",
+    "/completions": "openai_completion",
+    "/embeddings": "openai_embeddings",
 }
+# OpenAI-compatible routes live under /v1 (the openai client) and /v1/openai/v1 (llama-stack-client).
+_OPENAI_PREFIXES = ("/v1", "/v1/openai/v1")
 
 
 class _BadRequestError(Exception):
@@ -137,13 +139,15 @@ class Gateway:
             return _error(exc)
 
     async def openai(self, request: Request) -> Response:
-        method = _OPENAI_METHODS[request.url.path]
+        method = _OPENAI_METHODS[request.url.path.removeprefix("/v1/openai/v1").removeprefix("/v1")]
         try:
             body = await _body(request)
             if not isinstance(body.get("model"), str):
                 raise _BadRequestError("'model' is required: one of GET /v1/models")
             router = self.host.api("inference", provider_data=_provider_data(request), timeout=_timeout(request))
-            return _reply(await getattr(router, method)(**body), openai=True)
+            # OpenAI ends a stream with "data: [DONE]"; llama-stack-client (under /v1/openai/v1) chokes on it.
+            done_marker = not request.url.path.startswith("/v1/openai/")
+            return _reply(await getattr(router, method)(**body), openai=done_marker)
         except _BadRequestError as exc:
             return _json(bad_request(exc.message), 400)
         except HostelError as exc:
@@ -161,6 +165,8 @@ class Gateway:
                 "provider_id": m.provider_id,
                 "provider_resource_id": m.provider_model_id or m.model_id,
                 "model_type": m.model_type or "llm",
+                "type": "model",
+                "metadata": {},
             }
             for m in self.host.plan.config.models
             if m.provider_id in inference
@@ -184,8 +190,12 @@ def create_app(host: Host) -> Starlette:
         Route("/v1/health", gateway.health, methods=["GET"]),
         Route("/v1/providers", gateway.providers, methods=["GET"]),
         Route("/v1/providers/{provider_id}/{method}", gateway.call_provider, methods=["POST"]),
-        *(Route(path, gateway.openai, methods=["POST"]) for path in _OPENAI_METHODS),
-        Route("/v1/models", gateway.models, methods=["GET"]),
+        *(
+            Route(prefix + path, gateway.openai, methods=["POST"])
+            for prefix in _OPENAI_PREFIXES
+            for path in _OPENAI_METHODS
+        ),
+        *(Route(f"{prefix}/models", gateway.models, methods=["GET"]) for prefix in _OPENAI_PREFIXES),
         Route("/metrics", gateway.prometheus, methods=["GET"]),
     ]
     return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})

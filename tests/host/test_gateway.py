@@ -8,6 +8,8 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,7 @@ def _free_port() -> int:
 
 
 class Server:
-    def __init__(self, tmp: Path, home: Path) -> None:
+    def __init__(self, tmp: Path, home: Path, **hostel: Any) -> None:
         self.home = home
         config = make_config(
             tmp,
@@ -38,7 +40,10 @@ class Server:
                 "tool_runtime": [{"provider_id": "tools", "provider_type": "inline::testprov"}],
             },
             models=[{"model_id": "llama3", "provider_id": "infer", "provider_model_id": "llama3.2:1b"}],
-            hostel={"restart": {"max_restarts": 5, "window_s": 60, "backoff_initial_s": 0.05, "backoff_max_s": 1}},
+            hostel={
+                "restart": {"max_restarts": 5, "window_s": 60, "backoff_initial_s": 0.05, "backoff_max_s": 1},
+                **hostel,
+            },
         )
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -193,9 +198,65 @@ def test_ps_shows_the_running_host(server: Server) -> None:
     assert missing.returncode == 1 and "no hostel answering" in missing.stderr
 
 
+LLAMA_STACK_CLIENT_SCRIPT = """
+import sys
+from llama_stack_client import LlamaStackClient
+client = LlamaStackClient(base_url=sys.argv[1])
+print(client.inspect.health().status)
+print([getattr(m, "id", None) or m.identifier for m in client.models.list()])
+reply = client.chat.completions.create(model="llama3", messages=[{"role": "user", "content": "yo"}])
+print(reply.choices[0].message.content)
+chunks = client.chat.completions.create(model="llama3", messages=[{"role": "user", "content": "a b"}], stream=True)
+print("".join(chunk.choices[0].delta.content or "" for chunk in chunks).strip())
+"""
+
+
+@pytest.fixture(scope="module")
+def llama_stack_client_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """llama-stack-client in a venv of its own (it imports fire and requests without declaring them)."""
+    import uv
+
+    venv = tmp_path_factory.mktemp("lsc-venv")
+    subprocess.run([uv.find_uv_bin(), "venv", "--quiet", str(venv)], check=True)
+    subprocess.run(
+        [uv.find_uv_bin(), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"),
+         "llama-stack-client", "fire", "requests"],
+        check=True,
+    )  # fmt: skip
+    return venv / "bin" / "python"
+
+
+def test_llama_stack_client_talks_to_hostel(server: Server, llama_stack_client_python: Path) -> None:
+    done = subprocess.run(
+        [str(llama_stack_client_python), "-c", LLAMA_STACK_CLIENT_SCRIPT, server.url],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["OK", "['llama3']", "hi from llama3.2:1b: yo", "hi from llama3.2:1b: a b"]
+
+
 def test_sigterm_stops_cleanly_with_no_worker_left(server: Server) -> None:
     pids = [r["pid"] for r in httpx.get(f"{server.url}/v1/providers").json()]
     assert server.stop() == 0
     assert wait_until(lambda: not worker_pids(str(server.home)), timeout=10)
     assert all(not Path(f"/proc/{pid}").exists() for pid in pids)
     assert "stopped provider" in server.log.read_text()
+
+
+def test_a_second_signal_forces_the_stop(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    server = Server(tmp_path, home, stop_grace_s=30)
+    in_flight = threading.Thread(
+        target=lambda: httpx.post(f"{server.url}/v1/providers/tools/sleep", json={"seconds": 60}, timeout=90),
+        daemon=True,
+    )
+    in_flight.start()
+    time.sleep(0.5)
+    server.proc.send_signal(signal.SIGTERM)
+    time.sleep(1.0)
+    assert server.proc.poll() is None  # graceful: waiting for the in-flight request
+    started = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    server.proc.wait(timeout=20)
+    assert time.monotonic() - started < 10
+    assert wait_until(lambda: not worker_pids(str(home)), timeout=10)
