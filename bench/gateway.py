@@ -1,0 +1,134 @@
+"""HTTP gateway benchmark: hostel run against a bare ASGI app returning the same JSON, in one run.
+
+    python bench/gateway.py [--json bench/results.json] [--requests 2000] [--items 20000]
+
+Both servers are uvicorn processes on loopback; the client is httpx. Measured: median latency of a
+small JSON call, requests/s with 16 in flight, and SSE items/s for a 20,000-item stream.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+from _common import print_table, write_json
+
+from tests.conftest import make_config
+
+PAYLOAD = "x" * 100
+
+
+def _port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait(url: str, proc: subprocess.Popen[bytes]) -> None:
+    for _ in range(3000):
+        assert proc.poll() is None, "server died"
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    raise TimeoutError(url)
+
+
+async def _measure(client: httpx.AsyncClient, call_url: str, stream_url: str, n: int, items: int) -> dict[str, float]:
+    body = {"value": PAYLOAD}
+    for _ in range(100):
+        await client.post(call_url, json=body)
+    samples = []
+    for _ in range(n):
+        start = time.perf_counter()
+        response = await client.post(call_url, json=body)
+        samples.append(time.perf_counter() - start)
+        assert response.status_code == 200
+    start = time.perf_counter()
+
+    async def worker() -> None:
+        for _ in range(n // 16):
+            assert (await client.post(call_url, json=body)).status_code == 200
+
+    await asyncio.gather(*(worker() for _ in range(16)))
+    rps = (n // 16 * 16) / (time.perf_counter() - start)
+    start = time.perf_counter()
+    got = 0
+    async with client.stream("POST", stream_url, json={"n": items}) as response:
+        async for line in response.aiter_lines():
+            got += line.startswith("data: ")
+    assert got == items
+    return {
+        "median_ms": statistics.median(samples) * 1000,
+        "rps": rps,
+        "sse_items_s": items / (time.perf_counter() - start),
+    }
+
+
+async def bench(n: int, items: int) -> list[dict[str, Any]]:
+    with tempfile.TemporaryDirectory(prefix="hostel-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        bare_port, ours_port = _port(), _port()
+        bare = subprocess.Popen([sys.executable, str(HERE / "_bare_app.py"), str(bare_port)])
+        ours = subprocess.Popen(
+            [sys.executable, "-m", "hostel", "run", str(make_config(tmp)), "--port", str(ours_port)],
+            env={**os.environ, "HOSTEL_LOG": "warning"},
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            _wait(f"http://127.0.0.1:{bare_port}/", bare)
+            _wait(f"http://127.0.0.1:{ours_port}/v1/health", ours)
+            async with httpx.AsyncClient(timeout=60) as client:
+                base = await _measure(
+                    client, f"http://127.0.0.1:{bare_port}/echo", f"http://127.0.0.1:{bare_port}/count", n, items
+                )
+                mine = await _measure(
+                    client,
+                    f"http://127.0.0.1:{ours_port}/v1/providers/t/echo",
+                    f"http://127.0.0.1:{ours_port}/v1/providers/t/count",
+                    n,
+                    items,
+                )
+        finally:
+            for proc in (bare, ours):
+                proc.terminate()
+                proc.wait()
+    return [
+        {"metric": "call median (ms)", "hostel": mine["median_ms"], "bare_asgi": base["median_ms"],
+         "ratio": mine["median_ms"] / base["median_ms"]},
+        {"metric": "requests/s, 16 in flight", "hostel": mine["rps"], "bare_asgi": base["rps"],
+         "ratio": mine["rps"] / base["rps"]},
+        {"metric": "SSE items/s", "hostel": mine["sse_items_s"], "bare_asgi": base["sse_items_s"],
+         "ratio": mine["sse_items_s"] / base["sse_items_s"]},
+    ]  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", type=Path, default=None, help="merge results into this JSON file")
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--items", type=int, default=20000)
+    opts = parser.parse_args()
+    rows = asyncio.run(bench(opts.requests, opts.items))
+    print_table("HTTP gateway (hostel run) vs a bare Starlette app on uvicorn returning the same JSON", rows)
+    write_json(opts.json, "gateway", rows)
+
+
+if __name__ == "__main__":
+    main()
