@@ -56,6 +56,14 @@ async def test_crash_is_contained_reported_and_restarted_while_others_serve(tmp_
         status = {s.provider_id: s for s in host.status()}
         assert status["infer"].restarts == 1 and status["other"].restarts == 0
 
+        sleeping = asyncio.create_task(other.sleep(seconds=30))
+        await asyncio.sleep(0.3)
+        assert status["other"].pid is not None
+        os.kill(status["other"].pid, signal.SIGKILL)
+        with pytest.raises(ProviderCrashedError) as killed:
+            await sleeping
+        assert killed.value.signal == signal.SIGKILL and killed.value.exit_code is None
+
 
 async def test_a_call_through_a_crashing_dependency_fails_alone(tmp_path: Path) -> None:
     async with Host.from_config(make_config(tmp_path, specs=SPECS, providers=PROVIDERS, hostel=FAST_RESTART)) as host:

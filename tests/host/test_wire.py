@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from hostel import CallTimeoutError, Host, RoutingError
-from tests.conftest import make_config, provider_spec, wait_until
+from tests.conftest import TESTPROV, make_config, provider_spec, wait_until
 
 SPECS = {
     "inline/inference/testprov": provider_spec(),
@@ -142,3 +142,31 @@ def test_worker_run_by_hand_says_what_it_is() -> None:
     )
     assert done.returncode == 2
     assert "hostel" in done.stderr and "not meant to be run by hand" in done.stderr and done.stdout == ""
+
+
+def _python312() -> bool:
+    from tests.host.test_env_builds import _pyenv_python
+
+    return _pyenv_python("3.12")
+
+
+@pytest.mark.skipif(not _python312(), reason="Llama Stack 0.7 needs Python >= 3.12, not found on this machine")
+async def test_llama_stack_provider_sees_its_api_enum_and_reads_provider_data_its_way(tmp_path: Path) -> None:
+    specs = {
+        "inline/inference/testprov": provider_spec(),
+        "inline/tool_runtime/lsprov": provider_spec(
+            module="hostel_testprov.lsprov", config_class=None, pip_packages=[str(TESTPROV), "llama-stack==0.7.3"],
+            api_dependencies=["inference"],
+        ),
+    }  # fmt: skip
+    providers = {
+        "inference": [{"provider_id": "infer", "provider_type": "inline::testprov"}],
+        "tool_runtime": [{"provider_id": "ls", "provider_type": "inline::lsprov", "python": "3.12"}],
+    }
+    async with Host.from_config(make_config(tmp_path, specs=specs, providers=providers)) as host:
+        ls = host.provider("ls", provider_data={"api_key": "k9"})
+        assert await ls.llama_stack_version() == "0.7.3"
+        assert await ls.dep_keys() == ["llama_stack_api.datatypes.Api:inference"]
+        assert await ls.greet_through_inference(name="ls") == "hello, ls"
+        assert await ls.who_is_asking() == {"api_key": "k9"}  # NeedsRequestProviderData, unmodified
+        assert await host.provider("ls").who_is_asking() is None

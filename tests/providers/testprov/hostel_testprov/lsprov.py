@@ -1,0 +1,32 @@
+"""A provider written against Llama Stack itself: its Api enum in deps, NeedsRequestProviderData."""
+
+from __future__ import annotations
+
+import importlib.metadata
+from typing import Any
+
+from llama_stack.core.request_headers import NeedsRequestProviderData
+
+
+class LlamaStackStyleProvider(NeedsRequestProviderData):
+    def __init__(self, deps: dict[Any, Any]) -> None:
+        self.deps = deps
+
+    async def who_is_asking(self) -> Any:
+        data = self.get_request_provider_data()
+        return data.model_dump() if data is not None else None
+
+    async def dep_keys(self) -> list[str]:
+        return [f"{type(k).__module__}.{type(k).__name__}:{k.value}" for k in self.deps]
+
+    async def greet_through_inference(self, name: str) -> Any:
+        from llama_stack_api import Api
+
+        return await self.deps[Api.inference].greet(name=name)
+
+    async def llama_stack_version(self) -> str:
+        return importlib.metadata.version("llama-stack")
+
+
+async def get_provider_impl(config: Any, deps: dict[Any, Any]) -> LlamaStackStyleProvider:
+    return LlamaStackStyleProvider(deps)
