@@ -67,6 +67,10 @@ class CallbackServer:
         self._grants[token] = Grant(provider_id, frozenset(apis))
         return token
 
+    def revoke(self, token: str) -> None:
+        """Forget a token (its worker is gone)."""
+        self._grants.pop(token, None)
+
     async def start(self) -> None:
         """Listen on the socket."""
         server = grpc.aio.server(options=channel_options(self._max))

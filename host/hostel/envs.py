@@ -155,6 +155,7 @@ class EnvSpec:
     sources: tuple[tuple[str, str], ...]  # (local directory, content hash)
     sdk: str  # hostel-sdk fingerprint
     pins: tuple[str, ...] = ()  # from hostel.lock: install exactly these, without resolving
+    probe: str = ""  # JSON request for hostel_sdk._probe: spec discovery and the import check after building
 
     @property
     def inputs(self) -> str:
@@ -167,6 +168,7 @@ class EnvSpec:
             "requirements": sorted(self.requirements),
             "constraints": sorted(self.constraints),
             "sources": sorted(self.sources),
+            "probe": self.probe,
         }
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
@@ -250,6 +252,17 @@ class EnvManager:
             constraints=tuple(plan.constraints),
             sources=sources,
             sdk=self._sdk_fingerprint(),
+            probe=json.dumps(
+                {
+                    "module": plan.spec.module,
+                    "provider_type": plan.provider_type,
+                    "api": plan.api,
+                    "config_class": plan.spec.config_class,
+                    "find_spec": plan.spec.from_package,
+                    "overrides": {k: v for k, v in plan.overrides.items() if k in ("module", "config_class")},
+                },
+                sort_keys=True,
+            ),
         )
         if self.lock is not None:
             spec = dataclasses.replace(spec, pins=self.lock.pins_for(plan.provider_id, spec.inputs))
@@ -296,7 +309,7 @@ class EnvManager:
         env = self._load(final, spec.key)
         if env is not None:
             _touch(final / LAST_USED_FILE)
-            return env, False
+            return _checked(env), False
         self.envs_dir.mkdir(parents=True, exist_ok=True)
         async with _file_lock(self.envs_dir / f".{spec.dirname}.lock"):
             env = self._load(final, spec.key)  # another host may have built it while we waited
@@ -316,7 +329,7 @@ class EnvManager:
                 if tmp.exists():
                     shutil.rmtree(tmp, ignore_errors=True)
         logger.info("provider %s: env built at %s", spec.provider_id, final)
-        return Env(path=final, key=spec.key, metadata=metadata), True
+        return _checked(Env(path=final, key=spec.key, metadata=metadata)), True
 
     def _choose_installer(self) -> tuple[str, str | None]:
         if self.installer in ("auto", "uv"):
@@ -358,14 +371,17 @@ class EnvManager:
         else:
             create = [spec.python.path, "-m", "venv", "--without-pip", str(tmp)]
             install = [sys.executable, "-m", "pip", "--python", str(python), "install", "-r", str(req_file), *local]
+        install_base = install[: install.index("-r")]
         if spec.pins:
             install.append("--no-deps")
         elif spec.constraints:
             constraints_file = tmp / "hostel-constraints.txt"
             constraints_file.write_text("\n".join(spec.constraints) + "\n")
             install += ["-c", str(constraints_file)]
+            install_base += ["-c", str(constraints_file)]
         for command in (create, install):
             await self._run(spec, command, requirements)
+        found_spec, import_check = await self._check(spec, python, install_base, requirements)
         resolved = installed_distributions(tmp)
         return {
             "format": METADATA_FORMAT,
@@ -378,14 +394,55 @@ class EnvManager:
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "build_seconds": round(time.monotonic() - started, 3),
             "resolved": sorted(resolved),
+            "provider_spec": found_spec,
+            "import_check": import_check,
         }
 
-    async def _run(self, spec: EnvSpec, command: list[str], requirements: Sequence[str]) -> _process.Completed:
+    async def _check(
+        self, spec: EnvSpec, python: Path, install_base: list[str], requirements: list[str]
+    ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """Find a package provider's spec (installing its own pip_packages), then check the provider imports."""
+        if not spec.probe:
+            return None, None
+        request = json.loads(spec.probe)
+        found_spec = None
+        if request["find_spec"]:
+            found = await self._probe(spec, python, {**request, "check_import": False})
+            if found["error"]:
+                raise EnvBuildError(
+                    f"provider {spec.provider_id!r}: {found['error']}",
+                    provider_id=spec.provider_id,
+                    requirements=requirements,
+                )
+            found_spec = found["spec"]
+            extras = [r for r in found_spec.get("pip_packages") or [] if r not in spec.requirements]
+            if extras and not spec.pins:
+                await self._run(spec, [*install_base, *extras], [*requirements, *extras])
+        checked = await self._probe(spec, python, request)
+        return found_spec, {"ok": checked["error"] is None, "stage": checked["stage"], "error": checked["error"]}
+
+    async def _probe(self, spec: EnvSpec, python: Path, request: dict[str, Any]) -> dict[str, Any]:
+        command = [str(python), "-m", "hostel_sdk._probe", json.dumps(request)]
+        done = await self._run(spec, command, [], what="checking")
+        try:
+            result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            raise EnvBuildError(
+                f"checking the env of provider {spec.provider_id!r} failed: the probe gave no answer",
+                provider_id=spec.provider_id,
+                command=command,
+                stderr_tail=_process.tail(done.stderr),
+            ) from None
+        return result
+
+    async def _run(
+        self, spec: EnvSpec, command: list[str], requirements: Sequence[str], *, what: str = "building"
+    ) -> _process.Completed:
         try:
             done = await _process.run(command, timeout=self.build_timeout_s)
         except TimeoutError:
             raise EnvBuildError(
-                f"building the env of provider {spec.provider_id!r} took longer than "
+                f"{what} the env of provider {spec.provider_id!r} took longer than "
                 f"build_timeout_s={self.build_timeout_s:g}",
                 provider_id=spec.provider_id,
                 requirements=requirements,
@@ -399,7 +456,7 @@ class EnvManager:
             ) from None
         if done.returncode != 0:
             raise EnvBuildError(
-                f"building the env of provider {spec.provider_id!r} failed (installer exit code {done.returncode}); "
+                f"{what} the env of provider {spec.provider_id!r} failed (exit code {done.returncode}); "
                 "fix its pip_packages or add constraints, then build again",
                 provider_id=spec.provider_id,
                 requirements=requirements,
@@ -407,6 +464,37 @@ class EnvManager:
                 stderr_tail=_process.tail(done.stderr or done.stdout),
             )
         return done
+
+
+def _checked(env: Env) -> Env:
+    """``env``, unless its build found that the provider does not import: then an ``EnvBuildError`` that says why.
+
+    Such an env is kept (rebuilding would fail the same way); changing pip_packages, constraints or
+    spec_overrides changes its key and so builds a new one.
+    """
+    check = env.metadata.get("import_check") or {"ok": True}
+    if check.get("ok", True):
+        return env
+    provider_id = str(env.metadata.get("provider_id"))
+    error = str(check.get("error"))
+    raise EnvBuildError(
+        f"provider {provider_id!r}: its env resolved and installed, but the provider does not work there "
+        f"(stage {check.get('stage')}): {error}; {_hint(error)}",
+        provider_id=provider_id,
+    )
+
+
+def _hint(error: str) -> str:
+    missing = re.search(r"No module named '([^']+)'", error)
+    if missing:
+        return (
+            f"add the package that provides {missing.group(1)!r} to the provider's pip_packages, "
+            "or pin a version that declares it with constraints"
+        )
+    return (
+        "pin working versions with constraints (e.g. 'llama-stack==0.2.22'), "
+        "or correct the published spec with spec_overrides (module, config_class)"
+    )
 
 
 def installed_distributions(env_path: Path) -> list[str]:

@@ -5,14 +5,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from hostel.config import HostelSettings, ProviderConfig, RestartPolicy, RunConfig, read_run_config
 from hostel.errors import ConfigError, Problem
-from hostel.specs import ProviderSpec, apply_overrides, load_specs, resolve_requirement
+from hostel.specs import ProviderSpec, apply_overrides, load_specs, package_spec, resolve_requirement
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class ProviderPlan:
     dependencies: tuple[str, ...]  # provider ids serving its api_dependencies
     optional_dependencies: tuple[str, ...] = ()  # provider ids serving its optional_api_dependencies
     dependency_apis: tuple[str, ...] = ()  # the APIs its deps hold: required ones, and optional ones served
+    overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # spec_overrides, kept for package specs
 
     @property
     def provider_type(self) -> str:
@@ -66,7 +68,7 @@ def load_plan(source: str | os.PathLike[str] | Mapping[str, Any], *, environ: Ma
     if config.external_providers_dir is not None:
         specs, spec_problems = load_specs(config.external_providers_dir)
         problems.extend(spec_problems)
-    elif config.providers:
+    elif any(not p.entry.module for p in config.providers):
         problems.append(
             Problem(
                 config.label,
@@ -81,7 +83,7 @@ def load_plan(source: str | os.PathLike[str] | Mapping[str, Any], *, environ: Ma
         if plan is not None:
             plans.append(plan)
     if not problems:
-        plans = _order(config, plans, problems)
+        plans = _order(config.label, plans, problems)
     if problems:
         raise ConfigError(problems)
     return Plan(config=config, providers=tuple(plans))
@@ -93,6 +95,8 @@ def _plan_one(
     entry = provider.entry
     key = f"providers.{provider.api}[{entry.provider_id}]"
     spec = specs.get((provider.api, entry.provider_type))
+    if spec is None and entry.module:
+        spec = package_spec(provider.api, entry.provider_type, entry.module)
     if spec is None:
         if config.external_providers_dir is None:
             return None
@@ -109,7 +113,7 @@ def _plan_one(
         return None
     if entry.spec_overrides:
         try:
-            spec = apply_overrides(spec, entry.spec_overrides)
+            spec = apply_overrides(spec, entry.spec_overrides)  # for a package spec: checked now, applied again later
         except ValueError as exc:
             problems.append(Problem(config.label, f"{key}.spec_overrides", str(exc)))
             return None
@@ -126,10 +130,38 @@ def _plan_one(
         memory_mb=entry.limits.memory_mb if entry.limits else None,
         isolation=entry.isolation,
         dependencies=(),
+        overrides=dict(entry.spec_overrides),
     )
 
 
-def _order(config: RunConfig, plans: list[ProviderPlan], problems: list[Problem]) -> list[ProviderPlan]:
+def order_plans(label: str, plans: Sequence[ProviderPlan]) -> list[ProviderPlan]:
+    """Resolve API dependencies to provider ids and sort so dependencies come first; ``ConfigError`` if impossible.
+
+    Run again once the specs of ``module:`` providers are known (they come from inside their envs).
+    """
+    problems: list[Problem] = []
+    ordered = _order(label, list(plans), problems)
+    if problems:
+        raise ConfigError(problems)
+    return ordered
+
+
+def with_resolved_spec(plan: ProviderPlan, found: Mapping[str, Any]) -> ProviderPlan:
+    """``plan`` with the spec a package declared (``get_provider_spec()`` or an entry point, run in its venv)."""
+    found = {**found, **{k: v for k, v in plan.overrides.items() if k != "pip_packages"}}
+    spec = dataclasses.replace(
+        plan.spec,
+        module=str(found.get("module") or plan.spec.module),
+        config_class=found.get("config_class") or plan.spec.config_class,
+        provider_data_validator=found.get("provider_data_validator") or plan.spec.provider_data_validator,
+        api_dependencies=tuple(found.get("api_dependencies") or ()),
+        optional_api_dependencies=tuple(found.get("optional_api_dependencies") or ()),
+        container_image=found.get("container_image") or plan.spec.container_image,
+    )
+    return dataclasses.replace(plan, spec=spec)
+
+
+def _order(label: str, plans: list[ProviderPlan], problems: list[Problem]) -> list[ProviderPlan]:
     """Resolve API dependencies to provider ids and sort providers so dependencies start first."""
     by_api: dict[str, list[str]] = {}
     for plan in plans:
@@ -142,7 +174,7 @@ def _order(config: RunConfig, plans: list[ProviderPlan], problems: list[Problem]
             if api not in by_api:
                 problems.append(
                     Problem(
-                        config.label,
+                        label,
                         f"providers.{plan.api}[{plan.provider_id}]",
                         f"needs API {api!r} (api_dependencies of {plan.provider_type}) but no provider serves it; "
                         f"add one under providers.{api}",
@@ -174,7 +206,7 @@ def _order(config: RunConfig, plans: list[ProviderPlan], problems: list[Problem]
             if optional:  # an optional dependency never makes a cycle: it is just not waited for
                 return
             cycle = " -> ".join([*chain[chain.index(pid) :], pid])
-            problems.append(Problem(config.label, "providers", f"API dependency cycle: {cycle}; remove one dependency"))
+            problems.append(Problem(label, "providers", f"API dependency cycle: {cycle}; remove one dependency"))
             return
         state[pid] = "visiting"
         for dep in resolved[pid].dependencies:

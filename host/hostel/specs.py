@@ -6,6 +6,7 @@ Loading reports every problem at once (file, key, what to do); it knows nothing 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ class ProviderSpec:
     optional_api_dependencies: tuple[str, ...] = ()
     container_image: str | None = None
     source: Path | None = None
+    from_package: bool = False  # a run-config `module:` entry: the real spec comes from inside the venv
 
 
 class _SpecFields(BaseModel):
@@ -159,6 +161,28 @@ def load_specs(directory: Path) -> tuple[dict[tuple[str, str], ProviderSpec], li
                 if spec is not None:
                     specs[(spec.api, spec.provider_type)] = spec
     return specs, problems
+
+
+_VERSION_START = re.compile(r"[=<>!~\[;@ ]")
+
+
+def package_spec(api: str, provider_type: str, requirement: str) -> ProviderSpec:
+    """A placeholder spec for a run-config ``module: name[==version]`` entry with no spec file.
+
+    The requirement is installed as is (pip normalises ``_`` to ``-``); the real spec is read from
+    ``name.provider.get_provider_spec()`` (or an entry point) inside the venv once it is built.
+    """
+    kind: Literal["remote", "inline"] = "remote" if provider_type.startswith("remote::") else "inline"
+    module = _VERSION_START.split(requirement.strip(), maxsplit=1)[0]
+    return ProviderSpec(
+        api=api,
+        provider_type=provider_type,
+        kind=kind,
+        module=module,
+        config_class=None,
+        pip_packages=(requirement.strip(),),
+        from_package=True,
+    )
 
 
 def apply_overrides(spec: ProviderSpec, overrides: Mapping[str, Any]) -> ProviderSpec:

@@ -31,7 +31,7 @@ from hostel.errors import (
     ProviderStartError,
     ProviderUnavailableError,
 )
-from hostel.plan import ProviderPlan
+from hostel.plan import ProviderPlan, order_plans, with_resolved_spec
 from hostel.worker import WorkerProcess
 from hostel_sdk._proto import worker_pb2 as pb
 
@@ -81,7 +81,8 @@ class ProviderSlot:
         self.plan = plan
         self.worker_command = list(worker_command) if worker_command else None
         self.callbacks = callbacks
-        self._token = callbacks.grant(plan.provider_id, plan.dependency_apis) if callbacks else ""
+        self._token = ""
+        self.spec_resolved = False  # a `module:` provider's plan takes the spec its package declares
         self.settings = settings
         self.envs = envs
         self.socket_dir = socket_dir
@@ -133,6 +134,9 @@ class ProviderSlot:
         if self.env is None and self.worker_command is None:
             await self.build()
         python = self.env.python if self.env is not None else Path(sys.executable)
+        if self.callbacks is not None:  # a fresh token per worker: a dead worker's token is worth nothing
+            self.callbacks.revoke(self._token)
+            self._token = self.callbacks.grant(self.provider_id, self.plan.dependency_apis)
         self._stopping = False
         self.state = "starting" if self.state != "restarting" else "restarting"
         self._generation += 1
@@ -365,7 +369,7 @@ class Supervisor:
     async def start(self, provider_ids: Sequence[str] | None = None) -> None:
         """Start the given providers (all by default): each after its dependencies; all or none."""
         ids = list(provider_ids) if provider_ids is not None else list(self.slots)
-        started = {i: asyncio.Event() for i in ids}
+        started: dict[str, asyncio.Event] = {}
 
         async def one(slot: ProviderSlot) -> None:
             for dep in (*slot.plan.dependencies, *slot.plan.optional_dependencies):
@@ -375,11 +379,35 @@ class Supervisor:
             started[slot.provider_id].set()
 
         try:
-            await self.build(ids)
+            ids = await self._build_and_resolve(ids)
+            started.update({i: asyncio.Event() for i in ids})
             await _all_or_first_error([one(self.slots[i]) for i in ids])
         except BaseException:
             await self.stop()
             raise
+
+    async def _build_and_resolve(self, ids: list[str]) -> list[str]:
+        """Build envs; adopt the specs ``module:`` providers declare inside them; re-order; add new dependencies."""
+        while True:
+            await self.build(ids)
+            resolved = False
+            for provider_id in ids:
+                slot = self.slots[provider_id]
+                found = slot.env.metadata.get("provider_spec") if slot.env is not None else None
+                if found and slot.plan.spec.from_package and not slot.spec_resolved:
+                    slot.plan = with_resolved_spec(slot.plan, found)
+                    slot.spec_resolved = True
+                    resolved = True
+            if not resolved:
+                return ids
+            ordered = order_plans("<specs declared by packages>", [s.plan for s in self.slots.values()])
+            self.slots = {p.provider_id: self.slots[p.provider_id] for p in ordered}
+            for plan in ordered:
+                self.slots[plan.provider_id].plan = plan
+            wanted = set(ids)
+            for provider_id in list(wanted):
+                wanted.update(self.slots[provider_id].plan.dependencies)
+            ids = [p.provider_id for p in ordered if p.provider_id in wanted]
 
     def kill_all(self) -> None:
         """SIGKILL every worker now (a forced stop); their slots then finish stopping at once."""

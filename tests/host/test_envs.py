@@ -95,9 +95,7 @@ async def test_an_edited_local_package_is_rebuilt_not_taken_from_the_installer_c
 
     pkg = tmp_path / "seedprov"
     shutil.copytree(SEEDPROV, pkg)
-    spec = provider_spec(
-        module="hostel_seedprov", config_class="hostel_seedprov.SeedConfig", pip_packages=[str(pkg), "idna"]
-    )
+    spec = provider_spec(pip_packages=[str(TESTPROV), str(pkg)])
     path = make_config(tmp_path, specs={"inline/tool_runtime/testprov": spec})
     envs = EnvManager()
     first, _ = await envs.ensure(await envs.describe(load_plan(path).provider("t")))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hostel import Host, ProviderStartError, RemoteError
+from hostel import EnvBuildError, Host, ProviderStartError, RemoteError
 from hostel.errors import BadArgumentsError, MethodNotFoundError, PayloadTooLargeError, ProviderDataError
 from tests.conftest import make_config, provider_spec
 
@@ -151,12 +151,34 @@ async def test_factory_failure_fails_at_stage_factory_with_stderr_tail(tmp_path:
     assert [s.state for s in host.status()] == ["stopped"]
 
 
-async def test_missing_module_fails_at_stage_import_naming_it(tmp_path: Path) -> None:
+async def test_a_module_that_does_not_import_fails_the_build_before_any_start(tmp_path: Path) -> None:
     path = make_config(tmp_path, specs={"inline/tool_runtime/testprov": provider_spec(module="hostel_no_such_module")})
-    with pytest.raises(ProviderStartError) as exc:
-        await Host.from_config(path).start()
-    assert exc.value.stage == "import"
+    host = Host.from_config(path)
+    with pytest.raises(EnvBuildError) as exc:
+        await host.start()
+    assert exc.value.provider_id == "t" and "stage import" in str(exc.value)
     assert "hostel_no_such_module" in str(exc.value) and "pip_packages" in str(exc.value)
+    assert [s.pid for s in host.status()] == [None]  # never started
+
+
+async def test_a_missing_config_class_and_factory_fail_the_build_by_stage(tmp_path: Path) -> None:
+    bad_config = make_config(
+        tmp_path / "a",
+        specs={"inline/tool_runtime/testprov": provider_spec(config_class="hostel_testprov.NoSuchConfig")},
+    )
+    with pytest.raises(EnvBuildError, match=r"stage config.*NoSuchConfig"):
+        await Host.from_config(bad_config).start()
+    no_factory = make_config(  # an inline module served as remote: it has no get_adapter_impl()
+        tmp_path / "b",
+        specs={
+            "remote/inference/testprov": {
+                "adapter": {**provider_spec(module="hostel_testprov.store"), "config_class": None}
+            }
+        },
+        providers={"inference": [{"provider_id": "t", "provider_type": "remote::testprov"}]},
+    )
+    with pytest.raises(EnvBuildError, match=r"stage factory.*no get_adapter_impl"):
+        await Host.from_config(no_factory).start()
 
 
 async def test_remote_provider_uses_get_adapter_impl(tmp_path: Path) -> None:

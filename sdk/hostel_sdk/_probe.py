@@ -1,0 +1,146 @@
+"""Run inside a provider's venv after it is built: find the provider's spec and check that it imports.
+
+    python -m hostel_sdk._probe '{"module": ..., "provider_type": ..., "api": ..., "find_spec": true, ...}'
+
+Prints one JSON object on stdout: ``{"spec": {...} | null, "found": [provider types], "error": str | null,
+"stage": "spec" | "import" | "config" | "factory" | null}``. A resolved env is not a working env: two
+published providers install cleanly and then fail to import, so the host runs this before any start.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import json
+import sys
+import traceback
+from enum import Enum
+from typing import Any
+
+_SPEC_FIELDS = (
+    "provider_type", "adapter_type", "module", "config_class", "pip_packages", "api_dependencies",
+    "optional_api_dependencies", "provider_data_validator", "container_image",
+)  # fmt: skip
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def spec_to_dict(spec: Any) -> dict[str, Any]:
+    """A Llama Stack ProviderSpec (any version: flat, or with an ``adapter`` block) as plain JSON."""
+    data = spec.model_dump() if hasattr(spec, "model_dump") else dict(spec) if isinstance(spec, dict) else vars(spec)
+    adapter = data.pop("adapter", None)
+    if isinstance(adapter, dict):
+        data = {**data, **{k: v for k, v in adapter.items() if v is not None}}
+    out = {k: _plain(data.get(k)) for k in _SPEC_FIELDS if data.get(k) is not None}
+    out["api"] = _plain(getattr(spec, "api", data.get("api")))
+    return out
+
+
+def _call_spec_function(function: Any) -> list[Any]:
+    result = function()
+    return list(result) if isinstance(result, (list, tuple)) else [result]
+
+
+def find_specs(module: str, api: str) -> list[dict[str, Any]]:
+    """Every spec the package declares: ``get_provider_spec()`` (module or ``.provider``), then entry points."""
+    specs: list[Any] = []
+    for name in (f"{module}.provider", module):
+        try:
+            found = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name and name.startswith(exc.name):
+                continue
+            raise
+        function = getattr(found, "get_provider_spec", None)
+        if callable(function):
+            specs = _call_spec_function(function)
+            break
+    if not specs:
+        top = module.split(".", maxsplit=1)[0]
+        for kind in ("remote", "inline"):
+            for entry in importlib.metadata.entry_points(group=f"llama_stack.providers.{kind}.{api}"):
+                if entry.value.split(":")[0].split(".")[0] == top:
+                    specs.extend(_call_spec_function(entry.load()))
+    return [spec_to_dict(s) for s in specs]
+
+
+def _pick(specs: list[dict[str, Any]], provider_type: str) -> dict[str, Any] | None:
+    kind, _, name = provider_type.partition("::")
+    for spec in specs:
+        if spec.get("provider_type") == provider_type:
+            return spec
+    for spec in specs:  # older specs may carry only adapter_type
+        if kind == "remote" and spec.get("adapter_type") == name:
+            return spec
+    return None
+
+
+def _import_attr(path: str) -> Any:
+    module, _, attr = path.rpartition(".")
+    return getattr(importlib.import_module(module), attr)
+
+
+def probe(request: dict[str, Any]) -> dict[str, Any]:
+    """Find the spec (if asked) and check module, config class and factory import."""
+    result: dict[str, Any] = {"spec": None, "found": [], "error": None, "stage": None}
+    module = request["module"]
+    spec = None
+    if request.get("find_spec"):
+        try:
+            specs = find_specs(module, request["api"])
+        except Exception as exc:  # noqa: BLE001 - reported with its cause
+            return {**result, "stage": "spec", "error": _describe(exc)}
+        result["found"] = [s.get("provider_type") for s in specs]
+        spec = _pick(specs, request["provider_type"])
+        if spec is None:
+            found = ", ".join(t for t in result["found"] if t) or "none"
+            return {
+                **result,
+                "stage": "spec",
+                "error": f"{module} declares no provider {request['provider_type']!r}; it declares: {found}",
+            }
+        result["spec"] = spec
+        spec = {**spec, **{k: v for k, v in (request.get("overrides") or {}).items()}}
+        module = spec.get("module") or module
+    if not request.get("check_import", True):
+        return result
+    config_class = (spec or {}).get("config_class") or request.get("config_class")
+    kind = request["provider_type"].partition("::")[0]
+    try:
+        imported = importlib.import_module(module)
+    except Exception as exc:  # noqa: BLE001 - reported with its cause
+        return {**result, "stage": "import", "error": _describe(exc)}
+    if config_class:
+        try:
+            _import_attr(config_class)
+        except Exception as exc:  # noqa: BLE001 - reported with its cause
+            return {**result, "stage": "config", "error": f"config_class {config_class!r}: {_describe(exc)}"}
+    factory = "get_adapter_impl" if kind == "remote" else "get_provider_impl"
+    if not callable(getattr(imported, factory, None)):
+        return {**result, "stage": "factory", "error": f"module {module!r} has no {factory}()"}
+    return result
+
+
+def _describe(exc: BaseException) -> str:
+    last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+    where = f" (at {last[0].filename}:{last[0].lineno})" if last else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+def main() -> int:
+    """Entry point: the request as argv[1], the result as JSON on stdout (provider output goes to stderr)."""
+    real_stdout = sys.stdout
+    sys.stdout = sys.stderr
+    result = probe(json.loads(sys.argv[1]))
+    real_stdout.write(json.dumps(result) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
