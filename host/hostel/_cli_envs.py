@@ -78,6 +78,12 @@ async def build_all(plan: Plan, envs: EnvManager, console: Console) -> list[Buil
     return list(await asyncio.gather(*(one(p, None) for p in plan.providers)))
 
 
+async def deep_check(plan: Plan) -> list[str]:
+    """Build every env (reusing built ones) and check each provider imports; the problems, if any."""
+    results = await build_all(plan, manager(plan), Console(stderr=True))
+    return [str(r.error) for r in results if r.error is not None]
+
+
 def summary(results: Sequence[BuildResult]) -> Table:
     """The end-of-build table: provider, status, seconds, env size."""
     table = Table("provider", "status", "seconds", "size", box=None, header_style="bold")

@@ -36,6 +36,11 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="validate a run config and its provider specs")
     check.add_argument("config")
+    check.add_argument(
+        "--deep",
+        action="store_true",
+        help="also build every env and check each provider imports (module, config, factory)",
+    )
 
     listing = sub.add_parser("list", help="list providers with their env status")
     listing.add_argument("config")
@@ -130,6 +135,12 @@ async def _dispatch(opts: argparse.Namespace) -> int:
 
 async def _check(opts: argparse.Namespace) -> int:
     plan = load_plan(opts.config)
+    if opts.deep:
+        failures = await _cli_envs.deep_check(plan)
+        if failures:
+            for message in failures:
+                _error(message, opts.debug)
+            return 2
     print(
         f"{opts.config}: OK ({len(plan.providers)} providers: "
         f"{', '.join(p.provider_id for p in plan.providers) or 'none'})"

@@ -43,3 +43,16 @@ def test_list_json_reports_env_status(tmp_path: Path, capsys: pytest.CaptureFixt
     rows = json.loads(capsys.readouterr().out)
     assert rows[0]["provider_id"] == "t" and rows[0]["provider_type"] == "inline::testprov"
     assert rows[0]["env"] in ("built", "stale", "missing")
+
+
+def test_check_deep_builds_and_reports_a_provider_that_does_not_import(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.conftest import provider_spec
+
+    path = make_config(tmp_path, specs={"inline/tool_runtime/testprov": provider_spec(module="hostel_not_there")})
+    assert main(["check", str(path)]) == 0  # the shallow check cannot know
+    capsys.readouterr()
+    assert main(["check", "--deep", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "does not work there (stage import)" in err and "hostel_not_there" in err and "pip_packages" in err

@@ -1,0 +1,53 @@
+"""Run the PyPI providers of run.yaml side by side and call each end to end (loopback only)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+from pathlib import Path
+
+from hostel import Host
+
+HERE = Path(__file__).resolve().parent
+EVIDENCE = HERE / "evidence"
+CANDIDATE = {"eval_candidate": {"type": "model", "model": "any", "sampling_params": {}}}
+
+
+async def csoai(host: Host) -> None:
+    eval_api = host.provider("csoai")
+    bundles = [str(EVIDENCE / "batch-ok"), str(EVIDENCE / "batch-tampered")]
+    await eval_api.register_benchmark(
+        task_def={"identifier": "evidence", "provider_id": "csoai", "dataset_id": "evidence",
+                  "scoring_functions": ["csoai::state"], "metadata": {"bundles": bundles}}
+    )  # fmt: skip
+    job = await eval_api.run_eval(benchmark_id="evidence", benchmark_config=CANDIDATE)
+    result = await eval_api.job_result(benchmark_id="evidence", job_id=job["job_id"])
+    print("csoai:", result["scores"]["csoai::state"]["aggregated_results"])
+
+
+def report(host: Host) -> None:
+    """Each provider's own Python and Llama Stack, read from its env's metadata."""
+    for provider_id, slot in host.supervisor.slots.items():
+        assert slot.env is not None
+        pins = dict(p.split("==", 1) for p in slot.env.metadata["resolved"] if "==" in p)
+        python = slot.env.metadata["spec"]["python"]["version"]
+        print(
+            f"{provider_id}: python {python}, llama-stack {pins.get('llama-stack', '-')}, "
+            f"llama-stack-api {pins.get('llama-stack-api', '-')}, env {slot.env.path.name}"
+        )
+
+
+async def main() -> None:
+    os.environ.setdefault("CSOAI_DID_JSON", str(EVIDENCE / "did.json"))
+    host = Host.from_config(HERE / "run.yaml")
+    await host.build()  # the evidence is signed with the csoai env's own `cryptography`
+    csoai_python = host.supervisor.slots["csoai"].env.python  # type: ignore[union-attr]
+    subprocess.run([str(csoai_python), str(HERE / "make_evidence.py"), str(EVIDENCE)], check=True)
+    async with host:
+        report(host)
+        await csoai(host)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

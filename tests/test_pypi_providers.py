@@ -1,0 +1,41 @@
+"""Real providers from PyPI, unmodified, through the `module:` form (network: the package index only)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import EXAMPLES
+from tests.host.test_env_builds import _pyenv_python
+
+
+@pytest.mark.skipif(not _pyenv_python("3.12"), reason="these providers need Python >= 3.12, not found here")
+def test_pypi_providers_example_runs_csoai_end_to_end() -> None:
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "pypi_providers" / "main.py")],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "csoai: python 3.12" in done.stdout and "llama-stack-api 0.7" in done.stdout
+    assert "'state_counts': {'OBSERVED': 1, 'NOT_OBSERVED': 1, 'INVALID': 1}" in done.stdout
+    assert "'verification_counts': {'VALID': 1, 'INVALID': 1}" in done.stdout
+
+
+@pytest.mark.skipif(not _pyenv_python("3.12"), reason="these providers need Python >= 3.12, not found here")
+def test_a_module_entry_naming_a_type_the_package_does_not_declare(tmp_path: Path) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        "providers:\n  eval:\n    - provider_id: wrong\n      provider_type: remote::nope\n"
+        "      module: llama_stack_provider_csoai==0.1.0\n      python: '3.12'\n      config: {did_json: x}\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "hostel", "check", "--deep", str(config)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 2
+    assert "declares no provider 'remote::nope'; it declares: remote::csoai" in done.stderr
