@@ -6,6 +6,7 @@ ourselves would be slow and, for some versions, fragile. We look in ``sys.module
 
 from __future__ import annotations
 
+import inspect
 import sys
 import types
 from contextvars import ContextVar
@@ -40,3 +41,37 @@ def annotate(impl: object, *, provider_id: str, provider_type: str, api: str, va
                 setattr(impl, name, value)
             except (AttributeError, TypeError):
                 return  # a slotted or frozen object: it cannot use NeedsRequestProviderData anyway
+
+
+# The protocol class of each API in llama-stack-api (and OGX's ogx_api).
+_PROTOCOLS = {
+    "inference": "Inference", "safety": "Safety", "eval": "Eval", "vector_io": "VectorIO", "datasetio": "DatasetIO",
+    "scoring": "Scoring", "post_training": "PostTraining", "agents": "Agents", "tool_runtime": "ToolRuntime",
+    "files": "Files", "batches": "Batches",
+}  # fmt: skip
+_ALPHA = "v1alpha"
+
+
+def missing_methods(impl: object, api: str) -> list[str]:
+    """The methods of the API's protocol (of the Llama Stack the provider imported) that ``impl`` lacks.
+
+    Methods only served at the alpha level are skipped, as Llama Stack's own compliance check does.
+    Nothing is checked when the provider did not import ``llama_stack_api`` / ``ogx_api``.
+    """
+    module = sys.modules.get("llama_stack_api") or sys.modules.get("ogx_api")
+    protocol = getattr(module, _PROTOCOLS.get(api, ""), None) if module else None
+    if not isinstance(protocol, type):
+        return []
+    names: dict[str, object] = {}
+    for cls in reversed(protocol.__mro__):
+        if cls.__module__ in ("typing", "builtins", "typing_extensions"):
+            continue
+        names.update({n: v for n, v in vars(cls).items() if inspect.isfunction(v) and not n.startswith("_")})
+    missing = []
+    for name, function in sorted(names.items()):
+        routes = getattr(function, "__webmethods__", None) or []
+        if any(getattr(route, "level", None) == _ALPHA for route in routes):
+            continue
+        if not callable(getattr(impl, name, None)):
+            missing.append(name)
+    return missing

@@ -89,6 +89,14 @@ async def serve(payload: dict[str, Any], handshake_fd: int) -> int:
         validator = load_validator(request.provider_data_validator)
         deps = build_deps(host_client, payload.get("deps") or [])
         impl = await create_impl(request, module, config, deps)
+        missing = _llama_stack.missing_methods(impl, payload.get("api", ""))
+        if missing:
+            raise StartError(
+                "protocol",
+                f"{type(impl).__name__} lacks methods of the {payload.get('api')} API protocol of its Llama Stack: "
+                f"{', '.join(missing)}; the provider does not fit this Llama Stack version "
+                "(pin another with constraints)",
+            )
     except StartError as exc:
         traceback.print_exc(file=sys.stderr)
         _write_line(handshake_fd, StartFailure(PROTOCOL_VERSION, exc.stage, exc.message).format())

@@ -170,3 +170,20 @@ async def test_llama_stack_provider_sees_its_api_enum_and_reads_provider_data_it
         assert await ls.greet_through_inference(name="ls") == "hello, ls"
         assert await ls.who_is_asking() == {"api_key": "k9"}  # NeedsRequestProviderData, unmodified
         assert await host.provider("ls").who_is_asking() is None
+
+
+@pytest.mark.skipif(not _python312(), reason="llama-stack-api needs Python >= 3.12, not found on this machine")
+async def test_a_provider_missing_protocol_methods_fails_at_stage_protocol(tmp_path: Path) -> None:
+    from hostel import ProviderStartError
+
+    specs = {
+        "inline/eval/partial": provider_spec(
+            module="hostel_testprov.partial_eval", config_class=None,
+            pip_packages=[str(TESTPROV), "llama-stack-api==0.7.3", "httpx"],
+        )
+    }  # fmt: skip
+    providers = {"eval": [{"provider_id": "partial", "provider_type": "inline::partial", "python": "3.12"}]}
+    with pytest.raises(ProviderStartError) as exc:
+        await Host.from_config(make_config(tmp_path, specs=specs, providers=providers)).start()
+    assert exc.value.stage == "protocol"
+    assert "job_result" in str(exc.value) and "run_eval" not in str(exc.value).split("API protocol")[1]
