@@ -118,6 +118,8 @@ def _plan_one(
             problems.append(Problem(config.label, f"{key}.spec_overrides", str(exc)))
             return None
     extras = tuple(resolve_requirement(r, config.base_dir) for r in entry.pip_packages)
+    if spec.from_package and any(_holds_package(r, spec.module) for r in extras):
+        spec = dataclasses.replace(spec, pip_packages=())  # a local directory in pip_packages provides the module
     return ProviderPlan(
         provider_id=entry.provider_id,
         api=provider.api,
@@ -132,6 +134,11 @@ def _plan_one(
         dependencies=(),
         overrides=dict(entry.spec_overrides),
     )
+
+
+def _holds_package(requirement: str, module: str) -> bool:
+    top = module.split(".", maxsplit=1)[0]
+    return os.path.isdir(requirement) and any(os.path.isdir(os.path.join(requirement, sub, top)) for sub in ("", "src"))
 
 
 def order_plans(label: str, plans: Sequence[ProviderPlan]) -> list[ProviderPlan]:

@@ -71,3 +71,15 @@ def test_index_installed_distribution_is_pinned_to_its_version() -> None:
     assert provider_package("yaml", []) == f"pyyaml=={version('PyYAML')}"
     assert provider_package("yaml", ["PyYAML>=5"]) is None  # already required
     assert provider_package("hostel_not_installed_anywhere", []) is None
+
+
+async def test_a_provider_declared_only_by_an_entry_point(tmp_path: Path) -> None:
+    from tests.conftest import REPO
+
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        "providers:\n  tool_runtime:\n    - provider_id: ep\n      provider_type: inline::epprov\n"
+        f"      module: hostel_epprov\n      pip_packages: [{REPO / 'tests' / 'providers' / 'epprov'}]\n"
+    )
+    async with Host.from_config(config) as host:
+        assert await host.provider("ep").idna_version() == "3.7"  # the spec's own pip_packages were installed
