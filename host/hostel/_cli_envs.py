@@ -16,7 +16,8 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from hostel.envs import LAST_USED_FILE, EnvManager, EnvSpec, InstallerName, dir_size, iter_envs
+from hostel._envspec import EnvSpec
+from hostel.envs import LAST_USED_FILE, EnvManager, InstallerName, dir_size, iter_envs
 from hostel.errors import HostelError
 from hostel.lock import LockedProvider, lock_path, read_lock, write_lock
 from hostel.plan import Plan, ProviderPlan, load_plan

@@ -11,8 +11,6 @@ import asyncio
 import contextlib
 import dataclasses
 import fcntl
-import functools
-import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -23,17 +21,16 @@ import secrets
 import shutil
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import unquote, urlparse
 
-from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from hostel import _process
-from hostel._interpreters import Interpreter, InterpreterCache, InterpreterNotFoundError
+from hostel._envspec import METADATA_FORMAT, EnvSpec, is_path, local_dir, normalise, provider_package, slug, tree_hash
+from hostel._interpreters import InterpreterCache, InterpreterNotFoundError
 from hostel._sdkwheel import sdk_fingerprint, sdk_wheel
 from hostel.errors import EnvBuildError
 from hostel.lock import Lockfile
@@ -43,8 +40,6 @@ logger = logging.getLogger(__name__)
 
 METADATA_FILE = "hostel-env.json"
 LAST_USED_FILE = "hostel-last-used"
-METADATA_FORMAT = 1
-_SKIP_DIRS = {".git", "__pycache__", ".venv", "build", "dist", ".tox", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
 
 EnvStatus = Literal["built", "stale", "missing"]
 InstallerName = Literal["auto", "uv", "pip"]
@@ -56,136 +51,6 @@ def default_home() -> Path:
         return Path(os.environ["HOSTEL_HOME"]).expanduser()
     cache = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
     return Path(cache) / "hostel"
-
-
-def _is_path(requirement: str) -> bool:
-    return os.path.isabs(requirement) and os.path.exists(requirement)
-
-
-def _tree_hash(root: Path) -> str:
-    """Content hash of a local source directory, so an edit triggers a rebuild."""
-    digest = hashlib.sha256()
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS and not d.endswith(".egg-info"))
-        for name in sorted(filenames):
-            if name.endswith((".pyc", ".pyo")):
-                continue
-            path = Path(dirpath, name)
-            digest.update(path.relative_to(root).as_posix().encode() + b"\0")
-            with contextlib.suppress(OSError):
-                digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
-def _normalise(requirement: str) -> str:
-    if _is_path(requirement):
-        return requirement
-    try:
-        req = Requirement(requirement)
-    except InvalidRequirement:
-        return requirement.strip()
-    req.name = canonicalize_name(req.name)
-    return str(req)
-
-
-def _local_dir(requirement: str) -> str:
-    """The directory of a local-directory requirement (a path, or a pinned ``name @ file:///dir``), else ''."""
-    if _is_path(requirement) and os.path.isdir(requirement):
-        return requirement
-    _, sep, url = requirement.partition(" @ file://")
-    if sep and os.path.isdir(unquote(url.strip())):
-        return unquote(url.strip())
-    return ""
-
-
-def _requirement_name(requirement: str) -> str | None:
-    try:
-        return canonicalize_name(Requirement(requirement).name)
-    except InvalidRequirement:
-        return None
-
-
-def provider_package(module: str, requirements: Sequence[str]) -> str | None:
-    """The requirement for the distribution providing ``module`` in the host env, unless already required.
-
-    A local or editable install is installed from its source directory; an index install as ``name==version``.
-    """
-    top = module.split(".", maxsplit=1)[0]
-    try:
-        found = importlib.util.find_spec(top)  # locates without importing; cheap, unlike a full scan
-    except (ImportError, ValueError):
-        found = None
-    if found is None:
-        return None
-    names = _packages_distributions(tuple(sys.path)).get(top, [])
-    if not names:
-        return None
-    name = names[0]
-    wanted = {_requirement_name(r) for r in requirements}
-    if canonicalize_name(name) in wanted:
-        return None
-    for req in requirements:  # a local directory that holds the module's package already provides it
-        if _is_path(req) and any((Path(req) / sub / top).exists() for sub in ("", "src")):
-            return None
-    dist = importlib.metadata.distribution(name)
-    direct = dist.read_text("direct_url.json")
-    if direct:
-        info = json.loads(direct)
-        url = info.get("url", "")
-        if url.startswith("file://") and "dir_info" in info:
-            return unquote(urlparse(url).path)
-    return f"{canonicalize_name(name)}=={dist.version}"
-
-
-@functools.lru_cache(maxsize=4)
-def _packages_distributions(path: tuple[str, ...]) -> Mapping[str, list[str]]:
-    """Top-level import names to distributions, for one ``sys.path`` (a full scan: cached)."""
-    return importlib.metadata.packages_distributions()
-
-
-@dataclass(frozen=True)
-class EnvSpec:
-    """Everything that determines a provider's env; its ``key`` names the env."""
-
-    provider_id: str
-    provider_type: str
-    python: Interpreter
-    requirements: tuple[str, ...]
-    constraints: tuple[str, ...]
-    sources: tuple[tuple[str, str], ...]  # (local directory, content hash)
-    sdk: str  # hostel-sdk fingerprint
-    pins: tuple[str, ...] = ()  # from hostel.lock: install exactly these, without resolving
-    probe: str = ""  # JSON request for hostel_sdk._probe: spec discovery and the import check after building
-
-    @property
-    def inputs(self) -> str:
-        """Hash of what the user controls (Python version, requirements, constraints, local sources).
-
-        ``hostel.lock`` records it, so a locked build can tell that a spec changed since the lock.
-        """
-        data = {
-            "python": self.python.version,
-            "requirements": sorted(self.requirements),
-            "constraints": sorted(self.constraints),
-            "sources": sorted(self.sources),
-            "probe": self.probe,
-        }
-        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
-
-    @property
-    def key(self) -> str:
-        """Hash of everything that determines the env (the interpreter's version, not its path)."""
-        data = {"inputs": self.inputs, "sdk": self.sdk, "pins": sorted(self.pins), "format": METADATA_FORMAT}
-        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
-
-    @property
-    def dirname(self) -> str:
-        """``<provider id>-<key prefix>``."""
-        return f"{_slug(self.provider_id)}-{self.key[:16]}"
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:64]
 
 
 @dataclass(frozen=True)
@@ -233,7 +98,7 @@ class EnvManager:
             python = await self._interpreters.find(plan.python)
         except InterpreterNotFoundError as exc:
             raise EnvBuildError(str(exc), provider_id=plan.provider_id) from None
-        requirements = [_normalise(r) for r in plan.pip_packages]
+        requirements = [normalise(r) for r in plan.pip_packages]
         package = provider_package(plan.spec.module, requirements)
         if package is not None:
             logger.info(
@@ -242,8 +107,8 @@ class EnvManager:
                 package,
                 plan.spec.module,
             )
-            requirements.append(_normalise(package))
-        sources = tuple((r, _tree_hash(Path(r))) for r in requirements if _is_path(r) and Path(r).is_dir())
+            requirements.append(normalise(package))
+        sources = tuple((r, tree_hash(Path(r))) for r in requirements if is_path(r) and Path(r).is_dir())
         spec = EnvSpec(
             provider_id=plan.provider_id,
             provider_type=plan.provider_type,
@@ -272,7 +137,7 @@ class EnvManager:
         """``built`` (current env exists), ``stale`` (only an older env of this provider) or ``missing``."""
         if self._load(self.envs_dir / spec.dirname, spec.key) is not None:
             return "built"
-        prefix = f"{_slug(spec.provider_id)}-"
+        prefix = f"{slug(spec.provider_id)}-"
         if self.envs_dir.is_dir() and any(
             p.name.startswith(prefix) and (p / METADATA_FILE).exists() for p in self.envs_dir.iterdir()
         ):
@@ -351,9 +216,9 @@ class EnvManager:
         requirements = [*(spec.pins or spec.requirements), str(wheel)]
         # Local directories go on the command line: uv caches a directory named in a requirements file
         # by its pyproject.toml mtime alone, and would install a stale build of an edited package.
-        local = [_local_dir(r) for r in requirements if _local_dir(r)]
+        local = [local_dir(r) for r in requirements if local_dir(r)]
         req_file = tmp / "hostel-requirements.txt"
-        req_file.write_text("\n".join(r for r in requirements if not _local_dir(r)) + "\n")
+        req_file.write_text("\n".join(r for r in requirements if not local_dir(r)) + "\n")
         python = tmp / "bin" / "python"
         if installer == "uv":
             assert uv_bin is not None

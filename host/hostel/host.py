@@ -19,7 +19,7 @@ from hostel.lock import lock_path, read_lock
 from hostel.plan import Plan, load_plan
 from hostel.proxy import ProviderProxy
 from hostel.router import ApiRouter
-from hostel.supervisor import ProviderStatus, Supervisor
+from hostel.supervisor import ProviderStatus, Supervisor, SupervisorContext
 
 logger = logging.getLogger(__name__)
 
@@ -63,11 +63,7 @@ class Host:
         )
         self.supervisor = Supervisor(
             plan.providers,
-            plan.settings,
-            self.envs,
-            self._socket_dir,
-            log_level=self._log_level,
-            callbacks=self.callbacks,
+            SupervisorContext(plan.settings, self.envs, self._socket_dir, self._log_level, self.callbacks),
         )
         self._started: list[str] = []
         self._observers: list[CallObserver] = []

@@ -63,30 +63,34 @@ class ProviderStatus:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class SupervisorContext:
+    """What every slot shares: settings, the env manager, the socket directory, the callback service.
+
+    ``worker_command`` replaces the provider's venv worker (tests run the fake worker this way).
+    """
+
+    settings: HostelSettings
+    envs: EnvManager
+    socket_dir: Path
+    log_level: str = "WARNING"
+    callbacks: CallbackServer | None = None
+    worker_command: tuple[str, ...] | None = None
+
+
 class ProviderSlot:
     """Supervises one provider: its env, its current worker and channel, its restarts."""
 
-    def __init__(
-        self,
-        plan: ProviderPlan,
-        settings: HostelSettings,
-        envs: EnvManager,
-        socket_dir: Path,
-        *,
-        log_level: str,
-        callbacks: CallbackServer | None = None,
-        worker_command: Sequence[str] | None = None,
-    ) -> None:
-        """``worker_command`` replaces the provider's venv worker (tests run the fake worker this way)."""
+    def __init__(self, plan: ProviderPlan, context: SupervisorContext) -> None:
         self.plan = plan
-        self.worker_command = list(worker_command) if worker_command else None
-        self.callbacks = callbacks
+        self.worker_command = list(context.worker_command) if context.worker_command else None
+        self.callbacks = context.callbacks
         self._token = ""
         self.spec_resolved = False  # a `module:` provider's plan takes the spec its package declares
-        self.settings = settings
-        self.envs = envs
-        self.socket_dir = socket_dir
-        self.log_level = log_level
+        self.settings = context.settings
+        self.envs = context.envs
+        self.socket_dir = context.socket_dir
+        self.log_level = context.log_level
         self.state: State = "stopped"
         self.env: Env | None = None
         self.worker: WorkerProcess | None = None
@@ -337,23 +341,8 @@ class ProviderSlot:
 class Supervisor:
     """The set of provider slots, started in dependency order and stopped in reverse."""
 
-    def __init__(
-        self,
-        plans: Sequence[ProviderPlan],
-        settings: HostelSettings,
-        envs: EnvManager,
-        socket_dir: Path,
-        *,
-        log_level: str,
-        callbacks: CallbackServer | None = None,
-        worker_command: Sequence[str] | None = None,
-    ) -> None:
-        self.slots = {
-            p.provider_id: ProviderSlot(
-                p, settings, envs, socket_dir, log_level=log_level, callbacks=callbacks, worker_command=worker_command
-            )
-            for p in plans
-        }
+    def __init__(self, plans: Sequence[ProviderPlan], context: SupervisorContext) -> None:
+        self.slots = {p.provider_id: ProviderSlot(p, context) for p in plans}
 
     async def build(self, provider_ids: Sequence[str] | None = None, *, concurrency: int = 4) -> None:
         """Build the envs of the given providers (all by default), a few at a time."""

@@ -55,14 +55,19 @@ async def result(call: Any, errors: Translator) -> Any:
     reply = await _read(call, errors)
     if reply is None:
         raise errors.protocol("the call ended without a reply")
+    if reply.WhichOneof("kind") == "stream_begin":
+        return ReplyStream(call, errors)
+    call.cancel()  # a value or an error ends the call; anything else is a protocol error
+    return _settle(reply, errors)
+
+
+def _settle(reply: pb.CallReply, errors: Translator) -> Any:
+    """The value of a one-reply result, or raise its error."""
     kind = reply.WhichOneof("kind")
     if kind == "value_json":
         return codec.loads(reply.value_json)
     if kind == "error":
         raise errors.remote(reply.error)
-    if kind == "stream_begin":
-        return ReplyStream(call, errors)
-    call.cancel()
     raise errors.protocol(f"unexpected {kind!r} reply")
 
 
@@ -91,15 +96,10 @@ async def unary(stub: Any, request: pb.CallRequest, *, timeout: float | None, er
     finally:
         if timer is not None:
             timer.cancel()
-    kind = reply.WhichOneof("kind")
-    if kind == "value_json":
-        return codec.loads(reply.value_json)
-    if kind == "error":
-        raise errors.remote(reply.error)
-    if kind == "stream_handle":
+    if reply.WhichOneof("kind") == "stream_handle":
         remaining = None if deadline is None else max(0.001, deadline - time.monotonic())
         return ReplyStream(stub.open_stream(reply.stream_handle, timeout=remaining), errors)
-    raise errors.protocol(f"unexpected {kind!r} reply")
+    return _settle(reply, errors)
 
 
 def _expire(call: Any, expired: list[bool]) -> None:

@@ -15,7 +15,7 @@ import pytest
 from hostel.envs import EnvManager
 from hostel.errors import ProviderCrashedError, ProviderUnavailableError
 from hostel.plan import load_plan
-from hostel.supervisor import ProviderSlot, Supervisor
+from hostel.supervisor import ProviderSlot, Supervisor, SupervisorContext
 from tests.conftest import REPO, make_config
 
 FAKE = REPO / "tests" / "fake_worker.py"
@@ -24,14 +24,13 @@ FAKE = REPO / "tests" / "fake_worker.py"
 async def _supervised(tmp_path: Path, scenario: str = "ok", **hostel: Any) -> Supervisor:
     settings = {"restart": {"max_restarts": 3, "window_s": 60, "backoff_initial_s": 0.05, "backoff_max_s": 1}, **hostel}
     plan = load_plan(make_config(tmp_path, hostel=settings))
-    supervisor = Supervisor(
-        plan.providers,
+    context = SupervisorContext(
         plan.settings,
         EnvManager(tmp_path / "unused-home"),
         Path(tempfile.mkdtemp(prefix="hostel-s-")),
-        log_level="WARNING",
-        worker_command=[sys.executable, str(FAKE), scenario],
+        worker_command=(sys.executable, str(FAKE), scenario),
     )
+    supervisor = Supervisor(plan.providers, context)
     await supervisor.start()
     return supervisor
 
