@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,6 +24,13 @@ async def sleep(request: bytes, context: Any) -> bytes:
     return request
 
 
+async def timed_stream(request: bytes, context: Any) -> AsyncIterator[bytes]:
+    n, interval = request.decode().split()
+    for _ in range(int(n)):
+        await asyncio.sleep(float(interval))
+        yield repr(time.time()).encode()
+
+
 async def stream(request: bytes, context: Any) -> AsyncIterator[bytes]:
     item = b"x" * 16
     for _ in range(int(request)):
@@ -30,13 +38,19 @@ async def stream(request: bytes, context: Any) -> AsyncIterator[bytes]:
 
 
 async def main(path: str) -> None:
-    server = grpc.aio.server()
+    limit = 64 * 1024 * 1024
+    server = grpc.aio.server(
+        options=[("grpc.max_send_message_length", limit), ("grpc.max_receive_message_length", limit)]
+    )
     handlers = {
         "Echo": grpc.unary_unary_rpc_method_handler(
             echo, request_deserializer=_identity, response_serializer=_identity
         ),
         "Sleep": grpc.unary_unary_rpc_method_handler(
             sleep, request_deserializer=_identity, response_serializer=_identity
+        ),
+        "TimedStream": grpc.unary_stream_rpc_method_handler(
+            timed_stream, request_deserializer=_identity, response_serializer=_identity
         ),
         "Stream": grpc.unary_stream_rpc_method_handler(
             stream, request_deserializer=_identity, response_serializer=_identity

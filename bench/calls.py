@@ -47,12 +47,17 @@ class _Raw:
             [sys.executable, str(HERE / "_raw_server.py"), str(self.sock)], stdout=subprocess.PIPE, text=True
         )
         assert self.proc.stdout is not None and self.proc.stdout.readline().strip() == "ready"
-        self.channel = grpc.aio.insecure_channel(f"unix://{self.sock}")
+        limit = 64 * 1024 * 1024
+        options = [("grpc.max_send_message_length", limit), ("grpc.max_receive_message_length", limit)]
+        self.channel = grpc.aio.insecure_channel(f"unix://{self.sock}", options=options)
         self.echo = self.channel.unary_unary(
             "/bench.Raw/Echo", request_serializer=_identity, response_deserializer=_identity
         )
         self.stream = self.channel.unary_stream(
             "/bench.Raw/Stream", request_serializer=_identity, response_deserializer=_identity
+        )
+        self.timed = self.channel.unary_stream(
+            "/bench.Raw/TimedStream", request_serializer=_identity, response_deserializer=_identity
         )
 
     async def call(self) -> None:
@@ -60,6 +65,14 @@ class _Raw:
 
     async def items(self, n: int) -> int:
         return sum([1 async for _ in self.stream(str(n).encode())])
+
+    async def echo_bytes(self, size: int) -> None:
+        assert len(await self.echo(b"x" * size)) == size
+
+    async def slow_latency_ms(self, n: int, interval: float) -> float:
+        return statistics.median(
+            [(time.time() - float(t)) * 1000 async for t in self.timed(f"{n} {interval}".encode())]
+        )
 
     async def close(self) -> None:
         await self.channel.close()
@@ -97,8 +110,25 @@ async def bench(calls: int, items: int, rounds: int = 8) -> list[dict[str, Any]]
                 async def ours_items(n: int) -> int:
                     return sum([1 async for _ in await provider.count(n=n)])
 
+                async def ours_echo_bytes(size: int) -> None:
+                    assert len(await provider.echo(value="x" * size)) == size
+
+                async def ours_slow_ms(n: int, interval: float) -> float:
+                    stream = await provider.timed_stream(n=n, interval=interval)
+                    return statistics.median([(time.time() - t) * 1000 async for t in stream])
+
                 await _timed_calls(raw.call, 200)
                 await _timed_calls(ours_call, 200)
+                extra = {
+                    "raw_rps": await _throughput(raw.call, calls),
+                    "our_rps": await _throughput(ours_call, calls),
+                    "inproc_ms": await _inprocess_ms(calls),
+                    "raw_slow": await raw.slow_latency_ms(50, 0.02),
+                    "our_slow": await ours_slow_ms(50, 0.02),
+                }
+                for size in (1 << 20, 8 << 20):
+                    extra[f"raw_{size}"] = await _bandwidth(raw.echo_bytes, size)
+                    extra[f"our_{size}"] = await _bandwidth(ours_echo_bytes, size)
                 raw_samples: list[float] = []
                 our_samples: list[float] = []
                 raw_rates, our_rates = [], []
@@ -111,12 +141,51 @@ async def bench(calls: int, items: int, rounds: int = 8) -> list[dict[str, Any]]
             await raw.close()
     ours_ms, raw_ms = median_ms(our_samples), median_ms(raw_samples)
     ours_rate, raw_rate = statistics.median(our_rates), statistics.median(raw_rates)
+    mb = 1 << 20
     return [
+        {"metric": "call median vs in-process await (ms)", "hostel": ours_ms, "raw_grpc": extra["inproc_ms"],
+         "ratio": ours_ms / extra["inproc_ms"], "target": "(for the record)"},
+        {"metric": "throughput, 16 in flight (calls/s)", "hostel": extra["our_rps"], "raw_grpc": extra["raw_rps"],
+         "ratio": extra["our_rps"] / extra["raw_rps"], "target": ">= 0.9"},
+        *(
+            {"metric": f"{size // mb} MB argument round trip (MB/s)", "hostel": extra[f"our_{size}"],
+             "raw_grpc": extra[f"raw_{size}"], "ratio": extra[f"our_{size}"] / extra[f"raw_{size}"], "target": ">= 0.8"}
+            for size in (mb, 8 * mb)
+        ),
+        {"metric": "slow stream (1 item / 20 ms): item latency (ms)", "hostel": extra["our_slow"],
+         "raw_grpc": extra["raw_slow"], "ratio": extra["our_slow"] - extra["raw_slow"], "target": "within 1 ms"},
         {"metric": "call median (ms)", "hostel": ours_ms, "raw_grpc": raw_ms, "ratio": ours_ms / raw_ms,
          "target": "<= 1.25"},
         {"metric": "stream items/s", "hostel": ours_rate, "raw_grpc": raw_rate, "ratio": ours_rate / raw_rate,
          "target": ">= 5"},
     ]  # fmt: skip
+
+
+async def _throughput(call: Any, n: int, in_flight: int = 16) -> float:
+    async def worker() -> None:
+        for _ in range(n // in_flight):
+            await call()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(in_flight)))
+    return (n // in_flight * in_flight) / (time.perf_counter() - start)
+
+
+async def _bandwidth(echo: Any, size: int, rounds: int = 5) -> float:
+    samples = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        await echo(size)
+        samples.append(time.perf_counter() - start)
+    return 2 * size / statistics.median(samples) / (1 << 20)
+
+
+async def _inprocess_ms(n: int) -> float:
+    sys.path.insert(0, str(HERE.parent / "tests" / "providers" / "testprov"))
+    from hostel_testprov import Config, TestProvider
+
+    provider = TestProvider(Config())
+    return median_ms(await _timed_calls(lambda: provider.echo(value=PAYLOAD), n))
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ import asyncio
 import os
 import platform
 import sys
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -50,6 +51,11 @@ class TestProvider:
     async def count(self, n: int) -> AsyncIterator[int]:
         for i in range(n):
             yield i
+
+    async def timed_stream(self, n: int, interval: float) -> AsyncIterator[float]:
+        for _ in range(n):
+            await asyncio.sleep(interval)
+            yield time.time()
 
     async def maybe_stream(self, n: int, stream: bool = False) -> Any:
         if not stream:
