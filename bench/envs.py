@@ -23,13 +23,15 @@ from _common import Clock, median_ms, print_table, write_json
 from hostel.envs import EnvManager
 from hostel.plan import load_plan
 
+HERE = Path(__file__).resolve().parent
 REQUIREMENTS = ["grpcio", "pydantic"]
 
 
 def _plan(tmp: Path, provider_id: str) -> Any:
     spec_dir = tmp / "providers.d" / "inline" / "tool_runtime"
     spec_dir.mkdir(parents=True, exist_ok=True)
-    (spec_dir / "bench.yaml").write_text(f"module: bench_provider\npip_packages: {REQUIREMENTS}\n")
+    testprov = HERE.parent / "tests" / "providers" / "testprov"
+    (spec_dir / "bench.yaml").write_text(f"module: hostel_testprov\npip_packages: {[*REQUIREMENTS, str(testprov)]}\n")
     config = {
         "external_providers_dir": str(tmp / "providers.d"),
         "providers": {"tool_runtime": [{"provider_id": provider_id, "provider_type": "inline::bench"}]},
@@ -74,7 +76,7 @@ async def bench(installers: list[str], repeat: int) -> list[dict[str, Any]]:
                     "cold_build_s": cold,
                     "warm_cache_build_s": warm,
                     "noop_reuse_ms": median_ms(reuse),
-                    "requirements": " ".join(REQUIREMENTS) + " + hostel-sdk",
+                    "requirements": " ".join(REQUIREMENTS) + " + a local provider + hostel-sdk; import check included",
                 }
             )
     return rows

@@ -1,0 +1,65 @@
+"""Every benchmark in one run: prints each table and writes bench/results.json.
+
+    python bench/run.py [--quick] [--json bench/results.json] [--only calls supervisor ...]
+
+Each part measures its own baseline in the same run (see docs/performance.md for what each row means).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+import calls
+import envs
+import gateway
+import supervisor
+from _common import print_table
+
+PARTS = ("calls", "supervisor", "gateway", "envs")
+
+
+async def run_part(name: str, quick: bool) -> list[dict[str, Any]]:
+    if name == "calls":
+        return await calls.bench(500 if quick else 4000, 5000 if quick else 20000)
+    if name == "supervisor":
+        return await supervisor.bench(3 if quick else 10)
+    if name == "gateway":
+        return await gateway.bench(500 if quick else 2000, 5000 if quick else 20000)
+    return await envs.bench(["uv"] if quick else ["uv", "pip"], 10 if quick else 50)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", type=Path, default=HERE / "results.json")
+    parser.add_argument("--quick", action="store_true", help="fewer samples (a smoke run)")
+    parser.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS))
+    opts = parser.parse_args()
+    results: dict[str, Any] = {
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": __import__("os").cpu_count(),
+            "platform": platform.platform(),
+        },
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    for name in opts.only:
+        rows = asyncio.run(run_part(name, opts.quick))
+        print_table(name, rows)
+        results[name] = rows
+    opts.json.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwrote {opts.json}")
+
+
+if __name__ == "__main__":
+    main()
