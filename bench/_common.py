@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import json
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,3 +52,21 @@ def write_json(path: Path | None, section: str, rows: Any) -> None:
     data = json.loads(path.read_text()) if path.exists() else {}
     data[section] = rows
     path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def run_cli(
+    doc: str, section: str, title: str, bench: Callable[..., Awaitable[list[dict[str, Any]]]], **options: Any
+) -> None:
+    """The command line of one benchmark: ``--json`` plus one ``--name`` per keyword (typed by its default)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", type=Path, default=None, help="merge results into this JSON file")
+    for name, default in options.items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(default, list):
+            parser.add_argument(flag, nargs="+", default=default)
+        else:
+            parser.add_argument(flag, type=type(default), default=default)
+    opts = parser.parse_args()
+    rows = asyncio.run(bench(**{name: getattr(opts, name) for name in options}))
+    print_table(title, rows)
+    write_json(opts.json, section, rows)

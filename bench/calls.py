@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import statistics
 import subprocess
@@ -26,7 +25,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from _common import median_ms, print_table, write_json
+from _common import median_ms, run_cli
 
 from hostel import Host
 from tests.conftest import make_config
@@ -189,14 +188,8 @@ async def _inprocess_ms(n: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--json", type=Path, default=None, help="merge results into this JSON file")
-    parser.add_argument("--calls", type=int, default=2000)
-    parser.add_argument("--items", type=int, default=20000)
-    opts = parser.parse_args()
-    rows = asyncio.run(bench(opts.calls, opts.items))
-    print_table("calls and streams through hostel vs raw grpc.aio (Unix socket, another process)", rows)
-    write_json(opts.json, "calls", rows)
+    title = "calls and streams through hostel vs raw grpc.aio (Unix socket, another process)"
+    run_cli(__doc__ or "", "calls", title, bench, calls=2000, items=20000)
 
 
 if __name__ == "__main__":

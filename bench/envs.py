@@ -1,6 +1,6 @@
 """Env build benchmark: cold build, warm-cache build into a new env, and no-op reuse; uv and pip.
 
-    python bench/envs.py [--json bench/results.json] [--installers uv pip] [--reuse-repeat 50]
+    python bench/envs.py [--json bench/results.json] [--installers uv pip] [--repeat 50]
 
 Cold builds use an empty installer cache (so they download from the index); warm builds reuse the cache
 of the cold one; reuse is ``describe`` + ``ensure`` on an unchanged provider (no installer runs).
@@ -8,8 +8,6 @@ of the cold one; reuse is ``describe`` + ``ensure`` on an unchanged provider (no
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import os
 import sys
 import tempfile
@@ -18,7 +16,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import Clock, median_ms, print_table, write_json
+from _common import Clock, median_ms, run_cli
 
 from hostel.envs import EnvManager
 from hostel.plan import load_plan
@@ -83,14 +81,8 @@ async def bench(installers: list[str], repeat: int) -> list[dict[str, Any]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--json", type=Path, default=None, help="merge results into this JSON file")
-    parser.add_argument("--installers", nargs="+", default=["uv", "pip"], choices=["uv", "pip"])
-    parser.add_argument("--reuse-repeat", type=int, default=50)
-    opts = parser.parse_args()
-    rows = asyncio.run(bench(opts.installers, opts.reuse_repeat))
-    print_table("env builds (targets: no-op reuse < 20 ms, warm-cache build < 1 s with uv)", rows)
-    write_json(opts.json, "envs", rows)
+    title = "env builds (targets: no-op reuse < 20 ms, warm-cache build < 1 s with uv)"
+    run_cli(__doc__ or "", "envs", title, bench, installers=["uv", "pip"], repeat=50)
 
 
 if __name__ == "__main__":

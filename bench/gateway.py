@@ -8,7 +8,6 @@ small JSON call, requests/s with 16 in flight, and SSE items/s for a 20,000-item
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import socket
@@ -26,7 +25,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from _common import print_table, write_json
+from _common import run_cli
 
 from tests.conftest import make_config
 
@@ -81,7 +80,7 @@ async def _measure(client: httpx.AsyncClient, call_url: str, stream_url: str, n:
     }
 
 
-async def bench(n: int, items: int) -> list[dict[str, Any]]:
+async def bench(requests: int, items: int) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="hostel-bench-") as tmpdir:
         tmp = Path(tmpdir)
         bare_port, ours_port = _port(), _port()
@@ -96,13 +95,13 @@ async def bench(n: int, items: int) -> list[dict[str, Any]]:
             _wait(f"http://127.0.0.1:{ours_port}/v1/health", ours)
             async with httpx.AsyncClient(timeout=60) as client:
                 base = await _measure(
-                    client, f"http://127.0.0.1:{bare_port}/echo", f"http://127.0.0.1:{bare_port}/count", n, items
+                    client, f"http://127.0.0.1:{bare_port}/echo", f"http://127.0.0.1:{bare_port}/count", requests, items
                 )
                 mine = await _measure(
                     client,
                     f"http://127.0.0.1:{ours_port}/v1/providers/t/echo",
                     f"http://127.0.0.1:{ours_port}/v1/providers/t/count",
-                    n,
+                    requests,
                     items,
                 )
         finally:
@@ -120,14 +119,8 @@ async def bench(n: int, items: int) -> list[dict[str, Any]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--json", type=Path, default=None, help="merge results into this JSON file")
-    parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--items", type=int, default=20000)
-    opts = parser.parse_args()
-    rows = asyncio.run(bench(opts.requests, opts.items))
-    print_table("HTTP gateway (hostel run) vs a bare Starlette app on uvicorn returning the same JSON", rows)
-    write_json(opts.json, "gateway", rows)
+    title = "HTTP gateway (hostel run) vs a bare Starlette app on uvicorn returning the same JSON"
+    run_cli(__doc__ or "", "gateway", title, bench, requests=2000, items=20000)
 
 
 if __name__ == "__main__":

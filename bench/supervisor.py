@@ -8,7 +8,6 @@ the client sees UNAVAILABLE), and the RSS of an idle raw grpc.aio server process
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import signal
@@ -28,7 +27,7 @@ sys.path.insert(0, str(HERE.parent))
 
 import contextlib
 
-from _common import print_table, write_json
+from _common import run_cli
 
 from hostel import Host, ProviderCrashedError
 from tests.conftest import make_config
@@ -121,13 +120,7 @@ async def bench(repeat: int) -> list[dict[str, Any]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--json", type=Path, default=None, help="merge results into this JSON file")
-    parser.add_argument("--repeat", type=int, default=10)
-    opts = parser.parse_args()
-    rows = asyncio.run(bench(opts.repeat))
-    print_table("supervision (provider: tests/providers/testprov)", rows)
-    write_json(opts.json, "supervisor", rows)
+    run_cli(__doc__ or "", "supervisor", "supervision (provider: tests/providers/testprov)", bench, repeat=10)
 
 
 if __name__ == "__main__":
