@@ -92,43 +92,31 @@ def host_handler(call: HostCallHandler) -> grpc.GenericRpcHandler:
     )
 
 
+def _unary(channel: grpc.aio.Channel, path: str, request: Any, reply: Any) -> Any:
+    return channel.unary_unary(
+        path, request_serializer=request.SerializeToString, response_deserializer=reply.FromString
+    )
+
+
+def _stream(channel: grpc.aio.Channel, path: str, request: Any, reply: Any) -> Any:
+    return channel.unary_stream(
+        path, request_serializer=request.SerializeToString, response_deserializer=reply.FromString
+    )
+
+
 class HostStub:
     """Client side of the Host service (used by workers for their ``deps``)."""
 
     def __init__(self, channel: grpc.aio.Channel) -> None:
-        self.call = channel.unary_stream(
-            f"/{HOST_SERVICE}/Call",
-            request_serializer=pb.HostCallRequest.SerializeToString,
-            response_deserializer=pb.CallReply.FromString,
-        )
+        self.call = _stream(channel, f"/{HOST_SERVICE}/Call", pb.HostCallRequest, pb.CallReply)
 
 
 class WorkerStub:
     """Client side of the Worker service on one ``grpc.aio`` channel."""
 
     def __init__(self, channel: grpc.aio.Channel) -> None:
-        self.call = channel.unary_stream(
-            f"/{SERVICE}/Call",
-            request_serializer=pb.CallRequest.SerializeToString,
-            response_deserializer=pb.CallReply.FromString,
-        )
-        self.call_unary = channel.unary_unary(
-            f"/{SERVICE}/CallUnary",
-            request_serializer=pb.CallRequest.SerializeToString,
-            response_deserializer=pb.CallReply.FromString,
-        )
-        self.open_stream = channel.unary_stream(
-            f"/{SERVICE}/OpenStream",
-            request_serializer=pb.StreamHandle.SerializeToString,
-            response_deserializer=pb.CallReply.FromString,
-        )
-        self.describe = channel.unary_unary(
-            f"/{SERVICE}/Describe",
-            request_serializer=pb.DescribeRequest.SerializeToString,
-            response_deserializer=pb.DescribeReply.FromString,
-        )
-        self.shutdown = channel.unary_unary(
-            f"/{SERVICE}/Shutdown",
-            request_serializer=pb.ShutdownRequest.SerializeToString,
-            response_deserializer=pb.ShutdownReply.FromString,
-        )
+        self.call = _stream(channel, f"/{SERVICE}/Call", pb.CallRequest, pb.CallReply)
+        self.call_unary = _unary(channel, f"/{SERVICE}/CallUnary", pb.CallRequest, pb.CallReply)
+        self.open_stream = _stream(channel, f"/{SERVICE}/OpenStream", pb.StreamHandle, pb.CallReply)
+        self.describe = _unary(channel, f"/{SERVICE}/Describe", pb.DescribeRequest, pb.DescribeReply)
+        self.shutdown = _unary(channel, f"/{SERVICE}/Shutdown", pb.ShutdownRequest, pb.ShutdownReply)
