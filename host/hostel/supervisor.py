@@ -102,6 +102,7 @@ class ProviderSlot:
         self._stopping = False
         self._crashes: collections.deque[float] = collections.deque()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._standby: WorkerProcess | None = None
         self._closing: set[asyncio.Task[None]] = set()
 
     @property
@@ -133,28 +134,55 @@ class ProviderSlot:
             raise
         return self.env
 
+    def _new_worker(self, generation: int) -> WorkerProcess:
+        return WorkerProcess(
+            self.plan,
+            self.env.python if self.env is not None else Path(sys.executable),
+            self.socket_dir / f"{generation}-{abs(hash(self.provider_id)) % 10**8}.sock",
+            log_level=self.log_level,
+            max_message_bytes=self.settings.max_message_mb * 2**20,
+            grace_s=self.settings.stop_grace_s,
+            host_socket=self.callbacks.socket_path if self.callbacks else None,
+            command=self.worker_command,
+        )
+
+    async def _prepare_standby(self, generation: int) -> None:
+        """``standby_workers``: spawn the next worker now, so a restart skips interpreter start-up and imports."""
+        standby = self._new_worker(generation)
+        try:
+            await standby.spawn()
+        except BaseException:
+            await standby.kill()
+            await standby.close()
+            raise
+        if self._stopping:
+            await standby.kill()
+            await standby.close()
+            return
+        self._standby = standby
+
+    async def _drop_standby(self) -> None:
+        standby, self._standby = self._standby, None
+        if standby is not None:
+            await standby.kill()
+            await standby.close()
+
     async def start(self) -> None:
         """Start a worker and wait for its handshake; raise ``ProviderStartError``."""
         if self.env is None and self.worker_command is None:
             await self.build()
-        python = self.env.python if self.env is not None else Path(sys.executable)
         if self.callbacks is not None:  # a fresh token per worker: a dead worker's token is worth nothing
             self.callbacks.revoke(self._token)
             self._token = self.callbacks.grant(self.provider_id, self.plan.dependency_apis)
         self._stopping = False
         self.state = "starting" if self.state != "restarting" else "restarting"
         self._generation += 1
-        worker = WorkerProcess(
-            self.plan,
-            python,
-            self.socket_dir / f"{self._generation}-{abs(hash(self.provider_id)) % 10**8}.sock",
-            log_level=self.log_level,
-            max_message_bytes=self.settings.max_message_mb * 2**20,
-            grace_s=self.settings.stop_grace_s,
-            host_socket=self.callbacks.socket_path if self.callbacks else None,
-            token=self._token,
-            command=self.worker_command,
-        )
+        standby, self._standby = self._standby, None
+        if standby is not None and standby.exit_info is not None:
+            await standby.close()  # the standby itself died: start afresh
+            standby = None
+        worker = standby or self._new_worker(self._generation)
+        worker.token = self._token
         handshake = await worker.start(self.settings.start_timeout_s)
         self.worker = worker
         self.channel = GrpcChannel(
@@ -167,6 +195,8 @@ class ProviderSlot:
         self._ready.set()
         self._spawn(self._watch(worker))
         self._spawn(self._probe(worker, self.channel))
+        if self.settings.standby_workers:
+            self._spawn(self._prepare_standby(self._generation + 1))
         if self.plan.memory_mb:
             self._spawn(self._watch_memory(worker, self.plan.memory_mb))
 
@@ -334,6 +364,7 @@ class ProviderSlot:
             await worker.terminate(grace)
             logger.info("stopped provider %s [pid %s]", self.provider_id, worker.pid)
         await self._drop_worker()
+        await self._drop_standby()
         await asyncio.gather(*self._closing, return_exceptions=True)
         self.state = "stopped"
 

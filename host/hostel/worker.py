@@ -78,7 +78,7 @@ class WorkerProcess:
         self._grace_s = grace_s
         self._command = list(command) if command else [str(python), "-m", "hostel_sdk.worker"]
         self._host_socket = host_socket
-        self._token = token
+        self.token = token  # set (again) before start(): a standby learns its token when it is used
         self._stderr: collections.deque[str] = collections.deque(maxlen=stderr_lines)
         self._proc: asyncio.subprocess.Process | None = None
         self._relays: list[asyncio.Task[None]] = []
@@ -120,12 +120,15 @@ class WorkerProcess:
             "max_message_bytes": self._max_message_bytes,
             "grace_s": self._grace_s,
             "host_socket": str(self._host_socket) if self._host_socket else None,
-            "token": self._token,
+            "token": self.token,
             "deps": list(self.plan.dependency_apis),
         }
 
-    async def start(self, timeout: float) -> Handshake:
-        """Spawn the worker and wait for its handshake; raise ``ProviderStartError`` (and leave nothing running)."""
+    async def spawn(self) -> None:
+        """Start the process. It imports its runtime, then waits for its start request (see ``start``).
+
+        A worker spawned ahead of need (a standby) turns a restart into provider import + factory only.
+        """
         env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
         env["PYTHONUNBUFFERED"] = "1"
         with contextlib.suppress(FileNotFoundError):
@@ -152,6 +155,16 @@ class WorkerProcess:
             asyncio.create_task(self._relay_stderr(proc.stderr)),
             asyncio.create_task(self._watch_exit(proc)),
         ]
+
+    async def start(self, timeout: float) -> Handshake:
+        """Send the start request (spawning first if needed) and wait for the handshake.
+
+        Raises ``ProviderStartError`` and leaves nothing running.
+        """
+        if self._proc is None:
+            await self.spawn()
+        proc = self._proc
+        assert proc is not None and proc.stdin and proc.stdout
         try:
             proc.stdin.write(json.dumps(self._payload()).encode() + b"\n")
             await proc.stdin.drain()

@@ -155,3 +155,20 @@ async def test_exit_before_handshake_leaves_nothing_running(tmp_path: Path) -> N
     with pytest.raises(ProviderStartError) as exc:
         await _supervised(tmp_path, "exit-before-handshake")
     assert exc.value.stage == "handshake" and "exited with code 3" in str(exc.value)
+
+
+async def test_a_standby_worker_takes_over_a_crash_and_is_replaced(tmp_path: Path) -> None:
+    supervisor = await _supervised(tmp_path, standby_workers=True)
+    try:
+        slot = _slot(supervisor)
+        await _until(lambda: slot._standby is not None)
+        standby = slot._standby
+        assert standby is not None and standby.pid is not None
+        with pytest.raises(ProviderCrashedError):
+            await _call(slot, "crash")
+        await _until(lambda: slot.state == "ready")
+        assert await _call(slot, "pid") == standby.pid  # the spare became the worker
+        await _until(lambda: slot._standby is not None and slot._standby is not standby)
+    finally:
+        await supervisor.stop()
+    assert standby.exit_info is not None and slot._standby is None
