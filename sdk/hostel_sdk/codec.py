@@ -22,17 +22,31 @@ logger = logging.getLogger(__name__)
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=to_jsonable_python)
 _decoder = json.JSONDecoder()
 
+try:  # orjson: 2-7x faster on both sides of every call; the standard library if it is missing
+    import orjson
 
-def dumps(value: Any) -> bytes:
-    """Encode ``value`` as compact UTF-8 JSON; pydantic models and dataclasses are dumped in JSON mode."""
-    return _encoder.encode(value).encode()
+    _ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME  # datetimes as pydantic writes them
 
+    def dumps(value: Any) -> bytes:
+        """Encode ``value`` as compact UTF-8 JSON; pydantic models and dataclasses are dumped in JSON mode."""
+        try:
+            return orjson.dumps(value, default=to_jsonable_python, option=_ORJSON_OPTIONS)
+        except TypeError:  # e.g. an integer beyond 64 bits: the standard library takes it
+            return _encoder.encode(value).encode()
 
-def loads(data: bytes) -> Any:
-    """Decode UTF-8 JSON; empty input is ``None``."""
-    if not data:
-        return None
-    return _decoder.decode(data.decode())
+    def loads(data: bytes) -> Any:
+        """Decode UTF-8 JSON; empty input is ``None``."""
+        return orjson.loads(data) if data else None
+
+except ImportError:  # pragma: no cover - orjson is a hostel-sdk requirement; this keeps the SDK usable without
+
+    def dumps(value: Any) -> bytes:
+        """Encode ``value`` as compact UTF-8 JSON; pydantic models and dataclasses are dumped in JSON mode."""
+        return _encoder.encode(value).encode()
+
+    def loads(data: bytes) -> Any:
+        """Decode UTF-8 JSON; empty input is ``None``."""
+        return _decoder.decode(data.decode()) if data else None
 
 
 class ArgumentError(ValueError):

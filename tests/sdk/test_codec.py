@@ -101,3 +101,12 @@ def test_a_method_taking_one_request_model_gets_keyword_fields_wrapped() -> None
     binder = codec.MethodBinder.for_callable("openai_chat_completion", _request_style)
     assert binder.bind([], {"model": "m", "stream": True}) == ([], {"params": ChatParams(model="m", stream=True)})
     assert binder.bind([], {"params": {"model": "m"}}) == ([], {"params": ChatParams(model="m")})
+
+
+def test_dumps_handles_what_the_fast_path_cannot() -> None:
+    huge = 2**70
+    assert codec.loads(codec.dumps({"n": huge, 1: "int key", "b": b"bytes"})) == {
+        "n": huge,
+        "1": "int key",
+        "b": "bytes",
+    }
