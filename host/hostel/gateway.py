@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import signal
 from collections.abc import AsyncIterator, Iterator
@@ -26,6 +25,7 @@ from hostel._http_errors import bad_request, error_body, status_for
 from hostel._metrics import Metrics
 from hostel.errors import HostelError
 from hostel.host import Host
+from hostel_sdk import codec
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class _BadRequestError(Exception):
 
 
 def _json(data: Any, status: int = 200) -> Response:
-    return Response(json.dumps(data, ensure_ascii=False), status_code=status, media_type="application/json")
+    return Response(codec.dumps(data), status_code=status, media_type="application/json")
 
 
 def _error(exc: BaseException) -> Response:
@@ -58,7 +58,7 @@ def _error(exc: BaseException) -> Response:
 async def _body(request: Request) -> dict[str, Any]:
     raw = await request.body()
     try:
-        body = json.loads(raw) if raw.strip() else {}
+        body = codec.loads(raw) if raw.strip() else {}
     except ValueError as exc:
         raise _BadRequestError(f"request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
@@ -84,20 +84,20 @@ def _provider_data(request: Request) -> Any:
     if not header:
         return None
     try:
-        return json.loads(header)
+        return codec.loads(header.encode())
     except ValueError as exc:
         raise _BadRequestError(f"{PROVIDER_DATA_HEADER} header is not valid JSON: {exc}") from None
 
 
-async def _events(stream: Any, *, openai: bool) -> AsyncIterator[str]:
+async def _events(stream: Any, *, openai: bool) -> AsyncIterator[bytes]:
     """Server-sent events; a client that goes away cancels this, which closes the provider's generator."""
     try:
         async for item in stream:
-            yield f"data: {json.dumps(item, ensure_ascii=False)}\n\n"
+            yield b"data: " + codec.dumps(item) + b"\n\n"
         if openai:
-            yield "data: [DONE]\n\n"
+            yield b"data: [DONE]\n\n"
     except HostelError as exc:
-        yield f"event: error\ndata: {json.dumps(error_body(exc))}\n\n"
+        yield b"event: error\ndata: " + codec.dumps(error_body(exc)) + b"\n\n"
     finally:
         await stream.aclose()
 
