@@ -204,11 +204,15 @@ class ProviderSlot:
         """Liveness: a worker that misses ``probe_failures`` health checks in a row is killed (then restarted)."""
         settings = self.settings
         missed = 0
-        while worker.exit_info is None:
+        while True:
             await asyncio.sleep(settings.probe_interval_s)
+            if worker.exit_info is not None or worker is not self.worker or self._stopping:
+                return  # this worker is gone: its successor has a probe of its own
             try:
                 await channel.health.check("", timeout=settings.probe_timeout_s)
                 missed = 0
+            except grpc.aio.UsageError:
+                return  # the channel was closed under us: the worker is being dropped
             except grpc.aio.AioRpcError as exc:
                 if worker.exit_info is not None or self._stopping:
                     return

@@ -172,3 +172,19 @@ async def test_a_standby_worker_takes_over_a_crash_and_is_replaced(tmp_path: Pat
     finally:
         await supervisor.stop()
     assert standby.exit_info is not None and slot._standby is None
+
+
+async def test_the_probe_of_a_crashed_worker_ends_quietly(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    supervisor = await _supervised(tmp_path, probe_interval_s=0.05, probe_timeout_s=1)
+    try:
+        slot = _slot(supervisor)
+        for _ in range(3):
+            await _until(lambda: slot.state == "ready")
+            with pytest.raises(ProviderCrashedError):
+                await _call(slot, "crash")
+        await _until(lambda: slot.state == "ready")
+        await asyncio.sleep(0.3)  # old probes wake up after their workers died
+        assert len([t for t in slot._tasks if not t.done()]) == 2  # the live worker's watch and probe only
+    finally:
+        await supervisor.stop()
+    assert "Task exception was never retrieved" not in caplog.text and "UsageError" not in caplog.text
