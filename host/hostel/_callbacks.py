@@ -17,8 +17,8 @@ import grpc
 
 from hostel.errors import HostelError, RemoteError
 from hostel.router import ApiRouter
+from hostel_sdk import _messages as pb
 from hostel_sdk import codec
-from hostel_sdk._proto import worker_pb2 as pb
 from hostel_sdk._service import error_reply
 from hostel_sdk._wire import TOKEN_METADATA, channel_options, host_handler
 
@@ -41,7 +41,7 @@ class Grant:
     apis: frozenset[str]
 
 
-def _remote_reply(kind: pb.ErrorKind, type_name: str, message: str, tb: str = "") -> pb.CallReply:
+def _remote_reply(kind: int, type_name: str, message: str, tb: str = "") -> pb.CallReply:
     return pb.CallReply(error=pb.RemoteError(kind=kind, type_name=type_name, message=message, traceback=tb))
 
 

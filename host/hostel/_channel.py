@@ -14,8 +14,8 @@ import grpc
 from hostel import _grpc_errors
 from hostel.errors import CallTimeoutError, HostelError, PayloadTooLargeError, WorkerProtocolError
 from hostel_sdk import _client, codec
+from hostel_sdk import _messages as pb
 from hostel_sdk._health import HealthStub
-from hostel_sdk._proto import worker_pb2 as pb
 from hostel_sdk._wire import WorkerStub, channel_options
 
 ReplyStream = _client.ReplyStream

@@ -19,7 +19,7 @@ from hostel.errors import (
     RemoteError,
     WorkerProtocolError,
 )
-from hostel_sdk._proto import worker_pb2 as pb
+from hostel_sdk import _messages as pb
 
 STATUS_ERRORS: dict[grpc.StatusCode, type[HostelError]] = {
     grpc.StatusCode.OK: WorkerProtocolError,  # a stream that ended without a reply

@@ -16,7 +16,7 @@ from pathlib import Path
 import hostel_sdk
 
 # Keep in step with sdk/pyproject.toml (a test checks they agree).
-SDK_REQUIREMENTS = ("grpcio>=1.60", "orjson>=3.9", "protobuf>=4.25", "pydantic>=2.6,<3")
+SDK_REQUIREMENTS = ("grpcio>=1.60", "orjson>=3.9", "pydantic>=2.6,<3")
 _SUFFIXES = {".py", ".pyi", ".typed"}
 
 

@@ -33,7 +33,7 @@ from hostel.errors import (
 )
 from hostel.plan import ProviderPlan, order_plans, with_resolved_spec
 from hostel.worker import WorkerProcess
-from hostel_sdk._proto import worker_pb2 as pb
+from hostel_sdk import _messages as pb
 
 logger = logging.getLogger(__name__)
 

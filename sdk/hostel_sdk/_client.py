@@ -15,8 +15,8 @@ from typing import Any, Protocol
 
 import grpc
 
+from hostel_sdk import _messages as pb
 from hostel_sdk import codec
-from hostel_sdk._proto import worker_pb2 as pb
 
 
 class Translator(Protocol):

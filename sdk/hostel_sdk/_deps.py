@@ -14,8 +14,8 @@ from typing import Any
 import grpc
 
 from hostel_sdk import _client, codec
+from hostel_sdk import _messages as pb
 from hostel_sdk._context import current_request
-from hostel_sdk._proto import worker_pb2 as pb
 from hostel_sdk._wire import TOKEN_METADATA, HostStub, channel_options
 from hostel_sdk.api import Api
 

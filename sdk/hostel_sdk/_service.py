@@ -17,8 +17,8 @@ from typing import Any
 import grpc
 
 from hostel_sdk import __version__, codec
+from hostel_sdk import _messages as pb
 from hostel_sdk._context import RequestContext, enter_request, leave_request
-from hostel_sdk._proto import worker_pb2 as pb
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def _type_name(exc: BaseException) -> str:
     return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
 
 
-def error_reply(exc: BaseException, kind: pb.ErrorKind = pb.ERROR_KIND_PROVIDER_RAISED) -> pb.CallReply:
+def error_reply(exc: BaseException, kind: int = pb.ERROR_KIND_PROVIDER_RAISED) -> pb.CallReply:
     """A reply carrying ``exc`` with its type, message and traceback."""
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     return pb.CallReply(error=pb.RemoteError(kind=kind, type_name=_type_name(exc), message=str(exc), traceback=tb))

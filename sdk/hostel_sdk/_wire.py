@@ -11,7 +11,7 @@ from typing import Any, Protocol, TypeAlias
 
 import grpc
 
-from hostel_sdk._proto import worker_pb2 as pb
+from hostel_sdk import _messages as pb
 
 SERVICE = "hostel.v1.Worker"
 HOST_SERVICE = "hostel.v1.Host"

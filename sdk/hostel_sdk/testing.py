@@ -28,9 +28,9 @@ from typing import Any
 import grpc
 
 from hostel_sdk import _client, codec
+from hostel_sdk import _messages as pb
 from hostel_sdk._deps import HostClient, build_deps
 from hostel_sdk._loader import LoadRequest, build_config, create_impl, import_module, load_validator
-from hostel_sdk._proto import worker_pb2 as pb
 from hostel_sdk._service import ProviderService
 from hostel_sdk._wire import MAX_MESSAGE_BYTES, WorkerStub, channel_options, host_handler, worker_handler
 

@@ -4,7 +4,7 @@ import grpc
 
 from hostel import _grpc_errors
 from hostel.errors import BadArgumentsError, MethodNotFoundError, ProviderDataError, RemoteError
-from hostel_sdk._proto import worker_pb2 as pb
+from hostel_sdk import _messages as pb
 
 
 def test_every_grpc_status_code_is_mapped() -> None:
@@ -14,7 +14,7 @@ def test_every_grpc_status_code_is_mapped() -> None:
 
 def test_every_error_kind_is_translated() -> None:
     seen = {}
-    for name, number in pb.ErrorKind.items():
+    for name, number in pb.ERROR_KINDS.items():
         error = pb.RemoteError(kind=number, type_name="ValueError", message="m")
         seen[name] = type(_grpc_errors.from_remote(error, provider_id="p", method="f"))
     assert seen == {

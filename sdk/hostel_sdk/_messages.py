@@ -1,0 +1,325 @@
+"""The hostel.v1 messages (protos/hostel/v1/worker.proto), encoded by hand in the protobuf wire format.
+
+Why not the generated classes: importing protobuf costs a worker ~60 ms of start-up (its descriptor pool
+pulls in the pure-Python message and text-format modules even with the upb backend), and requiring it
+puts hostel's protobuf range next to providers' own protobuf pins. These messages are a few scalar,
+bytes and string fields, so a small codec does. ``tests/sdk/test_messages.py`` proves it byte-compatible
+with the code protoc generates from the same .proto (committed under ``_proto/``, never imported here).
+
+Each class mirrors the generated API the rest of the code uses: keyword construction, attributes,
+``SerializeToString()``, ``FromString()`` and, for CallReply's oneof, ``WhichOneof("kind")``.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+# ErrorKind
+ERROR_KIND_UNSPECIFIED = 0
+ERROR_KIND_PROVIDER_RAISED = 1
+ERROR_KIND_NO_SUCH_METHOD = 2
+ERROR_KIND_BAD_ARGUMENTS = 3
+ERROR_KIND_BAD_PROVIDER_DATA = 4
+ERROR_KIND_BAD_RESULT = 5
+ERROR_KIND_PERMISSION_DENIED = 6
+ERROR_KIND_HOST_ERROR = 7
+ERROR_KINDS = {
+    "ERROR_KIND_UNSPECIFIED": 0, "ERROR_KIND_PROVIDER_RAISED": 1, "ERROR_KIND_NO_SUCH_METHOD": 2,
+    "ERROR_KIND_BAD_ARGUMENTS": 3, "ERROR_KIND_BAD_PROVIDER_DATA": 4, "ERROR_KIND_BAD_RESULT": 5,
+    "ERROR_KIND_PERMISSION_DENIED": 6, "ERROR_KIND_HOST_ERROR": 7,
+}  # fmt: skip
+
+_VARINT, _FIXED64, _LENGTH, _FIXED32 = 0, 1, 2, 5
+_DOUBLE = struct.Struct("<d")
+
+
+def _varint(value: int) -> bytes:
+    if value < 0x80:
+        return bytes((value,))
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _read_varint(data: bytes | memoryview, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos
+        shift += 7
+
+
+def _fields(data: bytes | memoryview) -> Iterator[tuple[int, int, Any]]:
+    """(field number, wire type, value) for every field; values of length-delimited fields are bytes."""
+    view = memoryview(data)
+    pos, end = 0, len(view)
+    while pos < end:
+        key, pos = _read_varint(view, pos)
+        number, wire = key >> 3, key & 7
+        value: Any
+        if wire == _VARINT:
+            value, pos = _read_varint(view, pos)
+        elif wire == _LENGTH:
+            size, pos = _read_varint(view, pos)
+            value = bytes(view[pos : pos + size])
+            pos += size
+        elif wire == _FIXED64:
+            value = bytes(view[pos : pos + 8])
+            pos += 8
+        elif wire == _FIXED32:
+            value = bytes(view[pos : pos + 4])
+            pos += 4
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire}")
+        yield number, wire, value
+
+
+def _key(number: int, wire: int) -> bytes:
+    return _varint(number << 3 | wire)
+
+
+def _length(number: int, payload: bytes) -> bytes:
+    return _key(number, _LENGTH) + _varint(len(payload)) + payload
+
+
+class Message:
+    """A message of scalar fields: FIELDS maps field number to (name, kind); kind is str/bytes/int/bool/double."""
+
+    FIELDS: ClassVar[dict[int, tuple[str, str]]] = {}
+
+    def __init__(self, **values: Any) -> None:
+        for name, kind in self.FIELDS.values():
+            setattr(self, name, values.pop(name, _DEFAULTS[kind]))
+        if values:
+            raise TypeError(f"{type(self).__name__} has no field(s) {', '.join(values)}")
+
+    def SerializeToString(self) -> bytes:  # noqa: N802 - the protobuf API name
+        """The message in the protobuf wire format (proto3: default values are left out)."""
+        out = []
+        for number, (name, kind) in self.FIELDS.items():
+            value = getattr(self, name)
+            if not value:
+                continue
+            if kind == "bytes":
+                out.append(_length(number, value))
+            elif kind == "str":
+                out.append(_length(number, value.encode()))
+            elif kind == "double":
+                out.append(_key(number, _FIXED64) + _DOUBLE.pack(value))
+            else:  # int, bool, enum
+                out.append(_key(number, _VARINT) + _varint(int(value)))
+        return b"".join(out)
+
+    @classmethod
+    def FromString(cls, data: bytes) -> Any:  # noqa: N802 - the protobuf API name
+        """Parse the wire format; unknown fields are skipped."""
+        message = cls()
+        for number, wire, value in _fields(data):
+            field = cls.FIELDS.get(number)
+            if field is None:
+                continue
+            name, kind = field
+            if kind == "str" and wire == _LENGTH:
+                setattr(message, name, value.decode())
+            elif kind == "bytes" and wire == _LENGTH:
+                setattr(message, name, value)
+            elif kind == "double" and wire == _FIXED64:
+                setattr(message, name, _DOUBLE.unpack(value)[0])
+            elif kind == "bool" and wire == _VARINT:
+                setattr(message, name, bool(value))
+            elif kind == "int" and wire == _VARINT:
+                setattr(message, name, value)
+        return message
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like protobuf messages
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and vars(self) == vars(other)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
+
+
+_DEFAULTS: dict[str, Any] = {"str": "", "bytes": b"", "int": 0, "bool": False, "double": 0.0}
+
+
+class CallRequest(Message):
+    """One call of a provider method."""
+
+    FIELDS: ClassVar[dict[int, tuple[str, str]]] = {
+        1: ("method", "str"), 2: ("args_json", "bytes"), 3: ("kwargs_json", "bytes"),
+        4: ("provider_data_json", "bytes"), 5: ("timeout_s", "double"),
+    }  # fmt: skip
+    method: str
+    args_json: bytes
+    kwargs_json: bytes
+    provider_data_json: bytes
+    timeout_s: float
+
+
+class HostCallRequest(Message):
+    """One call from a worker to an API served by the host."""
+
+    FIELDS: ClassVar[dict[int, tuple[str, str]]] = {
+        1: ("api", "str"), 2: ("method", "str"), 3: ("args_json", "bytes"), 4: ("kwargs_json", "bytes"),
+        5: ("provider_data_json", "bytes"),
+    }  # fmt: skip
+    api: str
+    method: str
+    args_json: bytes
+    kwargs_json: bytes
+    provider_data_json: bytes
+
+
+class RemoteError(Message):
+    """An exception raised inside the worker."""
+
+    FIELDS: ClassVar[dict[int, tuple[str, str]]] = {
+        1: ("kind", "int"), 2: ("type_name", "str"), 3: ("message", "str"), 4: ("traceback", "str"),
+    }  # fmt: skip
+    kind: int
+    type_name: str
+    message: str
+    traceback: str
+
+
+class StreamHandle(Message):
+    """Names a stream waiting in the worker to be opened."""
+
+    FIELDS: ClassVar[dict[int, tuple[str, str]]] = {1: ("id", "int")}
+    id: int
+
+
+class StreamBegin(Message):
+    """Marks the start of a stream result."""
+
+
+class StreamItems(Message):
+    """A batch of stream items, in order (``repeated bytes items_json = 1``)."""
+
+    def __init__(self, items_json: list[bytes] | None = None) -> None:
+        self.items_json = list(items_json or [])
+
+    def SerializeToString(self) -> bytes:  # noqa: N802 - the protobuf API name
+        return b"".join(_length(1, item) for item in self.items_json)
+
+    @classmethod
+    def FromString(cls, data: bytes) -> StreamItems:  # noqa: N802 - the protobuf API name
+        return cls([value for number, wire, value in _fields(data) if number == 1 and wire == _LENGTH])
+
+
+class CallReply:
+    """One message of a call's reply stream: exactly one of the ``kind`` oneof is set."""
+
+    _KINDS: ClassVar[dict[str, int]] = {"value_json": 1, "stream_begin": 2, "items": 3, "error": 4, "stream_handle": 5}
+    _TYPES: ClassVar[dict[int, Any]] = {2: StreamBegin, 3: StreamItems, 4: RemoteError, 5: StreamHandle}
+
+    def __init__(self, **value: Any) -> None:
+        if len(value) > 1:
+            raise TypeError("CallReply holds one of value_json, stream_begin, items, error, stream_handle")
+        self._kind: str | None
+        self._value: Any
+        self._kind, self._value = next(iter(value.items())) if value else (None, None)
+        if self._kind is not None and self._kind not in self._KINDS:
+            raise TypeError(f"CallReply has no field {self._kind}")
+
+    def WhichOneof(self, group: str) -> str | None:  # noqa: N802 - the protobuf API name
+        """The name of the field of the ``kind`` oneof that is set."""
+        return self._kind
+
+    def __getattr__(self, name: str) -> Any:
+        if name in CallReply._KINDS:
+            if self._kind == name:
+                return self._value
+            number = CallReply._KINDS[name]
+            return b"" if number == 1 else CallReply._TYPES[number]()
+        raise AttributeError(name)
+
+    def SerializeToString(self) -> bytes:  # noqa: N802 - the protobuf API name
+        if self._kind is None:
+            return b""
+        number = self._KINDS[self._kind]
+        payload = self._value if number == 1 else self._value.SerializeToString()
+        return _length(number, payload)  # oneof members are written even when empty
+
+    @classmethod
+    def FromString(cls, data: bytes) -> CallReply:  # noqa: N802 - the protobuf API name
+        reply = cls()
+        for number, wire, value in _fields(data):
+            if wire != _LENGTH or number not in (1, 2, 3, 4, 5):
+                continue
+            name = next(k for k, v in cls._KINDS.items() if v == number)
+            reply._kind, reply._value = name, value if number == 1 else cls._TYPES[number].FromString(value)
+        return reply
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like protobuf messages
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CallReply) and (self._kind, self._value) == (other._kind, other._value)
+
+    def __repr__(self) -> str:
+        return f"CallReply({self._kind}={self._value!r})"
+
+
+class MethodInfo(Message):
+    """One public method of the provider object."""
+
+    FIELDS: ClassVar[dict[int, tuple[str, str]]] = {1: ("name", "str"), 2: ("streams", "bool")}
+    name: str
+    streams: bool
+
+
+class DescribeRequest(Message):
+    """Request of Worker.Describe."""
+
+
+class DescribeReply:
+    """Reply of Worker.Describe: ``repeated MethodInfo methods = 1``, sdk_version = 2, python_version = 3."""
+
+    def __init__(
+        self, methods: list[MethodInfo] | None = None, sdk_version: str = "", python_version: str = ""
+    ) -> None:
+        self.methods = list(methods or [])
+        self.sdk_version = sdk_version
+        self.python_version = python_version
+
+    def SerializeToString(self) -> bytes:  # noqa: N802 - the protobuf API name
+        parts = [_length(1, m.SerializeToString()) for m in self.methods]
+        if self.sdk_version:
+            parts.append(_length(2, self.sdk_version.encode()))
+        if self.python_version:
+            parts.append(_length(3, self.python_version.encode()))
+        return b"".join(parts)
+
+    @classmethod
+    def FromString(cls, data: bytes) -> DescribeReply:  # noqa: N802 - the protobuf API name
+        reply = cls()
+        for number, wire, value in _fields(data):
+            if wire != _LENGTH:
+                continue
+            if number == 1:
+                reply.methods.append(MethodInfo.FromString(value))
+            elif number == 2:
+                reply.sdk_version = value.decode()
+            elif number == 3:
+                reply.python_version = value.decode()
+        return reply
+
+
+class ShutdownRequest(Message):
+    """Request of Worker.Shutdown."""
+
+    FIELDS: ClassVar[dict[int, tuple[str, str]]] = {1: ("grace_s", "double")}
+    grace_s: float
+
+
+class ShutdownReply(Message):
+    """Reply of Worker.Shutdown."""
