@@ -145,6 +145,20 @@ class Host:
             raise RoutingError(f"no provider serves API {api!r}")
         return ApiRouter(self, api, ids, self.plan.config.models, timeout=timeout, provider_data=provider_data)
 
+    def model_record(self, model_id: str) -> dict[str, Any] | None:
+        """A row of the models table with Llama Stack's ``Model`` fields, or ``None``."""
+        for model in self.plan.config.models:
+            if model.model_id == model_id:
+                return {
+                    "identifier": model.model_id,
+                    "provider_id": model.provider_id,
+                    "provider_resource_id": model.provider_model_id or model.model_id,
+                    "model_type": model.model_type or "llm",
+                    "metadata": {},
+                    "type": "model",
+                }
+        return None
+
     def status(self) -> list[ProviderStatus]:
         """The state of every provider, in start order."""
         return [slot.status() for slot in self.supervisor.slots.values()]

@@ -6,7 +6,10 @@ Keys are Llama Stack's ``Api`` members when Llama Stack (or OGX) is importable i
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import sys
+import types
 from collections.abc import Iterable
 from enum import Enum
 from typing import Any
@@ -16,7 +19,7 @@ import grpc
 from hostel_sdk import _client, codec
 from hostel_sdk import _messages as pb
 from hostel_sdk._context import current_request
-from hostel_sdk._wire import TOKEN_METADATA, HostStub, channel_options
+from hostel_sdk._wire import MODEL_STORE_API, TOKEN_METADATA, HostStub, channel_options
 from hostel_sdk.api import Api
 
 # Where Api lives, newest first: llama-stack-api, Llama Stack 0.2.x-0.6, and the OGX rename.
@@ -92,6 +95,34 @@ class ApiProxy:
 
     def __repr__(self) -> str:
         return f"<hostel ApiProxy {self._api}>"
+
+
+class ModelStore:
+    """``impl.model_store`` for Llama Stack inference adapters: the host's models table, read-only."""
+
+    def __init__(self, client: HostClient) -> None:
+        self._client = client
+
+    async def get_model(self, identifier: str) -> Any:
+        """The model row, as that Llama Stack's ``Model`` when it has one (attribute access either way)."""
+        record = await self._client.call(MODEL_STORE_API, "get_model", (), {"identifier": identifier})
+        for name in ("llama_stack_api", "ogx_api", "llama_stack.apis.models"):
+            module = sys.modules.get(name)
+            model = getattr(module, "Model", None) if module else None
+            if model is not None and hasattr(model, "model_validate"):
+                return model.model_validate(record)
+        return types.SimpleNamespace(**record)
+
+    async def has_model(self, identifier: str) -> bool:
+        """Whether the models table names ``identifier``."""
+        return bool(await self._client.call(MODEL_STORE_API, "has_model", (), {"identifier": identifier}))
+
+
+def inject_stores(impl: object, client: HostClient | None) -> None:
+    """Give a provider the stack-injected objects it declares and leaves unset (``model_store``)."""
+    if client is not None and hasattr(impl, "model_store") and impl.model_store is None:
+        with contextlib.suppress(AttributeError, TypeError):
+            impl.model_store = ModelStore(client)
 
 
 def build_deps(client: HostClient | None, apis: Iterable[str]) -> dict[Any, ApiProxy]:

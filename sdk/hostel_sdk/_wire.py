@@ -16,6 +16,8 @@ from hostel_sdk import _messages as pb
 SERVICE = "hostel.v1.Worker"
 HOST_SERVICE = "hostel.v1.Host"
 TOKEN_METADATA = "hostel-token"
+# The models routing table, read-only and open to every worker: what Llama Stack injects as `model_store`.
+MODEL_STORE_API = "hostel.model_store"
 
 # Default payload limit per message; larger single arguments or results are refused with a clear error.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024

@@ -22,7 +22,7 @@ from typing import Any
 import grpc
 
 from hostel_sdk import __version__, _llama_stack
-from hostel_sdk._deps import HostClient, build_deps
+from hostel_sdk._deps import HostClient, build_deps, inject_stores
 from hostel_sdk._handshake import PROTOCOL_VERSION, Handshake, StartFailure
 from hostel_sdk._health import HealthService, health_handler
 from hostel_sdk._loader import LoadRequest, StartError, build_config, create_impl, import_module, load_validator
@@ -89,6 +89,7 @@ async def serve(payload: dict[str, Any], handshake_fd: int) -> int:
         validator = load_validator(request.provider_data_validator)
         deps = build_deps(host_client, payload.get("deps") or [])
         impl = await create_impl(request, module, config, deps)
+        inject_stores(impl, host_client)
         missing = _llama_stack.missing_methods(impl, payload.get("api", ""))
         if missing:
             raise StartError(

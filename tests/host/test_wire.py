@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hostel import CallTimeoutError, Host, RoutingError
+from hostel import CallTimeoutError, Host, RemoteError, RoutingError
 from tests.conftest import TESTPROV, make_config, provider_spec, wait_until
 
 SPECS = {
@@ -130,6 +130,13 @@ async def test_routing_by_the_models_table(tmp_path: Path) -> None:
             await inference.greet(name="x")
         with pytest.raises(RoutingError, match="no provider serves API 'safety'"):
             host.api("safety")
+        # The stack-injected model_store reads the same table, from inside the worker.
+        assert await host.provider("b").model_info(model_id="llama3") == {
+            "provider_resource_id": "llama3.2:1b",
+            "known": True,
+        }
+        with pytest.raises(RemoteError, match="model 'ghost' not found"):
+            await host.provider("a").model_info(model_id="ghost")
 
 
 def test_worker_run_by_hand_says_what_it_is() -> None:

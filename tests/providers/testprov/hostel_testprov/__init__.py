@@ -30,8 +30,14 @@ class ProviderData(BaseModel):
 
 
 class TestProvider:
+    model_store: Any = None  # set by the stack, as Llama Stack does for inference providers
+
     def __init__(self, config: Config) -> None:
         self.config = config
+
+    async def model_info(self, model_id: str) -> dict[str, Any]:
+        model = await self.model_store.get_model(model_id)
+        return {"provider_resource_id": model.provider_resource_id, "known": await self.model_store.has_model(model_id)}
 
     async def greet(self, name: str) -> str:
         return f"{self.config.greeting}, {name}"
