@@ -13,7 +13,7 @@ from tests.host.test_env_builds import _pyenv_python
 
 
 @pytest.mark.skipif(not _pyenv_python("3.12"), reason="these providers need Python >= 3.12, not found here")
-def test_pypi_providers_example_runs_csoai_end_to_end() -> None:
+def test_pypi_providers_example_runs_csoai_and_lmeval_end_to_end() -> None:
     done = subprocess.run(
         [sys.executable, str(EXAMPLES / "pypi_providers" / "main.py")],
         capture_output=True,
@@ -25,6 +25,9 @@ def test_pypi_providers_example_runs_csoai_end_to_end() -> None:
     assert "csoai: python 3.12" in done.stdout and "llama-stack-api 0.7" in done.stdout
     assert "'state_counts': {'OBSERVED': 1, 'NOT_OBSERVED': 1, 'INVALID': 1}" in done.stdout
     assert "'verification_counts': {'VALID': 1, 'INVALID': 1}" in done.stdout
+    # lmeval submitted its LMEvalJob to the fake Kubernetes API and read the results back
+    assert "lmeval: python 3.12" in done.stdout
+    assert "lmeval: completed {'arc:acc': {'acc': 0.75}, 'arc:acc_stderr': {'acc_stderr': 0.05}}" in done.stdout
 
 
 @pytest.mark.skipif(not _pyenv_python("3.12"), reason="these providers need Python >= 3.12, not found here")

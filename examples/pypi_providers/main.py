@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 from hostel import Host
@@ -38,15 +39,46 @@ def report(host: Host) -> None:
         )
 
 
+async def lmeval(host: Host) -> None:
+    eval_api = host.provider("lmeval")
+    await eval_api.register_benchmark(
+        benchmark={"identifier": "arc", "provider_id": "lmeval", "dataset_id": "arc", "scoring_functions": ["acc"],
+                   "provider_resource_id": "arc_easy", "metadata": {}}
+    )  # fmt: skip
+    job = await eval_api.run_eval(benchmark_id="arc", benchmark_config=CANDIDATE)
+    status = await eval_api.job_status(benchmark_id="arc", job_id=job["job_id"])
+    result = await eval_api.job_result(benchmark_id="arc", job_id=job["job_id"])
+    print("lmeval:", status["status"], {name: s["aggregated_results"] for name, s in result["scores"].items()})
+
+
+def fake_kubernetes() -> subprocess.Popen[bytes]:
+    """The stand-in Kubernetes API for lmeval; the provider's Kubernetes client finds it through KUBECONFIG."""
+    kubeconfig = EVIDENCE / "kubeconfig.yaml"
+    server = subprocess.Popen(
+        [sys.executable, str(HERE / "fake_kubernetes.py"), "--port", "0", "--kubeconfig", str(kubeconfig)],
+        stdout=subprocess.PIPE,
+    )
+    assert server.stdout is not None and b"fake Kubernetes API" in server.stdout.readline()
+    os.environ["KUBECONFIG"] = str(kubeconfig)  # workers inherit the host's environment
+    return server
+
+
 async def main() -> None:
     os.environ.setdefault("CSOAI_DID_JSON", str(EVIDENCE / "did.json"))
-    host = Host.from_config(HERE / "run.yaml")
-    await host.build()  # the evidence is signed with the csoai env's own `cryptography`
-    csoai_python = host.supervisor.slots["csoai"].env.python  # type: ignore[union-attr]
-    subprocess.run([str(csoai_python), str(HERE / "make_evidence.py"), str(EVIDENCE)], check=True)
-    async with host:
-        report(host)
-        await csoai(host)
+    EVIDENCE.mkdir(exist_ok=True)
+    kubernetes = fake_kubernetes()
+    try:
+        host = Host.from_config(HERE / "run.yaml")
+        await host.build()  # the evidence is signed with the csoai env's own `cryptography`
+        csoai_python = host.supervisor.slots["csoai"].env.python  # type: ignore[union-attr]
+        subprocess.run([str(csoai_python), str(HERE / "make_evidence.py"), str(EVIDENCE)], check=True)
+        async with host:
+            report(host)
+            await csoai(host)
+            await lmeval(host)
+    finally:
+        kubernetes.terminate()
+        kubernetes.wait()
 
 
 if __name__ == "__main__":
