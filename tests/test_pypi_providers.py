@@ -13,7 +13,7 @@ from tests.host.test_env_builds import _pyenv_python
 
 
 @pytest.mark.skipif(not _pyenv_python("3.12"), reason="these providers need Python >= 3.12, not found here")
-def test_pypi_providers_example_runs_csoai_and_lmeval_end_to_end() -> None:
+def test_pypi_providers_example_runs_csoai_lmeval_and_kft_side_by_side() -> None:
     done = subprocess.run(
         [sys.executable, str(EXAMPLES / "pypi_providers" / "main.py")],
         capture_output=True,
@@ -28,6 +28,9 @@ def test_pypi_providers_example_runs_csoai_and_lmeval_end_to_end() -> None:
     # lmeval submitted its LMEvalJob to the fake Kubernetes API and read the results back
     assert "lmeval: python 3.12" in done.stdout
     assert "lmeval: completed {'arc:acc': {'acc': 0.75}, 'arc:acc_stderr': {'acc_stderr': 0.05}}" in done.stdout
+    # kft runs on its own, older Llama Stack beside the others, thanks to its constraint and spec_overrides
+    assert "kft: python 3.12" in done.stdout and "llama-stack 0.2.22" in done.stdout
+    assert "kft: jobs {'data': []}" in done.stdout
 
 
 @pytest.mark.skipif(not _pyenv_python("3.12"), reason="these providers need Python >= 3.12, not found here")

@@ -51,6 +51,11 @@ async def lmeval(host: Host) -> None:
     print("lmeval:", status["status"], {name: s["aggregated_results"] for name, s in result["scores"].items()})
 
 
+async def kft(host: Host) -> None:
+    # Training itself would submit PyTorchJobs to a Kubeflow cluster; listing jobs shows it serving.
+    print("kft: jobs", await host.provider("kft").get_training_jobs())
+
+
 def fake_kubernetes() -> subprocess.Popen[bytes]:
     """The stand-in Kubernetes API for lmeval; the provider's Kubernetes client finds it through KUBECONFIG."""
     kubeconfig = EVIDENCE / "kubeconfig.yaml"
@@ -76,6 +81,7 @@ async def main() -> None:
             report(host)
             await csoai(host)
             await lmeval(host)
+            await kft(host)
     finally:
         kubernetes.terminate()
         kubernetes.wait()

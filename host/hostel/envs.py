@@ -275,7 +275,8 @@ class EnvManager:
             found = await self._probe(spec, python, {**request, "check_import": False})
             if found["error"]:
                 raise EnvBuildError(
-                    f"provider {spec.provider_id!r}: {found['error']}",
+                    f"provider {spec.provider_id!r}: reading its spec failed: {found['error']}; "
+                    + _hint(found["error"]),
                     provider_id=spec.provider_id,
                     requirements=requirements,
                 )
