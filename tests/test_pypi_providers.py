@@ -13,7 +13,7 @@ from tests.host.test_env_builds import _pyenv_python
 
 
 @pytest.mark.skipif(not _pyenv_python("3.12"), reason="these providers need Python >= 3.12, not found here")
-def test_pypi_providers_example_runs_csoai_lmeval_and_kft_side_by_side() -> None:
+def test_pypi_providers_example_runs_four_real_providers_side_by_side() -> None:
     done = subprocess.run(
         [sys.executable, str(EXAMPLES / "pypi_providers" / "main.py")],
         capture_output=True,
@@ -31,6 +31,8 @@ def test_pypi_providers_example_runs_csoai_lmeval_and_kft_side_by_side() -> None
     # kft runs on its own, older Llama Stack beside the others, thanks to its constraint and spec_overrides
     assert "kft: python 3.12" in done.stdout and "llama-stack 0.2.22" in done.stdout
     assert "kft: jobs {'data': []}" in done.stdout
+    # trustyai-fms, with the llama-stack-api it forgot, asks its (fake) detector and reports the PII
+    assert "fms: pass / error - Content violation detected by shield pii (confidence: 0.97" in done.stdout
 
 
 @pytest.mark.skipif(not _pyenv_python("3.12"), reason="these providers need Python >= 3.12, not found here")

@@ -56,6 +56,23 @@ async def kft(host: Host) -> None:
     print("kft: jobs", await host.provider("kft").get_training_jobs())
 
 
+async def fms(host: Host) -> None:
+    shield = host.provider("fms")
+    clean = await shield.run_shield(shield_id="pii", messages=[{"role": "user", "content": "hello there"}])
+    leak = await shield.run_shield(shield_id="pii", messages=[{"role": "user", "content": "mail ada@example.org"}])
+    print("fms:", clean["violation"]["metadata"]["status"], "/", leak["violation"]["violation_level"], "-",
+          leak["violation"]["user_message"])  # fmt: skip
+
+
+def fake_detector() -> subprocess.Popen[bytes]:
+    """The stand-in FMS detector for trustyai-fms, on a free loopback port."""
+    server = subprocess.Popen([sys.executable, str(HERE / "fake_detector.py"), "--port", "0"], stdout=subprocess.PIPE)
+    assert server.stdout is not None
+    line = server.stdout.readline().decode()
+    os.environ["FMS_DETECTOR_URL"] = line.split(" on ", 1)[1].strip()
+    return server
+
+
 def fake_kubernetes() -> subprocess.Popen[bytes]:
     """The stand-in Kubernetes API for lmeval; the provider's Kubernetes client finds it through KUBECONFIG."""
     kubeconfig = EVIDENCE / "kubeconfig.yaml"
@@ -71,7 +88,7 @@ def fake_kubernetes() -> subprocess.Popen[bytes]:
 async def main() -> None:
     os.environ.setdefault("CSOAI_DID_JSON", str(EVIDENCE / "did.json"))
     EVIDENCE.mkdir(exist_ok=True)
-    kubernetes = fake_kubernetes()
+    kubernetes, detector = fake_kubernetes(), fake_detector()
     try:
         host = Host.from_config(HERE / "run.yaml")
         await host.build()  # the evidence is signed with the csoai env's own `cryptography`
@@ -82,9 +99,11 @@ async def main() -> None:
             await csoai(host)
             await lmeval(host)
             await kft(host)
+            await fms(host)
     finally:
-        kubernetes.terminate()
-        kubernetes.wait()
+        for server in (kubernetes, detector):
+            server.terminate()
+            server.wait()
 
 
 if __name__ == "__main__":
