@@ -101,3 +101,13 @@ def make_config(
     return write_yaml(
         tmp_path / "run.yaml", {"version": 2, "external_providers_dir": "./providers.d", "providers": providers, **top}
     )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``slow`` (multi-GB downloads) run only with HOSTEL_SLOW=1."""
+    if os.environ.get("HOSTEL_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow: needs GBs of downloads; set HOSTEL_SLOW=1 to run")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

@@ -47,3 +47,17 @@ def test_a_module_entry_naming_a_type_the_package_does_not_declare(tmp_path: Pat
     )
     assert done.returncode == 2
     assert "declares no provider 'remote::nope'; it declares: remote::csoai" in done.stderr
+
+
+@pytest.mark.slow
+def test_ramalama_stack_builds_and_imports_on_its_own_llama_stack(tmp_path: Path) -> None:
+    """ramalama-stack 0.2.5 pins llama-stack==0.2.14 and pulls ~6 GB of CUDA libraries it never imports."""
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        "providers:\n  inference:\n    - provider_id: ramalama\n      provider_type: remote::ramalama\n"
+        "      module: ramalama_stack==0.2.5\n      python: '3.12'\n      config: {url: http://127.0.0.1:8080}\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "hostel", "check", "--deep", str(config)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
