@@ -12,9 +12,10 @@ import logging
 import sys
 import urllib.request
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from hostel import _cli_envs, _logging
+from hostel import _cli_envs, _cli_specs, _logging
 from hostel.envs import EnvManager
 from hostel.errors import ConfigError, HostelError
 from hostel.host import Host
@@ -68,6 +69,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--port", type=int, default=None, help="default: server.port of the config, else 8321")
     run.add_argument("--host", default=None, dest="address", help="address to listen on (default 127.0.0.1)")
     run.add_argument("--locked", action="store_true", help="install exactly the pins of hostel.lock")
+
+    specs = sub.add_parser("specs", help="provider specs shipped inside packages")
+    specs_sub = specs.add_subparsers(dest="specs_command", required=True, metavar="ACTION")
+    extract = specs_sub.add_parser("extract", help="copy the spec YAML a package ships into a providers.d tree")
+    extract.add_argument("requirement", help="a pip requirement, e.g. lightspeed-stack-providers==0.6.3")
+    extract.add_argument("--to", required=True, type=Path, help="the providers.d directory to copy into")
+    extract.add_argument("--python-version", default="3.12", help="Python the release must support (default 3.12)")
 
     ps = sub.add_parser("ps", help="status of a running host")
     ps.add_argument("--port", type=int, default=8321)
@@ -129,6 +137,15 @@ async def _dispatch(opts: argparse.Namespace) -> int:
         return await _run(opts)
     if opts.command == "ps":
         return _ps(opts)
+    if opts.command == "specs":
+        copied = await _cli_specs.extract(opts.requirement, opts.to, python_version=opts.python_version)
+        if not copied:
+            raise UsageError(f"{opts.requirement} ships no {{remote,inline}}/<api>/<name>.yaml provider specs")
+        for path in copied:
+            kind, api = path.parent.parent.name, path.parent.name
+            print(f"{kind}::{path.stem:<32} {api:<14} {path}")
+        print(f"point external_providers_dir at {opts.to}; fix what is stale with spec_overrides")
+        return 0
     handler = {"check": _check, "list": _list, "call": _call}[opts.command]
     return await handler(opts)
 

@@ -31,6 +31,8 @@ class Api(str, Enum):  # noqa: UP042 - StrEnum needs 3.11; this package supports
     prompts = "prompts"
     conversations = "conversations"
     inspect = "inspect"
+    connectors = "connectors"
+    file_processors = "file_processors"
 
     def __str__(self) -> str:
         return self.value

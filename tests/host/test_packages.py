@@ -83,3 +83,24 @@ async def test_a_provider_declared_only_by_an_entry_point(tmp_path: Path) -> Non
     )
     async with Host.from_config(config) as host:
         assert await host.provider("ep").idna_version() == "3.7"  # the spec's own pip_packages were installed
+
+
+async def test_specs_shipped_as_package_data_are_extracted_and_run(tmp_path: Path) -> None:
+    from tests.conftest import REPO
+
+    package = REPO / "tests" / "providers" / "yamlprov"
+    done = subprocess.run(
+        [sys.executable, "-m", "hostel", "specs", "extract", str(package), "--to", str(tmp_path / "providers.d")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "inline::yamlprov" in done.stdout
+    assert (tmp_path / "providers.d" / "inline" / "tool_runtime" / "yamlprov.yaml").exists()
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        "external_providers_dir: ./providers.d\nproviders:\n  tool_runtime:\n"
+        "    - provider_id: y\n      provider_type: inline::yamlprov\n"
+        f"      spec_overrides: {{pip_packages: ['{package}']}}\n"  # the index does not have this test package
+    )
+    async with Host.from_config(config) as host:
+        assert await host.provider("y").hello() == "declared by packaged YAML"
