@@ -102,7 +102,13 @@ class GrpcChannel:
             kwargs_json=self._encode("arguments", dict(kwargs), method) if kwargs else b"",
             provider_data_json=codec.dumps(provider_data) if provider_data is not None else b"",
         )
-        return await _client.unary(self.stub, request, timeout=timeout, errors=_HostErrors(self, method))
+        return await _client.unary(
+            self.stub,
+            request,
+            timeout=timeout,
+            errors=_HostErrors(self, method),
+            on_mutations=lambda changed: _client.apply_mutations(changed, args, kwargs),
+        )
 
     async def close(self, grace: float | None = None) -> None:
         """Close the gRPC channel; with ``grace``, in-flight calls get that long to finish first."""

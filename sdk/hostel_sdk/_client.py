@@ -10,7 +10,7 @@ import asyncio
 import builtins
 import collections
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 import grpc
@@ -71,7 +71,25 @@ def _settle(reply: pb.CallReply, errors: Translator) -> Any:
     raise errors.protocol(f"unexpected {kind!r} reply")
 
 
-async def unary(stub: Any, request: pb.CallRequest, *, timeout: float | None, errors: Translator) -> Any:
+def apply_mutations(mutations: Any, args: Any, kwargs: Any) -> None:
+    """Change the caller's own arguments in place as the provider changed its copies (dicts and lists)."""
+    for key, value in mutations.items():
+        target = args[int(key)] if key.isdigit() and int(key) < len(args) else kwargs.get(key)
+        if isinstance(target, dict) and isinstance(value, dict):
+            target.clear()
+            target.update(value)
+        elif isinstance(target, list) and isinstance(value, list):
+            target[:] = value
+
+
+async def unary(
+    stub: Any,
+    request: pb.CallRequest,
+    *,
+    timeout: float | None,
+    errors: Translator,
+    on_mutations: Callable[[Any], None] | None = None,
+) -> Any:
     """Call through Worker.CallUnary: the value, or a ``ReplyStream`` read through OpenStream.
 
     A stream costs one extra round trip; a value (the common case) takes the cheaper unary path.
@@ -99,7 +117,10 @@ async def unary(stub: Any, request: pb.CallRequest, *, timeout: float | None, er
     if reply.WhichOneof("kind") == "stream_handle":
         remaining = None if deadline is None else max(0.001, deadline - time.monotonic())
         return ReplyStream(stub.open_stream(reply.stream_handle, timeout=remaining), errors)
-    return _settle(reply, errors)
+    value = _settle(reply, errors)
+    if reply.mutations_json and on_mutations is not None:
+        on_mutations(codec.loads(reply.mutations_json))
+    return value
 
 
 def _expire(call: Any, expired: list[bool]) -> None:

@@ -283,9 +283,10 @@ class CallReply:
     _KINDS: ClassVar[dict[str, int]] = {"value_json": 1, "stream_begin": 2, "items": 3, "error": 4, "stream_handle": 5}
     _TYPES: ClassVar[dict[int, Any]] = {2: StreamBegin, 3: StreamItems, 4: RemoteError, 5: StreamHandle}
 
-    def __init__(self, **value: Any) -> None:
+    def __init__(self, mutations_json: bytes = b"", **value: Any) -> None:
         if len(value) > 1:
             raise TypeError("CallReply holds one of value_json, stream_begin, items, error, stream_handle")
+        self.mutations_json = mutations_json  # field 6, outside the oneof
         self._kind: str | None
         self._value: Any
         self._kind, self._value = next(iter(value.items())) if value else (None, None)
@@ -305,24 +306,29 @@ class CallReply:
         raise AttributeError(name)
 
     def SerializeToString(self) -> bytes:  # noqa: N802 - the protobuf API name
+        tail = _length(6, self.mutations_json) if self.mutations_json else b""
         if self._kind is None:
-            return b""
+            return tail
         if self._kind == "value_json":  # the common reply, written directly
             value: bytes = self._value
-            return b"\x0a" + _varint(len(value)) + value
+            return b"\x0a" + _varint(len(value)) + value + tail
         number = self._KINDS[self._kind]
-        return _length(number, self._value.SerializeToString())  # oneof members are written even when empty
+        return _length(number, self._value.SerializeToString()) + tail  # oneof members are written even when empty
 
     @classmethod
     def FromString(cls, data: bytes) -> CallReply:  # noqa: N802 - the protobuf API name
         reply = cls.__new__(cls)
         reply._kind = reply._value = None
+        reply.mutations_json = b""
         if data[:1] == b"\x0a":  # fast path: a lone value_json
             size, pos = _read_varint(data, 1)
             if pos + size == len(data):
                 reply._kind, reply._value = "value_json", data[pos:]
                 return reply
         for number, wire, value in _fields(data):
+            if number == 6 and wire == _LENGTH:
+                reply.mutations_json = value
+                continue
             name = _REPLY_NAMES.get(number)
             if wire != _LENGTH or name is None:
                 continue
@@ -332,7 +338,11 @@ class CallReply:
     __hash__ = None  # type: ignore[assignment]  # mutable, like protobuf messages
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, CallReply) and (self._kind, self._value) == (other._kind, other._value)
+        return isinstance(other, CallReply) and (self._kind, self._value, self.mutations_json) == (
+            other._kind,
+            other._value,
+            other.mutations_json,
+        )
 
     def __repr__(self) -> str:
         return f"CallReply({self._kind}={self._value!r})"

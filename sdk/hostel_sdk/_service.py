@@ -54,6 +54,44 @@ def public_methods(impl: object) -> dict[str, Callable[..., Any]]:
     return methods
 
 
+_MUTABLE = (list, dict, set)
+
+
+def _mutable(value: Any) -> bool:
+    return (
+        isinstance(value, _MUTABLE) or hasattr(value, "__pydantic_fields__") or hasattr(value, "__dataclass_fields__")
+    )
+
+
+def _snapshot(args: list[Any], kwargs: dict[str, Any]) -> dict[str, bytes]:
+    """The JSON of every argument a provider could change in place, to see afterwards whether it did."""
+    watched = {str(i): codec.dumps(v) for i, v in enumerate(args) if _mutable(v)}
+    watched.update({k: codec.dumps(v) for k, v in kwargs.items() if _mutable(v)})
+    return watched
+
+
+def _mutations(
+    watched: dict[str, bytes], args: list[Any], kwargs: dict[str, Any], *, unwrap: str | None, sent: dict[str, Any]
+) -> bytes:
+    """JSON of the watched arguments that changed during the call (b"" when none did).
+
+    Some providers work by editing their arguments (a safety shield that redacts the messages it is
+    given); in process the caller sees the edit, so the caller through hostel must see it too.
+    """
+    changed = {}
+    for key, before in watched.items():
+        value = args[int(key)] if key.isdigit() else kwargs[key]
+        after = codec.dumps(value)
+        if after == before:
+            continue
+        if key == unwrap:  # report the fields the caller sent, as the caller sent them
+            fields = codec.loads(after)
+            changed.update({name: fields[name] for name in sent if name in fields})
+        else:
+            changed[key] = codec.loads(after)
+    return codec.dumps(changed) if changed else b""
+
+
 class ProviderDataError(ValueError):
     """The call's provider data did not pass the provider's validator."""
 
@@ -131,6 +169,7 @@ class ProviderService:
             raw_provider_data=request.provider_data_json,
             deadline=None if remaining is None else time.monotonic() + remaining,
         )
+        watched = _snapshot(call_args, call_kwargs)
         token = enter_request(request_context)
         ls_token = None
         if self._ls_provider_data is not None and request.provider_data_json:
@@ -148,9 +187,18 @@ class ProviderService:
         if hasattr(result, "__aiter__"):
             return None, result, request_context
         try:
-            return pb.CallReply(value_json=codec.dumps(result)), None, request_context
+            reply = pb.CallReply(value_json=codec.dumps(result))
         except (TypeError, ValueError) as exc:
             return error_reply(exc, pb.ERROR_KIND_BAD_RESULT), None, request_context
+        if watched:
+            # A method taking one request model got the caller's keyword arguments wrapped: unwrap them back.
+            wrapped = (
+                binder.request_param
+                if binder.request_param in call_kwargs and binder.request_param not in kwargs
+                else None
+            )
+            reply.mutations_json = _mutations(watched, call_args, call_kwargs, unwrap=wrapped, sent=kwargs)
+        return reply, None, request_context
 
     async def call(
         self, request: pb.CallRequest, context: grpc.aio.ServicerContext[Any, Any]

@@ -58,7 +58,11 @@ class ProviderClient:
             provider_data_json=codec.dumps(self._provider_data) if self._provider_data is not None else b"",
         )
         return await _client.unary(
-            self._stub, request, timeout=self._timeout, errors=_client.PythonErrors(f"{method}()")
+            self._stub,
+            request,
+            timeout=self._timeout,
+            errors=_client.PythonErrors(f"{method}()"),
+            on_mutations=lambda changed: _client.apply_mutations(changed, args, kwargs),
         )
 
     def __getattr__(self, name: str) -> Any:

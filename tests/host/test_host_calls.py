@@ -73,6 +73,18 @@ async def test_unknown_method_and_bad_arguments(host: Host) -> None:
         await host.provider("t").inspect_item(item={"name": "x"})
 
 
+async def test_arguments_changed_in_place_change_for_the_caller(host: Host) -> None:
+    messages = [{"role": "user", "content": "my secret"}, {"role": "user", "content": "plain"}]
+    assert await host.provider("t").redact(messages=messages) is None
+    assert messages == [{"role": "user", "content": "my [REDACTED]"}, {"role": "user", "content": "plain"}]
+    item = {"name": "old", "size": 1}
+    await host.provider("t").rename(item, name="new")  # positional, rebuilt into a model in the worker
+    assert item == {"name": "new", "size": 1}
+    untouched = [{"role": "user", "content": "nothing to hide"}]
+    await host.provider("t").redact(messages=untouched)
+    assert untouched == [{"role": "user", "content": "nothing to hide"}]
+
+
 async def test_eight_megabyte_argument_and_non_ascii(host: Host) -> None:
     t = host.provider("t")
     big = "ü" * (4 * 1024 * 1024)  # 8 MiB of UTF-8

@@ -64,6 +64,14 @@ def test_call_reply_oneof_matches_generated_code(kind: dict[str, Any]) -> None:
     assert gen.CallReply.FromString(ours.SerializeToString()) == theirs
 
 
+def test_call_reply_with_mutations_matches_generated_code() -> None:
+    ours = hand.CallReply(value_json=b"null", mutations_json=b'{"messages":[]}')
+    theirs = gen.CallReply(value_json=b"null", mutations_json=b'{"messages":[]}')
+    assert ours.SerializeToString() == theirs.SerializeToString()
+    assert hand.CallReply.FromString(theirs.SerializeToString()) == ours
+    assert gen.CallReply.FromString(ours.SerializeToString()) == theirs
+
+
 def test_describe_reply_with_repeated_methods() -> None:
     methods = [("a", False), ("b", True)]
     ours = hand.DescribeReply(methods=[hand.MethodInfo(name=n, streams=s) for n, s in methods], sdk_version="0.1.0")

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from hostel_sdk.testing import serve
 from tests.conftest import TESTPROV
@@ -61,3 +62,21 @@ async def test_serve_an_object_with_provider_data_validation() -> None:
         assert await p.with_options(provider_data={"api_key": "s"}).provider_data() == {"api_key": "s"}
         with pytest.raises(ValueError, match="provider data rejected"):
             await p.with_options(provider_data={"nope": 1}).provider_data()
+
+
+class RedactRequest(BaseModel):
+    messages: list[dict[str, str]]
+
+
+class RequestStyleShield:
+    async def run_shield(self, request: RedactRequest) -> dict[str, Any]:
+        for message in request.messages:
+            message["content"] = message["content"].replace("123", "***")
+        return {"violation": None}
+
+
+async def test_mutations_of_a_wrapped_request_model_reach_the_caller_s_keyword_arguments() -> None:
+    async with serve(RequestStyleShield()) as shield:
+        messages = [{"role": "user", "content": "pin 123"}]
+        assert await shield.run_shield(messages=messages) == {"violation": None}
+        assert messages == [{"role": "user", "content": "pin ***"}]

@@ -54,18 +54,20 @@ class CallRequest(_message.Message):
     def __init__(self, method: _Optional[str] = ..., args_json: _Optional[bytes] = ..., kwargs_json: _Optional[bytes] = ..., provider_data_json: _Optional[bytes] = ..., timeout_s: _Optional[float] = ...) -> None: ...
 
 class CallReply(_message.Message):
-    __slots__ = ("value_json", "stream_begin", "items", "error", "stream_handle")
+    __slots__ = ("value_json", "stream_begin", "items", "error", "stream_handle", "mutations_json")
     VALUE_JSON_FIELD_NUMBER: _ClassVar[int]
     STREAM_BEGIN_FIELD_NUMBER: _ClassVar[int]
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     STREAM_HANDLE_FIELD_NUMBER: _ClassVar[int]
+    MUTATIONS_JSON_FIELD_NUMBER: _ClassVar[int]
     value_json: bytes
     stream_begin: StreamBegin
     items: StreamItems
     error: RemoteError
     stream_handle: StreamHandle
-    def __init__(self, value_json: _Optional[bytes] = ..., stream_begin: _Optional[_Union[StreamBegin, _Mapping]] = ..., items: _Optional[_Union[StreamItems, _Mapping]] = ..., error: _Optional[_Union[RemoteError, _Mapping]] = ..., stream_handle: _Optional[_Union[StreamHandle, _Mapping]] = ...) -> None: ...
+    mutations_json: bytes
+    def __init__(self, value_json: _Optional[bytes] = ..., stream_begin: _Optional[_Union[StreamBegin, _Mapping]] = ..., items: _Optional[_Union[StreamItems, _Mapping]] = ..., error: _Optional[_Union[RemoteError, _Mapping]] = ..., stream_handle: _Optional[_Union[StreamHandle, _Mapping]] = ..., mutations_json: _Optional[bytes] = ...) -> None: ...
 
 class StreamHandle(_message.Message):
     __slots__ = ("id",)

@@ -85,6 +85,13 @@ class TestProvider:
             yield i
         raise RuntimeError(f"stream broke after {after}")
 
+    async def redact(self, messages: list[dict[str, Any]]) -> None:
+        for message in messages:  # in place, returning nothing, as a redacting shield does
+            message["content"] = message["content"].replace("secret", "[REDACTED]")
+
+    async def rename(self, item: Item, name: str) -> None:
+        item.name = name
+
     async def blob(self, size: int) -> str:
         return "x" * size
 
