@@ -64,6 +64,12 @@ async def fms(host: Host) -> None:
           leak["violation"]["user_message"])  # fmt: skip
 
 
+async def redaction(host: Host) -> None:
+    messages = [{"role": "user", "content": "my ssn is 123-45-6789"}]
+    reply = await host.provider("redaction").run_shield(shield_id="redaction", messages=messages)
+    print("redaction:", reply, "->", messages[0]["content"])
+
+
 def fake_detector() -> subprocess.Popen[bytes]:
     """The stand-in FMS detector for trustyai-fms, on a free loopback port."""
     server = subprocess.Popen([sys.executable, str(HERE / "fake_detector.py"), "--port", "0"], stdout=subprocess.PIPE)
@@ -100,6 +106,7 @@ async def main() -> None:
             await lmeval(host)
             await kft(host)
             await fms(host)
+            await redaction(host)
     finally:
         for server in (kubernetes, detector):
             server.terminate()
