@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import platform
 import sys
@@ -23,10 +24,11 @@ sys.path.insert(0, str(HERE.parent))
 import calls
 import envs
 import gateway
+import ray_baseline
 import supervisor
 from _common import print_table
 
-PARTS = ("calls", "supervisor", "gateway", "envs")
+PARTS = ("calls", "supervisor", "gateway", "envs", "ray")
 
 
 async def run_part(name: str, quick: bool) -> list[dict[str, Any]]:
@@ -36,6 +38,8 @@ async def run_part(name: str, quick: bool) -> list[dict[str, Any]]:
         return await supervisor.bench(3 if quick else 10)
     if name == "gateway":
         return await gateway.bench(500 if quick else 2000, 5000 if quick else 20000)
+    if name == "ray":
+        return await ray_baseline.bench(500 if quick else 2000, 5000 if quick else 20000)
     return await envs.bench(["uv"] if quick else ["uv", "pip"], 10 if quick else 50)
 
 
@@ -54,6 +58,9 @@ def main() -> None:
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     for name in opts.only:
+        if name == "ray" and importlib.util.find_spec("ray") is None:
+            print("\nray: skipped (pip install ray to measure the Ray baselines)")
+            continue
         rows = asyncio.run(run_part(name, opts.quick))
         print_table(name, rows)
         results[name] = rows
