@@ -6,6 +6,7 @@ Keys are Llama Stack's ``Api`` members when Llama Stack (or OGX) is importable i
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib
 import sys
@@ -16,7 +17,7 @@ from typing import Any
 
 import grpc
 
-from hostel_sdk import _client, codec
+from hostel_sdk import _client, _llama_stack, codec
 from hostel_sdk import _messages as pb
 from hostel_sdk._context import current_request
 from hostel_sdk._wire import MODEL_STORE_API, TOKEN_METADATA, HostStub, channel_options
@@ -54,10 +55,24 @@ class HostClient:
         self._channel = grpc.aio.insecure_channel(f"unix://{socket_path}", options=channel_options(max_message_bytes))
         self._stub = HostStub(self._channel)
         self._metadata = ((TOKEN_METADATA, token),)
+        self._loop = asyncio.get_running_loop()  # gRPC channels belong to the loop they were made on
 
     async def call(self, api: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """Call ``api.method`` through the host, within the current request's deadline and provider data."""
+        """Call ``api.method`` through the host, within the current request's deadline and provider data.
+
+        Works from any event loop: a provider that runs work in a thread with a loop of its own (ragas
+        does) has its calls carried over to the worker's loop, and streams read back the same way.
+        """
         request_context = current_request()
+        if asyncio.get_running_loop() is self._loop:
+            return await self._call(api, method, args, kwargs, request_context)
+        future = asyncio.run_coroutine_threadsafe(self._call(api, method, args, kwargs, request_context), self._loop)
+        result = await asyncio.wrap_future(future)
+        return _ForeignStream(result, self._loop) if hasattr(result, "__aiter__") else result
+
+    async def _call(
+        self, api: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], request_context: Any
+    ) -> Any:
         request = pb.HostCallRequest(
             api=api,
             method=method,
@@ -71,6 +86,23 @@ class HostClient:
     async def close(self) -> None:
         """Close the channel."""
         await self._channel.close()
+
+
+class _ForeignStream:
+    """A stream read on the worker's loop, iterated from another loop."""
+
+    def __init__(self, stream: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self._stream = stream
+        self._loop = loop
+
+    def __aiter__(self) -> _ForeignStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._stream.__anext__(), self._loop))
+
+    async def aclose(self) -> None:
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._stream.aclose(), self._loop))
 
 
 class ApiProxy:
@@ -88,7 +120,8 @@ class ApiProxy:
             raise AttributeError(name)
 
         async def method(*args: Any, **kwargs: Any) -> Any:
-            return await self._client.call(self._api, name, args, kwargs)
+            value = await self._client.call(self._api, name, args, kwargs)
+            return value if hasattr(value, "__aiter__") else _llama_stack.rebuild_result(self._api, name, value)
 
         method.__name__ = name
         return method

@@ -6,11 +6,15 @@ ourselves would be slow and, for some versions, fragile. We look in ``sys.module
 
 from __future__ import annotations
 
+import functools
 import inspect
 import sys
 import types
+import typing
 from contextvars import ContextVar
 from typing import Any
+
+from hostel_sdk import codec
 
 # Where each version keeps the request's provider data: 0.3+ ``core``, 0.2.x ``distribution``, OGX.
 _HEADER_MODULES = (
@@ -75,3 +79,31 @@ def missing_methods(impl: object, api: str) -> list[str]:
         if not callable(getattr(impl, name, None)):
             missing.append(name)
     return missing
+
+
+@functools.lru_cache(maxsize=512)
+def _return_annotation(module_name: str, api: str, method: str) -> Any:
+    module = sys.modules.get(module_name)
+    protocol = getattr(module, _PROTOCOLS.get(api, ""), None) if module else None
+    function = getattr(protocol, method, None)
+    if function is None:
+        return None
+    try:
+        return typing.get_type_hints(function).get("return")
+    except Exception:  # noqa: BLE001 - unresolvable hints: results stay plain JSON
+        return None
+
+
+def rebuild_result(api: str, method: str, value: Any) -> Any:
+    """A ``deps`` result as the type the API protocol of the provider's Llama Stack declares (plain JSON
+    without Llama Stack, or when the value does not fit), so a provider sees what it would in process."""
+    module_name = next((m for m in ("llama_stack_api", "ogx_api") if m in sys.modules), None)
+    if module_name is None or value is None:
+        return value
+    annotation = _return_annotation(module_name, api, method)
+    if annotation is None:
+        return value
+    try:
+        return codec.rebuild(value, annotation)
+    except Exception:  # noqa: BLE001 - e.g. a stream annotation, or a provider returning another shape
+        return value

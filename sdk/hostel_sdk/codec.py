@@ -152,7 +152,15 @@ def _request_param(signature: inspect.Signature, hints: dict[str, Any]) -> str |
     return params[0].name if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
 
 
+_ADAPTERS: dict[Any, TypeAdapter[Any] | None] = {}
+
+
 def rebuild(value: Any, annotation: Any) -> Any:
     """Rebuild a JSON value into ``annotation`` (e.g. a pydantic model); plain values pass through."""
-    adapter = _adapter(annotation)
+    try:
+        adapter = _ADAPTERS[annotation]
+    except KeyError:
+        adapter = _ADAPTERS[annotation] = _adapter(annotation)
+    except TypeError:  # an unhashable annotation: build it each time
+        adapter = _adapter(annotation)
     return value if adapter is None else adapter.validate_python(value)

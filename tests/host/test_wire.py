@@ -38,6 +38,10 @@ async def test_provider_calls_its_dependency_unary_and_stream(host: Host) -> Non
     assert [x async for x in await store.relay_stream(n=3)] == [0, 10, 20]  # a stream served while streaming
 
 
+async def test_deps_work_from_another_event_loop_in_a_thread(host: Host) -> None:
+    assert await host.provider("store").greet_from_another_loop(name="thread") == ["hey, thread", [0, 1, 2]]
+
+
 async def test_deps_are_keyed_by_hostel_sdk_api_without_llama_stack(host: Host) -> None:
     assert await host.provider("store").dep_keys() == ["hostel_sdk.api.Api:inference"]
 
@@ -170,11 +174,14 @@ async def test_llama_stack_provider_sees_its_api_enum_and_reads_provider_data_it
         "inference": [{"provider_id": "infer", "provider_type": "inline::testprov"}],
         "tool_runtime": [{"provider_id": "ls", "provider_type": "inline::lsprov", "python": "3.12"}],
     }
-    async with Host.from_config(make_config(tmp_path, specs=specs, providers=providers)) as host:
+    models = [{"model_id": "m", "provider_id": "infer"}]
+    async with Host.from_config(make_config(tmp_path, specs=specs, providers=providers, models=models)) as host:
         ls = host.provider("ls", provider_data={"api_key": "k9"})
         assert await ls.llama_stack_version() == "0.7.3"
         assert await ls.dep_keys() == ["llama_stack_api.datatypes.Api:inference"]
         assert await ls.greet_through_inference(name="ls") == "hello, ls"
+        # deps results come back as the API protocol's return type of the provider's own Llama Stack
+        assert await ls.embedding_result_type() == "OpenAIEmbeddingsResponse:3"
         assert await ls.who_is_asking() == {"api_key": "k9"}  # NeedsRequestProviderData, unmodified
         assert await host.provider("ls").who_is_asking() is None
 

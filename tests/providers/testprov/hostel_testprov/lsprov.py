@@ -30,6 +30,12 @@ class LlamaStackStyleProvider(NeedsRequestProviderData):
     async def invoke_tool(self, *args: Any, **kwargs: Any) -> Any:
         return {"content": "nothing"}
 
+    async def embedding_result_type(self) -> str:
+        from llama_stack_api import Api
+
+        reply = await self.deps[Api.inference].openai_embeddings(model="m", input="abc")
+        return f"{type(reply).__name__}:{len(reply.data[0].embedding)}"
+
     async def llama_stack_version(self) -> str:
         return importlib.metadata.version("llama-stack")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from pydantic import BaseModel
@@ -48,6 +49,15 @@ class Store:
         except PermissionError as exc:
             return f"PermissionError: {exc}"
         return "allowed"
+
+    async def greet_from_another_loop(self, name: str) -> Any:
+        # As ragas does: work in a thread with an event loop of its own, calling deps from there.
+        async def in_thread() -> tuple[str, list[int]]:
+            greeting = await self.inference.greet(name=name)
+            items = [x async for x in await self.inference.count(n=3)]
+            return greeting, items
+
+        return await asyncio.to_thread(lambda: asyncio.run(in_thread()))
 
     async def slow_inference(self, seconds: float) -> Any:
         return await self.inference.sleep(seconds=seconds)
