@@ -13,7 +13,7 @@ from tests.host.test_env_builds import _pyenv_python
 
 
 @pytest.mark.skipif(not _pyenv_python("3.12"), reason="these providers need Python >= 3.12, not found here")
-def test_pypi_providers_example_runs_five_real_providers_side_by_side() -> None:
+def test_pypi_providers_example_runs_six_real_providers_side_by_side() -> None:
     done = subprocess.run(
         [sys.executable, str(EXAMPLES / "pypi_providers" / "main.py")],
         capture_output=True,
@@ -36,6 +36,9 @@ def test_pypi_providers_example_runs_five_real_providers_side_by_side() -> None:
     # lightspeed's redaction shield (spec extracted from its package) edits the request in place
     assert "redaction: python 3.12" in done.stdout and "llama-stack 0.6.0" in done.stdout
     assert "redaction: {'violation': None} -> my ssn is [SSN]" in done.stdout
+    # ragas (inline) evaluated rows from the fake datasetio with the fake embeddings, both through deps
+    assert "ragas: python 3.12" in done.stdout
+    assert "ragas: answer_similarity per row [1.0, 0.64, 0.51]" in done.stdout
 
 
 @pytest.mark.skipif(not _pyenv_python("3.12"), reason="these providers need Python >= 3.12, not found here")

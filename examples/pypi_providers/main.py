@@ -31,6 +31,8 @@ def report(host: Host) -> None:
     """Each provider's own Python and Llama Stack, read from its env's metadata."""
     for provider_id, slot in host.supervisor.slots.items():
         assert slot.env is not None
+        if "llama-stack" not in " ".join(slot.env.metadata["resolved"]):
+            continue  # the fakes
         pins = dict(p.split("==", 1) for p in slot.env.metadata["resolved"] if "==" in p)
         python = slot.env.metadata["spec"]["python"]["version"]
         print(
@@ -49,6 +51,20 @@ async def lmeval(host: Host) -> None:
     status = await eval_api.job_status(benchmark_id="arc", job_id=job["job_id"])
     result = await eval_api.job_result(benchmark_id="arc", job_id=job["job_id"])
     print("lmeval:", status["status"], {name: s["aggregated_results"] for name, s in result["scores"].items()})
+
+
+async def ragas(host: Host) -> None:
+    eval_api = host.provider("ragas", timeout=300)
+    await eval_api.register_benchmark(
+        {"identifier": "similarity", "provider_id": "ragas", "dataset_id": "qa",
+         "scoring_functions": ["answer_similarity"], "metadata": {}}
+    )  # fmt: skip
+    job = await eval_api.run_eval(benchmark_id="similarity", benchmark_config=CANDIDATE)
+    while (await eval_api.job_status(benchmark_id="similarity", job_id=job["job_id"]))["status"] == "in_progress":
+        await asyncio.sleep(0.2)
+    result = await eval_api.job_result(benchmark_id="similarity", job_id=job["job_id"])
+    scores = [round(row["score"], 2) for row in result["scores"]["answer_similarity"]["score_rows"]]
+    print("ragas: answer_similarity per row", scores)
 
 
 async def kft(host: Host) -> None:
@@ -107,6 +123,7 @@ async def main() -> None:
             await kft(host)
             await fms(host)
             await redaction(host)
+            await ragas(host)
     finally:
         for server in (kubernetes, detector):
             server.terminate()

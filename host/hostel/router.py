@@ -33,6 +33,15 @@ class ApiRouter:
         self._timeout = timeout
         self._provider_data = provider_data
 
+    def route_call(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
+        """Like ``route``; a single positional request object (``openai_embeddings(request)``, as newer Llama
+        Stack callers write it) is routed by the model it names, rewritten in the copy that is sent."""
+        if not kwargs and len(args) == 1 and isinstance(args[0], dict):
+            provider_id, request = self.route(args[0])
+            return provider_id, (request,), {}
+        provider_id, rewritten = self.route(kwargs)
+        return provider_id, tuple(args), rewritten
+
     def route(self, kwargs: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         """The provider id for a call with these keyword arguments, and the arguments as rewritten for it."""
         rewritten = dict(kwargs)
@@ -66,9 +75,9 @@ class ApiRouter:
             raise AttributeError(name)
 
         async def method(*args: Any, **kwargs: Any) -> Any:
-            provider_id, rewritten = self.route(kwargs)
+            provider_id, routed_args, routed_kwargs = self.route_call(args, kwargs)
             return await self._caller.call(
-                provider_id, name, args, rewritten, timeout=self._timeout, provider_data=self._provider_data
+                provider_id, name, routed_args, routed_kwargs, timeout=self._timeout, provider_data=self._provider_data
             )
 
         method.__name__ = name
