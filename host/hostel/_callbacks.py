@@ -20,7 +20,7 @@ from hostel.router import ApiRouter
 from hostel_sdk import _messages as pb
 from hostel_sdk import codec
 from hostel_sdk._service import error_reply
-from hostel_sdk._wire import MODEL_STORE_API, TOKEN_METADATA, channel_options, host_handler
+from hostel_sdk._wire import MODEL_STORE_API, SHIELD_STORE_API, TOKEN_METADATA, channel_options, host_handler
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +34,10 @@ class ApiSource(Protocol):
 
     def model_record(self, model_id: str) -> dict[str, Any] | None:
         """A row of the models table as Llama Stack's ``Model`` fields, or ``None``."""
+        ...
+
+    def shield_record(self, shield_id: str) -> dict[str, Any] | None:
+        """A row of the shields table as Llama Stack's ``Shield`` fields, or ``None``."""
         ...
 
 
@@ -89,21 +93,24 @@ class CallbackServer:
             await self._server.stop(0)
             self._server = None
 
-    def _model_store(self, request: pb.HostCallRequest) -> pb.CallReply:
+    def _store(self, request: pb.HostCallRequest) -> pb.CallReply:
+        """The read-only routing tables a stack injects: ``get_model``/``has_model``, ``get_shield``/``has_shield``."""
+        kind = "model" if request.api == MODEL_STORE_API else "shield"
         try:
             args = codec.loads(request.args_json) or []
             kwargs = codec.loads(request.kwargs_json) or {}
-            model_id = kwargs.get("identifier", kwargs.get("model_id", args[0] if args else None))
+            identifier = kwargs.get("identifier", kwargs.get(f"{kind}_id", args[0] if args else None))
         except ValueError as exc:
             return error_reply(exc, pb.ERROR_KIND_BAD_ARGUMENTS)
-        record = self._source.model_record(str(model_id))
-        if request.method == "has_model":
+        lookup = self._source.model_record if kind == "model" else self._source.shield_record
+        record = lookup(str(identifier))
+        if request.method == f"has_{kind}":
             return pb.CallReply(value_json=codec.dumps(record is not None))
-        if request.method == "get_model":
+        if request.method == f"get_{kind}":
             if record is None:
-                return _remote_reply(pb.ERROR_KIND_PROVIDER_RAISED, "ValueError", f"model {model_id!r} not found")
+                return _remote_reply(pb.ERROR_KIND_PROVIDER_RAISED, "ValueError", f"{kind} {identifier!r} not found")
             return pb.CallReply(value_json=codec.dumps(record))
-        return _remote_reply(pb.ERROR_KIND_NO_SUCH_METHOD, "AttributeError", f"model_store has no {request.method!r}")
+        return _remote_reply(pb.ERROR_KIND_NO_SUCH_METHOD, "AttributeError", f"{kind}_store has no {request.method!r}")
 
     async def call(
         self, request: pb.HostCallRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -114,8 +121,8 @@ class CallbackServer:
         if grant is None:
             yield _remote_reply(pb.ERROR_KIND_PERMISSION_DENIED, "PermissionError", "unknown or missing worker token")
             return
-        if request.api == MODEL_STORE_API:
-            yield self._model_store(request)
+        if request.api in (MODEL_STORE_API, SHIELD_STORE_API):
+            yield self._store(request)
             return
         if request.api not in grant.apis:
             allowed = ", ".join(sorted(grant.apis)) or "none"

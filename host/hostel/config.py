@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -113,6 +113,20 @@ class ModelEntry(BaseModel):
     model_type: str | None = None
 
 
+class ShieldEntry(BaseModel):
+    """One row of the shields table (what a safety provider's ``shield_store`` answers)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    shield_id: str
+    provider_id: str | None = None
+    provider_shield_id: str | None = None
+    params: dict[str, Any] | None = None
+
+
+_Row = TypeVar("_Row", ModelEntry, ShieldEntry)
+
+
 class ServerSettings(BaseModel):
     """The ``server:`` block (only what hostel uses is checked)."""
 
@@ -141,6 +155,7 @@ class RunConfig:
 
     providers: tuple[ProviderConfig, ...]
     models: tuple[ModelEntry, ...]
+    shields: tuple[ShieldEntry, ...]
     server: ServerSettings
     hostel: HostelSettings
     external_providers_dir: Path | None
@@ -228,7 +243,8 @@ def read_run_config(
             logger.warning("%s: ignoring unknown top-level key %r", label, key)
 
     providers = _providers(raw.get("providers"), label, problems)
-    models = _models(raw, label, problems)
+    models = _resources(raw, "models", ModelEntry, label, problems)
+    shields = _resources(raw, "shields", ShieldEntry, label, problems)
     server = _section(ServerSettings, raw.get("server"), label, "server", problems) or ServerSettings()
     settings = _section(HostelSettings, raw.get("hostel"), label, "hostel", problems) or HostelSettings()
 
@@ -251,6 +267,7 @@ def read_run_config(
     return RunConfig(
         providers=tuple(providers),
         models=tuple(models),
+        shields=tuple(shields),
         server=server,
         hostel=settings,
         external_providers_dir=ext_dir,
@@ -303,20 +320,21 @@ def _providers(value: Any, label: str, problems: list[Problem]) -> list[Provider
     return result
 
 
-def _models(raw: Mapping[str, Any], label: str, problems: list[Problem]) -> list[ModelEntry]:
-    rows = raw.get("models")
-    key = "models"
+def _resources(raw: Mapping[str, Any], name: str, model: type[_Row], label: str, problems: list[Problem]) -> list[_Row]:
+    """A table of resources: top-level (older run configs) or under ``registered_resources`` (current)."""
+    rows = raw.get(name)
+    key = name
     if rows is None and isinstance(raw.get("registered_resources"), dict):
-        rows, key = raw["registered_resources"].get("models"), "registered_resources.models"
+        rows, key = raw["registered_resources"].get(name), f"registered_resources.{name}"
     if rows is None:
         return []
     if not isinstance(rows, list):
-        problems.append(Problem(label, key, "must be a list of {model_id, provider_id, provider_model_id}"))
+        problems.append(Problem(label, key, f"must be a list of {name} entries"))
         return []
     result = []
     for i, row in enumerate(rows):
         try:
-            result.append(ModelEntry.model_validate(row))
+            result.append(model.model_validate(row))
         except ValidationError as exc:
             problems.extend(_pydantic_problems(label, f"{key}[{i}]", exc))
     return result

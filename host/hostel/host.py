@@ -159,6 +159,19 @@ class Host:
                 }
         return None
 
+    def shield_record(self, shield_id: str) -> dict[str, Any] | None:
+        """A row of the shields table with Llama Stack's ``Shield`` fields, or ``None``."""
+        for shield in self.plan.config.shields:
+            if shield.shield_id == shield_id:
+                return {
+                    "identifier": shield.shield_id,
+                    "provider_id": shield.provider_id or "",
+                    "provider_resource_id": shield.provider_shield_id or shield.shield_id,
+                    "params": shield.params or {},
+                    "type": "shield",
+                }
+        return None
+
     def status(self) -> list[ProviderStatus]:
         """The state of every provider, in start order."""
         return [slot.status() for slot in self.supervisor.slots.values()]

@@ -20,7 +20,7 @@ import grpc
 from hostel_sdk import _client, _llama_stack, codec
 from hostel_sdk import _messages as pb
 from hostel_sdk._context import current_request
-from hostel_sdk._wire import MODEL_STORE_API, TOKEN_METADATA, HostStub, channel_options
+from hostel_sdk._wire import MODEL_STORE_API, SHIELD_STORE_API, TOKEN_METADATA, HostStub, channel_options
 from hostel_sdk.api import Api
 
 # Where Api lives, newest first: llama-stack-api, Llama Stack 0.2.x-0.6, and the OGX rename.
@@ -130,6 +130,16 @@ class ApiProxy:
         return f"<hostel ApiProxy {self._api}>"
 
 
+def _as_resource(record: Any, type_name: str, modules: tuple[str, ...]) -> Any:
+    """A table row as that Llama Stack's resource type (``Model``, ``Shield``), else attribute access."""
+    for name in modules:
+        module = sys.modules.get(name)
+        cls = getattr(module, type_name, None) if module else None
+        if cls is not None and hasattr(cls, "model_validate"):
+            return cls.model_validate(record)
+    return types.SimpleNamespace(**record)
+
+
 class ModelStore:
     """``impl.model_store`` for Llama Stack inference adapters: the host's models table, read-only."""
 
@@ -139,23 +149,37 @@ class ModelStore:
     async def get_model(self, identifier: str) -> Any:
         """The model row, as that Llama Stack's ``Model`` when it has one (attribute access either way)."""
         record = await self._client.call(MODEL_STORE_API, "get_model", (), {"identifier": identifier})
-        for name in ("llama_stack_api", "ogx_api", "llama_stack.apis.models"):
-            module = sys.modules.get(name)
-            model = getattr(module, "Model", None) if module else None
-            if model is not None and hasattr(model, "model_validate"):
-                return model.model_validate(record)
-        return types.SimpleNamespace(**record)
+        return _as_resource(record, "Model", ("llama_stack_api", "ogx_api", "llama_stack.apis.models"))
 
     async def has_model(self, identifier: str) -> bool:
         """Whether the models table names ``identifier``."""
         return bool(await self._client.call(MODEL_STORE_API, "has_model", (), {"identifier": identifier}))
 
 
+class ShieldStore:
+    """``impl.shield_store`` for Llama Stack safety providers: the host's shields table, read-only."""
+
+    def __init__(self, client: HostClient) -> None:
+        self._client = client
+
+    async def get_shield(self, identifier: str) -> Any:
+        """The shield row, as that Llama Stack's ``Shield`` when it has one (attribute access either way)."""
+        record = await self._client.call(SHIELD_STORE_API, "get_shield", (), {"identifier": identifier})
+        return _as_resource(record, "Shield", ("llama_stack_api", "ogx_api", "llama_stack.apis.shields"))
+
+    async def has_shield(self, identifier: str) -> bool:
+        """Whether the shields table names ``identifier``."""
+        return bool(await self._client.call(SHIELD_STORE_API, "has_shield", (), {"identifier": identifier}))
+
+
 def inject_stores(impl: object, client: HostClient | None) -> None:
-    """Give a provider the stack-injected objects it declares and leaves unset (``model_store``)."""
-    if client is not None and hasattr(impl, "model_store") and impl.model_store is None:
-        with contextlib.suppress(AttributeError, TypeError):
-            impl.model_store = ModelStore(client)
+    """Give a provider the stack-injected stores it declares and leaves unset (``model_store``, ``shield_store``)."""
+    if client is None:
+        return
+    for attribute, store in (("model_store", ModelStore), ("shield_store", ShieldStore)):
+        if hasattr(impl, attribute) and getattr(impl, attribute) is None:
+            with contextlib.suppress(AttributeError, TypeError):
+                setattr(impl, attribute, store(client))
 
 
 def build_deps(client: HostClient | None, apis: Iterable[str]) -> dict[Any, ApiProxy]:

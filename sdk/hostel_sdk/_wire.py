@@ -18,6 +18,8 @@ HOST_SERVICE = "hostel.v1.Host"
 TOKEN_METADATA = "hostel-token"
 # The models routing table, read-only and open to every worker: what Llama Stack injects as `model_store`.
 MODEL_STORE_API = "hostel.model_store"
+# Likewise the shields table: what Llama Stack injects into safety providers as `shield_store`.
+SHIELD_STORE_API = "hostel.shield_store"
 
 # Default payload limit per message; larger single arguments or results are refused with a clear error.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024

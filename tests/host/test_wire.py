@@ -121,8 +121,15 @@ async def test_routing_by_the_models_table(tmp_path: Path) -> None:
         {"model_id": "llama3", "provider_id": "a", "provider_model_id": "llama3.2:1b"},
         {"model_id": "other", "provider_id": "b"},
     ]
+    shields = [
+        {"shield_id": "guard", "provider_id": "a", "provider_shield_id": "llama-guard-3", "params": {"threshold": 0.5}}
+    ]
     config = make_config(
-        tmp_path, specs={"inline/inference/testprov": provider_spec()}, providers=providers, models=models
+        tmp_path,
+        specs={"inline/inference/testprov": provider_spec()},
+        providers=providers,
+        models=models,
+        shields=shields,
     )
     async with Host.from_config(config) as host:
         inference = host.api("inference")
@@ -141,6 +148,11 @@ async def test_routing_by_the_models_table(tmp_path: Path) -> None:
         }
         with pytest.raises(RemoteError, match="model 'ghost' not found"):
             await host.provider("a").model_info(model_id="ghost")
+        # and shield_store reads the shields table
+        assert await host.provider("a").shield_info(shield_id="guard") == {
+            "provider_resource_id": "llama-guard-3",
+            "params": {"threshold": 0.5},
+        }
 
 
 def test_worker_run_by_hand_says_what_it_is() -> None:

@@ -31,6 +31,11 @@ class ProviderData(BaseModel):
 
 class TestProvider:
     model_store: Any = None  # set by the stack, as Llama Stack does for inference providers
+    shield_store: Any = None  # and for safety providers
+
+    async def shield_info(self, shield_id: str) -> dict[str, Any]:
+        shield = await self.shield_store.get_shield(shield_id)
+        return {"provider_resource_id": shield.provider_resource_id, "params": shield.params}
 
     def __init__(self, config: Config) -> None:
         self.config = config
