@@ -13,7 +13,7 @@ class RequestContext:
     """What a call brings along: validated and raw provider data, and its deadline (monotonic seconds)."""
 
     provider_data: Any = None
-    raw_provider_data: bytes = b""
+    raw_provider_data: bytes | memoryview = b""
     deadline: float | None = None
 
     def time_remaining(self) -> float | None:

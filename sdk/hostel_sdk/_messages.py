@@ -32,6 +32,7 @@ ERROR_KINDS = {
 }  # fmt: skip
 
 _VARINT, _FIXED64, _LENGTH, _FIXED32 = 0, 1, 2, 5
+Bytes = bytes | memoryview  # parsed bytes fields are views into the received message (no copy)
 _DOUBLE = struct.Struct("<d")
 
 
@@ -163,9 +164,9 @@ class CallRequest(Message):
     def __init__(
         self,
         method: str = "",
-        args_json: bytes = b"",
-        kwargs_json: bytes = b"",
-        provider_data_json: bytes = b"",
+        args_json: Bytes = b"",
+        kwargs_json: Bytes = b"",
+        provider_data_json: Bytes = b"",
         timeout_s: float = 0.0,
     ) -> None:
         self.method = method
@@ -176,20 +177,21 @@ class CallRequest(Message):
 
     def SerializeToString(self) -> bytes:  # noqa: N802 - the protobuf API name
         method = self.method.encode()
-        out = b"\x0a" + _varint(len(method)) + method if method else b""
+        parts: list[Bytes] = [b"\x0a", _varint(len(method)), method] if method else []
         if self.args_json:
-            out += b"\x12" + _varint(len(self.args_json)) + self.args_json
+            parts += (b"\x12", _varint(len(self.args_json)), self.args_json)
         if self.kwargs_json:
-            out += b"\x1a" + _varint(len(self.kwargs_json)) + self.kwargs_json
+            parts += (b"\x1a", _varint(len(self.kwargs_json)), self.kwargs_json)
         if self.provider_data_json:
-            out += b"\x22" + _varint(len(self.provider_data_json)) + self.provider_data_json
+            parts += (b"\x22", _varint(len(self.provider_data_json)), self.provider_data_json)
         if self.timeout_s:
-            out += b"\x29" + _DOUBLE.pack(self.timeout_s)
-        return out
+            parts += (b"\x29", _DOUBLE.pack(self.timeout_s))
+        return b"".join(parts)  # one copy of a big argument, not one per field
 
     @classmethod
     def FromString(cls, data: bytes) -> CallRequest:  # noqa: N802 - the protobuf API name
         message = cls()
+        view = memoryview(data)  # bytes fields stay views into the received buffer: no copy of big arguments
         pos, end = 0, len(data)
         while pos < end:
             key, pos = _read_varint(data, pos)
@@ -199,10 +201,10 @@ class CallRequest(Message):
                 pos += 8
             elif wire == _LENGTH:
                 size, pos = _read_varint(data, pos)
-                value = data[pos : pos + size]
+                value = view[pos : pos + size]
                 pos += size
                 if key == 0x0A:
-                    message.method = value.decode()
+                    message.method = str(value, "utf-8")
                 elif key == 0x12:
                     message.args_json = value
                 elif key == 0x1A:
@@ -309,9 +311,9 @@ class CallReply:
         tail = _length(6, self.mutations_json) if self.mutations_json else b""
         if self._kind is None:
             return tail
-        if self._kind == "value_json":  # the common reply, written directly
+        if self._kind == "value_json":  # the common reply, written directly (one copy of a big value)
             value: bytes = self._value
-            return b"\x0a" + _varint(len(value)) + value + tail
+            return b"".join((b"\x0a", _varint(len(value)), value, tail))
         number = self._KINDS[self._kind]
         return _length(number, self._value.SerializeToString()) + tail  # oneof members are written even when empty
 
@@ -323,7 +325,7 @@ class CallReply:
         if data[:1] == b"\x0a":  # fast path: a lone value_json
             size, pos = _read_varint(data, 1)
             if pos + size == len(data):
-                reply._kind, reply._value = "value_json", data[pos:]
+                reply._kind, reply._value = "value_json", memoryview(data)[pos:]  # a view, not a copy
                 return reply
         for number, wire, value in _fields(data):
             if number == 6 and wire == _LENGTH:

@@ -127,7 +127,7 @@ class ProviderService:
             binder = self._binders[name] = codec.MethodBinder.for_callable(name, func)
         return binder
 
-    def _provider_data(self, raw: bytes) -> Any:
+    def _provider_data(self, raw: bytes | memoryview) -> Any:
         if not raw:
             return None
         try:

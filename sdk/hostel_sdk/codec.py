@@ -34,7 +34,7 @@ try:  # orjson: 2-7x faster on both sides of every call; the standard library if
         except TypeError:  # e.g. an integer beyond 64 bits: the standard library takes it
             return _encoder.encode(value).encode()
 
-    def loads(data: bytes) -> Any:
+    def loads(data: bytes | memoryview) -> Any:
         """Decode UTF-8 JSON; empty input is ``None``."""
         return orjson.loads(data) if data else None
 
@@ -44,9 +44,9 @@ except ImportError:  # pragma: no cover - orjson is a hostel-sdk requirement; th
         """Encode ``value`` as compact UTF-8 JSON; pydantic models and dataclasses are dumped in JSON mode."""
         return _encoder.encode(value).encode()
 
-    def loads(data: bytes) -> Any:
+    def loads(data: bytes | memoryview) -> Any:
         """Decode UTF-8 JSON; empty input is ``None``."""
-        return _decoder.decode(data.decode()) if data else None
+        return _decoder.decode(bytes(data).decode()) if data else None
 
 
 class ArgumentError(ValueError):
