@@ -18,8 +18,6 @@ from hostel_sdk import _messages as pb
 from hostel_sdk._health import HealthStub
 from hostel_sdk._wire import WorkerStub, channel_options
 
-ReplyStream = _client.ReplyStream
-
 
 class Channel(Protocol):
     """How the host reaches one worker."""
@@ -95,7 +93,7 @@ class GrpcChannel:
     async def call(
         self, method: str, args: Sequence[Any], kwargs: Mapping[str, Any], *, timeout: float | None, provider_data: Any
     ) -> Any:
-        """Call ``method`` on the worker; a value, or a ``ReplyStream`` for a streamed result."""
+        """Call ``method`` on the worker; a value, or a ``hostel_sdk._client.ReplyStream`` for a streamed result."""
         request = pb.CallRequest(
             method=method,
             args_json=self._encode("positional arguments", list(args), method) if args else b"",

@@ -66,7 +66,6 @@ class WorkerProcess:
         grace_s: float = 5.0,
         stderr_lines: int = 200,
         host_socket: Path | None = None,
-        token: str = "",
         command: Sequence[str] | None = None,
     ) -> None:
         """``command`` replaces ``python -m hostel_sdk.worker`` (tests run a fake worker this way)."""
@@ -78,7 +77,7 @@ class WorkerProcess:
         self._grace_s = grace_s
         self._command = list(command) if command else [str(python), "-m", "hostel_sdk.worker"]
         self._host_socket = host_socket
-        self.token = token  # set (again) before start(): a standby learns its token when it is used
+        self.token = ""  # set before start(): a standby learns its token only when it is used
         self._stderr: collections.deque[str] = collections.deque(maxlen=stderr_lines)
         self._proc: asyncio.subprocess.Process | None = None
         self._relays: list[asyncio.Task[None]] = []
