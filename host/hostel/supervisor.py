@@ -252,6 +252,7 @@ class ProviderSlot:
         info = worker.exit_info
         if info is None:
             return error
+        self._mark_down(worker)
         return ProviderCrashedError(
             provider_id=self.provider_id,
             exit_code=info.exit_code,
@@ -265,10 +266,17 @@ class ProviderSlot:
         info = await worker.wait()
         if self._stopping or worker is not self.worker:
             return
-        self._ready.clear()
+        self._mark_down(worker)
         self.last_exit = str(info) + (f" ({worker.kill_reason})" if worker.kill_reason else "")
         await self._drop_worker(grace=_CRASH_GRACE_S)
         await self._restart_loop(f"provider {self.provider_id} [pid {worker.pid}] {self.last_exit}")
+
+    def _mark_down(self, worker: WorkerProcess) -> None:
+        # Whoever learns of the exit first (the watcher or a failed call) flips the state, so nobody who has
+        # seen the crash can still see the provider as ready.
+        if not self._stopping and worker is self.worker and self.state == "ready":
+            self._ready.clear()
+            self.state = "restarting"
 
     async def _restart_loop(self, what: str) -> None:
         policy = self.plan.restart
