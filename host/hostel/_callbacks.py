@@ -6,6 +6,7 @@ may call only the APIs it declared; anything else is answered with ``PermissionE
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 from collections.abc import AsyncIterator, Iterable
@@ -16,7 +17,6 @@ from typing import Any, Protocol
 import grpc
 
 from hostel.errors import HostelError, RemoteError
-from hostel.router import ApiRouter
 from hostel_sdk import _messages as pb
 from hostel_sdk import codec
 from hostel_sdk._service import error_reply
@@ -28,15 +28,15 @@ logger = logging.getLogger(__name__)
 class ApiSource(Protocol):
     """What serves the callbacks (the host)."""
 
-    def api(self, api: str, *, timeout: float | None = None, provider_data: Any = None) -> ApiRouter:
-        """A router for one API."""
+    def api(self, api: str, *, timeout: float | None = None, provider_data: Any = None) -> Any:
+        """An object whose attributes are the API's async methods (a router)."""
         ...
 
-    def model_record(self, model_id: str) -> dict[str, Any] | None:
+    async def model_record(self, model_id: str) -> dict[str, Any] | None:
         """A row of the models table as Llama Stack's ``Model`` fields, or ``None``."""
         ...
 
-    def shield_record(self, shield_id: str) -> dict[str, Any] | None:
+    async def shield_record(self, shield_id: str) -> dict[str, Any] | None:
         """A row of the shields table as Llama Stack's ``Shield`` fields, or ``None``."""
         ...
 
@@ -93,7 +93,7 @@ class CallbackServer:
             await self._server.stop(0)
             self._server = None
 
-    def _store(self, request: pb.HostCallRequest) -> pb.CallReply:
+    async def _store(self, request: pb.HostCallRequest) -> pb.CallReply:
         """The read-only routing tables a stack injects: ``get_model``/``has_model``, ``get_shield``/``has_shield``."""
         kind = "model" if request.api == MODEL_STORE_API else "shield"
         try:
@@ -103,7 +103,7 @@ class CallbackServer:
         except ValueError as exc:
             return error_reply(exc, pb.ERROR_KIND_BAD_ARGUMENTS)
         lookup = self._source.model_record if kind == "model" else self._source.shield_record
-        record = lookup(str(identifier))
+        record = await lookup(str(identifier))
         if request.method == f"has_{kind}":
             return pb.CallReply(value_json=codec.dumps(record is not None))
         if request.method == f"get_{kind}":
@@ -122,7 +122,7 @@ class CallbackServer:
             yield _remote_reply(pb.ERROR_KIND_PERMISSION_DENIED, "PermissionError", "unknown or missing worker token")
             return
         if request.api in (MODEL_STORE_API, SHIELD_STORE_API):
-            yield self._store(request)
+            yield await self._store(request)
             return
         if request.api not in grant.apis:
             allowed = ", ".join(sorted(grant.apis)) or "none"
@@ -147,8 +147,10 @@ class CallbackServer:
                 yield pb.CallReply(value_json=codec.dumps(result))
                 return
             yield pb.CallReply(stream_begin=pb.StreamBegin())
-            async with result:
+            async with contextlib.aclosing(result):
                 async for item in result:
                     yield pb.CallReply(items=pb.StreamItems(items_json=[codec.dumps(item)]))
         except HostelError as exc:
             yield _hostel_error_reply(exc)
+        except Exception as exc:  # noqa: BLE001 - an API served in process (the bridge's server) raised: pass it on
+            yield error_reply(exc, pb.ERROR_KIND_PROVIDER_RAISED)

@@ -34,6 +34,25 @@ class CallObserver(Protocol):
         """The call returned (a stream: its first reply), or failed with ``error``."""
 
 
+class ExternalApis(Protocol):
+    """APIs served outside the host's own providers, which they may depend on (the Llama Stack bridge
+    serves a bridged provider's ``deps`` from the server's own routers this way)."""
+
+    apis: frozenset[str]
+
+    def api(self, api: str, *, timeout: float | None = None, provider_data: Any = None) -> Any:
+        """An object whose attributes are the API's async methods."""
+        ...
+
+    async def model_record(self, model_id: str) -> dict[str, Any] | None:
+        """A model by id, as Llama Stack's ``Model`` fields, or ``None``."""
+        ...
+
+    async def shield_record(self, shield_id: str) -> dict[str, Any] | None:
+        """A shield by id, as Llama Stack's ``Shield`` fields, or ``None``."""
+        ...
+
+
 class Host:
     """Runs each provider of a run config in its own venv and process.
 
@@ -44,10 +63,18 @@ class Host:
     """
 
     def __init__(
-        self, plan: Plan, *, home: Path | None = None, locked: bool = False, log_level: str | None = None
+        self,
+        plan: Plan,
+        *,
+        home: Path | None = None,
+        locked: bool = False,
+        log_level: str | None = None,
+        external: ExternalApis | None = None,
     ) -> None:
-        """``locked``: build envs from the ``hostel.lock`` beside the config, refusing any that changed."""
+        """``locked``: build envs from the ``hostel.lock`` beside the config, refusing any that changed.
+        ``external``: serves the APIs in ``plan.external_apis``."""
         self.plan = plan
+        self.external = external
         self.envs = EnvManager(
             home,
             installer=plan.settings.installer,
@@ -63,7 +90,14 @@ class Host:
         )
         self.supervisor = Supervisor(
             plan.providers,
-            SupervisorContext(plan.settings, self.envs, self._socket_dir, self._log_level, self.callbacks),
+            SupervisorContext(
+                plan.settings,
+                self.envs,
+                self._socket_dir,
+                self._log_level,
+                self.callbacks,
+                external_apis=plan.external_apis,
+            ),
         )
         self._started: list[str] = []
         self._observers: list[CallObserver] = []
@@ -141,12 +175,14 @@ class Host:
     def api(self, api: str, *, timeout: float | None = None, provider_data: Any = None) -> ApiRouter:
         """A router for one API, routing by the ``models`` table."""
         ids = [p.provider_id for p in self.plan.providers if p.api == api]
+        if not ids and self.external is not None and api in self.external.apis:
+            return self.external.api(api, timeout=timeout, provider_data=provider_data)  # type: ignore[no-any-return]
         if not ids:
             raise RoutingError(f"no provider serves API {api!r}")
         return ApiRouter(self, api, ids, self.plan.config.models, timeout=timeout, provider_data=provider_data)
 
-    def model_record(self, model_id: str) -> dict[str, Any] | None:
-        """A row of the models table with Llama Stack's ``Model`` fields, or ``None``."""
+    async def model_record(self, model_id: str) -> dict[str, Any] | None:
+        """A row of the models table with Llama Stack's ``Model`` fields (else the external source's), or ``None``."""
         for model in self.plan.config.models:
             if model.model_id == model_id:
                 return {
@@ -157,10 +193,10 @@ class Host:
                     "metadata": {},
                     "type": "model",
                 }
-        return None
+        return await self.external.model_record(model_id) if self.external is not None else None
 
-    def shield_record(self, shield_id: str) -> dict[str, Any] | None:
-        """A row of the shields table with Llama Stack's ``Shield`` fields, or ``None``."""
+    async def shield_record(self, shield_id: str) -> dict[str, Any] | None:
+        """A row of the shields table with Llama Stack's ``Shield`` fields (else the external source's), or ``None``."""
         for shield in self.plan.config.shields:
             if shield.shield_id == shield_id:
                 return {
@@ -170,7 +206,7 @@ class Host:
                     "params": shield.params or {},
                     "type": "shield",
                 }
-        return None
+        return await self.external.shield_record(shield_id) if self.external is not None else None
 
     def status(self) -> list[ProviderStatus]:
         """The state of every provider, in start order."""

@@ -47,6 +47,7 @@ class Plan:
 
     config: RunConfig
     providers: tuple[ProviderPlan, ...]
+    external_apis: frozenset[str] = frozenset()  # APIs served outside this host (the Llama Stack bridge's deps)
 
     @property
     def settings(self) -> HostelSettings:
@@ -61,8 +62,16 @@ class Plan:
         raise KeyError(provider_id)
 
 
-def load_plan(source: str | os.PathLike[str] | Mapping[str, Any], *, environ: Mapping[str, str] | None = None) -> Plan:
-    """Load and validate a run config and its specs; raise ``ConfigError`` listing every problem."""
+def load_plan(
+    source: str | os.PathLike[str] | Mapping[str, Any],
+    *,
+    environ: Mapping[str, str] | None = None,
+    external_apis: frozenset[str] = frozenset(),
+) -> Plan:
+    """Load and validate a run config and its specs; raise ``ConfigError`` listing every problem.
+
+    ``external_apis``: APIs something outside this host serves, which providers may depend on.
+    """
     config, problems = read_run_config(source, environ=environ)
     specs: dict[tuple[str, str], ProviderSpec] = {}
     if config.external_providers_dir is not None:
@@ -83,10 +92,10 @@ def load_plan(source: str | os.PathLike[str] | Mapping[str, Any], *, environ: Ma
         if plan is not None:
             plans.append(plan)
     if not problems:
-        plans = _order(config.label, plans, problems)
+        plans = _order(config.label, plans, problems, external_apis)
     if problems:
         raise ConfigError(problems)
-    return Plan(config=config, providers=tuple(plans))
+    return Plan(config=config, providers=tuple(plans), external_apis=external_apis)
 
 
 def _plan_one(
@@ -141,13 +150,15 @@ def _holds_package(requirement: str, module: str) -> bool:
     return os.path.isdir(requirement) and any(os.path.isdir(os.path.join(requirement, sub, top)) for sub in ("", "src"))
 
 
-def order_plans(label: str, plans: Sequence[ProviderPlan]) -> list[ProviderPlan]:
+def order_plans(
+    label: str, plans: Sequence[ProviderPlan], external_apis: frozenset[str] = frozenset()
+) -> list[ProviderPlan]:
     """Resolve API dependencies to provider ids and sort so dependencies come first; ``ConfigError`` if impossible.
 
     Run again once the specs of ``module:`` providers are known (they come from inside their envs).
     """
     problems: list[Problem] = []
-    ordered = _order(label, list(plans), problems)
+    ordered = _order(label, list(plans), problems, external_apis)
     if problems:
         raise ConfigError(problems)
     return ordered
@@ -168,9 +179,11 @@ def with_resolved_spec(plan: ProviderPlan, found: Mapping[str, Any]) -> Provider
     return dataclasses.replace(plan, spec=spec)
 
 
-def _order(label: str, plans: list[ProviderPlan], problems: list[Problem]) -> list[ProviderPlan]:
+def _order(
+    label: str, plans: list[ProviderPlan], problems: list[Problem], external_apis: frozenset[str] = frozenset()
+) -> list[ProviderPlan]:
     """Resolve API dependencies to provider ids and sort providers so dependencies start first."""
-    by_api: dict[str, list[str]] = {}
+    by_api: dict[str, list[str]] = {api: [] for api in external_apis}
     for plan in plans:
         by_api.setdefault(plan.api, []).append(plan.provider_id)
     resolved: dict[str, ProviderPlan] = {}

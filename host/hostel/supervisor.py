@@ -76,6 +76,7 @@ class SupervisorContext:
     log_level: str = "WARNING"
     callbacks: CallbackServer | None = None
     worker_command: tuple[str, ...] | None = None
+    external_apis: frozenset[str] = frozenset()  # APIs served outside the host, which providers may depend on
 
 
 class ProviderSlot:
@@ -385,6 +386,7 @@ class Supervisor:
     """The set of provider slots, started in dependency order and stopped in reverse."""
 
     def __init__(self, plans: Sequence[ProviderPlan], context: SupervisorContext) -> None:
+        self.context = context
         self.slots = {p.provider_id: ProviderSlot(p, context) for p in plans}
 
     async def build(self, provider_ids: Sequence[str] | None = None, *, concurrency: int = 4) -> None:
@@ -432,7 +434,9 @@ class Supervisor:
                     resolved = True
             if not resolved:
                 return ids
-            ordered = order_plans("<specs declared by packages>", [s.plan for s in self.slots.values()])
+            ordered = order_plans(
+                "<specs declared by packages>", [s.plan for s in self.slots.values()], self.context.external_apis
+            )
             self.slots = {p.provider_id: self.slots[p.provider_id] for p in ordered}
             for plan in ordered:
                 self.slots[plan.provider_id].plan = plan

@@ -48,12 +48,23 @@ def annotate(impl: object, *, provider_id: str, provider_type: str, api: str, va
 
 
 # The protocol class of each API in llama-stack-api (and OGX's ogx_api).
-_PROTOCOLS = {
+PROTOCOLS = {
     "inference": "Inference", "safety": "Safety", "eval": "Eval", "vector_io": "VectorIO", "datasetio": "DatasetIO",
     "scoring": "Scoring", "post_training": "PostTraining", "agents": "Agents", "tool_runtime": "ToolRuntime",
     "files": "Files", "batches": "Batches",
 }  # fmt: skip
 _ALPHA = "v1alpha"
+
+
+def protocol_class(module: Any, api: str) -> type | None:
+    """What a provider of ``api`` implements in that API package: its protocol, except that an inference
+    provider implements ``InferenceProvider`` (the stored-completions methods of ``Inference`` are the
+    server's own), as Llama Stack's compliance check has it."""
+    for name in (("InferenceProvider",) if api == "inference" else ()) + (PROTOCOLS.get(api, ""),):
+        found = getattr(module, name, None)
+        if isinstance(found, type):
+            return found
+    return None
 
 
 def missing_methods(impl: object, api: str) -> list[str]:
@@ -63,8 +74,8 @@ def missing_methods(impl: object, api: str) -> list[str]:
     Nothing is checked when the provider did not import ``llama_stack_api`` / ``ogx_api``.
     """
     module = sys.modules.get("llama_stack_api") or sys.modules.get("ogx_api")
-    protocol = getattr(module, _PROTOCOLS.get(api, ""), None) if module else None
-    if not isinstance(protocol, type):
+    protocol = protocol_class(module, api) if module else None
+    if protocol is None:
         return []
     names: dict[str, object] = {}
     for cls in reversed(protocol.__mro__):
@@ -84,7 +95,7 @@ def missing_methods(impl: object, api: str) -> list[str]:
 @functools.lru_cache(maxsize=512)
 def _return_annotation(module_name: str, api: str, method: str) -> Any:
     module = sys.modules.get(module_name)
-    protocol = getattr(module, _PROTOCOLS.get(api, ""), None) if module else None
+    protocol = getattr(module, PROTOCOLS.get(api, ""), None) if module else None
     function = getattr(protocol, method, None)
     if function is None:
         return None

@@ -122,12 +122,27 @@ class MethodBinder:
         except ValidationError as exc:
             raise ArgumentError(f"{self.name}(): argument {pname!r}: {exc}") from None
 
+    def _spread(self, request: dict[str, Any]) -> dict[str, Any] | None:
+        """A whole request object sent to a method that takes its fields as parameters (an older Llama Stack
+        provider called by a newer server), as keyword arguments; ``None`` when it is not one."""
+        first = next(iter(self.signature.parameters), None)
+        if first is None or first not in request:
+            return None
+        fields = {k: v for k, v in request.items() if v is not None or k in self.keyword_names}
+        if not self.required <= fields.keys() or not (self.var_keyword or fields.keys() <= self.keyword_names):
+            return None
+        return fields
+
     def bind(self, args: list[Any], kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
         """Bind and rebuild arguments; raise ``ArgumentError`` with pydantic's message when they do not fit."""
         if self.request_param is not None and not args and self.request_param not in kwargs:
             # Newer Llama Stack methods take one request model (``openai_chat_completion(params)``); callers
             # send its fields as keyword arguments, as with older versions: wrap them.
             kwargs = {self.request_param: kwargs}
+        elif self.request_param is None and not kwargs and len(args) == 1 and isinstance(args[0], dict):
+            spread = self._spread(args[0])
+            if spread is not None:
+                args, kwargs = [], spread
         names = kwargs.keys()
         if not args and self.required <= names and (self.var_keyword or names <= self.keyword_names):
             # The common case, keyword arguments that fit: no Signature.bind on the hot path.

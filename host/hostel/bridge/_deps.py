@@ -1,0 +1,117 @@
+"""A bridged provider's ``deps``, served by the Llama Stack server's own routers.
+
+The real provider calls ``deps[Api.inference].openai_embeddings(...)`` in its worker; the call comes back
+over hostel's callback socket and lands here, where its JSON arguments are rebuilt into the server's own
+types (from the router method's signature) and the server's request provider data is set around it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
+from typing import Any
+
+from pydantic_core import to_jsonable_python
+
+from hostel.bridge._loop import iterate_on, run_on
+from hostel_sdk.codec import MethodBinder
+
+
+class ServerApis:
+    """``hostel.host.ExternalApis`` over the deps the bridge received, and the stores the server set on it."""
+
+    def __init__(
+        self,
+        deps: Mapping[Any, Any],
+        bridge: Callable[[], Any],
+        provider_data_var: ContextVar[Any] | None,
+        factory_loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        """``deps``: what the server passed to the bridge's factory (keyed by its ``Api`` enum).
+        ``bridge``: the bridge object, on which the server sets ``model_store`` / ``shield_store``, and
+        which knows the loop the server serves requests from."""
+        self._targets = {str(getattr(api, "value", api)): target for api, target in deps.items()}
+        self.apis = frozenset(self._targets)
+        self._bridge = bridge
+        self._factory_loop = factory_loop
+        self._var = provider_data_var
+        self._binders: dict[tuple[str, str], MethodBinder] = {}
+
+    def api(self, api: str, *, timeout: float | None = None, provider_data: Any = None) -> _ServerApi:
+        """The server's router for ``api``; ``timeout`` is the caller's deadline, enforced on its side."""
+        return _ServerApi(self, api, provider_data)
+
+    def _binder(self, api: str, method: str) -> tuple[Callable[..., Any], MethodBinder]:
+        target = getattr(self._targets[api], method, None)
+        if method.startswith("_") or not callable(target):
+            raise AttributeError(f"the server's {api} API has no method {method!r}")
+        binder = self._binders.get((api, method))
+        if binder is None:
+            binder = self._binders[(api, method)] = MethodBinder.for_callable(method, target)
+        return target, binder
+
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        """The loop serving the server's requests (its routers' resources live there)."""
+        bridge = self._bridge()
+        loop = getattr(bridge, "serving_loop", None) or self._factory_loop
+        if loop.is_closed():
+            raise RuntimeError("the Llama Stack server's event loop is gone; the server is shutting down")
+        return loop
+
+    async def invoke(self, api: str, method: str, provider_data: Any, args: Any, kwargs: Any) -> Any:
+        """Call the server's router with rebuilt arguments, on the server's loop; a stream comes back item by item."""
+        target, binder = self._binder(api, method)
+        bound_args, bound_kwargs = binder.bind(list(args), dict(kwargs))
+        loop = self._loop()
+        result = await run_on(
+            loop, lambda: self._with_provider_data(provider_data, target(*bound_args, **bound_kwargs))
+        )
+        if hasattr(result, "__aiter__"):
+            return iterate_on(loop, result)
+        return result
+
+    async def _with_provider_data(self, provider_data: Any, call: Awaitable[Any]) -> Any:
+        token = self._var.set(provider_data) if self._var is not None and provider_data is not None else None
+        try:
+            return await call
+        finally:
+            if token is not None and self._var is not None:
+                self._var.reset(token)
+
+    async def model_record(self, model_id: str) -> dict[str, Any] | None:
+        """The server's model registry entry, as JSON fields."""
+        return await self._lookup("model_store", "get_model", model_id)
+
+    async def shield_record(self, shield_id: str) -> dict[str, Any] | None:
+        """The server's shield registry entry, as JSON fields."""
+        return await self._lookup("shield_store", "get_shield", shield_id)
+
+    async def _lookup(self, store_name: str, method: str, identifier: str) -> dict[str, Any] | None:
+        store = getattr(self._bridge(), store_name, None)
+        if store is None:
+            return None
+        try:
+            found = await run_on(self._loop(), lambda: getattr(store, method)(identifier))
+        except Exception:  # noqa: BLE001 - the server's "not found" is an exception of its own: report absence
+            return None
+        value = to_jsonable_python(found) if found is not None else None
+        return value if isinstance(value, dict) else None
+
+
+class _ServerApi:
+    __slots__ = ("_api", "_apis", "_provider_data")
+
+    def __init__(self, apis: ServerApis, api: str, provider_data: Any) -> None:
+        self._apis = apis
+        self._api = api
+        self._provider_data = provider_data
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        if name.startswith("_"):
+            raise AttributeError(name)
+
+        async def method(*args: Any, **kwargs: Any) -> Any:
+            return await self._apis.invoke(self._api, name, self._provider_data, args, kwargs)
+
+        return method

@@ -1,0 +1,184 @@
+"""The object a Llama Stack server holds for a bridged provider: every protocol method, forwarded.
+
+The class is generated per API from the server's own protocol, so the server's protocol-compliance
+check finds each method with the protocol's signature; arguments travel as JSON and results are rebuilt
+into the server's own pydantic types from the protocol's return annotations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from hostel._http_errors import status_for
+from hostel.bridge._loop import LoopThread, iterate_on
+from hostel.bridge._server import Server, protocol_methods, return_types
+from hostel.errors import HostelError, MethodNotFoundError, ProviderUnavailableError
+from hostel.host import Host
+from hostel_sdk import codec
+from hostel_sdk._llama_stack import PROTOCOLS
+
+logger = logging.getLogger(__name__)
+
+Fallback = Callable[[tuple[Any, ...]], Any]
+
+# What the server's routing tables get from a provider that does not implement one of their private methods.
+_FALLBACKS: dict[str, Fallback] = {
+    "should_refresh_models": lambda args: False,
+    "list_models": lambda args: None,
+    "list_scoring_functions": lambda args: [],
+}
+
+
+def _fallback(name: str) -> Fallback | None:
+    if name in _FALLBACKS:
+        return _FALLBACKS[name]
+    if name.startswith("register_"):
+        return lambda args: args[0] if args else None  # accepted as registered
+    if name.startswith("unregister_"):
+        return lambda args: None
+    return None
+
+
+def for_server(exc: HostelError) -> HostelError:
+    """``exc`` with the HTTP status the server should answer with (Llama Stack reads ``status_code``)."""
+    status = 501 if isinstance(exc, MethodNotFoundError) else status_for(exc)
+    exc.status_code = status  # type: ignore[attr-defined]
+    return exc
+
+
+class Bridge:
+    """Base of the generated per-API classes: one real provider in a hostel-supervised worker."""
+
+    def __init__(
+        self,
+        *,
+        server: Server,
+        api: str,
+        host: Host,
+        thread: LoopThread,
+        provider_id: str,
+        start_error: HostelError | None = None,
+    ) -> None:
+        self._server = server
+        self._api = api
+        self._host = host
+        self._thread = thread
+        self.serving_loop: asyncio.AbstractEventLoop | None = None  # where the server calls from (deps go there)
+        self._provider_id = provider_id
+        self._start_error = start_error
+        self._provider_data = server.provider_data_var()
+        self._unrebuilt: set[str] = set()
+
+    @property
+    def hostel(self) -> Host:
+        """The host running the real provider (its status, its proxy)."""
+        return self._host
+
+    async def initialize(self) -> None:
+        """Nothing to do: the factory started the worker (and the real provider's factory initialized it)."""
+
+    async def shutdown(self) -> None:
+        """Stop the worker (the server is shutting down)."""
+        if not self._thread.loop.is_closed():
+            await self._thread.run(self._host.stop)
+            self._thread.close()
+
+    async def _call(self, method: str, args: Any, kwargs: Any, *, timeout: float | None, provider_data: Any) -> Any:
+        self.serving_loop = asyncio.get_running_loop()
+        return await self._thread.run(
+            lambda: self._host.call(
+                self._provider_id, method, args, kwargs, timeout=timeout, provider_data=provider_data
+            )
+        )
+
+    async def health(self) -> dict[str, Any]:
+        """The worker's state; when it is ready, the real provider's own ``health()`` if it has one."""
+        if self._start_error is not None:
+            return {"status": "Error", "message": f"hostel could not start it: {self._start_error}"}
+        status = self._host.status()[0]
+        if status.state != "ready":
+            return {"status": "Error", "message": f"hostel worker is {status.state} (last exit: {status.last_exit})"}
+        try:
+            reply = await self._call("health", (), {}, timeout=10, provider_data=None)
+        except MethodNotFoundError:
+            return {"status": "OK"}
+        except HostelError as exc:
+            return {"status": "Error", "message": str(exc)}
+        return reply if isinstance(reply, dict) else {"status": "OK"}
+
+    async def _forward(
+        self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], types: tuple[Any, Any], fallback: Any
+    ) -> Any:
+        if self._start_error is not None:
+            raise for_server(
+                ProviderUnavailableError(
+                    f"provider {self._provider_id!r} did not start: {self._start_error}", provider_id=self._provider_id
+                )
+            )
+        provider_data = self._provider_data.get() if self._provider_data is not None else None
+        try:
+            result = await self._call(method, args, kwargs, timeout=None, provider_data=provider_data)
+        except MethodNotFoundError as exc:
+            if fallback is not None:
+                return fallback(args)
+            raise for_server(exc) from None
+        except HostelError as exc:
+            raise for_server(exc) from None
+        if hasattr(result, "__aiter__"):
+            return self._stream(method, result, types[1])
+        return self._rebuild(method, result, types[0])
+
+    async def _stream(self, method: str, stream: Any, item_type: Any) -> AsyncIterator[Any]:
+        try:
+            async for item in iterate_on(self._thread.loop, stream):
+                yield self._rebuild(method, item, item_type)
+        except HostelError as exc:
+            raise for_server(exc) from None
+
+    def _rebuild(self, method: str, value: Any, annotation: Any) -> Any:
+        if annotation is None or value is None:
+            return value
+        try:
+            return codec.rebuild(value, annotation)
+        except Exception as exc:  # noqa: BLE001 - another version's shape: pass the JSON on, say so once
+            if method not in self._unrebuilt:
+                self._unrebuilt.add(method)
+                logger.warning(
+                    "%s.%s(): the result does not fit the server's %s; passing it on as JSON (%s)",
+                    self._provider_id, method, annotation, str(exc).splitlines()[0],
+                )  # fmt: skip
+            return value
+
+
+def _forwarder(name: str, function: Any, fallback: Fallback | None) -> Callable[..., Any]:
+    types = return_types(function)
+
+    async def method(self: Bridge, *args: Any, **kwargs: Any) -> Any:
+        return await self._forward(name, args, kwargs, types, fallback)
+
+    method.__name__ = name
+    method.__doc__ = function.__doc__
+    method.__signature__ = inspect.signature(function)  # type: ignore[attr-defined]
+    return method
+
+
+def bridge_class(server: Server, api: str) -> type[Bridge]:
+    """A ``Bridge`` subclass with every method of the server's protocol for ``api`` (and of what its
+    routing tables call on providers), each forwarding to the worker."""
+    namespace: dict[str, Any] = {}
+    private = server.private_protocol(api)
+    if private is not None:
+        for name, function in protocol_methods(private).items():
+            namespace[name] = _forwarder(name, function, _fallback(name))
+    protocol = server.protocol(api)
+    if protocol is not None:
+        for name, function in protocol_methods(protocol).items():
+            namespace[name] = _forwarder(name, function, None)
+    for own in ("initialize", "shutdown", "health"):
+        namespace.pop(own, None)
+    namespace["__module__"] = __name__
+    return type(f"Hostel{PROTOCOLS[api]}Bridge", (Bridge,), namespace)

@@ -1,0 +1,143 @@
+"""The Llama Stack (or OGX) server the bridge runs in: its API package, its protocols, its request context.
+
+Imported only inside a server process, so Llama Stack is never a dependency of hostel itself.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import sys
+import typing
+from collections.abc import AsyncIterator
+from contextvars import ContextVar
+from dataclasses import dataclass
+from functools import cache
+from types import ModuleType, UnionType
+from typing import Any
+
+from hostel.errors import ConfigError, Problem
+from hostel_sdk._llama_stack import PROTOCOLS, protocol_class
+
+# The APIs a provider can serve whose protocol the bridge can stand in for.
+BRIDGED_APIS = tuple(PROTOCOLS)
+
+# What the server's routing tables call on a provider besides its protocol, per API.
+_PRIVATE_PROTOCOLS = {
+    "inference": "ModelsProtocolPrivate", "safety": "ShieldsProtocolPrivate",
+    "vector_io": "VectorStoresProtocolPrivate", "datasetio": "DatasetsProtocolPrivate",
+    "scoring": "ScoringFunctionsProtocolPrivate",
+    "eval": "BenchmarksProtocolPrivate", "tool_runtime": "ToolGroupsProtocolPrivate",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Server:
+    """One server distribution: Llama Stack (``llama_stack`` + ``llama_stack_api``) or OGX (``ogx`` + ``ogx_api``)."""
+
+    name: str
+    core: str  # the server package
+    api_package: ModuleType
+
+    @property
+    def version(self) -> str:
+        """The server distribution's version."""
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version(self.core.replace("_", "-"))
+        except PackageNotFoundError:
+            return "unknown"
+
+    def api_enum(self, api: str) -> Any:
+        """The server's ``Api`` member for ``api``; ``ValueError`` if this server has no such API."""
+        return self.api_package.Api(api)
+
+    def protocol(self, api: str) -> type | None:
+        """The protocol a provider of ``api`` implements (``InferenceProvider`` ...), or ``None`` if none."""
+        return protocol_class(self.api_package, api)
+
+    def private_protocol(self, api: str) -> type | None:
+        """What the routing tables call on a provider of ``api`` (``register_model``, ``list_models`` ...)."""
+        found = getattr(self.api_package, _PRIVATE_PROTOCOLS.get(api, ""), None)
+        return found if isinstance(found, type) else None
+
+    def provider_data_var(self) -> ContextVar[Any] | None:
+        """The server's request provider data (``X-LlamaStack-Provider-Data``)."""
+        module = sys.modules.get(f"{self.core}.core.request_headers")
+        if module is None:
+            try:
+                module = importlib.import_module(f"{self.core}.core.request_headers")
+            except ImportError:
+                return None
+        var = getattr(module, "PROVIDER_DATA_VAR", None)
+        return var if isinstance(var, ContextVar) else None
+
+    def dependency_apis(self, api: str) -> list[str]:
+        """The APIs the server's own providers of ``api`` may depend on: a bridged provider may use them too."""
+        try:
+            registry = importlib.import_module(f"{self.core}.providers.registry.{api}")
+            specs = registry.available_providers()
+        except Exception:  # noqa: BLE001 - no registry for this API in this version: no dependencies offered
+            return []
+        found: dict[str, None] = {}
+        for spec in specs:
+            for dep in [*getattr(spec, "api_dependencies", []), *getattr(spec, "optional_api_dependencies", [])]:
+                value = str(getattr(dep, "value", dep))
+                if value != api:
+                    found[value] = None
+        return list(found)
+
+
+@cache
+def current() -> Server:
+    """The server this process runs: the one already imported, else the first installed."""
+    candidates = (("Llama Stack", "llama_stack", "llama_stack_api"), ("OGX", "ogx", "ogx_api"))
+    ordered = sorted(candidates, key=lambda c: c[1] not in sys.modules)
+    for name, core, api_name in ordered:
+        try:
+            return Server(name, core, importlib.import_module(api_name))
+        except ImportError:
+            continue
+    raise ConfigError(
+        [
+            Problem(
+                "hostel bridge",
+                "",
+                "neither llama_stack_api nor ogx_api is importable: the bridge runs inside a Llama Stack or OGX "
+                "server (pip install llama-stack or ogx beside hostel)",
+            )
+        ]
+    )
+
+
+def protocol_methods(protocol: type) -> dict[str, Any]:
+    """The public functions a protocol declares, its bases' included (not ``typing.Protocol``'s own)."""
+    methods: dict[str, Any] = {}
+    for cls in reversed(protocol.__mro__):
+        if cls.__module__ in ("typing", "builtins", "typing_extensions"):
+            continue
+        methods.update({n: v for n, v in vars(cls).items() if inspect.isfunction(v) and not n.startswith("_")})
+    return methods
+
+
+def return_types(function: Any) -> tuple[Any, Any]:
+    """``(value type, stream item type)`` of a protocol method: ``X | AsyncIterator[Y]`` gives ``(X, Y)``."""
+    try:
+        hint = typing.get_type_hints(function).get("return")
+    except Exception:  # noqa: BLE001 - unresolvable hints: results stay plain JSON
+        return None, None
+    if hint is None:
+        return None, None
+    members = typing.get_args(hint) if isinstance(hint, UnionType) or typing.get_origin(hint) is typing.Union else ()
+    members = members or (hint,)
+    values: list[Any] = []
+    items: list[Any] = []
+    for member in members:
+        origin = typing.get_origin(member)
+        if origin is not None and isinstance(origin, type) and issubclass(origin, AsyncIterator):
+            items.extend(typing.get_args(member)[:1])
+        else:
+            values.append(member)
+    value = None if not values else values[0] if len(values) == 1 else typing.Union[tuple(values)]  # noqa: UP007
+    return value, (items[0] if items else None)
