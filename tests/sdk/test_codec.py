@@ -103,6 +103,28 @@ def test_a_method_taking_one_request_model_gets_keyword_fields_wrapped() -> None
     assert binder.bind([], {"params": {"model": "m"}}) == ([], {"params": ChatParams(model="m")})
 
 
+async def _keyword_style(model: str, messages: list[Any], stream: bool | None = False, **kwargs: Any) -> None: ...
+
+
+async def _takes_a_dict(model: dict[str, Any]) -> None: ...
+
+
+def test_a_whole_request_sent_to_a_method_taking_its_fields_is_spread() -> None:
+    """A Llama Stack 0.7 server sends ``openai_chat_completion(params)`` to a provider written for 0.2.x."""
+    binder = codec.MethodBinder.for_callable("openai_chat_completion", _keyword_style)
+    request = {"model": "m", "messages": [{"role": "user"}], "stream": True, "top_p": None, "user": "u"}
+    assert binder.bind([request], {}) == (
+        [],
+        {"model": "m", "messages": [{"role": "user"}], "stream": True, "user": "u"},
+    )
+    # not a request for this method: bound as the positional argument it is
+    strict = codec.MethodBinder.for_callable("g", _strict)
+    with pytest.raises(codec.ArgumentError, match=r"(?s)argument 'a'"):
+        strict.bind([{"b": "y"}], {})
+    dict_arg = codec.MethodBinder.for_callable("d", _takes_a_dict)
+    assert dict_arg.bind([{"name": "x"}], {}) == ([{"name": "x"}], {})
+
+
 def test_dumps_handles_what_the_fast_path_cannot() -> None:
     huge = 2**70
     assert codec.loads(codec.dumps({"n": huge, 1: "int key", "b": b"bytes"})) == {

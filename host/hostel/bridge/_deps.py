@@ -8,7 +8,8 @@ types (from the router method's signature) and the server's request provider dat
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+import inspect
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import Any
 
@@ -64,20 +65,20 @@ class ServerApis:
         target, binder = self._binder(api, method)
         bound_args, bound_kwargs = binder.bind(list(args), dict(kwargs))
         loop = self._loop()
-        result = await run_on(
-            loop, lambda: self._with_provider_data(provider_data, target(*bound_args, **bound_kwargs))
-        )
+
+        async def start() -> Any:
+            token = self._var.set(provider_data) if self._var is not None and provider_data is not None else None
+            try:
+                result = target(*bound_args, **bound_kwargs)
+                return await result if inspect.isawaitable(result) else result  # an async generator method
+            finally:
+                if token is not None and self._var is not None:
+                    self._var.reset(token)
+
+        result = await run_on(loop, start)
         if hasattr(result, "__aiter__"):
             return iterate_on(loop, result)
         return result
-
-    async def _with_provider_data(self, provider_data: Any, call: Awaitable[Any]) -> Any:
-        token = self._var.set(provider_data) if self._var is not None and provider_data is not None else None
-        try:
-            return await call
-        finally:
-            if token is not None and self._var is not None:
-                self._var.reset(token)
 
     async def model_record(self, model_id: str) -> dict[str, Any] | None:
         """The server's model registry entry, as JSON fields."""

@@ -1,0 +1,103 @@
+"""The Llama Stack bridge's half that needs no Llama Stack: a bridged provider's deps served in process by
+the server's objects, across event loops (the host on its own loop thread, as in a server), through a real
+worker and the real callback socket."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from hostel import Host
+from hostel.bridge._deps import ServerApis
+from hostel.bridge._loop import LoopThread
+from hostel.errors import ConfigError
+from hostel.plan import load_plan
+from tests.conftest import make_config, provider_spec
+
+SPECS = {
+    "inline/vector_io/store": provider_spec(
+        module="hostel_testprov.store", config_class="hostel_testprov.store.StoreConfig", api_dependencies=["inference"]
+    ),
+}
+PROVIDERS = {"vector_io": [{"provider_id": "store", "provider_type": "inline::store"}]}
+PROVIDER_DATA: ContextVar[Any] = ContextVar("provider_data", default=None)
+
+
+class Greeting(BaseModel):
+    name: str
+
+
+class ServerInference:
+    """Stands for a server's inference router: bound to the loop that serves requests."""
+
+    def __init__(self) -> None:
+        self.loops: set[int] = set()
+
+    async def greet(self, name: Greeting | str) -> str:
+        self.loops.add(id(asyncio.get_running_loop()))
+        return f"server greets {name}"
+
+    async def count(self, n: int) -> AsyncIterator[int]:  # an async generator method, called without await
+        for i in range(n):
+            self.loops.add(id(asyncio.get_running_loop()))
+            yield i
+
+    async def provider_data(self) -> Any:
+        return PROVIDER_DATA.get()
+
+    async def fail(self, message: str) -> None:
+        raise ValueError(message)
+
+
+class FakeBridge:
+    serving_loop: asyncio.AbstractEventLoop | None = None
+
+
+@pytest.fixture
+async def bridged(tmp_path: Path) -> AsyncIterator[tuple[Host, LoopThread, ServerInference]]:
+    inference = ServerInference()
+    bridge = FakeBridge()
+    bridge.serving_loop = asyncio.get_running_loop()
+    external = ServerApis({"inference": inference}, lambda: bridge, PROVIDER_DATA, asyncio.get_running_loop())
+    plan = load_plan(make_config(tmp_path, specs=SPECS, providers=PROVIDERS), external_apis=external.apis)
+    thread = LoopThread("hostel-test")
+
+    async def make() -> Host:
+        return Host(plan, external=external)
+
+    host = await thread.run(make)
+    await thread.run(host.start)
+    try:
+        yield host, thread, inference
+    finally:
+        await thread.run(host.stop)
+        thread.close()
+
+
+async def test_deps_are_served_by_the_servers_objects_on_the_servers_loop(bridged: Any) -> None:
+    host, thread, inference = bridged
+    store = host.provider("store")
+    assert await thread.run(lambda: store.greet_through_inference(name="dep")) == "server greets dep"
+    assert await thread.run(lambda: store.stream_through_inference(n=50)) == list(range(50))
+    assert inference.loops == {id(asyncio.get_running_loop())}  # never the host's loop
+    assert await thread.run(store.inference_error) == "ValueError: from inference"
+
+
+async def test_provider_data_is_set_in_the_servers_context_for_the_dependency(bridged: Any) -> None:
+    host, thread, _ = bridged
+    store = host.provider("store", provider_data={"api_key": "k"})
+    assert await thread.run(store.provider_data_seen_by_inference) == {"api_key": "k"}
+
+
+def test_a_dependency_on_an_external_api_needs_no_provider_for_it(tmp_path: Path) -> None:
+    config = make_config(tmp_path, specs=SPECS, providers=PROVIDERS)
+    with pytest.raises(ConfigError, match="needs API 'inference'"):
+        load_plan(config)
+    plan = load_plan(config, external_apis=frozenset({"inference"}))
+    assert plan.providers[0].dependency_apis == ("inference",) and plan.providers[0].dependencies == ()
