@@ -1,0 +1,185 @@
+"""A real `llama stack run` (Llama Stack 0.7.3, installed into a venv of its own with hostel) serving two
+providers bridged through hostel, one written for and pinned to Llama Stack 0.2.22, reached with an
+unmodified llama-stack-client (network: the package index only)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import EXAMPLES, REPO, wait_until, worker_pids
+
+EXAMPLE = EXAMPLES / "llama_stack_bridge"
+
+
+def _python312() -> str | None:
+    root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    found = sorted(root.glob("3.12*/bin/python3"))
+    return str(found[-1]) if found else shutil.which("python3.12")
+
+
+PY312 = _python312()
+pytestmark = pytest.mark.skipif(not PY312, reason="Llama Stack 0.7 needs Python >= 3.12, not found here")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Exactly the example README's set-up: Llama Stack, hostel and the client in one venv."""
+    import uv
+
+    venv = tmp_path_factory.mktemp("llama-stack-server")
+    subprocess.run([uv.find_uv_bin(), "venv", "--quiet", "--python", str(PY312), str(venv)], check=True)
+    subprocess.run(
+        [uv.find_uv_bin(), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"),
+         "-r", str(EXAMPLE / "requirements.txt"), str(REPO)],
+        check=True,
+    )  # fmt: skip
+    return venv
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen[bytes]
+    url: str
+    home: Path
+    log: Path
+
+
+@pytest.fixture(scope="module")
+def server(server_venv: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("bridge")
+    port = _free_port()
+    env = {
+        **os.environ,
+        "HOSTEL_HOME": str(tmp / "home"),
+        "SQLITE_STORE_DIR": str(tmp / "store"),
+        "BRIDGEPROV_DIR": str(REPO / "tests" / "providers" / "bridgeprov"),
+    }
+    log = tmp / "server.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(server_venv / "bin" / "llama"), "stack", "run", "config.yaml", "--port", str(port)],
+            cwd=EXAMPLE, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    server = Server(proc, f"http://127.0.0.1:{port}", tmp / "home", log)
+
+    def up() -> bool:
+        assert proc.poll() is None, log.read_text(errors="replace")[-5000:]
+        try:
+            return httpx.get(f"{server.url}/v1/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        assert wait_until(up, timeout=600, interval=0.5)
+        yield server
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for pid in worker_pids(str(server.home)):  # only if a test failed before checking the stop
+            os.kill(pid, signal.SIGKILL)
+
+
+def _client(server_venv: Path, server: Server, *args: str) -> list[str]:
+    done = subprocess.run(
+        [str(server_venv / "bin" / "python"), str(EXAMPLE / "client.py"), server.url, *args],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout.splitlines()
+
+
+def test_calls_and_streams_reach_providers_on_their_own_llama_stack(server_venv: Path, server: Server) -> None:
+    lines = _client(server_venv, server)
+    assert lines == [
+        "health: OK",
+        "models: ['echo-new/new', 'echo-old/old']",
+        "echo-old/old: old echo from Llama Stack 0.2.22: hello",
+        "echo-old/old stream: old echo from Llama Stack 0.2.22: one two three",
+        "echo-new/new: new echo from Llama Stack 0.7.3: hello",
+        "echo-new/new stream: new echo from Llama Stack 0.7.3: one two three",
+    ]
+    log = server.log.read_text(errors="replace")
+    assert "hostel: provider echo-old ready" in log and "hostel: provider echo-new ready" in log
+
+
+def test_a_crash_is_a_clean_503_and_the_restarted_worker_serves_the_next_call(
+    server_venv: Path, server: Server
+) -> None:
+    before = set(worker_pids(str(server.home)))
+    lines = _client(server_venv, server, "--crash")
+    crash = next(line for line in lines if line.startswith("crash:"))
+    assert crash.startswith("crash: HTTP 503:") and "exited with code 7 during the call" in crash
+    assert "meanwhile echo-new/new: new echo from Llama Stack 0.7.3: still here?" in lines
+    assert lines[-1] == "after the restart echo-old/old: old echo from Llama Stack 0.2.22: back?"
+    assert server.proc.poll() is None
+    after = set(worker_pids(str(server.home)))
+    assert len(after) == 2 and len(after - before) == 1  # echo-old's worker replaced, echo-new's untouched
+
+
+def test_stopping_the_server_stops_every_worker(server: Server) -> None:
+    pids = worker_pids(str(server.home))
+    assert len(pids) == 2
+    server.proc.send_signal(signal.SIGTERM)
+    server.proc.wait(timeout=60)
+    assert wait_until(lambda: not worker_pids(str(server.home)), timeout=15)
+
+
+def test_a_provider_that_cannot_start_is_named_with_its_stage(server_venv: Path, tmp_path: Path) -> None:
+    """Through the bridge's factory as the server calls it: required (the default) fails the start;
+    ``required: false`` leaves a provider answering 503 and reporting itself unhealthy."""
+    script = tmp_path / "start.py"
+    script.write_text(
+        "import asyncio, sys\n"
+        "from hostel.bridge import get_adapter_impl\n"
+        "from hostel.bridge.config import InferenceBridgeConfig\n"
+        "async def main():\n"
+        "    base = dict(provider_type='remote::echo', provider_id='bad', module='hostel_bridgeprov',\n"
+        f"                pip_packages=[{str(REPO / 'tests' / 'providers' / 'bridgeprov')!r}, 'llama-stack==0.2.22'],\n"
+        "                python='3.12', config={'prefix': {'not': 'a string'}})\n"
+        "    try:\n"
+        "        await get_adapter_impl(InferenceBridgeConfig(**base), {})\n"
+        "    except Exception as exc:\n"
+        "        print('refused:', type(exc).__name__, exc.stage, exc.provider_id)\n"
+        "    impl = await get_adapter_impl(InferenceBridgeConfig(**base, required=False), {})\n"
+        "    print('health:', (await impl.health())['status'])\n"
+        "    try:\n"
+        "        await impl.openai_chat_completion({'model': 'm', 'messages': []})\n"
+        "    except Exception as exc:\n"
+        "        print('call:', type(exc).__name__, exc.status_code)\n"
+        "    await impl.shutdown()\n"
+        "asyncio.run(main())\n"
+    )
+    done = subprocess.run(
+        [str(server_venv / "bin" / "python"), str(script)],
+        capture_output=True, text=True, timeout=300, check=False,
+        env={**os.environ, "HOSTEL_HOME": str(tmp_path / "home")},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.splitlines() == [
+        "refused: ProviderStartError config bad",
+        "health: Error",
+        "call: ProviderUnavailableError 503",
+    ]
+    assert "provider bad (remote::echo) did not start" in done.stderr and "prefix" in done.stderr
+    assert not worker_pids(str(tmp_path / "home"))
