@@ -4,6 +4,7 @@ unmodified llama-stack-client (network: the package index only)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -37,19 +38,23 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def server_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Exactly the example README's set-up: Llama Stack, hostel and the client in one venv."""
+def _venv(tmp_path_factory: pytest.TempPathFactory, requirements: str) -> Path:
+    """Exactly the example README's set-up: the server (and a client) in one venv, hostel beside them."""
     import uv
 
-    venv = tmp_path_factory.mktemp("llama-stack-server")
+    venv = tmp_path_factory.mktemp("server-venv")
     subprocess.run([uv.find_uv_bin(), "venv", "--quiet", "--python", str(PY312), str(venv)], check=True)
     subprocess.run(
         [uv.find_uv_bin(), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"),
-         "-r", str(EXAMPLE / "requirements.txt"), str(REPO)],
+         "-r", str(EXAMPLE / requirements), str(REPO)],
         check=True,
     )  # fmt: skip
     return venv
+
+
+@pytest.fixture(scope="module")
+def server_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _venv(tmp_path_factory, "requirements.txt")
 
 
 @dataclass
@@ -60,9 +65,8 @@ class Server:
     log: Path
 
 
-@pytest.fixture(scope="module")
-def server(server_venv: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("bridge")
+@contextlib.contextmanager
+def _running(command: list[str], tmp: Path) -> Iterator[Server]:
     port = _free_port()
     env = {
         **os.environ,
@@ -73,7 +77,7 @@ def server(server_venv: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     log = tmp / "server.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [str(server_venv / "bin" / "llama"), "stack", "run", "config.yaml", "--port", str(port)],
+            [*command, "config.yaml", "--port", str(port)],
             cwd=EXAMPLE, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )  # fmt: skip
     server = Server(proc, f"http://127.0.0.1:{port}", tmp / "home", log)
@@ -98,6 +102,12 @@ def server(server_venv: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
                 proc.wait()
         for pid in worker_pids(str(server.home)):  # only if a test failed before checking the stop
             os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def server(server_venv: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with _running([str(server_venv / "bin" / "llama"), "stack", "run"], tmp_path_factory.mktemp("bridge")) as up:
+        yield up
 
 
 def _client(server_venv: Path, server: Server, *args: str) -> list[str]:
@@ -183,3 +193,23 @@ def test_a_provider_that_cannot_start_is_named_with_its_stage(server_venv: Path,
     ]
     assert "provider bad (remote::echo) did not start" in done.stderr and "prefix" in done.stderr
     assert not worker_pids(str(tmp_path / "home"))
+
+
+def _chat(server: Server, model: str, text: str) -> httpx.Response:
+    body = {"model": model, "messages": [{"role": "user", "content": text}]}
+    return httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=120)
+
+
+def test_ogx_serves_the_same_bridged_providers(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """OGX, Llama Stack's renamed successor, as the server: same config, same bridge."""
+    venv = _venv(tmp_path_factory, "requirements-ogx.txt")
+    command = [str(venv / "bin" / "ogx"), "run", "--insecure"]
+    with _running(command, tmp_path_factory.mktemp("ogx")) as server:
+        old = _chat(server, "echo-old/old", "hello ogx")
+        assert old.json()["choices"][0]["message"]["content"] == "old echo from Llama Stack 0.2.22: hello ogx"
+        new = _chat(server, "echo-new/new", "hello ogx")
+        assert new.json()["choices"][0]["message"]["content"] == "new echo from Llama Stack 0.7.3: hello ogx"
+        crashed = _chat(server, "echo-old/old", "crash")
+        assert crashed.status_code == 503 and "exited with code 7" in crashed.text
+        assert wait_until(lambda: _chat(server, "echo-old/old", "back").status_code == 200, timeout=30)
+        assert "OGX 1.5" in server.log.read_text(errors="replace")
