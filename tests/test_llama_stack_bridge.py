@@ -213,3 +213,7 @@ def test_ogx_serves_the_same_bridged_providers(tmp_path_factory: pytest.TempPath
         assert crashed.status_code == 503 and "exited with code 7" in crashed.text
         assert wait_until(lambda: _chat(server, "echo-old/old", "back").status_code == 200, timeout=30)
         assert "OGX 1.5" in server.log.read_text(errors="replace")
+        assert len(worker_pids(str(server.home))) == 2
+        server.proc.kill()  # a server killed outright: its workers go with it (parent-death signal)
+        server.proc.wait(timeout=30)
+        assert wait_until(lambda: not worker_pids(str(server.home)), timeout=15)
