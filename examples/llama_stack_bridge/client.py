@@ -1,7 +1,7 @@
 """Talk to the bridged providers through an unmodified llama-stack-client.
 
-    python client.py http://127.0.0.1:8321            # chat and stream with both providers
-    python client.py http://127.0.0.1:8321 --crash    # then crash echo-old mid-request and watch it come back
+python client.py http://127.0.0.1:8321            # chat and stream with both providers
+python client.py http://127.0.0.1:8321 --crash    # then crash echo-old mid-request and watch it come back
 """
 
 from __future__ import annotations
