@@ -67,6 +67,16 @@ def protocol_class(module: Any, api: str) -> type | None:
     return None
 
 
+def protocol_methods(protocol: type) -> dict[str, Any]:
+    """The public functions a protocol declares, its bases' included (not ``typing.Protocol``'s own)."""
+    methods: dict[str, Any] = {}
+    for cls in reversed(protocol.__mro__):
+        if cls.__module__ in ("typing", "builtins", "typing_extensions"):
+            continue
+        methods.update({n: v for n, v in vars(cls).items() if inspect.isfunction(v) and not n.startswith("_")})
+    return methods
+
+
 def missing_methods(impl: object, api: str) -> list[str]:
     """The methods of the API's protocol (of the Llama Stack the provider imported) that ``impl`` lacks.
 
@@ -77,13 +87,8 @@ def missing_methods(impl: object, api: str) -> list[str]:
     protocol = protocol_class(module, api) if module else None
     if protocol is None:
         return []
-    names: dict[str, object] = {}
-    for cls in reversed(protocol.__mro__):
-        if cls.__module__ in ("typing", "builtins", "typing_extensions"):
-            continue
-        names.update({n: v for n, v in vars(cls).items() if inspect.isfunction(v) and not n.startswith("_")})
     missing = []
-    for name, function in sorted(names.items()):
+    for name, function in sorted(protocol_methods(protocol).items()):
         routes = getattr(function, "__webmethods__", None) or []
         if any(getattr(route, "level", None) == _ALPHA for route in routes):
             continue

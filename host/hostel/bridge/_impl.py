@@ -15,11 +15,11 @@ from typing import Any
 
 from hostel._http_errors import status_for
 from hostel.bridge._loop import LoopThread, iterate_on
-from hostel.bridge._server import Server, protocol_methods, return_types
+from hostel.bridge._server import Server, return_types
 from hostel.errors import HostelError, MethodNotFoundError, ProviderUnavailableError
 from hostel.host import Host
 from hostel_sdk import codec
-from hostel_sdk._llama_stack import PROTOCOLS
+from hostel_sdk._llama_stack import PROTOCOLS, protocol_methods
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,6 @@ Imported only inside a server process, so Llama Stack is never a dependency of h
 from __future__ import annotations
 
 import importlib
-import inspect
 import sys
 import typing
 from collections.abc import AsyncIterator
@@ -109,16 +108,6 @@ def current() -> Server:
             )
         ]
     )
-
-
-def protocol_methods(protocol: type) -> dict[str, Any]:
-    """The public functions a protocol declares, its bases' included (not ``typing.Protocol``'s own)."""
-    methods: dict[str, Any] = {}
-    for cls in reversed(protocol.__mro__):
-        if cls.__module__ in ("typing", "builtins", "typing_extensions"):
-            continue
-        methods.update({n: v for n, v in vars(cls).items() if inspect.isfunction(v) and not n.startswith("_")})
-    return methods
 
 
 def return_types(function: Any) -> tuple[Any, Any]:
