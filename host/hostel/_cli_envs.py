@@ -47,9 +47,13 @@ def manager(plan: Plan, *, installer: str | None = None, locked: bool = False) -
 
 
 async def build_all(plan: Plan, envs: EnvManager, console: Console) -> list[BuildResult]:
-    """Build every provider env, a few at a time; one failure does not stop the others."""
+    """Build every local provider env, a few at a time; one failure does not stop the others.
+
+    Providers run by the container or Ray launcher have no local env (their image / runtime_env holds them).
+    """
     limit = asyncio.Semaphore(BUILD_CONCURRENCY)
     live = console.is_terminal
+    providers = [p for p in plan.providers if p.launcher == "process"]
 
     async def one(provider: ProviderPlan, progress: Progress | None) -> BuildResult:
         async with limit:
@@ -75,8 +79,8 @@ async def build_all(plan: Plan, envs: EnvManager, console: Console) -> list[Buil
     if live:
         columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
         with Progress(*columns, console=console, transient=False) as progress:
-            return list(await asyncio.gather(*(one(p, progress) for p in plan.providers)))
-    return list(await asyncio.gather(*(one(p, None) for p in plan.providers)))
+            return list(await asyncio.gather(*(one(p, progress) for p in providers)))
+    return list(await asyncio.gather(*(one(p, None) for p in providers)))
 
 
 async def deep_check(plan: Plan) -> list[str]:

@@ -15,7 +15,7 @@ logger = logging.getLogger(__name__)
 
 # An installer must not outlive a host that is SIGKILLed mid-build: setpriv (util-linux) arms the
 # parent-death signal before exec'ing the command. Without it, the next build's cleanup still copes.
-_SETPRIV: tuple[str, ...] = ("setpriv", "--pdeathsig", "KILL", "--") if shutil.which("setpriv") else ()
+SETPRIV: tuple[str, ...] = ("setpriv", "--pdeathsig", "KILL", "--") if shutil.which("setpriv") else ()
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ async def run(command: Sequence[str], *, timeout: float, env: Mapping[str, str] 
     """Run ``command`` to completion (killing its process group on timeout or cancellation); log it."""
     logger.debug("running: %s", " ".join(command))
     proc = await asyncio.create_subprocess_exec(
-        *_SETPRIV,
+        *SETPRIV,
         *command,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,

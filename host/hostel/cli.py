@@ -69,6 +69,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--port", type=int, default=None, help="default: server.port of the config, else 8321")
     run.add_argument("--host", default=None, dest="address", help="address to listen on (default 127.0.0.1)")
     run.add_argument("--locked", action="store_true", help="install exactly the pins of hostel.lock")
+    run.add_argument(
+        "--ray",
+        default=None,
+        metavar="ADDRESS",
+        help="run every provider without a launcher of its own as a Ray actor on this cluster ('auto', 'local', "
+        "'ray://head:10001', 'head:6379')",
+    )
 
     specs = sub.add_parser("specs", help="provider specs shipped inside packages")
     specs_sub = specs.add_subparsers(dest="specs_command", required=True, metavar="ACTION")
@@ -76,6 +83,15 @@ def _parser() -> argparse.ArgumentParser:
     extract.add_argument("requirement", help="a pip requirement, e.g. lightspeed-stack-providers==0.6.3")
     extract.add_argument("--to", required=True, type=Path, help="the providers.d directory to copy into")
     extract.add_argument("--python-version", default="3.12", help="Python the release must support (default 3.12)")
+
+    image = sub.add_parser("image", help="container images for the container launcher")
+    image_sub = image.add_subparsers(dest="image_command", required=True, metavar="ACTION")
+    image_build = image_sub.add_parser("build", help="build a provider's image: base + hostel-sdk + its packages")
+    image_build.add_argument("config")
+    image_build.add_argument("provider_id")
+    image_build.add_argument("--tag", default=None, help="default: the provider's container_image, if set")
+    image_build.add_argument("--base", default=None, help="an image with python3 (default python:3.11-slim)")
+    image_build.add_argument("--engine", choices=["auto", "podman", "docker"], default=None)
 
     ps = sub.add_parser("ps", help="status of a running host")
     ps.add_argument("--port", type=int, default=8321)
@@ -137,6 +153,8 @@ async def _dispatch(opts: argparse.Namespace) -> int:
         return await _run(opts)
     if opts.command == "ps":
         return _ps(opts)
+    if opts.command == "image":
+        return await _image_build(opts)
     if opts.command == "specs":
         copied = await _cli_specs.extract(opts.requirement, opts.to, python_version=opts.python_version)
         if not copied:
@@ -171,10 +189,15 @@ async def _list(opts: argparse.Namespace) -> int:
     rows = []
     for provider in plan.providers:
         status: str
-        try:
-            status = envs.status(await envs.describe(provider))
-        except HostelError as exc:
-            status = f"error: {exc}"
+        if provider.launcher == "container":
+            status = f"container image {provider.container_image}"
+        elif provider.launcher == "ray":
+            status = "ray runtime_env"
+        else:
+            try:
+                status = envs.status(await envs.describe(provider))
+            except HostelError as exc:
+                status = f"error: {exc}"
         rows.append(
             {
                 "provider_id": provider.provider_id,
@@ -203,9 +226,40 @@ async def _run(opts: argparse.Namespace) -> int:
     from hostel import gateway  # the HTTP stack loads only for `hostel run`
 
     plan = load_plan(opts.config)
+    if opts.ray:
+        plan = plan.with_ray(opts.ray)
     address = opts.address or plan.config.server.host or "127.0.0.1"
     port = opts.port if opts.port is not None else plan.config.server.port
     await gateway.serve(Host(plan, locked=opts.locked), address=address, port=port)
+    return 0
+
+
+async def _image_build(opts: argparse.Namespace) -> int:
+    from hostel import image
+    from hostel.container import find_engine
+    from hostel.envs import default_home
+
+    plan = load_plan(opts.config)
+    try:
+        provider = plan.provider(opts.provider_id)
+    except KeyError:
+        known = ", ".join(p.provider_id for p in plan.providers) or "none"
+        raise UsageError(f"no provider {opts.provider_id!r} in {opts.config}; providers: {known}") from None
+    tag = opts.tag or provider.container_image
+    if not tag:
+        raise UsageError(f"provider {opts.provider_id!r} has no container_image to build; name the image with --tag")
+    settings = plan.settings.container
+    if opts.engine:
+        settings = settings.model_copy(update={"engine": opts.engine})
+    try:
+        engine = find_engine(settings)
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"building {tag} for provider {provider.provider_id} with {engine}", file=sys.stderr)
+    await image.build_image(
+        provider, tag=tag, engine=engine, base=opts.base or image.DEFAULT_BASE, sdk_cache=default_home() / "wheels"
+    )
+    print(tag)
     return 0
 
 

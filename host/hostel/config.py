@@ -40,6 +40,41 @@ class Limits(_Strict):
     """Resource limits enforced on a worker process."""
 
     memory_mb: int | None = Field(None, gt=0)
+    cpus: float | None = Field(None, gt=0)  # container launcher only: the engine's --cpus
+
+
+Launcher = Literal["process", "container", "ray"]
+
+
+class ContainerSettings(_Strict):
+    """How the container launcher runs workers (the ``hostel.container:`` block)."""
+
+    engine: Literal["auto", "podman", "docker"] = "auto"  # auto: podman if installed, else docker
+    network: str = "host"  # the engine's --network; "host" lets a provider reach what a local worker could
+    python: str = "python"  # the image's interpreter, which must have hostel-sdk installed
+    run_args: list[str] = Field(default_factory=list)  # appended to `<engine> run`, e.g. ["--runtime", "runc"]
+
+
+class TlsSettings(_Strict):
+    """TLS for gRPC over TCP between the host and remote workers (PEM files)."""
+
+    cert_file: Path
+    key_file: Path
+    ca_file: Path
+    server_name: str | None = None  # the name both sides' certificate is checked against, if not the address
+
+
+class RaySettings(_Strict):
+    """How the Ray launcher places workers (the ``hostel.ray:`` block)."""
+
+    address: str | None = None  # ray.init(address=...): "auto", "ray://head:10001", "host:6379"; None starts one
+    namespace: str = "hostel"
+    # The address workers use to call back into the host (deps, model_store); by default this node's IP.
+    callback_host: str | None = None
+    installer: Literal["uv", "pip"] = "uv"  # which runtime_env field carries the provider's packages
+    num_cpus: float = Field(0, ge=0)  # the actor's CPU reservation
+    resources: dict[str, float] = Field(default_factory=dict)  # custom Ray resources, to pin a provider to nodes
+    tls: TlsSettings | None = None
 
 
 class HostelSettings(_Strict):
@@ -58,11 +93,14 @@ class HostelSettings(_Strict):
     # Keep a spare worker per provider that has already started Python and imported its runtime: a
     # restart then costs the provider's own import and factory only (at ~35 MB of memory per provider).
     standby_workers: bool = False
+    launcher: Launcher | None = None  # every provider's launcher unless its entry says otherwise
+    container: ContainerSettings = ContainerSettings()
+    ray: RaySettings = RaySettings()
 
 
 _PROVIDER_KEYS = {
     "provider_id", "provider_type", "config", "module", "python", "pip_packages", "constraints",
-    "spec_overrides", "restart", "limits", "isolation",
+    "spec_overrides", "restart", "limits", "isolation", "launcher", "container_image",
 }  # fmt: skip
 
 
@@ -82,6 +120,8 @@ class ProviderEntry(BaseModel):
     restart: RestartPolicy | None = None
     limits: Limits | None = None
     isolation: Literal["process", "inline"] = "process"
+    launcher: Launcher | None = None  # default: container if the spec has container_image and no pip packages
+    container_image: str | None = None  # overrides the spec's container_image
 
     @field_validator("provider_type")
     @classmethod

@@ -97,6 +97,7 @@ class Host:
                 self._log_level,
                 self.callbacks,
                 external_apis=plan.external_apis,
+                base_dir=plan.config.base_dir,
             ),
         )
         self._started: list[str] = []

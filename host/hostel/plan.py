@@ -11,7 +11,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hostel.config import HostelSettings, ProviderConfig, RestartPolicy, RunConfig, read_run_config
+from hostel.config import (
+    HostelSettings,
+    Launcher,
+    ProviderConfig,
+    ProviderEntry,
+    RestartPolicy,
+    RunConfig,
+    read_run_config,
+)
 from hostel.errors import ConfigError, Problem
 from hostel.specs import ProviderSpec, apply_overrides, load_specs, package_spec, resolve_requirement
 
@@ -34,6 +42,9 @@ class ProviderPlan:
     optional_dependencies: tuple[str, ...] = ()  # provider ids serving its optional_api_dependencies
     dependency_apis: tuple[str, ...] = ()  # the APIs its deps hold: required ones, and optional ones served
     overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # spec_overrides, kept for package specs
+    launcher: Launcher = "process"  # where its worker runs: a local process, a container, a Ray actor
+    container_image: str | None = None
+    cpus: float | None = None
 
     @property
     def provider_type(self) -> str:
@@ -60,6 +71,30 @@ class Plan:
             if plan.provider_id == provider_id:
                 return plan
         raise KeyError(provider_id)
+
+    def with_ray(self, address: str) -> Plan:
+        """This plan with Ray as every provider's launcher unless its entry names one (``hostel run --ray``)."""
+        settings = self.settings.model_copy(
+            update={"launcher": "ray", "ray": self.settings.ray.model_copy(update={"address": address})}
+        )
+        config = dataclasses.replace(self.config, hostel=settings)
+        problems: list[Problem] = []
+        providers = []
+        for plan in self.providers:
+            entry = config.provider(plan.provider_id).entry
+            launcher = _launcher(
+                entry,
+                plan.spec,
+                image=plan.container_image,
+                default="ray",
+                key=f"providers.{plan.api}[{plan.provider_id}]",
+                label=config.label,
+                problems=problems,
+            )
+            providers.append(dataclasses.replace(plan, launcher=launcher or plan.launcher))
+        if problems:
+            raise ConfigError(problems)
+        return dataclasses.replace(self, config=config, providers=tuple(providers))
 
 
 def load_plan(
@@ -129,6 +164,12 @@ def _plan_one(
     extras = tuple(resolve_requirement(r, config.base_dir) for r in entry.pip_packages)
     if spec.from_package and any(_holds_package(r, spec.module) for r in extras):
         spec = dataclasses.replace(spec, pip_packages=())  # a local directory in pip_packages provides the module
+    image = entry.container_image or spec.container_image
+    launcher = _launcher(
+        entry, spec, image=image, default=config.hostel.launcher, key=key, label=config.label, problems=problems
+    )
+    if launcher is None:
+        return None
     return ProviderPlan(
         provider_id=entry.provider_id,
         api=provider.api,
@@ -142,7 +183,51 @@ def _plan_one(
         isolation=entry.isolation,
         dependencies=(),
         overrides=dict(entry.spec_overrides),
+        launcher=launcher,
+        container_image=image,
+        cpus=entry.limits.cpus if entry.limits else None,
     )
+
+
+def _launcher(
+    entry: ProviderEntry,
+    spec: ProviderSpec,
+    *,
+    image: str | None,
+    default: Launcher | None,
+    key: str,
+    label: str,
+    problems: list[Problem],
+) -> Launcher | None:
+    """The entry's launcher, else the host-wide one, else container for an image-only spec, else process."""
+    if entry.launcher is not None:
+        launcher, where = entry.launcher, f"{key}.launcher"
+    elif default is not None:
+        launcher, where = default, "hostel.launcher"
+    else:
+        launcher = "container" if image and not spec.pip_packages and not entry.pip_packages else "process"
+        where = f"{key}.container_image"
+    if launcher == "container" and not image:
+        problems.append(
+            Problem(label, where, "the container launcher needs an image: set container_image in the spec or entry")
+        )
+        return None
+    if launcher != "process" and spec.from_package:
+        problems.append(
+            Problem(
+                label,
+                where,
+                f"a `module:` provider runs with the process launcher only (its spec is read inside a local venv); "
+                f"give it a spec file in external_providers_dir to use launcher {launcher!r}",
+            )
+        )
+        return None
+    if launcher == "ray" and entry.constraints:
+        problems.append(
+            Problem(label, f"{key}.constraints", "not supported with the ray launcher; pin versions in pip_packages")
+        )
+        return None
+    return launcher
 
 
 def _holds_package(requirement: str, module: str) -> bool:

@@ -11,7 +11,6 @@ import collections
 import contextlib
 import functools
 import logging
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -31,8 +30,8 @@ from hostel.errors import (
     ProviderStartError,
     ProviderUnavailableError,
 )
+from hostel.launcher import LaunchContext, Launchers, WorkerHandle, WorkerLauncher
 from hostel.plan import ProviderPlan, order_plans, with_resolved_spec
-from hostel.worker import WorkerProcess
 from hostel_sdk import _messages as pb
 
 logger = logging.getLogger(__name__)
@@ -77,24 +76,30 @@ class SupervisorContext:
     callbacks: CallbackServer | None = None
     worker_command: tuple[str, ...] | None = None
     external_apis: frozenset[str] = frozenset()  # APIs served outside the host, which providers may depend on
+    base_dir: Path | None = None  # the run config's directory: relative paths in its settings resolve against it
+
+    def launch_context(self) -> LaunchContext:
+        """What the launchers need of this context."""
+        return LaunchContext(
+            self.settings, self.socket_dir, self.log_level, self.callbacks, self.base_dir or Path.cwd()
+        )
 
 
 class ProviderSlot:
     """Supervises one provider: its env, its current worker and channel, its restarts."""
 
-    def __init__(self, plan: ProviderPlan, context: SupervisorContext) -> None:
+    def __init__(self, plan: ProviderPlan, context: SupervisorContext, launchers: Launchers) -> None:
         self.plan = plan
+        self.launchers = launchers
         self.worker_command = list(context.worker_command) if context.worker_command else None
         self.callbacks = context.callbacks
         self._token = ""
         self.spec_resolved = False  # a `module:` provider's plan takes the spec its package declares
         self.settings = context.settings
         self.envs = context.envs
-        self.socket_dir = context.socket_dir
-        self.log_level = context.log_level
         self.state: State = "stopped"
         self.env: Env | None = None
-        self.worker: WorkerProcess | None = None
+        self.worker: WorkerHandle | None = None
         self.channel: GrpcChannel | None = None
         self.restarts = 0
         self.last_exit: str | None = None
@@ -103,7 +108,7 @@ class ProviderSlot:
         self._stopping = False
         self._crashes: collections.deque[float] = collections.deque()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._standby: WorkerProcess | None = None
+        self._standby: WorkerHandle | None = None
         self._closing: set[asyncio.Task[None]] = set()
 
     @property
@@ -124,8 +129,15 @@ class ProviderSlot:
             env_path=str(self.env.path) if self.env else None,
         )
 
-    async def build(self) -> Env:
-        """Build (or reuse) the provider's env."""
+    @property
+    def launcher(self) -> WorkerLauncher:
+        """The launcher of this provider's workers (its plan's, which may change once a package spec is read)."""
+        return self.launchers.get(self.plan.launcher)
+
+    async def build(self) -> Env | None:
+        """Build (or reuse) the provider's env, if its launcher runs workers from a local env."""
+        if not self.launcher.uses_env:
+            return None
         self.state = "building"
         try:
             spec = await self.envs.describe(self.plan)
@@ -135,17 +147,8 @@ class ProviderSlot:
             raise
         return self.env
 
-    def _new_worker(self, generation: int) -> WorkerProcess:
-        return WorkerProcess(
-            self.plan,
-            self.env.python if self.env is not None else Path(sys.executable),
-            self.socket_dir / f"{generation}-{abs(hash(self.provider_id)) % 10**8}.sock",
-            log_level=self.log_level,
-            max_message_bytes=self.settings.max_message_mb * 2**20,
-            grace_s=self.settings.stop_grace_s,
-            host_socket=self.callbacks.socket_path if self.callbacks else None,
-            command=self.worker_command,
-        )
+    def _new_worker(self, generation: int) -> WorkerHandle:
+        return self.launcher.new_worker(self.plan, self.env, generation)
 
     async def _prepare_standby(self, generation: int) -> None:
         """``standby_workers``: spawn the next worker now, so a restart skips interpreter start-up and imports."""
@@ -170,7 +173,7 @@ class ProviderSlot:
 
     async def start(self) -> None:
         """Start a worker and wait for its handshake; raise ``ProviderStartError``."""
-        if self.env is None and self.worker_command is None:
+        if self.env is None and self.worker_command is None and self.launcher.uses_env:
             await self.build()
         if self.callbacks is not None:  # a fresh token per worker: a dead worker's token is worth nothing
             self.callbacks.revoke(self._token)
@@ -201,7 +204,7 @@ class ProviderSlot:
         if self.plan.memory_mb:
             self._spawn(self._watch_memory(worker, self.plan.memory_mb))
 
-    async def _probe(self, worker: WorkerProcess, channel: GrpcChannel) -> None:
+    async def _probe(self, worker: WorkerHandle, channel: GrpcChannel) -> None:
         """Liveness: a worker that misses ``probe_failures`` health checks in a row is killed (then restarted)."""
         settings = self.settings
         missed = 0
@@ -227,7 +230,7 @@ class ProviderSlot:
                     worker.kill_for(f"did not answer {missed} liveness probes in a row (probe_timeout_s={timeout:g})")
                     return
 
-    async def _watch_memory(self, worker: WorkerProcess, limit_mb: int) -> None:
+    async def _watch_memory(self, worker: WorkerHandle, limit_mb: int) -> None:
         """``limits.memory_mb``: a worker whose resident memory passes the limit is killed (then restarted)."""
         limit = limit_mb * 2**20
         while worker.exit_info is None:
@@ -244,7 +247,7 @@ class ProviderSlot:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _explain(self, worker: WorkerProcess, error: HostelError) -> HostelError:
+    async def _explain(self, worker: WorkerHandle, error: HostelError) -> HostelError:
         """A transport failure on a worker that died is a crash, with its exit and stderr tail."""
         if not isinstance(error, ProviderUnavailableError) or self._stopping:
             return error
@@ -263,7 +266,7 @@ class ProviderSlot:
             reason=worker.kill_reason or "",
         )
 
-    async def _watch(self, worker: WorkerProcess) -> None:
+    async def _watch(self, worker: WorkerHandle) -> None:
         info = await worker.wait()
         if self._stopping or worker is not self.worker:
             return
@@ -272,7 +275,7 @@ class ProviderSlot:
         await self._drop_worker(grace=_CRASH_GRACE_S)
         await self._restart_loop(f"provider {self.provider_id} [pid {worker.pid}] {self.last_exit}")
 
-    def _mark_down(self, worker: WorkerProcess) -> None:
+    def _mark_down(self, worker: WorkerHandle) -> None:
         # Whoever learns of the exit first (the watcher or a failed call) flips the state, so nobody who has
         # seen the crash can still see the provider as ready.
         if not self._stopping and worker is self.worker and self.state == "ready":
@@ -387,7 +390,8 @@ class Supervisor:
 
     def __init__(self, plans: Sequence[ProviderPlan], context: SupervisorContext) -> None:
         self.context = context
-        self.slots = {p.provider_id: ProviderSlot(p, context) for p in plans}
+        self.launchers = Launchers(context.launch_context(), context.worker_command)
+        self.slots = {p.provider_id: ProviderSlot(p, context, self.launchers) for p in plans}
 
     async def build(self, provider_ids: Sequence[str] | None = None, *, concurrency: int = 4) -> None:
         """Build the envs of the given providers (all by default), a few at a time."""
@@ -455,6 +459,7 @@ class Supervisor:
         """Stop every worker, dependents first."""
         for slot in reversed(list(self.slots.values())):
             await slot.stop()
+        await self.launchers.close()
 
 
 async def _all_or_first_error(coros: Sequence[Any]) -> None:

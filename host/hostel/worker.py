@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hostel._process import SETPRIV as _SETPRIV
 from hostel.errors import ProviderStartError, describe_exit
 from hostel.plan import ProviderPlan
 from hostel_sdk._handshake import PROTOCOL_VERSION, Handshake, HandshakeError, StartFailure, parse
@@ -67,8 +68,12 @@ class WorkerProcess:
         stderr_lines: int = 200,
         host_socket: Path | None = None,
         command: Sequence[str] | None = None,
+        die_with_host: bool = False,
     ) -> None:
-        """``command`` replaces ``python -m hostel_sdk.worker`` (tests run a fake worker this way)."""
+        """``command`` replaces ``python -m hostel_sdk.worker`` (tests run a fake worker this way).
+
+        ``die_with_host``: arm the parent-death signal for a ``command`` that cannot arm it itself.
+        """
         self.plan = plan
         self.python = python
         self.socket_path = socket_path
@@ -76,6 +81,8 @@ class WorkerProcess:
         self._max_message_bytes = max_message_bytes
         self._grace_s = grace_s
         self._command = list(command) if command else [str(python), "-m", "hostel_sdk.worker"]
+        if die_with_host:
+            self._command[:0] = _SETPRIV
         self._host_socket = host_socket
         self.token = ""  # set before start(): a standby learns its token only when it is used
         self._stderr: collections.deque[str] = collections.deque(maxlen=stderr_lines)
@@ -144,7 +151,7 @@ class WorkerProcess:
             )
         except OSError as exc:
             raise ProviderStartError(
-                f"cannot run {self.python}: {exc}", provider_id=self.plan.provider_id, stage="import"
+                f"cannot run {self._command[0]}: {exc}", provider_id=self.plan.provider_id, stage="import"
             ) from None
         proc = self._proc
         logger.debug("provider %s: spawned worker [pid %d]", self.plan.provider_id, proc.pid)
@@ -221,9 +228,14 @@ class WorkerProcess:
         if relay is not None and not relay.done():
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(asyncio.shield(relay), 1.0)
+        info = await self._ended(returncode)
         assert self._exit is not None
         if not self._exit.done():
-            self._exit.set_result(ExitInfo.from_returncode(returncode))
+            self._exit.set_result(info)
+
+    async def _ended(self, returncode: int) -> ExitInfo:
+        """How the process's return code reads as a worker's exit (launchers that wrap the worker differ)."""
+        return ExitInfo.from_returncode(returncode)
 
     async def wait(self) -> ExitInfo:
         """Wait for the worker to exit."""

@@ -1,0 +1,155 @@
+"""The container launcher: a provider's worker runs inside its ``container_image`` under podman or docker.
+
+The engine's ``run -i`` client is the host's child process: the worker's spec and config go to it on stdin,
+its handshake comes back on stdout, its stderr is relayed, and its exit code is the container's. So start,
+crash detection, restart and stop work exactly as for a local worker. The host's private socket directory is
+bind-mounted at the same path, so the worker serves on a Unix socket there and reaches the callback socket.
+Signals go through the engine (``kill --signal``): signalling the client alone would leave the container.
+If the host dies, the client dies with it (parent-death signal), the container's stdin closes and the worker
+exits; the container is removed after every exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from hostel._process import run, tail
+from hostel.config import ContainerSettings
+from hostel.envs import Env
+from hostel.errors import ProviderStartError
+from hostel.launcher import LaunchContext, WorkerHandle, socket_path
+from hostel.plan import ProviderPlan
+from hostel.worker import ExitInfo, WorkerProcess
+
+logger = logging.getLogger(__name__)
+
+# The engine's own failures (no such image, bad flag) exit with these, before any worker code ran.
+_ENGINE_ERRORS = {125: "the container engine failed", 126: "the command cannot run", 127: "the command was not found"}
+
+
+def find_engine(settings: ContainerSettings) -> str:
+    """The engine executable: ``engine`` if set, else podman, else docker; ``FileNotFoundError`` naming both."""
+    names = ("podman", "docker") if settings.engine == "auto" else (settings.engine,)
+    for name in names:
+        path = shutil.which(name)
+        if path:
+            return path
+    raise FileNotFoundError(
+        f"no container engine: {' or '.join(names)} is not on PATH; install one, "
+        "or set hostel.container.engine (or run the provider with launcher: process)"
+    )
+
+
+def run_command(engine: str, plan: ProviderPlan, settings: ContainerSettings, *, name: str, mount: str) -> list[str]:
+    """The ``<engine> run`` command line for one worker (public so that it can be shown and tested)."""
+    assert plan.container_image, "the plan checked that a container provider has an image"
+    command = [
+        engine, "run", "-i", "--name", name,
+        "--label", f"hostel.provider={plan.provider_id}", "--label", f"hostel.host_pid={os.getpid()}",
+        "--network", settings.network,
+        "--volume", f"{mount}:{mount}",
+        "--env", "PYTHONUNBUFFERED=1",
+    ]  # fmt: skip
+    if plan.memory_mb:
+        command += ["--memory", f"{plan.memory_mb}m"]
+    if plan.cpus:
+        command += ["--cpus", f"{plan.cpus:g}"]
+    return [*command, *settings.run_args, plan.container_image, settings.python, "-m", "hostel_sdk.worker"]
+
+
+class ContainerWorker(WorkerProcess):
+    """A worker in a container: a ``WorkerProcess`` whose process is the engine's ``run -i`` client."""
+
+    def __init__(self, plan: ProviderPlan, engine: str, context: LaunchContext, generation: int) -> None:
+        settings = context.settings
+        self.engine = engine
+        self.name = f"hostel-{plan.provider_id}-{os.getpid()}-{generation}"
+        command = run_command(engine, plan, settings.container, name=self.name, mount=str(context.socket_dir))
+        super().__init__(
+            plan,
+            Path(engine),  # no local interpreter: the image's runs the worker
+            socket_path(context.socket_dir, plan, generation),
+            log_level=context.log_level,
+            max_message_bytes=settings.max_message_mb * 2**20,
+            grace_s=settings.stop_grace_s,
+            host_socket=context.callbacks.socket_path if context.callbacks else None,
+            command=command,
+            die_with_host=True,
+        )
+
+    def _payload(self) -> dict[str, Any]:
+        # The worker's parent inside the container is not the host: it watches its stdin instead.
+        return {**super()._payload(), "host_pid": None}
+
+    def signal(self, sig: int) -> None:
+        """Send ``sig`` to the container's worker, through the engine (without waiting)."""
+        if self.exit_info is not None or self.pid is None:
+            return
+        subprocess.Popen(
+            [self.engine, "kill", "--signal", str(int(sig)), self.name],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def rss_bytes(self) -> int | None:
+        """Not watched by the host: ``limits.memory_mb`` becomes the engine's ``--memory``."""
+        return None
+
+    async def _ended(self, returncode: int) -> ExitInfo:
+        if returncode in _ENGINE_ERRORS:
+            self._stderr.append(f"[hostel] {self.engine} run exited {returncode}: {_ENGINE_ERRORS[returncode]}")
+        if self.plan.memory_mb and self.kill_reason is None and await self._oom_killed():
+            self.kill_reason = (
+                f"exceeded its memory limit of {self.plan.memory_mb} MB (limits.memory_mb, the engine's --memory)"
+            )
+        # The engine reports a container killed by signal N as 128 + N.
+        if 128 < returncode <= 128 + 64:
+            return ExitInfo(None, returncode - 128)
+        return ExitInfo.from_returncode(returncode)
+
+    async def _oom_killed(self) -> bool:
+        try:
+            done = await run([self.engine, "inspect", "--format", "{{.State.OOMKilled}}", self.name], timeout=10)
+        except (OSError, TimeoutError):
+            return False
+        return done.returncode == 0 and done.stdout.strip().lower() == "true"
+
+    async def close(self) -> None:
+        """Release the pipes and remove the container (it is kept until now for its exit state)."""
+        await super().close()
+        if self.pid is not None:
+            try:
+                done = await run([self.engine, "rm", "--force", self.name], timeout=30)
+            except (OSError, TimeoutError) as exc:
+                logger.warning("could not remove container %s: %s", self.name, exc)
+                return
+            if done.returncode != 0 and "no such container" not in done.stderr.lower():
+                logger.warning("could not remove container %s: %s", self.name, tail(done.stderr, 3))
+
+
+class ContainerLauncher:
+    """Runs workers in containers; the engine is found once, on first use."""
+
+    uses_env = False
+
+    def __init__(self, context: LaunchContext) -> None:
+        self._context = context
+        self._engine: str | None = None
+
+    def new_worker(self, plan: ProviderPlan, env: Env | None, generation: int) -> WorkerHandle:
+        """A ``ContainerWorker`` for the plan's image."""
+        if self._engine is None:
+            try:
+                self._engine = find_engine(self._context.settings.container)
+            except FileNotFoundError as exc:
+                raise ProviderStartError(str(exc), provider_id=plan.provider_id, stage="import") from None
+        return ContainerWorker(plan, self._engine, self._context, generation)
+
+    async def close(self) -> None:
+        """Nothing to release: each container is removed with its worker."""

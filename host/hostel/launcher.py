@@ -1,0 +1,156 @@
+"""The launcher seam: where a provider's worker runs. A launcher makes worker handles; the supervisor drives them.
+
+Three launchers: ``process`` (a child process in the provider's venv, the default), ``container`` (the
+provider's image under podman or docker) and ``ray`` (a process started by a Ray actor, possibly on another
+machine). Whatever the launcher, the worker speaks the same wire, sends the same handshake, and its exit is
+reported and restarted the same way.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from hostel.config import HostelSettings, Launcher
+from hostel.envs import Env
+from hostel.plan import ProviderPlan
+from hostel.worker import ExitInfo, WorkerProcess
+from hostel_sdk._handshake import Handshake
+
+if TYPE_CHECKING:
+    from hostel._callbacks import CallbackServer
+
+
+class WorkerHandle(Protocol):
+    """One worker, wherever it runs: started once, waited on, stopped or killed."""
+
+    token: str  # the callback token, set before ``start``
+    kill_reason: str | None  # why hostel killed it (hang, memory), if it did
+
+    @property
+    def pid(self) -> int | None:
+        """The pid to show (the local process, or the remote worker's), once started."""
+
+    @property
+    def exit_info(self) -> ExitInfo | None:
+        """How the worker ended, once it has."""
+
+    async def spawn(self) -> None:
+        """Get the worker's runtime going ahead of ``start`` (a standby); may do nothing."""
+
+    async def start(self, timeout: float) -> Handshake:
+        """Start the worker and return its handshake; raise ``ProviderStartError`` leaving nothing running."""
+
+    async def wait(self) -> ExitInfo:
+        """Wait for the worker to end."""
+
+    def signal(self, sig: int) -> None:
+        """Send ``sig`` to the worker without waiting."""
+
+    def kill_for(self, reason: str) -> None:
+        """Kill the worker because of ``reason``, reported with its crash."""
+
+    def rss_bytes(self) -> int | None:
+        """Its resident memory, if the host can see it (else the launcher enforces memory limits itself)."""
+
+    def stderr_tail(self, lines: int = 40) -> str:
+        """The last lines the worker wrote to stderr."""
+
+    async def kill(self) -> ExitInfo | None:
+        """Kill the worker and wait for it."""
+
+    async def terminate(self, grace_s: float) -> ExitInfo | None:
+        """Ask the worker to stop, kill it after ``grace_s``, and release it."""
+
+    async def close(self) -> None:
+        """Release what the handle holds, after the worker ended."""
+
+
+@dataclass(frozen=True)
+class LaunchContext:
+    """What every launcher needs from the host."""
+
+    settings: HostelSettings
+    socket_dir: Path
+    log_level: str
+    callbacks: CallbackServer | None
+    base_dir: Path  # relative paths in the settings (TLS files) resolve against it
+
+
+class WorkerLauncher(Protocol):
+    """Makes worker handles for providers that use it."""
+
+    uses_env: bool  # whether the provider's venv is built on this machine first
+
+    def new_worker(self, plan: ProviderPlan, env: Env | None, generation: int) -> WorkerHandle:
+        """A handle for the next worker of ``plan`` (not started yet)."""
+
+    async def close(self) -> None:
+        """Release what the launcher holds (connections, clusters) once every worker is stopped."""
+
+
+class ProcessLauncher:
+    """Workers as child processes of the host, in the provider's venv."""
+
+    uses_env = True
+
+    def __init__(self, context: LaunchContext, command: tuple[str, ...] | None = None) -> None:
+        """``command`` replaces the venv's worker (tests run the scenario-driven fake worker this way)."""
+        self._context = context
+        self._command = command
+
+    def new_worker(self, plan: ProviderPlan, env: Env | None, generation: int) -> WorkerHandle:
+        """A ``WorkerProcess`` on a Unix socket in the host's private directory."""
+        context = self._context
+        return WorkerProcess(
+            plan,
+            env.python if env is not None else Path(sys.executable),
+            socket_path(context.socket_dir, plan, generation),
+            log_level=context.log_level,
+            max_message_bytes=context.settings.max_message_mb * 2**20,
+            grace_s=context.settings.stop_grace_s,
+            host_socket=context.callbacks.socket_path if context.callbacks else None,
+            command=self._command,
+        )
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
+def socket_path(socket_dir: Path, plan: ProviderPlan, generation: int) -> Path:
+    """A short socket path (Unix socket paths are limited to ~108 bytes) unique per provider and generation."""
+    return socket_dir / f"{generation}-{abs(hash(plan.provider_id)) % 10**8}.sock"
+
+
+class Launchers:
+    """The launchers one host uses, made on first use and closed together."""
+
+    def __init__(self, context: LaunchContext, worker_command: tuple[str, ...] | None = None) -> None:
+        self.context = context
+        self._worker_command = worker_command
+        self._made: dict[Launcher, WorkerLauncher] = {}
+
+    def get(self, kind: Launcher) -> WorkerLauncher:
+        """The launcher of that kind."""
+        if kind not in self._made:
+            self._made[kind] = self._make(kind)
+        return self._made[kind]
+
+    def _make(self, kind: Launcher) -> WorkerLauncher:
+        if kind == "container":
+            from hostel.container import ContainerLauncher
+
+            return ContainerLauncher(self.context)
+        if kind == "ray":
+            from hostel.ray_launcher import RayLauncher  # imports ray only when a provider uses it
+
+            return RayLauncher(self.context)
+        return ProcessLauncher(self.context, self._worker_command)
+
+    async def close(self) -> None:
+        """Close every launcher made."""
+        made, self._made = self._made, {}
+        for launcher in made.values():
+            await launcher.close()
