@@ -6,7 +6,7 @@ crash detection, restart and stop work exactly as for a local worker. The host's
 bind-mounted at the same path, so the worker serves on a Unix socket there and reaches the callback socket.
 Signals go through the engine (``kill --signal``): signalling the client alone would leave the container.
 If the host dies, the client dies with it (parent-death signal), the container's stdin closes and the worker
-exits; the container is removed after every exit.
+exits; ``--rm`` removes the container after every exit.
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal as signals
 import subprocess
 from pathlib import Path
 from typing import Any
 
-from hostel._process import run, tail
+from hostel._process import run
 from hostel.config import ContainerSettings
 from hostel.envs import Env
 from hostel.errors import ProviderStartError
@@ -49,7 +50,7 @@ def run_command(engine: str, plan: ProviderPlan, settings: ContainerSettings, *,
     """The ``<engine> run`` command line for one worker (public so that it can be shown and tested)."""
     assert plan.container_image, "the plan checked that a container provider has an image"
     command = [
-        engine, "run", "-i", "--name", name,
+        engine, "run", "-i", "--rm", "--name", name,
         "--label", f"hostel.provider={plan.provider_id}", "--label", f"hostel.host_pid={os.getpid()}",
         "--network", settings.network,
         "--volume", f"{mount}:{mount}",
@@ -104,33 +105,26 @@ class ContainerWorker(WorkerProcess):
     async def _ended(self, returncode: int) -> ExitInfo:
         if returncode in _ENGINE_ERRORS:
             self._stderr.append(f"[hostel] {self.engine} run exited {returncode}: {_ENGINE_ERRORS[returncode]}")
-        if self.plan.memory_mb and self.kill_reason is None and await self._oom_killed():
-            self.kill_reason = (
-                f"exceeded its memory limit of {self.plan.memory_mb} MB (limits.memory_mb, the engine's --memory)"
-            )
         # The engine reports a container killed by signal N as 128 + N.
-        if 128 < returncode <= 128 + 64:
-            return ExitInfo(None, returncode - 128)
-        return ExitInfo.from_returncode(returncode)
-
-    async def _oom_killed(self) -> bool:
-        try:
-            done = await run([self.engine, "inspect", "--format", "{{.State.OOMKilled}}", self.name], timeout=10)
-        except (OSError, TimeoutError):
-            return False
-        return done.returncode == 0 and done.stdout.strip().lower() == "true"
+        info = (
+            ExitInfo(None, returncode - 128) if 128 < returncode <= 128 + 64 else ExitInfo.from_returncode(returncode)
+        )
+        if info.signal == signals.SIGKILL and self.plan.memory_mb and self.kill_reason is None:
+            # The container is gone (--rm) before its OOM flag could be read: say what is nearly always so.
+            self.kill_reason = (
+                f"most likely exceeded its memory limit of {self.plan.memory_mb} MB "
+                "(limits.memory_mb, the engine's --memory)"
+            )
+        return info
 
     async def close(self) -> None:
-        """Release the pipes and remove the container (it is kept until now for its exit state)."""
+        """Release the pipes; remove the container if it outlived its client (``--rm`` removes the rest)."""
         await super().close()
-        if self.pid is not None:
+        if self.pid is not None and self.exit_info is None:
             try:
-                done = await run([self.engine, "rm", "--force", self.name], timeout=30)
+                await run([self.engine, "rm", "--force", self.name], timeout=30)
             except (OSError, TimeoutError) as exc:
                 logger.warning("could not remove container %s: %s", self.name, exc)
-                return
-            if done.returncode != 0 and "no such container" not in done.stderr.lower():
-                logger.warning("could not remove container %s: %s", self.name, tail(done.stderr, 3))
 
 
 class ContainerLauncher:
