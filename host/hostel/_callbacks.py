@@ -20,7 +20,14 @@ from hostel.errors import HostelError, RemoteError
 from hostel_sdk import _messages as pb
 from hostel_sdk import codec
 from hostel_sdk._service import error_reply
-from hostel_sdk._wire import MODEL_STORE_API, SHIELD_STORE_API, TOKEN_METADATA, channel_options, host_handler
+from hostel_sdk._wire import (
+    MODEL_STORE_API,
+    SHIELD_STORE_API,
+    TOKEN_METADATA,
+    channel_options,
+    host_handler,
+    tls_server_credentials,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +75,8 @@ class CallbackServer:
         self._max = max_message_bytes
         self._grants: dict[str, Grant] = {}
         self._server: grpc.aio.Server | None = None
+        self._tcp_server: grpc.aio.Server | None = None
+        self._tcp_target = ""
 
     def grant(self, provider_id: str, apis: Iterable[str]) -> str:
         """A new token for ``provider_id`` allowing exactly ``apis``."""
@@ -87,11 +96,27 @@ class CallbackServer:
         await server.start()
         self._server = server
 
+    async def listen_tcp(self, host: str, tls: dict[str, str] | None) -> str:
+        """Also listen on TCP at ``host`` (a port chosen by the OS), for workers on other machines; the target.
+
+        A second server, so the Unix socket keeps serving local workers as before. Tokens guard both; with
+        ``tls`` the TCP side is mutual TLS.
+        """
+        if self._tcp_server is None:
+            server = grpc.aio.server(options=channel_options(self._max))
+            server.add_generic_rpc_handlers([host_handler(self.call)])
+            bind = f"{host}:0"
+            port = server.add_secure_port(bind, tls_server_credentials(tls)) if tls else server.add_insecure_port(bind)
+            await server.start()
+            self._tcp_server, self._tcp_target = server, f"{host}:{port}"
+        return self._tcp_target
+
     async def stop(self) -> None:
         """Stop listening (in-flight callbacks are cancelled)."""
-        if self._server is not None:
-            await self._server.stop(0)
-            self._server = None
+        for server in (self._server, self._tcp_server):
+            if server is not None:
+                await server.stop(0)
+        self._server = self._tcp_server = None
 
     async def _store(self, request: pb.HostCallRequest) -> pb.CallReply:
         """The read-only routing tables a stack injects: ``get_model``/``has_model``, ``get_shield``/``has_shield``."""

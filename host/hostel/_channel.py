@@ -1,7 +1,7 @@
 """The narrow seam between the host's policy and a worker: one ``call`` that returns a value or a stream.
 
-``GrpcChannel`` speaks the Worker service over a Unix socket; tests may substitute any object with the
-same two methods.
+``GrpcChannel`` speaks the Worker service over a Unix socket (or TCP, for remote workers); tests may
+substitute any object with the same two methods.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from hostel.errors import CallTimeoutError, HostelError, PayloadTooLargeError, W
 from hostel_sdk import _client, codec
 from hostel_sdk import _messages as pb
 from hostel_sdk._health import HealthStub
-from hostel_sdk._wire import WorkerStub, channel_options
+from hostel_sdk._wire import TokenMetadata, WorkerStub, channel_options, tls_channel
 
 
 class Channel(Protocol):
@@ -71,12 +71,18 @@ class GrpcChannel:
         *,
         max_message_bytes: int,
         explain: Callable[[HostelError], Awaitable[HostelError]] | None = None,
+        token: str | None = None,
+        tls: dict[str, str] | None = None,
     ) -> None:
-        """``explain`` may replace a transport error with a better one (e.g. the worker crashed)."""
+        """``explain`` may replace a transport error with a better one (e.g. the worker crashed).
+
+        ``token`` (sent with every call) and ``tls`` (mutual TLS, PEM text) are for workers reached over TCP.
+        """
         self.provider_id = provider_id
         self.explain = explain
         self._max = max_message_bytes
-        self._channel = grpc.aio.insecure_channel(target, options=channel_options(max_message_bytes))
+        interceptors = [TokenMetadata(token)] if token else None
+        self._channel = tls_channel(target, tls, channel_options(max_message_bytes), interceptors)
         self.stub = WorkerStub(self._channel)
         self.health = HealthStub(self._channel)
 

@@ -28,6 +28,8 @@ class WorkerHandle(Protocol):
 
     token: str  # the callback token, set before ``start``
     kill_reason: str | None  # why hostel killed it (hang, memory), if it did
+    server_token: str | None  # what the host must send to the worker's server (workers on TCP), if anything
+    tls: dict[str, str] | None  # mutual TLS to the worker (PEM ``cert``, ``key``, ``ca``), if configured
 
     @property
     def pid(self) -> int | None:
@@ -146,7 +148,8 @@ class Launchers:
         if kind == "ray":
             from hostel.ray_launcher import RayLauncher  # imports ray only when a provider uses it
 
-            return RayLauncher(self.context)
+            launcher: WorkerLauncher = RayLauncher(self.context)
+            return launcher
         return ProcessLauncher(self.context, self._worker_command)
 
     async def close(self) -> None:

@@ -194,6 +194,8 @@ class ProviderSlot:
             handshake.target,
             max_message_bytes=self.settings.max_message_mb * 2**20,
             explain=functools.partial(self._explain, worker),
+            token=worker.server_token,
+            tls=worker.tls,
         )
         self.state = "ready"
         self._ready.set()

@@ -53,8 +53,44 @@ class ExitInfo:
         return describe_exit(self.exit_code, self.signal)
 
 
+def worker_payload(
+    plan: ProviderPlan,
+    *,
+    socket_path: str | None,
+    host_socket: str | None,
+    token: str,
+    log_level: str,
+    max_message_bytes: int,
+    grace_s: float,
+) -> dict[str, Any]:
+    """The start request a worker reads from stdin (docs/protocol.md); launchers add or replace keys."""
+    spec = plan.spec
+    return {
+        "protocol": PROTOCOL_VERSION,
+        "provider_id": plan.provider_id,
+        "api": plan.api,
+        "provider_type": spec.provider_type,
+        "kind": spec.kind,
+        "module": spec.module,
+        "config_class": spec.config_class,
+        "config": dict(plan.config),
+        "provider_data_validator": spec.provider_data_validator,
+        "socket_path": socket_path,
+        "host_pid": os.getpid(),
+        "log_level": log_level,
+        "max_message_bytes": max_message_bytes,
+        "grace_s": grace_s,
+        "host_socket": host_socket,
+        "token": token,
+        "deps": list(plan.dependency_apis),
+    }
+
+
 class WorkerProcess:
     """A worker child process: ``start``, ``stop``, ``kill``, ``wait``."""
+
+    server_token: str | None = None  # on a Unix socket in the host's 0700 directory: nothing else can connect
+    tls: dict[str, str] | None = None
 
     def __init__(
         self,
@@ -109,26 +145,15 @@ class WorkerProcess:
         return "\n".join(list(self._stderr)[-lines:])
 
     def _payload(self) -> dict[str, Any]:
-        spec = self.plan.spec
-        return {
-            "protocol": PROTOCOL_VERSION,
-            "provider_id": self.plan.provider_id,
-            "api": self.plan.api,
-            "provider_type": spec.provider_type,
-            "kind": spec.kind,
-            "module": spec.module,
-            "config_class": spec.config_class,
-            "config": dict(self.plan.config),
-            "provider_data_validator": spec.provider_data_validator,
-            "socket_path": str(self.socket_path),
-            "host_pid": os.getpid(),
-            "log_level": self._log_level,
-            "max_message_bytes": self._max_message_bytes,
-            "grace_s": self._grace_s,
-            "host_socket": str(self._host_socket) if self._host_socket else None,
-            "token": self.token,
-            "deps": list(self.plan.dependency_apis),
-        }
+        return worker_payload(
+            self.plan,
+            socket_path=str(self.socket_path),
+            host_socket=str(self._host_socket) if self._host_socket else None,
+            token=self.token,
+            log_level=self._log_level,
+            max_message_bytes=self._max_message_bytes,
+            grace_s=self._grace_s,
+        )
 
     async def spawn(self) -> None:
         """Start the process. It imports its runtime, then waits for its start request (see ``start``).

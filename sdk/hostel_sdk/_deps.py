@@ -15,12 +15,10 @@ from collections.abc import Iterable
 from enum import Enum
 from typing import Any
 
-import grpc
-
 from hostel_sdk import _client, _llama_stack, codec
 from hostel_sdk import _messages as pb
 from hostel_sdk._context import current_request
-from hostel_sdk._wire import MODEL_STORE_API, SHIELD_STORE_API, TOKEN_METADATA, HostStub, channel_options
+from hostel_sdk._wire import MODEL_STORE_API, SHIELD_STORE_API, TOKEN_METADATA, HostStub, channel_options, tls_channel
 from hostel_sdk.api import Api
 
 # Where Api lives, newest first: llama-stack-api, Llama Stack 0.2.x-0.6, and the OGX rename.
@@ -51,8 +49,9 @@ def api_key(name: str, enum: type[Enum]) -> Any:
 class HostClient:
     """The worker's connection to the host's callback service."""
 
-    def __init__(self, socket_path: str, token: str, *, max_message_bytes: int) -> None:
-        self._channel = grpc.aio.insecure_channel(f"unix://{socket_path}", options=channel_options(max_message_bytes))
+    def __init__(self, target: str, token: str, *, max_message_bytes: int, tls: dict[str, str] | None = None) -> None:
+        """``target``: ``unix:///path`` (the host's socket) or ``host:port`` (its TCP listener, for remote workers)."""
+        self._channel = tls_channel(target, tls, channel_options(max_message_bytes))
         self._stub = HostStub(self._channel)
         self._metadata = ((TOKEN_METADATA, token),)
         self._loop = asyncio.get_running_loop()  # gRPC channels belong to the loop they were made on

@@ -16,6 +16,7 @@ PROTOCOL_VERSION = 1
 MAGIC = "hostel"
 FAILURE_MAGIC = "hostel-start-failed"
 
+Network = Literal["unix", "tcp"]
 Stage = Literal["import", "config", "factory", "protocol", "handshake", "timeout"]
 STAGES: tuple[Stage, ...] = ("import", "config", "factory", "protocol", "handshake", "timeout")
 
@@ -29,7 +30,7 @@ class Handshake:
     """A worker is ready: ``hostel|<protocol>|<network>|<address>|<pid>|<sdk_version>``."""
 
     protocol: int
-    network: Literal["unix", "tcp"]
+    network: Network
     address: str
     pid: int
     sdk_version: str

@@ -6,6 +6,7 @@ minimum grpcio version, which would fight the pins of the providers this package
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol, TypeAlias
 
@@ -32,7 +33,7 @@ def channel_options(max_message_bytes: int = MAX_MESSAGE_BYTES) -> list[tuple[st
     return [
         ("grpc.max_send_message_length", limit),
         ("grpc.max_receive_message_length", limit),
-        # Unix sockets only: no proxies, no DNS.
+        # Unix sockets, or TCP straight to a worker's node: never through an HTTP proxy.
         ("grpc.enable_http_proxy", 0),
     ]
 
@@ -124,3 +125,74 @@ class WorkerStub:
         self.open_stream = _stream(channel, f"/{SERVICE}/OpenStream", pb.StreamHandle, pb.CallReply)
         self.describe = _unary(channel, f"/{SERVICE}/Describe", pb.DescribeRequest, pb.DescribeReply)
         self.shutdown = _unary(channel, f"/{SERVICE}/Shutdown", pb.ShutdownRequest, pb.ShutdownReply)
+
+
+def tls_server_credentials(tls: dict[str, str]) -> grpc.ServerCredentials:
+    """Mutual TLS for a server: its own ``cert``/``key`` (PEM text), clients must present one signed by ``ca``."""
+    return grpc.ssl_server_credentials(
+        [(tls["key"].encode(), tls["cert"].encode())], root_certificates=tls["ca"].encode(), require_client_auth=True
+    )
+
+
+def tls_channel(
+    target: str, tls: dict[str, str] | None, options: list[tuple[str, Any]], interceptors: Any = None
+) -> grpc.aio.Channel:
+    """A channel to ``target``: plain, or mutual TLS with the same ``cert``/``key``/``ca`` the servers use."""
+    if not tls:
+        return grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=tls["ca"].encode(), private_key=tls["key"].encode(), certificate_chain=tls["cert"].encode()
+    )
+    if tls.get("server_name"):
+        options = [*options, ("grpc.ssl_target_name_override", tls["server_name"])]
+    return grpc.aio.secure_channel(target, credentials, options=options, interceptors=interceptors)
+
+
+class TokenCheck(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc.aio ships no stubs for it
+    """Refuses every RPC that does not carry ``token`` in its ``hostel-token`` metadata (workers on TCP)."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token.encode()
+
+        async def deny(_request: Any, context: Context) -> None:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong hostel-token")
+
+        self._deny = grpc.unary_unary_rpc_method_handler(deny)
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Any],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Any:
+        for key, value in handler_call_details.invocation_metadata or ():
+            if key == TOKEN_METADATA:
+                given = value.encode() if isinstance(value, str) else value
+                if hmac.compare_digest(given, self._token):
+                    return await continuation(handler_call_details)
+        return self._deny
+
+
+class TokenMetadata(
+    grpc.aio.UnaryUnaryClientInterceptor,  # type: ignore[misc]
+    grpc.aio.UnaryStreamClientInterceptor,  # type: ignore[misc]
+    grpc.aio.StreamStreamClientInterceptor,  # type: ignore[misc]
+):
+    """Adds ``hostel-token`` to every call of a channel (to workers that check it: those on TCP)."""
+
+    def __init__(self, token: str) -> None:
+        self._metadata = (TOKEN_METADATA, token)
+
+    def _details(self, details: Any) -> Any:
+        metadata = grpc.aio.Metadata(*(details.metadata or ()), self._metadata)
+        return grpc.aio.ClientCallDetails(
+            details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
+        )
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(self._details(details), request)
+
+    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(self._details(details), request)
+
+    async def intercept_stream_stream(self, continuation: Any, details: Any, request_iterator: Any) -> Any:
+        return await continuation(self._details(details), request_iterator)

@@ -128,7 +128,7 @@ async def serve(
                 host_server.add_insecure_port(f"unix:{host_socket}")
                 await host_server.start()
                 servers.append(host_server)
-                host_client = HostClient(str(host_socket), "test", max_message_bytes=MAX_MESSAGE_BYTES)
+                host_client = HostClient(f"unix://{host_socket}", "test", max_message_bytes=MAX_MESSAGE_BYTES)
             validator = load_validator(provider_data_validator)
             if impl is None:
                 assert module is not None

@@ -23,11 +23,11 @@ import grpc
 
 from hostel_sdk import __version__, _llama_stack
 from hostel_sdk._deps import HostClient, build_deps, inject_stores
-from hostel_sdk._handshake import PROTOCOL_VERSION, Handshake, StartFailure
+from hostel_sdk._handshake import PROTOCOL_VERSION, Handshake, Network, StartFailure
 from hostel_sdk._health import HealthService, health_handler
 from hostel_sdk._loader import LoadRequest, StartError, build_config, create_impl, import_module, load_validator
 from hostel_sdk._service import ProviderService
-from hostel_sdk._wire import MAX_MESSAGE_BYTES, channel_options, worker_handler
+from hostel_sdk._wire import MAX_MESSAGE_BYTES, TokenCheck, channel_options, tls_server_credentials, worker_handler
 
 logger = logging.getLogger("hostel_sdk.worker")  # not __main__ under -m
 
@@ -77,11 +77,16 @@ async def serve(payload: dict[str, Any], handshake_fd: int) -> int:
         provider_data_validator=payload.get("provider_data_validator"),
     )
     host_client = None
-    if payload.get("host_socket"):
+    tls = payload.get("tls")
+    host_target = payload.get("host_target") or (
+        f"unix://{payload['host_socket']}" if payload.get("host_socket") else ""
+    )
+    if host_target:
         host_client = HostClient(
-            payload["host_socket"],
+            host_target,
             payload["token"],
             max_message_bytes=int(payload.get("max_message_bytes", MAX_MESSAGE_BYTES)),
+            tls=tls,
         )
     try:
         module = import_module(request.module)
@@ -123,18 +128,21 @@ async def serve(payload: dict[str, Any], handshake_fd: int) -> int:
         on_shutdown=on_shutdown,
         provider_data_var=_llama_stack.provider_data_var(),
     )
-    server = grpc.aio.server(options=channel_options(int(payload.get("max_message_bytes", MAX_MESSAGE_BYTES))))
+    server_token = payload.get("server_token")
+    server = grpc.aio.server(
+        options=channel_options(int(payload.get("max_message_bytes", MAX_MESSAGE_BYTES))),
+        interceptors=[TokenCheck(server_token)] if server_token else None,
+    )
     server.add_generic_rpc_handlers([worker_handler(service), health_handler(HealthService(impl))])
-    socket_path = payload["socket_path"]
-    server.add_insecure_port(f"unix:{socket_path}")
+    network, address = _listen(server, payload, tls)
     await server.start()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    _write_line(handshake_fd, Handshake(PROTOCOL_VERSION, "unix", socket_path, os.getpid(), __version__).format())
+    _write_line(handshake_fd, Handshake(PROTOCOL_VERSION, network, address, os.getpid(), __version__).format())
     os.close(handshake_fd)
-    logger.info("provider %s serving on %s [pid %d]", request.provider_id, socket_path, os.getpid())
+    logger.info("provider %s serving on %s [pid %d]", request.provider_id, address, os.getpid())
 
     await stop.wait()
     await server.stop(grace[0])
@@ -147,6 +155,17 @@ async def serve(payload: dict[str, Any], handshake_fd: int) -> int:
         except Exception:
             logger.exception("provider %s: shutdown() raised", request.provider_id)
     return 0
+
+
+def _listen(server: grpc.aio.Server, payload: dict[str, Any], tls: dict[str, str] | None) -> tuple[Network, str]:
+    """Listen on the host's Unix socket path, or on TCP (``listen``: bind host, advertised host) for remote hosts."""
+    listen = payload.get("listen")
+    if not listen:
+        server.add_insecure_port(f"unix:{payload['socket_path']}")
+        return "unix", payload["socket_path"]
+    bind = f"{listen['host']}:{int(listen.get('port', 0))}"
+    port = server.add_secure_port(bind, tls_server_credentials(tls)) if tls else server.add_insecure_port(bind)
+    return "tcp", f"{listen.get('advertise') or listen['host']}:{port}"
 
 
 def _read_line(fd: int) -> bytes:

@@ -1,0 +1,299 @@
+"""The Ray launcher: each provider's worker is started by a Ray actor, on whichever node Ray places it.
+
+The actor runs in a Ray ``runtime_env`` made from the provider's pip packages (Ray builds, caches and
+garbage-collects those envs per node), starts ``python -m hostel_sdk.worker`` there, and hands back the
+worker's handshake. The worker listens on TCP on its node's IP; every call carries a per-worker token the
+worker checks, and with ``hostel.ray.tls`` both directions are mutual TLS. Callbacks (``deps``, model and
+shield stores) come back to a TCP listener of the host's callback service, with the worker's callback token.
+A worker's exit is learnt from the actor (exit code and stderr tail), and a lost actor or node counts as a
+crash, so supervision, restarts and errors are those of local workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import secrets
+import signal
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray.exceptions import RayError
+
+from hostel._ray_actor import WorkerActor
+from hostel.config import RaySettings, TlsSettings
+from hostel.envs import Env
+from hostel.errors import ProviderStartError
+from hostel.launcher import LaunchContext, WorkerHandle
+from hostel.plan import ProviderPlan
+from hostel.worker import ExitInfo, worker_payload
+from hostel_sdk._handshake import PROTOCOL_VERSION, Handshake, HandshakeError, StartFailure, parse
+
+logger = logging.getLogger(__name__)
+
+# How long a kill may take to be reported before the actor itself is killed.
+_KILL_WAIT_S = 10.0
+
+
+def load_tls(settings: TlsSettings, base_dir: Path) -> dict[str, str]:
+    """The PEM texts of ``hostel.ray.tls`` (paths relative to the run config's directory)."""
+    files = {"cert": settings.cert_file, "key": settings.key_file, "ca": settings.ca_file}
+    tls = {name: (base_dir / os.path.expanduser(str(path))).read_text() for name, path in files.items()}
+    if settings.server_name:
+        tls["server_name"] = settings.server_name
+    return tls
+
+
+def runtime_env(plan: ProviderPlan, settings: RaySettings) -> dict[str, Any]:
+    """The actor's Ray ``runtime_env``: the provider's packages under ``uv`` (or ``pip``)."""
+    env: dict[str, Any] = {"env_vars": {"PYTHONUNBUFFERED": "1"}}
+    if plan.pip_packages:
+        env[settings.installer] = {"packages": list(plan.pip_packages)}
+    return env
+
+
+async def _get(ref: Any, timeout: float | None = None) -> Any:
+    return await asyncio.wait_for(asyncio.wrap_future(ref.future()), timeout)
+
+
+class RayWorker:
+    """A worker started by a Ray actor; reached over TCP."""
+
+    def __init__(self, plan: ProviderPlan, launcher: RayLauncher, generation: int) -> None:
+        self.plan = plan
+        self.token = ""
+        self.kill_reason: str | None = None
+        self.server_token: str | None = secrets.token_urlsafe(32)
+        self.tls = launcher.tls
+        self._launcher = launcher
+        self._name = f"hostel-{plan.provider_id}-{os.getpid()}-{generation}"
+        self._actor: Any = None
+        self._pid: int | None = None
+        self._stderr = ""
+        self._exit: asyncio.Future[ExitInfo] | None = None
+        self._watcher: asyncio.Task[None] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The worker's pid on its node, once it has shaken hands."""
+        return self._pid
+
+    @property
+    def exit_info(self) -> ExitInfo | None:
+        """How the worker ended, once it has."""
+        return self._exit.result() if self._exit is not None and self._exit.done() else None
+
+    def stderr_tail(self, lines: int = 40) -> str:
+        """The last lines of the worker's stderr, as the actor last reported them."""
+        return "\n".join(self._stderr.splitlines()[-lines:])
+
+    def rss_bytes(self) -> int | None:
+        """Not visible from the host: the actor enforces ``limits.memory_mb`` on the worker's node."""
+        return None
+
+    async def spawn(self) -> None:
+        """Nothing ahead of time: the actor is made by ``start``."""
+
+    def _start_error(self, message: str, stage: str) -> ProviderStartError:
+        return ProviderStartError(
+            message, provider_id=self.plan.provider_id, stage=stage, stderr_tail=self.stderr_tail(), pid=self._pid
+        )
+
+    async def start(self, timeout: float) -> Handshake:
+        """Make the actor (Ray builds its runtime_env), start the worker on its node, read the handshake."""
+        launcher = self._launcher
+        settings = launcher.settings
+        try:
+            await launcher.connect()
+        except (RayError, ConnectionError, RuntimeError, ValueError) as exc:
+            where = settings.ray.address or "a new local instance"
+            raise self._start_error(f"cannot connect to Ray at {where}: {exc}", "import") from None
+        self._exit = asyncio.get_running_loop().create_future()
+        self._actor = launcher.actor_class.options(
+            name=self._name,
+            runtime_env=runtime_env(self.plan, settings.ray),
+            num_cpus=settings.ray.num_cpus,
+            resources=settings.ray.resources or None,
+            max_restarts=0,
+            max_concurrency=8,
+        ).remote()
+        try:
+            node = await _get(self._actor.node.remote(), settings.build_timeout_s)
+        except TimeoutError:
+            await self.close()
+            raise self._start_error(
+                f"Ray did not place the actor and build its runtime_env within build_timeout_s="
+                f"{settings.build_timeout_s:g}s (are there nodes with the resources asked for?)",
+                "timeout",
+            ) from None
+        except RayError as exc:
+            await self.close()
+            raise self._start_error(f"Ray could not set up the worker's actor: {exc}", "import") from None
+        payload = worker_payload(
+            self.plan,
+            socket_path=None,
+            host_socket=None,
+            token=self.token,
+            log_level=launcher.context.log_level,
+            max_message_bytes=settings.max_message_mb * 2**20,
+            grace_s=settings.stop_grace_s,
+        )
+        payload.update(
+            host_pid=None,  # the worker's parent is the actor: it watches its stdin instead
+            host_target=launcher.host_target,
+            listen={"host": node, "advertise": node},
+            server_token=self.server_token,
+            tls=self.tls,
+        )
+        line_ref = self._actor.start.remote(json.dumps(payload).encode() + b"\n", self.plan.memory_mb)
+        try:
+            line = await _get(line_ref, timeout)
+        except TimeoutError:
+            await self.kill()
+            await self.close()
+            raise self._start_error(f"no handshake within start_timeout_s={timeout:g}s", "timeout") from None
+        except RayError as exc:
+            await self.close()
+            raise self._start_error(f"the worker's Ray actor died: {exc}", "handshake") from None
+        self._watcher = asyncio.create_task(self._watch())
+        return await self._handshake(line)
+
+    async def _handshake(self, line: str) -> Handshake:
+        if not line:
+            info = await self.wait()
+            await self.close()
+            raise self._start_error(f"the worker {info} before its handshake", "handshake")
+        try:
+            result = parse(line)
+        except HandshakeError as exc:
+            await self.kill()
+            await self.close()
+            raise self._start_error(f"bad handshake line: {exc}", "handshake") from None
+        if result.protocol != PROTOCOL_VERSION or isinstance(result, StartFailure):
+            await self.wait() if isinstance(result, StartFailure) else await self.kill()
+            await self.close()
+            if isinstance(result, StartFailure):
+                raise self._start_error(result.message, result.stage)
+            raise self._start_error(
+                f"the worker speaks hostel protocol {result.protocol}, this host speaks {PROTOCOL_VERSION}; "
+                "install the host's hostel version on the Ray nodes",
+                "handshake",
+            )
+        self._pid = result.pid
+        logger.info("started provider %s on Ray [%s pid %d]", self.plan.provider_id, result.address, result.pid)
+        return result
+
+    async def _watch(self) -> None:
+        try:
+            returncode, self._stderr, reason = await _get(self._actor.wait.remote())
+            info = ExitInfo.from_returncode(returncode)
+            self.kill_reason = self.kill_reason or reason
+        except RayError as exc:
+            info = ExitInfo(None, None)
+            self.kill_reason = self.kill_reason or f"its Ray actor was lost ({str(exc).splitlines()[0]})"
+        assert self._exit is not None
+        if not self._exit.done():
+            self._exit.set_result(info)
+
+    async def wait(self) -> ExitInfo:
+        """Wait for the worker to end."""
+        assert self._exit is not None, "worker not started"
+        if self._watcher is None:
+            self._watcher = asyncio.create_task(self._watch())
+        return await asyncio.shield(self._exit)
+
+    def signal(self, sig: int) -> None:
+        """Ask the actor to send ``sig`` to the worker (without waiting)."""
+        if self._actor is not None and self.exit_info is None:
+            self._actor.signal.remote(int(sig))
+
+    def kill_for(self, reason: str) -> None:
+        """SIGKILL the worker because of ``reason``; its crash is then reported with that reason."""
+        if self.exit_info is None and self.kill_reason is None:
+            self.kill_reason = reason
+            logger.error("provider %s [pid %s] %s; killing it", self.plan.provider_id, self._pid, reason)
+            self.signal(signal.SIGKILL)
+
+    async def kill(self) -> ExitInfo | None:
+        """SIGKILL the worker; kill its actor if that is not reported soon."""
+        if self._actor is None or self._exit is None:
+            return None
+        self.signal(signal.SIGKILL)
+        try:
+            return await asyncio.wait_for(self.wait(), _KILL_WAIT_S)
+        except TimeoutError:
+            ray.kill(self._actor, no_restart=True)
+            return await self.wait()
+
+    async def terminate(self, grace_s: float) -> ExitInfo | None:
+        """SIGTERM, SIGKILL after ``grace_s``, then release the actor."""
+        if self._actor is not None and self.exit_info is None:
+            self.signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.wait(), grace_s)
+            except TimeoutError:
+                await self.kill()
+        await self.close()
+        return self.exit_info
+
+    async def close(self) -> None:
+        """Kill the actor (its worker, if any is left, dies with it)."""
+        actor, self._actor = self._actor, None
+        if actor is not None:
+            ray.kill(actor, no_restart=True)
+        if self._watcher is not None and self._exit is not None and not self._exit.done():
+            self._exit.set_result(ExitInfo(None, signal.SIGKILL))
+        if self._watcher is not None:
+            self._watcher.cancel()
+
+
+class RayLauncher:
+    """Connects to (or starts) Ray on first use; opens the host's TCP callback listener."""
+
+    uses_env = False
+
+    def __init__(self, context: LaunchContext) -> None:
+        self.context = context
+        self.settings = context.settings
+        ray_settings = self.settings.ray
+        self.tls = load_tls(ray_settings.tls, context.base_dir) if ray_settings.tls else None
+        self.actor_class: Any = ray.remote(WorkerActor)
+        self.host_target: str | None = None
+        self._started_ray = False
+        self._connecting: asyncio.Task[None] | None = None
+
+    def new_worker(self, plan: ProviderPlan, env: Env | None, generation: int) -> WorkerHandle:
+        """A ``RayWorker``; Ray is joined before its first start."""
+        return RayWorker(plan, self, generation)
+
+    async def connect(self) -> None:
+        """``ray.init`` once (to ``hostel.ray.address``, or a new local Ray), and listen for callbacks on TCP."""
+        if self._connecting is None or (self._connecting.done() and self._connecting.exception()):
+            self._connecting = asyncio.create_task(self._connect())  # a failed attempt is tried again
+        await asyncio.shield(self._connecting)
+
+    async def _connect(self) -> None:
+        settings = self.settings.ray
+        if not ray.is_initialized():
+            ray.init(
+                address=settings.address,
+                namespace=settings.namespace,
+                include_dashboard=False,
+                log_to_driver=True,
+                configure_logging=False,
+            )
+            self._started_ray = True
+        callbacks = self.context.callbacks
+        if callbacks is not None:
+            host = settings.callback_host or str(ray.util.get_node_ip_address())  # type: ignore[no-untyped-call]
+            self.host_target = await callbacks.listen_tcp(host, self.tls)
+
+    async def close(self) -> None:
+        """Disconnect from Ray if this launcher connected (a local Ray it started stops with it)."""
+        if self._started_ray:
+            ray.shutdown()
+            self._started_ray = False
+        self._connecting = None
