@@ -16,7 +16,7 @@ from hostel.errors import CallTimeoutError, HostelError, PayloadTooLargeError, W
 from hostel_sdk import _client, codec
 from hostel_sdk import _messages as pb
 from hostel_sdk._health import HealthStub
-from hostel_sdk._wire import TokenMetadata, WorkerStub, channel_options, tls_channel
+from hostel_sdk._wire import WorkerStub, channel_options, tls_channel, token_interceptors
 
 
 class Channel(Protocol):
@@ -79,9 +79,10 @@ class GrpcChannel:
         ``token`` (sent with every call) and ``tls`` (mutual TLS, PEM text) are for workers reached over TCP.
         """
         self.provider_id = provider_id
+        self.target = target
         self.explain = explain
         self._max = max_message_bytes
-        interceptors = [TokenMetadata(token)] if token else None
+        interceptors = token_interceptors(token) if token else None
         self._channel = tls_channel(target, tls, channel_options(max_message_bytes), interceptors)
         self.stub = WorkerStub(self._channel)
         self.health = HealthStub(self._channel)

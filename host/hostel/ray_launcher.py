@@ -36,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 # How long a kill may take to be reported before the actor itself is killed.
 _KILL_WAIT_S = 10.0
+# How long the cluster's address may take to accept a TCP connection before the start fails.
+_PROBE_S = 5.0
 
 
 def load_tls(settings: TlsSettings, base_dir: Path) -> dict[str, str]:
@@ -53,6 +55,24 @@ def runtime_env(plan: ProviderPlan, settings: RaySettings) -> dict[str, Any]:
     if plan.pip_packages:
         env[settings.installer] = {"packages": list(plan.pip_packages)}
     return env
+
+
+async def _reachable(address: str | None) -> None:
+    """Fail fast (``ConnectionError``) if a ``host:port`` / ``ray://host:port`` address does not answer at all:
+    ``ray.init`` would retry for minutes, blocking the host's loop."""
+    if not address or address in ("auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not port.isdigit():
+        return
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), _PROBE_S)
+    except (OSError, TimeoutError) as exc:
+        raise ConnectionError(
+            f"nothing answers there ({exc or 'timed out'}); start the cluster (`ray start --head`) "
+            "or fix hostel.ray.address / --ray"
+        ) from None
+    writer.close()
 
 
 async def _get(ref: Any, timeout: float | None = None) -> Any:
@@ -278,6 +298,7 @@ class RayLauncher:
     async def _connect(self) -> None:
         settings = self.settings.ray
         if not ray.is_initialized():
+            await _reachable(settings.address)
             ray.init(
                 address=settings.address,
                 namespace=settings.namespace,

@@ -172,12 +172,8 @@ class TokenCheck(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc.aio 
         return self._deny
 
 
-class TokenMetadata(
-    grpc.aio.UnaryUnaryClientInterceptor,  # type: ignore[misc]
-    grpc.aio.UnaryStreamClientInterceptor,  # type: ignore[misc]
-    grpc.aio.StreamStreamClientInterceptor,  # type: ignore[misc]
-):
-    """Adds ``hostel-token`` to every call of a channel (to workers that check it: those on TCP)."""
+class _TokenMetadata:
+    """Adds ``hostel-token`` to a call's metadata."""
 
     def __init__(self, token: str) -> None:
         self._metadata = (TOKEN_METADATA, token)
@@ -188,11 +184,25 @@ class TokenMetadata(
             details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
         )
 
+
+class _UnaryUnaryToken(_TokenMetadata, grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
     async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
         return await continuation(self._details(details), request)
 
+
+class _UnaryStreamToken(_TokenMetadata, grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]
     async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
         return await continuation(self._details(details), request)
 
+
+class _StreamStreamToken(_TokenMetadata, grpc.aio.StreamStreamClientInterceptor):  # type: ignore[misc]
     async def intercept_stream_stream(self, continuation: Any, details: Any, request_iterator: Any) -> Any:
         return await continuation(self._details(details), request_iterator)
+
+
+def token_interceptors(token: str) -> list[Any]:
+    """Client interceptors adding ``hostel-token`` to every call of a channel (to workers that check it).
+
+    One per call kind: grpc.aio files each interceptor under the first kind it implements only.
+    """
+    return [_UnaryUnaryToken(token), _UnaryStreamToken(token), _StreamStreamToken(token)]

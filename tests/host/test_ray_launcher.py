@@ -1,0 +1,188 @@
+"""The Ray launcher against a real local Ray cluster (``ray start --head``, started and stopped by these tests).
+
+Workers run in Ray runtime_envs built with uv from the providers' own pins, reached over TCP with tokens;
+callbacks come back over TCP; crashes are reported and restarted as for local workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from hostel.errors import ConfigError, ProviderCrashedError
+from hostel.host import Host
+from hostel.plan import load_plan
+from hostel_sdk._health import HealthStub
+from tests.conftest import EXAMPLES, make_config, provider_spec
+
+ray = pytest.importorskip("ray")
+
+FAST_RESTART = {"restart": {"max_restarts": 5, "window_s": 60, "backoff_initial_s": 0.05, "backoff_max_s": 1}}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def ray_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A one-node Ray cluster of our own; stopped by signalling the `ray start --block` process we started."""
+    port = _free_port()
+    temp_dir = Path("/tmp") / f"hostel-ray-{os.getpid()}"  # Ray's socket paths must stay short
+    # A loopback cluster for one test module: without Ray's token auth, which a driver process would have to
+    # be configured for before it imports ray (docs/multi-machine.md says to keep it on for real clusters).
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    head = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", f"--port={port}",
+            "--node-ip-address=127.0.0.1", "--num-cpus=2", "--include-dashboard=false",
+            "--disable-usage-stats", f"--temp-dir={temp_dir}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        env=env,
+    )  # fmt: skip
+    address = f"127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while subprocess.run(
+        [str(Path(sys.executable).parent / "ray"), "status", f"--address={address}"],
+        capture_output=True,
+        check=False,
+        env=env,
+    ).returncode:
+        if head.poll() is not None or time.monotonic() > deadline:
+            head.kill()
+            pytest.fail(f"ray start failed: {head.stderr.read().decode() if head.stderr else ''}")
+        time.sleep(1)
+    yield address
+    head.terminate()
+    try:
+        head.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(head.pid, 9)
+        head.wait()
+    shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _ray_config(tmp_path: Path, address: str, providers: dict[str, list[dict[str, Any]]], **hostel: Any) -> Path:
+    specs = {
+        "inline/inference/testprov": provider_spec(),
+        "inline/vector_io/store": provider_spec(
+            module="hostel_testprov.store",
+            config_class="hostel_testprov.store.StoreConfig",
+            api_dependencies=["inference"],
+        ),
+        "inline/tool_runtime/testprov": provider_spec(),
+    }
+    settings = {**FAST_RESTART, "ray": {"address": address}, **hostel}
+    return make_config(tmp_path, specs=specs, providers=providers, hostel=settings)
+
+
+async def test_conflicting_pins_stay_isolated_on_ray(ray_address: str) -> None:
+    plan = load_plan(EXAMPLES / "conflicting_pins" / "run.yaml").with_ray(ray_address)  # as `hostel run --ray`
+    assert {p.launcher for p in plan.providers} == {"ray"}
+    async with Host(plan) as host:
+        old, new = await host.provider("old").versions(), await host.provider("new").versions()
+        assert old["idna"] == "2.10" and new["idna"].startswith("3.")
+        assert "runtime_resources" in old["prefix"] and old["prefix"] != new["prefix"]  # Ray's envs, one each
+        assert [x async for x in await host.provider("old").spell(word="ray")] == ["r", "a", "y"]
+
+
+async def test_a_crash_on_ray_is_reported_and_restarted_and_deps_call_back_over_tcp(
+    tmp_path: Path, ray_address: str
+) -> None:
+    providers = {
+        "inference": [{"provider_id": "infer", "provider_type": "inline::testprov", "launcher": "ray"}],
+        "vector_io": [{"provider_id": "store", "provider_type": "inline::store", "launcher": "ray"}],
+        "tool_runtime": [{"provider_id": "local", "provider_type": "inline::testprov"}],
+    }
+    async with Host.from_config(_ray_config(tmp_path, ray_address, providers)) as host:
+        store, infer = host.provider("store"), host.provider("infer")
+        assert await store.greet_through_inference(name="ray") == "hello, ray"  # store -> host (TCP) -> infer
+        assert await store.stream_through_inference(n=3) == [0, 1, 2]
+        old_pid = (await infer.whoami())["pid"]
+        with pytest.raises(ProviderCrashedError) as exc:
+            await infer.crash(code=7)
+        assert exc.value.exit_code == 7 and "about to crash" in exc.value.stderr_tail
+        assert await host.provider("local").add(a=1, b=2) == 3  # the local provider never noticed
+        assert (await host.provider("infer", timeout=60).whoami())["pid"] != old_pid
+        assert {s.provider_id: s.restarts for s in host.status()} == {"infer": 1, "store": 0, "local": 0}
+        assert await store.greet_through_inference(name="again") == "hello, again"
+
+
+async def test_a_ray_worker_refuses_calls_without_its_token(tmp_path: Path, ray_address: str) -> None:
+    providers = {"tool_runtime": [{"provider_id": "t", "provider_type": "inline::testprov", "launcher": "ray"}]}
+    async with Host.from_config(_ray_config(tmp_path, ray_address, providers)) as host:
+        channel = host.supervisor.slots["t"].channel
+        assert channel is not None and not channel.target.startswith("unix")
+        async with grpc.aio.insecure_channel(channel.target) as raw:
+            with pytest.raises(grpc.aio.AioRpcError) as exc:
+                await HealthStub(raw).check("", timeout=10)
+        assert exc.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert await host.provider("t").greet(name="owner") == "hello, owner"
+
+
+def _certificates(directory: Path) -> dict[str, str]:
+    """A CA and one certificate it signed, for the name "hostel" (both sides present it: mutual TLS)."""
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=directory, capture_output=True, check=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+            "-subj", "/CN=hostel test CA")  # fmt: skip
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "node.key", "-out", "node.csr", "-subj", "/CN=hostel")
+    (directory / "ext.cnf").write_text("subjectAltName=DNS:hostel\n")
+    openssl("x509", "-req", "-in", "node.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", "node.pem", "-days", "2", "-extfile", "ext.cnf")  # fmt: skip
+    return {"cert_file": "node.pem", "key_file": "node.key", "ca_file": "ca.pem", "server_name": "hostel"}
+
+
+@pytest.mark.skipif(not shutil.which("openssl"), reason="openssl makes the test certificates")
+async def test_mutual_tls_between_the_host_and_ray_workers(tmp_path: Path, ray_address: str) -> None:
+    tls = _certificates(tmp_path)
+    providers = {
+        "inference": [{"provider_id": "infer", "provider_type": "inline::testprov", "launcher": "ray"}],
+        "vector_io": [{"provider_id": "store", "provider_type": "inline::store", "launcher": "ray"}],
+    }
+    config = _ray_config(tmp_path, ray_address, providers, ray={"address": ray_address, "tls": tls})
+    async with Host.from_config(config) as host:
+        assert await host.provider("store").greet_through_inference(name="tls") == "hello, tls"  # both directions
+        channel = host.supervisor.slots["infer"].channel
+        assert channel is not None
+        async with grpc.aio.insecure_channel(channel.target) as plain:  # no certificate: no connection at all
+            with pytest.raises(grpc.aio.AioRpcError) as exc:
+                await HealthStub(plain).check("", timeout=5)
+        assert exc.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_constraints_are_refused_with_the_ray_launcher(tmp_path: Path) -> None:
+    providers = {
+        "tool_runtime": [
+            {"provider_id": "t", "provider_type": "inline::testprov", "launcher": "ray", "constraints": ["idna<3"]}
+        ]
+    }
+    with pytest.raises(ConfigError, match=r"providers.tool_runtime\[t\].constraints"):
+        load_plan(_ray_config(tmp_path, "unused", providers))
+
+
+async def test_an_unreachable_cluster_fails_the_start_naming_it(tmp_path: Path) -> None:
+    providers = {"tool_runtime": [{"provider_id": "t", "provider_type": "inline::testprov", "launcher": "ray"}]}
+    address = f"127.0.0.1:{_free_port()}"
+    host = Host.from_config(_ray_config(tmp_path, address, providers))
+    with pytest.raises(Exception) as exc:
+        await asyncio.wait_for(host.start(), 120)
+    assert address in str(exc.value) and exc.value.__class__.__name__ == "ProviderStartError"
