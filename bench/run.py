@@ -24,11 +24,12 @@ sys.path.insert(0, str(HERE.parent))
 import calls
 import envs
 import gateway
+import launchers
 import ray_baseline
 import supervisor
 from _common import print_table
 
-PARTS = ("calls", "supervisor", "gateway", "envs", "ray")
+PARTS = ("calls", "supervisor", "gateway", "envs", "ray", "launchers")
 
 
 async def run_part(name: str, quick: bool) -> list[dict[str, Any]]:
@@ -40,6 +41,8 @@ async def run_part(name: str, quick: bool) -> list[dict[str, Any]]:
         return await gateway.bench(500 if quick else 2000, 5000 if quick else 20000)
     if name == "ray":
         return await ray_baseline.bench(500 if quick else 2000, 5000 if quick else 20000)
+    if name == "launchers":
+        return await launchers.bench(200 if quick else 1000, 2 if quick else 5)
     return await envs.bench(["uv"] if quick else ["uv", "pip"], 10 if quick else 50)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from hostel.errors import ConfigError, ProviderCrashedError
 from hostel.host import Host
 from hostel.plan import load_plan
 from hostel_sdk._health import HealthStub
-from tests.conftest import EXAMPLES, make_config, provider_spec
+from tests.conftest import EXAMPLES, make_config, provider_spec, wait_until
 
 ray = pytest.importorskip("ray")
 
@@ -186,3 +187,38 @@ async def test_an_unreachable_cluster_fails_the_start_naming_it(tmp_path: Path) 
     with pytest.raises(Exception) as exc:
         await asyncio.wait_for(host.start(), 120)
     assert address in str(exc.value) and exc.value.__class__.__name__ == "ProviderStartError"
+
+
+def test_hostel_run_with_ray_serves_http_and_stops_cleanly(tmp_path: Path, ray_address: str) -> None:
+    """`hostel run --ray ADDRESS`, as a user runs it: the conflicting-pins example served over HTTP from Ray."""
+    import httpx
+
+    port = _free_port()
+    log = tmp_path / "server.log"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "hostel", "run", str(EXAMPLES / "conflicting_pins" / "run.yaml"),
+         "--port", str(port), "--ray", ray_address],
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("w"),
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        assert server.poll() is None, log.read_text()
+        try:
+            return httpx.get(f"{url}/v1/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        assert wait_until(up, timeout=180), log.read_text()
+        rows = httpx.get(f"{url}/v1/providers").json()
+        assert {r["state"] for r in rows} == {"ready"} and all(r["pid"] for r in rows)
+        old = httpx.post(f"{url}/v1/providers/old/versions", json={}, timeout=60).json()
+        new = httpx.post(f"{url}/v1/providers/new/versions", json={}, timeout=60).json()
+        assert old["idna"] == "2.10" and new["idna"].startswith("3.") and "runtime_resources" in new["prefix"]
+    finally:
+        if server.poll() is None:
+            server.send_signal(signal.SIGTERM)
+        code = server.wait(timeout=60)
+    assert code == 0, log.read_text()
