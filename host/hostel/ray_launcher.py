@@ -17,8 +17,13 @@ import logging
 import os
 import secrets
 import signal
+import threading
 from pathlib import Path
 from typing import Any
+
+# The host owns its signals (SIGTERM/SIGINT stop it gracefully): Ray's driver would otherwise install absl's
+# failure handler, which dumps a stack on SIGTERM and aborts the process. Read by Ray when it is imported.
+os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
 
 import ray
 from ray.exceptions import RayError
@@ -299,6 +304,8 @@ class RayLauncher:
         settings = self.settings.ray
         if not ray.is_initialized():
             await _reachable(settings.address)
+            # ray.init replaces SIGTERM's handler with sys.exit; the host stops gracefully on SIGTERM instead.
+            previous = signal.getsignal(signal.SIGTERM)
             ray.init(
                 address=settings.address,
                 namespace=settings.namespace,
@@ -306,6 +313,8 @@ class RayLauncher:
                 log_to_driver=True,
                 configure_logging=False,
             )
+            if previous is not None and threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, previous)
             self._started_ray = True
         callbacks = self.context.callbacks
         if callbacks is not None:
