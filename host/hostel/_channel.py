@@ -87,25 +87,30 @@ class GrpcChannel:
         self.stub = WorkerStub(self._channel)
         self.health = HealthStub(self._channel)
 
-    def _encode(self, what: str, value: Any, method: str) -> bytes:
-        data = codec.dumps(value)
-        if len(data) > self._max:
+    def _encode(self, what: str, value: Any, method: str, extra: int = 0) -> bytes:
+        data = codec.dumps(value) if value else b""
+        self._check_size(what, len(data) + extra, method)
+        return data
+
+    def _check_size(self, what: str, size: int, method: str) -> None:
+        if size > self._max:
             raise PayloadTooLargeError(
-                f"{what} of {method}() for provider {self.provider_id!r} is {len(data) / 2**20:.1f} MiB, over the "
+                f"{what} of {method}() for provider {self.provider_id!r} is {size / 2**20:.1f} MiB, over the "
                 f"{self._max / 2**20:.0f} MiB limit; raise hostel.max_message_mb or send less",
                 provider_id=self.provider_id,
             )
-        return data
 
     async def call(
         self, method: str, args: Sequence[Any], kwargs: Mapping[str, Any], *, timeout: float | None, provider_data: Any
     ) -> Any:
         """Call ``method`` on the worker; a value, or a ``hostel_sdk._client.ReplyStream`` for a streamed result."""
+        plain, text = codec.split_text(dict(kwargs)) if kwargs else ({}, {})
         request = pb.CallRequest(
             method=method,
             args_json=self._encode("positional arguments", list(args), method) if args else b"",
-            kwargs_json=self._encode("arguments", dict(kwargs), method) if kwargs else b"",
+            kwargs_json=self._encode("arguments", plain, method, sum(map(len, text.values()))),
             provider_data_json=codec.dumps(provider_data) if provider_data is not None else b"",
+            kwargs_text=text,
         )
         return await _client.unary(
             self.stub,

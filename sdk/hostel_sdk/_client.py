@@ -66,6 +66,8 @@ def _settle(reply: pb.CallReply, errors: Translator) -> Any:
     kind = reply.WhichOneof("kind")
     if kind == "value_json":
         return codec.loads(reply.value_json)
+    if kind == "value_text":
+        return codec.decode_text(reply.value_text)
     if kind == "error":
         raise errors.remote(reply.error)
     raise errors.protocol(f"unexpected {kind!r} reply")

@@ -13,7 +13,7 @@ Each class mirrors the generated API the rest of the code uses: keyword construc
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 # ErrorKind
@@ -56,6 +56,21 @@ def _read_varint(data: bytes | memoryview, pos: int) -> tuple[int, int]:
         if byte < 0x80:
             return result, pos
         shift += 7
+
+
+def _map_entry(entry: memoryview) -> tuple[str, memoryview]:
+    """A ``map<string, bytes>`` entry: its key, and its value as a view (either may be absent: empty)."""
+    key, value = "", entry[:0]
+    pos, end = 0, len(entry)
+    while pos < end:
+        tag, pos = _read_varint(entry, pos)
+        size, pos = _read_varint(entry, pos)  # both entry fields are length-delimited
+        if tag == 0x0A:
+            key = str(entry[pos : pos + size], "utf-8")
+        elif tag == 0x12:
+            value = entry[pos : pos + size]
+        pos += size
+    return key, value
 
 
 def _fields(data: bytes | memoryview) -> Iterator[tuple[int, int, Any]]:
@@ -157,23 +172,26 @@ class CallRequest(Message):
 
     FIELDS: ClassVar[dict[int, tuple[str, str]]] = {
         1: ("method", "str"), 2: ("args_json", "bytes"), 3: ("kwargs_json", "bytes"),
-        4: ("provider_data_json", "bytes"), 5: ("timeout_s", "double"),
+        4: ("provider_data_json", "bytes"), 5: ("timeout_s", "double"), 6: ("kwargs_text", "map<string, bytes>"),
     }  # fmt: skip
-    __slots__ = ("args_json", "kwargs_json", "method", "provider_data_json", "timeout_s")
+    __slots__ = ("args_json", "kwargs_json", "kwargs_text", "method", "provider_data_json", "timeout_s")
 
     def __init__(
         self,
         method: str = "",
+        *,
         args_json: Bytes = b"",
         kwargs_json: Bytes = b"",
         provider_data_json: Bytes = b"",
         timeout_s: float = 0.0,
+        kwargs_text: Mapping[str, Bytes] | None = None,
     ) -> None:
         self.method = method
         self.args_json = args_json
         self.kwargs_json = kwargs_json
         self.provider_data_json = provider_data_json
         self.timeout_s = timeout_s
+        self.kwargs_text: dict[str, Bytes] = dict(kwargs_text) if kwargs_text else {}
 
     def SerializeToString(self) -> bytes:  # noqa: N802 - the protobuf API name
         method = self.method.encode()
@@ -186,6 +204,10 @@ class CallRequest(Message):
             parts += (b"\x22", _varint(len(self.provider_data_json)), self.provider_data_json)
         if self.timeout_s:
             parts += (b"\x29", _DOUBLE.pack(self.timeout_s))
+        for name, text in self.kwargs_text.items():  # map entries: {1: key, 2: value}, the value not copied
+            key = name.encode()
+            head = b"".join((b"\x0a", _varint(len(key)), key, b"\x12", _varint(len(text))))
+            parts += (b"\x32", _varint(len(head) + len(text)), head, text)
         return b"".join(parts)  # one copy of a big argument, not one per field
 
     @classmethod
@@ -211,6 +233,9 @@ class CallRequest(Message):
                     message.kwargs_json = value
                 elif key == 0x22:
                     message.provider_data_json = value
+                elif key == 0x32:
+                    name, text = _map_entry(value)
+                    message.kwargs_text[name] = text
             elif wire == _VARINT:
                 _, pos = _read_varint(data, pos)
             elif wire in (_FIXED64, _FIXED32):
@@ -282,12 +307,15 @@ class StreamItems(Message):
 class CallReply:
     """One message of a call's reply stream: exactly one of the ``kind`` oneof is set."""
 
-    _KINDS: ClassVar[dict[str, int]] = {"value_json": 1, "stream_begin": 2, "items": 3, "error": 4, "stream_handle": 5}
+    _KINDS: ClassVar[dict[str, int]] = {
+        "value_json": 1, "stream_begin": 2, "items": 3, "error": 4, "stream_handle": 5, "value_text": 7,
+    }  # fmt: skip
+    _RAW: ClassVar[dict[str, bytes]] = {"value_json": b"\x0a", "value_text": b"\x3a"}  # bytes members: their tags
     _TYPES: ClassVar[dict[int, Any]] = {2: StreamBegin, 3: StreamItems, 4: RemoteError, 5: StreamHandle}
 
     def __init__(self, mutations_json: bytes = b"", **value: Any) -> None:
         if len(value) > 1:
-            raise TypeError("CallReply holds one of value_json, stream_begin, items, error, stream_handle")
+            raise TypeError("CallReply holds one of value_json, value_text, stream_begin, items, error, stream_handle")
         self.mutations_json = mutations_json  # field 6, outside the oneof
         self._kind: str | None
         self._value: Any
@@ -304,16 +332,17 @@ class CallReply:
             if self._kind == name:
                 return self._value
             number = CallReply._KINDS[name]
-            return b"" if number == 1 else CallReply._TYPES[number]()
+            return b"" if name in CallReply._RAW else CallReply._TYPES[number]()
         raise AttributeError(name)
 
     def SerializeToString(self) -> bytes:  # noqa: N802 - the protobuf API name
         tail = _length(6, self.mutations_json) if self.mutations_json else b""
         if self._kind is None:
             return tail
-        if self._kind == "value_json":  # the common reply, written directly (one copy of a big value)
+        tag = self._RAW.get(self._kind)
+        if tag is not None:  # the common reply, written directly (one copy of a big value)
             value: bytes = self._value
-            return b"".join((b"\x0a", _varint(len(value)), value, tail))
+            return b"".join((tag, _varint(len(value)), value, tail))
         number = self._KINDS[self._kind]
         return _length(number, self._value.SerializeToString()) + tail  # oneof members are written even when empty
 
@@ -322,10 +351,12 @@ class CallReply:
         reply = cls.__new__(cls)
         reply._kind = reply._value = None
         reply.mutations_json = b""
-        if data[:1] == b"\x0a":  # fast path: a lone value_json
+        first = data[:1]
+        if first in (b"\x0a", b"\x3a"):  # fast path: a lone value_json or value_text
             size, pos = _read_varint(data, 1)
             if pos + size == len(data):
-                reply._kind, reply._value = "value_json", memoryview(data)[pos:]  # a view, not a copy
+                reply._kind = "value_json" if first == b"\x0a" else "value_text"
+                reply._value = memoryview(data)[pos:]  # a view, not a copy
                 return reply
         for number, wire, value in _fields(data):
             if number == 6 and wire == _LENGTH:
@@ -334,7 +365,7 @@ class CallReply:
             name = _REPLY_NAMES.get(number)
             if wire != _LENGTH or name is None:
                 continue
-            reply._kind, reply._value = name, value if number == 1 else cls._TYPES[number].FromString(value)
+            reply._kind, reply._value = name, value if name in cls._RAW else cls._TYPES[number].FromString(value)
         return reply
 
     __hash__ = None  # type: ignore[assignment]  # mutable, like protobuf messages

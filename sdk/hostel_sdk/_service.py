@@ -156,6 +156,8 @@ class ProviderService:
         try:
             args = codec.loads(request.args_json) or []
             kwargs = codec.loads(request.kwargs_json) or {}
+            if request.kwargs_text:
+                kwargs.update((key, codec.decode_text(text)) for key, text in request.kwargs_text.items())
             call_args, call_kwargs = binder.bind(args, kwargs)
         except ValueError as exc:
             return error_reply(exc, pb.ERROR_KIND_BAD_ARGUMENTS), None, request_context
@@ -187,7 +189,10 @@ class ProviderService:
         if hasattr(result, "__aiter__"):
             return None, result, request_context
         try:
-            reply = pb.CallReply(value_json=codec.dumps(result))
+            if type(result) is str and len(result) >= codec.LONG_TEXT:
+                reply = pb.CallReply(value_text=codec.encode_text(result))
+            else:
+                reply = pb.CallReply(value_json=codec.dumps(result))
         except (TypeError, ValueError) as exc:
             return error_reply(exc, pb.ERROR_KIND_BAD_RESULT), None, request_context
         if watched:

@@ -49,6 +49,30 @@ except ImportError:  # pragma: no cover - orjson is a hostel-sdk requirement; th
         return _decoder.decode(bytes(data).decode()) if data else None
 
 
+# Strings at least this long travel as UTF-8 bytes beside the JSON (CallRequest.kwargs_text, CallReply.value_text):
+# JSON-escaping and parsing megabytes costs more than the transfer itself.
+LONG_TEXT = 1 << 16
+
+
+def split_text(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """``kwargs`` without its long string values, and those values as UTF-8 (lone surrogates kept)."""
+    long = [key for key, value in kwargs.items() if type(value) is str and len(value) >= LONG_TEXT]
+    if not long:
+        return kwargs, {}
+    rest = {key: value for key, value in kwargs.items() if key not in long}
+    return rest, {key: encode_text(kwargs[key]) for key in long}
+
+
+def encode_text(text: str) -> bytes:
+    """A string as UTF-8 bytes, lone surrogates included (Python strings may hold them)."""
+    return text.encode("utf-8", "surrogatepass")
+
+
+def decode_text(data: bytes | memoryview) -> str:
+    """The inverse of ``encode_text``."""
+    return str(data, "utf-8", "surrogatepass")
+
+
 class ArgumentError(ValueError):
     """The arguments of a call do not fit the method's signature or type hints."""
 

@@ -11,6 +11,7 @@ import pytest
 
 from hostel import EnvBuildError, Host, ProviderStartError, RemoteError
 from hostel.errors import BadArgumentsError, MethodNotFoundError, PayloadTooLargeError, ProviderDataError
+from hostel_sdk import codec
 from tests.conftest import make_config, provider_spec
 
 
@@ -91,6 +92,15 @@ async def test_eight_megabyte_argument_and_non_ascii(host: Host) -> None:
     assert await t.length(data=big) == len(big)
     text = "日本語 — ñandú 🦙"
     assert await t.echo(value={"text": text, "list": [text]}) == {"text": text, "list": [text]}
+
+
+async def test_long_strings_travel_beside_the_json_unchanged(host: Host) -> None:
+    t = host.provider("t")
+    for text in ("a" * (codec.LONG_TEXT - 1), "ñ🦙" * codec.LONG_TEXT, "x" * (3 << 20), "\ud800" * codec.LONG_TEXT):
+        assert await t.echo(value=text) == text  # argument in kwargs_text, result in value_text
+    nested = {"doc": "y" * codec.LONG_TEXT, "n": 1}
+    assert await t.echo(value=nested) == nested  # only top-level strings leave the JSON
+    assert await t.length(data="z" * codec.LONG_TEXT) == codec.LONG_TEXT
 
 
 async def test_payload_over_the_limit_is_refused_before_sending(tmp_path: Path) -> None:

@@ -41,6 +41,7 @@ def test_scalar_messages_match_generated_code_both_ways(name: str, fields: dict[
         {"items": [b"1", b"", b'"two"']},
         {"error": {"kind": 1, "type_name": "ValueError", "message": "bad"}},
         {"stream_handle": 7},
+        {"value_text": TEXT.encode() * 1000},
     ],
 )
 def test_call_reply_oneof_matches_generated_code(kind: dict[str, Any]) -> None:
@@ -56,7 +57,7 @@ def test_call_reply_oneof_matches_generated_code(kind: dict[str, Any]) -> None:
         ours = hand.CallReply(stream_handle=hand.StreamHandle(id=value))
         theirs = gen.CallReply(stream_handle=gen.StreamHandle(id=value))
     else:
-        ours, theirs = hand.CallReply(value_json=value), gen.CallReply(value_json=value)
+        ours, theirs = hand.CallReply(**{name: value}), gen.CallReply(**{name: value})
     assert ours.SerializeToString() == theirs.SerializeToString()
     parsed = hand.CallReply.FromString(theirs.SerializeToString())
     assert parsed.WhichOneof("kind") == theirs.WhichOneof("kind") == name
@@ -93,3 +94,18 @@ def test_unknown_fields_are_skipped() -> None:
 def test_unset_oneof_members_read_as_defaults() -> None:
     reply = hand.CallReply(value_json=b"1")
     assert reply.error.type_name == "" and reply.items.items_json == [] and reply.stream_handle.id == 0
+
+
+def test_call_request_with_text_arguments_matches_generated_code() -> None:
+    fields: dict[str, Any] = {"method": "m", "kwargs_json": b'{"a":1}', "kwargs_text": {"doc": TEXT.encode() * 1000}}
+    ours, theirs = hand.CallRequest(**fields), gen.CallRequest(**fields)
+    assert ours.SerializeToString() == theirs.SerializeToString()  # one map entry: a single byte order
+    assert hand.CallRequest.FromString(theirs.SerializeToString()) == ours
+    assert gen.CallRequest.FromString(ours.SerializeToString()) == theirs
+    several = {"a": b"1" * 200, "": b"", "\u00fc": TEXT.encode()}  # map order is free: compare parsed values
+    parsed = hand.CallRequest.FromString(gen.CallRequest(method="m", kwargs_text=several).SerializeToString())
+    assert {k: bytes(v) for k, v in parsed.kwargs_text.items()} == several
+    assert (
+        dict(gen.CallRequest.FromString(hand.CallRequest(kwargs_text=several).SerializeToString()).kwargs_text)
+        == several
+    )

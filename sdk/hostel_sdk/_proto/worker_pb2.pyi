@@ -40,34 +40,45 @@ class HostCallRequest(_message.Message):
     def __init__(self, api: _Optional[str] = ..., method: _Optional[str] = ..., args_json: _Optional[bytes] = ..., kwargs_json: _Optional[bytes] = ..., provider_data_json: _Optional[bytes] = ...) -> None: ...
 
 class CallRequest(_message.Message):
-    __slots__ = ("method", "args_json", "kwargs_json", "provider_data_json", "timeout_s")
+    __slots__ = ("method", "args_json", "kwargs_json", "provider_data_json", "timeout_s", "kwargs_text")
+    class KwargsTextEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: bytes
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ...) -> None: ...
     METHOD_FIELD_NUMBER: _ClassVar[int]
     ARGS_JSON_FIELD_NUMBER: _ClassVar[int]
     KWARGS_JSON_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_DATA_JSON_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    KWARGS_TEXT_FIELD_NUMBER: _ClassVar[int]
     method: str
     args_json: bytes
     kwargs_json: bytes
     provider_data_json: bytes
     timeout_s: float
-    def __init__(self, method: _Optional[str] = ..., args_json: _Optional[bytes] = ..., kwargs_json: _Optional[bytes] = ..., provider_data_json: _Optional[bytes] = ..., timeout_s: _Optional[float] = ...) -> None: ...
+    kwargs_text: _containers.ScalarMap[str, bytes]
+    def __init__(self, method: _Optional[str] = ..., args_json: _Optional[bytes] = ..., kwargs_json: _Optional[bytes] = ..., provider_data_json: _Optional[bytes] = ..., timeout_s: _Optional[float] = ..., kwargs_text: _Optional[_Mapping[str, bytes]] = ...) -> None: ...
 
 class CallReply(_message.Message):
-    __slots__ = ("value_json", "stream_begin", "items", "error", "stream_handle", "mutations_json")
+    __slots__ = ("value_json", "stream_begin", "items", "error", "stream_handle", "value_text", "mutations_json")
     VALUE_JSON_FIELD_NUMBER: _ClassVar[int]
     STREAM_BEGIN_FIELD_NUMBER: _ClassVar[int]
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     STREAM_HANDLE_FIELD_NUMBER: _ClassVar[int]
+    VALUE_TEXT_FIELD_NUMBER: _ClassVar[int]
     MUTATIONS_JSON_FIELD_NUMBER: _ClassVar[int]
     value_json: bytes
     stream_begin: StreamBegin
     items: StreamItems
     error: RemoteError
     stream_handle: StreamHandle
+    value_text: bytes
     mutations_json: bytes
-    def __init__(self, value_json: _Optional[bytes] = ..., stream_begin: _Optional[_Union[StreamBegin, _Mapping]] = ..., items: _Optional[_Union[StreamItems, _Mapping]] = ..., error: _Optional[_Union[RemoteError, _Mapping]] = ..., stream_handle: _Optional[_Union[StreamHandle, _Mapping]] = ..., mutations_json: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, value_json: _Optional[bytes] = ..., stream_begin: _Optional[_Union[StreamBegin, _Mapping]] = ..., items: _Optional[_Union[StreamItems, _Mapping]] = ..., error: _Optional[_Union[RemoteError, _Mapping]] = ..., stream_handle: _Optional[_Union[StreamHandle, _Mapping]] = ..., value_text: _Optional[bytes] = ..., mutations_json: _Optional[bytes] = ...) -> None: ...
 
 class StreamHandle(_message.Message):
     __slots__ = ("id",)
