@@ -11,7 +11,7 @@ from typing import Literal
 
 # Bump when the handshake line or the Worker service changes incompatibly; the host refuses a
 # worker whose version differs and says which side to upgrade.
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 MAGIC = "hostel"
 FAILURE_MAGIC = "hostel-start-failed"
