@@ -126,8 +126,9 @@ async def bench(calls: int, items: int, rounds: int = 8) -> list[dict[str, Any]]
                     "our_slow": await ours_slow_ms(50, 0.02),
                 }
                 for size in (1 << 20, 8 << 20):
-                    extra[f"raw_{size}"] = await _bandwidth(raw.echo_bytes, size)
-                    extra[f"our_{size}"] = await _bandwidth(ours_echo_bytes, size)
+                    extra[f"raw_{size}"], extra[f"our_{size}"] = await _bandwidths(
+                        raw.echo_bytes, ours_echo_bytes, size
+                    )
                 raw_samples: list[float] = []
                 our_samples: list[float] = []
                 raw_rates, our_rates = [], []
@@ -170,13 +171,16 @@ async def _throughput(call: Any, n: int, in_flight: int = 16) -> float:
     return (n // in_flight * in_flight) / (time.perf_counter() - start)
 
 
-async def _bandwidth(echo: Any, size: int, rounds: int = 5) -> float:
-    samples = []
+async def _bandwidths(raw: Any, ours: Any, size: int, rounds: int = 15) -> tuple[float, float]:
+    """MB/s of round trips of ``size`` bytes, raw then hostel in alternation (so drift hits both alike)."""
+    samples: tuple[list[float], list[float]] = ([], [])
     for _ in range(rounds):
-        start = time.perf_counter()
-        await echo(size)
-        samples.append(time.perf_counter() - start)
-    return 2 * size / statistics.median(samples) / (1 << 20)
+        for echo, into in zip((raw, ours), samples, strict=True):
+            start = time.perf_counter()
+            await echo(size)
+            into.append(time.perf_counter() - start)
+    raw_mb, our_mb = (2 * size / statistics.median(s) / (1 << 20) for s in samples)
+    return raw_mb, our_mb
 
 
 async def _inprocess_ms(n: int) -> float:
