@@ -203,7 +203,7 @@ class ProviderSlot:
         self._spawn(self._probe(worker, self.channel))
         if self.settings.standby_workers:
             self._spawn(self._prepare_standby(self._generation + 1))
-        if self.plan.memory_mb:
+        if self.plan.memory_mb and worker.rss_bytes() is not None:  # else its launcher enforces the limit
             self._spawn(self._watch_memory(worker, self.plan.memory_mb))
 
     async def _probe(self, worker: WorkerHandle, channel: GrpcChannel) -> None:
