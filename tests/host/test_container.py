@@ -25,6 +25,8 @@ from tests.conftest import make_config, provider_spec, wait_until
 from tests.container_env import BASE_IMAGE, engine_unavailable
 
 IMAGE = "localhost/hostel-testprov:test"
+# The first real test also makes the base image (debootstrap) and the provider's image on a new machine.
+pytestmark = pytest.mark.timeout(900)
 
 
 def _config(tmp_path: Path, providers: list[dict[str, Any]], image: str | None = IMAGE, **top: Any) -> Path:
