@@ -101,3 +101,21 @@ def test_a_dependency_on_an_external_api_needs_no_provider_for_it(tmp_path: Path
         load_plan(config)
     plan = load_plan(config, external_apis=frozenset({"inference"}))
     assert plan.providers[0].dependency_apis == ("inference",) and plan.providers[0].dependencies == ()
+
+
+def test_the_bridge_config_passes_a_launcher_through_to_the_plan(tmp_path: Path) -> None:
+    from hostel.bridge.config import BridgeConfig
+
+    class ToolRuntimeConfig(BridgeConfig):
+        api = "tool_runtime"
+
+    bridged = ToolRuntimeConfig(
+        provider_type="inline::boxed", launcher="container", container_image="registry.example/boxed:1",
+        external_providers_dir=str(tmp_path / "providers.d"), limits={"memory_mb": 64, "cpus": 0.5},
+    )  # fmt: skip
+    spec = {"module": "hostel_testprov", "config_class": "hostel_testprov.Config"}
+    make_config(tmp_path, specs={"inline/tool_runtime/boxed": spec})  # writes providers.d
+    plan = load_plan(bridged.run_config("boxed")).provider("boxed")
+    assert (plan.launcher, plan.container_image, plan.memory_mb, plan.cpus) == (
+        "container", "registry.example/boxed:1", 64, 0.5,
+    )  # fmt: skip

@@ -7,19 +7,26 @@ factory, so each API gets its own subclass (``InferenceBridgeConfig`` ...) that 
 from __future__ import annotations
 
 import re
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from hostel.bridge._server import BRIDGED_APIS
+
+# The keys that become the provider's entry in hostel's run config.
+_ENTRY_KEYS = {
+    "provider_type", "module", "config", "pip_packages", "python", "constraints", "spec_overrides", "launcher",
+    "container_image",
+}  # fmt: skip
 
 
 class BridgeConfig(BaseModel):
     """The real provider behind a bridged Llama Stack provider.
 
     ``provider_type``, ``module``, ``config``, ``pip_packages``, ``python``, ``constraints``,
-    ``spec_overrides``, ``restart`` and ``limits`` mean what they mean in a hostel run config's provider
-    entry (SPEC §1.2); ``hostel`` holds hostel settings (``call_timeout_s``, ``standby_workers`` ...).
+    ``spec_overrides``, ``restart``, ``limits``, ``launcher`` and ``container_image`` mean what they mean in a
+    hostel run config's provider entry (SPEC §1.2, docs/launchers.md); ``hostel`` holds hostel settings
+    (``call_timeout_s``, ``standby_workers``, ``container``, ``ray`` ...).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -38,6 +45,10 @@ class BridgeConfig(BaseModel):
     spec_overrides: dict[str, Any] = Field(default_factory=dict)
     restart: dict[str, Any] | None = None
     limits: dict[str, Any] | None = None
+    launcher: Literal["process", "container", "ray"] | None = Field(
+        None, description="where the worker runs (docs/launchers.md); default: process, or container for an image"
+    )
+    container_image: str | None = Field(None, description="the image for launcher: container")
     external_providers_dir: str | None = Field(None, description="where providers.d-style specs live")
     hostel: dict[str, Any] = Field(default_factory=dict, description="hostel settings (the run config's hostel:)")
     home: str | None = Field(None, description="hostel's env cache (default: $HOSTEL_HOME or ~/.cache/hostel)")
@@ -49,7 +60,7 @@ class BridgeConfig(BaseModel):
     def run_config(self, provider_id: str) -> dict[str, Any]:
         """A hostel run config holding just this provider."""
         entry = self.model_dump(
-            include={"provider_type", "module", "config", "pip_packages", "python", "constraints", "spec_overrides"},
+            include=_ENTRY_KEYS,
             exclude_none=True,
         )
         entry.update({k: v for k, v in (("restart", self.restart), ("limits", self.limits)) if v is not None})
