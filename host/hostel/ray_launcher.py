@@ -80,6 +80,24 @@ async def _reachable(address: str | None) -> None:
     writer.close()
 
 
+def _readable(error: BaseException) -> str:
+    """Ray's error text without the Python tracebacks of its own agents (the installer's output stays)."""
+    kept: list[str] = []
+    in_traceback = False
+    for line in str(error).splitlines():
+        head, marker, _ = line.partition("Traceback (most recent call last):")
+        if marker:
+            in_traceback = True
+            if head.strip():
+                kept.append(head.strip())
+            continue
+        if in_traceback and (line.startswith(" ") or not line.strip()):
+            continue
+        in_traceback = False
+        kept.append(line)
+    return "\n".join(kept)
+
+
 async def _get(ref: Any, timeout: float | None = None) -> Any:
     return await asyncio.wait_for(asyncio.wrap_future(ref.future()), timeout)
 
@@ -156,7 +174,7 @@ class RayWorker:
             ) from None
         except RayError as exc:
             await self.close()
-            raise self._start_error(f"Ray could not set up the worker's actor: {exc}", "import") from None
+            raise self._start_error(f"Ray could not set up the worker's actor: {_readable(exc)}", "import") from None
         payload = worker_payload(
             self.plan,
             socket_path=None,

@@ -222,3 +222,25 @@ def test_hostel_run_with_ray_serves_http_and_stops_cleanly(tmp_path: Path, ray_a
             server.send_signal(signal.SIGTERM)
         code = server.wait(timeout=60)
     assert code == 0, log.read_text()
+
+
+async def test_a_runtime_env_that_cannot_be_built_fails_the_start_with_the_installers_words(
+    tmp_path: Path, ray_address: str
+) -> None:
+    providers = {
+        "tool_runtime": [
+            {
+                "provider_id": "t",
+                "provider_type": "inline::testprov",
+                "launcher": "ray",
+                "pip_packages": ["hostel-no-such-package-anywhere==0.0.1"],
+            }
+        ]
+    }
+    host = Host.from_config(_ray_config(tmp_path, ray_address, providers))
+    with pytest.raises(Exception) as exc:
+        await host.start()
+    assert exc.value.__class__.__name__ == "ProviderStartError" and exc.value.stage == "import"  # type: ignore[attr-defined]
+    assert "hostel-no-such-package-anywhere" in str(exc.value) and "unsatisfiable" in str(exc.value)
+    assert "Traceback" not in str(exc.value)  # the installer's words, not Ray's agent's stack
+    assert {s.state for s in host.status()} <= {"stopped", "failed"}
