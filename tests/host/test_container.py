@@ -202,3 +202,27 @@ def test_a_sigkilled_host_leaves_no_container(tmp_path: Path, image: str, hostel
         if host.poll() is None:
             host.kill()
         subprocess.run(["podman", "rm", "--force", *_containers(host.pid)], capture_output=True, check=False)
+
+
+def test_an_image_that_cannot_be_built_fails_with_the_installers_words(
+    tmp_path: Path, image: str, hostel_home: Path
+) -> None:
+    spec = provider_spec(container_image="localhost/hostel-broken:test", pip_packages=["hostel-no-such-package==0.0.1"])
+    config = make_config(
+        tmp_path,
+        providers={"tool_runtime": [{"provider_id": "c", "provider_type": "inline::boxed"}]},
+        specs={"inline/tool_runtime/boxed": spec},
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "hostel", "image", "build", str(config), "c", "--base", BASE_IMAGE],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "HOSTEL_HOME": str(hostel_home)},
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "building image 'localhost/hostel-broken:test' for provider 'c' failed" in done.stderr
+    assert "hostel-no-such-package" in done.stderr
+    gone = subprocess.run(["podman", "image", "exists", "localhost/hostel-broken:test"], check=False)
+    assert gone.returncode != 0  # no image under that tag
