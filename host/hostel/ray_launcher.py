@@ -34,8 +34,8 @@ from hostel.envs import Env
 from hostel.errors import ProviderStartError
 from hostel.launcher import LaunchContext, WorkerHandle
 from hostel.plan import ProviderPlan
-from hostel.worker import ExitInfo, worker_payload
-from hostel_sdk._handshake import PROTOCOL_VERSION, Handshake, HandshakeError, StartFailure, parse
+from hostel.worker import ExitInfo, HandshakeProblem, judge_handshake, worker_payload
+from hostel_sdk._handshake import Handshake
 
 logger = logging.getLogger(__name__)
 
@@ -209,22 +209,11 @@ class RayWorker:
             info = await self.wait()
             await self.close()
             raise self._start_error(f"the worker {info} before its handshake", "handshake")
-        try:
-            result = parse(line)
-        except HandshakeError as exc:
-            await self.kill()
+        result = judge_handshake(line, "install the host's hostel version on the Ray nodes")
+        if isinstance(result, HandshakeProblem):
+            await (self.wait() if result.worker_exits else self.kill())
             await self.close()
-            raise self._start_error(f"bad handshake line: {exc}", "handshake") from None
-        if result.protocol != PROTOCOL_VERSION or isinstance(result, StartFailure):
-            await self.wait() if isinstance(result, StartFailure) else await self.kill()
-            await self.close()
-            if isinstance(result, StartFailure):
-                raise self._start_error(result.message, result.stage)
-            raise self._start_error(
-                f"the worker speaks hostel protocol {result.protocol}, this host speaks {PROTOCOL_VERSION}; "
-                "install the host's hostel version on the Ray nodes",
-                "handshake",
-            )
+            raise self._start_error(result.message, result.stage)
         self._pid = result.pid
         logger.info("started provider %s on Ray [%s pid %d]", self.plan.provider_id, result.address, result.pid)
         return result

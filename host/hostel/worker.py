@@ -86,6 +86,34 @@ def worker_payload(
     }
 
 
+@dataclass(frozen=True)
+class HandshakeProblem:
+    """Why a worker's first line is not a usable handshake; ``worker_exits``: it ends by itself (else kill it)."""
+
+    message: str
+    stage: str
+    worker_exits: bool
+
+
+def judge_handshake(line: str, mismatch_hint: str) -> Handshake | HandshakeProblem:
+    """The handshake in a worker's first stdout line, or what is wrong with it (``mismatch_hint``: what to do
+    about another protocol version)."""
+    try:
+        result = parse(line)
+    except HandshakeError as exc:
+        return HandshakeProblem(f"bad handshake line: {exc}", "handshake", worker_exits=False)
+    if result.protocol != PROTOCOL_VERSION:
+        return HandshakeProblem(
+            f"the worker speaks hostel protocol {result.protocol}, this host speaks {PROTOCOL_VERSION}; "
+            + mismatch_hint,
+            "handshake",
+            worker_exits=False,
+        )
+    if isinstance(result, StartFailure):
+        return HandshakeProblem(result.message, result.stage, worker_exits=True)
+    return result
+
+
 class WorkerProcess:
     """A worker child process: ``start``, ``stop``, ``kill``, ``wait``."""
 
@@ -211,20 +239,12 @@ class WorkerProcess:
         if not line:
             info = await self.wait()
             raise self._start_error(f"the worker {info} before its handshake", "handshake")
-        try:
-            result = parse(line.decode(errors="replace"))
-        except HandshakeError as exc:
-            await self.kill()
-            raise self._start_error(f"bad handshake line: {exc}", "handshake") from None
-        if result.protocol != PROTOCOL_VERSION:
-            await self.kill()
-            raise self._start_error(
-                f"the worker speaks hostel protocol {result.protocol}, this host speaks {PROTOCOL_VERSION}; "
-                "rebuild the provider's env (hostel build) so its hostel-sdk matches the host",
-                "handshake",
-            )
-        if isinstance(result, StartFailure):
-            await self.wait()
+        result = judge_handshake(
+            line.decode(errors="replace"),
+            "rebuild the provider's env (hostel build) so its hostel-sdk matches the host",
+        )
+        if isinstance(result, HandshakeProblem):
+            await (self.wait() if result.worker_exits else self.kill())
             raise self._start_error(result.message, result.stage)
         self._relays.append(asyncio.create_task(self._relay_stdout(proc.stdout)))
         logger.info("started provider %s [pid %d]", self.plan.provider_id, proc.pid)
