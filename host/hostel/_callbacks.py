@@ -24,9 +24,9 @@ from hostel_sdk._wire import (
     MODEL_STORE_API,
     SHIELD_STORE_API,
     TOKEN_METADATA,
+    add_tcp_port,
     channel_options,
     host_handler,
-    tls_server_credentials,
 )
 
 logger = logging.getLogger(__name__)
@@ -88,10 +88,14 @@ class CallbackServer:
         """Forget a token (its worker is gone)."""
         self._grants.pop(token, None)
 
-    async def start(self) -> None:
-        """Listen on the socket."""
+    def _new_server(self) -> grpc.aio.Server:
         server = grpc.aio.server(options=channel_options(self._max))
         server.add_generic_rpc_handlers([host_handler(self.call)])
+        return server
+
+    async def start(self) -> None:
+        """Listen on the socket."""
+        server = self._new_server()
         server.add_insecure_port(f"unix:{self.socket_path}")
         await server.start()
         self._server = server
@@ -103,10 +107,8 @@ class CallbackServer:
         ``tls`` the TCP side is mutual TLS.
         """
         if self._tcp_server is None:
-            server = grpc.aio.server(options=channel_options(self._max))
-            server.add_generic_rpc_handlers([host_handler(self.call)])
-            bind = f"{host}:0"
-            port = server.add_secure_port(bind, tls_server_credentials(tls)) if tls else server.add_insecure_port(bind)
+            server = self._new_server()
+            port = add_tcp_port(server, f"{host}:0", tls)
             await server.start()
             self._tcp_server, self._tcp_target = server, f"{host}:{port}"
         return self._tcp_target

@@ -88,17 +88,16 @@ class GrpcChannel:
         self.health = HealthStub(self._channel)
 
     def _encode(self, what: str, value: Any, method: str, extra: int = 0) -> bytes:
+        """``value`` as JSON, refused if it and ``extra`` bytes sent beside it pass the message limit."""
         data = codec.dumps(value) if value else b""
-        self._check_size(what, len(data) + extra, method)
-        return data
-
-    def _check_size(self, what: str, size: int, method: str) -> None:
+        size = len(data) + extra
         if size > self._max:
             raise PayloadTooLargeError(
                 f"{what} of {method}() for provider {self.provider_id!r} is {size / 2**20:.1f} MiB, over the "
                 f"{self._max / 2**20:.0f} MiB limit; raise hostel.max_message_mb or send less",
                 provider_id=self.provider_id,
             )
+        return data
 
     async def call(
         self, method: str, args: Sequence[Any], kwargs: Mapping[str, Any], *, timeout: float | None, provider_data: Any

@@ -173,8 +173,8 @@ class ProviderSlot:
 
     async def start(self) -> None:
         """Start a worker and wait for its handshake; raise ``ProviderStartError``."""
-        if self.env is None and self.worker_command is None and self.launcher.uses_env:
-            await self.build()
+        if self.env is None and self.worker_command is None:
+            await self.build()  # nothing to build for launchers that bring their own environment
         if self.callbacks is not None:  # a fresh token per worker: a dead worker's token is worth nothing
             self.callbacks.revoke(self._token)
             self._token = self.callbacks.grant(self.provider_id, self.plan.dependency_apis)

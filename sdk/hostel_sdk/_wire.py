@@ -127,11 +127,15 @@ class WorkerStub:
         self.shutdown = _unary(channel, f"/{SERVICE}/Shutdown", pb.ShutdownRequest, pb.ShutdownReply)
 
 
-def tls_server_credentials(tls: dict[str, str]) -> grpc.ServerCredentials:
-    """Mutual TLS for a server: its own ``cert``/``key`` (PEM text), clients must present one signed by ``ca``."""
-    return grpc.ssl_server_credentials(
+def add_tcp_port(server: grpc.aio.Server, address: str, tls: dict[str, str] | None) -> int:
+    """Listen on ``address`` (``host:port``, port 0 for any): plain, or mutual TLS with ``tls``'s ``cert``/``key``
+    (PEM text), clients having to present a certificate signed by its ``ca``. Returns the port."""
+    if not tls:
+        return int(server.add_insecure_port(address))
+    credentials = grpc.ssl_server_credentials(
         [(tls["key"].encode(), tls["cert"].encode())], root_certificates=tls["ca"].encode(), require_client_auth=True
     )
+    return int(server.add_secure_port(address, credentials))
 
 
 def tls_channel(

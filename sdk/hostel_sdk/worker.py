@@ -27,7 +27,7 @@ from hostel_sdk._handshake import PROTOCOL_VERSION, Handshake, Network, StartFai
 from hostel_sdk._health import HealthService, health_handler
 from hostel_sdk._loader import LoadRequest, StartError, build_config, create_impl, import_module, load_validator
 from hostel_sdk._service import ProviderService
-from hostel_sdk._wire import MAX_MESSAGE_BYTES, TokenCheck, channel_options, tls_server_credentials, worker_handler
+from hostel_sdk._wire import MAX_MESSAGE_BYTES, TokenCheck, add_tcp_port, channel_options, worker_handler
 
 logger = logging.getLogger("hostel_sdk.worker")  # not __main__ under -m
 
@@ -163,8 +163,7 @@ def _listen(server: grpc.aio.Server, payload: dict[str, Any], tls: dict[str, str
     if not listen:
         server.add_insecure_port(f"unix:{payload['socket_path']}")
         return "unix", payload["socket_path"]
-    bind = f"{listen['host']}:{int(listen.get('port', 0))}"
-    port = server.add_secure_port(bind, tls_server_credentials(tls)) if tls else server.add_insecure_port(bind)
+    port = add_tcp_port(server, f"{listen['host']}:{int(listen.get('port', 0))}", tls)
     return "tcp", f"{listen.get('advertise') or listen['host']}:{port}"
 
 
