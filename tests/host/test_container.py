@@ -89,6 +89,25 @@ def test_a_missing_engine_fails_the_start_naming_it(tmp_path: Path) -> None:
 # Real containers ----------------------------------------------------------------------------------------------
 
 
+def _image_build(
+    tmp: Path, spec: dict[str, Any], hostel_home: Path, timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """``hostel image build`` for provider ``c`` of the ``boxed`` type, whose spec is ``spec``, as a user runs it."""
+    config = make_config(
+        tmp,
+        providers={"tool_runtime": [{"provider_id": "c", "provider_type": "inline::boxed"}]},
+        specs={"inline/tool_runtime/boxed": spec},
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "hostel", "image", "build", str(config), "c", "--base", BASE_IMAGE],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "HOSTEL_HOME": str(hostel_home)},
+        check=False,
+    )
+
+
 @pytest.fixture(scope="session")
 def image(tmp_path_factory: pytest.TempPathFactory, hostel_home: Path) -> str:
     """The test provider's image, built by ``hostel image build`` (podman's layer cache makes rebuilds quick)."""
@@ -98,19 +117,7 @@ def image(tmp_path_factory: pytest.TempPathFactory, hostel_home: Path) -> str:
             pytest.fail(f"containers required but unavailable: {reason}")
         pytest.skip(reason)
     spec = provider_spec(container_image=IMAGE)  # the image holds the test provider's package
-    config = make_config(
-        tmp_path_factory.mktemp("image"),
-        providers={"tool_runtime": [{"provider_id": "c", "provider_type": "inline::boxed"}]},
-        specs={"inline/tool_runtime/boxed": spec},
-    )
-    done = subprocess.run(
-        [sys.executable, "-m", "hostel", "image", "build", str(config), "c", "--base", BASE_IMAGE],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env={**os.environ, "HOSTEL_HOME": str(hostel_home)},
-        check=False,
-    )
+    done = _image_build(tmp_path_factory.mktemp("image"), spec, hostel_home, timeout=900)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == IMAGE
     return IMAGE
@@ -208,19 +215,7 @@ def test_an_image_that_cannot_be_built_fails_with_the_installers_words(
     tmp_path: Path, image: str, hostel_home: Path
 ) -> None:
     spec = provider_spec(container_image="localhost/hostel-broken:test", pip_packages=["hostel-no-such-package==0.0.1"])
-    config = make_config(
-        tmp_path,
-        providers={"tool_runtime": [{"provider_id": "c", "provider_type": "inline::boxed"}]},
-        specs={"inline/tool_runtime/boxed": spec},
-    )
-    done = subprocess.run(
-        [sys.executable, "-m", "hostel", "image", "build", str(config), "c", "--base", BASE_IMAGE],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "HOSTEL_HOME": str(hostel_home)},
-        check=False,
-    )
+    done = _image_build(tmp_path, spec, hostel_home, timeout=600)
     assert done.returncode == 1
     assert "building image 'localhost/hostel-broken:test' for provider 'c' failed" in done.stderr
     assert "hostel-no-such-package" in done.stderr
