@@ -25,7 +25,8 @@ from packaging.utils import canonicalize_name
 
 from hostel._interpreters import Interpreter
 
-METADATA_FORMAT = 1
+# 2: envs hold compiled bytecode (envs of format 1 are rebuilt once, so their workers start fast too).
+METADATA_FORMAT = 2
 _SKIP_DIRS = {".git", "__pycache__", ".venv", "build", "dist", ".tox", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
 
 

@@ -103,3 +103,19 @@ async def test_an_edited_local_package_is_rebuilt_not_taken_from_the_installer_c
     second, built = await envs.ensure(await envs.describe(load_plan(path).provider("t")))
     assert built and second.path != first.path
     assert list(second.path.glob("lib/python*/site-packages/hostel_seedprov/added_later.py"))
+
+
+@pytest.mark.parametrize("installer", ["uv", "pip"])
+async def test_a_built_env_holds_bytecode_even_where_python_writes_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, installer: str
+) -> None:
+    """Workers import from compiled bytecode from their first start, whatever PYTHONDONTWRITEBYTECODE says."""
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    envs = EnvManager(tmp_path / "home", installer=installer)  # type: ignore[arg-type]
+    env, built = await envs.ensure(await envs.describe(load_plan(make_config(tmp_path)).provider("t")))
+    assert built
+    site = next((env.path / "lib").glob("python3.*/site-packages"))
+    for module in ("hostel_sdk/worker", "hostel_testprov/__init__", "pydantic/main"):
+        source = site / f"{module}.py"
+        assert source.exists(), source
+        assert list(source.parent.glob(f"__pycache__/{source.stem}.cpython-*.pyc")), f"no bytecode for {module}"
