@@ -1,4 +1,5 @@
-"""Baseline: a bare grpc.aio server in its own process, with a unary echo and a one-message-per-item stream."""
+"""Baselines: a bare grpc.aio server in its own process, with a unary echo and a one-message-per-item stream,
+plus two floors: hostel's wire messages on that bare server, and an echo of text that must become a str."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from typing import Any
 
 import grpc
 
+from hostel_sdk import _messages as pb
+from hostel_sdk import codec
+
 
 def _identity(data: bytes) -> bytes:
     return data
@@ -17,6 +21,16 @@ def _identity(data: bytes) -> bytes:
 
 async def echo(request: bytes, context: Any) -> bytes:
     return request
+
+
+async def envelope(request: pb.CallRequest, context: Any) -> pb.CallReply:
+    """What any worker speaking hostel's messages must do: parse the request, JSON in, JSON out."""
+    return pb.CallReply(value_json=codec.dumps(codec.loads(request.kwargs_json)["value"]))
+
+
+async def echo_text(request: bytes, context: Any) -> bytes:
+    """What any provider taking and returning a Python str must pay: UTF-8 to str and back."""
+    return codec.encode_text(codec.decode_text(request))
 
 
 async def sleep(request: bytes, context: Any) -> bytes:
@@ -45,6 +59,12 @@ async def main(path: str) -> None:
     handlers = {
         "Echo": grpc.unary_unary_rpc_method_handler(
             echo, request_deserializer=_identity, response_serializer=_identity
+        ),
+        "Envelope": grpc.unary_unary_rpc_method_handler(
+            envelope, request_deserializer=pb.CallRequest.FromString, response_serializer=pb.CallReply.SerializeToString
+        ),
+        "EchoText": grpc.unary_unary_rpc_method_handler(
+            echo_text, request_deserializer=_identity, response_serializer=_identity
         ),
         "Sleep": grpc.unary_unary_rpc_method_handler(
             sleep, request_deserializer=_identity, response_serializer=_identity

@@ -6,16 +6,20 @@
   raw ``grpc.aio`` unary echo on a Unix socket to another process; the ratio is hostel / raw.
 - stream: items/s for a provider yielding ``--items`` small items as fast as it can, against a raw
   server stream sending one message per item; the ratio is hostel / raw.
+- floors, for the record: the same bare server speaking hostel's wire messages (what the envelope alone
+  costs), and a raw echo of text that both ends turn into a Python ``str`` (what a str argument costs).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +32,13 @@ sys.path.insert(0, str(HERE.parent))
 from _common import median_ms, run_cli
 
 from hostel import Host
+from hostel_sdk import _messages as pb
+from hostel_sdk import codec
 from tests.conftest import make_config
 
 PAYLOAD = "x" * 100
+# What a worker's default hostel.retain_freed_mb (64) sets with mallopt, for a raw server to compare with.
+WORKER_MALLOC = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=67108864"
 
 
 def _identity(data: bytes) -> bytes:
@@ -40,10 +48,13 @@ def _identity(data: bytes) -> bytes:
 class _Raw:
     """The baseline server in its own process, and a channel to it."""
 
-    def __init__(self, tmp: Path) -> None:
-        self.sock = tmp / "raw.sock"
+    def __init__(self, tmp: Path, name: str = "raw", env: dict[str, str] | None = None) -> None:
+        self.sock = tmp / f"{name}.sock"
         self.proc = subprocess.Popen(
-            [sys.executable, str(HERE / "_raw_server.py"), str(self.sock)], stdout=subprocess.PIPE, text=True
+            [sys.executable, str(HERE / "_raw_server.py"), str(self.sock)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
         )
         assert self.proc.stdout is not None and self.proc.stdout.readline().strip() == "ready"
         limit = 64 * 1024 * 1024
@@ -58,9 +69,24 @@ class _Raw:
         self.timed = self.channel.unary_stream(
             "/bench.Raw/TimedStream", request_serializer=_identity, response_deserializer=_identity
         )
+        self.envelope = self.channel.unary_unary(
+            "/bench.Raw/Envelope",
+            request_serializer=pb.CallRequest.SerializeToString,
+            response_deserializer=pb.CallReply.FromString,
+        )
+        self.text = self.channel.unary_unary(
+            "/bench.Raw/EchoText", request_serializer=_identity, response_deserializer=_identity
+        )
 
     async def call(self) -> None:
         await self.echo(PAYLOAD.encode())
+
+    async def envelope_call(self) -> None:
+        reply = await self.envelope(pb.CallRequest(method="echo", kwargs_json=codec.dumps({"value": PAYLOAD})))
+        codec.loads(reply.value_json)
+
+    async def echo_text(self, size: int) -> None:
+        assert len(codec.decode_text(await self.text(codec.encode_text("x" * size)))) == size
 
     async def items(self, n: int) -> int:
         return sum([1 async for _ in self.stream(str(n).encode())])
@@ -99,6 +125,7 @@ async def bench(calls: int, items: int, rounds: int = 8) -> list[dict[str, Any]]
     with tempfile.TemporaryDirectory(prefix="hostel-bench-") as tmpdir:
         tmp = Path(tmpdir)
         raw = _Raw(tmp)
+        warm = _Raw(tmp, "warm", env={"GLIBC_TUNABLES": WORKER_MALLOC})
         try:
             async with Host.from_config(make_config(tmp)) as host:
                 provider = host.provider("t")
@@ -118,28 +145,32 @@ async def bench(calls: int, items: int, rounds: int = 8) -> list[dict[str, Any]]
 
                 await _timed_calls(raw.call, 200)
                 await _timed_calls(ours_call, 200)
+                raw_rps, our_rps = await _throughputs(raw.call, ours_call, calls)
                 extra = {
-                    "raw_rps": await _throughput(raw.call, calls),
-                    "our_rps": await _throughput(ours_call, calls),
+                    "raw_rps": raw_rps,
+                    "our_rps": our_rps,
                     "inproc_ms": await _inprocess_ms(calls),
                     "raw_slow": await raw.slow_latency_ms(50, 0.02),
                     "our_slow": await ours_slow_ms(50, 0.02),
                 }
                 for size in (1 << 20, 8 << 20):
-                    extra[f"raw_{size}"], extra[f"our_{size}"] = await _bandwidths(
-                        raw.echo_bytes, ours_echo_bytes, size
-                    )
+                    echoes = (raw.echo_bytes, warm.echo_bytes, warm.echo_text, ours_echo_bytes)
+                    rates = await _bandwidths(echoes, size)
+                    extra[f"raw_{size}"], extra[f"warm_{size}"], extra[f"text_{size}"], extra[f"our_{size}"] = rates
                 raw_samples: list[float] = []
                 our_samples: list[float] = []
+                envelope_samples: list[float] = []
                 raw_rates, our_rates = [], []
                 for _ in range(rounds):
                     raw_samples += await _timed_calls(raw.call, calls // rounds)
+                    envelope_samples += await _timed_calls(raw.envelope_call, calls // rounds)
                     our_samples += await _timed_calls(ours_call, calls // rounds)
                     raw_rates.append(await _items_per_s(raw.items, items // rounds))
                     our_rates.append(await _items_per_s(ours_items, items // rounds))
         finally:
             await raw.close()
-    ours_ms, raw_ms = median_ms(our_samples), median_ms(raw_samples)
+            await warm.close()
+    ours_ms, raw_ms, envelope_ms = median_ms(our_samples), median_ms(raw_samples), median_ms(envelope_samples)
     ours_rate, raw_rate = statistics.median(our_rates), statistics.median(raw_rates)
     mb = 1 << 20
     return [
@@ -154,6 +185,21 @@ async def bench(calls: int, items: int, rounds: int = 8) -> list[dict[str, Any]]
         ),
         {"metric": "slow stream (1 item / 20 ms): item latency (ms)", "hostel": extra["our_slow"],
          "raw_grpc": extra["raw_slow"], "ratio": extra["our_slow"] - extra["raw_slow"], "target": "within 1 ms"},
+        *(
+            {"metric": f"{size // mb} MB: vs raw with the worker's malloc settings (MB/s)",
+             "hostel": extra[f"our_{size}"], "raw_grpc": extra[f"warm_{size}"],
+             "ratio": extra[f"our_{size}"] / extra[f"warm_{size}"], "target": "(for the record)"}
+            for size in (mb, 8 * mb)
+        ),
+        *(
+            {"metric": f"{size // mb} MB: vs that raw echo making a str at both ends (MB/s)",
+             "hostel": extra[f"our_{size}"],
+             "raw_grpc": extra[f"text_{size}"], "ratio": extra[f"our_{size}"] / extra[f"text_{size}"],
+             "target": "(floor, for the record)"}
+            for size in (mb, 8 * mb)
+        ),
+        {"metric": "call median: hostel's messages on the raw server (ms)", "hostel": envelope_ms,
+         "raw_grpc": raw_ms, "ratio": envelope_ms / raw_ms, "target": "(floor, for the record)"},
         {"metric": "call median (ms)", "hostel": ours_ms, "raw_grpc": raw_ms, "ratio": ours_ms / raw_ms,
          "target": "<= 1.25"},
         {"metric": "stream items/s", "hostel": ours_rate, "raw_grpc": raw_rate, "ratio": ours_rate / raw_rate,
@@ -171,16 +217,24 @@ async def _throughput(call: Any, n: int, in_flight: int = 16) -> float:
     return (n // in_flight * in_flight) / (time.perf_counter() - start)
 
 
-async def _bandwidths(raw: Any, ours: Any, size: int, rounds: int = 15) -> tuple[float, float]:
-    """MB/s of round trips of ``size`` bytes, raw then hostel in alternation (so drift hits both alike)."""
-    samples: tuple[list[float], list[float]] = ([], [])
+async def _throughputs(raw: Any, ours: Any, n: int, rounds: int = 8) -> tuple[float, float]:
+    """Calls/s with 16 in flight, raw and hostel in alternating rounds (so drift hits both alike); medians."""
+    rates: tuple[list[float], list[float]] = ([], [])
     for _ in range(rounds):
-        for echo, into in zip((raw, ours), samples, strict=True):
+        for call, into in zip((raw, ours), rates, strict=True):
+            into.append(await _throughput(call, n // 2))
+    return statistics.median(rates[0]), statistics.median(rates[1])
+
+
+async def _bandwidths(echoes: Sequence[Any], size: int, rounds: int = 15) -> list[float]:
+    """MB/s of round trips of ``size`` bytes for each echo, in alternation (so drift hits all alike)."""
+    samples: list[list[float]] = [[] for _ in echoes]
+    for _ in range(rounds):
+        for echo, into in zip(echoes, samples, strict=True):
             start = time.perf_counter()
             await echo(size)
             into.append(time.perf_counter() - start)
-    raw_mb, our_mb = (2 * size / statistics.median(s) / (1 << 20) for s in samples)
-    return raw_mb, our_mb
+    return [2 * size / statistics.median(s) / (1 << 20) for s in samples]
 
 
 async def _inprocess_ms(n: int) -> float:

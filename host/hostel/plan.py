@@ -45,6 +45,7 @@ class ProviderPlan:
     launcher: Launcher = "process"  # where its worker runs: a local process, a container, a Ray actor
     container_image: str | None = None
     cpus: float | None = None
+    retain_freed_mb: int = 0  # hostel.retain_freed_mb, capped at a quarter of memory_mb
 
     @property
     def provider_type(self) -> str:
@@ -186,7 +187,13 @@ def _plan_one(
         launcher=launcher,
         container_image=image,
         cpus=entry.limits.cpus if entry.limits else None,
+        retain_freed_mb=_retained(config.hostel.retain_freed_mb, entry.limits.memory_mb if entry.limits else None),
     )
+
+
+def _retained(retain_freed_mb: int, memory_mb: int | None) -> int:
+    """Freed memory a worker may keep: retained pages count towards the memory limit, so a quarter of it at most."""
+    return retain_freed_mb if memory_mb is None else min(retain_freed_mb, memory_mb // 4)
 
 
 def _launcher(
