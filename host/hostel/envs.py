@@ -232,10 +232,7 @@ class EnvManager:
                 str(tmp),
                 "--allow-existing",
             ]
-            # Bytecode is compiled now, once: a worker would otherwise compile every module it imports
-            # at each start wherever PYTHONDONTWRITEBYTECODE is set (pip compiles by default).
-            install = [uv_bin, "pip", "install", "--compile-bytecode", "--python", str(python), "-r", str(req_file)]
-            install += local
+            install = [uv_bin, "pip", "install", "--python", str(python), "-r", str(req_file), *local]
         else:
             create = [spec.python.path, "-m", "venv", "--without-pip", str(tmp)]
             install = [sys.executable, "-m", "pip", "--python", str(python), "install", "-r", str(req_file), *local]

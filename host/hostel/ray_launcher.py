@@ -59,8 +59,6 @@ def runtime_env(plan: ProviderPlan, settings: RaySettings) -> dict[str, Any]:
     env: dict[str, Any] = {"env_vars": {"PYTHONUNBUFFERED": "1"}}
     if plan.pip_packages:
         env[settings.installer] = {"packages": list(plan.pip_packages)}
-        if settings.installer == "uv":  # pip compiles by default; "--no-cache" is Ray's own default option
-            env["uv"]["uv_pip_install_options"] = ["--no-cache", "--compile-bytecode"]
     return env
 
 

@@ -9,9 +9,13 @@ published providers install cleanly and then fail to import, so the host runs th
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.metadata
+import importlib.util
 import json
+import os
+import py_compile
 import sys
 import traceback
 from enum import Enum
@@ -124,7 +128,30 @@ def probe(request: dict[str, Any]) -> dict[str, Any]:
     factory = "get_adapter_impl" if kind == "remote" else "get_provider_impl"
     if not callable(getattr(imported, factory, None)):
         return {**result, "stage": "factory", "error": f"module {module!r} has no {factory}()"}
+    importlib.import_module("hostel_sdk.worker")  # and what the worker itself imports (grpc.aio …)
+    compile_imported()
     return result
+
+
+def compile_imported() -> int:
+    """Write bytecode for every module imported so far that lives in this env and has none; return how many.
+
+    A worker would otherwise compile each of them at every start wherever PYTHONDONTWRITEBYTECODE is set
+    (compiling them is most of a cold start). Only what a start imports, not the whole env (which for big
+    packages takes minutes), and nothing outside the env is written.
+    """
+    prefix = os.path.join(sys.prefix, "")
+    written = 0
+    for module in list(sys.modules.values()):
+        source = getattr(module, "__file__", None)
+        if not source or not source.endswith(".py") or not source.startswith(prefix):
+            continue
+        if os.path.exists(importlib.util.cache_from_source(source)):
+            continue
+        with contextlib.suppress(OSError, py_compile.PyCompileError):
+            py_compile.compile(source, doraise=True)
+            written += 1
+    return written
 
 
 def _describe(exc: BaseException) -> str:
