@@ -25,7 +25,7 @@ from packaging.utils import canonicalize_name
 
 from hostel._interpreters import Interpreter
 
-# 2: envs hold compiled bytecode (envs of format 1 are rebuilt once, so their workers start fast too).
+# 2: envs hold the bytecode a worker start imports (envs of format 1 are rebuilt once to get it).
 METADATA_FORMAT = 2
 _SKIP_DIRS = {".git", "__pycache__", ".venv", "build", "dist", ".tox", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
 

@@ -189,7 +189,7 @@ class ProviderService:
         if hasattr(result, "__aiter__"):
             return None, result, request_context
         try:
-            if type(result) is str and len(result) >= codec.LONG_TEXT:
+            if codec.is_long_text(result):
                 reply = pb.CallReply(value_text=codec.encode_text(result))
             else:
                 reply = pb.CallReply(value_json=codec.dumps(result))

@@ -54,9 +54,14 @@ except ImportError:  # pragma: no cover - orjson is a hostel-sdk requirement; th
 LONG_TEXT = 1 << 16
 
 
+def is_long_text(value: Any) -> bool:
+    """Whether ``value`` travels as UTF-8 bytes beside the JSON (a string of ``LONG_TEXT`` or more)."""
+    return type(value) is str and len(value) >= LONG_TEXT
+
+
 def split_text(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, bytes]]:
     """``kwargs`` without its long string values, and those values as UTF-8 (lone surrogates kept)."""
-    long = [key for key, value in kwargs.items() if type(value) is str and len(value) >= LONG_TEXT]
+    long = [key for key, value in kwargs.items() if is_long_text(value)]
     if not long:
         return kwargs, {}
     rest = {key: value for key, value in kwargs.items() if key not in long}
