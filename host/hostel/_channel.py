@@ -6,17 +6,26 @@ substitute any object with the same two methods.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import grpc
 
 from hostel import _grpc_errors
+from hostel._session import CallExpired, Session
 from hostel.errors import CallTimeoutError, HostelError, PayloadTooLargeError, WorkerProtocolError
 from hostel_sdk import _client, codec
 from hostel_sdk import _messages as pb
 from hostel_sdk._health import HealthStub
 from hostel_sdk._wire import WorkerStub, channel_options, tls_channel, token_interceptors
+
+logger = logging.getLogger(__name__)
+
+# Calls whose request is smaller than this travel on the worker's session; a bigger one gets an RPC of its
+# own, so that it holds up no other call on the shared stream.
+SESSION_MAX_REQUEST_BYTES = codec.LONG_TEXT
 
 
 class Channel(Protocol):
@@ -86,6 +95,8 @@ class GrpcChannel:
         self._channel = tls_channel(target, tls, channel_options(max_message_bytes), interceptors)
         self.stub = WorkerStub(self._channel)
         self.health = HealthStub(self._channel)
+        self._session: Session | None = None
+        self._sessions = True  # until the worker turns out not to serve Worker.Session
 
     def _encode(self, what: str, value: Any, method: str, extra: int = 0) -> bytes:
         """``value`` as JSON, refused if it and ``extra`` bytes sent beside it pass the message limit."""
@@ -111,14 +122,40 @@ class GrpcChannel:
             provider_data_json=codec.dumps(provider_data) if provider_data is not None else b"",
             kwargs_text=text,
         )
-        return await _client.unary(
-            self.stub,
-            request,
-            timeout=timeout,
-            errors=_HostErrors(self, method),
-            on_mutations=lambda changed: _client.apply_mutations(changed, args, kwargs),
-        )
+        errors = _HostErrors(self, method)
+
+        def on_mutations(changed: Any) -> None:
+            _client.apply_mutations(changed, args, kwargs)
+
+        size = len(request.args_json) + len(request.kwargs_json) + len(request.provider_data_json)
+        if self._sessions and not text and size < SESSION_MAX_REQUEST_BYTES:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            request.timeout_s = timeout or 0.0
+            try:
+                reply = await self._open_session().call(request, timeout)
+            except CallExpired:
+                raise errors.timeout(timeout or 0.0) from None
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.UNIMPLEMENTED:
+                    raise await errors.status(exc) from None
+                # A worker without Worker.Session (one written in another language, say): CallUnary from now on.
+                logger.info("provider %s: its worker does not serve Worker.Session; using CallUnary", self.provider_id)
+                self._sessions = False
+            else:
+                return _client.reply_value(
+                    self.stub, reply, deadline=deadline, errors=errors, on_mutations=on_mutations
+                )
+        return await _client.unary(self.stub, request, timeout=timeout, errors=errors, on_mutations=on_mutations)
+
+    def _open_session(self) -> Session:
+        """The open session, or a new one when there is none or it failed (the next call after a failure
+        tries again, as its own RPC would)."""
+        if self._session is None or self._session.failure is not None:
+            self._session = Session(self.stub)
+        return self._session
 
     async def close(self, grace: float | None = None) -> None:
         """Close the gRPC channel; with ``grace``, in-flight calls get that long to finish first."""
+        if self._session is not None:
+            await self._session.close(grace)
         await self._channel.close(grace)

@@ -116,6 +116,21 @@ async def unary(
     finally:
         if timer is not None:
             timer.cancel()
+    return reply_value(stub, reply, deadline=deadline, errors=errors, on_mutations=on_mutations)
+
+
+def reply_value(
+    stub: Any,
+    reply: pb.CallReply,
+    *,
+    deadline: float | None,
+    errors: Translator,
+    on_mutations: Callable[[Any], None] | None = None,
+) -> Any:
+    """The value a CallUnary reply carries (raising its error), or a ``ReplyStream`` opened on its handle.
+
+    ``deadline`` (monotonic seconds) bounds the stream, as the call's timeout bounded the call.
+    """
     if reply.WhichOneof("kind") == "stream_handle":
         remaining = None if deadline is None else max(0.001, deadline - time.monotonic())
         return ReplyStream(stub.open_stream(reply.stream_handle, timeout=remaining), errors)

@@ -73,8 +73,9 @@ def _map_entry(entry: memoryview) -> tuple[str, memoryview]:
     return key, value
 
 
-def _fields(data: bytes | memoryview) -> Iterator[tuple[int, int, Any]]:
-    """(field number, wire type, value) for every field; values of length-delimited fields are bytes."""
+def _fields(data: bytes | memoryview, *, views: bool = False) -> Iterator[tuple[int, int, Any]]:
+    """(field number, wire type, value) for every field; values of length-delimited fields are bytes, or with
+    ``views`` memoryviews into ``data`` (no copy of a big field)."""
     view = memoryview(data)
     pos, end = 0, len(view)
     while pos < end:
@@ -85,7 +86,7 @@ def _fields(data: bytes | memoryview) -> Iterator[tuple[int, int, Any]]:
             value, pos = _read_varint(view, pos)
         elif wire == _LENGTH:
             size, pos = _read_varint(view, pos)
-            value = bytes(view[pos : pos + size])
+            value = view[pos : pos + size] if views else bytes(view[pos : pos + size])
             pos += size
         elif wire == _FIXED64:
             value = bytes(view[pos : pos + 8])
@@ -211,7 +212,7 @@ class CallRequest(Message):
         return b"".join(parts)  # one copy of a big argument, not one per field
 
     @classmethod
-    def FromString(cls, data: bytes) -> CallRequest:  # noqa: N802 - the protobuf API name
+    def FromString(cls, data: Bytes) -> CallRequest:  # noqa: N802 - the protobuf API name
         message = cls()
         view = memoryview(data)  # bytes fields stay views into the received buffer: no copy of big arguments
         pos, end = 0, len(data)
@@ -336,26 +337,32 @@ class CallReply:
         raise AttributeError(name)
 
     def SerializeToString(self) -> bytes:  # noqa: N802 - the protobuf API name
-        tail = _length(6, self.mutations_json) if self.mutations_json else b""
+        return b"".join(self._chunks())
+
+    def _chunks(self) -> list[Bytes]:
+        """The serialized message in pieces, a big value among them uncopied (for enclosing messages too)."""
+        tail: list[Bytes] = (
+            [b"\x32", _varint(len(self.mutations_json)), self.mutations_json] if self.mutations_json else []
+        )
         if self._kind is None:
             return tail
         tag = self._RAW.get(self._kind)
-        if tag is not None:  # the common reply, written directly (one copy of a big value)
-            value: bytes = self._value
-            return b"".join((tag, _varint(len(value)), value, tail))
+        if tag is not None:  # the common reply, written directly
+            value: Bytes = self._value
+            return [tag, _varint(len(value)), value, *tail]
         number = self._KINDS[self._kind]
-        return _length(number, self._value.SerializeToString()) + tail  # oneof members are written even when empty
+        return [_length(number, self._value.SerializeToString()), *tail]  # oneof members are written even when empty
 
     @classmethod
-    def FromString(cls, data: bytes) -> CallReply:  # noqa: N802 - the protobuf API name
+    def FromString(cls, data: Bytes) -> CallReply:  # noqa: N802 - the protobuf API name
         reply = cls.__new__(cls)
         reply._kind = reply._value = None
         reply.mutations_json = b""
-        first = data[:1]
-        if first in (b"\x0a", b"\x3a"):  # fast path: a lone value_json or value_text
+        first = data[0] if data else 0
+        if first in (0x0A, 0x3A):  # fast path: a lone value_json or value_text
             size, pos = _read_varint(data, 1)
             if pos + size == len(data):
-                reply._kind = "value_json" if first == b"\x0a" else "value_text"
+                reply._kind = "value_json" if first == 0x0A else "value_text"
                 reply._value = memoryview(data)[pos:]  # a view, not a copy
                 return reply
         for number, wire, value in _fields(data):
@@ -382,6 +389,84 @@ class CallReply:
 
 
 _REPLY_NAMES = {number: name for name, number in CallReply._KINDS.items()}
+
+
+class SessionRequest:
+    """One frame of Worker.Session from the host: call ``id`` (``call``), or cancel it (``cancel``)."""
+
+    __slots__ = ("call", "cancel", "id")
+
+    def __init__(self, id: int = 0, *, call: CallRequest | None = None, cancel: bool = False) -> None:
+        self.id = id
+        self.call = call  # None when absent (generated code would give an empty CallRequest)
+        self.cancel = cancel
+
+    def SerializeToString(self) -> bytes:  # noqa: N802 - the protobuf API name
+        parts: list[Bytes] = [b"\x08", _varint(self.id)] if self.id else []
+        if self.call is not None:
+            body = self.call.SerializeToString()
+            parts += (b"\x12", _varint(len(body)), body)
+        if self.cancel:
+            parts.append(b"\x18\x01")
+        return b"".join(parts)
+
+    @classmethod
+    def FromString(cls, data: Bytes) -> SessionRequest:  # noqa: N802 - the protobuf API name
+        frame = cls()
+        for number, wire, value in _fields(data, views=True):
+            if number == 1 and wire == _VARINT:
+                frame.id = value
+            elif number == 2 and wire == _LENGTH:
+                frame.call = CallRequest.FromString(value)  # its arguments stay views into the frame: no copy
+            elif number == 3 and wire == _VARINT:
+                frame.cancel = bool(value)
+        return frame
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like protobuf messages
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SessionRequest) and (self.id, self.call, self.cancel) == (
+            other.id,
+            other.call,
+            other.cancel,
+        )
+
+    def __repr__(self) -> str:
+        return f"SessionRequest(id={self.id}, call={self.call!r}, cancel={self.cancel})"
+
+
+class SessionReply:
+    """One frame of Worker.Session from the worker: the reply to call ``id``."""
+
+    __slots__ = ("id", "reply")
+
+    def __init__(self, id: int = 0, reply: CallReply | None = None) -> None:
+        self.id = id
+        self.reply = reply if reply is not None else CallReply()
+
+    def SerializeToString(self) -> bytes:  # noqa: N802 - the protobuf API name
+        body = self.reply._chunks()
+        head: list[Bytes] = [b"\x08", _varint(self.id)] if self.id else []
+        return b"".join((*head, b"\x12", _varint(sum(map(len, body))), *body))  # one copy of a big value
+
+    @classmethod
+    def FromString(cls, data: Bytes) -> SessionReply:  # noqa: N802 - the protobuf API name
+        frame = cls.__new__(cls)
+        frame.id, frame.reply = 0, CallReply()
+        for number, wire, value in _fields(data, views=True):
+            if number == 1 and wire == _VARINT:
+                frame.id = value
+            elif number == 2 and wire == _LENGTH:
+                frame.reply = CallReply.FromString(value)
+        return frame
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like protobuf messages
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SessionReply) and (self.id, self.reply) == (other.id, other.reply)
+
+    def __repr__(self) -> str:
+        return f"SessionReply(id={self.id}, reply={self.reply!r})"
 
 
 class MethodInfo(Message):

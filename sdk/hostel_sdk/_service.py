@@ -16,7 +16,7 @@ from typing import Any
 
 import grpc
 
-from hostel_sdk import __version__, codec
+from hostel_sdk import __version__, _session, codec
 from hostel_sdk import _messages as pb
 from hostel_sdk._context import RequestContext, enter_request, leave_request
 
@@ -117,6 +117,7 @@ class ProviderService:
         self._parked: dict[int, tuple[Any, RequestContext, asyncio.TimerHandle]] = {}
         self._next_stream = 0
         self._closing: set[asyncio.Future[Any]] = set()
+        self._draining = asyncio.Event()
 
     def _binder(self, name: str) -> codec.MethodBinder | None:
         binder = self._binders.get(name)
@@ -227,6 +228,25 @@ class ProviderService:
         timer = asyncio.get_running_loop().call_later(_PARKED_STREAM_TTL_S, self._expire, handle)
         self._parked[handle] = (stream, request_context, timer)
         return pb.CallReply(stream_handle=pb.StreamHandle(id=handle))
+
+    async def session(
+        self, requests: AsyncIterator[pb.SessionRequest], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[pb.SessionReply]:
+        """Worker.Session: calls multiplexed on one stream, each answered as CallUnary would answer it."""
+
+        async def answer(request: pb.CallRequest) -> pb.CallReply:
+            try:
+                return await self.call_unary(request, context)
+            except Exception as exc:  # a unary call would have ended with this as its status
+                logger.exception("call %s() failed inside hostel", request.method)
+                return error_reply(exc)
+
+        async for reply in _session.serve(requests, answer, self._draining):
+            yield reply
+
+    def drain(self) -> None:
+        """Stop taking calls on sessions; each ends once its calls in flight are answered (the worker is stopping)."""
+        self._draining.set()
 
     def _expire(self, handle: int) -> None:
         parked = self._parked.pop(handle, None)

@@ -46,6 +46,9 @@ class WorkerServicer(Protocol):
 
     def call(self, request: pb.CallRequest, context: Context) -> AsyncIterator[pb.CallReply]: ...
     async def call_unary(self, request: pb.CallRequest, context: Context) -> pb.CallReply: ...
+    def session(
+        self, requests: AsyncIterator[pb.SessionRequest], context: Context
+    ) -> AsyncIterator[pb.SessionReply]: ...
     def open_stream(self, request: pb.StreamHandle, context: Context) -> AsyncIterator[pb.CallReply]: ...
     async def describe(self, request: pb.DescribeRequest, context: Context) -> pb.DescribeReply: ...
     async def shutdown(self, request: pb.ShutdownRequest, context: Context) -> pb.ShutdownReply: ...
@@ -62,6 +65,11 @@ def worker_handler(servicer: WorkerServicer) -> grpc.GenericRpcHandler:
             ),
             "CallUnary": grpc.unary_unary_rpc_method_handler(
                 servicer.call_unary, request_deserializer=pb.CallRequest.FromString, response_serializer=reply
+            ),
+            "Session": grpc.stream_stream_rpc_method_handler(
+                servicer.session,
+                request_deserializer=pb.SessionRequest.FromString,
+                response_serializer=pb.SessionReply.SerializeToString,
             ),
             "OpenStream": grpc.unary_stream_rpc_method_handler(
                 servicer.open_stream, request_deserializer=pb.StreamHandle.FromString, response_serializer=reply
@@ -122,6 +130,11 @@ class WorkerStub:
     def __init__(self, channel: grpc.aio.Channel) -> None:
         self.call = _stream(channel, f"/{SERVICE}/Call", pb.CallRequest, pb.CallReply)
         self.call_unary = _unary(channel, f"/{SERVICE}/CallUnary", pb.CallRequest, pb.CallReply)
+        self.session = channel.stream_stream(
+            f"/{SERVICE}/Session",
+            request_serializer=pb.SessionRequest.SerializeToString,
+            response_deserializer=pb.SessionReply.FromString,
+        )
         self.open_stream = _stream(channel, f"/{SERVICE}/OpenStream", pb.StreamHandle, pb.CallReply)
         self.describe = _unary(channel, f"/{SERVICE}/Describe", pb.DescribeRequest, pb.DescribeReply)
         self.shutdown = _unary(channel, f"/{SERVICE}/Shutdown", pb.ShutdownRequest, pb.ShutdownReply)

@@ -167,6 +167,7 @@ async def serve(payload: dict[str, Any], handshake_fd: int) -> int:
     logger.info("provider %s serving on %s [pid %d]", request.provider_id, address, os.getpid())
 
     await stop.wait()
+    service.drain()
     await server.stop(grace[0])
     shutdown = getattr(impl, "shutdown", None)
     if callable(shutdown):

@@ -109,3 +109,42 @@ def test_call_request_with_text_arguments_matches_generated_code() -> None:
         dict(gen.CallRequest.FromString(hand.CallRequest(kwargs_text=several).SerializeToString()).kwargs_text)
         == several
     )
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"id": 1, "call": {"method": "m", "kwargs_json": b'{"a":1}', "timeout_s": 2.5, "kwargs_text": {"t": b"x"}}},
+        {"id": 2**40 + 3, "call": {}},  # an empty call is still present
+        {"id": 9, "cancel": True},
+    ],
+)
+def test_session_request_matches_generated_code(fields: dict[str, Any]) -> None:
+    call = fields.get("call")
+    ours = hand.SessionRequest(fields["id"], call=None if call is None else hand.CallRequest(**call),
+                               cancel=fields.get("cancel", False))  # fmt: skip
+    theirs = gen.SessionRequest(id=fields["id"], cancel=fields.get("cancel", False))
+    if call is not None:
+        theirs.call.CopyFrom(gen.CallRequest(**call))
+    assert ours.SerializeToString() == theirs.SerializeToString()
+    assert hand.SessionRequest.FromString(theirs.SerializeToString()) == ours
+    assert gen.SessionRequest.FromString(ours.SerializeToString()) == theirs
+
+
+@pytest.mark.parametrize(
+    ("reply", "generated"),
+    [
+        (hand.CallReply(value_json=b'{"ok":true}', mutations_json=b'{"0":[]}'),
+         gen.CallReply(value_json=b'{"ok":true}', mutations_json=b'{"0":[]}')),
+        (hand.CallReply(value_text=TEXT.encode() * 5000), gen.CallReply(value_text=TEXT.encode() * 5000)),
+        (hand.CallReply(stream_handle=hand.StreamHandle(id=4)), gen.CallReply(stream_handle=gen.StreamHandle(id=4))),
+        (hand.CallReply(error=hand.RemoteError(kind=2, message="no")),
+         gen.CallReply(error=gen.RemoteError(kind=2, message="no"))),
+    ],
+)  # fmt: skip
+def test_session_reply_matches_generated_code(reply: hand.CallReply, generated: Any) -> None:
+    ours, theirs = hand.SessionReply(7, reply), gen.SessionReply(id=7, reply=generated)
+    assert ours.SerializeToString() == theirs.SerializeToString()
+    parsed = hand.SessionReply.FromString(theirs.SerializeToString())
+    assert parsed == ours and parsed.reply.WhichOneof("kind") == generated.WhichOneof("kind")
+    assert gen.SessionReply.FromString(ours.SerializeToString()) == theirs

@@ -62,6 +62,24 @@ class CallRequest(_message.Message):
     kwargs_text: _containers.ScalarMap[str, bytes]
     def __init__(self, method: _Optional[str] = ..., args_json: _Optional[bytes] = ..., kwargs_json: _Optional[bytes] = ..., provider_data_json: _Optional[bytes] = ..., timeout_s: _Optional[float] = ..., kwargs_text: _Optional[_Mapping[str, bytes]] = ...) -> None: ...
 
+class SessionRequest(_message.Message):
+    __slots__ = ("id", "call", "cancel")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    CALL_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    call: CallRequest
+    cancel: bool
+    def __init__(self, id: _Optional[int] = ..., call: _Optional[_Union[CallRequest, _Mapping]] = ..., cancel: bool = ...) -> None: ...
+
+class SessionReply(_message.Message):
+    __slots__ = ("id", "reply")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    REPLY_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    reply: CallReply
+    def __init__(self, id: _Optional[int] = ..., reply: _Optional[_Union[CallReply, _Mapping]] = ...) -> None: ...
+
 class CallReply(_message.Message):
     __slots__ = ("value_json", "stream_begin", "items", "error", "stream_handle", "value_text", "mutations_json")
     VALUE_JSON_FIELD_NUMBER: _ClassVar[int]
