@@ -10,6 +10,7 @@ that misbehave after the handshake run the real worker runtime around the ``Fake
 - ``ok``                     a well-behaved worker serving FakeProvider
 - ``ignore-sigterm``         serves, but ignores SIGTERM and the Shutdown RPC
 - ``flood-stderr``           serves, after writing 20,000 lines to stderr
+- ``no-session``             serves without Worker.Session (as a worker in another language may)
 """
 
 from __future__ import annotations
@@ -95,6 +96,8 @@ def main(scenario: str) -> int:
     if scenario == "ignore-sigterm":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         _ignore_stop(worker)
+    if scenario == "no-session":
+        _without_session(worker)
     worker._die_with_parent(payload.get("host_pid"))
     return asyncio.run(worker.serve(payload, handshake_fd))
 
@@ -117,6 +120,22 @@ def _ignore_stop(worker: Any) -> None:
         real_loop_add(self, sig, callback, *args)
 
     asyncio.SelectorEventLoop.add_signal_handler = add_signal_handler  # type: ignore[method-assign]
+
+
+def _without_session(worker: Any) -> None:
+    """Serve the Worker service without its optional Session method (calls to it get UNIMPLEMENTED)."""
+    import grpc
+
+    full = worker.worker_handler
+
+    class NoSession(grpc.GenericRpcHandler):
+        def __init__(self, servicer: Any) -> None:
+            self._handler = full(servicer)
+
+        def service(self, details: Any) -> Any:
+            return None if details.method.endswith("/Session") else self._handler.service(details)
+
+    worker.worker_handler = NoSession
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 
 from hostel_sdk import _messages as pb
+from hostel_sdk._wire import SESSION_METADATA
 
 
 class CallExpired(Exception):  # noqa: N818 - a signal between this module and its caller, never shown
@@ -35,16 +36,31 @@ class Session:
         self._waiting: dict[int, asyncio.Future[pb.CallReply]] = {}
         self._ids = itertools.count(1)
         self.failure: grpc.aio.AioRpcError | None = None
+        self._confirmed: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._call = stub.session(self._frames())
         self._reader = asyncio.get_running_loop().create_task(self._read())
 
     async def _frames(self) -> AsyncIterator[pb.SessionRequest]:
+        # Nothing is written before the worker confirms the session: writing to a stream the server refused
+        # can turn its UNIMPLEMENTED into INTERNAL (grpc/grpc#36066), and UNIMPLEMENTED is what says "no sessions".
+        if not await self._confirmed:
+            return
         while (frame := await self._outbox.get()) is not None:
             yield frame
 
     async def _read(self) -> None:
         failure = session_error(grpc.StatusCode.UNAVAILABLE, "the worker ended the session (it is stopping)")
         try:
+            metadata = await self._call.initial_metadata()
+            confirmed = any(key == SESSION_METADATA for key, _ in metadata or ())
+            self._confirmed.set_result(confirmed)
+            if not confirmed:
+                code = await self._call.code()
+                failure = session_error(
+                    grpc.StatusCode.UNIMPLEMENTED if code == grpc.StatusCode.OK else code,
+                    await self._call.details() or "the worker did not confirm the session",
+                )
+                return
             async for frame in self._call:
                 waiter = self._waiting.pop(frame.id, None)
                 if waiter is not None and not waiter.done():
@@ -55,6 +71,8 @@ class Session:
             failure = session_error(grpc.StatusCode.CANCELLED, "the connection to the worker was closed")
             raise
         finally:
+            if not self._confirmed.done():
+                self._confirmed.set_result(False)
             self.failure = failure
             waiting, self._waiting = self._waiting, {}
             for waiter in waiting.values():

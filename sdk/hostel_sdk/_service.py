@@ -19,6 +19,7 @@ import grpc
 from hostel_sdk import __version__, _session, codec
 from hostel_sdk import _messages as pb
 from hostel_sdk._context import RequestContext, enter_request, leave_request
+from hostel_sdk._wire import SESSION_METADATA
 
 logger = logging.getLogger(__name__)
 
@@ -241,6 +242,7 @@ class ProviderService:
                 logger.exception("call %s() failed inside hostel", request.method)
                 return error_reply(exc)
 
+        await context.send_initial_metadata(((SESSION_METADATA, "1"),))
         async for reply in _session.serve(requests, answer, self._draining):
             yield reply
 

@@ -17,6 +17,8 @@ from hostel_sdk import _messages as pb
 SERVICE = "hostel.v1.Worker"
 HOST_SERVICE = "hostel.v1.Host"
 TOKEN_METADATA = "hostel-token"
+# Initial metadata with which a worker confirms a Worker.Session before the host writes to it.
+SESSION_METADATA = "hostel-session"
 # The models routing table, read-only and open to every worker: what Llama Stack injects as `model_store`.
 MODEL_STORE_API = "hostel.model_store"
 # Likewise the shields table: what Llama Stack injects into safety providers as `shield_store`.

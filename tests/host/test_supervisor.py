@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 import tempfile
 import time
@@ -69,6 +70,21 @@ async def test_crash_fails_the_call_with_exit_code_and_stderr_then_restarts(supe
     assert await _call(slot, "pid") != first_pid
     status = slot.status()
     assert status.restarts == 1 and status.last_exit == "exited with code 3"
+
+
+async def test_a_worker_without_sessions_is_called_over_call_unary(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="hostel._channel")
+    supervisor = await _supervised(tmp_path, "no-session")
+    try:
+        slot = _slot(supervisor)
+        delays = [0.2, 0.0, 0.1]  # all sent on the session before its UNIMPLEMENTED arrives, then resent
+        assert await asyncio.gather(*(_call(slot, "sleep", seconds=d) for d in delays)) == delays
+        assert await _call(slot, "ping") == "pong"
+        assert "does not serve Worker.Session; using CallUnary" in caplog.text
+    finally:
+        await supervisor.stop()
 
 
 async def test_death_by_signal_is_reported_with_the_signal(supervisor: Supervisor) -> None:

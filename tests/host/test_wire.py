@@ -86,6 +86,46 @@ async def test_cancelling_the_caller_cancels_the_worker_call(host: Host, tmp_pat
     assert wait_until(lambda: record.exists() and record.read_text() == "cancelled", timeout=5)
 
 
+async def test_concurrent_calls_share_one_session_and_each_gets_its_own_answer_as_it_finishes(host: Host) -> None:
+    infer = host.provider("infer")
+    delays = [0.4, 0.0, 0.2, 0.1] * 5
+    finished: list[int] = []
+
+    async def one(i: int, seconds: float) -> float:
+        answer = await infer.sleep(seconds=seconds)
+        finished.append(i)
+        return float(answer)
+
+    assert await asyncio.gather(*(one(i, d) for i, d in enumerate(delays))) == delays
+    assert finished.index(1) < finished.index(0)  # a quick answer is not held behind a slow one
+    session = host.supervisor.slots["infer"].channel._session  # type: ignore[union-attr]
+    assert session is not None and session.failure is None  # they went over the session, which is still open
+
+
+async def test_a_session_survives_a_timed_out_call_and_a_failing_one(host: Host) -> None:
+    infer = host.provider("infer")
+    with pytest.raises(CallTimeoutError):
+        await host.provider("infer", timeout=0.2).sleep(seconds=30)
+    with pytest.raises(RemoteError, match="boom"):
+        await infer.fail(message="boom")
+    assert await asyncio.gather(*(infer.add(a=i, b=1) for i in range(50))) == [i + 1 for i in range(50)]
+
+
+async def test_stopping_lets_calls_in_flight_finish_and_an_idle_session_does_not_hold_the_stop(
+    tmp_path: Path,
+) -> None:
+    loop = asyncio.get_running_loop()
+    async with Host.from_config(make_config(tmp_path, hostel={"stop_grace_s": 30})) as host:
+        provider = host.provider("t")
+        assert await provider.add(a=1, b=2) == 3  # the session is open
+        in_flight = asyncio.ensure_future(provider.sleep(seconds=0.5))
+        await asyncio.sleep(0.2)
+        stopping = loop.time()
+    assert await in_flight == 0.5
+    # The worker ends its sessions once their calls are answered, not when the 30 s grace runs out.
+    assert loop.time() - stopping < 15
+
+
 async def test_closing_a_stream_stops_the_provider_generator(host: Host, tmp_path: Path) -> None:
     record = tmp_path / "record"
     stream = await host.provider("infer").count_tracked(n=10_000, record=str(record))
