@@ -6,6 +6,7 @@ Progress goes to stderr (a live rich display on a terminal, plain lines otherwis
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -205,4 +206,8 @@ async def envs_prune(configs: Sequence[str], *, older_than_days: float | None, d
         if not dry_run:
             await envs.remove(path)
     print(f"{removed} env(s) {'to remove' if dry_run else 'removed'}")
+    for path in envs.unused_local_wheels():
+        print(f"{'would remove' if dry_run else 'removing'} {path} (a local provider's wheel no env uses)")
+        if not dry_run:
+            shutil.rmtree(path, ignore_errors=True)
     return 0

@@ -59,7 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     envs = sub.add_parser("envs", help="cached provider envs")
     envs_sub = envs.add_subparsers(dest="envs_command", required=True, metavar="ACTION")
     envs_sub.add_parser("list", help="every cached env: key, provider, size, last used")
-    prune = envs_sub.add_parser("prune", help="remove envs that no given config uses, or unused for N days")
+    prune = envs_sub.add_parser(
+        "prune", help="remove envs that no given config uses, or unused for N days, and unused local wheels"
+    )
     prune.add_argument("configs", nargs="*", metavar="CONFIG", help="run configs whose envs are kept")
     prune.add_argument("--older-than", type=float, default=None, metavar="DAYS", help="only envs unused for DAYS")
     prune.add_argument("--dry-run", action="store_true", help="print what would be removed")

@@ -21,7 +21,7 @@ import secrets
 import shutil
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -31,6 +31,7 @@ from packaging.utils import canonicalize_name
 from hostel import _process
 from hostel._envspec import METADATA_FORMAT, EnvSpec, is_path, local_dir, normalise, provider_package, slug, tree_hash
 from hostel._interpreters import InterpreterCache, InterpreterNotFoundError
+from hostel._localwheels import build_command, cached_wheel, distribution_sources, publish, wheel_dir
 from hostel._sdkwheel import sdk_fingerprint, sdk_wheel
 from hostel.errors import EnvBuildError
 from hostel.lock import Lockfile
@@ -82,6 +83,7 @@ class EnvManager:
         self.home = (home or default_home()).expanduser()
         self.lock = lock
         self.envs_dir = self.home / "envs"
+        self.local_wheels_dir = self.home / "wheels" / "local"
         self.installer = installer
         self.build_timeout_s = build_timeout_s
         self._interpreters = InterpreterCache(self.home / "interpreters.json")
@@ -159,6 +161,19 @@ class EnvManager:
         with contextlib.suppress(OSError):
             (self.envs_dir / f".{path.name}.lock").unlink()
 
+    def unused_local_wheels(self, *, min_age_s: float = 3600.0) -> list[Path]:
+        """Kept local-provider wheels (``hostel._localwheels``) that no env lists, and leftovers of killed wheel
+        builds, made over ``min_age_s`` ago (younger ones may belong to a build still running)."""
+        if not self.local_wheels_dir.is_dir():
+            return []
+        used = {w for _, meta in iter_envs(self.home) for w in meta.get("local_wheels") or []}
+        cutoff = time.time() - min_age_s
+        return [
+            path
+            for path in sorted(self.local_wheels_dir.iterdir())
+            if str(path) not in used and path.stat().st_mtime < cutoff
+        ]
+
     def _load(self, path: Path, key: str) -> Env | None:
         try:
             metadata = json.loads((path / METADATA_FILE).read_text())
@@ -214,9 +229,6 @@ class EnvManager:
         tmp.mkdir(parents=True)
         # Locked: exactly the pinned set, no resolution (hostel-sdk is always the host's own).
         requirements = [*(spec.pins or spec.requirements), str(wheel)]
-        # Local directories go on the command line: uv caches a directory named in a requirements file
-        # by its pyproject.toml mtime alone, and would install a stale build of an edited package.
-        local = [local_dir(r) for r in requirements if local_dir(r)]
         req_file = tmp / "hostel-requirements.txt"
         req_file.write_text("\n".join(r for r in requirements if not local_dir(r)) + "\n")
         python = tmp / "bin" / "python"
@@ -232,22 +244,21 @@ class EnvManager:
                 str(tmp),
                 "--allow-existing",
             ]
-            install = [uv_bin, "pip", "install", "--python", str(python), "-r", str(req_file), *local]
+            install_base = [uv_bin, "pip", "install", "--python", str(python)]
         else:
             create = [spec.python.path, "-m", "venv", "--without-pip", str(tmp)]
-            install = [sys.executable, "-m", "pip", "--python", str(python), "install", "-r", str(req_file), *local]
-        install_base = install[: install.index("-r")]
-        if spec.pins:
-            install.append("--no-deps")
-        elif spec.constraints:
+            install_base = [sys.executable, "-m", "pip", "--python", str(python), "install"]
+        if spec.constraints and not spec.pins:
             constraints_file = tmp / "hostel-constraints.txt"
             constraints_file.write_text("\n".join(spec.constraints) + "\n")
-            install += ["-c", str(constraints_file)]
             install_base += ["-c", str(constraints_file)]
-        for command in (create, install):
-            await self._run(spec, command, requirements)
+        await self._run(spec, create, requirements)
+        # Local directories are installed as wheels built from them (see hostel._localwheels).
+        wheels = await self._local_wheels(spec, installer, uv_bin, python, [local_dir(r) for r in requirements])
+        install = [*install_base, "-r", str(req_file), *map(str, wheels), *(["--no-deps"] if spec.pins else [])]
+        await self._run(spec, install, requirements)
         found_spec, import_check = await self._check(spec, python, install_base, requirements)
-        resolved = installed_distributions(tmp)
+        resolved = installed_distributions(tmp, distribution_sources(wheels))
         return {
             "format": METADATA_FORMAT,
             "key": spec.key,
@@ -261,7 +272,37 @@ class EnvManager:
             "resolved": sorted(resolved),
             "provider_spec": found_spec,
             "import_check": import_check,
+            "local_wheels": sorted(str(w.parent) for w in wheels),
         }
+
+    async def _local_wheels(
+        self, spec: EnvSpec, installer: str, uv_bin: str | None, python: Path, sources: list[str]
+    ) -> dict[Path, str]:
+        """A wheel for each local source directory (wheel -> directory): kept from an earlier build of the
+        same content for the same interpreter, else built now and kept."""
+        hashes = dict(spec.sources)
+        wheels = {}
+        for source in filter(None, sources):
+            digest = hashes.get(source) or tree_hash(Path(source))
+            final = wheel_dir(self.local_wheels_dir, source, digest, f"{spec.python.version} {spec.python.path}")
+            wheel = cached_wheel(final)
+            if wheel is None:
+                building = final.with_name(f".{final.name}.build-{secrets.token_hex(4)}")
+                building.mkdir(parents=True)
+                try:
+                    await self._run(spec, build_command(installer, uv_bin, str(python), source, building), [source])
+                    wheel = publish(building, final)
+                finally:
+                    shutil.rmtree(building, ignore_errors=True)
+                if wheel is None:
+                    raise EnvBuildError(
+                        f"building {source} for provider {spec.provider_id!r} gave no single wheel; "
+                        "check that the directory is one Python project (pyproject.toml or setup.py)",
+                        provider_id=spec.provider_id,
+                        requirements=[source],
+                    )
+            wheels[wheel] = source
+        return wheels
 
     async def _check(
         self, spec: EnvSpec, python: Path, install_base: list[str], requirements: list[str]
@@ -363,15 +404,19 @@ def _hint(error: str) -> str:
     )
 
 
-def installed_distributions(env_path: Path) -> list[str]:
+def installed_distributions(env_path: Path, built_from: Mapping[str, str] | None = None) -> list[str]:
     """Every distribution in a venv as a requirement that reinstalls exactly it: ``name==version``, or
-    ``name @ file:///path`` for one installed from a local directory. Read from metadata, no subprocess.
+    ``name @ file:///path`` for one installed from a local directory (by the installer, or as a wheel
+    built from the directory ``built_from`` names for it). Read from metadata, no subprocess.
     hostel-sdk is left out: every env gets the host's own."""
     site = [str(p) for p in env_path.glob("lib/python*/site-packages")]
     found = set()
     for dist in importlib.metadata.distributions(path=site):
         name = canonicalize_name(dist.metadata["Name"])
         if name == "hostel-sdk":
+            continue
+        if built_from and name in built_from:
+            found.add(f"{name} @ {Path(built_from[name]).as_uri()}")
             continue
         direct = dist.read_text("direct_url.json")
         info = json.loads(direct) if direct else {}

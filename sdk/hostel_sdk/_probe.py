@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.machinery
 import importlib.metadata
 import importlib.util
 import json
@@ -133,6 +134,30 @@ def probe(request: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def write_env_bytecode_on_import() -> bool:
+    """From now on, an import that compiles a module of this env also writes its bytecode (and nothing
+    outside the env is written), whatever PYTHONDONTWRITEBYTECODE says; False where this Python's import
+    system lacks the hook, and then ``compile_imported`` does it all afterwards.
+
+    Compiling once while importing instead of again after the imports took this probe from ~620 to
+    ~430 ms in a small env here (docs/performance.md).
+    """
+    loader = importlib.machinery.SourceFileLoader
+    cache = getattr(loader, "_cache_bytecode", None)  # private, but in every CPython from 3.4 to 3.13
+    if cache is None:
+        return False
+    prefix = os.path.join(sys.prefix, "")
+
+    def cache_in_env(self: Any, source_path: str, bytecode_path: str, data: bytes) -> Any:
+        if source_path.startswith(prefix):
+            return cache(self, source_path, bytecode_path, data)
+        return None
+
+    loader._cache_bytecode = cache_in_env  # type: ignore[attr-defined]
+    sys.dont_write_bytecode = False
+    return True
+
+
 def compile_imported() -> int:
     """Write bytecode for every module imported so far that lives in this env and has none; return how many.
 
@@ -164,6 +189,7 @@ def main() -> int:
     """Entry point: the request as argv[1], the result as JSON on stdout (provider output goes to stderr)."""
     real_stdout = sys.stdout
     sys.stdout = sys.stderr
+    write_env_bytecode_on_import()
     result = probe(json.loads(sys.argv[1]))
     real_stdout.write(json.dumps(result) + "\n")
     return 0

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
+import time
 import tomllib
 import zipfile
 from pathlib import Path
@@ -103,6 +107,53 @@ async def test_an_edited_local_package_is_rebuilt_not_taken_from_the_installer_c
     second, built = await envs.ensure(await envs.describe(load_plan(path).provider("t")))
     assert built and second.path != first.path
     assert list(second.path.glob("lib/python*/site-packages/hostel_seedprov/added_later.py"))
+
+
+async def test_a_local_provider_is_built_into_a_wheel_once_for_every_env_that_installs_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    commands: list[tuple[str, ...]] = []
+    real_run = _process.run
+
+    async def recorded(command: Any, **kwargs: Any) -> Any:
+        commands.append(tuple(command))
+        return await real_run(command, **kwargs)
+
+    monkeypatch.setattr(_process, "run", recorded)
+    envs = EnvManager(tmp_path / "home")
+    loose = load_plan(make_config(tmp_path / "loose")).provider("t")
+    constrained = load_plan(
+        make_config(tmp_path / "constrained", specs={"inline/tool_runtime/testprov": provider_spec()})
+    ).provider("t")
+    constrained = dataclasses.replace(constrained, constraints=["pydantic>=2"])
+
+    def wheel_builds() -> int:
+        return sum(1 for c in commands if "build" in c[1:3] or "wheel" in c)
+
+    first, _ = await envs.ensure(await envs.describe(loose))
+    assert wheel_builds() == 1
+    second, built = await envs.ensure(await envs.describe(constrained))
+    assert built and second.path != first.path
+    assert wheel_builds() == 1  # the second env installed the wheel the first one built
+    assert first.metadata["local_wheels"] == second.metadata["local_wheels"]
+    (kept,) = (Path(w) for w in second.metadata["local_wheels"])
+    assert kept.parent == envs.local_wheels_dir and list(kept.glob("hostel_testprov-0.1.0-*.whl"))
+    for env in (first, second):  # installed, importable, and locked as the directory, not the cached wheel
+        assert env.metadata["import_check"]["ok"]
+        assert f"hostel-testprov @ file://{TESTPROV}" in env.metadata["resolved"]
+    assert envs.unused_local_wheels(min_age_s=0) == []
+
+
+def test_prune_finds_local_wheels_no_env_uses_once_they_are_old(tmp_path: Path) -> None:
+    envs = EnvManager(tmp_path / "home")
+    used, unused, young = (envs.local_wheels_dir / name for name in ("used", "unused", "young"))
+    for path in (used, unused, young):
+        path.mkdir(parents=True)
+    for path in (used, unused):
+        os.utime(path, (time.time() - 7200, time.time() - 7200))
+    (envs.envs_dir / "t-1").mkdir(parents=True)
+    (envs.envs_dir / "t-1" / "hostel-env.json").write_text(json.dumps({"local_wheels": [str(used)]}))
+    assert envs.unused_local_wheels() == [unused]
 
 
 @pytest.mark.parametrize("installer", ["uv", "pip"])
