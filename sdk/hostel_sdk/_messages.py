@@ -12,9 +12,23 @@ Each class mirrors the generated API the rest of the code uses: keyword construc
 
 from __future__ import annotations
 
-import struct
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any, ClassVar
+
+from hostel_sdk._protowire import (
+    DOUBLE,
+    FIXED32,
+    FIXED64,
+    LENGTH,
+    VARINT,
+    Bytes,
+    field_key,
+    fields,
+    length_field,
+    map_entry,
+    read_varint,
+    varint,
+)
 
 # ErrorKind
 ERROR_KIND_UNSPECIFIED = 0
@@ -30,81 +44,6 @@ ERROR_KINDS = {
     "ERROR_KIND_BAD_ARGUMENTS": 3, "ERROR_KIND_BAD_PROVIDER_DATA": 4, "ERROR_KIND_BAD_RESULT": 5,
     "ERROR_KIND_PERMISSION_DENIED": 6, "ERROR_KIND_HOST_ERROR": 7,
 }  # fmt: skip
-
-_VARINT, _FIXED64, _LENGTH, _FIXED32 = 0, 1, 2, 5
-Bytes = bytes | memoryview  # parsed bytes fields are views into the received message (no copy)
-_DOUBLE = struct.Struct("<d")
-
-
-def _varint(value: int) -> bytes:
-    if value < 0x80:
-        return bytes((value,))
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _read_varint(data: bytes | memoryview, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, pos
-        shift += 7
-
-
-def _map_entry(entry: memoryview) -> tuple[str, memoryview]:
-    """A ``map<string, bytes>`` entry: its key, and its value as a view (either may be absent: empty)."""
-    key, value = "", entry[:0]
-    pos, end = 0, len(entry)
-    while pos < end:
-        tag, pos = _read_varint(entry, pos)
-        size, pos = _read_varint(entry, pos)  # both entry fields are length-delimited
-        if tag == 0x0A:
-            key = str(entry[pos : pos + size], "utf-8")
-        elif tag == 0x12:
-            value = entry[pos : pos + size]
-        pos += size
-    return key, value
-
-
-def _fields(data: bytes | memoryview, *, views: bool = False) -> Iterator[tuple[int, int, Any]]:
-    """(field number, wire type, value) for every field; values of length-delimited fields are bytes, or with
-    ``views`` memoryviews into ``data`` (no copy of a big field)."""
-    view = memoryview(data)
-    pos, end = 0, len(view)
-    while pos < end:
-        key, pos = _read_varint(view, pos)
-        number, wire = key >> 3, key & 7
-        value: Any
-        if wire == _VARINT:
-            value, pos = _read_varint(view, pos)
-        elif wire == _LENGTH:
-            size, pos = _read_varint(view, pos)
-            value = view[pos : pos + size] if views else bytes(view[pos : pos + size])
-            pos += size
-        elif wire == _FIXED64:
-            value = bytes(view[pos : pos + 8])
-            pos += 8
-        elif wire == _FIXED32:
-            value = bytes(view[pos : pos + 4])
-            pos += 4
-        else:
-            raise ValueError(f"unsupported protobuf wire type {wire}")
-        yield number, wire, value
-
-
-def _key(number: int, wire: int) -> bytes:
-    return _varint(number << 3 | wire)
-
-
-def _length(number: int, payload: bytes) -> bytes:
-    return _key(number, _LENGTH) + _varint(len(payload)) + payload
 
 
 class Message:
@@ -126,33 +65,33 @@ class Message:
             if not value:
                 continue
             if kind == "bytes":
-                out.append(_length(number, value))
+                out.append(length_field(number, value))
             elif kind == "str":
-                out.append(_length(number, value.encode()))
+                out.append(length_field(number, value.encode()))
             elif kind == "double":
-                out.append(_key(number, _FIXED64) + _DOUBLE.pack(value))
+                out.append(field_key(number, FIXED64) + DOUBLE.pack(value))
             else:  # int, bool, enum
-                out.append(_key(number, _VARINT) + _varint(int(value)))
+                out.append(field_key(number, VARINT) + varint(int(value)))
         return b"".join(out)
 
     @classmethod
     def FromString(cls, data: bytes) -> Any:  # noqa: N802 - the protobuf API name
         """Parse the wire format; unknown fields are skipped."""
         message = cls()
-        for number, wire, value in _fields(data):
+        for number, wire, value in fields(data):
             field = cls.FIELDS.get(number)
             if field is None:
                 continue
             name, kind = field
-            if kind == "str" and wire == _LENGTH:
+            if kind == "str" and wire == LENGTH:
                 setattr(message, name, value.decode())
-            elif kind == "bytes" and wire == _LENGTH:
+            elif kind == "bytes" and wire == LENGTH:
                 setattr(message, name, value)
-            elif kind == "double" and wire == _FIXED64:
-                setattr(message, name, _DOUBLE.unpack(value)[0])
-            elif kind == "bool" and wire == _VARINT:
+            elif kind == "double" and wire == FIXED64:
+                setattr(message, name, DOUBLE.unpack(value)[0])
+            elif kind == "bool" and wire == VARINT:
                 setattr(message, name, bool(value))
-            elif kind == "int" and wire == _VARINT:
+            elif kind == "int" and wire == VARINT:
                 setattr(message, name, value)
         return message
 
@@ -196,19 +135,19 @@ class CallRequest(Message):
 
     def SerializeToString(self) -> bytes:  # noqa: N802 - the protobuf API name
         method = self.method.encode()
-        parts: list[Bytes] = [b"\x0a", _varint(len(method)), method] if method else []
+        parts: list[Bytes] = [b"\x0a", varint(len(method)), method] if method else []
         if self.args_json:
-            parts += (b"\x12", _varint(len(self.args_json)), self.args_json)
+            parts += (b"\x12", varint(len(self.args_json)), self.args_json)
         if self.kwargs_json:
-            parts += (b"\x1a", _varint(len(self.kwargs_json)), self.kwargs_json)
+            parts += (b"\x1a", varint(len(self.kwargs_json)), self.kwargs_json)
         if self.provider_data_json:
-            parts += (b"\x22", _varint(len(self.provider_data_json)), self.provider_data_json)
+            parts += (b"\x22", varint(len(self.provider_data_json)), self.provider_data_json)
         if self.timeout_s:
-            parts += (b"\x29", _DOUBLE.pack(self.timeout_s))
+            parts += (b"\x29", DOUBLE.pack(self.timeout_s))
         for name, text in self.kwargs_text.items():  # map entries: {1: key, 2: value}, the value not copied
             key = name.encode()
-            head = b"".join((b"\x0a", _varint(len(key)), key, b"\x12", _varint(len(text))))
-            parts += (b"\x32", _varint(len(head) + len(text)), head, text)
+            head = b"".join((b"\x0a", varint(len(key)), key, b"\x12", varint(len(text))))
+            parts += (b"\x32", varint(len(head) + len(text)), head, text)
         return b"".join(parts)  # one copy of a big argument, not one per field
 
     @classmethod
@@ -217,13 +156,13 @@ class CallRequest(Message):
         view = memoryview(data)  # bytes fields stay views into the received buffer: no copy of big arguments
         pos, end = 0, len(data)
         while pos < end:
-            key, pos = _read_varint(data, pos)
+            key, pos = read_varint(data, pos)
             wire = key & 7
             if key == 0x29:  # timeout_s, fixed64
-                message.timeout_s = _DOUBLE.unpack_from(data, pos)[0]
+                message.timeout_s = DOUBLE.unpack_from(data, pos)[0]
                 pos += 8
-            elif wire == _LENGTH:
-                size, pos = _read_varint(data, pos)
+            elif wire == LENGTH:
+                size, pos = read_varint(data, pos)
                 value = view[pos : pos + size]
                 pos += size
                 if key == 0x0A:
@@ -235,12 +174,12 @@ class CallRequest(Message):
                 elif key == 0x22:
                     message.provider_data_json = value
                 elif key == 0x32:
-                    name, text = _map_entry(value)
+                    name, text = map_entry(value)
                     message.kwargs_text[name] = text
-            elif wire == _VARINT:
-                _, pos = _read_varint(data, pos)
-            elif wire in (_FIXED64, _FIXED32):
-                pos += 8 if wire == _FIXED64 else 4
+            elif wire == VARINT:
+                _, pos = read_varint(data, pos)
+            elif wire in (FIXED64, FIXED32):
+                pos += 8 if wire == FIXED64 else 4
             else:
                 raise ValueError(f"unsupported protobuf wire type {wire}")
         return message
@@ -298,11 +237,11 @@ class StreamItems(Message):
         self.items_json = list(items_json or [])
 
     def SerializeToString(self) -> bytes:  # noqa: N802 - the protobuf API name
-        return b"".join(_length(1, item) for item in self.items_json)
+        return b"".join(length_field(1, item) for item in self.items_json)
 
     @classmethod
     def FromString(cls, data: bytes) -> StreamItems:  # noqa: N802 - the protobuf API name
-        return cls([value for number, wire, value in _fields(data) if number == 1 and wire == _LENGTH])
+        return cls([value for number, wire, value in fields(data) if number == 1 and wire == LENGTH])
 
 
 class CallReply:
@@ -342,16 +281,17 @@ class CallReply:
     def _chunks(self) -> list[Bytes]:
         """The serialized message in pieces, a big value among them uncopied (for enclosing messages too)."""
         tail: list[Bytes] = (
-            [b"\x32", _varint(len(self.mutations_json)), self.mutations_json] if self.mutations_json else []
+            [b"\x32", varint(len(self.mutations_json)), self.mutations_json] if self.mutations_json else []
         )
         if self._kind is None:
             return tail
         tag = self._RAW.get(self._kind)
         if tag is not None:  # the common reply, written directly
             value: Bytes = self._value
-            return [tag, _varint(len(value)), value, *tail]
+            return [tag, varint(len(value)), value, *tail]
         number = self._KINDS[self._kind]
-        return [_length(number, self._value.SerializeToString()), *tail]  # oneof members are written even when empty
+        # oneof members are written even when empty
+        return [length_field(number, self._value.SerializeToString()), *tail]
 
     @classmethod
     def FromString(cls, data: Bytes) -> CallReply:  # noqa: N802 - the protobuf API name
@@ -360,17 +300,17 @@ class CallReply:
         reply.mutations_json = b""
         first = data[0] if data else 0
         if first in (0x0A, 0x3A):  # fast path: a lone value_json or value_text
-            size, pos = _read_varint(data, 1)
+            size, pos = read_varint(data, 1)
             if pos + size == len(data):
                 reply._kind = "value_json" if first == 0x0A else "value_text"
                 reply._value = memoryview(data)[pos:]  # a view, not a copy
                 return reply
-        for number, wire, value in _fields(data):
-            if number == 6 and wire == _LENGTH:
+        for number, wire, value in fields(data):
+            if number == 6 and wire == LENGTH:
                 reply.mutations_json = value
                 continue
             name = _REPLY_NAMES.get(number)
-            if wire != _LENGTH or name is None:
+            if wire != LENGTH or name is None:
                 continue
             reply._kind, reply._value = name, value if name in cls._RAW else cls._TYPES[number].FromString(value)
         return reply
@@ -402,10 +342,10 @@ class SessionRequest:
         self.cancel = cancel
 
     def SerializeToString(self) -> bytes:  # noqa: N802 - the protobuf API name
-        parts: list[Bytes] = [b"\x08", _varint(self.id)] if self.id else []
+        parts: list[Bytes] = [b"\x08", varint(self.id)] if self.id else []
         if self.call is not None:
             body = self.call.SerializeToString()
-            parts += (b"\x12", _varint(len(body)), body)
+            parts += (b"\x12", varint(len(body)), body)
         if self.cancel:
             parts.append(b"\x18\x01")
         return b"".join(parts)
@@ -413,12 +353,12 @@ class SessionRequest:
     @classmethod
     def FromString(cls, data: Bytes) -> SessionRequest:  # noqa: N802 - the protobuf API name
         frame = cls()
-        for number, wire, value in _fields(data, views=True):
-            if number == 1 and wire == _VARINT:
+        for number, wire, value in fields(data, views=True):
+            if number == 1 and wire == VARINT:
                 frame.id = value
-            elif number == 2 and wire == _LENGTH:
+            elif number == 2 and wire == LENGTH:
                 frame.call = CallRequest.FromString(value)  # its arguments stay views into the frame: no copy
-            elif number == 3 and wire == _VARINT:
+            elif number == 3 and wire == VARINT:
                 frame.cancel = bool(value)
         return frame
 
@@ -446,17 +386,17 @@ class SessionReply:
 
     def SerializeToString(self) -> bytes:  # noqa: N802 - the protobuf API name
         body = self.reply._chunks()
-        head: list[Bytes] = [b"\x08", _varint(self.id)] if self.id else []
-        return b"".join((*head, b"\x12", _varint(sum(map(len, body))), *body))  # one copy of a big value
+        head: list[Bytes] = [b"\x08", varint(self.id)] if self.id else []
+        return b"".join((*head, b"\x12", varint(sum(map(len, body))), *body))  # one copy of a big value
 
     @classmethod
     def FromString(cls, data: Bytes) -> SessionReply:  # noqa: N802 - the protobuf API name
         frame = cls.__new__(cls)
         frame.id, frame.reply = 0, CallReply()
-        for number, wire, value in _fields(data, views=True):
-            if number == 1 and wire == _VARINT:
+        for number, wire, value in fields(data, views=True):
+            if number == 1 and wire == VARINT:
                 frame.id = value
-            elif number == 2 and wire == _LENGTH:
+            elif number == 2 and wire == LENGTH:
                 frame.reply = CallReply.FromString(value)
         return frame
 
@@ -492,18 +432,18 @@ class DescribeReply:
         self.python_version = python_version
 
     def SerializeToString(self) -> bytes:  # noqa: N802 - the protobuf API name
-        parts = [_length(1, m.SerializeToString()) for m in self.methods]
+        parts = [length_field(1, m.SerializeToString()) for m in self.methods]
         if self.sdk_version:
-            parts.append(_length(2, self.sdk_version.encode()))
+            parts.append(length_field(2, self.sdk_version.encode()))
         if self.python_version:
-            parts.append(_length(3, self.python_version.encode()))
+            parts.append(length_field(3, self.python_version.encode()))
         return b"".join(parts)
 
     @classmethod
     def FromString(cls, data: bytes) -> DescribeReply:  # noqa: N802 - the protobuf API name
         reply = cls()
-        for number, wire, value in _fields(data):
-            if wire != _LENGTH:
+        for number, wire, value in fields(data):
+            if wire != LENGTH:
                 continue
             if number == 1:
                 reply.methods.append(MethodInfo.FromString(value))
