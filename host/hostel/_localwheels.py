@@ -9,9 +9,9 @@ This module only names, finds and publishes wheels; ``hostel.envs`` runs the bui
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
-import shutil
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -43,18 +43,12 @@ def build_command(installer: str, uv_bin: str | None, python: str, source: str, 
 
 
 def publish(built: Path, final: Path) -> Path | None:
-    """Move a finished build directory into place and return its wheel; None if it holds no single wheel.
-
-    The rename is atomic: a concurrent build of the same wheel either lands first (and ours is dropped)
-    or finds ours.
-    """
-    if cached_wheel(built) is None:
-        shutil.rmtree(built, ignore_errors=True)
-        return None
-    try:
-        os.rename(built, final)
-    except OSError:  # another build published it first
-        shutil.rmtree(built, ignore_errors=True)
+    """Move a finished build directory into place (if it holds a single wheel) and return the wheel kept at
+    ``final``, or None. The rename is atomic: a concurrent build of the same wheel either lands first (and
+    ours stays behind, for the caller to delete with whatever else is left) or finds ours."""
+    if cached_wheel(built) is not None:
+        with contextlib.suppress(OSError):  # another build published it first
+            os.rename(built, final)
     return cached_wheel(final)
 
 

@@ -286,7 +286,9 @@ class EnvManager:
             digest = hashes.get(source) or tree_hash(Path(source))
             final = wheel_dir(self.local_wheels_dir, source, digest, f"{spec.python.version} {spec.python.path}")
             wheel = cached_wheel(final)
-            if wheel is None:
+            if wheel is not None:
+                _touch(final)  # in use again: `envs prune` spares wheels touched within the hour
+            else:
                 building = final.with_name(f".{final.name}.build-{secrets.token_hex(4)}")
                 building.mkdir(parents=True)
                 try:

@@ -132,11 +132,13 @@ async def test_a_local_provider_is_built_into_a_wheel_once_for_every_env_that_in
 
     first, _ = await envs.ensure(await envs.describe(loose))
     assert wheel_builds() == 1
+    (kept,) = (Path(w) for w in first.metadata["local_wheels"])
+    os.utime(kept, (time.time() - 7200, time.time() - 7200))
     second, built = await envs.ensure(await envs.describe(constrained))
     assert built and second.path != first.path
     assert wheel_builds() == 1  # the second env installed the wheel the first one built
     assert first.metadata["local_wheels"] == second.metadata["local_wheels"]
-    (kept,) = (Path(w) for w in second.metadata["local_wheels"])
+    assert kept.stat().st_mtime > time.time() - 3600  # reusing it marks it in use, so prune spares it
     assert kept.parent == envs.local_wheels_dir and list(kept.glob("hostel_testprov-0.1.0-*.whl"))
     for env in (first, second):  # installed, importable, and locked as the directory, not the cached wheel
         assert env.metadata["import_check"]["ok"]
