@@ -1,4 +1,4 @@
-"""Wheels of local source directories, built once per content and interpreter and kept for later envs.
+"""Wheels of local source directories, built once per content and Python version and kept for later envs.
 
 uv and pip build a source directory named on their command line again at every install (~0.6 s for a
 small hatchling project here), and uv caches one named in a requirements file by its ``pyproject.toml``
@@ -21,9 +21,9 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from hostel._envspec import slug
 
 
-def wheel_dir(root: Path, source: str, content_hash: str, python: str) -> Path:
-    """Where the wheel of ``source`` with this content, built for interpreter ``python``, is kept."""
-    key = hashlib.sha256(f"{content_hash}\0{python}".encode()).hexdigest()[:24]
+def wheel_dir(root: Path, source: str, content_hash: str, python_version: str) -> Path:
+    """Where the wheel of ``source`` with this content, built for this Python version, is kept."""
+    key = hashlib.sha256(f"{content_hash}\0{python_version}".encode()).hexdigest()[:24]
     return root / f"{slug(Path(source).name)}-{key}"
 
 

@@ -284,7 +284,9 @@ class EnvManager:
         wheels = {}
         for source in filter(None, sources):
             digest = hashes.get(source) or tree_hash(Path(source))
-            final = wheel_dir(self.local_wheels_dir, source, digest, f"{spec.python.version} {spec.python.path}")
+            # By Python version, as the env key is: the same interpreter reached by another path (python,
+            # python3) must find the same wheel.
+            final = wheel_dir(self.local_wheels_dir, source, digest, spec.python.version)
             wheel = cached_wheel(final)
             if wheel is not None:
                 _touch(final)  # in use again: `envs prune` spares wheels touched within the hour

@@ -134,7 +134,12 @@ async def test_a_local_provider_is_built_into_a_wheel_once_for_every_env_that_in
     assert wheel_builds() == 1
     (kept,) = (Path(w) for w in first.metadata["local_wheels"])
     os.utime(kept, (time.time() - 7200, time.time() - 7200))
-    second, built = await envs.ensure(await envs.describe(constrained))
+    spec = await envs.describe(constrained)
+    interpreter = Path(spec.python.path)  # the same interpreter by its other name (python / python3)
+    other_name = interpreter.with_name("python3" if interpreter.name == "python" else "python")
+    assert other_name.exists()
+    spec = dataclasses.replace(spec, python=dataclasses.replace(spec.python, path=str(other_name)))
+    second, built = await envs.ensure(spec)
     assert built and second.path != first.path
     assert wheel_builds() == 1  # the second env installed the wheel the first one built
     assert first.metadata["local_wheels"] == second.metadata["local_wheels"]
