@@ -9,22 +9,26 @@ this module is imported on every node that runs a provider.
 from __future__ import annotations
 
 import asyncio
-import collections
-import contextlib
 import os
 import signal
 import sys
 from typing import Any
 
+from hostel._child import Child, LineRelay
+
 _POLL_S = 0.2
+_DRAIN_S = 0.5
 
 
 class WorkerActor:
     """Starts, watches and signals one worker process."""
 
     def __init__(self) -> None:
-        self._proc: asyncio.subprocess.Process | None = None
-        self._stderr: collections.deque[str] = collections.deque(maxlen=200)
+        self._child: Child | None = None
+        self._stderr = LineRelay(self._print, what="stderr")
+        self._stdout = LineRelay(self._print, tail_lines=1, what="stdout")
+        self._first: asyncio.Future[bytes] | None = None
+        self._buffer = bytearray()
         self._tasks: list[asyncio.Task[None]] = []
         self._kill_reason: str | None = None
 
@@ -36,36 +40,41 @@ class WorkerActor:
 
     async def start(self, payload_line: bytes, memory_mb: int | None) -> str:
         """Spawn the worker, send its start request, and return its first stdout line (handshake or failure)."""
-        self._proc = proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "hostel_sdk.worker",
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            start_new_session=True, limit=1024 * 1024,
-        )  # fmt: skip
-        assert proc.stdin and proc.stdout and proc.stderr
-        self._tasks.append(asyncio.create_task(self._relay(proc.stderr, keep=True)))
-        proc.stdin.write(payload_line)
-        await proc.stdin.drain()
-        line = await proc.stdout.readline()
-        self._tasks.append(asyncio.create_task(self._relay(proc.stdout, keep=False)))
+        self._first = asyncio.get_running_loop().create_future()
+        self._child = child = Child(self._on_stdout, self._stderr.feed)
+        await child.spawn([sys.executable, "-m", "hostel_sdk.worker"])
+        assert child.exited is not None
+        child.write(payload_line)
+        either: set[asyncio.Future[Any]] = {self._first, child.exited}
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
         if memory_mb:
             self._tasks.append(asyncio.create_task(self._watch_memory(memory_mb)))
-        return line.decode(errors="replace")
+        return self._first.result().decode(errors="replace") if self._first.done() else ""
 
-    async def _relay(self, stream: asyncio.StreamReader, *, keep: bool) -> None:
-        async for raw in stream:
-            line = raw.decode(errors="replace").rstrip("\n")
-            if keep:
-                self._stderr.append(line)
-            print(line, file=sys.stderr, flush=True)  # Ray streams actor output to the host's console
+    def _on_stdout(self, data: bytes) -> None:
+        first = self._first
+        if first is None or first.done():
+            self._stdout.feed(data)
+            return
+        line, newline, rest = data.partition(b"\n")
+        self._buffer += line
+        if newline or len(self._buffer) > 65536:
+            first.set_result(bytes(self._buffer[:65536]))
+            if rest:
+                self._stdout.feed(rest)
+
+    @staticmethod
+    def _print(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)  # Ray streams actor output to the host's console
 
     async def _watch_memory(self, limit_mb: int) -> None:
         """``limits.memory_mb`` on the worker's own node: kill it once its resident memory passes the limit."""
-        proc = self._proc
-        assert proc is not None
+        child = self._child
+        assert child is not None
         page = os.sysconf("SC_PAGE_SIZE")
-        while proc.returncode is None:
+        while child.returncode is None:
             try:
-                with open(f"/proc/{proc.pid}/statm") as statm:
+                with open(f"/proc/{child.pid}/statm") as statm:
                     rss = int(statm.read().split()[1]) * page
             except (OSError, ValueError, IndexError):
                 return
@@ -77,22 +86,25 @@ class WorkerActor:
 
     async def wait(self) -> tuple[int, str, str | None]:
         """Wait for the worker to exit: its return code, its stderr tail, and why the actor killed it, if it did."""
-        assert self._proc is not None, "worker not started"
-        returncode = await self._proc.wait()
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self._tasks[0]), 1.0)  # let the stderr relay drain
-        return returncode, "\n".join(self._stderr), self._kill_reason
+        child = self._child
+        assert child is not None and child.exited is not None, "worker not started"
+        returncode = await child.exited
+        await child.output_closed(_DRAIN_S)  # let its last words arrive
+        self._stderr.close()
+        child.close()
+        for task in self._tasks:
+            task.cancel()
+        return returncode, self._stderr.tail_text(200), self._kill_reason
 
     def signal(self, sig: int) -> None:
         """Send ``sig`` to the worker's process group."""
-        if self._proc is not None and self._proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self._proc.pid, sig)
+        if self._child is not None:
+            self._child.signal_group(sig)
 
     def stderr_tail(self) -> str:
         """What the worker wrote to stderr lately."""
-        return "\n".join(self._stderr)
+        return self._stderr.tail_text(200)
 
     def __repr__(self) -> str:
-        pid: Any = self._proc.pid if self._proc else None
+        pid: Any = self._child.pid if self._child else None
         return f"WorkerActor(pid={pid})"

@@ -104,7 +104,7 @@ class ContainerWorker(WorkerProcess):
 
     async def _ended(self, returncode: int) -> ExitInfo:
         if returncode in _ENGINE_ERRORS:
-            self._stderr.append(f"[hostel] {self.engine} run exited {returncode}: {_ENGINE_ERRORS[returncode]}")
+            self._err.note(f"[hostel] {self.engine} run exited {returncode}: {_ENGINE_ERRORS[returncode]}")
         # The engine reports a container killed by signal N as 128 + N.
         info = (
             ExitInfo(None, returncode - 128) if 128 < returncode <= 128 + 64 else ExitInfo.from_returncode(returncode)

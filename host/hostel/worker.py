@@ -2,27 +2,29 @@
 
 The worker runs ``python -m hostel_sdk.worker`` in the provider's venv. Its spec and config go on stdin
 (never argv or the environment); stdin stays open so the worker notices if the host dies. Its stderr is
-relayed line by line to the ``hostel.provider.<id>`` logger and kept in a ring buffer for error messages.
+relayed line by line (bounded: ``hostel._child``) to the ``hostel.provider.<id>`` logger and its last
+lines kept for error messages. Its exit is seen as soon as it is reaped, whoever still holds its pipes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import json
 import logging
 import os
+import re
 import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hostel._child import Child, LineRelay
 from hostel._process import SETPRIV as _SETPRIV
 from hostel.errors import ProviderStartError, describe_exit
 from hostel.plan import ProviderPlan
-from hostel_sdk._handshake import PROTOCOL_VERSION, Handshake, HandshakeError, StartFailure, parse
+from hostel_sdk._handshake import PROTOCOL_VERSION, STACKS_SIGNAL, Handshake, HandshakeError, StartFailure, parse
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +37,14 @@ _LEVELS = {
 }
 # Variables that would make the venv's Python see the host's packages instead of its own.
 _SCRUBBED_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV", "__PYVENV_LAUNCHER__")
+# After its exit, how long the worker's last output may take to arrive (its pipes may be held elsewhere).
+_DRAIN_S = 0.5
+# A SIGKILLed process is reaped at once unless the kernel holds it (uninterruptible I/O): wait this long.
+KILL_WAIT_S = 5.0
+# A first stdout line longer than this is no handshake.
+_MAX_HANDSHAKE_BYTES = 64 * 1024
+# How long a worker's stacks (STACKS_SIGNAL) may take to arrive.
+_STACKS_WAIT_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -150,17 +160,20 @@ class WorkerProcess:
             self._command[:0] = _SETPRIV
         self._host_socket = host_socket
         self.token = ""  # set before start(): a standby learns its token only when it is used
-        self._stderr: collections.deque[str] = collections.deque(maxlen=stderr_lines)
-        self._proc: asyncio.subprocess.Process | None = None
-        self._relays: list[asyncio.Task[None]] = []
+        self.provider_logger = logging.getLogger(f"hostel.provider.{plan.provider_id}")
+        self._err = LineRelay(self._log_stderr, tail_lines=stderr_lines, what="stderr")
+        self._out = LineRelay(self._log_stdout, tail_lines=1, what="stdout")
+        self._first_line = bytearray()
+        self._handshake: asyncio.Future[bytes] | None = None
+        self._child: Child | None = None
+        self._watcher: asyncio.Task[None] | None = None
         self._exit: asyncio.Future[ExitInfo] | None = None
         self.kill_reason: str | None = None  # set when hostel itself kills the worker (hang, memory limit)
-        self.provider_logger = logging.getLogger(f"hostel.provider.{plan.provider_id}")
 
     @property
     def pid(self) -> int | None:
         """The worker's pid once started."""
-        return self._proc.pid if self._proc else None
+        return self._child.pid if self._child else None
 
     @property
     def exit_info(self) -> ExitInfo | None:
@@ -171,7 +184,7 @@ class WorkerProcess:
 
     def stderr_tail(self, lines: int = 40) -> str:
         """The last ``lines`` lines the worker wrote to stderr."""
-        return "\n".join(list(self._stderr)[-lines:])
+        return self._err.tail_text(lines)
 
     def _payload(self) -> dict[str, Any]:
         return worker_payload(
@@ -193,50 +206,40 @@ class WorkerProcess:
         env["PYTHONUNBUFFERED"] = "1"
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
+        loop = asyncio.get_running_loop()
+        self._handshake = loop.create_future()
+        self._exit = loop.create_future()
+        child = Child(self._on_stdout, self._err.feed)
         try:
-            self._proc = await asyncio.create_subprocess_exec(
-                *self._command,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                env=env,
-                start_new_session=True,  # Ctrl-C in the host's terminal is the host's to handle, not the workers'
-                limit=1024 * 1024,
-            )
+            await child.spawn(self._command, env=env)
         except OSError as exc:
             raise ProviderStartError(
                 f"cannot run {self._command[0]}: {exc}", provider_id=self.plan.provider_id, stage="import"
             ) from None
-        proc = self._proc
-        logger.debug("provider %s: spawned worker [pid %d]", self.plan.provider_id, proc.pid)
-        assert proc.stdin and proc.stdout and proc.stderr
-        self._exit = asyncio.get_running_loop().create_future()
-        self._relays = [
-            asyncio.create_task(self._relay_stderr(proc.stderr)),
-            asyncio.create_task(self._watch_exit(proc)),
-        ]
+        self._child = child
+        logger.debug("provider %s: spawned worker [pid %s]", self.plan.provider_id, child.pid)
+        self._watcher = asyncio.create_task(self._watch_exit(child))
 
     async def start(self, timeout: float) -> Handshake:
         """Send the start request (spawning first if needed) and wait for the handshake.
 
         Raises ``ProviderStartError`` and leaves nothing running.
         """
-        if self._proc is None:
+        if self._child is None:
             await self.spawn()
-        proc = self._proc
-        assert proc is not None and proc.stdin and proc.stdout
+        child, handshake, exited = self._child, self._handshake, self._exit
+        assert child is not None and handshake is not None and exited is not None
+        child.write(json.dumps(self._payload()).encode() + b"\n")
         try:
-            proc.stdin.write(json.dumps(self._payload()).encode() + b"\n")
-            await proc.stdin.drain()
-            line = await asyncio.wait_for(proc.stdout.readline(), timeout)
-        except TimeoutError:
-            await self.kill()
-            raise self._start_error(f"no handshake within start_timeout_s={timeout:g}s", "timeout") from None
-        except (BrokenPipeError, ConnectionResetError):
-            line = b""
+            either: set[asyncio.Future[Any]] = {handshake, exited}
+            await asyncio.wait(either, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         except BaseException:
             await self.kill()
             raise
+        if not handshake.done() and not exited.done():
+            await self.kill()
+            raise self._start_error(f"no handshake within start_timeout_s={timeout:g}s", "timeout")
+        line = handshake.result() if handshake.done() else b""
         if not line:
             info = await self.wait()
             raise self._start_error(f"the worker {info} before its handshake", "handshake")
@@ -247,8 +250,7 @@ class WorkerProcess:
         if isinstance(result, HandshakeProblem):
             await (self.wait() if result.worker_exits else self.kill())
             raise self._start_error(result.message, result.stage)
-        self._relays.append(asyncio.create_task(self._relay_stdout(proc.stdout)))
-        logger.info("started provider %s [pid %d]", self.plan.provider_id, proc.pid)
+        logger.info("started provider %s [pid %s]", self.plan.provider_id, child.pid)
         return result
 
     def _start_error(self, message: str, stage: str) -> ProviderStartError:
@@ -256,26 +258,36 @@ class WorkerProcess:
             message, provider_id=self.plan.provider_id, stage=stage, stderr_tail=self.stderr_tail(), pid=self.pid
         )
 
-    async def _relay_stderr(self, stream: asyncio.StreamReader) -> None:
-        async for raw in stream:
-            line = raw.decode(errors="replace").rstrip("\n")
-            self._stderr.append(line)
-            level_name, _, _ = line.partition(" ")
-            self.provider_logger.log(_LEVELS.get(level_name, logging.INFO), "%s", line)
+    def _on_stdout(self, data: bytes) -> None:
+        handshake = self._handshake
+        if handshake is None or handshake.done():
+            self._out.feed(data)
+            return
+        line, newline, rest = data.partition(b"\n")
+        self._first_line += line
+        if newline or len(self._first_line) > _MAX_HANDSHAKE_BYTES:
+            handshake.set_result(bytes(self._first_line[:_MAX_HANDSHAKE_BYTES]) or b" ")
+            self._first_line.clear()
+            if rest:
+                self._out.feed(rest)
 
-    async def _relay_stdout(self, stream: asyncio.StreamReader) -> None:
-        async for raw in stream:
-            self.provider_logger.info("%s", raw.decode(errors="replace").rstrip("\n"))
+    def _log_stderr(self, line: str) -> None:
+        level_name, _, _ = line.partition(" ")
+        self.provider_logger.log(_LEVELS.get(level_name, logging.INFO), "%s", line)
 
-    async def _watch_exit(self, proc: asyncio.subprocess.Process) -> None:
-        returncode = await proc.wait()
-        # Let the stderr relay drain so error messages carry the worker's last words.
-        relay = self._relays[0] if self._relays else None
-        if relay is not None and not relay.done():
-            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(relay), 1.0)
+    def _log_stdout(self, line: str) -> None:
+        self.provider_logger.info("%s", line)
+
+    async def _watch_exit(self, child: Child) -> None:
+        assert child.exited is not None and self._exit is not None
+        returncode = await child.exited
+        # Let the last output arrive, so error messages carry the worker's last words.
+        await child.output_closed(_DRAIN_S)
+        self._err.close()
+        self._out.close()
         info = await self._ended(returncode)
-        assert self._exit is not None
+        if self._handshake is not None and not self._handshake.done():
+            self._handshake.set_result(b"")
         if not self._exit.done():
             self._exit.set_result(info)
 
@@ -290,10 +302,8 @@ class WorkerProcess:
 
     def signal(self, sig: int) -> None:
         """Send ``sig`` to the worker's process group (the worker and anything it spawned)."""
-        if self._proc is None or self._proc.returncode is not None:
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self._proc.pid, sig)
+        if self._child is not None and self.exit_info is None:
+            self._child.signal_group(sig)
 
     def kill_for(self, reason: str) -> None:
         """SIGKILL the worker because of ``reason``; its crash is then reported with that reason."""
@@ -301,6 +311,14 @@ class WorkerProcess:
             self.kill_reason = reason
             logger.error("provider %s [pid %s] %s; killing it", self.plan.provider_id, self.pid, reason)
             self.signal(signal.SIGKILL)
+
+    async def dump_stacks(self) -> str:
+        """Every thread's stack in the worker (it writes them to stderr on ``STACKS_SIGNAL``), or ``""``."""
+        if self._child is None or self.exit_info is not None:
+            return ""
+        mark = self._err.lines
+        self._child.signal_process(STACKS_SIGNAL)
+        return await collect_stacks(self._err, mark)
 
     def rss_bytes(self) -> int | None:
         """The worker's resident memory, from /proc (Linux), or ``None``."""
@@ -313,15 +331,22 @@ class WorkerProcess:
             return None
 
     async def kill(self) -> ExitInfo | None:
-        """SIGKILL the worker and reap it."""
-        if self._proc is None:
+        """SIGKILL the worker and reap it (waiting at most ``KILL_WAIT_S``)."""
+        if self._child is None:
             return None
         self.signal(signal.SIGKILL)
-        return await self.wait()
+        try:
+            return await asyncio.wait_for(self.wait(), KILL_WAIT_S)
+        except TimeoutError:
+            logger.error(
+                "provider %s [pid %s] still not reaped %gs after SIGKILL (stuck in the kernel?); giving up on it",
+                self.plan.provider_id, self.pid, KILL_WAIT_S,
+            )  # fmt: skip
+            return None
 
     async def terminate(self, grace_s: float) -> ExitInfo | None:
         """SIGTERM, then SIGKILL after ``grace_s``; closes stdin last."""
-        if self._proc is None:
+        if self._child is None:
             return None
         if self.exit_info is None:
             self.signal(signal.SIGTERM)
@@ -329,22 +354,38 @@ class WorkerProcess:
                 await asyncio.wait_for(self.wait(), grace_s)
             except TimeoutError:
                 logger.warning(
-                    "provider %s [pid %d] ignored SIGTERM for %.1fs; killing",
-                    self.plan.provider_id,
-                    self._proc.pid,
-                    grace_s,
+                    "provider %s [pid %s] ignored SIGTERM for %.1fs; killing", self.plan.provider_id, self.pid, grace_s
                 )
                 await self.kill()
         await self.close()
         return self.exit_info
 
     async def close(self) -> None:
-        """Release pipes and relay tasks (after the process has exited)."""
-        if self._proc is not None and self._proc.stdin is not None:
-            self._proc.stdin.close()
-        for task in self._relays:
-            task.cancel()
-        await asyncio.gather(*self._relays, return_exceptions=True)
-        self._relays = []
+        """Close stdin (a live worker sees EOF and exits) and, once it has exited, release its pipes."""
+        if self._child is not None:
+            self._child.close_stdin()
+            if self._child.returncode is not None:
+                self._child.close()
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
+
+
+async def collect_stacks(relay: LineRelay, mark: int, wait_s: float = _STACKS_WAIT_S) -> str:
+    """The faulthandler dump a worker wrote to ``relay`` after line ``mark`` (waiting up to ``wait_s``)."""
+    deadline = asyncio.get_running_loop().time() + wait_s
+    seen = -1
+    while True:
+        await asyncio.sleep(0.1)
+        lines = relay.since(mark)
+        start = next((i for i, line in enumerate(lines) if _STACK_HEAD.match(line)), None)
+        # faulthandler writes the whole dump at once: done when it appeared and nothing more came
+        if (start is not None and len(lines) == seen) or asyncio.get_running_loop().time() > deadline:
+            break
+        seen = len(lines)
+    if start is None:
+        return ""
+    dump = [line for line in lines[start:] if _STACK_HEAD.match(line) or line.startswith("  File ") or not line]
+    return "\n".join(dump).strip()
+
+
+_STACK_HEAD = re.compile(r"^(Current thread|Thread) 0x[0-9a-f]+ ")

@@ -6,12 +6,17 @@ Documented field by field in docs/protocol.md. Parsed into frozen dataclasses, n
 from __future__ import annotations
 
 import json
+import signal
 from dataclasses import dataclass
 from typing import Literal
 
 # Bump when the handshake line or the Worker service changes incompatibly; the host refuses a
 # worker whose version differs and says which side to upgrade.
 PROTOCOL_VERSION = 2
+
+# Part of the process contract beside the line: on this signal a worker writes every thread's stack to
+# stderr (faulthandler's format); the host asks for them before it kills a hung worker.
+STACKS_SIGNAL = signal.SIGUSR1
 
 MAGIC = "hostel"
 FAILURE_MAGIC = "hostel-start-failed"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import faulthandler
 import json
 import logging
 import os
@@ -23,7 +24,7 @@ import grpc
 
 from hostel_sdk import __version__, _llama_stack
 from hostel_sdk._deps import HostClient, build_deps, inject_stores
-from hostel_sdk._handshake import PROTOCOL_VERSION, Handshake, Network, StartFailure
+from hostel_sdk._handshake import PROTOCOL_VERSION, STACKS_SIGNAL, Handshake, Network, StartFailure
 from hostel_sdk._health import HealthService, health_handler
 from hostel_sdk._loader import LoadRequest, StartError, build_config, create_impl, import_module, load_validator
 from hostel_sdk._service import ProviderService
@@ -90,6 +91,8 @@ def _write_line(fd: int, line: str) -> None:
 
 async def serve(payload: dict[str, Any], handshake_fd: int) -> int:
     """Build the provider, serve it, print the handshake, and wait to be told to stop."""
+    # From C, in the signal handler itself: it works while the provider blocks the event loop.
+    faulthandler.register(STACKS_SIGNAL, file=sys.stderr, all_threads=True, chain=False)
     request = LoadRequest(
         provider_id=payload["provider_id"],
         kind=payload["kind"],
