@@ -53,6 +53,20 @@ class FakeProvider:
         await asyncio.sleep(seconds)
         return seconds
 
+    async def fork_holding_pipes(self) -> int:
+        """A child that keeps this worker's stdout and stderr open for a minute; its pid."""
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(60)
+            os._exit(0)
+        return pid
+
+    async def huge_stderr_line(self, megabytes: int) -> str:
+        sys.stderr.write("x" * (megabytes << 20) + "\n")
+        sys.stderr.flush()
+        print("after the huge line", file=sys.stderr, flush=True)
+        return "written"
+
 
 async def get_provider_impl(config: Any, deps: Any) -> FakeProvider:
     return FakeProvider()

@@ -15,6 +15,7 @@ import asyncio
 import collections
 import contextlib
 import os
+import re
 import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -257,3 +258,24 @@ class Child:
                 os.killpg(self.pid, signal.SIGKILL)
         if self.exited is not None and not self.exited.done():
             self.exited.set_result(returncode if returncode is not None else -signal.SIGKILL)
+
+
+async def collect_stacks(relay: LineRelay, mark: int, wait_s: float = 1.0) -> str:
+    """The faulthandler dump a worker wrote to ``relay`` after line ``mark`` (waiting up to ``wait_s``)."""
+    deadline = asyncio.get_running_loop().time() + wait_s
+    seen = -1
+    while True:
+        await asyncio.sleep(0.1)
+        lines = relay.since(mark)
+        start = next((i for i, line in enumerate(lines) if _STACK_HEAD.match(line)), None)
+        # faulthandler writes the whole dump at once: done when it appeared and nothing more came
+        if (start is not None and len(lines) == seen) or asyncio.get_running_loop().time() > deadline:
+            break
+        seen = len(lines)
+    if start is None:
+        return ""
+    dump = [line for line in lines[start:] if _STACK_HEAD.match(line) or line.startswith("  File ") or not line]
+    return "\n".join(dump).strip()
+
+
+_STACK_HEAD = re.compile(r"^(Current thread|Thread) 0x[0-9a-f]+ ")

@@ -14,7 +14,8 @@ import signal
 import sys
 from typing import Any
 
-from hostel._child import Child, LineRelay
+from hostel._child import Child, LineRelay, collect_stacks
+from hostel_sdk._handshake import STACKS_SIGNAL
 
 _POLL_S = 0.2
 _DRAIN_S = 0.5
@@ -100,6 +101,15 @@ class WorkerActor:
         """Send ``sig`` to the worker's process group."""
         if self._child is not None:
             self._child.signal_group(sig)
+
+    async def dump_stacks(self) -> str:
+        """Ask the worker for its threads' stacks (on its stderr) and return them."""
+        child = self._child
+        if child is None or child.returncode is not None:
+            return ""
+        mark = self._stderr.lines
+        child.signal_process(STACKS_SIGNAL)
+        return await collect_stacks(self._stderr, mark)
 
     def stderr_tail(self) -> str:
         """What the worker wrote to stderr lately."""

@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
@@ -100,6 +101,11 @@ def _parser() -> argparse.ArgumentParser:
     ps.add_argument("--host", default="127.0.0.1", dest="address")
     ps.add_argument("--json", action="store_true", help="print JSON")
 
+    restart = sub.add_parser("restart", help="restart one provider of a running host (re-arms a failed one)")
+    restart.add_argument("provider_id")
+    restart.add_argument("--port", type=int, default=8321)
+    restart.add_argument("--host", default="127.0.0.1", dest="address")
+
     call = sub.add_parser("call", help="start a provider (and its deps), call one method, print the result as JSON")
     call.add_argument("config")
     call.add_argument("provider_id")
@@ -155,6 +161,8 @@ async def _dispatch(opts: argparse.Namespace) -> int:
         return await _run(opts)
     if opts.command == "ps":
         return _ps(opts)
+    if opts.command == "restart":
+        return _restart(opts)
     if opts.command == "image":
         return await _image_build(opts)
     if opts.command == "specs":
@@ -290,6 +298,24 @@ def _ps(opts: argparse.Namespace) -> int:
             for r in rows
         ],
     )
+    return 0
+
+
+def _restart(opts: argparse.Namespace) -> int:
+    url = f"http://{opts.address}:{opts.port}/v1/providers/{opts.provider_id}/restart"
+    request = urllib.request.Request(url, data=b"{}", method="POST", headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=600) as response:
+            status = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.loads(exc.read())["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = f"HTTP {exc.code}"
+        raise HostelError(f"restart of {opts.provider_id!r} failed: {message}") from None
+    except (OSError, ValueError) as exc:
+        raise HostelError(f"no hostel answering at {url} ({exc}); start one with `hostel run CONFIG`") from None
+    print(f"{status['provider_id']}: {status['state']} [pid {status['pid']}], restarts {status['restarts']}")
     return 0
 
 

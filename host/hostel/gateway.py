@@ -124,6 +124,13 @@ class Gateway:
     async def providers(self, request: Request) -> Response:
         return _json([s.to_dict() for s in self.host.status()])
 
+    async def restart(self, request: Request) -> Response:
+        provider_id = request.path_params["provider_id"]
+        try:
+            return _json((await self.host.restart(provider_id)).to_dict())
+        except HostelError as exc:
+            return _error(exc)
+
     async def call_provider(self, request: Request) -> Response:
         provider_id, method = request.path_params["provider_id"], request.path_params["method"]
         try:
@@ -189,6 +196,9 @@ def create_app(host: Host) -> Starlette:
     routes = [
         Route("/v1/health", gateway.health, methods=["GET"]),
         Route("/v1/providers", gateway.providers, methods=["GET"]),
+        # Before the call route, so it shadows a provider method named "restart" over HTTP (the Python API and
+        # `hostel call` still reach one).
+        Route("/v1/providers/{provider_id}/restart", gateway.restart, methods=["POST"]),
         Route("/v1/providers/{provider_id}/{method}", gateway.call_provider, methods=["POST"]),
         *(
             Route(prefix + path, gateway.openai, methods=["POST"])
@@ -220,15 +230,18 @@ async def serve(host: Host, *, address: str, port: int) -> None:
     loop = asyncio.get_running_loop()
     received: list[int] = []
 
+    stop_by: list[float] = []  # when the grace of a signalled stop ends (loop time)
+
     def on_signal(sig: int) -> None:
         received.append(sig)
         if len(received) == 1:
             logger.warning("received %s: stopping (send it again to force)", signal.Signals(sig).name)
+            stop_by.append(loop.time() + grace)
             server.should_exit = True
         else:
             logger.warning("received %s again: killing the workers now", signal.Signals(sig).name)
             server.force_exit = True
-            host.supervisor.kill_all()
+            host.kill()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
@@ -239,7 +252,8 @@ async def serve(host: Host, *, address: str, port: int) -> None:
             await server.serve()
             listening.cancel()
     finally:
-        await host.stop()
+        # The HTTP drain and the workers' share one grace: a stop takes that plus the kill allowance.
+        await host.stop(grace_s=max(stop_by[0] - loop.time(), 0.0) if stop_by else None)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
 

@@ -149,13 +149,31 @@ class Host:
             add(pid)
         return [p.provider_id for p in self.plan.providers if p.provider_id in wanted]
 
-    async def stop(self) -> None:
-        """Stop every worker gracefully (dependents first) and remove the socket directory."""
+    async def stop(self, *, grace_s: float | None = None) -> None:
+        """Stop every worker and remove the socket directory, within ``grace_s`` (default ``stop_grace_s``)
+        plus a few seconds to kill what ignores it. Dependents stop first; nothing is restarted meanwhile."""
         try:
-            await self.supervisor.stop()
+            await self.supervisor.stop(grace_s)
             await self.callbacks.stop()
         finally:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
+
+    def kill(self) -> None:
+        """SIGKILL every worker now, restarting none (a forced stop; ``stop()`` then finishes at once)."""
+        self.supervisor.kill_all()
+
+    async def restart(self, provider_id: str) -> ProviderStatus:
+        """Start one provider afresh, re-arming it when it is ``failed``: its current worker (if any) is stopped
+        gracefully, its crash count starts over. Raises ``ProviderStartError`` if it cannot start."""
+        slot = self.supervisor.slots.get(provider_id)
+        if slot is None:
+            raise RoutingError(f"no provider {provider_id!r}", provider_id=provider_id)
+        if provider_id not in self._started:
+            raise ProviderUnavailableError(
+                f"provider {provider_id!r} is not started; start the host first", provider_id=provider_id
+            )
+        await slot.rearm()
+        return slot.status()
 
     async def __aenter__(self) -> Host:
         await self.start()

@@ -57,6 +57,9 @@ class WorkerHandle(Protocol):
     def rss_bytes(self) -> int | None:
         """Its resident memory, if the host can see it (else the launcher enforces memory limits itself)."""
 
+    async def dump_stacks(self) -> str:
+        """Every thread's stack in the worker (asked before a hung worker is killed), or ``""``."""
+
     def stderr_tail(self, lines: int = 40) -> str:
         """The last lines the worker wrote to stderr."""
 

@@ -137,6 +137,15 @@ class RayWorker:
         """Not visible from the host: the actor enforces ``limits.memory_mb`` on the worker's node."""
         return None
 
+    async def dump_stacks(self) -> str:
+        """The worker's threads' stacks, as its actor collects them on its node."""
+        if self._actor is None or self.exit_info is not None:
+            return ""
+        try:
+            return str(await _get(self._actor.dump_stacks.remote(), 5.0))
+        except (RayError, TimeoutError):
+            return ""
+
     async def spawn(self) -> None:
         """Nothing ahead of time: the actor is made by ``start``."""
 

@@ -11,6 +11,7 @@ import collections
 import contextlib
 import functools
 import logging
+import signal
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -42,6 +43,10 @@ State = Literal["building", "starting", "ready", "restarting", "failed", "stoppe
 _MEMORY_POLL_S = 0.2
 # How long a transport failure may wait for the worker's exit to be noticed before it is reported as is.
 _CRASH_GRACE_S = 2.0
+# Stopping past the grace: how long SIGTERM is given before SIGKILL. With the launchers' own bound on
+# reaping a killed worker, this is the fixed allowance a stop may take beyond its grace.
+_TERM_WAIT_S = 1.0
+_REARM = "; re-arm it with `hostel restart {id}`, POST /v1/providers/{id}/restart or Host.restart({id!r})"
 
 
 @dataclass(frozen=True)
@@ -229,7 +234,9 @@ class ProviderSlot:
                 )  # fmt: skip
                 if missed >= settings.probe_failures:
                     timeout = settings.probe_timeout_s
-                    worker.kill_for(f"did not answer {missed} liveness probes in a row (probe_timeout_s={timeout:g})")
+                    reason = f"did not answer {missed} liveness probes in a row (probe_timeout_s={timeout:g})"
+                    stacks = await worker.dump_stacks()
+                    worker.kill_for(reason + (f"; its threads were at:\n{stacks}" if stacks else ""))
                     return
 
     async def _watch_memory(self, worker: WorkerHandle, limit_mb: int) -> None:
@@ -270,6 +277,8 @@ class ProviderSlot:
 
     async def _watch(self, worker: WorkerHandle) -> None:
         info = await worker.wait()
+        if self.callbacks is not None:  # a dead worker's token is worth nothing, from the moment it died
+            self.callbacks.revoke(worker.token)
         if self._stopping or worker is not self.worker:
             return
         self._mark_down(worker)
@@ -294,7 +303,7 @@ class ProviderSlot:
             if len(self._crashes) > policy.max_restarts:
                 self.state = "failed"
                 logger.error(
-                    "%s; giving up after %d restarts in %gs: provider %s is failed until the host restarts",
+                    "%s; giving up after %d restarts in %gs: provider %s is failed until re-armed (hostel restart)",
                     what, policy.max_restarts, policy.window_s, self.provider_id,
                 )  # fmt: skip
                 return
@@ -340,7 +349,7 @@ class ProviderSlot:
             raise ProviderUnavailableError(
                 f"provider {self.provider_id!r} is {self.state}"
                 + (f" (last exit: {self.last_exit})" if self.last_exit else "")
-                + ("; restart the host to try it again" if self.state == "failed" else ""),
+                + (_REARM.format(id=self.provider_id) if self.state == "failed" else ""),
                 provider_id=self.provider_id,
             )
         if not self._ready.is_set():
@@ -364,27 +373,71 @@ class ProviderSlot:
             )
         return await channel.call(method, args, kwargs, timeout=remaining, provider_data=provider_data)
 
-    async def stop(self) -> None:
-        """Stop the worker: Shutdown RPC, bounded grace, SIGTERM, SIGKILL."""
+    def begin_stop(self) -> None:
+        """From now on nothing is restarted and no call is admitted; probes and restart loops end."""
         self._stopping = True
         self._ready.clear()
         for task in list(self._tasks):
             task.cancel()
+
+    async def stop(self, deadline: float | None = None) -> None:
+        """Stop the worker: Shutdown RPC and its grace (until ``deadline``, monotonic), then ``force_stop``."""
+        await self.shutdown(time.monotonic() + self.settings.stop_grace_s if deadline is None else deadline)
+        await self.force_stop()
+
+    async def shutdown(self, deadline: float) -> None:
+        """Ask the worker to stop (finishing its calls and its provider's ``shutdown()``); wait until ``deadline``
+        (monotonic) at most. What still runs then is ``force_stop``'s."""
+        self.begin_stop()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         worker, channel = self.worker, self.channel
-        grace = self.settings.stop_grace_s
+        if worker is None or worker.exit_info is not None or channel is None:
+            return
+        remaining = deadline - time.monotonic()
+        if remaining > 0:
+            with contextlib.suppress(Exception):
+                await channel.stub.shutdown(pb.ShutdownRequest(grace_s=remaining), timeout=min(1.0, remaining))
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(worker.wait(), max(deadline - time.monotonic(), 0))
+
+    async def force_stop(self) -> None:
+        """SIGTERM what is still running, SIGKILL it after a second, release everything; marks ``stopped``."""
+        self.begin_stop()
+        worker = self.worker
         if worker is not None and worker.exit_info is None:
-            if channel is not None:
-                with contextlib.suppress(Exception):
-                    await channel.stub.shutdown(pb.ShutdownRequest(grace_s=grace), timeout=1.0)
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(worker.wait(), grace + 1.0)
-            await worker.terminate(grace)
+            await worker.terminate(_TERM_WAIT_S)
+        if worker is not None:
             logger.info("stopped provider %s [pid %s]", self.provider_id, worker.pid)
         await self._drop_worker()
         await self._drop_standby()
         await asyncio.gather(*self._closing, return_exceptions=True)
         self.state = "stopped"
+
+    def kill(self) -> None:
+        """SIGKILL the worker (and a standby) now, restarting nothing."""
+        self.begin_stop()
+        for worker in (self.worker, self._standby):
+            if worker is not None:
+                worker.signal(signal.SIGKILL)
+
+    async def rearm(self) -> None:
+        """Start the provider afresh whatever its state (``failed`` included): the current worker, if any, is
+        stopped gracefully first, and the crash count starts over. Raises ``ProviderStartError``."""
+        if self.state in ("building", "starting"):
+            raise ProviderUnavailableError(
+                f"provider {self.provider_id!r} is {self.state}; wait for it to finish", provider_id=self.provider_id
+            )
+        await self.stop()
+        self._crashes.clear()
+        self.state = "restarting"
+        self.restarts += 1
+        logger.warning("provider %s: restart asked for", self.provider_id)
+        try:
+            await self.start()
+        except ProviderStartError as exc:
+            self.state = "failed"
+            self.last_exit = f"start failed ({exc.stage})"
+            raise
 
 
 class Supervisor:
@@ -452,15 +505,36 @@ class Supervisor:
             ids = [p.provider_id for p in ordered if p.provider_id in wanted]
 
     def kill_all(self) -> None:
-        """SIGKILL every worker now (a forced stop); their slots then finish stopping at once."""
+        """SIGKILL every worker now (a forced stop), restarting none; their slots then finish stopping at once."""
         for slot in self.slots.values():
-            if slot.worker is not None:
-                slot.worker.signal(9)
+            slot.kill()
 
-    async def stop(self) -> None:
-        """Stop every worker, dependents first."""
-        for slot in reversed(list(self.slots.values())):
-            await slot.stop()
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Stop every worker within ``grace_s`` (default ``stop_grace_s``) plus a fixed kill allowance.
+
+        Nothing is restarted from the first moment. Each worker is asked to stop once the providers that depend
+        on it have stopped (they may still call it while they finish); when the grace is over, whatever still
+        runs gets SIGTERM, then SIGKILL.
+        """
+        grace = self.context.settings.stop_grace_s if grace_s is None else grace_s
+        deadline = time.monotonic() + grace
+        slots = list(self.slots.values())
+        for slot in slots:
+            slot.begin_stop()
+        stopped = {slot.provider_id: asyncio.Event() for slot in slots}
+
+        async def graceful(slot: ProviderSlot) -> None:
+            dependents = [s for s in slots if slot.provider_id in (*s.plan.dependencies, *s.plan.optional_dependencies)]
+            with contextlib.suppress(asyncio.TimeoutError):
+                waits = [stopped[s.provider_id].wait() for s in dependents]
+                await asyncio.wait_for(asyncio.gather(*waits), max(deadline - time.monotonic(), 0))
+            try:
+                await slot.shutdown(deadline)
+            finally:
+                stopped[slot.provider_id].set()
+
+        await asyncio.gather(*(graceful(slot) for slot in slots))
+        await asyncio.gather(*(slot.force_stop() for slot in slots))
         await self.launchers.close()
 
 

@@ -13,14 +13,13 @@ import contextlib
 import json
 import logging
 import os
-import re
 import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hostel._child import Child, LineRelay
+from hostel._child import Child, LineRelay, collect_stacks
 from hostel._process import SETPRIV as _SETPRIV
 from hostel.errors import ProviderStartError, describe_exit
 from hostel.plan import ProviderPlan
@@ -43,8 +42,6 @@ _DRAIN_S = 0.5
 KILL_WAIT_S = 5.0
 # A first stdout line longer than this is no handshake.
 _MAX_HANDSHAKE_BYTES = 64 * 1024
-# How long a worker's stacks (STACKS_SIGNAL) may take to arrive.
-_STACKS_WAIT_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -368,24 +365,3 @@ class WorkerProcess:
                 self._child.close()
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
-
-
-async def collect_stacks(relay: LineRelay, mark: int, wait_s: float = _STACKS_WAIT_S) -> str:
-    """The faulthandler dump a worker wrote to ``relay`` after line ``mark`` (waiting up to ``wait_s``)."""
-    deadline = asyncio.get_running_loop().time() + wait_s
-    seen = -1
-    while True:
-        await asyncio.sleep(0.1)
-        lines = relay.since(mark)
-        start = next((i for i, line in enumerate(lines) if _STACK_HEAD.match(line)), None)
-        # faulthandler writes the whole dump at once: done when it appeared and nothing more came
-        if (start is not None and len(lines) == seen) or asyncio.get_running_loop().time() > deadline:
-            break
-        seen = len(lines)
-    if start is None:
-        return ""
-    dump = [line for line in lines[start:] if _STACK_HEAD.match(line) or line.startswith("  File ") or not line]
-    return "\n".join(dump).strip()
-
-
-_STACK_HEAD = re.compile(r"^(Current thread|Thread) 0x[0-9a-f]+ ")

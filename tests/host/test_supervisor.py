@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import sys
 import tempfile
 import time
@@ -132,10 +134,16 @@ async def test_crash_loop_marks_the_provider_failed_and_calls_fail_fast(tmp_path
                 await _call(slot, "crash")
         await _until(lambda: slot.state == "failed")
         started = time.monotonic()
-        with pytest.raises(ProviderUnavailableError, match=r"is failed .*restart the host"):
+        with pytest.raises(ProviderUnavailableError, match=r"is failed .*re-arm it with `hostel restart t`"):
             await _call(slot, "ping")
         assert time.monotonic() - started < 1
         assert slot.status().restarts == 2
+        await slot.rearm()  # a failed provider comes back without restarting the host
+        assert slot.state == "ready" and await _call(slot, "ping") == "pong"
+        assert slot.status().restarts == 3
+        with pytest.raises(ProviderCrashedError):
+            await _call(slot, "crash")
+        await _until(lambda: slot.state == "ready")  # its crash count started over: restarted, not failed
     finally:
         await supervisor.stop()
 
@@ -150,7 +158,10 @@ async def test_a_hung_worker_is_killed_by_the_liveness_probe_and_restarted(tmp_p
         assert "liveness probes" in str(exc.value) and exc.value.signal == 9
         await _until(lambda: slot.state == "ready")
         assert await _call(slot, "pid") != first
-        assert "liveness probes" in (slot.status().last_exit or "")
+        last_exit = slot.status().last_exit or ""
+        assert "liveness probes" in last_exit
+        # The worker's threads were asked for their stacks before the kill: "it hung" says where.
+        assert "its threads were at:" in last_exit and "in hang" in last_exit and "fake_worker.py" in last_exit
     finally:
         await supervisor.stop()
 
@@ -163,6 +174,51 @@ async def test_stop_kills_a_worker_that_ignores_sigterm(tmp_path: Path) -> None:
     await supervisor.stop()
     assert worker.exit_info is not None and worker.exit_info.signal == 9
     assert slot.state == "stopped"
+
+
+async def test_a_killed_worker_is_seen_dead_while_a_forked_child_holds_its_pipes(supervisor: Supervisor) -> None:
+    slot = _slot(supervisor)
+    first = await _call(slot, "pid")
+    holder = await _call(slot, "fork_holding_pipes")
+    os.kill(first, signal.SIGKILL)
+    await _until(lambda: slot.state != "ready" or slot.status().pid != first)
+    await _until(lambda: slot.state == "ready")
+    assert await _call(slot, "pid") != first and slot.status().restarts == 1
+    await _until(lambda: not _alive(holder))  # what the dead worker forked went with it
+
+
+async def test_one_huge_stderr_line_is_cut_and_the_worker_carries_on(supervisor: Supervisor) -> None:
+    slot = _slot(supervisor)
+    assert await _call(slot, "huge_stderr_line", megabytes=10) == "written"
+    assert await _call(slot, "ping") == "pong"
+    assert slot.worker is not None
+    await _until(lambda: "after the huge line" in slot.worker.stderr_tail() if slot.worker else False)
+    tail = slot.worker.stderr_tail()
+    assert f"[hostel: {(10 << 20) - 16384} more bytes cut]" in tail and len(tail) < 64 * 1024
+
+
+async def test_stop_is_bounded_and_restarts_nothing_whatever_the_workers_do(tmp_path: Path) -> None:
+    supervisor = await _supervised(tmp_path, "ignore-sigterm", stop_grace_s=0.5)
+    slot = _slot(supervisor)
+    worker = slot.worker
+    assert worker is not None
+    hung = asyncio.create_task(_call(slot, "hang"))  # its event loop is blocked: no Shutdown RPC is answered
+    await asyncio.sleep(0.3)
+    stopping = asyncio.create_task(supervisor.stop())
+    await asyncio.sleep(0)
+    os.kill(worker.pid or 0, signal.SIGSEGV)  # SIGSEGV is not ignored: it dies while the stop is under way
+    await asyncio.wait_for(stopping, 20)
+    with pytest.raises((ProviderCrashedError, ProviderUnavailableError)):
+        await hung
+    assert slot.state == "stopped" and slot.restarts == 0 and slot.worker is worker
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 async def test_exit_before_handshake_leaves_nothing_running(tmp_path: Path) -> None:
