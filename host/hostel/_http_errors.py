@@ -60,6 +60,17 @@ def error_body(exc: BaseException, *, status: int | None = None) -> dict[str, An
     return {"error": {"type": type(exc).__name__, "message": str(exc), "provider_id": provider_id}}
 
 
+def internal_error_body(exc: BaseException) -> dict[str, Any]:
+    """The body for an error hostel did not expect: its type, never its traceback (that goes to the log)."""
+    return {
+        "error": {
+            "type": "InternalError",
+            "message": f"internal error in hostel ({type(exc).__name__})",
+            "provider_id": None,
+        }
+    }
+
+
 def bad_request(message: str, *, type_name: str = "BadRequest", provider_id: str | None = None) -> dict[str, Any]:
     """The body for a request hostel refuses before calling anything."""
     return {"error": {"type": type_name, "message": message, "provider_id": provider_id}}

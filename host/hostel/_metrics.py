@@ -9,12 +9,18 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from hostel.errors import HostelError, RemoteError
+from hostel.errors import HostelError, MethodNotFoundError, RemoteError
 
 if TYPE_CHECKING:
     from hostel.host import Host
 
 STATES = ("building", "starting", "ready", "restarting", "failed", "stopped")
+# Method labels are bounded: a name becomes a label only once the provider answered a call to it (a client
+# sending made-up names adds nothing), names are cut, and a provider has at most this many.
+UNKNOWN_METHOD = "<unknown>"
+OTHER_METHODS = "<other>"
+_MAX_METHOD_LABEL = 64
+_MAX_METHODS = 256
 
 
 def error_kind(exc: BaseException) -> str:
@@ -67,7 +73,20 @@ class Metrics:
         )
         self.in_flight = Gauge("hostel_calls_in_flight", "Calls in flight", ["provider_id"], registry=self.registry)
         self.registry.register(_StatusCollector(host))
+        self._methods: dict[str, set[str]] = {}
         host.add_observer(self)
+
+    def _method_label(self, provider_id: str, method: str, error: BaseException | None) -> str:
+        known = self._methods.setdefault(provider_id, set())
+        if method in known:
+            return method[:_MAX_METHOD_LABEL]
+        answered = error is None or (isinstance(error, RemoteError) and not isinstance(error, MethodNotFoundError))
+        if not answered:
+            return UNKNOWN_METHOD
+        if len(known) >= _MAX_METHODS:
+            return OTHER_METHODS
+        known.add(method)
+        return method[:_MAX_METHOD_LABEL]
 
     def started(self, provider_id: str, method: str) -> None:
         """CallObserver: a call begins."""
@@ -76,7 +95,7 @@ class Metrics:
     def finished(self, provider_id: str, method: str, seconds: float, error: BaseException | None) -> None:
         """CallObserver: a call ended."""
         self.in_flight.labels(provider_id).dec()
-        self.calls.labels(provider_id, method).inc()
+        self.calls.labels(provider_id, self._method_label(provider_id, method, error)).inc()
         self.latency.labels(provider_id).observe(seconds)
         if error is not None:
             self.errors.labels(provider_id, error_kind(error)).inc()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import signal
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -17,11 +18,13 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hostel._http_errors import bad_request, error_body, status_for
+from hostel._http_errors import bad_request, error_body, internal_error_body, status_for
 from hostel._metrics import Metrics
 from hostel.errors import HostelError
 from hostel.host import Host
@@ -67,15 +70,16 @@ async def _body(request: Request) -> dict[str, Any]:
 
 
 def _timeout(request: Request) -> float | None:
+    """The call's timeout from ``X-Hostel-Timeout`` (the host caps it at ``call_timeout_s``)."""
     header = request.headers.get(TIMEOUT_HEADER)
     if not header:
         return None
     try:
         value = float(header)
     except ValueError:
-        value = -1.0
-    if value <= 0:
-        raise _BadRequestError(f"{TIMEOUT_HEADER} must be a positive number of seconds, got {header!r}")
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise _BadRequestError(f"{TIMEOUT_HEADER} must be a finite, positive number of seconds, got {header!r}")
     return value
 
 
@@ -98,6 +102,9 @@ async def _events(stream: Any, *, openai: bool) -> AsyncIterator[bytes]:
             yield b"data: [DONE]\n\n"
     except HostelError as exc:
         yield b"event: error\ndata: " + codec.dumps(error_body(exc)) + b"\n\n"
+    except Exception as exc:  # the status is sent already: end the stream with the error, logged once
+        logger.exception("unexpected error while streaming a reply")
+        yield b"event: error\ndata: " + codec.dumps(internal_error_body(exc)) + b"\n\n"
     finally:
         await stream.aclose()
 
@@ -138,8 +145,11 @@ class Gateway:
             provider_data = _provider_data(request)
             if method.startswith("_"):
                 raise _BadRequestError(f"{method!r} is not a public method")
-            proxy = self.host.provider(provider_id, provider_data=provider_data, timeout=_timeout(request))
-            return _reply(await proxy.call(method, **kwargs))
+            # Straight to the host, not through a proxy: any argument name (``method``, ``self``) is the provider's.
+            result = await self.host.call(
+                provider_id, method, (), kwargs, timeout=_timeout(request), provider_data=provider_data
+            )
+            return _reply(result)
         except _BadRequestError as exc:
             return _json(bad_request(exc.message, provider_id=provider_id), 400)
         except HostelError as exc:
@@ -190,6 +200,28 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return _json(bad_request(f"{request.method} {request.url.path}: {exc.detail}", type_name=kind), exc.status_code)
 
 
+class _CatchAll:
+    """Any exception a route did not expect: logged once, answered with the JSON error body and 500."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:  # the one place unexpected errors become an HTTP answer
+            logger.exception("unexpected error serving %s %s", scope.get("method"), scope.get("path"))
+            if not started and scope["type"] == "http":
+                await _json(internal_error_body(exc), 500)(scope, receive, send)
+
+
 def create_app(host: Host) -> Starlette:
     """The ASGI app for ``host`` (which the caller starts and stops)."""
     gateway = Gateway(host)
@@ -208,7 +240,7 @@ def create_app(host: Host) -> Starlette:
         *(Route(f"{prefix}/models", gateway.models, methods=["GET"]) for prefix in _OPENAI_PREFIXES),
         Route("/metrics", gateway.prometheus, methods=["GET"]),
     ]
-    return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+    return Starlette(routes=routes, exception_handlers={HTTPException: _http_error}, middleware=[Middleware(_CatchAll)])
 
 
 class _Server(uvicorn.Server):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -51,6 +52,11 @@ class ExternalApis(Protocol):
     async def shield_record(self, shield_id: str) -> dict[str, Any] | None:
         """A shield by id, as Llama Stack's ``Shield`` fields, or ``None``."""
         ...
+
+
+def _check_timeout(timeout: float | None) -> None:
+    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
+        raise ValueError(f"timeout must be a finite, positive number of seconds or None, got {timeout!r}")
 
 
 class Host:
@@ -185,7 +191,9 @@ class Host:
         await self.stop()
 
     def provider(self, provider_id: str, *, timeout: float | None = None, provider_data: Any = None) -> ProviderProxy:
-        """A proxy for one provider; ``timeout`` (seconds) and ``provider_data`` apply to each call through it."""
+        """A proxy for one provider; ``timeout`` (seconds, capped at ``call_timeout_s``) and ``provider_data``
+        apply to each call through it."""
+        _check_timeout(timeout)
         if provider_id not in self.supervisor.slots:
             known = ", ".join(self.supervisor.slots) or "none"
             raise RoutingError(f"no provider {provider_id!r}; providers: {known}", provider_id=provider_id)
@@ -193,6 +201,7 @@ class Host:
 
     def api(self, api: str, *, timeout: float | None = None, provider_data: Any = None) -> ApiRouter:
         """A router for one API, routing by the ``models`` table."""
+        _check_timeout(timeout)
         ids = [p.provider_id for p in self.plan.providers if p.api == api]
         if not ids and self.external is not None and api in self.external.apis:
             return self.external.api(api, timeout=timeout, provider_data=provider_data)  # type: ignore[no-any-return]

@@ -47,8 +47,10 @@ class ProviderProxy:
             raise AttributeError(name)
         return _Method(self, name)
 
-    async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        """Call ``method`` by name (for names that are not valid identifiers or clash with this class)."""
+    async def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
+        """Call ``method`` by name (for names that are not valid identifiers or clash with this class).
+
+        ``method`` is positional-only: a provider argument may be called ``method`` (or ``self``) too."""
         return await self._caller.call(
             self._provider_id, method, args, kwargs, timeout=self._timeout, provider_data=self._provider_data
         )
@@ -64,7 +66,7 @@ class _Method:
         self._proxy = proxy
         self._name = name
 
-    async def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    async def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
         return await self._proxy.call(self._name, *args, **kwargs)
 
     def __repr__(self) -> str:

@@ -11,6 +11,7 @@ import collections
 import contextlib
 import functools
 import logging
+import math
 import signal
 import time
 from collections.abc import Mapping, Sequence
@@ -342,8 +343,12 @@ class ProviderSlot:
     async def call(
         self, method: str, args: Sequence[Any], kwargs: Mapping[str, Any], *, timeout: float | None, provider_data: Any
     ) -> Any:
-        """Forward one call to the current worker, waiting for a restart up to the call's deadline."""
-        timeout = self.settings.call_timeout_s if timeout is None else timeout
+        """Forward one call to the current worker, waiting for a restart up to the call's deadline.
+
+        ``timeout`` is capped at ``call_timeout_s`` (its default): no caller, a provider calling its ``deps``
+        included, can make a call outlive what the operator configured."""
+        limit = self.settings.call_timeout_s
+        timeout = min(timeout, limit) if timeout is not None and not math.isnan(timeout) else limit
         deadline = time.monotonic() + timeout
         if self.state in ("failed", "stopped"):
             raise ProviderUnavailableError(

@@ -131,6 +131,31 @@ def test_timeout_is_504(server: Server) -> None:
     assert response.status_code == 504 and response.json()["error"]["type"] == "CallTimeoutError"
 
 
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "0", "soon", "1e400"])
+def test_a_timeout_header_must_be_finite_and_positive(server: Server, value: str) -> None:
+    response = post(server, "/v1/providers/tools/greet", {"name": "x"}, headers={"X-Hostel-Timeout": value})
+    assert response.status_code == 400 and "X-Hostel-Timeout" in response.json()["error"]["message"]
+
+
+def test_a_huge_timeout_is_capped_not_refused(server: Server) -> None:
+    response = post(server, "/v1/providers/tools/sleep", {"seconds": 0.1}, headers={"X-Hostel-Timeout": "1e300"})
+    assert response.status_code == 200 and response.json() == 0.1
+
+
+def test_arguments_named_like_hostel_parameters_reach_the_provider(server: Server) -> None:
+    body = {"method": "m", "self": "s", "provider_id": "p", "timeout": 1}
+    response = post(server, "/v1/providers/tools/keywords", body)
+    assert response.status_code == 200 and response.json() == body
+
+
+def test_metric_labels_stay_bounded_whatever_method_names_clients_send(server: Server) -> None:
+    for i in range(40):
+        assert post(server, f"/v1/providers/tools/made_up_{i}_{'x' * 200}", {}).status_code == 404
+    text = httpx.get(f"{server.url}/metrics").text
+    assert "made_up" not in text
+    assert 'hostel_calls_total{method="<unknown>",provider_id="tools"}' in text
+
+
 def test_provider_data_header(server: Server) -> None:
     headers = {"X-LlamaStack-Provider-Data": json.dumps({"api_key": "secret"})}
     assert post(server, "/v1/providers/tools/provider_data", {}, headers=headers).json() == {"api_key": "secret"}
@@ -196,6 +221,26 @@ def test_ps_shows_the_running_host(server: Server) -> None:
         [sys.executable, "-m", "hostel", "ps", "--port", str(_free_port())], capture_output=True, text=True, check=False
     )
     assert missing.returncode == 1 and "no hostel answering" in missing.stderr
+
+
+def test_a_provider_is_restarted_over_http_and_by_the_cli(server: Server) -> None:
+    def pid() -> int:
+        return int(post(server, "/v1/providers/tools/whoami", {}).json()["pid"])
+
+    before = pid()
+    response = post(server, "/v1/providers/tools/restart", {})
+    assert response.status_code == 200 and response.json()["state"] == "ready"
+    assert response.json()["pid"] == pid() != before
+    done = subprocess.run(
+        [sys.executable, "-m", "hostel", "restart", "tools", "--port", str(server.port)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0 and "tools: ready" in done.stdout, done.stderr
+    unknown = subprocess.run(
+        [sys.executable, "-m", "hostel", "restart", "ghost", "--port", str(server.port)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert unknown.returncode == 1 and "no provider 'ghost'" in unknown.stderr
 
 
 LLAMA_STACK_CLIENT_SCRIPT = """

@@ -37,6 +37,18 @@ async def test_sync_methods_and_models_round_trip(host: Host) -> None:
     assert await t.make_item(name="abc") == {"name": "abc", "size": 3}
 
 
+async def test_arguments_named_method_or_self_reach_the_provider(host: Host) -> None:
+    t = host.provider("t")
+    assert await t.keywords(method="m", self="s") == {"method": "m", "self": "s"}
+    assert await t.call("keywords", method="m", self="s") == {"method": "m", "self": "s"}
+
+
+@pytest.mark.parametrize("timeout", [float("nan"), float("inf"), 0.0, -1.0])
+async def test_a_timeout_must_be_finite_and_positive(host: Host, timeout: float) -> None:
+    with pytest.raises(ValueError, match="finite, positive"):
+        host.provider("t", timeout=timeout)
+
+
 async def test_stream_of_thousands_of_items_in_order(host: Host) -> None:
     stream = await host.provider("t").count(n=5000)
     assert [x async for x in stream] == list(range(5000))

@@ -157,7 +157,7 @@ class Bridge:
 def _forwarder(name: str, function: Any, fallback: Fallback | None) -> Callable[..., Any]:
     types = return_types(function)
 
-    async def method(self: Bridge, *args: Any, **kwargs: Any) -> Any:
+    async def method(self: Bridge, /, *args: Any, **kwargs: Any) -> Any:  # a keyword named "self" is an argument
         return await self._forward(name, args, kwargs, types, fallback)
 
     method.__name__ = name

@@ -50,6 +50,9 @@ class TestProvider:
     async def echo(self, value: Any) -> Any:
         return value
 
+    async def keywords(self, /, method: str, **kwargs: Any) -> dict[str, Any]:
+        return {"method": method, **kwargs}  # arguments named like the host's own parameters
+
     def add(self, a: int, b: int) -> int:
         return a + b
 
