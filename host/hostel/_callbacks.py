@@ -19,6 +19,7 @@ import grpc
 from hostel.errors import HostelError, RemoteError
 from hostel_sdk import _messages as pb
 from hostel_sdk import codec
+from hostel_sdk._exposure import callable_name
 from hostel_sdk._service import error_reply
 from hostel_sdk._wire import (
     MODEL_STORE_API,
@@ -36,7 +37,7 @@ class ApiSource(Protocol):
     """What serves the callbacks (the host)."""
 
     def api(self, api: str, *, timeout: float | None = None, provider_data: Any = None) -> Any:
-        """An object whose attributes are the API's async methods (a router)."""
+        """A router for ``api``: ``await router.invoke(method, args, kwargs)`` calls one of its methods."""
         ...
 
     async def model_record(self, model_id: str) -> dict[str, Any] | None:
@@ -48,12 +49,14 @@ class ApiSource(Protocol):
         ...
 
 
-@dataclass(frozen=True)
+@dataclass
 class Grant:
-    """What one worker may call."""
+    """What one worker may call, and how many of its callbacks may be in flight at once."""
 
     provider_id: str
     apis: frozenset[str]
+    max_in_flight: int
+    in_flight: int = 0
 
 
 def _remote_reply(kind: int, type_name: str, message: str, tb: str = "") -> pb.CallReply:
@@ -78,10 +81,10 @@ class CallbackServer:
         self._tcp_server: grpc.aio.Server | None = None
         self._tcp_target = ""
 
-    def grant(self, provider_id: str, apis: Iterable[str]) -> str:
-        """A new token for ``provider_id`` allowing exactly ``apis``."""
+    def grant(self, provider_id: str, apis: Iterable[str], *, max_in_flight: int = 256) -> str:
+        """A new token for ``provider_id`` allowing exactly ``apis``, ``max_in_flight`` calls at a time."""
         token = secrets.token_urlsafe(32)
-        self._grants[token] = Grant(provider_id, frozenset(apis))
+        self._grants[token] = Grant(provider_id, frozenset(apis), max_in_flight)
         return token
 
     def revoke(self, token: str) -> None:
@@ -160,6 +163,30 @@ class CallbackServer:
             logger.warning("%s", message)
             yield _remote_reply(pb.ERROR_KIND_PERMISSION_DENIED, "PermissionError", message)
             return
+        if not callable_name(request.method):
+            message = f"{request.method!r} is not an API method {grant.provider_id!r} may call on {request.api!r}"
+            logger.warning("%s", message)
+            yield _remote_reply(pb.ERROR_KIND_PERMISSION_DENIED, "PermissionError", message)
+            return
+        if grant.in_flight >= grant.max_in_flight:
+            yield _remote_reply(
+                pb.ERROR_KIND_HOST_ERROR,
+                "hostel.errors.ProviderBusyError",
+                f"provider {grant.provider_id!r} has {grant.in_flight} calls to its dependencies in flight, "
+                "its limit (limits.max_concurrent_calls); try again shortly",
+            )
+            return
+        grant.in_flight += 1
+        try:
+            async for reply in self._dispatch(request, context):
+                yield reply
+        finally:
+            grant.in_flight -= 1
+
+    async def _dispatch(
+        self, request: pb.HostCallRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[pb.CallReply]:
+        """Route one permitted callback like ``host.api(api).method(...)``, by routing, never by attribute."""
         try:
             args = codec.loads(request.args_json) or []
             kwargs = codec.loads(request.kwargs_json) or {}
@@ -169,7 +196,7 @@ class CallbackServer:
             return
         try:
             router = self._source.api(request.api, timeout=context.time_remaining(), provider_data=provider_data)
-            result = await getattr(router, request.method)(*args, **kwargs)
+            result = await router.invoke(request.method, args, kwargs)
             if not hasattr(result, "__aiter__"):
                 yield pb.CallReply(value_json=codec.dumps(result))
                 return

@@ -10,6 +10,7 @@ from hostel.errors import (
     HostelError,
     MethodNotFoundError,
     PayloadTooLargeError,
+    ProviderBusyError,
     ProviderCrashedError,
     ProviderDataError,
     ProviderUnavailableError,
@@ -24,6 +25,7 @@ _STATUS: list[tuple[type[HostelError], int]] = [
     (ProviderDataError, 400),
     (PayloadTooLargeError, 413),
     (ProviderCrashedError, 503),
+    (ProviderBusyError, 503),
     (ProviderUnavailableError, 503),
     (CallTimeoutError, 504),
 ]
@@ -40,6 +42,17 @@ _REMOTE_STATUS = {
     "ConnectionError": 503,
     "pydantic_core._pydantic_core.ValidationError": 400,
 }
+
+
+def headers_for(exc: BaseException) -> dict[str, str]:
+    """Headers that tell HTTP clients whether to retry: a busy provider says when; a call that crashed its
+    worker says never (the ``openai`` and ``llama-stack-client`` libraries retry any 5xx by default and would
+    send the request that killed the worker again and again)."""
+    if isinstance(exc, ProviderBusyError):
+        return {"Retry-After": str(exc.retry_after_s)}
+    if isinstance(exc, ProviderCrashedError):
+        return {"x-should-retry": "false"}
+    return {}
 
 
 def status_for(exc: BaseException) -> int:

@@ -37,10 +37,14 @@ class RestartPolicy(_Strict):
 
 
 class Limits(_Strict):
-    """Resource limits enforced on a worker process."""
+    """Resource limits enforced on a worker process, and on the calls it is given."""
 
     memory_mb: int | None = Field(None, gt=0)
     cpus: float | None = Field(None, gt=0)  # container launcher only: the engine's --cpus
+    # Calls the provider runs at once; more wait in its queue, up to max_queued_calls; past that a call is
+    # refused at once (ProviderBusyError, HTTP 503). Streams hold their place until they end.
+    max_concurrent_calls: int = Field(256, gt=0)
+    max_queued_calls: int = Field(1024, ge=0)
 
 
 Launcher = Literal["process", "container", "ray"]
@@ -97,6 +101,8 @@ class HostelSettings(_Strict):
     # large arguments then land in warm pages rather than page-faulting fresh ones on every call.
     # 0 = glibc's defaults; a provider with limits.memory_mb keeps at most a quarter of its limit.
     retain_freed_mb: int = Field(64, ge=0)
+    # Calls the host holds at once, running or queued, across all providers (deps calls included).
+    max_calls: int = Field(4096, gt=0)
     launcher: Launcher | None = None  # every provider's launcher unless its entry says otherwise
     container: ContainerSettings = ContainerSettings()
     ray: RaySettings = RaySettings()
@@ -104,7 +110,7 @@ class HostelSettings(_Strict):
 
 _PROVIDER_KEYS = {
     "provider_id", "provider_type", "config", "module", "python", "pip_packages", "constraints",
-    "spec_overrides", "restart", "limits", "isolation", "launcher", "container_image",
+    "spec_overrides", "restart", "limits", "isolation", "launcher", "container_image", "expose",
 }  # fmt: skip
 
 
@@ -126,6 +132,7 @@ class ProviderEntry(BaseModel):
     isolation: Literal["process", "inline"] = "process"
     launcher: Launcher | None = None  # default: container if the spec has container_image and no pip packages
     container_image: str | None = None  # overrides the spec's container_image
+    expose: list[str] = Field(default_factory=list)  # methods callable from outside besides the API protocol's
 
     @field_validator("provider_type")
     @classmethod

@@ -8,6 +8,7 @@
     ├── ProviderStartError          a worker did not come up; .stage says where
     ├── ProviderCrashedError        the worker died during the call; .exit_code / .signal
     ├── ProviderUnavailableError    failed, stopped, or still restarting at the deadline
+    ├── ProviderBusyError           over its call limits (or the host's): refused at once, try again
     ├── CallTimeoutError            the call's deadline passed (the worker was told to cancel)
     ├── ProviderDataError           the provider data was rejected by the provider's validator
     ├── RoutingError                no provider serves that API or model
@@ -33,6 +34,7 @@ __all__ = [
     "MethodNotFoundError",
     "PayloadTooLargeError",
     "Problem",
+    "ProviderBusyError",
     "ProviderCrashedError",
     "ProviderDataError",
     "ProviderStartError",
@@ -159,6 +161,12 @@ class ProviderCrashedError(HostelError):
 
 class ProviderUnavailableError(HostelError):
     """The provider is failed, stopped, or was still restarting when the call's deadline passed."""
+
+
+class ProviderBusyError(HostelError):
+    """The provider (or the host) is at its call limits; the call was refused at once, nothing was sent."""
+
+    retry_after_s = 1  # what HTTP clients are told (Retry-After)
 
 
 class CallTimeoutError(HostelError):

@@ -24,7 +24,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hostel._http_errors import bad_request, error_body, internal_error_body, status_for
+from hostel._http_errors import bad_request, error_body, headers_for, internal_error_body, status_for
 from hostel._metrics import Metrics
 from hostel.errors import HostelError
 from hostel.host import Host
@@ -44,22 +44,58 @@ _OPENAI_PREFIXES = ("/v1", "/v1/openai/v1")
 
 
 class _BadRequestError(Exception):
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, status: int = 400, type_name: str = "BadRequest") -> None:
         super().__init__(message)
         self.message = message
+        self.status = status
+        self.type_name = type_name
 
 
 def _json(data: Any, status: int = 200) -> Response:
     return Response(codec.dumps(data), status_code=status, media_type="application/json")
 
 
+def _refused(body: dict[str, Any], status: int) -> Response:
+    response = _json(body, status)
+    if status == 413:  # the rest of the body is never read: end the connection rather than drain it
+        response.headers["Connection"] = "close"
+    return response
+
+
 def _error(exc: BaseException) -> Response:
-    status = status_for(exc)
-    return _json(error_body(exc), status)
+    response = _json(error_body(exc), status_for(exc))
+    response.headers.update(headers_for(exc))
+    return response
 
 
-async def _body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
+def _too_large(size: str, limit: int) -> _BadRequestError:
+    return _BadRequestError(
+        f"request body is {size}, over the {limit >> 20} MiB limit (hostel.max_message_mb); send less",
+        413,
+        "PayloadTooLargeError",
+    )
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refused (413) from its Content-Length before reading, or as soon as a chunked one passes ``limit``."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise _BadRequestError(f"Content-Length must be a number of bytes, got {declared!r}")
+        if int(declared) > limit:
+            raise _too_large(f"{int(declared) / 2**20:.1f} MiB", limit)
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large("more than that", limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _body(request: Request, limit: int) -> dict[str, Any]:
+    raw = await _read_body(request, limit)
     try:
         body = codec.loads(raw) if raw.strip() else {}
     except ValueError as exc:
@@ -121,6 +157,7 @@ class Gateway:
     def __init__(self, host: Host) -> None:
         self.host = host
         self.metrics = Metrics(host)
+        self.max_body = host.plan.settings.max_message_mb * 2**20
 
     async def health(self, request: Request) -> Response:
         states = {s.provider_id: s.state for s in self.host.status()}
@@ -141,7 +178,7 @@ class Gateway:
     async def call_provider(self, request: Request) -> Response:
         provider_id, method = request.path_params["provider_id"], request.path_params["method"]
         try:
-            kwargs = await _body(request)
+            kwargs = await _body(request, self.max_body)
             provider_data = _provider_data(request)
             if method.startswith("_"):
                 raise _BadRequestError(f"{method!r} is not a public method")
@@ -151,22 +188,22 @@ class Gateway:
             )
             return _reply(result)
         except _BadRequestError as exc:
-            return _json(bad_request(exc.message, provider_id=provider_id), 400)
+            return _refused(bad_request(exc.message, type_name=exc.type_name, provider_id=provider_id), exc.status)
         except HostelError as exc:
             return _error(exc)
 
     async def openai(self, request: Request) -> Response:
         method = _OPENAI_METHODS[request.url.path.removeprefix("/v1/openai/v1").removeprefix("/v1")]
         try:
-            body = await _body(request)
+            body = await _body(request, self.max_body)
             if not isinstance(body.get("model"), str):
                 raise _BadRequestError("'model' is required: one of GET /v1/models")
             router = self.host.api("inference", provider_data=_provider_data(request), timeout=_timeout(request))
             # OpenAI ends a stream with "data: [DONE]"; llama-stack-client (under /v1/openai/v1) chokes on it.
             done_marker = not request.url.path.startswith("/v1/openai/")
-            return _reply(await getattr(router, method)(**body), openai=done_marker)
+            return _reply(await router.invoke(method, (), body), openai=done_marker)
         except _BadRequestError as exc:
-            return _json(bad_request(exc.message), 400)
+            return _refused(bad_request(exc.message, type_name=exc.type_name), exc.status)
         except HostelError as exc:
             return _error(exc)
 

@@ -14,6 +14,7 @@ from typing import Any
 from hostel.config import (
     HostelSettings,
     Launcher,
+    Limits,
     ProviderConfig,
     ProviderEntry,
     RestartPolicy,
@@ -46,6 +47,9 @@ class ProviderPlan:
     container_image: str | None = None
     cpus: float | None = None
     retain_freed_mb: int = 0  # hostel.retain_freed_mb, capped at a quarter of memory_mb
+    max_concurrent_calls: int = Limits().max_concurrent_calls
+    max_queued_calls: int = Limits().max_queued_calls
+    expose: tuple[str, ...] = ()  # methods callable besides the API protocol's (lifecycle methods never are)
 
     @property
     def provider_type(self) -> str:
@@ -187,6 +191,9 @@ def _plan_one(
         launcher=launcher,
         container_image=image,
         cpus=entry.limits.cpus if entry.limits else None,
+        max_concurrent_calls=(entry.limits or Limits()).max_concurrent_calls,
+        max_queued_calls=(entry.limits or Limits()).max_queued_calls,
+        expose=tuple(entry.expose),
         retain_freed_mb=_retained(config.hostel.retain_freed_mb, entry.limits.memory_mb if entry.limits else None),
     )
 

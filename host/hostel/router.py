@@ -66,6 +66,13 @@ class ApiRouter:
             "name a model listed in the models table, or call host.provider(id) directly"
         )
 
+    async def invoke(self, method: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+        """Route and call ``method`` by name (what the callback service uses for a provider's ``deps``)."""
+        provider_id, routed_args, routed_kwargs = self.route_call(args, kwargs)
+        return await self._caller.call(
+            provider_id, method, routed_args, routed_kwargs, timeout=self._timeout, provider_data=self._provider_data
+        )
+
     def model_ids(self) -> list[str]:
         """Model ids this API routes."""
         return sorted(self._models)
@@ -75,10 +82,7 @@ class ApiRouter:
             raise AttributeError(name)
 
         async def method(*args: Any, **kwargs: Any) -> Any:
-            provider_id, routed_args, routed_kwargs = self.route_call(args, kwargs)
-            return await self._caller.call(
-                provider_id, name, routed_args, routed_kwargs, timeout=self._timeout, provider_data=self._provider_data
-            )
+            return await self.invoke(name, args, kwargs)
 
         method.__name__ = name
         return method

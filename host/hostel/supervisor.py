@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import grpc
 
+from hostel._admission import Admission, AdmittedStream, HostGate
 from hostel._callbacks import CallbackServer
 from hostel._channel import GrpcChannel
 from hostel.config import HostelSettings
@@ -94,8 +95,17 @@ class SupervisorContext:
 class ProviderSlot:
     """Supervises one provider: its env, its current worker and channel, its restarts."""
 
-    def __init__(self, plan: ProviderPlan, context: SupervisorContext, launchers: Launchers) -> None:
+    def __init__(
+        self, plan: ProviderPlan, context: SupervisorContext, launchers: Launchers, gate: HostGate | None = None
+    ) -> None:
+        """``gate``: the host-wide count of calls this slot's calls count towards (its own by default)."""
         self.plan = plan
+        self.admission = Admission(
+            plan.provider_id,
+            concurrent=plan.max_concurrent_calls,
+            queued=plan.max_queued_calls,
+            host=gate or HostGate(context.settings.max_calls),
+        )
         self.launchers = launchers
         self.worker_command = list(context.worker_command) if context.worker_command else None
         self.callbacks = context.callbacks
@@ -183,7 +193,9 @@ class ProviderSlot:
             await self.build()  # nothing to build for launchers that bring their own environment
         if self.callbacks is not None:  # a fresh token per worker: a dead worker's token is worth nothing
             self.callbacks.revoke(self._token)
-            self._token = self.callbacks.grant(self.provider_id, self.plan.dependency_apis)
+            self._token = self.callbacks.grant(
+                self.provider_id, self.plan.dependency_apis, max_in_flight=self.plan.max_concurrent_calls
+            )
         self._stopping = False
         self.state = "starting" if self.state != "restarting" else "restarting"
         self._generation += 1
@@ -350,6 +362,19 @@ class ProviderSlot:
         limit = self.settings.call_timeout_s
         timeout = min(timeout, limit) if timeout is not None and not math.isnan(timeout) else limit
         deadline = time.monotonic() + timeout
+        self._refuse_if_down()
+        await self.admission.enter(timeout)
+        try:
+            result = await self._call(method, args, kwargs, deadline, provider_data)
+        except BaseException:
+            self.admission.leave()
+            raise
+        if hasattr(result, "__aiter__"):
+            return AdmittedStream(result, self.admission)
+        self.admission.leave()
+        return result
+
+    def _refuse_if_down(self) -> None:
         if self.state in ("failed", "stopped"):
             raise ProviderUnavailableError(
                 f"provider {self.provider_id!r} is {self.state}"
@@ -357,9 +382,14 @@ class ProviderSlot:
                 + (_REARM.format(id=self.provider_id) if self.state == "failed" else ""),
                 provider_id=self.provider_id,
             )
+
+    async def _call(
+        self, method: str, args: Sequence[Any], kwargs: Mapping[str, Any], deadline: float, provider_data: Any
+    ) -> Any:
+        timeout = deadline - time.monotonic()
         if not self._ready.is_set():
             try:
-                await asyncio.wait_for(self._ready.wait(), timeout)
+                await asyncio.wait_for(self._ready.wait(), max(timeout, 0))
             except TimeoutError:
                 raise ProviderUnavailableError(
                     f"provider {self.provider_id!r} was still {self.state} "
@@ -451,7 +481,8 @@ class Supervisor:
     def __init__(self, plans: Sequence[ProviderPlan], context: SupervisorContext) -> None:
         self.context = context
         self.launchers = Launchers(context.launch_context(), context.worker_command)
-        self.slots = {p.provider_id: ProviderSlot(p, context, self.launchers) for p in plans}
+        self.gate = HostGate(context.settings.max_calls)
+        self.slots = {p.provider_id: ProviderSlot(p, context, self.launchers, self.gate) for p in plans}
 
     async def build(self, provider_ids: Sequence[str] | None = None, *, concurrency: int = 4) -> None:
         """Build the envs of the given providers (all by default), a few at a time."""

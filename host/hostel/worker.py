@@ -90,6 +90,7 @@ def worker_payload(
         "host_socket": host_socket,
         "token": token,
         "deps": list(plan.dependency_apis),
+        "expose": list(plan.expose),
         "retain_freed_bytes": plan.retain_freed_mb * 2**20,
     }
 

@@ -10,7 +10,7 @@ import platform
 import time
 import traceback
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextvars import ContextVar
 from typing import Any
 
@@ -19,12 +19,16 @@ import grpc
 from hostel_sdk import __version__, _session, codec
 from hostel_sdk import _messages as pb
 from hostel_sdk._context import RequestContext, enter_request, leave_request
+from hostel_sdk._exposure import LIFECYCLE_METHODS, exposed_methods
 from hostel_sdk._wire import SESSION_METADATA
 
 logger = logging.getLogger(__name__)
 
 # A stream message carries at most this many bytes of items; more waiting items go in the next one.
 _BATCH_BYTES = 256 * 1024
+# Items encoded but not yet handed to gRPC: past this, the provider's generator waits, as it would in
+# process for a consumer that stopped reading (gRPC itself holds no more than the HTTP/2 window).
+_MAX_PENDING_BYTES = 4 * _BATCH_BYTES
 # A stream returned through CallUnary waits this long for its OpenStream before it is closed.
 _PARKED_STREAM_TTL_S = 60.0
 
@@ -38,21 +42,6 @@ def error_reply(exc: BaseException, kind: int = pb.ERROR_KIND_PROVIDER_RAISED) -
     """A reply carrying ``exc`` with its type, message and traceback."""
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     return pb.CallReply(error=pb.RemoteError(kind=kind, type_name=_type_name(exc), message=str(exc), traceback=tb))
-
-
-def public_methods(impl: object) -> dict[str, Callable[..., Any]]:
-    """The provider object's public methods: callables whose names do not start with ``_``."""
-    methods = {}
-    for name in dir(impl):
-        if name.startswith("_"):
-            continue
-        try:
-            attr = getattr(impl, name)
-        except Exception:  # noqa: BLE001 - a property that raises is not a method
-            continue
-        if callable(attr) and not inspect.isclass(attr):
-            methods[name] = attr
-    return methods
 
 
 _MUTABLE = (list, dict, set)
@@ -107,10 +96,12 @@ class ProviderService:
         provider_data_validator: Callable[[Any], Any] | None = None,
         on_shutdown: Callable[[float], None] | None = None,
         provider_data_var: ContextVar[Any] | None = None,
+        methods: Mapping[str, Callable[..., Any]] | None = None,
     ) -> None:
-        """``provider_data_var``: Llama Stack's own context variable, set to the raw provider data per call."""
+        """``provider_data_var``: Llama Stack's own context variable, set to the raw provider data per call.
+        ``methods``: what callers may call (default: ``exposed_methods(impl)``, its public functions)."""
         self._impl = impl
-        self._methods = public_methods(impl)
+        self._methods = dict(methods) if methods is not None else exposed_methods(impl)
         self._binders: dict[str, codec.MethodBinder] = {}
         self._validate_provider_data = provider_data_validator
         self._on_shutdown = on_shutdown
@@ -150,8 +141,11 @@ class ProviderService:
         request_context = RequestContext()
         binder = self._binder(request.method)
         if binder is None:
+            if request.method in LIFECYCLE_METHODS and callable(getattr(self._impl, request.method, None)):
+                denied = PermissionError(f"{request.method!r} is a lifecycle method: only the host calls it")
+                return error_reply(denied, pb.ERROR_KIND_PERMISSION_DENIED), None, request_context
             exc = AttributeError(
-                f"provider has no public method {request.method!r}; "
+                f"provider has no callable method {request.method!r}; "
                 f"it has: {', '.join(sorted(self._methods)) or 'none'}"
             )
             return error_reply(exc, pb.ERROR_KIND_NO_SUCH_METHOD), None, request_context
@@ -295,18 +289,28 @@ async def _stream(source: Any, request_context: RequestContext) -> AsyncIterator
 
     A producer task encodes items as the provider yields them; each reply carries every item produced
     since the last one was sent, so a fast stream travels in few messages and a slow one is never held back.
+    The producer runs at most ``_MAX_PENDING_BYTES`` ahead of what gRPC took: a reader that stops reading
+    pauses the generator.
     """
     pending: deque[bytes] = deque()
+    pending_bytes = 0
     ready = asyncio.Event()
+    room = asyncio.Event()
+    room.set()
     done = False
     failure: BaseException | None = None
 
     async def produce() -> None:
-        nonlocal done, failure
+        nonlocal done, failure, pending_bytes
         try:
             async for item in source:
-                pending.append(codec.dumps(item))
+                data = codec.dumps(item)
+                pending.append(data)
+                pending_bytes += len(data)
                 ready.set()
+                if pending_bytes >= _MAX_PENDING_BYTES:
+                    room.clear()
+                    await room.wait()
         except Exception as exc:  # noqa: BLE001 - relayed to the caller after the items before it
             failure = exc
         finally:
@@ -329,6 +333,9 @@ async def _stream(source: Any, request_context: RequestContext) -> AsyncIterator
                     item = pending.popleft()
                     batch.append(item)
                     size += len(item)
+                pending_bytes -= size
+                if pending_bytes < _MAX_PENDING_BYTES:
+                    room.set()
                 yield pb.CallReply(items=pb.StreamItems(items_json=batch))
             if done:
                 break

@@ -24,6 +24,7 @@ import grpc
 
 from hostel_sdk import __version__, _llama_stack
 from hostel_sdk._deps import HostClient, build_deps, inject_stores
+from hostel_sdk._exposure import exposed_methods
 from hostel_sdk._handshake import PROTOCOL_VERSION, STACKS_SIGNAL, Handshake, Network, StartFailure
 from hostel_sdk._health import HealthService, health_handler
 from hostel_sdk._loader import LoadRequest, StartError, build_config, create_impl, import_module, load_validator
@@ -152,6 +153,7 @@ async def serve(payload: dict[str, Any], handshake_fd: int) -> int:
         provider_data_validator=validator,
         on_shutdown=on_shutdown,
         provider_data_var=_llama_stack.provider_data_var(),
+        methods=exposed_methods(impl, api=payload.get("api", ""), expose=payload.get("expose") or ()),
     )
     server_token = payload.get("server_token")
     server = grpc.aio.server(

@@ -8,9 +8,9 @@ import hostel_sdk
 def test_hostel_public_names() -> None:
     assert sorted(hostel.__all__) == sorted(
         [
-            "CallTimeoutError", "ConfigError", "EnvBuildError", "Host", "HostelError", "ProviderCrashedError",
-            "ProviderDataError", "ProviderStartError", "ProviderStatus", "ProviderUnavailableError", "RemoteError",
-            "RoutingError", "__version__",
+            "CallTimeoutError", "ConfigError", "EnvBuildError", "Host", "HostelError", "ProviderBusyError",
+            "ProviderCrashedError", "ProviderDataError", "ProviderStartError", "ProviderStatus",
+            "ProviderUnavailableError", "RemoteError", "RoutingError", "__version__",
         ]
     )  # fmt: skip
     for name in hostel.__all__:

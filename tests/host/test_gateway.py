@@ -156,6 +156,25 @@ def test_metric_labels_stay_bounded_whatever_method_names_clients_send(server: S
     assert 'hostel_calls_total{method="<unknown>",provider_id="tools"}' in text
 
 
+def test_a_body_over_the_limit_is_refused_before_it_is_read(server: Server) -> None:
+    too_big = 64 * 2**20 + 1
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(
+            b"POST /v1/providers/tools/length HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % too_big
+        )
+        answer = sock.recv(4096).decode()
+    assert answer.startswith("HTTP/1.1 413") and "max_message_mb" in answer and "connection: close" in answer.lower()
+
+    def chunks() -> Iterator[bytes]:
+        yield b'{"data": "'
+        for _ in range(80):
+            yield b"x" * 2**20
+
+    response = httpx.post(f"{server.url}/v1/providers/tools/length", content=chunks(), timeout=60)
+    assert response.status_code == 413 and response.json()["error"]["type"] == "PayloadTooLargeError"
+
+
 def test_provider_data_header(server: Server) -> None:
     headers = {"X-LlamaStack-Provider-Data": json.dumps({"api_key": "secret"})}
     assert post(server, "/v1/providers/tools/provider_data", {}, headers=headers).json() == {"api_key": "secret"}
@@ -181,6 +200,7 @@ def test_crash_over_http_is_503_then_recovers(server: Server) -> None:
     response = post(server, "/v1/providers/tools/crash", {"code": 5})
     assert response.status_code == 503 and response.json()["error"]["type"] == "ProviderCrashedError"
     assert "exited with code 5" in response.json()["error"]["message"]
+    assert response.headers["x-should-retry"] == "false"  # clients must not send the request that killed it again
     assert post(server, "/v1/providers/infer/greet", {"name": "other"}).json() == "hi, other"
     assert wait_until(lambda: post(server, "/v1/providers/tools/greet", {"name": "x"}).status_code == 200, timeout=30)
     rows = {r["provider_id"]: r for r in httpx.get(f"{server.url}/v1/providers").json()}

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import logging
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
 
+from hostel.config import HostelSettings
 from hostel.gateway import create_app
 
 
 class _BrokenHost:
     """Just enough of a Host for the gateway, whose calls fail as no hostel error would."""
+
+    plan = SimpleNamespace(settings=HostelSettings())
 
     def add_observer(self, observer: Any) -> None:
         pass

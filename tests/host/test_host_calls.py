@@ -78,7 +78,7 @@ async def test_error_mid_stream_keeps_delivered_items(host: Host) -> None:
 
 
 async def test_unknown_method_and_bad_arguments(host: Host) -> None:
-    with pytest.raises(MethodNotFoundError, match="no public method 'nope'"):
+    with pytest.raises(MethodNotFoundError, match="no callable method 'nope'"):
         await host.provider("t").nope()
     with pytest.raises(BadArgumentsError, match="missing a required argument: 'name'"):
         await host.provider("t").greet()

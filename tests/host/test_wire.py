@@ -224,7 +224,22 @@ async def test_llama_stack_provider_sees_its_api_enum_and_reads_provider_data_it
     }  # fmt: skip
     providers = {
         "inference": [{"provider_id": "infer", "provider_type": "inline::testprov"}],
-        "tool_runtime": [{"provider_id": "ls", "provider_type": "inline::lsprov", "python": "3.12"}],
+        "tool_runtime": [
+            {
+                "provider_id": "ls",
+                "provider_type": "inline::lsprov",
+                "python": "3.12",
+                # Its ToolRuntime protocol methods are callable; these helpers only because they are listed.
+                "expose": [
+                    "llama_stack_version",
+                    "dep_keys",
+                    "greet_through_inference",
+                    "who_is_asking",
+                    "embedding_result_type",
+                    "get_request_provider_data",
+                ],
+            }
+        ],
     }
     models = [{"model_id": "m", "provider_id": "infer"}]
     async with Host.from_config(make_config(tmp_path, specs=specs, providers=providers, models=models)) as host:
@@ -236,6 +251,10 @@ async def test_llama_stack_provider_sees_its_api_enum_and_reads_provider_data_it
         assert await ls.embedding_result_type() == "OpenAIEmbeddingsResponse:3"
         assert await ls.who_is_asking() == {"api_key": "k9"}  # NeedsRequestProviderData, unmodified
         assert await host.provider("ls").who_is_asking() is None
+        # A Llama Stack provider's callable methods are its API protocol's and its `expose` list, nothing else;
+        # a lifecycle method stays the host's even when listed.
+        with pytest.raises(RemoteError, match="lifecycle method: only the host calls it"):
+            await host.provider("ls").get_request_provider_data()
 
 
 @pytest.mark.skipif(not _python312(), reason="llama-stack-api needs Python >= 3.12, not found on this machine")

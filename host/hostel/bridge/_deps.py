@@ -108,11 +108,15 @@ class _ServerApi:
         self._api = api
         self._provider_data = provider_data
 
+    async def invoke(self, method: str, args: Any, kwargs: Any) -> Any:
+        """Call ``method`` of the server's router for this API."""
+        return await self._apis.invoke(self._api, method, self._provider_data, args, kwargs)
+
     def __getattr__(self, name: str) -> Callable[..., Any]:
         if name.startswith("_"):
             raise AttributeError(name)
 
         async def method(*args: Any, **kwargs: Any) -> Any:
-            return await self._apis.invoke(self._api, name, self._provider_data, args, kwargs)
+            return await self.invoke(name, args, kwargs)
 
         return method

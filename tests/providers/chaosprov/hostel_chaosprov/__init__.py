@@ -1,0 +1,148 @@
+"""A provider that misbehaves on request, as a buggy or hostile one would: each method is one named fault.
+
+hostel's chaos suite (tests/test_chaos.py) calls these through ``hostel run`` while an innocent provider
+is called steadily beside it; docs/supervision.md has the table of what a user sees for each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import gc
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class Config(BaseModel):
+    pass
+
+
+class ChaosProvider:
+    def __init__(self, deps: dict[Any, Any]) -> None:
+        self.deps = deps
+        self._leak: list[bytearray] = []
+        self._stubborn = False
+
+    async def ping(self) -> str:
+        return "pong"
+
+    async def pid(self) -> int:
+        return os.getpid()
+
+    async def stderr_line(self, megabytes: int) -> str:
+        """One line of ``megabytes`` MB on stderr (a base64 image logged at DEBUG)."""
+        sys.stderr.write("A" * (megabytes << 20) + "\n")
+        sys.stderr.flush()
+        return "written"
+
+    async def garbage(self, kilobytes: int) -> str:
+        """Binary garbage, terminal escapes included, on stdout and stderr."""
+        junk = bytes(range(256)) * (kilobytes * 4) + b"\x1b[2J\x1b]0;pwned\x07\n"
+        os.write(1, junk)
+        os.write(2, junk)
+        return "written"
+
+    async def flood(self, seconds: float) -> str:
+        """Write to stderr as fast as possible for ``seconds``, from a thread (the provider keeps serving)."""
+
+        def write() -> None:
+            line = b"flood " + b"f" * 100 + b"\n"
+            chunk = line * 1000
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                os.write(2, chunk)
+
+        threading.Thread(target=write, daemon=True).start()
+        return "flooding"
+
+    async def block(self, seconds: float) -> str:
+        """Block the event loop (a synchronous call inside an async method)."""
+        time.sleep(seconds)
+        return "unblocked"
+
+    async def be_stubborn(self) -> str:
+        """Ignore SIGTERM from now on, and hang in shutdown()."""
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        self._stubborn = True
+        return "stubborn"
+
+    async def shutdown(self) -> None:
+        if self._stubborn:
+            time.sleep(3600)
+
+    async def fork_and_die(self) -> int:
+        """Fork a child that keeps this worker's pipes open, then die by SIGKILL; the child's pid never returns."""
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(600)
+            os._exit(0)
+        os.kill(os.getpid(), signal.SIGKILL)
+        return pid
+
+    async def leak(self, megabytes_per_s: int) -> None:
+        """Allocate and touch memory until killed."""
+        while True:
+            block = bytearray(megabytes_per_s << 20)
+            for i in range(0, len(block), 4096):
+                block[i] = 1
+            self._leak.append(block)
+            await asyncio.sleep(0.1)
+
+    async def exit_from_thread(self, code: int) -> str:
+        threading.Thread(target=os._exit, args=(code,)).start()
+        await asyncio.sleep(30)
+        return "still here"
+
+    async def segfault(self) -> None:
+        ctypes.string_at(0)
+
+    async def close_server(self) -> str:
+        """Find the worker's own gRPC server and stop it, leaving the process alive."""
+        import grpc
+
+        for obj in gc.get_objects():
+            if isinstance(obj, grpc.aio.Server):
+                await obj.stop(0)
+        return "closed"
+
+    async def big_result(self, megabytes: int) -> str:
+        return "r" * (megabytes << 20)
+
+    async def endless(self, size: int) -> AsyncIterator[str]:
+        item = "e" * size
+        while True:
+            yield item
+
+    async def hammer(self, seconds: float, concurrency: int) -> dict[str, int]:
+        """Call the inference dependency in a tight loop, ``concurrency`` calls at a time."""
+        inference = next(iter(self.deps.values()))
+        outcome = {"ok": 0, "failed": 0}
+        end = time.monotonic() + seconds
+
+        async def one() -> None:
+            while time.monotonic() < end:
+                try:
+                    await inference.greet(name="hammer")
+                    outcome["ok"] += 1
+                except Exception:  # noqa: BLE001 - counted: the caller wants to know how many were refused
+                    outcome["failed"] += 1
+
+        await asyncio.gather(*(one() for _ in range(concurrency)))
+        return outcome
+
+    async def neighbour_shutdown(self) -> str:
+        """Call the inference dependency's lifecycle method, as if it were ours to call."""
+        inference = next(iter(self.deps.values()))
+        await inference.shutdown()
+        return "neighbour shut down"
+
+
+async def get_provider_impl(config: Config, deps: dict[Any, Any]) -> ChaosProvider:
+    return ChaosProvider(deps)
