@@ -29,8 +29,10 @@ _BATCH_BYTES = 256 * 1024
 # Items encoded but not yet handed to gRPC: past this, the provider's generator waits, as it would in
 # process for a consumer that stopped reading (gRPC itself holds no more than the HTTP/2 window).
 _MAX_PENDING_BYTES = 4 * _BATCH_BYTES
-# A stream returned through CallUnary waits this long for its OpenStream before it is closed.
+# A stream returned through CallUnary waits this long for its OpenStream before it is closed; at most this
+# many wait at once (the host opens each at once: more means a peer that never opens them).
 _PARKED_STREAM_TTL_S = 60.0
+_MAX_PARKED_STREAMS = 1024
 
 
 def _type_name(exc: BaseException) -> str:
@@ -218,6 +220,10 @@ class ProviderService:
         reply, stream, request_context = await self._invoke(request, context)
         if reply is not None:
             return reply
+        if len(self._parked) >= _MAX_PARKED_STREAMS:
+            self._close_later(stream)
+            busy = RuntimeError(f"{len(self._parked)} streams are waiting to be opened, the limit; try again")
+            return error_reply(busy, pb.ERROR_KIND_HOST_ERROR)
         self._next_stream += 1
         handle = self._next_stream
         timer = asyncio.get_running_loop().call_later(_PARKED_STREAM_TTL_S, self._expire, handle)
@@ -246,8 +252,12 @@ class ProviderService:
 
     def _expire(self, handle: int) -> None:
         parked = self._parked.pop(handle, None)
-        if parked is not None and hasattr(parked[0], "aclose"):
-            task = asyncio.ensure_future(parked[0].aclose())
+        if parked is not None:
+            self._close_later(parked[0])
+
+    def _close_later(self, stream: Any) -> None:
+        if hasattr(stream, "aclose"):
+            task = asyncio.ensure_future(stream.aclose())
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
 
