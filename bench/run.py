@@ -22,6 +22,8 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 import calls
+import chaos
+import containment
 import envs
 import gateway
 import launchers
@@ -29,7 +31,7 @@ import ray_baseline
 import supervisor
 from _common import print_table
 
-PARTS = ("calls", "supervisor", "gateway", "envs", "ray", "launchers")
+PARTS = ("calls", "supervisor", "gateway", "envs", "ray", "launchers", "containment", "chaos")
 
 
 async def run_part(name: str, quick: bool) -> list[dict[str, Any]]:
@@ -43,6 +45,10 @@ async def run_part(name: str, quick: bool) -> list[dict[str, Any]]:
         return await ray_baseline.bench(500 if quick else 2000, 5000 if quick else 20000)
     if name == "launchers":
         return await launchers.bench(200 if quick else 1000, 2 if quick else 5)
+    if name == "containment":
+        return await containment.bench(2000 if quick else 10000, 3.0 if quick else 10.0)
+    if name == "chaos":
+        return await chaos.bench()
     return await envs.bench(["uv"] if quick else ["uv", "pip"], 10 if quick else 50)
 
 
