@@ -150,6 +150,34 @@ class LineRelay:
             self._sink(f"[hostel: {count} lines of {self._what} dropped: more than {RATE_BYTES_S >> 10} KiB/s]")
 
 
+class FirstLine:
+    """A worker's stdout: its first line (the handshake) resolves ``line``; what follows goes to ``rest``."""
+
+    def __init__(self, rest: Callable[[bytes], None], *, limit: int = 64 * 1024) -> None:
+        self.line: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._rest = rest
+        self._limit = limit
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> None:
+        """Take a chunk of stdout."""
+        if self.line.done():
+            self._rest(data)
+            return
+        line, newline, rest = data.partition(b"\n")
+        self._buffer += line
+        if newline or len(self._buffer) > self._limit:  # a first line this long is no handshake
+            self.line.set_result(bytes(self._buffer[: self._limit]) or b" ")
+            self._buffer.clear()
+            if rest:
+                self._rest(rest)
+
+    def ended(self) -> None:
+        """The worker is gone: no first line will come (``line`` resolves to ``b""``)."""
+        if not self.line.done():
+            self.line.set_result(b"")
+
+
 class _Protocol(asyncio.SubprocessProtocol):
     def __init__(self, child: Child) -> None:
         self._child = child

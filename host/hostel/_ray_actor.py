@@ -2,8 +2,9 @@
 runtime_env, fed its start request on stdin, its handshake line handed back to the host.
 
 The worker is the actor's child, so it dies with the actor (parent-death signal and stdin EOF), and the
-actor dies with the host (Ray ends a driver's actors with it). Only the standard library and Ray here:
-this module is imported on every node that runs a provider.
+actor dies with the host (Ray ends a driver's actors with it). Besides Ray, only the standard library and
+hostel's standard-library modules (``_child``, the handshake constants): this module is imported on every
+node that runs a provider.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import signal
 import sys
 from typing import Any
 
-from hostel._child import Child, LineRelay, collect_stacks
+from hostel._child import Child, FirstLine, LineRelay, collect_stacks
 from hostel_sdk._handshake import STACKS_SIGNAL
 
 _POLL_S = 0.2
@@ -28,8 +29,6 @@ class WorkerActor:
         self._child: Child | None = None
         self._stderr = LineRelay(self._print, what="stderr")
         self._stdout = LineRelay(self._print, tail_lines=1, what="stdout")
-        self._first: asyncio.Future[bytes] | None = None
-        self._buffer = bytearray()
         self._tasks: list[asyncio.Task[None]] = []
         self._kill_reason: str | None = None
 
@@ -41,28 +40,16 @@ class WorkerActor:
 
     async def start(self, payload_line: bytes, memory_mb: int | None) -> str:
         """Spawn the worker, send its start request, and return its first stdout line (handshake or failure)."""
-        self._first = asyncio.get_running_loop().create_future()
-        self._child = child = Child(self._on_stdout, self._stderr.feed)
+        stdout = FirstLine(self._stdout.feed)
+        self._child = child = Child(stdout.feed, self._stderr.feed)
         await child.spawn([sys.executable, "-m", "hostel_sdk.worker"])
         assert child.exited is not None
         child.write(payload_line)
-        either: set[asyncio.Future[Any]] = {self._first, child.exited}
+        either: set[asyncio.Future[Any]] = {stdout.line, child.exited}
         await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
         if memory_mb:
             self._tasks.append(asyncio.create_task(self._watch_memory(memory_mb)))
-        return self._first.result().decode(errors="replace") if self._first.done() else ""
-
-    def _on_stdout(self, data: bytes) -> None:
-        first = self._first
-        if first is None or first.done():
-            self._stdout.feed(data)
-            return
-        line, newline, rest = data.partition(b"\n")
-        self._buffer += line
-        if newline or len(self._buffer) > 65536:
-            first.set_result(bytes(self._buffer[:65536]))
-            if rest:
-                self._stdout.feed(rest)
+        return stdout.line.result().decode(errors="replace") if stdout.line.done() else ""
 
     @staticmethod
     def _print(line: str) -> None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hostel._child import Child, LineRelay, collect_stacks
+from hostel._child import Child, FirstLine, LineRelay, collect_stacks
 from hostel._process import SETPRIV as _SETPRIV
 from hostel.errors import ProviderStartError, describe_exit
 from hostel.plan import ProviderPlan
@@ -40,8 +40,6 @@ _SCRUBBED_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV", "__
 _DRAIN_S = 0.5
 # A SIGKILLed process is reaped at once unless the kernel holds it (uninterruptible I/O): wait this long.
 KILL_WAIT_S = 5.0
-# A first stdout line longer than this is no handshake.
-_MAX_HANDSHAKE_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -161,8 +159,7 @@ class WorkerProcess:
         self.provider_logger = logging.getLogger(f"hostel.provider.{plan.provider_id}")
         self._err = LineRelay(self._log_stderr, tail_lines=stderr_lines, what="stderr")
         self._out = LineRelay(self._log_stdout, tail_lines=1, what="stdout")
-        self._first_line = bytearray()
-        self._handshake: asyncio.Future[bytes] | None = None
+        self._stdout: FirstLine | None = None
         self._child: Child | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._exit: asyncio.Future[ExitInfo] | None = None
@@ -204,10 +201,9 @@ class WorkerProcess:
         env["PYTHONUNBUFFERED"] = "1"
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
-        loop = asyncio.get_running_loop()
-        self._handshake = loop.create_future()
-        self._exit = loop.create_future()
-        child = Child(self._on_stdout, self._err.feed)
+        self._exit = asyncio.get_running_loop().create_future()
+        self._stdout = FirstLine(self._out.feed)
+        child = Child(self._stdout.feed, self._err.feed)
         try:
             await child.spawn(self._command, env=env)
         except OSError as exc:
@@ -225,8 +221,9 @@ class WorkerProcess:
         """
         if self._child is None:
             await self.spawn()
-        child, handshake, exited = self._child, self._handshake, self._exit
-        assert child is not None and handshake is not None and exited is not None
+        child, stdout, exited = self._child, self._stdout, self._exit
+        assert child is not None and stdout is not None and exited is not None
+        handshake = stdout.line
         child.write(json.dumps(self._payload()).encode() + b"\n")
         try:
             either: set[asyncio.Future[Any]] = {handshake, exited}
@@ -256,19 +253,6 @@ class WorkerProcess:
             message, provider_id=self.plan.provider_id, stage=stage, stderr_tail=self.stderr_tail(), pid=self.pid
         )
 
-    def _on_stdout(self, data: bytes) -> None:
-        handshake = self._handshake
-        if handshake is None or handshake.done():
-            self._out.feed(data)
-            return
-        line, newline, rest = data.partition(b"\n")
-        self._first_line += line
-        if newline or len(self._first_line) > _MAX_HANDSHAKE_BYTES:
-            handshake.set_result(bytes(self._first_line[:_MAX_HANDSHAKE_BYTES]) or b" ")
-            self._first_line.clear()
-            if rest:
-                self._out.feed(rest)
-
     def _log_stderr(self, line: str) -> None:
         level_name, _, _ = line.partition(" ")
         self.provider_logger.log(_LEVELS.get(level_name, logging.INFO), "%s", line)
@@ -284,8 +268,8 @@ class WorkerProcess:
         self._err.close()
         self._out.close()
         info = await self._ended(returncode)
-        if self._handshake is not None and not self._handshake.done():
-            self._handshake.set_result(b"")
+        if self._stdout is not None:
+            self._stdout.ended()
         if not self._exit.done():
             self._exit.set_result(info)
 

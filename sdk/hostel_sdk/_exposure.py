@@ -1,6 +1,7 @@
 """Which methods of a provider object callers may call: its API, never its lifecycle or its insides.
 
-With the Llama Stack (or OGX) API package in the venv, the methods of the API's protocol; without it, the
+With the Llama Stack (or OGX) API package in the venv, the methods of the API's protocol and of what its
+routing tables call on providers (``register_model``, ``register_benchmark`` ...); without it, the
 provider's public functions (methods defined on its class, not callable attributes such as a lambda or a
 client object stored on the instance). Both plus the provider entry's ``expose`` list, and never a
 lifecycle method: ``initialize`` and ``shutdown`` are the host's to call, once each.
@@ -34,18 +35,23 @@ def _is_function(cls: type, name: str) -> bool:
     return inspect.isfunction(attr) or isinstance(attr, (staticmethod, classmethod))
 
 
-def api_protocol(api: str) -> type | None:
-    """The protocol class of ``api`` in the Llama Stack API package the provider imported, if any."""
+def api_method_names(api: str) -> set[str] | None:
+    """The methods of ``api``'s protocols in the Llama Stack API package the provider imported, if any."""
     module = sys.modules.get("llama_stack_api") or sys.modules.get("ogx_api")
-    return _llama_stack.protocol_class(module, api) if module is not None and api else None
+    protocol = _llama_stack.protocol_class(module, api) if module is not None and api else None
+    if protocol is None:
+        return None
+    names = set(_llama_stack.protocol_methods(protocol))
+    private = _llama_stack.private_protocol_class(module, api)
+    if private is not None:
+        names.update(_llama_stack.protocol_methods(private))
+    return names
 
 
 def exposed_methods(impl: object, *, api: str = "", expose: Iterable[str] = ()) -> dict[str, Callable[..., Any]]:
     """The bound methods of ``impl`` that callers may call, by name."""
-    protocol = api_protocol(api)
-    if protocol is not None:
-        names = set(_llama_stack.protocol_methods(protocol))
-    else:
+    names = api_method_names(api)
+    if names is None:
         names = {name for name in dir(type(impl)) if _is_function(type(impl), name)}
     names.update(expose)
     methods = {}

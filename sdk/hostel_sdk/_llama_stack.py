@@ -54,6 +54,13 @@ PROTOCOLS = {
     "files": "Files", "batches": "Batches",
 }  # fmt: skip
 _ALPHA = "v1alpha"
+# What the server's routing tables call on a provider besides its protocol (register_model ...), per API.
+PRIVATE_PROTOCOLS = {
+    "inference": "ModelsProtocolPrivate", "safety": "ShieldsProtocolPrivate",
+    "vector_io": "VectorStoresProtocolPrivate", "datasetio": "DatasetsProtocolPrivate",
+    "scoring": "ScoringFunctionsProtocolPrivate",
+    "eval": "BenchmarksProtocolPrivate", "tool_runtime": "ToolGroupsProtocolPrivate",
+}  # fmt: skip
 
 
 def protocol_class(module: Any, api: str) -> type | None:
@@ -65,6 +72,12 @@ def protocol_class(module: Any, api: str) -> type | None:
         if isinstance(found, type):
             return found
     return None
+
+
+def private_protocol_class(module: Any, api: str) -> type | None:
+    """What the routing tables of that API package call on a provider of ``api``, or ``None``."""
+    found = getattr(module, PRIVATE_PROTOCOLS.get(api, ""), None)
+    return found if isinstance(found, type) else None
 
 
 def protocol_methods(protocol: type) -> dict[str, Any]:

@@ -27,6 +27,9 @@ class Provider:
     async def helper(self) -> str:
         return "helper"
 
+    async def register_model(self, model: Any) -> Any:
+        return model
+
     async def initialize(self) -> None:
         pass
 
@@ -45,12 +48,12 @@ class Provider:
 
 
 def test_without_a_protocol_public_functions_minus_lifecycle() -> None:
-    assert sorted(exposed_methods(Provider())) == ["helper", "openai_chat_completion", "version"]
+    assert sorted(exposed_methods(Provider())) == ["helper", "openai_chat_completion", "register_model", "version"]
 
 
 def test_expose_adds_methods_but_never_lifecycle_or_private_ones() -> None:
     methods = exposed_methods(Provider(), expose=["callback", "shutdown", "_private", "missing"])
-    assert sorted(methods) == ["callback", "helper", "openai_chat_completion", "version"]
+    assert sorted(methods) == ["callback", "helper", "openai_chat_completion", "register_model", "version"]
 
 
 @pytest.fixture
@@ -60,19 +63,24 @@ def llama_stack_api() -> Iterator[None]:
 
         async def shutdown(self) -> None: ...
 
+    class ModelsProtocolPrivate(Protocol):
+        async def register_model(self, model: Any) -> Any: ...
+
     module = types.ModuleType("llama_stack_api")
     module.Inference = Inference  # type: ignore[attr-defined]
+    module.ModelsProtocolPrivate = ModelsProtocolPrivate  # type: ignore[attr-defined]
     sys.modules["llama_stack_api"] = module
     yield
     del sys.modules["llama_stack_api"]
 
 
 @pytest.mark.usefixtures("llama_stack_api")
-def test_with_a_protocol_only_its_methods_and_expose() -> None:
-    assert sorted(exposed_methods(Provider(), api="inference")) == ["openai_chat_completion"]
+def test_with_a_protocol_only_its_methods_what_routing_tables_call_and_expose() -> None:
+    assert sorted(exposed_methods(Provider(), api="inference")) == ["openai_chat_completion", "register_model"]
     assert sorted(exposed_methods(Provider(), api="inference", expose=["helper"])) == [
         "helper",
         "openai_chat_completion",
+        "register_model",
     ]
 
 

@@ -16,18 +16,10 @@ from types import ModuleType, UnionType
 from typing import Any
 
 from hostel.errors import ConfigError, Problem
-from hostel_sdk._llama_stack import PROTOCOLS, protocol_class
+from hostel_sdk._llama_stack import PROTOCOLS, private_protocol_class, protocol_class
 
 # The APIs a provider can serve whose protocol the bridge can stand in for.
 BRIDGED_APIS = tuple(PROTOCOLS)
-
-# What the server's routing tables call on a provider besides its protocol, per API.
-_PRIVATE_PROTOCOLS = {
-    "inference": "ModelsProtocolPrivate", "safety": "ShieldsProtocolPrivate",
-    "vector_io": "VectorStoresProtocolPrivate", "datasetio": "DatasetsProtocolPrivate",
-    "scoring": "ScoringFunctionsProtocolPrivate",
-    "eval": "BenchmarksProtocolPrivate", "tool_runtime": "ToolGroupsProtocolPrivate",
-}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -58,8 +50,7 @@ class Server:
 
     def private_protocol(self, api: str) -> type | None:
         """What the routing tables call on a provider of ``api`` (``register_model``, ``list_models`` ...)."""
-        found = getattr(self.api_package, _PRIVATE_PROTOCOLS.get(api, ""), None)
-        return found if isinstance(found, type) else None
+        return private_protocol_class(self.api_package, api)
 
     def provider_data_var(self) -> ContextVar[Any] | None:
         """The server's request provider data (``X-LlamaStack-Provider-Data``)."""
