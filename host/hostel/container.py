@@ -16,6 +16,7 @@ import os
 import shutil
 import signal as signals
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,14 +47,19 @@ def find_engine(settings: ContainerSettings) -> str:
     )
 
 
-def run_command(engine: str, plan: ProviderPlan, settings: ContainerSettings, *, name: str, mount: str) -> list[str]:
-    """The ``<engine> run`` command line for one worker (public so that it can be shown and tested)."""
+def run_command(
+    engine: str, plan: ProviderPlan, settings: ContainerSettings, *, name: str, mounts: Sequence[str]
+) -> list[str]:
+    """The ``<engine> run`` command line for one worker (public so that it can be shown and tested).
+
+    ``mounts``: what it may see of the host, each at the same path: its own socket directory and the host's
+    callback socket, never another worker's."""
     assert plan.container_image, "the plan checked that a container provider has an image"
     command = [
         engine, "run", "-i", "--rm", "--name", name,
         "--label", f"hostel.provider={plan.provider_id}", "--label", f"hostel.host_pid={os.getpid()}",
         "--network", settings.network,
-        "--volume", f"{mount}:{mount}",
+        *(arg for mount in mounts for arg in ("--volume", f"{mount}:{mount}")),
         "--env", "PYTHONUNBUFFERED=1",
     ]  # fmt: skip
     if plan.memory_mb:
@@ -70,11 +76,14 @@ class ContainerWorker(WorkerProcess):
         settings = context.settings
         self.engine = engine
         self.name = f"hostel-{plan.provider_id}-{os.getpid()}-{generation}"
-        command = run_command(engine, plan, settings.container, name=self.name, mount=str(context.socket_dir))
+        socket = socket_path(context.socket_dir, plan, generation)
+        host_socket = context.callbacks.socket_path if context.callbacks else None
+        mounts = [str(socket.parent), *([str(host_socket)] if host_socket else [])]
+        command = run_command(engine, plan, settings.container, name=self.name, mounts=mounts)
         super().__init__(
             plan,
             Path(engine),  # no local interpreter: the image's runs the worker
-            socket_path(context.socket_dir, plan, generation),
+            socket,
             log_level=context.log_level,
             max_message_bytes=settings.max_message_mb * 2**20,
             grace_s=settings.stop_grace_s,

@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -122,9 +123,12 @@ def judge_handshake(line: str, mismatch_hint: str) -> Handshake | HandshakeProbl
 
 
 class WorkerProcess:
-    """A worker child process: ``start``, ``stop``, ``kill``, ``wait``."""
+    """A worker child process: ``start``, ``stop``, ``kill``, ``wait``.
 
-    server_token: str | None = None  # on a Unix socket in the host's 0700 directory: nothing else can connect
+    It serves on a Unix socket in a 0700 directory of its own and refuses every RPC that lacks its own
+    ``server_token``: no other process, another worker included, can call it or shut it down.
+    """
+
     tls: dict[str, str] | None = None
 
     def __init__(
@@ -156,6 +160,7 @@ class WorkerProcess:
             self._command[:0] = _SETPRIV
         self._host_socket = host_socket
         self.token = ""  # set before start(): a standby learns its token only when it is used
+        self.server_token: str | None = secrets.token_urlsafe(32)
         self.provider_logger = logging.getLogger(f"hostel.provider.{plan.provider_id}")
         self._err = LineRelay(self._log_stderr, tail_lines=stderr_lines, what="stderr")
         self._out = LineRelay(self._log_stdout, tail_lines=1, what="stdout")
@@ -182,7 +187,7 @@ class WorkerProcess:
         return self._err.tail_text(lines)
 
     def _payload(self) -> dict[str, Any]:
-        return worker_payload(
+        payload = worker_payload(
             self.plan,
             socket_path=str(self.socket_path),
             host_socket=str(self._host_socket) if self._host_socket else None,
@@ -191,6 +196,8 @@ class WorkerProcess:
             max_message_bytes=self._max_message_bytes,
             grace_s=self._grace_s,
         )
+        payload["server_token"] = self.server_token
+        return payload
 
     async def spawn(self) -> None:
         """Start the process. It imports its runtime, then waits for its start request (see ``start``).
@@ -199,6 +206,7 @@ class WorkerProcess:
         """
         env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
         env["PYTHONUNBUFFERED"] = "1"
+        self.socket_path.parent.mkdir(mode=0o700, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
         self._exit = asyncio.get_running_loop().create_future()
@@ -350,3 +358,5 @@ class WorkerProcess:
                 self._child.close()
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
+        with contextlib.suppress(OSError):
+            self.socket_path.parent.rmdir()

@@ -44,11 +44,13 @@ def test_the_engine_command_line(tmp_path: Path) -> None:
     )
     plan = load_plan(config)
     provider = plan.provider("c")
-    command = run_command("/usr/bin/podman", provider, plan.settings.container, name="hostel-c-1-1", mount="/tmp/h")
+    mounts = ["/tmp/h/1-2", "/tmp/h/host.sock"]  # its own socket directory and the callback socket, nothing else
+    command = run_command("/usr/bin/podman", provider, plan.settings.container, name="hostel-c-1-1", mounts=mounts)
     assert command == [
         "/usr/bin/podman", "run", "-i", "--rm", "--name", "hostel-c-1-1",
         "--label", "hostel.provider=c", "--label", f"hostel.host_pid={os.getpid()}",
-        "--network", "none", "--volume", "/tmp/h:/tmp/h", "--env", "PYTHONUNBUFFERED=1",
+        "--network", "none", "--volume", "/tmp/h/1-2:/tmp/h/1-2", "--volume", "/tmp/h/host.sock:/tmp/h/host.sock",
+        "--env", "PYTHONUNBUFFERED=1",
         "--memory", "256m", "--cpus", "1.5", "--runtime", "runc",
         IMAGE, "python3", "-m", "hostel_sdk.worker",
     ]  # fmt: skip

@@ -137,6 +137,21 @@ class ChaosProvider:
         await asyncio.gather(*(one() for _ in range(concurrency)))
         return outcome
 
+    async def poke_socket(self, path: str, method: str = "Shutdown") -> str:
+        """Call another worker's gRPC socket directly (no token of its own to give): the status it got."""
+        import grpc
+
+        async with grpc.aio.insecure_channel(f"unix://{path}") as channel:
+            call = channel.unary_unary(f"/hostel.v1.Worker/{method}", lambda b: b, lambda b: b)
+            try:
+                await call(b"", timeout=5)
+            except grpc.aio.AioRpcError as exc:
+                return str(exc.code().name)
+        return "OK"
+
+    async def environment(self) -> dict[str, str]:
+        return dict(os.environ)
+
     async def neighbour_shutdown(self) -> str:
         """Call the inference dependency's lifecycle method, as if it were ours to call."""
         inference = next(iter(self.deps.values()))
