@@ -103,7 +103,7 @@ def fake_kubernetes() -> subprocess.Popen[bytes]:
         stdout=subprocess.PIPE,
     )
     assert server.stdout is not None and b"fake Kubernetes API" in server.stdout.readline()
-    os.environ["KUBECONFIG"] = str(kubeconfig)  # workers inherit the host's environment
+    os.environ["KUBECONFIG"] = str(kubeconfig)  # passed to lmeval's worker by its `env: [KUBECONFIG]`
     return server
 
 

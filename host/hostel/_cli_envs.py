@@ -44,6 +44,7 @@ def manager(plan: Plan, *, installer: str | None = None, locked: bool = False) -
         installer=cast(InstallerName, installer or plan.settings.installer),
         build_timeout_s=plan.settings.build_timeout_s,
         lock=read_lock(lock_path(plan.config)) if locked else None,
+        pass_env=plan.settings.pass_env,
     )
 
 

@@ -11,6 +11,8 @@ import signal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from hostel._redact import redact
+
 logger = logging.getLogger(__name__)
 
 # An installer must not outlive a host that is SIGKILLed mid-build: setpriv (util-linux) arms the
@@ -35,7 +37,7 @@ def tail(text: str, lines: int = 40) -> str:
 
 async def run(command: Sequence[str], *, timeout: float, env: Mapping[str, str] | None = None) -> Completed:
     """Run ``command`` to completion (killing its process group on timeout or cancellation); log it."""
-    logger.debug("running: %s", " ".join(command))
+    logger.debug("running: %s", redact(" ".join(command)))
     proc = await asyncio.create_subprocess_exec(
         *SETPRIV,
         *command,

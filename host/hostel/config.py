@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,7 @@ class Limits(_Strict):
 
 
 Launcher = Literal["process", "container", "ray"]
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class ContainerSettings(_Strict):
@@ -103,6 +105,9 @@ class HostelSettings(_Strict):
     retain_freed_mb: int = Field(64, ge=0)
     # Calls the host holds at once, running or queued, across all providers (deps calls included).
     max_calls: int = Field(4096, gt=0)
+    # Environment variables every worker, installer and probe gets from the host besides the minimal ones
+    # (docs/security.md); a provider's own `env:` adds to it for that provider alone.
+    pass_env: list[str] = Field(default_factory=list)
     launcher: Launcher | None = None  # every provider's launcher unless its entry says otherwise
     container: ContainerSettings = ContainerSettings()
     ray: RaySettings = RaySettings()
@@ -110,7 +115,7 @@ class HostelSettings(_Strict):
 
 _PROVIDER_KEYS = {
     "provider_id", "provider_type", "config", "module", "python", "pip_packages", "constraints",
-    "spec_overrides", "restart", "limits", "isolation", "launcher", "container_image", "expose",
+    "spec_overrides", "restart", "limits", "isolation", "launcher", "container_image", "expose", "env",
 }  # fmt: skip
 
 
@@ -133,6 +138,24 @@ class ProviderEntry(BaseModel):
     launcher: Launcher | None = None  # default: container if the spec has container_image and no pip packages
     container_image: str | None = None  # overrides the spec's container_image
     expose: list[str] = Field(default_factory=list)  # methods callable from outside besides the API protocol's
+    # Environment variables the worker gets besides the minimal ones: names to pass through from the host
+    # (a list, or a mapping to null) and values to set (a mapping).
+    env: list[str] | dict[str, str | None] = Field(default_factory=list)
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, value: list[str] | dict[str, str | None]) -> list[str] | dict[str, str | None]:
+        for name in value:
+            if not _ENV_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not an environment variable name (letters, digits, _)")
+        return value
+
+    @property
+    def environment(self) -> tuple[tuple[str, str | None], ...]:
+        """``env`` as (name, value to set, or None to pass the host's through)."""
+        if isinstance(self.env, list):
+            return tuple((name, None) for name in self.env)
+        return tuple(self.env.items())
 
     @field_validator("provider_type")
     @classmethod

@@ -61,6 +61,8 @@ def run_command(
         "--network", settings.network,
         *(arg for mount in mounts for arg in ("--volume", f"{mount}:{mount}")),
         "--env", "PYTHONUNBUFFERED=1",
+        # Names only: their values come from the engine client's environment, never from its command line.
+        *(arg for name in sorted({name for name, _ in plan.env}) for arg in ("--env", name)),
     ]  # fmt: skip
     if plan.memory_mb:
         command += ["--memory", f"{plan.memory_mb}m"]
@@ -91,6 +93,12 @@ class ContainerWorker(WorkerProcess):
             command=command,
             die_with_host=True,
         )
+
+    def _environment(self) -> dict[str, str]:
+        """The engine client's: the host's (it needs its own configuration); the container gets only the
+        provider's ``env`` names (``--env NAME``), with the values set here."""
+        values = {name: value for name, value in self.plan.env if value is not None}
+        return {**os.environ, **values}
 
     def _payload(self) -> dict[str, Any]:
         # The worker's parent inside the container is not the host: it watches its stdin instead.

@@ -19,7 +19,9 @@ import os
 import re
 import secrets
 import shutil
+import stat
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -29,9 +31,11 @@ from typing import Any, Literal
 from packaging.utils import canonicalize_name
 
 from hostel import _process
+from hostel._environ import installer_environ
 from hostel._envspec import METADATA_FORMAT, EnvSpec, is_path, local_dir, normalise, provider_package, slug, tree_hash
 from hostel._interpreters import InterpreterCache, InterpreterNotFoundError
 from hostel._localwheels import build_command, cached_wheel, distribution_sources, publish, wheel_dir
+from hostel._redact import redact_all
 from hostel._sdkwheel import sdk_fingerprint, sdk_wheel
 from hostel.errors import EnvBuildError
 from hostel.lock import Lockfile
@@ -78,8 +82,11 @@ class EnvManager:
         installer: InstallerName = "auto",
         build_timeout_s: float = 600.0,
         lock: Lockfile | None = None,
+        pass_env: Sequence[str] = (),
     ) -> None:
-        """``lock``: build exactly the pins of a ``hostel.lock`` (``--locked``)."""
+        """``lock``: build exactly the pins of a ``hostel.lock`` (``--locked``). ``pass_env``: environment
+        variables installers and probes get besides the minimal ones and the installer's own."""
+        self.pass_env = tuple(pass_env)
         self.home = (home or default_home()).expanduser()
         self.lock = lock
         self.envs_dir = self.home / "envs"
@@ -179,18 +186,20 @@ class EnvManager:
             metadata = json.loads((path / METADATA_FILE).read_text())
         except (OSError, ValueError):
             return None
+        refuse_untrusted(path, f"the env of provider {metadata.get('provider_id')!r}")
         if metadata.get("format") != METADATA_FORMAT or metadata.get("key") != key:
             return None
         return Env(path=path, key=key, metadata=metadata)
 
     async def ensure(self, spec: EnvSpec) -> tuple[Env, bool]:
         """The env for ``spec``, building it if needed. Returns ``(env, built_now)``."""
+        private_dir(self.home)
+        private_dir(self.envs_dir)
         final = self.envs_dir / spec.dirname
         env = self._load(final, spec.key)
         if env is not None:
             _touch(final / LAST_USED_FILE)
             return _checked(env), False
-        self.envs_dir.mkdir(parents=True, exist_ok=True)
         async with _file_lock(self.envs_dir / f".{spec.dirname}.lock"):
             env = self._load(final, spec.key)  # another host may have built it while we waited
             if env is not None:
@@ -200,7 +209,7 @@ class EnvManager:
             tmp = self.envs_dir / f".{spec.dirname}.build-{os.getpid()}-{secrets.token_hex(4)}"
             try:
                 metadata = await self._build(spec, tmp)
-                _write_json(tmp / METADATA_FILE, metadata)
+                _write_json(tmp / METADATA_FILE, redact_all(metadata))
                 _touch(tmp / LAST_USED_FILE)
                 if final.exists():
                     shutil.rmtree(final)  # an unusable env with the same key (no or bad metadata)
@@ -257,6 +266,7 @@ class EnvManager:
         wheels = await self._local_wheels(spec, installer, uv_bin, python, [local_dir(r) for r in requirements])
         install = [*install_base, "-r", str(req_file), *map(str, wheels), *(["--no-deps"] if spec.pins else [])]
         await self._run(spec, install, requirements)
+        req_file.unlink()  # it may hold index credentials; the metadata keeps the requirements, redacted
         found_spec, import_check = await self._check(spec, python, install_base, requirements)
         resolved = installed_distributions(tmp, distribution_sources(wheels))
         return {
@@ -350,7 +360,8 @@ class EnvManager:
         self, spec: EnvSpec, command: list[str], requirements: Sequence[str], *, what: str = "building"
     ) -> _process.Completed:
         try:
-            done = await _process.run(command, timeout=self.build_timeout_s)
+            environ = installer_environ(os.environ, pass_env=self.pass_env)
+            done = await _process.run(command, timeout=self.build_timeout_s, env=environ)
         except TimeoutError:
             raise EnvBuildError(
                 f"{what} the env of provider {spec.provider_id!r} took longer than "
@@ -451,9 +462,40 @@ def dir_size(path: Path) -> int:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as out:
+        out.write(json.dumps(data, indent=2, sort_keys=True))
     os.replace(tmp, path)
+
+
+def private_dir(path: Path) -> None:
+    """Make ``path`` a directory only this user can enter (0700), or refuse one someone else owns."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = path.lstat()
+    if info.st_uid != os.getuid() or stat.S_ISLNK(info.st_mode):
+        refuse_untrusted(path, "hostel's cache directory")
+    if info.st_mode & 0o077:
+        os.chmod(path, 0o700)  # ours, made before hostel kept it private: others need not see provider code
+
+
+def refuse_untrusted(path: Path, what: str) -> None:
+    """``EnvBuildError`` unless ``path`` is this user's and nobody else may write to it (the ssh rule):
+    hostel runs what is in it as provider code."""
+    info = path.lstat()
+    why = (
+        f"owned by uid {info.st_uid}, not by this user ({os.getuid()})"
+        if info.st_uid != os.getuid()
+        else "a symbolic link"
+        if stat.S_ISLNK(info.st_mode)
+        else "writable by other users"
+        if info.st_mode & 0o022
+        else ""
+    )
+    if why:
+        raise EnvBuildError(
+            f"refusing {what} at {path}: it is {why}, and hostel would run what it holds as this user. "
+            f"Remove it (hostel builds it again) or, if it is yours, fix it: chown $USER and chmod go-w"
+        )
 
 
 @contextlib.asynccontextmanager

@@ -25,6 +25,8 @@ import signal as _signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from hostel._redact import redact
+
 __all__ = [
     "BadArgumentsError",
     "CallTimeoutError",
@@ -93,9 +95,11 @@ class EnvBuildError(HostelError):
         command: Sequence[str] = (),
         stderr_tail: str = "",
     ) -> None:
-        self.requirements = list(requirements)
-        self.command = list(command)
-        self.stderr_tail = stderr_tail
+        # URLs in requirements and commands may carry index credentials: never in a message.
+        message = redact(message)
+        self.requirements = [redact(r) for r in requirements]
+        self.command = [redact(c) for c in command]
+        self.stderr_tail = redact(stderr_tail)
         text = message
         if self.command:
             text += f"\n  command: {' '.join(self.command)}"

@@ -86,6 +86,7 @@ class Host:
             installer=plan.settings.installer,
             build_timeout_s=plan.settings.build_timeout_s,
             lock=read_lock(lock_path(plan.config)) if locked else None,
+            pass_env=plan.settings.pass_env,
         )
         self._log_level = log_level or logging.getLevelName(logging.getLogger("hostel.provider").getEffectiveLevel())
         # Sockets live in a private 0700 directory, short enough for the 108-byte Unix socket path limit.

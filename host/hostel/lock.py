@@ -10,11 +10,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hostel._redact import redact_all
 from hostel.config import RunConfig
 from hostel.errors import ConfigError, Problem
 
@@ -84,6 +86,12 @@ def read_lock(path: Path) -> Lockfile:
         raise ConfigError(
             [Problem(str(path), "", f"unreadable lock file ({exc}); recreate it with `hostel lock CONFIG`")]
         ) from None
+    info = path.stat()
+    if info.st_uid != os.getuid() or info.st_mode & 0o022:
+        why = "owned by another user" if info.st_uid != os.getuid() else "writable by other users"
+        raise ConfigError(
+            [Problem(str(path), "", f"refusing a lock file {why}: it decides what is installed; chmod go-w it")]
+        )
     if not isinstance(data, dict) or data.get("format") != LOCK_FORMAT:
         raise ConfigError(
             [Problem(str(path), "format", "unsupported lock format; recreate it with `hostel lock CONFIG`")]
@@ -110,6 +118,8 @@ def write_lock(path: Path, providers: Mapping[str, LockedProvider]) -> None:
             for pid, p in sorted(providers.items())
         },
     }
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as out:
+        out.write(json.dumps(redact_all(data), indent=2) + "\n")
+    os.chmod(tmp, 0o644)  # a lock is meant to be committed beside its config
     os.replace(tmp, path)

@@ -50,6 +50,8 @@ class ProviderPlan:
     max_concurrent_calls: int = Limits().max_concurrent_calls
     max_queued_calls: int = Limits().max_queued_calls
     expose: tuple[str, ...] = ()  # methods callable besides the API protocol's (lifecycle methods never are)
+    # The worker's environment besides the minimal one: (name, value), or (name, None) to pass the host's.
+    env: tuple[tuple[str, str | None], ...] = ()
 
     @property
     def provider_type(self) -> str:
@@ -194,6 +196,7 @@ def _plan_one(
         max_concurrent_calls=(entry.limits or Limits()).max_concurrent_calls,
         max_queued_calls=(entry.limits or Limits()).max_queued_calls,
         expose=tuple(entry.expose),
+        env=tuple((name, None) for name in config.hostel.pass_env) + entry.environment,
         retain_freed_mb=_retained(config.hostel.retain_freed_mb, entry.limits.memory_mb if entry.limits else None),
     )
 

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from hostel._child import Child, FirstLine, LineRelay, collect_stacks
+from hostel._environ import worker_environ
 from hostel._process import SETPRIV as _SETPRIV
 from hostel.errors import ProviderStartError, describe_exit
 from hostel.plan import ProviderPlan
@@ -35,8 +37,6 @@ _LEVELS = {
     "ERROR": logging.ERROR,
     "CRITICAL": logging.CRITICAL,
 }
-# Variables that would make the venv's Python see the host's packages instead of its own.
-_SCRUBBED_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV", "__PYVENV_LAUNCHER__")
 # After its exit, how long the worker's last output may take to arrive (its pipes may be held elsewhere).
 _DRAIN_S = 0.5
 # A SIGKILLed process is reaped at once unless the kernel holds it (uninterruptible I/O): wait this long.
@@ -204,9 +204,8 @@ class WorkerProcess:
 
         A worker spawned ahead of need (a standby) turns a restart into provider import + factory only.
         """
-        env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
-        env["PYTHONUNBUFFERED"] = "1"
         self.socket_path.parent.mkdir(mode=0o700, exist_ok=True)
+        env = self._environment()
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
         self._exit = asyncio.get_running_loop().create_future()
@@ -221,6 +220,12 @@ class WorkerProcess:
         self._child = child
         logger.debug("provider %s: spawned worker [pid %s]", self.plan.provider_id, child.pid)
         self._watcher = asyncio.create_task(self._watch_exit(child))
+
+    def _environment(self) -> dict[str, str]:
+        """The worker's environment: minimal, plus its provider's ``env`` (hostel._environ); a private TMPDIR."""
+        tmpdir = self.socket_path.parent / "tmp"
+        tmpdir.mkdir(mode=0o700, exist_ok=True)
+        return worker_environ(os.environ, env=self.plan.env, tmpdir=tmpdir)
 
     async def start(self, timeout: float) -> Handshake:
         """Send the start request (spawning first if needed) and wait for the handshake.
@@ -358,5 +363,4 @@ class WorkerProcess:
                 self._child.close()
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
-        with contextlib.suppress(OSError):
-            self.socket_path.parent.rmdir()
+        shutil.rmtree(self.socket_path.parent, ignore_errors=True)

@@ -55,6 +55,7 @@ def _slow_config(tmp_path: Path) -> Path:
         tmp_path,
         specs={"inline/tool_runtime/testprov": provider_spec(pip_packages=[str(TESTPROV), str(slow)])},
         providers={"tool_runtime": [{"provider_id": "k", "provider_type": "inline::testprov"}]},
+        hostel={"pass_env": ["SLOWBUILD_SECONDS", "SLOWBUILD_MARKER"]},  # installers see no other host variable
     )
 
 

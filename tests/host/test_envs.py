@@ -189,3 +189,29 @@ async def test_a_built_env_holds_bytecode_for_what_a_worker_imports_even_where_p
         assert compiled(module), f"no bytecode for {module}"
     if installer == "uv":  # not the whole env (pip compiles everything itself)
         assert not compiled("pydantic/v1/main")
+
+
+async def test_the_cache_is_private_and_an_env_others_may_write_is_refused(tmp_path: Path) -> None:
+    plan = load_plan(make_config(tmp_path)).provider("t")
+    home = tmp_path / "home"
+    envs = EnvManager(home)
+    env, _ = await envs.ensure(await envs.describe(plan))
+    assert (home.stat().st_mode & 0o777) == 0o700 and (home / "envs").stat().st_mode & 0o777 == 0o700
+    os.chmod(env.path, 0o777)  # as if someone could have planted code in it
+    with pytest.raises(EnvBuildError, match=r"writable by other users, and hostel would run what it holds"):
+        await envs.ensure(await envs.describe(plan))
+    os.chmod(env.path, 0o755)
+    assert (await envs.ensure(await envs.describe(plan)))[0].path == env.path
+
+
+async def test_a_credential_in_a_requirement_url_is_never_written_or_shown(tmp_path: Path) -> None:
+    url = "https://alice:s3cr3t-token@127.0.0.1:9/simple/nothing-here.whl"
+    spec = provider_spec(pip_packages=[str(TESTPROV), f"nothing-here @ {url}"])
+    path = make_config(tmp_path, specs={"inline/tool_runtime/testprov": spec})
+    envs = EnvManager(tmp_path / "home")
+    with pytest.raises(EnvBuildError) as exc:
+        await envs.ensure(await envs.describe(load_plan(path).provider("t")))
+    text = str(exc.value) + " ".join(exc.value.requirements) + " ".join(exc.value.command)
+    assert "s3cr3t-token" not in text and "https://***@127.0.0.1:9/simple/nothing-here.whl" in text
+    written = [p.read_text(errors="replace") for p in (tmp_path / "home").rglob("*") if p.is_file()]
+    assert not any("s3cr3t-token" in content for content in written)
