@@ -46,6 +46,35 @@ class Limits(_Strict):
     # refused at once (ProviderBusyError, HTTP 503). Streams hold their place until they end.
     max_concurrent_calls: int = Field(256, gt=0)
     max_queued_calls: int = Field(1024, ge=0)
+    # Process worker rlimits (soft and hard). processes counts every process of this user (RLIMIT_NPROC).
+    open_files: int | None = Field(None, gt=0)
+    processes: int | None = Field(None, gt=0)
+    cpu_seconds: int | None = Field(None, gt=0)
+
+
+class NetworkRules(_Strict):
+    """TCP a sandboxed worker may open: ``host:port`` entries (Landlock filters by port; the host is kept for
+    the reader and checked to be well formed)."""
+
+    connect: list[str] = Field(default_factory=list)
+
+    @field_validator("connect")
+    @classmethod
+    def _host_ports(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            host, sep, port = entry.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{entry!r} is not host:port (e.g. api.openai.com:443)")
+        return value
+
+
+class SandboxSettings(_Strict):
+    """``sandbox:`` of a process worker: what it may read and write besides its venv, interpreter and
+    private directory, and what TCP it may open (``any``, ``none``, or ``{connect: [host:port, ...]}``)."""
+
+    writable: list[str] = Field(default_factory=list)
+    readable: list[str] = Field(default_factory=list)
+    network: Literal["any", "none"] | NetworkRules = "any"
 
 
 Launcher = Literal["process", "container", "ray"]
@@ -108,6 +137,8 @@ class HostelSettings(_Strict):
     # Environment variables every worker, installer and probe gets from the host besides the minimal ones
     # (docs/security.md); a provider's own `env:` adds to it for that provider alone.
     pass_env: list[str] = Field(default_factory=list)
+    # Every process worker's sandbox unless its entry says otherwise (docs/security.md).
+    sandbox: bool | SandboxSettings = False
     launcher: Launcher | None = None  # every provider's launcher unless its entry says otherwise
     container: ContainerSettings = ContainerSettings()
     ray: RaySettings = RaySettings()
@@ -115,7 +146,7 @@ class HostelSettings(_Strict):
 
 _PROVIDER_KEYS = {
     "provider_id", "provider_type", "config", "module", "python", "pip_packages", "constraints",
-    "spec_overrides", "restart", "limits", "isolation", "launcher", "container_image", "expose", "env",
+    "spec_overrides", "restart", "limits", "isolation", "launcher", "container_image", "expose", "env", "sandbox",
 }  # fmt: skip
 
 
@@ -138,6 +169,8 @@ class ProviderEntry(BaseModel):
     launcher: Launcher | None = None  # default: container if the spec has container_image and no pip packages
     container_image: str | None = None  # overrides the spec's container_image
     expose: list[str] = Field(default_factory=list)  # methods callable from outside besides the API protocol's
+    # Confine the worker (process launcher): true for the defaults, or what it may read, write and connect to.
+    sandbox: bool | SandboxSettings | None = None  # None: hostel.sandbox decides
     # Environment variables the worker gets besides the minimal ones: names to pass through from the host
     # (a list, or a mapping to null) and values to set (a mapping).
     env: list[str] | dict[str, str | None] = Field(default_factory=list)

@@ -19,6 +19,7 @@ from hostel.config import (
     ProviderEntry,
     RestartPolicy,
     RunConfig,
+    SandboxSettings,
     read_run_config,
 )
 from hostel.errors import ConfigError, Problem
@@ -52,6 +53,9 @@ class ProviderPlan:
     expose: tuple[str, ...] = ()  # methods callable besides the API protocol's (lifecycle methods never are)
     # The worker's environment besides the minimal one: (name, value), or (name, None) to pass the host's.
     env: tuple[tuple[str, str | None], ...] = ()
+    # The worker's sandbox request (``read``, ``write``, ``connect_ports``: absolute paths, ports), if any.
+    sandbox: Mapping[str, Any] | None = None
+    rlimits: Mapping[str, int] = dataclasses.field(default_factory=dict)  # open_files, processes, cpu_seconds
 
     @property
     def provider_type(self) -> str:
@@ -177,6 +181,8 @@ def _plan_one(
     )
     if launcher is None:
         return None
+    sandbox = _sandbox(entry, config, launcher, key=key, problems=problems)
+    limits = entry.limits or Limits()
     return ProviderPlan(
         provider_id=entry.provider_id,
         api=provider.api,
@@ -197,6 +203,16 @@ def _plan_one(
         max_queued_calls=(entry.limits or Limits()).max_queued_calls,
         expose=tuple(entry.expose),
         env=tuple((name, None) for name in config.hostel.pass_env) + entry.environment,
+        sandbox=sandbox,
+        rlimits={
+            key: value
+            for key, value in (
+                ("open_files", limits.open_files),
+                ("processes", limits.processes),
+                ("cpu_seconds", limits.cpu_seconds),
+            )
+            if value is not None
+        },
         retain_freed_mb=_retained(config.hostel.retain_freed_mb, entry.limits.memory_mb if entry.limits else None),
     )
 
@@ -204,6 +220,36 @@ def _plan_one(
 def _retained(retain_freed_mb: int, memory_mb: int | None) -> int:
     """Freed memory a worker may keep: retained pages count towards the memory limit, so a quarter of it at most."""
     return retain_freed_mb if memory_mb is None else min(retain_freed_mb, memory_mb // 4)
+
+
+def _sandbox(
+    entry: ProviderEntry, config: RunConfig, launcher: Launcher, *, key: str, problems: list[Problem]
+) -> dict[str, Any] | None:
+    """The worker's sandbox request, from its entry or the host-wide default; paths made absolute."""
+    asked = entry.sandbox if entry.sandbox is not None else config.hostel.sandbox
+    if asked is False:
+        return None
+    if launcher != "process":
+        if entry.sandbox not in (None, False):
+            problems.append(
+                Problem(
+                    config.label,
+                    f"{key}.sandbox",
+                    f"the sandbox confines process workers; the {launcher} launcher isolates its own way "
+                    "(docs/security.md): drop sandbox: or use launcher: process",
+                )
+            )
+        return None
+    settings = asked if isinstance(asked, SandboxSettings) else SandboxSettings()
+
+    def absolute(paths: list[str]) -> list[str]:
+        return [str((config.base_dir / os.path.expanduser(p)).resolve()) for p in paths]
+
+    network = settings.network
+    ports = (
+        None if network == "any" else [] if network == "none" else [int(e.rpartition(":")[2]) for e in network.connect]
+    )
+    return {"read": absolute(settings.readable), "write": absolute(settings.writable), "connect_ports": ports}
 
 
 def _launcher(

@@ -90,6 +90,7 @@ def worker_payload(
         "token": token,
         "deps": list(plan.dependency_apis),
         "expose": list(plan.expose),
+        "limits": dict(plan.rlimits),
         "retain_freed_bytes": plan.retain_freed_mb * 2**20,
     }
 
@@ -197,6 +198,9 @@ class WorkerProcess:
             grace_s=self._grace_s,
         )
         payload["server_token"] = self.server_token
+        if self.plan.sandbox is not None:  # its own directory (socket, private tmp) is its to write
+            sandbox = dict(self.plan.sandbox)
+            payload["sandbox"] = {**sandbox, "write": [*sandbox["write"], str(self.socket_path.parent)]}
         return payload
 
     async def spawn(self) -> None:

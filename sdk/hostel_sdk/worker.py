@@ -22,7 +22,7 @@ from typing import Any
 
 import grpc
 
-from hostel_sdk import __version__, _llama_stack
+from hostel_sdk import __version__, _llama_stack, _sandbox
 from hostel_sdk._deps import HostClient, build_deps, inject_stores
 from hostel_sdk._exposure import exposed_methods
 from hostel_sdk._handshake import PROTOCOL_VERSION, STACKS_SIGNAL, Handshake, Network, StartFailure
@@ -230,6 +230,13 @@ def main() -> int:
             f"{PROTOCOL_VERSION}; rebuild the provider's env so it gets the host's hostel-sdk"
         )
         _write_line(handshake_fd, StartFailure(PROTOCOL_VERSION, "handshake", message).format())
+        return 1
+    try:  # before any thread starts: a Landlock domain binds the calling thread and those it creates
+        _sandbox.apply_limits(payload.get("limits") or {})
+        if payload.get("sandbox") is not None:
+            _sandbox.apply(payload["sandbox"])
+    except (_sandbox.SandboxError, OSError, ValueError) as exc:
+        _write_line(handshake_fd, StartFailure(PROTOCOL_VERSION, "config", f"sandbox: {exc}").format())
         return 1
     _die_with_parent(payload.get("host_pid"))
     _retain_freed_memory(int(payload.get("retain_freed_bytes") or 0))

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from hostel import Host
+from hostel import ConfigError, Host, ProviderStartError
+from hostel.plan import load_plan
+from hostel_sdk._sandbox import landlock_abi
 from tests.conftest import REPO, make_config, provider_spec
 
 CHAOS = {
@@ -76,3 +80,75 @@ async def test_a_worker_sees_only_the_minimal_environment_and_its_own_env(
     assert seen["PATH"] == os.environ["PATH"] and seen["HOME"] == os.environ["HOME"]
     tmp = Path(seen["TMPDIR"])
     assert tmp.name == "tmp" and tmp.parent.name != "" and not tmp.exists()  # private, and gone with the worker
+
+
+@pytest.mark.skipif(landlock_abi() < 6, reason="needs Landlock ABI 6 (Linux 6.12): TCP rules and signal scoping")
+async def test_a_sandboxed_worker_cannot_reach_its_neighbours_files_signals_or_ports(tmp_path: Path) -> None:
+    data = tmp_path / "evil-data"
+    data.mkdir()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    allowed = await asyncio.start_server(serve, "127.0.0.1", 0)
+    other = await asyncio.start_server(serve, "127.0.0.1", 0)
+    ports = [s.sockets[0].getsockname()[1] for s in (allowed, other)]
+    config = make_config(
+        tmp_path,
+        specs={"inline/inference/testprov": provider_spec(), "inline/tool_runtime/chaos": CHAOS},
+        providers={
+            "inference": [{"provider_id": "victim", "provider_type": "inline::testprov"}],
+            "tool_runtime": [
+                {
+                    "provider_id": "evil",
+                    "provider_type": "inline::chaos",
+                    "sandbox": {"writable": [str(data)], "network": {"connect": [f"127.0.0.1:{ports[0]}"]}},
+                }
+            ],
+        },
+    )
+    async with allowed, other, Host.from_config(config) as host:
+        evil = host.provider("evil")
+        victim = host.supervisor.slots["victim"]
+        assert victim.env is not None and victim.worker is not None and victim.worker.pid is not None
+        # What it may do still works: its own files, its allowed port, its deps over the callback socket.
+        assert await evil.write_file(path=str(data / "note"), text="mine") == "written"
+        assert await evil.read_file(path=str(data / "note")) == "read: mine"
+        assert await evil.connect(host="127.0.0.1", port=ports[0]) == "connected"
+        assert (await evil.hammer(seconds=0.2, concurrency=1))["ok"] > 0
+        # What it may not.
+        assert (await evil.read_file(path=str(victim.env.path / "hostel-env.json"))).startswith("denied")
+        assert (await evil.read_file(path=str(config))).startswith("denied")
+        assert (await evil.list_dir(path=str(Path.home()))).startswith("denied")
+        assert (await evil.list_dir(path=str(victim.worker.socket_path.parent.parent))).startswith("denied")
+        assert (await evil.write_file(path=str(tmp_path / "planted"), text="x")).startswith("denied")
+        assert (await evil.send_signal(pid=victim.worker.pid, sig=signal.SIGTERM)).startswith("denied")
+        assert (await evil.connect(host="127.0.0.1", port=ports[1])).startswith("denied")
+        assert await host.provider("victim").greet(name="unharmed") == "hello, unharmed"
+
+
+async def test_limits_become_rlimits_and_a_sandbox_that_cannot_be_set_up_fails_the_start(tmp_path: Path) -> None:
+    entry = {
+        "provider_id": "evil",
+        "provider_type": "inline::chaos",
+        "limits": {"open_files": 256, "processes": 4096, "cpu_seconds": 3600},
+    }
+    specs = {"inline/inference/testprov": provider_spec(), "inline/tool_runtime/chaos": CHAOS}
+    inference = [{"provider_id": "victim", "provider_type": "inline::testprov"}]
+    config = make_config(tmp_path, specs=specs, providers={"inference": inference, "tool_runtime": [entry]})
+    async with Host.from_config(config) as host:
+        limits = await host.provider("evil").rlimits()
+    assert limits == {"open_files": [256, 256], "processes": [4096, 4096], "cpu": [3600, 3600]}
+    missing = tmp_path / "not-there"
+    broken = {**entry, "sandbox": {"writable": [str(missing)]}}
+    config = make_config(tmp_path, specs=specs, providers={"inference": inference, "tool_runtime": [broken]})
+    with pytest.raises(ProviderStartError) as exc:
+        await Host.from_config(config).start()
+    assert exc.value.stage == "config" and f"sandbox: cannot open {str(missing)!r}" in str(exc.value)
+
+
+def test_the_sandbox_is_for_process_workers(tmp_path: Path) -> None:
+    specs = {"inline/tool_runtime/boxed": {**provider_spec(), "container_image": "some:image", "pip_packages": []}}
+    entry = {"provider_id": "b", "provider_type": "inline::boxed", "sandbox": True}
+    with pytest.raises(ConfigError, match="the sandbox confines process workers; the container launcher"):
+        load_plan(make_config(tmp_path, specs=specs, providers={"tool_runtime": [entry]}))

@@ -152,6 +152,49 @@ class ChaosProvider:
     async def environment(self) -> dict[str, str]:
         return dict(os.environ)
 
+    async def rlimits(self) -> dict[str, list[int]]:
+        import resource
+
+        names = {"open_files": resource.RLIMIT_NOFILE, "processes": resource.RLIMIT_NPROC, "cpu": resource.RLIMIT_CPU}
+        return {name: list(resource.getrlimit(which)) for name, which in names.items()}
+
+    async def read_file(self, path: str) -> str:
+        """The file's first 200 characters, or what stopped us."""
+        try:
+            with open(path) as f:
+                return "read: " + f.read(200)
+        except OSError as exc:
+            return f"denied: {exc.strerror}"
+
+    async def write_file(self, path: str, text: str) -> str:
+        try:
+            with open(path, "w") as f:
+                f.write(text)
+        except OSError as exc:
+            return f"denied: {exc.strerror}"
+        return "written"
+
+    async def list_dir(self, path: str) -> str:
+        try:
+            return "listed: " + ",".join(sorted(os.listdir(path)))
+        except OSError as exc:
+            return f"denied: {exc.strerror}"
+
+    async def send_signal(self, pid: int, sig: int) -> str:
+        try:
+            os.kill(pid, sig)
+        except OSError as exc:
+            return f"denied: {exc.strerror}"
+        return "sent"
+
+    async def connect(self, host: str, port: int) -> str:
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 5)
+        except OSError as exc:
+            return f"denied: {exc.strerror}" if exc.errno in (1, 13) else f"failed: {exc.strerror}"
+        writer.close()
+        return "connected"
+
     async def neighbour_shutdown(self) -> str:
         """Call the inference dependency's lifecycle method, as if it were ours to call."""
         inference = next(iter(self.deps.values()))

@@ -1,0 +1,62 @@
+"""Sandbox benchmark: what `sandbox:` adds to a worker's start, in alternating rounds of the same run.
+
+    python bench/sandbox.py [--json bench/results.json] [--repeat 10]
+
+Each round starts the test provider once without and once with `sandbox: true` (env cached: the worker
+start alone, as bench/supervisor.py measures it) and stops it.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+from _common import run_cli
+
+from hostel import Host
+from hostel_sdk._sandbox import landlock_abi
+from tests.conftest import make_config
+
+
+async def _start_ms(config: Path) -> float:
+    host = Host.from_config(config)
+    await host.build()
+    begin = time.perf_counter()
+    await host.start()
+    took = (time.perf_counter() - begin) * 1000
+    await host.stop()
+    return took
+
+
+async def bench(repeat: int) -> list[dict[str, Any]]:
+    with tempfile.TemporaryDirectory(prefix="hostel-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        plain = make_config(tmp / "plain")
+        boxed = make_config(tmp / "boxed", hostel={"sandbox": True})
+        await _start_ms(plain)  # builds the env once
+        without, with_ = [], []
+        for _ in range(repeat):
+            without.append(await _start_ms(plain))
+            with_.append(await _start_ms(boxed))
+    a, b = statistics.median(without), statistics.median(with_)
+    return [
+        {"metric": "worker start, no sandbox (ms, median)", "value": a, "goal": "-"},
+        {"metric": f"worker start, sandbox: true (Landlock ABI {landlock_abi()}) (ms)", "value": b, "goal": "-"},
+        {"metric": "added by the sandbox (ms)", "value": b - a, "goal": "< 10"},
+    ]
+
+
+def main() -> None:
+    run_cli(__doc__ or "", "sandbox", "Sandbox: worker start with and without", bench, repeat=10)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""The worker's optional sandbox: Landlock and resource limits, applied by the worker to itself at start.
+
+Unprivileged and in-process, so it costs microseconds: ``no_new_privs``, then a Landlock domain allowing
+reads of the venv, the interpreter and what the system's libraries need; reads and writes of the worker's
+own directory (its socket and private tmp) and the paths its entry declares; nothing else on the
+filesystem. Where the kernel's Landlock has them: TCP connect and bind only to the declared ports
+(Landlock filters TCP by port, not by address; UDP, and so DNS, is not covered), and no signals to, nor
+abstract sockets of, processes outside the domain. Applied before any thread starts, since a Landlock
+domain binds the calling thread and the threads it creates from then on.
+
+The start request's ``sandbox`` key asks for it; ``limits`` (open files, processes, CPU seconds) apply
+with or without it. A kernel without Landlock fails the start when the sandbox was asked for: never a
+silent no-op.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import resource
+import sys
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+_SYS_CREATE_RULESET, _SYS_ADD_RULE, _SYS_RESTRICT_SELF = 444, 445, 446  # the same on every architecture
+_CREATE_RULESET_VERSION = 1
+_RULE_PATH_BENEATH, _RULE_NET_PORT = 1, 2
+_PR_SET_NO_NEW_PRIVS = 38
+
+# Filesystem rights by the Landlock ABI that introduced them.
+_EXECUTE, _WRITE_FILE, _READ_FILE, _READ_DIR = 1 << 0, 1 << 1, 1 << 2, 1 << 3
+_ABI1_FS = (1 << 13) - 1  # execute ... make_sym
+_REFER, _TRUNCATE, _IOCTL_DEV = 1 << 13, 1 << 14, 1 << 15
+_FILE_RIGHTS = _EXECUTE | _WRITE_FILE | _READ_FILE | _TRUNCATE | _IOCTL_DEV  # what a rule on a file may grant
+_NET_BIND, _NET_CONNECT = 1 << 0, 1 << 1
+_SCOPE_ABSTRACT_UNIX, _SCOPE_SIGNAL = 1 << 0, 1 << 1
+
+_READ = _EXECUTE | _READ_FILE | _READ_DIR
+
+# What a Python worker reads outside its venv and interpreter (missing ones are skipped).
+SYSTEM_READ = (
+    "/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin",
+    "/etc/ssl", "/etc/ca-certificates", "/etc/pki", "/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf",
+    "/etc/host.conf", "/etc/gai.conf", "/etc/localtime", "/etc/timezone", "/etc/passwd", "/etc/group",
+    "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/mime.types", "/etc/os-release",
+    "/proc/self", "/proc/cpuinfo", "/proc/meminfo", "/proc/stat", "/sys/devices/system/cpu", "/sys/fs/cgroup",
+    "/dev/urandom", "/dev/random",
+)  # fmt: skip
+SYSTEM_WRITE = ("/dev/null", "/dev/zero", "/dev/full")
+
+
+class SandboxError(Exception):
+    """The sandbox that was asked for cannot be set up here (the message says why and what to do)."""
+
+
+def _libc() -> Any:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def landlock_abi() -> int:
+    """The kernel's Landlock ABI version, or 0 without Landlock."""
+    if not sys.platform.startswith("linux"):
+        return 0
+    abi = int(_libc().syscall(_SYS_CREATE_RULESET, None, ctypes.c_size_t(0), _CREATE_RULESET_VERSION))
+    return max(abi, 0)
+
+
+class _RulesetAttr(ctypes.Structure):
+    _fields_ = (("handled_access_fs", ctypes.c_uint64), ("handled_access_net", ctypes.c_uint64),
+                ("scoped", ctypes.c_uint64))  # fmt: skip
+
+
+class _PathBeneath(ctypes.Structure):
+    _pack_ = 1
+    _fields_ = (("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32))
+
+
+class _NetPort(ctypes.Structure):
+    _fields_ = (("allowed_access", ctypes.c_uint64), ("port", ctypes.c_uint64))
+
+
+def _fail(what: str) -> SandboxError:
+    err = ctypes.get_errno()
+    return SandboxError(f"{what}: {os.strerror(err)} (errno {err})")
+
+
+def apply_limits(limits: Mapping[str, Any]) -> None:
+    """``limits.open_files`` / ``processes`` / ``cpu_seconds`` as rlimits (soft and hard)."""
+    for key, which in (
+        ("open_files", resource.RLIMIT_NOFILE),
+        ("processes", resource.RLIMIT_NPROC),
+        ("cpu_seconds", resource.RLIMIT_CPU),
+    ):
+        value = limits.get(key)
+        if value:
+            resource.setrlimit(which, (int(value), int(value)))
+
+
+def restrict(
+    *,
+    read: Iterable[str],
+    write: Iterable[str],
+    connect_ports: Iterable[int] | None,
+    abi: int | None = None,
+) -> int:
+    """Confine this process (from this thread on) with Landlock; return the ABI used.
+
+    ``read``/``write``: paths allowed besides the system's; ``connect_ports``: ``None`` leaves TCP alone,
+    a list allows TCP connect to those ports only (an empty list: no TCP), and no TCP bind.
+    """
+    abi = landlock_abi() if abi is None else abi
+    if abi < 1:
+        raise SandboxError(
+            "this kernel has no Landlock (Linux 5.13+ with landlock in the boot's lsm= list); "
+            "run the provider without sandbox:, or on a kernel that has it"
+        )
+    if connect_ports is not None and abi < 4:
+        raise SandboxError(
+            f"this kernel's Landlock (ABI {abi}) cannot filter TCP (needs ABI 4, Linux 6.7); drop network:"
+        )
+    handled_fs = (
+        _ABI1_FS | (_REFER if abi >= 2 else 0) | (_TRUNCATE if abi >= 3 else 0) | (_IOCTL_DEV if abi >= 5 else 0)
+    )
+    attr = _RulesetAttr(
+        handled_fs,
+        (_NET_BIND | _NET_CONNECT) if connect_ports is not None else 0,
+        (_SCOPE_ABSTRACT_UNIX | _SCOPE_SIGNAL) if abi >= 6 else 0,
+    )
+    size = ctypes.sizeof(_RulesetAttr) if abi >= 6 else 16 if abi >= 4 else 8
+    libc = _libc()
+    ruleset = int(libc.syscall(_SYS_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size), 0))
+    if ruleset < 0:
+        raise _fail("landlock_create_ruleset")
+    try:
+        for path in SYSTEM_READ:
+            _allow(libc, ruleset, path, _READ, required=False)
+        for path in read:
+            _allow(libc, ruleset, path, _READ, required=True)
+        for path in SYSTEM_WRITE:
+            _allow(libc, ruleset, path, _READ_FILE | _WRITE_FILE, required=False)
+        for path in write:
+            _allow(libc, ruleset, path, handled_fs, required=True)
+        for port in connect_ports or ():
+            rule = _NetPort(_NET_CONNECT, int(port))
+            if libc.syscall(_SYS_ADD_RULE, ruleset, _RULE_NET_PORT, ctypes.byref(rule), 0) != 0:
+                raise _fail(f"allowing TCP port {port}")
+        if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+            raise _fail("prctl(PR_SET_NO_NEW_PRIVS)")
+        if libc.syscall(_SYS_RESTRICT_SELF, ruleset, 0) != 0:
+            raise _fail("landlock_restrict_self")
+    finally:
+        os.close(ruleset)
+    return abi
+
+
+def _allow(libc: Any, ruleset: int, path: str, access: int, *, required: bool) -> None:
+    try:
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    except OSError as exc:
+        if required:
+            raise SandboxError(f"cannot open {path!r} to allow it: {exc.strerror}") from None
+        return
+    try:
+        if not os.path.isdir(path):
+            access &= _FILE_RIGHTS
+        rule = _PathBeneath(access, fd)
+        if libc.syscall(_SYS_ADD_RULE, ruleset, _RULE_PATH_BENEATH, ctypes.byref(rule), 0) != 0:
+            raise _fail(f"allowing {path!r}")
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def apply(request: Mapping[str, Any]) -> int:
+    """The start request's ``sandbox``: ``{"read": [...], "write": [...], "connect_ports": [...] | None}``.
+
+    The venv and the interpreter this worker runs are always readable."""
+    read = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable))}
+    read.update(request.get("read") or ())
+    return restrict(
+        read=sorted(read), write=list(request.get("write") or ()), connect_ports=request.get("connect_ports")
+    )
