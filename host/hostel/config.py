@@ -85,7 +85,9 @@ class ContainerSettings(_Strict):
     """How the container launcher runs workers (the ``hostel.container:`` block)."""
 
     engine: Literal["auto", "podman", "docker"] = "auto"  # auto: podman if installed, else docker
-    network: str = "host"  # the engine's --network; "host" lets a provider reach what a local worker could
+    # The engine's --network; none: the engine's default, isolated network. "host" gives that isolation up so
+    # a provider can reach services on the host's loopback (an Ollama on 127.0.0.1, say).
+    network: str | None = None
     python: str = "python"  # the image's interpreter, which must have hostel-sdk installed
     run_args: list[str] = Field(default_factory=list)  # appended to `<engine> run`, e.g. ["--runtime", "runc"]
 

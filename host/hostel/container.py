@@ -58,7 +58,11 @@ def run_command(
     command = [
         engine, "run", "-i", "--rm", "--name", name,
         "--label", f"hostel.provider={plan.provider_id}", "--label", f"hostel.host_pid={os.getpid()}",
-        "--network", settings.network,
+        *(["--network", settings.network] if settings.network else []),
+        # Hardened: no capabilities, no privilege gain, bounded processes, a read-only root but for /tmp, and
+        # the host's own user (whose private socket directory it must use), never more.
+        "--cap-drop=ALL", "--security-opt=no-new-privileges", f"--pids-limit={plan.rlimits.get('processes', 1024)}",
+        "--read-only", "--tmpfs=/tmp", *_user(engine),
         *(arg for mount in mounts for arg in ("--volume", f"{mount}:{mount}")),
         "--env", "PYTHONUNBUFFERED=1",
         # Names only: their values come from the engine client's environment, never from its command line.
@@ -69,6 +73,13 @@ def run_command(
     if plan.cpus:
         command += ["--cpus", f"{plan.cpus:g}"]
     return [*command, *settings.run_args, plan.container_image, settings.python, "-m", "hostel_sdk.worker"]
+
+
+def _user(engine: str) -> list[str]:
+    """Run as the host's uid and gid; rootless podman maps them into the container's user namespace."""
+    user = [f"--user={os.getuid()}:{os.getgid()}"]
+    rootless_podman = os.getuid() != 0 and os.path.basename(engine).startswith("podman")
+    return ["--userns=keep-id", *user] if rootless_podman else user
 
 
 class ContainerWorker(WorkerProcess):

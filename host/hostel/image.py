@@ -62,6 +62,7 @@ def write_context(plan: ProviderPlan, directory: Path, *, base: str, sdk_cache: 
         f"RUN {json.dumps([*pip, *requirements])}",
         f"RUN {json.dumps(['rm', '-rf', '/tmp/hostel'])}",
         f"ENV PATH={VENV}/bin:$PATH",
+        "USER 65534:65534",  # nobody: the container launcher runs it as the host's user, others need not root
         *(f"LABEL {key}={json.dumps(value)}" for key, value in labels.items()),
         "",
     ]

@@ -49,7 +49,10 @@ def test_the_engine_command_line(tmp_path: Path) -> None:
     assert command == [
         "/usr/bin/podman", "run", "-i", "--rm", "--name", "hostel-c-1-1",
         "--label", "hostel.provider=c", "--label", f"hostel.host_pid={os.getpid()}",
-        "--network", "none", "--volume", "/tmp/h/1-2:/tmp/h/1-2", "--volume", "/tmp/h/host.sock:/tmp/h/host.sock",
+        "--network", "none",
+        "--cap-drop=ALL", "--security-opt=no-new-privileges", "--pids-limit=1024", "--read-only", "--tmpfs=/tmp",
+        f"--user={os.getuid()}:{os.getgid()}",
+        "--volume", "/tmp/h/1-2:/tmp/h/1-2", "--volume", "/tmp/h/host.sock:/tmp/h/host.sock",
         "--env", "PYTHONUNBUFFERED=1",
         "--memory", "256m", "--cpus", "1.5", "--runtime", "runc",
         IMAGE, "python3", "-m", "hostel_sdk.worker",
@@ -135,7 +138,10 @@ def _containers(host_pid: int) -> list[str]:
     return done.stdout.split()
 
 
-async def test_a_container_worker_answers_beside_a_local_one(tmp_path: Path, image: str) -> None:
+async def test_a_container_worker_answers_beside_a_local_one(
+    tmp_path: Path, image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-host-secret")
     providers = [
         {"provider_id": "boxed", "provider_type": "inline::boxed", "config": {"greeting": "ahoy"}},
         {"provider_id": "local", "provider_type": "inline::testprov"},
@@ -150,6 +156,16 @@ async def test_a_container_worker_answers_beside_a_local_one(tmp_path: Path, ima
         assert [i async for i in await host.provider("boxed").count(n=3)] == [0, 1, 2]
         assert len(_containers(os.getpid())) == 1
         assert {s.provider_id: s.env_path for s in host.status()}["boxed"] is None
+        # Of the host it sees its own socket directory and the callback socket, not the local worker's
+        # directory; of the host's environment, nothing.
+        sockets = host.supervisor.context.socket_dir
+        seen = await host.provider("boxed").surroundings(directory=str(sockets))
+        own = host.supervisor.slots["boxed"].worker
+        local_dir = host.supervisor.slots["local"].worker
+        assert own is not None and local_dir is not None and isinstance(seen["entries"], list)
+        assert own.socket_path.parent.name in seen["entries"]
+        assert local_dir.socket_path.parent.name not in seen["entries"]
+        assert "OPENAI_API_KEY" not in seen["env"] and seen["uid"] == os.getuid()
     finally:
         await host.stop()
     assert _containers(os.getpid()) == []  # removed on stop

@@ -106,6 +106,14 @@ class TestProvider:
     async def length(self, data: str) -> int:
         return len(data)
 
+    async def surroundings(self, directory: str) -> dict[str, Any]:
+        """What this worker can see: its environment's names and a directory's entries."""
+        try:
+            entries: Any = sorted(os.listdir(directory))
+        except OSError as exc:
+            entries = exc.strerror
+        return {"env": sorted(os.environ), "entries": entries, "uid": os.getuid()}
+
     async def whoami(self) -> dict[str, Any]:
         return {"pid": os.getpid(), "prefix": sys.prefix, "python": platform.python_version()}
 
