@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
+import uv
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from hostel._envspec import EnvSpec
+from hostel._hashes import artifact_hashes
 from hostel.envs import LAST_USED_FILE, EnvManager, InstallerName, dir_size, iter_envs
 from hostel.errors import HostelError
 from hostel.lock import LockedProvider, lock_path, read_lock, write_lock
@@ -133,15 +135,21 @@ async def lock(config: str, *, installer: str | None) -> int:
         err.print("hostel: no lock written: fix the failed builds first")
         return code
     entries = {}
+    uv_bin = uv.find_uv_bin()
     for r in results:
         assert r.spec is not None and r.path is not None
-        env_meta = EnvManager.read_metadata(r.path)
+        pins = tuple(EnvManager.read_metadata(r.path)["resolved"])
+        hashes = await artifact_hashes(
+            uv_bin, pins, python_version=r.spec.python.version, provider_id=r.provider_id,
+            pass_env=plan.settings.pass_env,
+        )  # fmt: skip
         entries[r.provider_id] = LockedProvider(
             provider_id=r.provider_id,
             provider_type=plan.provider(r.provider_id).provider_type,
             python=r.spec.python.version,
             inputs=r.spec.inputs,
-            pins=tuple(env_meta["resolved"]),
+            pins=pins,
+            hashes={pin: tuple(found) for pin, found in hashes.items()},
         )
     path = lock_path(plan.config)
     write_lock(path, entries)

@@ -127,6 +127,7 @@ class EnvSpec:
     sources: tuple[tuple[str, str], ...]  # (local directory, content hash)
     sdk: str  # hostel-sdk fingerprint
     pins: tuple[str, ...] = ()  # from hostel.lock: install exactly these, without resolving
+    pin_hashes: tuple[tuple[str, tuple[str, ...]], ...] = ()  # from hostel.lock: (pin, sha256 of its files)
     probe: str = ""  # JSON request for hostel_sdk._probe: spec discovery and the import check after building
 
     @property

@@ -139,7 +139,8 @@ class EnvManager:
             ),
         )
         if self.lock is not None:
-            spec = dataclasses.replace(spec, pins=self.lock.pins_for(plan.provider_id, spec.inputs))
+            locked = self.lock.pins_for(plan.provider_id, spec.inputs)
+            spec = dataclasses.replace(spec, pins=locked.pins, pin_hashes=tuple(sorted(locked.hashes.items())))
         return spec
 
     def status(self, spec: EnvSpec) -> EnvStatus:
@@ -238,8 +239,9 @@ class EnvManager:
         tmp.mkdir(parents=True)
         # Locked: exactly the pinned set, no resolution (hostel-sdk is always the host's own).
         requirements = [*(spec.pins or spec.requirements), str(wheel)]
+        hashes = dict(spec.pin_hashes)
         req_file = tmp / "hostel-requirements.txt"
-        req_file.write_text("\n".join(r for r in requirements if not local_dir(r)) + "\n")
+        req_file.write_text("\n".join(r for r in requirements if not local_dir(r) and r not in hashes) + "\n")
         python = tmp / "bin" / "python"
         if installer == "uv":
             assert uv_bin is not None
@@ -264,6 +266,12 @@ class EnvManager:
         await self._run(spec, create, requirements)
         # Local directories are installed as wheels built from them (see hostel._localwheels).
         wheels = await self._local_wheels(spec, installer, uv_bin, python, [local_dir(r) for r in requirements])
+        if hashes:  # the lock's pins, in hash-checking mode: different bytes fail, naming the distribution
+            hashed = tmp / "hostel-hashed-requirements.txt"
+            lines = (f"{pin} {' '.join(f'--hash={h}' for h in found)}\n" for pin, found in hashes.items())
+            hashed.write_text("".join(lines))
+            await self._run(spec, [*install_base, "--require-hashes", "--no-deps", "-r", str(hashed)], list(hashes))
+            hashed.unlink()
         install = [*install_base, "-r", str(req_file), *map(str, wheels), *(["--no-deps"] if spec.pins else [])]
         await self._run(spec, install, requirements)
         req_file.unlink()  # it may hold index credentials; the metadata keeps the requirements, redacted
@@ -377,9 +385,14 @@ class EnvManager:
                 command=command,
             ) from None
         if done.returncode != 0:
+            todo = (
+                "the index served bytes that differ from the hashes hostel.lock recorded (the installer names the "
+                "distribution below); if that change is expected, run `hostel lock` again"
+                if "--require-hashes" in command
+                else "fix its pip_packages or add constraints, then build again"
+            )
             raise EnvBuildError(
-                f"{what} the env of provider {spec.provider_id!r} failed (exit code {done.returncode}); "
-                "fix its pip_packages or add constraints, then build again",
+                f"{what} the env of provider {spec.provider_id!r} failed (exit code {done.returncode}); {todo}",
                 provider_id=spec.provider_id,
                 requirements=requirements,
                 command=command,

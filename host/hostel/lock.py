@@ -1,8 +1,9 @@
 """``hostel.lock``: the exact distributions of every provider env, for reproducible ``--locked`` builds.
 
 The lock sits beside the run config. Per provider it records the hash of what the user controls
-(``EnvSpec.inputs``) and the pins of the env resolved from it; a locked build installs exactly those
-pins (``--no-deps``) and refuses, naming the provider, when its inputs no longer match.
+(``EnvSpec.inputs``), the pins of the env resolved from it, and the sha256 of every file the index
+publishes for each pin; a locked build installs exactly those pins (``--no-deps``) in the installer's
+hash-checking mode, and refuses, naming the provider, when its inputs no longer match.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from hostel.config import RunConfig
 from hostel.errors import ConfigError, Problem
 
 LOCK_FILE = "hostel.lock"
-LOCK_FORMAT = 1
+LOCK_FORMAT = 2  # 2: artifact hashes per pin
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class LockedProvider:
     python: str
     inputs: str
     pins: tuple[str, ...]
+    hashes: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)  # pin -> sha256:...
 
 
 @dataclass(frozen=True)
@@ -42,8 +44,8 @@ class Lockfile:
     path: Path
     providers: Mapping[str, LockedProvider]
 
-    def pins_for(self, provider_id: str, inputs: str) -> tuple[str, ...]:
-        """The pins for a provider whose current inputs hash is ``inputs``; ``ConfigError`` if it changed."""
+    def pins_for(self, provider_id: str, inputs: str) -> LockedProvider:
+        """The locked entry of a provider whose current inputs hash is ``inputs``; ``ConfigError`` if it changed."""
         entry = self.providers.get(provider_id)
         if entry is None:
             raise ConfigError(
@@ -68,7 +70,7 @@ class Lockfile:
                 ],
                 provider_id=provider_id,
             )
-        return entry.pins
+        return entry
 
 
 def lock_path(config: RunConfig) -> Path:
@@ -94,7 +96,14 @@ def read_lock(path: Path) -> Lockfile:
         )
     if not isinstance(data, dict) or data.get("format") != LOCK_FORMAT:
         raise ConfigError(
-            [Problem(str(path), "format", "unsupported lock format; recreate it with `hostel lock CONFIG`")]
+            [
+                Problem(
+                    str(path),
+                    "format",
+                    f"lock format {data.get('format') if isinstance(data, dict) else '?'} is not {LOCK_FORMAT} "
+                    "(format 2 records artifact hashes); recreate it with `hostel lock CONFIG`",
+                )
+            ]
         )
     providers = {}
     for pid, entry in data.get("providers", {}).items():
@@ -104,6 +113,7 @@ def read_lock(path: Path) -> Lockfile:
             python=entry["python"],
             inputs=entry["inputs"],
             pins=tuple(entry["pins"]),
+            hashes={pin: tuple(found) for pin, found in (entry.get("hashes") or {}).items()},
         )
     return Lockfile(path=path, providers=providers)
 

@@ -115,7 +115,7 @@ def test_interrupted_build_keeps_the_previous_env_and_leaves_nothing_trusted(tmp
 
 
 def test_lock_then_locked_build_then_changed_spec_is_refused(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = make_config(tmp_path)
     assert main(["lock", str(config)]) == 0
@@ -125,11 +125,28 @@ def test_lock_then_locked_build_then_changed_spec_is_refused(
         p.startswith("hostel-testprov @ file://") for p in pins
     )
     assert not any(p.startswith("hostel-sdk") for p in pins)
+    hashes = lock["providers"]["t"]["hashes"]  # every pin from the index with the sha256 of its files
+    assert set(hashes) == {p for p in pins if "file://" not in p}
+    assert all(h and all(x.startswith("sha256:") and len(x) == 71 for x in h) for h in hashes.values())
 
     assert main(["build", "--locked", str(config)]) == 0
-    metadata = json.loads(next(p for p in (Path(os.environ["HOSTEL_HOME"]) / "envs").glob("t-*/hostel-env.json")
-                               if json.loads(p.read_text())["spec"]["pins"]).read_text())  # fmt: skip
+    metadata_path = next(p for p in (Path(os.environ["HOSTEL_HOME"]) / "envs").glob("t-*/hostel-env.json")
+                         if json.loads(p.read_text())["spec"]["pins"])  # fmt: skip
+    metadata = json.loads(metadata_path.read_text())
     assert sorted(metadata["resolved"]) == sorted(pins)  # exactly the pins, nothing more
+
+    # Different bytes under a pinned version: the locked build fails naming the distribution.
+    pydantic = next(p for p in pins if p.startswith("pydantic=="))
+    lock["providers"]["t"]["hashes"][pydantic] = ["sha256:" + "0" * 64]
+    (tmp_path / "hostel.lock").write_text(json.dumps(lock))
+    fresh = tmp_path / "fresh-home"  # no env built from the good bytes to reuse
+    monkeypatch.setenv("HOSTEL_HOME", str(fresh))
+    capsys.readouterr()
+    assert main(["build", "--locked", str(config)]) == 1
+    err = " ".join(capsys.readouterr().err.split())  # the console wraps long lines
+    assert f"Hash mismatch for `{pydantic}`" in err and "differ from the hashes hostel.lock recorded" in err, err
+    assert not list((fresh / "envs").glob("t-*"))  # nothing half-built was left
+    monkeypatch.setenv("HOSTEL_HOME", str(metadata_path.parents[2]))
 
     write_yaml(
         tmp_path / "providers.d/inline/tool_runtime/testprov.yaml", provider_spec(pip_packages=[str(TESTPROV), "idna"])
