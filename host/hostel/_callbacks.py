@@ -7,6 +7,7 @@ may call only the APIs it declared; anything else is answered with ``PermissionE
 from __future__ import annotations
 
 import contextlib
+import hmac
 import logging
 import secrets
 from collections.abc import AsyncIterator, Iterable
@@ -25,6 +26,7 @@ from hostel_sdk._wire import (
     MODEL_STORE_API,
     SHIELD_STORE_API,
     TOKEN_METADATA,
+    TokenCheck,
     add_tcp_port,
     channel_options,
     host_handler,
@@ -91,8 +93,12 @@ class CallbackServer:
         """Forget a token (its worker is gone)."""
         self._grants.pop(token, None)
 
+    def _known(self, token: bytes) -> bool:
+        return any(hmac.compare_digest(token, known.encode()) for known in self._grants)
+
     def _new_server(self) -> grpc.aio.Server:
-        server = grpc.aio.server(options=channel_options(self._max))
+        # An unknown token is refused before the request is read (it may be up to max_message_mb).
+        server = grpc.aio.server(options=channel_options(self._max), interceptors=[TokenCheck(self._known)])
         server.add_generic_rpc_handlers([host_handler(self.call)])
         return server
 

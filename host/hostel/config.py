@@ -111,7 +111,9 @@ class RaySettings(_Strict):
     installer: Literal["uv", "pip"] = "uv"  # which runtime_env field carries the provider's packages
     num_cpus: float = Field(0, ge=0)  # the actor's CPU reservation
     resources: dict[str, float] = Field(default_factory=dict)  # custom Ray resources, to pin a provider to nodes
-    tls: TlsSettings | None = None
+    # true: mutual TLS with a CA the host makes at start and a certificate per worker (recommended);
+    # a mapping: your own files, one identity shared by the host and every worker.
+    tls: TlsSettings | bool | None = None
 
 
 class HostelSettings(_Strict):

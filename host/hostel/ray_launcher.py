@@ -19,7 +19,7 @@ import secrets
 import signal
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # The host owns its signals (SIGTERM/SIGINT stop it gracefully): Ray's driver would otherwise install absl's
 # failure handler, which dumps a stack on SIGTERM and aborts the process. Read by Ray when it is imported.
@@ -36,6 +36,9 @@ from hostel.launcher import LaunchContext, WorkerHandle
 from hostel.plan import ProviderPlan
 from hostel.worker import ExitInfo, HandshakeProblem, judge_handshake, worker_payload
 from hostel_sdk._handshake import Handshake
+
+if TYPE_CHECKING:
+    from hostel._pki import Pki
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +113,9 @@ class RayWorker:
         self.token = ""
         self.kill_reason: str | None = None
         self.server_token: str | None = secrets.token_urlsafe(32)
-        self.tls = launcher.tls
+        # With the host's own CA: this worker's name, checked when the host calls it (set at start).
+        self._tls_name = f"hostel-worker-{secrets.token_hex(8)}"
+        self.tls = launcher.tls_to(self._tls_name)
         self._launcher = launcher
         self._name = f"hostel-{plan.provider_id}-{os.getpid()}-{generation}"
         self._actor: Any = None
@@ -198,7 +203,7 @@ class RayWorker:
             host_target=launcher.host_target,
             listen={"host": node, "advertise": node},
             server_token=self.server_token,
-            tls=self.tls,
+            tls=launcher.worker_tls(self._tls_name),
         )
         line_ref = self._actor.start.remote(json.dumps(payload).encode() + b"\n", self.plan.memory_mb)
         try:
@@ -300,11 +305,35 @@ class RayLauncher:
         self.context = context
         self.settings = context.settings
         ray_settings = self.settings.ray
-        self.tls = load_tls(ray_settings.tls, context.base_dir) if ray_settings.tls else None
+        tls = ray_settings.tls
+        self._pki: Pki | None = None
+        self.tls: dict[str, str] | None
+        if tls is True:
+            from hostel._pki import HOST_NAME, Pki  # cryptography loads only when it is used
+
+            self._pki = Pki()
+            self.tls = self._pki.identity(HOST_NAME, peer="")
+        else:
+            self.tls = load_tls(tls, context.base_dir) if isinstance(tls, TlsSettings) else None
         self.actor_class: Any = ray.remote(WorkerActor)
         self.host_target: str | None = None
         self._started_ray = False
         self._connecting: asyncio.Task[None] | None = None
+
+    def tls_to(self, worker_name: str) -> dict[str, str] | None:
+        """How the host dials a worker: its own identity, checking the worker's name (the host's CA), or the
+        shared identity of ``hostel.ray.tls`` files."""
+        if self.tls is None or self._pki is None:
+            return self.tls
+        return {**self.tls, "server_name": worker_name}
+
+    def worker_tls(self, worker_name: str) -> dict[str, str] | None:
+        """The identity a worker gets in its start request: its own certificate (the host's CA), or the shared one."""
+        if self._pki is None:
+            return self.tls
+        from hostel._pki import HOST_NAME
+
+        return self._pki.identity(worker_name, peer=HOST_NAME)
 
     def new_worker(self, plan: ProviderPlan, env: Env | None, generation: int) -> WorkerHandle:
         """A ``RayWorker``; Ray is joined before its first start."""
@@ -335,7 +364,7 @@ class RayLauncher:
         callbacks = self.context.callbacks
         if callbacks is not None:
             host = settings.callback_host or str(ray.util.get_node_ip_address())  # type: ignore[no-untyped-call]
-            self.host_target = await callbacks.listen_tcp(host, self.tls)
+            self.host_target = await callbacks.listen_tcp(host, self.tls)  # the host's own identity
 
     async def close(self) -> None:
         """Disconnect from Ray if this launcher connected (a local Ray it started stops with it)."""

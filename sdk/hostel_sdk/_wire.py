@@ -168,10 +168,16 @@ def tls_channel(
 
 
 class TokenCheck(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc.aio ships no stubs for it
-    """Refuses every RPC that does not carry ``token`` in its ``hostel-token`` metadata (workers on TCP)."""
+    """Refuses every RPC that does not carry a valid token in its ``hostel-token`` metadata, before the request
+    is read: ``token`` is the one valid token (a worker's server), or a test of it (the host's callback service,
+    which knows one per worker)."""
 
-    def __init__(self, token: str) -> None:
-        self._token = token.encode()
+    def __init__(self, token: str | Callable[[bytes], bool]) -> None:
+        if isinstance(token, str):
+            expected = token.encode()
+            self._valid: Callable[[bytes], bool] = lambda given: hmac.compare_digest(given, expected)
+        else:
+            self._valid = token
 
         async def deny(_request: Any, context: Context) -> None:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong hostel-token")
@@ -186,7 +192,7 @@ class TokenCheck(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc.aio 
         for key, value in handler_call_details.invocation_metadata or ():
             if key == TOKEN_METADATA:
                 given = value.encode() if isinstance(value, str) else value
-                if hmac.compare_digest(given, self._token):
+                if self._valid(given):
                     return await continuation(handler_call_details)
         return self._deny
 

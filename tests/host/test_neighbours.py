@@ -45,6 +45,11 @@ async def test_a_worker_cannot_call_or_stop_another_worker_through_its_socket(ho
         assert await host.provider("evil").poke_socket(path=socket, method=method) == "UNAUTHENTICATED"
     assert await host.provider("victim").greet(name="still") == "hello, still"
     assert host.supervisor.slots["victim"].worker is victim  # never restarted
+    # Nor the host's callback service with a token of its own making: refused before the request is read.
+    host_socket = str(host.callbacks.socket_path)
+    assert await host.provider("evil").poke_host(path=host_socket, token="guess", junk_bytes=1 << 20) == (
+        "UNAUTHENTICATED"
+    )
 
 
 async def test_a_worker_sees_only_the_minimal_environment_and_its_own_env(

@@ -25,6 +25,7 @@ from hostel.errors import ConfigError, ProviderCrashedError
 from hostel.host import Host
 from hostel.plan import load_plan
 from hostel_sdk._health import HealthStub
+from hostel_sdk._wire import tls_channel
 from tests.conftest import EXAMPLES, make_config, provider_spec, wait_until
 
 ray = pytest.importorskip("ray")
@@ -168,6 +169,30 @@ async def test_mutual_tls_between_the_host_and_ray_workers(tmp_path: Path, ray_a
             with pytest.raises(grpc.aio.AioRpcError) as exc:
                 await HealthStub(plain).check("", timeout=5)
         assert exc.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_the_hosts_own_ca_gives_every_ray_worker_an_identity_of_its_own(tmp_path: Path, ray_address: str) -> None:
+    providers = {
+        "inference": [{"provider_id": "infer", "provider_type": "inline::testprov", "launcher": "ray"}],
+        "vector_io": [{"provider_id": "store", "provider_type": "inline::store", "launcher": "ray"}],
+    }
+    config = _ray_config(tmp_path, ray_address, providers, ray={"address": ray_address, "tls": True})
+    async with Host.from_config(config) as host:
+        assert await host.provider("store").greet_through_inference(name="ca") == "hello, ca"  # both directions
+        infer, store = (host.supervisor.slots[p].worker for p in ("infer", "store"))
+        assert infer is not None and store is not None and infer.tls is not None and store.tls is not None
+        assert infer.tls["server_name"] != store.tls["server_name"]  # each checked by a name of its own
+        channel = host.supervisor.slots["infer"].channel
+        assert channel is not None
+        for plain_or_wrong in (None, {**infer.tls, "server_name": store.tls["server_name"]}):
+            async with tls_channel(channel.target, plain_or_wrong, []) as other:  # no certificate / not its name
+                with pytest.raises(grpc.aio.AioRpcError) as exc:
+                    await HealthStub(other).check("", timeout=5)
+            assert exc.value.code() == grpc.StatusCode.UNAVAILABLE
+        async with tls_channel(channel.target, infer.tls, []) as right_name:  # right name, but no token
+            with pytest.raises(grpc.aio.AioRpcError) as exc:
+                await HealthStub(right_name).check("", timeout=5)
+        assert exc.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
 def test_constraints_are_refused_with_the_ray_launcher(tmp_path: Path) -> None:

@@ -149,6 +149,19 @@ class ChaosProvider:
                 return str(exc.code().name)
         return "OK"
 
+    async def poke_host(self, path: str, token: str, junk_bytes: int) -> str:
+        """Call the host's callback service with a made-up token and a body that is no protobuf at all."""
+        import grpc
+
+        async with grpc.aio.insecure_channel(f"unix://{path}") as channel:
+            call = channel.unary_stream("/hostel.v1.Host/Call", lambda b: b, lambda b: b)
+            try:
+                async for _ in call(b"\xff" * junk_bytes, metadata=(("hostel-token", token),), timeout=10):
+                    return "answered"
+            except grpc.aio.AioRpcError as exc:
+                return str(exc.code().name)
+        return "OK"
+
     async def environment(self) -> dict[str, str]:
         return dict(os.environ)
 
