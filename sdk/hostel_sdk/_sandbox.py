@@ -178,6 +178,7 @@ def apply(request: Mapping[str, Any]) -> int:
     The venv and the interpreter this worker runs are always readable."""
     read = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable))}
     read.update(request.get("read") or ())
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # no core file: it would hold the provider's secrets
     return restrict(
         read=sorted(read), write=list(request.get("write") or ()), connect_ports=request.get("connect_ports")
     )

@@ -130,6 +130,7 @@ async def test_a_sandboxed_worker_cannot_reach_its_neighbours_files_signals_or_p
         assert (await evil.send_signal(pid=victim.worker.pid, sig=signal.SIGTERM)).startswith("denied")
         assert (await evil.connect(host="127.0.0.1", port=ports[1])).startswith("denied")
         assert await host.provider("victim").greet(name="unharmed") == "hello, unharmed"
+        assert (await evil.rlimits())["core"] == [0, 0]  # a crash leaves no core file holding its secrets
 
 
 async def test_limits_become_rlimits_and_a_sandbox_that_cannot_be_set_up_fails_the_start(tmp_path: Path) -> None:
@@ -143,7 +144,9 @@ async def test_limits_become_rlimits_and_a_sandbox_that_cannot_be_set_up_fails_t
     config = make_config(tmp_path, specs=specs, providers={"inference": inference, "tool_runtime": [entry]})
     async with Host.from_config(config) as host:
         limits = await host.provider("evil").rlimits()
-    assert limits == {"open_files": [256, 256], "processes": [4096, 4096], "cpu": [3600, 3600]}
+    assert {k: v for k, v in limits.items() if k != "core"} == {
+        "open_files": [256, 256], "processes": [4096, 4096], "cpu": [3600, 3600]
+    }  # fmt: skip
     missing = tmp_path / "not-there"
     broken = {**entry, "sandbox": {"writable": [str(missing)]}}
     config = make_config(tmp_path, specs=specs, providers={"inference": inference, "tool_runtime": [broken]})

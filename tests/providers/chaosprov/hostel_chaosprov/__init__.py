@@ -168,7 +168,10 @@ class ChaosProvider:
     async def rlimits(self) -> dict[str, list[int]]:
         import resource
 
-        names = {"open_files": resource.RLIMIT_NOFILE, "processes": resource.RLIMIT_NPROC, "cpu": resource.RLIMIT_CPU}
+        names = {
+            "open_files": resource.RLIMIT_NOFILE, "processes": resource.RLIMIT_NPROC, "cpu": resource.RLIMIT_CPU,
+            "core": resource.RLIMIT_CORE,
+        }  # fmt: skip
         return {name: list(resource.getrlimit(which)) for name, which in names.items()}
 
     async def read_file(self, path: str) -> str:
