@@ -35,20 +35,16 @@ sys.path.insert(0, str(HERE.parent))
 from _common import run_cli
 
 from hostel import Host
-from tests.conftest import REPO, make_config, provider_spec
-
-CHAOS_SPEC = {
-    "module": "hostel_chaosprov",
-    "config_class": "hostel_chaosprov.Config",
-    "pip_packages": [str(REPO / "tests" / "providers" / "chaosprov")],
-    "api_dependencies": [],
-}
+from tests.conftest import chaos_spec, make_config, provider_spec
 
 
 def _config(tmp: Path) -> Path:
     return make_config(
         tmp,
-        specs={"inline/inference/testprov": provider_spec(), "inline/tool_runtime/chaos": CHAOS_SPEC},
+        specs={
+            "inline/inference/testprov": provider_spec(),
+            "inline/tool_runtime/chaos": chaos_spec(api_dependencies=[]),
+        },
         providers={
             "inference": [
                 {

@@ -14,6 +14,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 TESTPROV = REPO / "tests" / "providers" / "testprov"
 SEEDPROV = REPO / "tests" / "providers" / "seedprov"
+CHAOSPROV = REPO / "tests" / "providers" / "chaosprov"
 EXAMPLES = REPO / "examples"
 
 
@@ -77,6 +78,18 @@ def provider_spec(**overrides: Any) -> dict[str, Any]:
         "pip_packages": [str(TESTPROV)],
         "provider_data_validator": "hostel_testprov.ProviderData",
         "api_dependencies": [],
+    }
+    spec.update(overrides)
+    return spec
+
+
+def chaos_spec(**overrides: Any) -> dict[str, Any]:
+    """An inline spec for the misbehaving test provider (one named fault per method), depending on inference."""
+    spec: dict[str, Any] = {
+        "module": "hostel_chaosprov",
+        "config_class": "hostel_chaosprov.Config",
+        "pip_packages": [str(CHAOSPROV)],
+        "api_dependencies": ["inference"],
     }
     spec.update(overrides)
     return spec

@@ -25,9 +25,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import REPO, make_config, provider_spec, wait_until, worker_pids
+from tests.conftest import chaos_spec, make_config, provider_spec, wait_until, worker_pids
 
-CHAOSPROV = REPO / "tests" / "providers" / "chaosprov"
 # Host RSS may grow by this much over its idle size in any row (a 60 MB result is held once, JSON-encoded once).
 HOST_RSS_BOUND_MB = 300
 REPORT: list[dict[str, Any]] = []
@@ -83,12 +82,7 @@ class Stack:
             tmp,
             specs={
                 "inline/inference/testprov": provider_spec(),
-                "inline/tool_runtime/chaos": {
-                    "module": "hostel_chaosprov",
-                    "config_class": "hostel_chaosprov.Config",
-                    "pip_packages": [str(CHAOSPROV)],
-                    "api_dependencies": ["inference"],
-                },
+                "inline/tool_runtime/chaos": chaos_spec(),
             },
             providers={
                 "inference": [

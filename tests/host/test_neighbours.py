@@ -13,21 +13,14 @@ import pytest
 from hostel import ConfigError, Host, ProviderStartError
 from hostel.plan import load_plan
 from hostel_sdk._sandbox import landlock_abi
-from tests.conftest import REPO, make_config, provider_spec
-
-CHAOS = {
-    "module": "hostel_chaosprov",
-    "config_class": "hostel_chaosprov.Config",
-    "pip_packages": [str(REPO / "tests" / "providers" / "chaosprov")],
-    "api_dependencies": ["inference"],
-}
+from tests.conftest import chaos_spec, make_config, provider_spec
 
 
 @pytest.fixture
 async def host(tmp_path: Path) -> AsyncIterator[Host]:
     config = make_config(
         tmp_path,
-        specs={"inline/inference/testprov": provider_spec(), "inline/tool_runtime/chaos": CHAOS},
+        specs={"inline/inference/testprov": provider_spec(), "inline/tool_runtime/chaos": chaos_spec()},
         providers={
             "inference": [{"provider_id": "victim", "provider_type": "inline::testprov"}],
             "tool_runtime": [{"provider_id": "evil", "provider_type": "inline::chaos"}],
@@ -61,7 +54,7 @@ async def test_a_worker_sees_only_the_minimal_environment_and_its_own_env(
     monkeypatch.setenv("SHARED_SETTING", "for-all")
     config = make_config(
         tmp_path,
-        specs={"inline/inference/testprov": provider_spec(), "inline/tool_runtime/chaos": CHAOS},
+        specs={"inline/inference/testprov": provider_spec(), "inline/tool_runtime/chaos": chaos_spec()},
         providers={
             "inference": [
                 {
@@ -100,7 +93,7 @@ async def test_a_sandboxed_worker_cannot_reach_its_neighbours_files_signals_or_p
     ports = [s.sockets[0].getsockname()[1] for s in (allowed, other)]
     config = make_config(
         tmp_path,
-        specs={"inline/inference/testprov": provider_spec(), "inline/tool_runtime/chaos": CHAOS},
+        specs={"inline/inference/testprov": provider_spec(), "inline/tool_runtime/chaos": chaos_spec()},
         providers={
             "inference": [{"provider_id": "victim", "provider_type": "inline::testprov"}],
             "tool_runtime": [
@@ -139,7 +132,7 @@ async def test_limits_become_rlimits_and_a_sandbox_that_cannot_be_set_up_fails_t
         "provider_type": "inline::chaos",
         "limits": {"open_files": 256, "processes": 4096, "cpu_seconds": 3600},
     }
-    specs = {"inline/inference/testprov": provider_spec(), "inline/tool_runtime/chaos": CHAOS}
+    specs = {"inline/inference/testprov": provider_spec(), "inline/tool_runtime/chaos": chaos_spec()}
     inference = [{"provider_id": "victim", "provider_type": "inline::testprov"}]
     config = make_config(tmp_path, specs=specs, providers={"inference": inference, "tool_runtime": [entry]})
     async with Host.from_config(config) as host:
