@@ -91,7 +91,7 @@ class _Server:
         raise TimeoutError("hostel run did not come up")
 
     def pid_of(self, provider_id: str) -> int:
-        rows = httpx.get(f"{self.url}/v1/providers").json()
+        rows = httpx.get(f"{self.url}/v1/providers").json()["data"]
         return int(next(r["pid"] for r in rows if r["provider_id"] == provider_id))
 
     def stop(self) -> None:

@@ -124,7 +124,7 @@ class Stack:
             return False
 
     def status(self, provider_id: str) -> dict[str, Any]:
-        rows = httpx.get(f"{self.url}/v1/providers", timeout=10).json()
+        rows = httpx.get(f"{self.url}/v1/providers", timeout=10).json()["data"]
         return next(r for r in rows if r["provider_id"] == provider_id)
 
     def call(self, method: str, body: Any = None, timeout: float = 60) -> httpx.Response:
@@ -343,7 +343,7 @@ def test_a_neighbours_shutdown_called_through_deps(stack: Stack, innocent: Innoc
 
 def test_the_host_stops_within_its_grace_and_leaves_nothing(stack: Stack) -> None:
     assert stack.call("be_stubborn").json() == "stubborn"
-    pids = [r["pid"] for r in httpx.get(f"{stack.url}/v1/providers").json()]
+    pids = [r["pid"] for r in httpx.get(f"{stack.url}/v1/providers").json()["data"]]
     started = time.monotonic()
     stack.proc.send_signal(signal.SIGTERM)
     assert stack.proc.wait(timeout=60) == 0

@@ -66,11 +66,13 @@ def status_for(exc: BaseException) -> int:
 
 
 def error_body(exc: BaseException, *, status: int | None = None) -> dict[str, Any]:
-    """``{"error": {"type", "message", "provider_id"}}``."""
+    """``{"error": {"type", "message", "provider_id"}}``: never a remote traceback, nor the list of a provider's
+    methods (a client learns what it asked for does not exist, not what does; the log has the rest)."""
     if isinstance(exc, RemoteError) and not isinstance(exc, (MethodNotFoundError, BadArgumentsError)):
         return {"error": {"type": exc.type_name, "message": exc.remote_message, "provider_id": exc.provider_id}}
     provider_id = exc.provider_id if isinstance(exc, HostelError) else None
-    return {"error": {"type": type(exc).__name__, "message": str(exc), "provider_id": provider_id}}
+    message = str(exc).split("; it has: ", 1)[0] if isinstance(exc, MethodNotFoundError) else str(exc)
+    return {"error": {"type": type(exc).__name__, "message": message, "provider_id": provider_id}}
 
 
 def internal_error_body(exc: BaseException) -> dict[str, Any]:

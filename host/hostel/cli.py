@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 import urllib.error
 import urllib.request
@@ -73,6 +74,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--host", default=None, dest="address", help="address to listen on (default 127.0.0.1)")
     run.add_argument("--locked", action="store_true", help="install exactly the pins of hostel.lock")
     run.add_argument(
+        "--insecure",
+        action="store_true",
+        help="serve a non-loopback --host without server.auth (only if something in front of hostel authenticates)",
+    )
+    run.add_argument(
         "--ray",
         default=None,
         metavar="ADDRESS",
@@ -97,14 +103,12 @@ def _parser() -> argparse.ArgumentParser:
     image_build.add_argument("--engine", choices=["auto", "podman", "docker"], default=None)
 
     ps = sub.add_parser("ps", help="status of a running host")
-    ps.add_argument("--port", type=int, default=8321)
-    ps.add_argument("--host", default="127.0.0.1", dest="address")
+    _client_options(ps)
     ps.add_argument("--json", action="store_true", help="print JSON")
 
     restart = sub.add_parser("restart", help="restart one provider of a running host (re-arms a failed one)")
     restart.add_argument("provider_id")
-    restart.add_argument("--port", type=int, default=8321)
-    restart.add_argument("--host", default="127.0.0.1", dest="address")
+    _client_options(restart)
 
     call = sub.add_parser("call", help="start a provider (and its deps), call one method, print the result as JSON")
     call.add_argument("config")
@@ -240,7 +244,7 @@ async def _run(opts: argparse.Namespace) -> int:
         plan = plan.with_ray(opts.ray)
     address = opts.address or plan.config.server.host or "127.0.0.1"
     port = opts.port if opts.port is not None else plan.config.server.port
-    await gateway.serve(Host(plan, locked=opts.locked), address=address, port=port)
+    await gateway.serve(Host(plan, locked=opts.locked), address=address, port=port, insecure=opts.insecure)
     return 0
 
 
@@ -273,13 +277,39 @@ async def _image_build(opts: argparse.Namespace) -> int:
     return 0
 
 
-def _ps(opts: argparse.Namespace) -> int:
-    url = f"http://{opts.address}:{opts.port}/v1/providers"
+def _client_options(parser: argparse.ArgumentParser) -> None:
+    """How a command reaches a running host: its address, and the token its server.auth accepts."""
+    parser.add_argument("--port", type=int, default=8321)
+    parser.add_argument("--host", default="127.0.0.1", dest="address")
+    parser.add_argument("--https", action="store_true", help="the host serves TLS (server.tls_certfile)")
+    parser.add_argument("--token", default=os.environ.get("HOSTEL_TOKEN"), help="bearer token (default $HOSTEL_TOKEN)")
+
+
+def _request(opts: argparse.Namespace, path: str, *, post: bool = False) -> Any:
+    """The JSON answer of a running host to ``path``; ``HostelError`` saying what went wrong."""
+    url = f"{'https' if opts.https else 'http'}://{opts.address}:{opts.port}{path}"
+    headers = {"Content-Type": "application/json"} if post else {}
+    if opts.token:
+        headers["Authorization"] = f"Bearer {opts.token}"
+    request = urllib.request.Request(
+        url, data=b"{}" if post else None, method="POST" if post else "GET", headers=headers
+    )
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            rows = json.loads(response.read())
+        with urllib.request.urlopen(request, timeout=600) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.loads(exc.read())["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = f"HTTP {exc.code}"
+        hint = "; give its token with --token or HOSTEL_TOKEN" if exc.code == 401 else ""
+        raise HostelError(f"{url}: {message}{hint}") from None
     except (OSError, ValueError) as exc:
         raise HostelError(f"no hostel answering at {url} ({exc}); start one with `hostel run CONFIG`") from None
+
+
+def _ps(opts: argparse.Namespace) -> int:
+    rows = _request(opts, "/v1/hostel/status")
     if opts.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -302,19 +332,7 @@ def _ps(opts: argparse.Namespace) -> int:
 
 
 def _restart(opts: argparse.Namespace) -> int:
-    url = f"http://{opts.address}:{opts.port}/v1/providers/{opts.provider_id}/restart"
-    request = urllib.request.Request(url, data=b"{}", method="POST", headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=600) as response:
-            status = json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        try:
-            message = json.loads(exc.read())["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = f"HTTP {exc.code}"
-        raise HostelError(f"restart of {opts.provider_id!r} failed: {message}") from None
-    except (OSError, ValueError) as exc:
-        raise HostelError(f"no hostel answering at {url} ({exc}); start one with `hostel run CONFIG`") from None
+    status = _request(opts, f"/v1/providers/{opts.provider_id}/restart", post=True)
     print(f"{status['provider_id']}: {status['state']} [pid {status['pid']}], restarts {status['restarts']}")
     return 0
 

@@ -12,22 +12,31 @@ import contextlib
 import logging
 import math
 import signal
+import ssl
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hostel import __version__
+from hostel._auth import USER_KEY, Authenticator, make_authenticator
+from hostel._guard import LOOPBACK_NAMES, SCOPE_USER, Guard, is_loopback
 from hostel._http_errors import bad_request, error_body, headers_for, internal_error_body, status_for
 from hostel._metrics import Metrics
-from hostel.errors import HostelError
+from hostel._shapes import provider_info
+from hostel.config import CorsSettings, ServerSettings
+from hostel.errors import ConfigError, HostelError, Problem, RoutingError
 from hostel.host import Host
+from hostel.supervisor import ProviderStatus
 from hostel_sdk import codec
 
 logger = logging.getLogger(__name__)
@@ -120,13 +129,21 @@ def _timeout(request: Request) -> float | None:
 
 
 def _provider_data(request: Request) -> Any:
+    """The call's provider data: the header's, with the authenticated user where Llama Stack keeps it (a
+    client's own ``__authenticated_user`` key is dropped: nobody may claim to be someone)."""
     header = request.headers.get(PROVIDER_DATA_HEADER)
-    if not header:
-        return None
-    try:
-        return codec.loads(header.encode())
-    except ValueError as exc:
-        raise _BadRequestError(f"{PROVIDER_DATA_HEADER} header is not valid JSON: {exc}") from None
+    data = None
+    if header:
+        try:
+            data = codec.loads(header.encode())
+        except ValueError as exc:
+            raise _BadRequestError(f"{PROVIDER_DATA_HEADER} header is not valid JSON: {exc}") from None
+        if isinstance(data, dict):
+            data.pop(USER_KEY, None)
+    user = request.scope.get(SCOPE_USER)
+    if user is not None:
+        data = {**(data if isinstance(data, dict) else {}), USER_KEY: user.to_dict()}
+    return data
 
 
 async def _events(stream: Any, *, openai: bool) -> AsyncIterator[bytes]:
@@ -165,8 +182,34 @@ class Gateway:
             return _json({"status": "OK"})
         return _json({"status": "Error", "providers": states}, 503)
 
+    def _info(self, status: ProviderStatus) -> dict[str, Any]:
+        return provider_info(status, self.host.plan.config.provider(status.provider_id).entry.config)
+
     async def providers(self, request: Request) -> Response:
+        return _json({"data": [self._info(s) for s in self.host.status()]})
+
+    async def provider(self, request: Request) -> Response:
+        provider_id = request.path_params["provider_id"]
+        for status in self.host.status():
+            if status.provider_id == provider_id:
+                return _json(self._info(status))
+        return _error(RoutingError(f"no provider {provider_id!r}", provider_id=provider_id))
+
+    async def status(self, request: Request) -> Response:
         return _json([s.to_dict() for s in self.host.status()])
+
+    async def version(self, request: Request) -> Response:
+        return _json({"version": __version__})
+
+    async def routes(self, request: Request) -> Response:
+        data = [
+            {"route": route.path, "method": method, "provider_types": []}
+            for route in request.app.routes
+            if isinstance(route, Route)
+            for method in sorted(route.methods or ())
+            if method != "HEAD"
+        ]
+        return _json({"data": data})
 
     async def restart(self, request: Request) -> Response:
         provider_id = request.path_params["provider_id"]
@@ -259,12 +302,17 @@ class _CatchAll:
                 await _json(internal_error_body(exc), 500)(scope, receive, send)
 
 
-def create_app(host: Host) -> Starlette:
-    """The ASGI app for ``host`` (which the caller starts and stops)."""
+def create_app(host: Host, *, bind: str = "127.0.0.1", authenticator: Authenticator | None = None) -> Starlette:
+    """The ASGI app for ``host`` (which the caller starts and stops), as ``server:`` says, listening on ``bind``."""
     gateway = Gateway(host)
+    server = host.plan.config.server
     routes = [
         Route("/v1/health", gateway.health, methods=["GET"]),
+        Route("/v1/version", gateway.version, methods=["GET"]),
+        Route("/v1/inspect/routes", gateway.routes, methods=["GET"]),
+        Route("/v1/hostel/status", gateway.status, methods=["GET"]),
         Route("/v1/providers", gateway.providers, methods=["GET"]),
+        Route("/v1/providers/{provider_id}", gateway.provider, methods=["GET"]),
         # Before the call route, so it shadows a provider method named "restart" over HTTP (the Python API and
         # `hostel call` still reach one).
         Route("/v1/providers/{provider_id}/restart", gateway.restart, methods=["POST"]),
@@ -277,7 +325,52 @@ def create_app(host: Host) -> Starlette:
         *(Route(f"{prefix}/models", gateway.models, methods=["GET"]) for prefix in _OPENAI_PREFIXES),
         Route("/metrics", gateway.prometheus, methods=["GET"]),
     ]
-    return Starlette(routes=routes, exception_handlers={HTTPException: _http_error}, middleware=[Middleware(_CatchAll)])
+    cors = CorsSettings(**_DEV_CORS) if server.cors is True else server.cors or None
+    if server.allowed_hosts:
+        hosts: list[str] | None = [*LOOPBACK_NAMES, *server.allowed_hosts]
+    else:  # on loopback only loopback names (no DNS rebinding); elsewhere auth guards it, any name will do
+        hosts = list(LOOPBACK_NAMES) if is_loopback(bind) else None
+    middleware = [
+        *(
+            [Middleware(CORSMiddleware, **cors.model_dump(exclude={"max_age"}), max_age=cors.max_age)]
+            if isinstance(cors, CorsSettings)
+            else []
+        ),
+        Middleware(
+            Guard,
+            hosts=hosts,
+            origins=cors.allow_origins if isinstance(cors, CorsSettings) else (),
+            origin_regex=cors.allow_origin_regex if isinstance(cors, CorsSettings) else None,
+            authenticator=authenticator,
+        ),
+        Middleware(_CatchAll),
+    ]
+    return Starlette(routes=routes, exception_handlers={HTTPException: _http_error}, middleware=middleware)
+
+
+# server.cors: true, as Llama Stack reads it: pages from http(s)://localhost on any port, for development.
+_DEV_CORS: dict[str, Any] = {
+    "allow_origin_regex": r"https?://localhost:\d+",
+    "allow_methods": ["GET", "POST", "PUT", "DELETE", "OPTIONS"],
+    "allow_headers": ["Content-Type", "Authorization", "X-Requested-With"],
+}
+
+
+def check_bind(address: str, server: ServerSettings, *, insecure: bool) -> None:
+    """``ConfigError`` for serving a non-loopback address without authentication, unless told to anyway."""
+    if is_loopback(address) or server.auth is not None or insecure or server.insecure:
+        return
+    raise ConfigError(
+        [
+            Problem(
+                "server",
+                "host",
+                f"refusing to serve on {address} without authentication: anyone who reaches the port could call "
+                "every provider with this host's API keys. Set server.auth (docs/http.md), or pass --insecure "
+                "(server.insecure: true) if something in front of hostel authenticates",
+            )
+        ]
+    )
 
 
 class _Server(uvicorn.Server):
@@ -288,12 +381,20 @@ class _Server(uvicorn.Server):
         yield
 
 
-async def serve(host: Host, *, address: str, port: int) -> None:
-    """Start ``host``, serve HTTP until SIGINT/SIGTERM, then stop it. A second signal forces the stop."""
+async def serve(host: Host, *, address: str, port: int, insecure: bool = False) -> None:
+    """Start ``host``, serve HTTP(S) until SIGINT/SIGTERM, then stop it. A second signal forces the stop.
+
+    ``ConfigError`` before anything starts for a non-loopback ``address`` without ``server.auth`` (unless
+    ``insecure``), or an ``auth`` or TLS setting that cannot be used."""
     grace = host.plan.settings.stop_grace_s
+    server_settings = host.plan.config.server
+    check_bind(address, server_settings, insecure=insecure)
+    base = host.plan.config.base_dir
+    authenticator = make_authenticator(server_settings.auth, base) if server_settings.auth else None
+    tls = _tls_options(server_settings, base)
     config = uvicorn.Config(
-        create_app(host), host=address, port=port, log_level="warning", access_log=False, lifespan="off",
-        timeout_graceful_shutdown=max(int(grace), 1),
+        create_app(host, bind=address, authenticator=authenticator), host=address, port=port, log_level="warning",
+        access_log=False, lifespan="off", timeout_graceful_shutdown=max(int(grace), 1), **tls,
     )  # fmt: skip
     server = _Server(config)
     loop = asyncio.get_running_loop()
@@ -323,14 +424,37 @@ async def serve(host: Host, *, address: str, port: int) -> None:
     finally:
         # The HTTP drain and the workers' share one grace: a stop takes that plus the kill allowance.
         await host.stop(grace_s=max(stop_by[0] - loop.time(), 0.0) if stop_by else None)
+        if authenticator is not None:
+            await authenticator.close()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+def _tls_options(server: ServerSettings, base: Path) -> dict[str, Any]:
+    """uvicorn's TLS options for ``server.tls_*`` (paths relative to the run config)."""
+    if server.tls_certfile is None and server.tls_keyfile is None:
+        if server.tls_cafile is not None:
+            raise ConfigError([Problem("server", "tls_cafile", "needs tls_certfile and tls_keyfile too")])
+        return {}
+    if server.tls_certfile is None or server.tls_keyfile is None:
+        raise ConfigError([Problem("server", "tls_certfile", "tls_certfile and tls_keyfile go together")])
+    options: dict[str, Any] = {
+        "ssl_certfile": str(base / server.tls_certfile),
+        "ssl_keyfile": str(base / server.tls_keyfile),
+    }
+    for name, path in (("tls_certfile", options["ssl_certfile"]), ("tls_keyfile", options["ssl_keyfile"])):
+        if not Path(path).is_file():
+            raise ConfigError([Problem("server", name, f"{path}: no such file")])
+    if server.tls_cafile is not None:  # mutual TLS: clients must present a certificate this CA signed
+        options.update(ssl_ca_certs=str(base / server.tls_cafile), ssl_cert_reqs=ssl.CERT_REQUIRED)
+    return options
 
 
 async def _announce(server: uvicorn.Server, address: str, port: int, providers: int) -> None:
     while not server.started:
         await asyncio.sleep(0.01)
-    logger.warning("hostel serving %d providers on http://%s:%d (Ctrl-C to stop)", providers, address, port)
+    scheme = "https" if server.config.ssl_certfile else "http"
+    logger.warning("hostel serving %d providers on %s://%s:%d (Ctrl-C to stop)", providers, scheme, address, port)
 
 
 __all__ = ["PROVIDER_DATA_HEADER", "TIMEOUT_HEADER", "create_app", "serve"]

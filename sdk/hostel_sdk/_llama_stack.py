@@ -34,6 +34,27 @@ def provider_data_var() -> ContextVar[Any] | None:
     return None
 
 
+# Where Llama Stack keeps the request's authenticated user, inside its provider data (the gateway puts it there).
+USER_KEY = "__authenticated_user"
+_DATATYPES_MODULES = ("llama_stack.core.datatypes", "llama_stack.distribution.datatypes", "ogx.core.datatypes")
+
+
+def stack_provider_data(data: Any) -> Any:
+    """Provider data as Llama Stack's context variable holds it: the user as its own ``User`` type, when the
+    provider's Llama Stack has one (``get_authenticated_user()`` returns that, not a dict)."""
+    user = data.get(USER_KEY) if isinstance(data, dict) else None
+    if not isinstance(user, dict):
+        return data
+    for name in _DATATYPES_MODULES:
+        user_class = getattr(sys.modules.get(name), "User", None)
+        if isinstance(user_class, type):
+            try:
+                return {**data, USER_KEY: user_class(user.get("principal", ""), user.get("attributes"))}
+            except Exception:  # noqa: BLE001 - another version's User: leave the plain dict
+                return data
+    return data
+
+
 def annotate(impl: object, *, provider_id: str, provider_type: str, api: str, validator: str | None) -> None:
     """Set what Llama Stack's resolver sets on a provider object (``get_request_provider_data`` reads it)."""
     spec = types.SimpleNamespace(

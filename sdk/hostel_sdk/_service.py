@@ -16,7 +16,7 @@ from typing import Any
 
 import grpc
 
-from hostel_sdk import __version__, _session, codec
+from hostel_sdk import __version__, _llama_stack, _session, codec
 from hostel_sdk import _messages as pb
 from hostel_sdk._context import RequestContext, enter_request, leave_request
 from hostel_sdk._exposure import LIFECYCLE_METHODS, exposed_methods
@@ -129,6 +129,10 @@ class ProviderService:
             data = codec.loads(raw)
         except ValueError as exc:
             raise ProviderDataError(f"provider data is not valid JSON: {exc}") from None
+        if isinstance(data, dict) and _llama_stack.USER_KEY in data:  # who asked, not data for the validator
+            data = {k: v for k, v in data.items() if k != _llama_stack.USER_KEY} or None
+            if data is None:
+                return None
         if self._validate_provider_data is None:
             return data
         try:
@@ -173,7 +177,9 @@ class ProviderService:
         token = enter_request(request_context)
         ls_token = None
         if self._ls_provider_data is not None and request.provider_data_json:
-            ls_token = self._ls_provider_data.set(codec.loads(request.provider_data_json))
+            ls_token = self._ls_provider_data.set(
+                _llama_stack.stack_provider_data(codec.loads(request.provider_data_json))
+            )
         try:
             result = self._methods[request.method](*call_args, **call_kwargs)
             if inspect.isawaitable(result):

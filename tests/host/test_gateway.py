@@ -83,7 +83,7 @@ def post(server: Server, path: str, body: Any = None, **kwargs: Any) -> httpx.Re
 
 def test_health_and_providers(server: Server) -> None:
     assert httpx.get(f"{server.url}/v1/health").json() == {"status": "OK"}
-    rows = httpx.get(f"{server.url}/v1/providers").json()
+    rows = httpx.get(f"{server.url}/v1/providers").json()["data"]
     assert [r["provider_id"] for r in rows] == ["infer", "tools"]
     assert {r["state"] for r in rows} == {"ready"} and all(r["pid"] for r in rows)
 
@@ -118,7 +118,9 @@ def test_stream_as_server_sent_events(server: Server) -> None:
     ],
 )
 def test_error_mapping(server: Server, path: str, body: str, status: int, kind: str) -> None:
-    response = httpx.post(f"{server.url}{path}", content=body, timeout=60)
+    response = httpx.post(
+        f"{server.url}{path}", content=body, timeout=60, headers={"Content-Type": "application/json"}
+    )
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert error["type"] == kind and error["message"]
@@ -175,7 +177,12 @@ def test_a_body_over_the_limit_is_refused_before_it_is_read(server: Server) -> N
         for _ in range(80):
             yield b"x" * 2**20
 
-    response = httpx.post(f"{server.url}/v1/providers/tools/length", content=chunks(), timeout=60)
+    response = httpx.post(
+        f"{server.url}/v1/providers/tools/length",
+        content=chunks(),
+        timeout=60,
+        headers={"Content-Type": "application/json"},
+    )
     assert response.status_code == 413 and response.json()["error"]["type"] == "PayloadTooLargeError"
 
 
@@ -207,7 +214,7 @@ def test_crash_over_http_is_503_then_recovers(server: Server) -> None:
     assert response.headers["x-should-retry"] == "false"  # clients must not send the request that killed it again
     assert post(server, "/v1/providers/infer/greet", {"name": "other"}).json() == "hi, other"
     assert wait_until(lambda: post(server, "/v1/providers/tools/greet", {"name": "x"}).status_code == 200, timeout=30)
-    rows = {r["provider_id"]: r for r in httpx.get(f"{server.url}/v1/providers").json()}
+    rows = {r["provider_id"]: r for r in httpx.get(f"{server.url}/v1/providers").json()["data"]}
     assert rows["tools"]["restarts"] == 1 and rows["tools"]["last_exit"] == "exited with code 5"
 
 
@@ -277,6 +284,10 @@ reply = client.chat.completions.create(model="llama3", messages=[{"role": "user"
 print(reply.choices[0].message.content)
 chunks = client.chat.completions.create(model="llama3", messages=[{"role": "user", "content": "a b"}], stream=True)
 print("".join(chunk.choices[0].delta.content or "" for chunk in chunks).strip())
+print(sorted((p.api, p.provider_id, p.provider_type) for p in client.providers.list()))
+info = client.providers.retrieve("tools")
+print(info.provider_id, info.api, info.health)
+print(client.inspect.version().version)
 """
 
 
@@ -301,11 +312,14 @@ def test_llama_stack_client_talks_to_hostel(server: Server, llama_stack_client_p
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == ["OK", "['llama3']", "hi from llama3.2:1b: yo", "hi from llama3.2:1b: a b"]
+    lines = done.stdout.splitlines()
+    assert lines[:4] == ["OK", "['llama3']", "hi from llama3.2:1b: yo", "hi from llama3.2:1b: a b"]
+    assert lines[4] == "[('inference', 'infer', 'inline::testprov'), ('tool_runtime', 'tools', 'inline::testprov')]"
+    assert lines[5] == "tools tool_runtime {'status': 'OK'}" and lines[6] == "0.1.0"
 
 
 def test_sigterm_stops_cleanly_with_no_worker_left(server: Server) -> None:
-    pids = [r["pid"] for r in httpx.get(f"{server.url}/v1/providers").json()]
+    pids = [r["pid"] for r in httpx.get(f"{server.url}/v1/providers").json()["data"]]
     assert server.stop() == 0
     assert wait_until(lambda: not worker_pids(str(server.home)), timeout=10)
     assert all(not Path(f"/proc/{pid}").exists() for pid in pids)

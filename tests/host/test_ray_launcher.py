@@ -237,7 +237,7 @@ def test_hostel_run_with_ray_serves_http_and_stops_cleanly(tmp_path: Path, ray_a
 
     try:
         assert wait_until(up, timeout=180), log.read_text()
-        rows = httpx.get(f"{url}/v1/providers").json()
+        rows = httpx.get(f"{url}/v1/providers").json()["data"]
         assert {r["state"] for r in rows} == {"ready"} and all(r["pid"] for r in rows)
         old = httpx.post(f"{url}/v1/providers/old/versions", json={}, timeout=60).json()
         new = httpx.post(f"{url}/v1/providers/new/versions", json={}, timeout=60).json()

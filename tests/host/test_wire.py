@@ -237,6 +237,7 @@ async def test_llama_stack_provider_sees_its_api_enum_and_reads_provider_data_it
                     "who_is_asking",
                     "embedding_result_type",
                     "get_request_provider_data",
+                    "authenticated_user",
                 ],
             }
         ],
@@ -251,6 +252,11 @@ async def test_llama_stack_provider_sees_its_api_enum_and_reads_provider_data_it
         assert await ls.embedding_result_type() == "OpenAIEmbeddingsResponse:3"
         assert await ls.who_is_asking() == {"api_key": "k9"}  # NeedsRequestProviderData, unmodified
         assert await host.provider("ls").who_is_asking() is None
+        # The gateway's authenticated user reaches a Llama Stack provider as Llama Stack's own User.
+        user = {"principal": "alice", "attributes": {"roles": ["admin"]}}
+        as_alice = host.provider("ls", provider_data={"__authenticated_user": user})
+        assert await as_alice.authenticated_user() == {"type": "User", **user}
+        assert await host.provider("ls").authenticated_user() is None
         # A Llama Stack provider's callable methods are its API protocol's and its `expose` list, nothing else;
         # a lifecycle method stays the host's even when listed.
         with pytest.raises(RemoteError, match="lifecycle method: only the host calls it"):

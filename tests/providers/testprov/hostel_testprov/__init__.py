@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import platform
 import sys
@@ -202,6 +203,14 @@ class TestProvider:
             ],
             "usage": {"prompt_tokens": len(texts), "total_tokens": len(texts)},
         }
+
+    async def caller(self) -> Any:
+        """The authenticated user the call came with (where Llama Stack keeps it in the raw provider data)."""
+        from hostel_sdk import _context
+
+        raw = _context._request.get().raw_provider_data
+        data = json.loads(bytes(raw)) if raw else {}
+        return data.get("__authenticated_user"), data.get("api_key")
 
     async def provider_data(self) -> Any:
         data = request_provider_data()

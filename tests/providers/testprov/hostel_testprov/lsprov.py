@@ -36,6 +36,13 @@ class LlamaStackStyleProvider(NeedsRequestProviderData):
         reply = await self.deps[Api.inference].openai_embeddings(model="m", input="abc")
         return f"{type(reply).__name__}:{len(reply.data[0].embedding)}"
 
+    async def authenticated_user(self) -> Any:
+        from llama_stack.core.request_headers import get_authenticated_user
+
+        user = get_authenticated_user()
+        return None if user is None else {"type": type(user).__name__, "principal": user.principal,
+                                          "attributes": user.attributes}  # fmt: skip
+
     async def llama_stack_version(self) -> str:
         return importlib.metadata.version("llama-stack")
 
