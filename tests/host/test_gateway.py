@@ -118,9 +118,7 @@ def test_stream_as_server_sent_events(server: Server) -> None:
     ],
 )
 def test_error_mapping(server: Server, path: str, body: str, status: int, kind: str) -> None:
-    response = httpx.post(
-        f"{server.url}{path}", content=body, timeout=60, headers={"Content-Type": "application/json"}
-    )
+    response = httpx.post(f"{server.url}{path}", content=body, timeout=60, headers={"Content-Type": "application/json"})
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert error["type"] == kind and error["message"]
