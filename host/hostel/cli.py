@@ -237,14 +237,14 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
 
 
 async def _run(opts: argparse.Namespace) -> int:
-    from hostel import gateway  # the HTTP stack loads only for `hostel run`
+    from hostel import _serving  # the HTTP stack loads only for `hostel run`
 
     plan = load_plan(opts.config)
     if opts.ray:
         plan = plan.with_ray(opts.ray)
     address = opts.address or plan.config.server.host or "127.0.0.1"
     port = opts.port if opts.port is not None else plan.config.server.port
-    await gateway.serve(Host(plan, locked=opts.locked), address=address, port=port, insecure=opts.insecure)
+    await _serving.serve(Host(plan, locked=opts.locked), address=address, port=port, insecure=opts.insecure)
     return 0
 
 

@@ -9,14 +9,14 @@ from typing import Any
 import httpx
 import pytest
 
-from hostel.config import HostelSettings
+from hostel.config import HostelSettings, ServerSettings
 from hostel.gateway import create_app
 
 
 class _BrokenHost:
     """Just enough of a Host for the gateway, whose calls fail as no hostel error would."""
 
-    plan = SimpleNamespace(settings=HostelSettings())
+    plan = SimpleNamespace(settings=HostelSettings(), config=SimpleNamespace(server=ServerSettings()))
 
     def add_observer(self, observer: Any) -> None:
         pass
@@ -29,7 +29,7 @@ async def test_an_unexpected_exception_is_a_json_500_logged_once(caplog: pytest.
     caplog.set_level(logging.ERROR)
     app = create_app(_BrokenHost())  # type: ignore[arg-type]
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
-        response = await client.post("/v1/providers/p/m", json={"a": 1})
+        response = await client.post("/v1/providers/p/m", json={"a": 1}, headers={"Host": "127.0.0.1"})
     assert response.status_code == 500 and response.headers["content-type"] == "application/json"
     assert response.json() == {
         "error": {"type": "InternalError", "message": "internal error in hostel (RuntimeError)", "provider_id": None}

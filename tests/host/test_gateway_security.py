@@ -22,9 +22,9 @@ import openai
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from hostel._serving import check_bind
 from hostel.config import ServerSettings
 from hostel.errors import ConfigError
-from hostel.gateway import check_bind
 from tests.conftest import make_config, provider_spec, wait_until
 
 TOKEN = "a-long-enough-bearer-token-1"

@@ -1,0 +1,129 @@
+"""Serving the gateway: ``hostel run``'s HTTP(S) server around a ``Host``, its signals and its safe defaults.
+
+uvicorn serves ``gateway.create_app``; SIGINT/SIGTERM stop it gracefully within one grace shared with the
+workers, a second signal kills the workers. Before anything starts, a non-loopback address without
+``server.auth`` is refused (unless ``--insecure``) and ``server.tls_*`` is checked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from hostel._auth import make_authenticator
+from hostel._guard import is_loopback
+from hostel.config import ServerSettings
+from hostel.errors import ConfigError, Problem
+from hostel.gateway import create_app
+from hostel.host import Host
+
+logger = logging.getLogger("hostel.gateway")
+
+
+def check_bind(address: str, server: ServerSettings, *, insecure: bool) -> None:
+    """``ConfigError`` for serving a non-loopback address without authentication, unless told to anyway."""
+    if is_loopback(address) or server.auth is not None or insecure or server.insecure:
+        return
+    raise ConfigError(
+        [
+            Problem(
+                "server",
+                "host",
+                f"refusing to serve on {address} without authentication: anyone who reaches the port could call "
+                "every provider with this host's API keys. Set server.auth (docs/http.md), or pass --insecure "
+                "(server.insecure: true) if something in front of hostel authenticates",
+            )
+        ]
+    )
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # hostel handles SIGINT/SIGTERM itself: uvicorn would re-raise them once it has shut down,
+        # before the workers are stopped.
+        yield
+
+
+async def serve(host: Host, *, address: str, port: int, insecure: bool = False) -> None:
+    """Start ``host``, serve HTTP(S) until SIGINT/SIGTERM, then stop it. A second signal forces the stop.
+
+    ``ConfigError`` before anything starts for a non-loopback ``address`` without ``server.auth`` (unless
+    ``insecure``), or an ``auth`` or TLS setting that cannot be used."""
+    grace = host.plan.settings.stop_grace_s
+    server_settings = host.plan.config.server
+    check_bind(address, server_settings, insecure=insecure)
+    base = host.plan.config.base_dir
+    authenticator = make_authenticator(server_settings.auth, base) if server_settings.auth else None
+    tls = _tls_options(server_settings, base)
+    config = uvicorn.Config(
+        create_app(host, bind=address, authenticator=authenticator), host=address, port=port, log_level="warning",
+        access_log=False, lifespan="off", timeout_graceful_shutdown=max(int(grace), 1), **tls,
+    )  # fmt: skip
+    server = _Server(config)
+    loop = asyncio.get_running_loop()
+    received: list[int] = []
+
+    stop_by: list[float] = []  # when the grace of a signalled stop ends (loop time)
+
+    def on_signal(sig: int) -> None:
+        received.append(sig)
+        if len(received) == 1:
+            logger.warning("received %s: stopping (send it again to force)", signal.Signals(sig).name)
+            stop_by.append(loop.time() + grace)
+            server.should_exit = True
+        else:
+            logger.warning("received %s again: killing the workers now", signal.Signals(sig).name)
+            server.force_exit = True
+            host.kill()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        await host.start()
+        if not received:
+            listening = asyncio.create_task(_announce(server, address, port, len(host.status())))
+            await server.serve()
+            listening.cancel()
+    finally:
+        # The HTTP drain and the workers' share one grace: a stop takes that plus the kill allowance.
+        await host.stop(grace_s=max(stop_by[0] - loop.time(), 0.0) if stop_by else None)
+        if authenticator is not None:
+            await authenticator.close()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def _tls_options(server: ServerSettings, base: Path) -> dict[str, Any]:
+    """uvicorn's TLS options for ``server.tls_*`` (paths relative to the run config)."""
+    if server.tls_certfile is None and server.tls_keyfile is None:
+        if server.tls_cafile is not None:
+            raise ConfigError([Problem("server", "tls_cafile", "needs tls_certfile and tls_keyfile too")])
+        return {}
+    if server.tls_certfile is None or server.tls_keyfile is None:
+        raise ConfigError([Problem("server", "tls_certfile", "tls_certfile and tls_keyfile go together")])
+    options: dict[str, Any] = {
+        "ssl_certfile": str(base / server.tls_certfile),
+        "ssl_keyfile": str(base / server.tls_keyfile),
+    }
+    for name, path in (("tls_certfile", options["ssl_certfile"]), ("tls_keyfile", options["ssl_keyfile"])):
+        if not Path(path).is_file():
+            raise ConfigError([Problem("server", name, f"{path}: no such file")])
+    if server.tls_cafile is not None:  # mutual TLS: clients must present a certificate this CA signed
+        options.update(ssl_ca_certs=str(base / server.tls_cafile), ssl_cert_reqs=ssl.CERT_REQUIRED)
+    return options
+
+
+async def _announce(server: uvicorn.Server, address: str, port: int, providers: int) -> None:
+    while not server.started:
+        await asyncio.sleep(0.01)
+    scheme = "https" if server.config.ssl_certfile else "http"
+    logger.warning("hostel serving %d providers on %s://%s:%d (Ctrl-C to stop)", providers, scheme, address, port)
