@@ -26,13 +26,16 @@ import chaos
 import containment
 import envs
 import gateway
+import gateway_security
 import launchers
 import ray_baseline
 import sandbox
 import supervisor
 from _common import print_table
 
-PARTS = ("calls", "supervisor", "gateway", "envs", "ray", "launchers", "containment", "chaos", "sandbox")
+PARTS = (
+    "calls", "supervisor", "gateway", "gateway_security", "envs", "ray", "launchers", "containment", "chaos", "sandbox",
+)  # fmt: skip
 
 
 async def run_part(name: str, quick: bool) -> list[dict[str, Any]]:
@@ -50,6 +53,8 @@ async def run_part(name: str, quick: bool) -> list[dict[str, Any]]:
         return await containment.bench(2000 if quick else 10000, 3.0 if quick else 10.0)
     if name == "chaos":
         return await chaos.bench()
+    if name == "gateway_security":
+        return await gateway_security.bench(500 if quick else 2000)
     if name == "sandbox":
         return await sandbox.bench(3 if quick else 10)
     return await envs.bench(["uv"] if quick else ["uv", "pip"], 10 if quick else 50)
