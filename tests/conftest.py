@@ -64,6 +64,23 @@ def _isolated_home(hostel_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     )
 
 
+@pytest.fixture(scope="session")
+def llama_stack_client_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """llama-stack-client in a venv of its own (it imports fire and requests without declaring them)."""
+    import subprocess
+
+    import uv
+
+    venv = tmp_path_factory.mktemp("lsc-venv")
+    subprocess.run([uv.find_uv_bin(), "venv", "--quiet", str(venv)], check=True)
+    subprocess.run(
+        [uv.find_uv_bin(), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"),
+         "llama-stack-client", "fire", "requests"],
+        check=True,
+    )  # fmt: skip
+    return venv / "bin" / "python"
+
+
 def write_yaml(path: Path, data: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))

@@ -289,21 +289,6 @@ print(client.inspect.version().version)
 """
 
 
-@pytest.fixture(scope="module")
-def llama_stack_client_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """llama-stack-client in a venv of its own (it imports fire and requests without declaring them)."""
-    import uv
-
-    venv = tmp_path_factory.mktemp("lsc-venv")
-    subprocess.run([uv.find_uv_bin(), "venv", "--quiet", str(venv)], check=True)
-    subprocess.run(
-        [uv.find_uv_bin(), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"),
-         "llama-stack-client", "fire", "requests"],
-        check=True,
-    )  # fmt: skip
-    return venv / "bin" / "python"
-
-
 def test_llama_stack_client_talks_to_hostel(server: Server, llama_stack_client_python: Path) -> None:
     done = subprocess.run(
         [str(llama_stack_client_python), "-c", LLAMA_STACK_CLIENT_SCRIPT, server.url],

@@ -264,7 +264,19 @@ def test_a_custom_endpoint_decides_with_llama_stacks_contract(
         served.stop()
 
 
-def test_tls_with_the_openai_client_verifying_the_certificate(tmp_path: Path, home: Path) -> None:
+LLAMA_STACK_CLIENT_TLS = """
+import sys
+from llama_stack_client import LlamaStackClient
+client = LlamaStackClient(base_url=sys.argv[1], api_key=sys.argv[2])
+print(client.inspect.health().status, [p.provider_id for p in client.providers.list()])
+reply = client.chat.completions.create(model="llama3", messages=[{"role": "user", "content": "yo"}])
+print(reply.choices[0].message.content)
+"""
+
+
+def test_tls_with_the_openai_and_llama_stack_clients_verifying_the_certificate(
+    tmp_path: Path, home: Path, llama_stack_client_python: Path
+) -> None:
     trustme = pytest.importorskip("trustme")
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1", "localhost")
@@ -278,12 +290,39 @@ def test_tls_with_the_openai_client_verifying_the_certificate(tmp_path: Path, ho
         client = openai.OpenAI(base_url=f"{served.url}/v1", api_key=TOKEN, http_client=httpx.Client(verify=trusting))
         reply = client.chat.completions.create(model="llama3", messages=[{"role": "user", "content": "yo"}])
         assert reply.choices[0].message.content == "hi from llama3: yo"
+        done = subprocess.run(
+            [str(llama_stack_client_python), "-c", LLAMA_STACK_CLIENT_TLS, served.url, TOKEN],
+            capture_output=True, text=True, timeout=120, check=False,
+            env={**os.environ, "SSL_CERT_FILE": str(tmp_path / "ca.pem")},  # httpx trusts the test CA
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines() == ["OK ['infer']", "hi from llama3: yo"]
         with pytest.raises(httpx.ConnectError):  # a client that does not trust the CA refuses the server
             httpx.get(f"{served.url}/v1/health")
         with pytest.raises(httpx.HTTPError):  # and nothing is served in the clear
             httpx.get(f"http://127.0.0.1:{served.port}/v1/health", timeout=5)
     finally:
         served.stop()
+
+
+def test_oauth2_tokens_can_be_checked_against_a_jwks_file(tmp_path: Path) -> None:
+    import asyncio
+
+    from hostel._auth import AuthFailed, JwtTokens
+    from hostel.config import OAuth2TokenAuth
+
+    key = _rsa()
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    (tmp_path / "jwks.json").write_text(json.dumps({"keys": [{**jwk, "kid": "static", "alg": "RS256"}]}))
+    config = OAuth2TokenAuth(type="oauth2_token", audience="a", jwks={"uri": "jwks.json"})  # type: ignore[arg-type]
+    tokens = JwtTokens(config, tmp_path)
+    claims = {"sub": "erin", "aud": "a", "exp": int(time.time()) + 60, "tenant": "t1"}
+    good = jwt.encode(claims, key, algorithm="RS256", headers={"kid": "static"})
+    user = asyncio.run(tokens.authenticate(good, {}))
+    assert user.principal == "erin" and user.attributes == {"roles": ["erin"], "namespaces": ["t1"]}
+    forged = jwt.encode(claims, "a-shared-secret-of-some-length-to-try", algorithm="HS256", headers={"kid": "static"})
+    with pytest.raises(AuthFailed):  # the key's algorithm decides, never the token's header
+        asyncio.run(tokens.authenticate(forged, {}))
 
 
 def test_a_non_loopback_address_without_auth_is_refused(tmp_path: Path) -> None:
