@@ -237,7 +237,7 @@ def test_sigterm_ignored_and_a_hanging_shutdown(stack: Stack, innocent: Innocent
     pid = stack.status("chaos")["pid"]
     assert stack.call("be_stubborn").json() == "stubborn"
     started = time.monotonic()
-    response = httpx.post(f"{stack.url}/v1/providers/chaos/restart", timeout=60)  # a stop it will not obey
+    response = httpx.post(f"{stack.url}/v1/providers/chaos/restart", json={}, timeout=60)  # a stop it will not obey
     took = time.monotonic() - started
     assert response.status_code == 200 and response.json()["state"] == "ready" and response.json()["pid"] != pid
     assert not Path(f"/proc/{pid}").exists()
@@ -307,7 +307,7 @@ def test_a_60mb_result(stack: Stack, innocent: Innocent) -> None:
 
 
 def test_an_endless_stream_whose_reader_stopped(stack: Stack, innocent: Innocent) -> None:
-    pid = httpx.post(f"{stack.url}/v1/providers/chaos/restart", timeout=60).json()["pid"]  # a fresh worker
+    pid = httpx.post(f"{stack.url}/v1/providers/chaos/restart", json={}, timeout=60).json()["pid"]  # a fresh worker
     worker_before = _rss_mb(pid)
     body = json.dumps({"size": 65536}).encode()
     with socket.create_connection(("127.0.0.1", stack.port)) as sock:

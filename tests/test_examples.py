@@ -77,8 +77,8 @@ def test_conflicting_pins_main_and_over_http(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "idna 2.10" in done.stdout and "xn--bcher-kva.example" in done.stdout
     with _hostel_run(EXAMPLES / "conflicting_pins" / "run.yaml", tmp_path) as url:
-        assert httpx.post(f"{url}/v1/providers/old/versions").json()["idna"] == "2.10"
-        assert httpx.post(f"{url}/v1/providers/new/versions").json()["idna"] != "2.10"
+        assert httpx.post(f"{url}/v1/providers/old/versions", json={}).json()["idna"] == "2.10"
+        assert httpx.post(f"{url}/v1/providers/new/versions", json={}).json()["idna"] != "2.10"
 
 
 def test_custom_ollama_with_curl_style_calls_and_the_openai_client(tmp_path: Path, hostel_home: Path) -> None:
@@ -87,7 +87,7 @@ def test_custom_ollama_with_curl_style_calls_and_the_openai_client(tmp_path: Pat
         body = {"model": "llama3", "messages": [{"role": "user", "content": "hi"}]}
         reply = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=60).json()
         assert reply["choices"][0]["message"]["content"] == "You said: hi" and reply["model"] == "llama3.2:1b"
-        assert httpx.post(f"{url}/v1/providers/ollama/health", timeout=60).json() == {"status": "OK"}
+        assert httpx.post(f"{url}/v1/providers/ollama/health", json={}, timeout=60).json() == {"status": "OK"}
         client = subprocess.run(
             [sys.executable, str(example / "client.py")],
             env={**os.environ, "HOSTEL_URL": url}, capture_output=True, text=True, check=False,
