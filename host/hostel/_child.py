@@ -207,8 +207,10 @@ class Child:
         self.exited: asyncio.Future[int] | None = None
         self._closed: dict[int, asyncio.Future[None]] = {}
 
-    async def spawn(self, command: Sequence[str], *, env: Mapping[str, str] | None = None) -> None:
-        """Start ``command``; ``OSError`` if it cannot be run."""
+    async def spawn(
+        self, command: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str | None = None
+    ) -> None:
+        """Start ``command`` (in ``cwd``, default the current directory); ``OSError`` if it cannot be run."""
         loop = asyncio.get_running_loop()
         self.exited = loop.create_future()
         self._closed = {1: loop.create_future(), 2: loop.create_future()}
@@ -219,6 +221,7 @@ class Child:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             env=env,
+            cwd=cwd,
             start_new_session=True,  # its own process group: signals reach what it forks; Ctrl-C does not reach it
         )
         self._transport = transport

@@ -105,6 +105,11 @@ class ContainerWorker(WorkerProcess):
             die_with_host=True,
         )
 
+    def _cwd(self) -> str:
+        """The worker's own directory: what the engine leaves in its working directory (conmon writes a file
+        named ``oom`` there when the kernel kills the container) goes with the worker."""
+        return str(self.socket_path.parent)
+
     def _environment(self) -> dict[str, str]:
         """The engine client's: the host's (it needs its own configuration); the container gets only the
         provider's ``env`` names (``--env NAME``), with the values set here."""

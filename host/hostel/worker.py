@@ -216,7 +216,7 @@ class WorkerProcess:
         self._stdout = FirstLine(self._out.feed)
         child = Child(self._stdout.feed, self._err.feed)
         try:
-            await child.spawn(self._command, env=env)
+            await child.spawn(self._command, env=env, cwd=self._cwd())
         except OSError as exc:
             raise ProviderStartError(
                 f"cannot run {self._command[0]}: {exc}", provider_id=self.plan.provider_id, stage="import"
@@ -224,6 +224,10 @@ class WorkerProcess:
         self._child = child
         logger.debug("provider %s: spawned worker [pid %s]", self.plan.provider_id, child.pid)
         self._watcher = asyncio.create_task(self._watch_exit(child))
+
+    def _cwd(self) -> str | None:
+        """Where the process runs: the host's working directory (a provider's relative paths mean that)."""
+        return None
 
     def _environment(self) -> dict[str, str]:
         """The worker's environment: minimal, plus its provider's ``env`` (hostel._environ); a private TMPDIR."""
