@@ -21,16 +21,16 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-import calls
-import chaos
-import containment
-import envs
-import gateway
-import gateway_security
-import launchers
-import ray_baseline
-import sandbox
-import supervisor
+import bench_calls
+import bench_chaos
+import bench_containment
+import bench_envs
+import bench_gateway
+import bench_gateway_security
+import bench_launchers
+import bench_ray_baseline
+import bench_sandbox
+import bench_supervisor
 from _common import print_table
 
 PARTS = (
@@ -40,24 +40,24 @@ PARTS = (
 
 async def run_part(name: str, quick: bool) -> list[dict[str, Any]]:
     if name == "calls":
-        return await calls.bench(500 if quick else 4000, 5000 if quick else 20000)
+        return await bench_calls.bench(500 if quick else 4000, 5000 if quick else 20000)
     if name == "supervisor":
-        return await supervisor.bench(3 if quick else 10)
+        return await bench_supervisor.bench(3 if quick else 10)
     if name == "gateway":
-        return await gateway.bench(500 if quick else 2000, 5000 if quick else 20000)
+        return await bench_gateway.bench(500 if quick else 2000, 5000 if quick else 20000)
     if name == "ray":
-        return await ray_baseline.bench(500 if quick else 2000, 5000 if quick else 20000)
+        return await bench_ray_baseline.bench(500 if quick else 2000, 5000 if quick else 20000)
     if name == "launchers":
-        return await launchers.bench(200 if quick else 1000, 2 if quick else 5)
+        return await bench_launchers.bench(200 if quick else 1000, 2 if quick else 5)
     if name == "containment":
-        return await containment.bench(2000 if quick else 10000, 3.0 if quick else 10.0)
+        return await bench_containment.bench(2000 if quick else 10000, 3.0 if quick else 10.0)
     if name == "chaos":
-        return await chaos.bench()
+        return await bench_chaos.bench()
     if name == "gateway_security":
-        return await gateway_security.bench(500 if quick else 2000)
+        return await bench_gateway_security.bench(500 if quick else 2000)
     if name == "sandbox":
-        return await sandbox.bench(3 if quick else 10)
-    return await envs.bench(["uv"] if quick else ["uv", "pip"], 10 if quick else 50)
+        return await bench_sandbox.bench(3 if quick else 10)
+    return await bench_envs.bench(["uv"] if quick else ["uv", "pip"], 10 if quick else 50)
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""A container engine the tests (and bench/launchers.py) can use here, or the reason there is none.
+"""A container engine the tests (and bench/bench_launchers.py) can use here, or the reason there is none.
 
 No registry is reachable from this machine but PyPI and Debian, so the base image (Debian bookworm with
 python3) is made with debootstrap and ``podman import``, once per machine. The sandbox refuses crun's cgroup

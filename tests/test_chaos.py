@@ -3,7 +3,7 @@
 Every row is one fault of ``hostel_chaosprov`` (tests/providers/chaosprov). Each asserts what the caller of
 the faulty provider sees and the state it is left in, and that the innocent provider, called over HTTP every
 20 ms throughout, had zero failed calls while the host's memory stayed bounded. docs/supervision.md has the
-table of faults, what a user sees and the recovery times; ``HOSTEL_CHAOS_REPORT=path`` (bench/chaos.py)
+table of faults, what a user sees and the recovery times; ``HOSTEL_CHAOS_REPORT=path`` (bench/bench_chaos.py)
 writes each row's figures there.
 """
 

@@ -1,9 +1,9 @@
 """Sandbox benchmark: what `sandbox:` adds to a worker's start, in alternating rounds of the same run.
 
-    python bench/sandbox.py [--json bench/results.json] [--repeat 10]
+    python bench/bench_sandbox.py [--json bench/results.json] [--repeat 10]
 
 Each round starts the test provider once without and once with `sandbox: true` (env cached: the worker
-start alone, as bench/supervisor.py measures it) and stops it.
+start alone, as bench/bench_supervisor.py measures it) and stops it.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """What authentication and TLS cost the gateway: plain vs bearer auth vs TLS + bearer, in one run.
 
-    python bench/gateway_security.py [--json bench/results.json] [--requests 2000]
+    python bench/bench_gateway_security.py [--json bench/results.json] [--requests 2000]
 
 Three `hostel run` servers with the same provider, measured in turn with the same httpx client code as
-bench/gateway.py: the median latency of a small JSON call and requests/s with 16 in flight.
+bench/bench_gateway.py: the median latency of a small JSON call and requests/s with 16 in flight.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 from _common import run_cli
-from gateway import _measure, _port
+from bench_gateway import _measure, _port
 
 from tests.conftest import make_config
 

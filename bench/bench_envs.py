@@ -1,6 +1,6 @@
 """Env build benchmark: cold build, warm-cache build into a new env, and no-op reuse; uv and pip.
 
-    python bench/envs.py [--json bench/results.json] [--installers uv pip] [--repeat 50]
+    python bench/bench_envs.py [--json bench/results.json] [--installers uv pip] [--repeat 50]
 
 Cold builds use an empty installer cache (so they download from the index); warm builds reuse the cache
 of the cold one; reuse is ``describe`` + ``ensure`` on an unchanged provider (no installer runs).

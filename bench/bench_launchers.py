@@ -1,6 +1,6 @@
 """Launcher benchmark: worker start and call overhead per launcher, against the local-process launcher.
 
-    python bench/launchers.py [--json bench/results.json] [--calls 500] [--starts 3]
+    python bench/bench_launchers.py [--json bench/results.json] [--calls 500] [--starts 3]
 
 The same provider (tests/providers/testprov) under each launcher that can run here: ``process`` (env
 cached), ``container`` (podman, image built first with ``hostel image build``; skipped without podman) and

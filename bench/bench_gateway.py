@@ -1,6 +1,6 @@
 """HTTP gateway benchmark: hostel run against a bare ASGI app returning the same JSON, in one run.
 
-    python bench/gateway.py [--json bench/results.json] [--requests 2000] [--items 20000]
+    python bench/bench_gateway.py [--json bench/results.json] [--requests 2000] [--items 20000]
 
 Both servers are uvicorn processes on loopback; the client is httpx. Measured: median latency of a
 small JSON call, requests/s with 16 in flight, and SSE items/s for a 20,000-item stream.

@@ -1,6 +1,6 @@
 """Call and stream benchmark: hostel's whole path against a raw grpc.aio baseline measured in the same run.
 
-    python bench/calls.py [--json bench/results.json] [--calls 2000] [--items 20000]
+    python bench/bench_calls.py [--json bench/results.json] [--calls 2000] [--items 20000]
 
 - call: median latency of a ~100-byte call (Python API -> gRPC -> worker -> provider -> back) and of a
   raw ``grpc.aio`` unary echo on a Unix socket to another process; the ratio is hostel / raw.

@@ -1,6 +1,6 @@
 """Ray as a baseline for running providers apart: an actor call, a streaming generator, a new actor.
 
-    python bench/ray_baseline.py [--json bench/results.json] [--calls 2000] [--items 20000]
+    python bench/bench_ray_baseline.py [--json bench/results.json] [--calls 2000] [--items 20000]
 
 Needs `ray` (pip install ray); bench/run.py skips this part when it is missing. Ray runs locally with
 two CPUs, no dashboard. Compare with the hostel rows of calls.py and supervisor.py from the same run.

@@ -1,6 +1,6 @@
 """Fault-containment benchmark: what a misbehaving client or provider can cost the host and its neighbours.
 
-    python bench/containment.py [--json bench/results.json] [--calls 10000] [--seconds 10]
+    python bench/bench_containment.py [--json bench/results.json] [--calls 10000] [--seconds 10]
 
 Rows, each against `hostel run` (or a Host) with the chaos test provider beside the innocent test provider:
 - a client holds an endless stream open without reading: the worker's RSS growth over ``seconds``;

@@ -1,7 +1,7 @@
 """The chaos suite's figures: for each fault of the chaos provider, what the caller saw and how long until
 the provider served again, with the innocent neighbour's latency meanwhile.
 
-    python bench/chaos.py [--json bench/results.json]
+    python bench/bench_chaos.py [--json bench/results.json]
 
 Runs tests/test_chaos.py (through `hostel run`, as a user would) with HOSTEL_CHAOS_REPORT set, and prints
 the rows it reports. Recovery is from the faulty call's start until the provider is ready with a new worker.

@@ -1,6 +1,6 @@
 """Supervisor benchmark: crash -> in-flight error, crash -> ready again, worker start, idle memory.
 
-    python bench/supervisor.py [--json bench/results.json] [--repeat 10]
+    python bench/bench_supervisor.py [--json bench/results.json] [--repeat 10]
 
 Baselines measured in the same run: a raw grpc.aio server process killed during a call (time until
 the client sees UNAVAILABLE), and the RSS of an idle raw grpc.aio server process.
