@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from hostel.errors import (
+    BadArgumentsError,
     CallTimeoutError,
     ConfigError,
     EnvBuildError,
     HostelError,
+    MethodNotFoundError,
+    PayloadTooLargeError,
     ProviderBusyError,
     ProviderCrashedError,
     ProviderDataError,
@@ -14,6 +17,7 @@ from hostel.errors import (
     ProviderUnavailableError,
     RemoteError,
     RoutingError,
+    WorkerProtocolError,
 )
 from hostel.host import Host
 from hostel.supervisor import ProviderStatus
@@ -21,11 +25,14 @@ from hostel.supervisor import ProviderStatus
 __version__ = "0.1.0"
 
 __all__ = [
+    "BadArgumentsError",
     "CallTimeoutError",
     "ConfigError",
     "EnvBuildError",
     "Host",
     "HostelError",
+    "MethodNotFoundError",
+    "PayloadTooLargeError",
     "ProviderBusyError",
     "ProviderCrashedError",
     "ProviderDataError",
@@ -34,5 +41,6 @@ __all__ = [
     "ProviderUnavailableError",
     "RemoteError",
     "RoutingError",
+    "WorkerProtocolError",
     "__version__",
 ]

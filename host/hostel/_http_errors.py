@@ -1,4 +1,4 @@
-"""hostel errors as HTTP responses: one table, the body shape of SPEC §3.3."""
+"""hostel errors as HTTP responses: one table, and the body shape of docs/http.md."""
 
 from __future__ import annotations
 
@@ -7,17 +7,23 @@ from typing import Any
 from hostel.errors import (
     BadArgumentsError,
     CallTimeoutError,
+    ConfigError,
+    EnvBuildError,
     HostelError,
     MethodNotFoundError,
     PayloadTooLargeError,
     ProviderBusyError,
     ProviderCrashedError,
     ProviderDataError,
+    ProviderStartError,
     ProviderUnavailableError,
     RemoteError,
     RoutingError,
+    WorkerProtocolError,
 )
 
+# Every hostel error, most specific first (a test checks none is missing). A provider's own exceptions
+# (RemoteError) go by their type name below.
 _STATUS: list[tuple[type[HostelError], int]] = [
     (MethodNotFoundError, 404),
     (BadArgumentsError, 400),
@@ -27,7 +33,13 @@ _STATUS: list[tuple[type[HostelError], int]] = [
     (ProviderCrashedError, 503),
     (ProviderBusyError, 503),
     (ProviderUnavailableError, 503),
+    (ProviderStartError, 503),  # a restart that failed while the call waited for it
     (CallTimeoutError, 504),
+    (WorkerProtocolError, 502),  # the worker answered in a way hostel cannot use
+    (ConfigError, 500),
+    (EnvBuildError, 500),
+    (RemoteError, 500),
+    (HostelError, 500),
 ]
 
 # What a provider raised, by exception type name (builtins and common subclasses).

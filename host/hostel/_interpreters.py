@@ -62,10 +62,16 @@ class InterpreterCache:
 
     def __init__(self, path: Path) -> None:
         self._path = path
-        try:
-            self._data: dict[str, list[object]] = json.loads(path.read_text())
-        except (OSError, ValueError):
-            self._data = {}
+        self._loaded: dict[str, list[object]] | None = None  # read on first use: constructors do no I/O
+
+    @property
+    def _data(self) -> dict[str, list[object]]:
+        if self._loaded is None:
+            try:
+                self._loaded = json.loads(self._path.read_text())
+            except (OSError, ValueError):
+                self._loaded = {}
+        return self._loaded
 
     async def probe(self, path: str) -> Interpreter | None:
         """The interpreter at ``path``, or ``None`` if it does not run."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -10,11 +11,12 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from hostel.errors import HostelError, MethodNotFoundError, RemoteError
+from hostel.supervisor import State
 
 if TYPE_CHECKING:
     from hostel.host import Host
 
-STATES = ("building", "starting", "ready", "restarting", "failed", "stopped")
+STATES: tuple[str, ...] = typing.get_args(State)
 # Method labels are bounded: a name becomes a label only once the provider answered a call to it (a client
 # sending made-up names adds nothing), names are cut, and a provider has at most this many.
 UNKNOWN_METHOD = "<unknown>"
@@ -48,9 +50,8 @@ class _StatusCollector(Collector):
             restarts.add_metric([status.provider_id], status.restarts)
             for name in STATES:
                 state.add_metric([status.provider_id, name], 1.0 if status.state == name else 0.0)
-        for provider_id, slot in self._host.supervisor.slots.items():
-            if slot.env is not None and "build_seconds" in slot.env.metadata:
-                build.add_metric([provider_id], float(slot.env.metadata["build_seconds"]))
+        for provider_id, seconds in self._host.build_seconds().items():
+            build.add_metric([provider_id], seconds)
         yield from (restarts, state, build)
 
 

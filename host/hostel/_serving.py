@@ -58,10 +58,10 @@ async def serve(host: Host, *, address: str, port: int, insecure: bool = False) 
 
     ``ConfigError`` before anything starts for a non-loopback ``address`` without ``server.auth`` (unless
     ``insecure``), or an ``auth`` or TLS setting that cannot be used."""
-    grace = host.plan.settings.stop_grace_s
-    server_settings = host.plan.config.server
+    grace = host.config.hostel.stop_grace_s
+    server_settings = host.config.server
     check_bind(address, server_settings, insecure=insecure)
-    base = host.plan.config.base_dir
+    base = host.config.base_dir
     authenticator = make_authenticator(server_settings.auth, base) if server_settings.auth else None
     tls = _tls_options(server_settings, base)
     config = uvicorn.Config(

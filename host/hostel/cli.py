@@ -346,8 +346,8 @@ async def _call(opts: argparse.Namespace) -> int:
     if not isinstance(arguments, (dict, list)):
         raise UsageError("--args must be a JSON object (keyword arguments) or array (positional arguments)")
     host = Host(load_plan(opts.config), locked=opts.locked)
-    if opts.provider_id not in host.supervisor.slots:
-        known = ", ".join(host.supervisor.slots) or "none"
+    if opts.provider_id not in host.provider_ids:
+        known = ", ".join(host.provider_ids) or "none"
         raise UsageError(f"no provider {opts.provider_id!r} in {opts.config}; providers: {known}")
     args, kwargs = (arguments, {}) if isinstance(arguments, list) else ([], arguments)
     try:

@@ -185,7 +185,8 @@ class ProviderEntry(BaseModel):
     spec_overrides: dict[str, Any] = Field(default_factory=dict)
     restart: RestartPolicy | None = None
     limits: Limits | None = None
-    isolation: Literal["process", "inline"] = "process"
+    # Every provider runs in a process of its own: "inline" (in the host) is refused, not silently ignored.
+    isolation: Literal["process"] = "process"
     launcher: Launcher | None = None  # default: container if the spec has container_image and no pip packages
     container_image: str | None = None  # overrides the spec's container_image
     expose: list[str] = Field(default_factory=list)  # methods callable from outside besides the API protocol's

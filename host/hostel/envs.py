@@ -38,7 +38,7 @@ from hostel._localwheels import build_command, cached_wheel, distribution_source
 from hostel._redact import redact_all
 from hostel._sdkwheel import sdk_fingerprint, sdk_wheel
 from hostel.errors import EnvBuildError
-from hostel.lock import Lockfile
+from hostel.lock import Lockfile, read_lock
 from hostel.plan import ProviderPlan
 
 logger = logging.getLogger(__name__)
@@ -81,14 +81,15 @@ class EnvManager:
         *,
         installer: InstallerName = "auto",
         build_timeout_s: float = 600.0,
-        lock: Lockfile | None = None,
+        lock: Lockfile | Path | None = None,
         pass_env: Sequence[str] = (),
     ) -> None:
-        """``lock``: build exactly the pins of a ``hostel.lock`` (``--locked``). ``pass_env``: environment
-        variables installers and probes get besides the minimal ones and the installer's own."""
+        """``lock``: build exactly the pins of a ``hostel.lock`` (``--locked``), or the path of one, read when
+        the first env is described. ``pass_env``: environment variables installers and probes get besides the
+        minimal ones and the installer's own."""
         self.pass_env = tuple(pass_env)
         self.home = (home or default_home()).expanduser()
-        self.lock = lock
+        self._lock = lock
         self.envs_dir = self.home / "envs"
         self.local_wheels_dir = self.home / "wheels" / "local"
         self.installer = installer
@@ -138,8 +139,10 @@ class EnvManager:
                 sort_keys=True,
             ),
         )
-        if self.lock is not None:
-            locked = self.lock.pins_for(plan.provider_id, spec.inputs)
+        if self._lock is not None:
+            if isinstance(self._lock, Path):
+                self._lock = read_lock(self._lock)
+            locked = self._lock.pins_for(plan.provider_id, spec.inputs)
             spec = dataclasses.replace(spec, pins=locked.pins, pin_hashes=tuple(sorted(locked.hashes.items())))
         return spec
 
@@ -204,7 +207,7 @@ class EnvManager:
         async with _file_lock(self.envs_dir / f".{spec.dirname}.lock"):
             env = self._load(final, spec.key)  # another host may have built it while we waited
             if env is not None:
-                return env, False
+                return _checked(env), False
             for leftover in self.envs_dir.glob(f".{spec.dirname}.build-*"):
                 shutil.rmtree(leftover, ignore_errors=True)  # from a killed build; we hold the lock
             tmp = self.envs_dir / f".{spec.dirname}.build-{os.getpid()}-{secrets.token_hex(4)}"

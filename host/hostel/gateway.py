@@ -170,7 +170,7 @@ class Gateway:
     def __init__(self, host: Host) -> None:
         self.host = host
         self.metrics = Metrics(host)
-        self.max_body = host.plan.settings.max_message_mb * 2**20
+        self.max_body = host.config.hostel.max_message_mb * 2**20
 
     async def health(self, request: Request) -> Response:
         states = {s.provider_id: s.state for s in self.host.status()}
@@ -179,7 +179,7 @@ class Gateway:
         return _json({"status": "Error", "providers": states}, 503)
 
     def _info(self, status: ProviderStatus) -> dict[str, Any]:
-        return provider_info(status, self.host.plan.config.provider(status.provider_id).entry.config)
+        return provider_info(status, self.host.provider_config(status.provider_id))
 
     async def providers(self, request: Request) -> Response:
         return _json({"data": [self._info(s) for s in self.host.status()]})
@@ -247,22 +247,9 @@ class Gateway:
             return _error(exc)
 
     async def models(self, request: Request) -> Response:
-        inference = {p.provider_id for p in self.host.plan.providers if p.api == "inference"}
         data = [
-            {
-                "id": m.model_id,
-                "object": "model",
-                "created": 0,
-                "owned_by": m.provider_id,
-                "identifier": m.model_id,
-                "provider_id": m.provider_id,
-                "provider_resource_id": m.provider_model_id or m.model_id,
-                "model_type": m.model_type or "llm",
-                "type": "model",
-                "metadata": {},
-            }
-            for m in self.host.plan.config.models
-            if m.provider_id in inference
+            {"id": m["identifier"], "object": "model", "created": 0, "owned_by": m["provider_id"], **m}
+            for m in self.host.models("inference")
         ]
         return _json({"object": "list", "data": data})
 
@@ -301,7 +288,7 @@ class _CatchAll:
 def create_app(host: Host, *, bind: str = "127.0.0.1", authenticator: Authenticator | None = None) -> Starlette:
     """The ASGI app for ``host`` (which the caller starts and stops), as ``server:`` says, listening on ``bind``."""
     gateway = Gateway(host)
-    server = host.plan.config.server
+    server = host.config.server
     routes = [
         Route("/v1/health", gateway.health, methods=["GET"]),
         Route("/v1/version", gateway.version, methods=["GET"]),

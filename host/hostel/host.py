@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import secrets
 import shutil
 import tempfile
 import time
@@ -13,10 +14,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
-from hostel._callbacks import CallbackServer
+from hostel._callbacks import ApiSource, CallbackServer
+from hostel.config import ModelEntry, RunConfig
 from hostel.envs import EnvManager
 from hostel.errors import ProviderUnavailableError, RoutingError
-from hostel.lock import lock_path, read_lock
+from hostel.lock import lock_path
 from hostel.plan import Plan, load_plan
 from hostel.proxy import ProviderProxy
 from hostel.router import ApiRouter
@@ -35,23 +37,22 @@ class CallObserver(Protocol):
         """The call returned (a stream: its first reply), or failed with ``error``."""
 
 
-class ExternalApis(Protocol):
+class ExternalApis(ApiSource, Protocol):
     """APIs served outside the host's own providers, which they may depend on (the Llama Stack bridge
     serves a bridged provider's ``deps`` from the server's own routers this way)."""
 
     apis: frozenset[str]
 
-    def api(self, api: str, *, timeout: float | None = None, provider_data: Any = None) -> Any:
-        """An object whose attributes are the API's async methods."""
-        ...
 
-    async def model_record(self, model_id: str) -> dict[str, Any] | None:
-        """A model by id, as Llama Stack's ``Model`` fields, or ``None``."""
-        ...
-
-    async def shield_record(self, shield_id: str) -> dict[str, Any] | None:
-        """A shield by id, as Llama Stack's ``Shield`` fields, or ``None``."""
-        ...
+def _model_fields(model: ModelEntry) -> dict[str, Any]:
+    return {
+        "identifier": model.model_id,
+        "provider_id": model.provider_id,
+        "provider_resource_id": model.provider_model_id or model.model_id,
+        "model_type": model.model_type or "llm",
+        "metadata": {},
+        "type": "model",
+    }
 
 
 def _check_timeout(timeout: float | None) -> None:
@@ -85,13 +86,13 @@ class Host:
             home,
             installer=plan.settings.installer,
             build_timeout_s=plan.settings.build_timeout_s,
-            lock=read_lock(lock_path(plan.config)) if locked else None,
+            lock=lock_path(plan.config) if locked else None,
             pass_env=plan.settings.pass_env,
         )
         self._log_level = log_level or logging.getLevelName(logging.getLogger("hostel.provider").getEffectiveLevel())
-        # Sockets live in a private 0700 directory, short enough for the 108-byte Unix socket path limit.
-        self._socket_dir = Path(tempfile.mkdtemp(prefix="hostel-"))
-        os.chmod(self._socket_dir, 0o700)
+        # Sockets live in a private 0700 directory (made by start(): constructors do no I/O), short enough for
+        # the 108-byte Unix socket path limit, its name unguessable.
+        self._socket_dir = Path(tempfile.gettempdir()) / f"hostel-{os.getpid()}-{secrets.token_hex(6)}"
         self.callbacks = CallbackServer(
             self, self._socket_dir / "host.sock", max_message_bytes=plan.settings.max_message_mb * 2**20
         )
@@ -133,6 +134,8 @@ class Host:
             if provider_ids is not None
             else [p.provider_id for p in self.plan.providers]
         )
+        if not self._socket_dir.exists():
+            os.mkdir(self._socket_dir, 0o700)  # fails, rather than use it, if someone made it first
         await self.callbacks.start()
         try:
             await self.supervisor.start(ids)
@@ -210,18 +213,38 @@ class Host:
             raise RoutingError(f"no provider serves API {api!r}")
         return ApiRouter(self, api, ids, self.plan.config.models, timeout=timeout, provider_data=provider_data)
 
+    @property
+    def config(self) -> RunConfig:
+        """The validated run config (its ``server`` and ``hostel`` settings, models, providers)."""
+        return self.plan.config
+
+    @property
+    def provider_ids(self) -> list[str]:
+        """Every provider's id, in start order."""
+        return list(self.supervisor.slots)
+
+    def provider_config(self, provider_id: str) -> Mapping[str, Any]:
+        """A provider's ``config`` as the run config gives it (secrets included: redact before showing it)."""
+        return self.plan.provider(provider_id).config
+
+    def models(self, api: str = "inference") -> list[dict[str, Any]]:
+        """The models table's rows for providers of ``api``, with Llama Stack's ``Model`` fields."""
+        served = {p.provider_id for p in self.plan.providers if p.api == api}
+        return [_model_fields(m) for m in self.plan.config.models if m.provider_id in served]
+
+    def build_seconds(self) -> dict[str, float]:
+        """How long each built env took to build, by provider."""
+        return {
+            pid: float(slot.env.metadata["build_seconds"])
+            for pid, slot in self.supervisor.slots.items()
+            if slot.env is not None and "build_seconds" in slot.env.metadata
+        }
+
     async def model_record(self, model_id: str) -> dict[str, Any] | None:
         """A row of the models table with Llama Stack's ``Model`` fields (else the external source's), or ``None``."""
         for model in self.plan.config.models:
             if model.model_id == model_id:
-                return {
-                    "identifier": model.model_id,
-                    "provider_id": model.provider_id,
-                    "provider_resource_id": model.provider_model_id or model.model_id,
-                    "model_type": model.model_type or "llm",
-                    "metadata": {},
-                    "type": "model",
-                }
+                return _model_fields(model)
         return await self.external.model_record(model_id) if self.external is not None else None
 
     async def shield_record(self, shield_id: str) -> dict[str, Any] | None:

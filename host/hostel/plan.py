@@ -39,7 +39,6 @@ class ProviderPlan:
     python: str | None
     restart: RestartPolicy
     memory_mb: int | None
-    isolation: str
     dependencies: tuple[str, ...]  # provider ids serving its api_dependencies
     optional_dependencies: tuple[str, ...] = ()  # provider ids serving its optional_api_dependencies
     dependency_apis: tuple[str, ...] = ()  # the APIs its deps hold: required ones, and optional ones served
@@ -193,7 +192,6 @@ def _plan_one(
         python=entry.python,
         restart=entry.restart or config.hostel.restart,
         memory_mb=entry.limits.memory_mb if entry.limits else None,
-        isolation=entry.isolation,
         dependencies=(),
         overrides=dict(entry.spec_overrides),
         launcher=launcher,

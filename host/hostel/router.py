@@ -73,10 +73,6 @@ class ApiRouter:
             provider_id, method, routed_args, routed_kwargs, timeout=self._timeout, provider_data=self._provider_data
         )
 
-    def model_ids(self) -> list[str]:
-        """Model ids this API routes."""
-        return sorted(self._models)
-
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import signal
+import typing
 from dataclasses import dataclass
 from typing import Literal
 
@@ -23,7 +24,7 @@ FAILURE_MAGIC = "hostel-start-failed"
 
 Network = Literal["unix", "tcp"]
 Stage = Literal["import", "config", "factory", "protocol", "handshake", "timeout"]
-STAGES: tuple[Stage, ...] = ("import", "config", "factory", "protocol", "handshake", "timeout")
+STAGES: tuple[Stage, ...] = typing.get_args(Stage)
 
 
 class HandshakeError(ValueError):

@@ -8,11 +8,14 @@ import hostel_sdk
 def test_hostel_public_names() -> None:
     assert sorted(hostel.__all__) == sorted(
         [
-            "CallTimeoutError", "ConfigError", "EnvBuildError", "Host", "HostelError", "ProviderBusyError",
-            "ProviderCrashedError", "ProviderDataError", "ProviderStartError", "ProviderStatus",
-            "ProviderUnavailableError", "RemoteError", "RoutingError", "__version__",
+            "BadArgumentsError", "CallTimeoutError", "ConfigError", "EnvBuildError", "Host", "HostelError",
+            "MethodNotFoundError", "PayloadTooLargeError", "ProviderBusyError", "ProviderCrashedError",
+            "ProviderDataError", "ProviderStartError", "ProviderStatus", "ProviderUnavailableError", "RemoteError",
+            "RoutingError", "WorkerProtocolError", "__version__",
         ]
     )  # fmt: skip
+    errors = {name for name in hostel.errors.__all__ if name != "Problem"}
+    assert errors <= set(hostel.__all__), "every exception class is exported from hostel"
     for name in hostel.__all__:
         assert hasattr(hostel, name)
 

@@ -16,7 +16,7 @@ from hostel.gateway import create_app
 class _BrokenHost:
     """Just enough of a Host for the gateway, whose calls fail as no hostel error would."""
 
-    plan = SimpleNamespace(settings=HostelSettings(), config=SimpleNamespace(server=ServerSettings()))
+    config = SimpleNamespace(server=ServerSettings(), hostel=HostelSettings())
 
     def add_observer(self, observer: Any) -> None:
         pass
