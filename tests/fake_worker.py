@@ -97,59 +97,29 @@ def main(scenario: str) -> int:
         time.sleep(3600)
         return 0
 
+    import dataclasses
+
     from hostel_sdk import worker
+    from hostel_sdk._start import StartRequest
 
     handshake_fd = os.dup(1)
     os.dup2(2, 1)
-    payload = _payload()
-    payload.update(module="__main__", config_class=None, kind="inline", provider_data_validator=None)
+    line = sys.stdin.buffer.readline()
+    request = dataclasses.replace(
+        StartRequest.from_json(line), module="__main__", config_class=None, kind="inline", provider_data_validator=None
+    )
+    options = worker.ServeOptions()
     if scenario == "flood-stderr":
         for i in range(20_000):
             print(f"flood line {i}", file=sys.stderr)
         sys.stderr.flush()
-    if scenario == "ignore-sigterm":
+    if scenario == "ignore-sigterm":  # deaf to SIGTERM and to the Shutdown RPC: only SIGKILL ends it
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        _ignore_stop(worker)
-    if scenario == "no-session":
-        _without_session(worker)
-    worker._die_with_parent(payload.get("host_pid"))
-    return asyncio.run(worker.serve(payload, handshake_fd))
-
-
-def _ignore_stop(worker: Any) -> None:
-    """Make the worker deaf to SIGTERM and the Shutdown RPC (only SIGKILL ends it)."""
-    original = worker.ProviderService
-
-    class Deaf(original):  # type: ignore[misc, valid-type]
-        def __init__(self, impl: object, **kwargs: Any) -> None:
-            kwargs["on_shutdown"] = None
-            super().__init__(impl, **kwargs)
-
-    worker.ProviderService = Deaf
-    real_loop_add = asyncio.SelectorEventLoop.add_signal_handler
-
-    def add_signal_handler(self: Any, sig: int, callback: Any, *args: Any) -> None:
-        if sig == signal.SIGTERM:
-            return
-        real_loop_add(self, sig, callback, *args)
-
-    asyncio.SelectorEventLoop.add_signal_handler = add_signal_handler  # type: ignore[method-assign]
-
-
-def _without_session(worker: Any) -> None:
-    """Serve the Worker service without its optional Session method (calls to it get UNIMPLEMENTED)."""
-    import grpc
-
-    full = worker.worker_handler
-
-    class NoSession(grpc.GenericRpcHandler):
-        def __init__(self, servicer: Any) -> None:
-            self._handler = full(servicer)
-
-        def service(self, details: Any) -> Any:
-            return None if details.method.endswith("/Session") else self._handler.service(details)
-
-    worker.worker_handler = NoSession
+        options = worker.ServeOptions(stop_signals=(signal.SIGINT,), honour_shutdown_rpc=False)
+    if scenario == "no-session":  # serves Worker without its optional Session (calls to it: UNIMPLEMENTED)
+        options = worker.ServeOptions(sessions=False)
+    worker._die_with_parent(request.host_pid)
+    return asyncio.run(worker.serve(request, handshake_fd, options))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ exits; ``--rm`` removes the container after every exit.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -18,7 +19,6 @@ import signal as signals
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from hostel._process import run
 from hostel.config import ContainerSettings
@@ -27,6 +27,7 @@ from hostel.errors import ProviderStartError
 from hostel.launcher import LaunchContext, WorkerHandle, socket_path
 from hostel.plan import ProviderPlan
 from hostel.worker import ExitInfo, WorkerProcess
+from hostel_sdk._start import StartRequest
 
 logger = logging.getLogger(__name__)
 
@@ -116,9 +117,9 @@ class ContainerWorker(WorkerProcess):
         values = {name: value for name, value in self.plan.env if value is not None}
         return {**os.environ, **values}
 
-    def _payload(self) -> dict[str, Any]:
+    def _request(self) -> StartRequest:
         # The worker's parent inside the container is not the host: it watches its stdin instead.
-        return {**super()._payload(), "host_pid": None}
+        return dataclasses.replace(super()._request(), host_pid=None)
 
     def signal(self, sig: int) -> None:
         """Send ``sig`` to the container's worker, through the engine (without waiting)."""

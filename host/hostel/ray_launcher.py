@@ -12,7 +12,7 @@ crash, so supervision, restarts and errors are those of local workers.
 from __future__ import annotations
 
 import asyncio
-import json
+import dataclasses
 import logging
 import os
 import secrets
@@ -34,8 +34,9 @@ from hostel.envs import Env
 from hostel.errors import ProviderStartError
 from hostel.launcher import LaunchContext, WorkerHandle
 from hostel.plan import ProviderPlan
-from hostel.worker import ExitInfo, HandshakeProblem, judge_handshake, worker_payload
+from hostel.worker import ExitInfo, HandshakeProblem, judge_handshake, start_request
 from hostel_sdk._handshake import Handshake
+from hostel_sdk._start import Listen
 
 if TYPE_CHECKING:
     from hostel._pki import Pki
@@ -189,23 +190,21 @@ class RayWorker:
         except RayError as exc:
             await self.close()
             raise self._start_error(f"Ray could not set up the worker's actor: {_readable(exc)}", "import") from None
-        payload = worker_payload(
-            self.plan,
-            socket_path=None,
-            host_socket=None,
-            token=self.token,
-            log_level=launcher.context.log_level,
-            max_message_bytes=settings.max_message_mb * 2**20,
-            grace_s=settings.stop_grace_s,
-        )
-        payload.update(
+        request = dataclasses.replace(
+            start_request(
+                self.plan,
+                token=self.token,
+                log_level=launcher.context.log_level,
+                max_message_bytes=settings.max_message_mb * 2**20,
+                grace_s=settings.stop_grace_s,
+            ),
             host_pid=None,  # the worker's parent is the actor: it watches its stdin instead
             host_target=launcher.host_target,
-            listen={"host": node, "advertise": node},
+            listen=Listen(host=node, advertise=node),
             server_token=self.server_token,
             tls=launcher.worker_tls(self._tls_name),
         )
-        line_ref = self._actor.start.remote(json.dumps(payload).encode() + b"\n", self.plan.memory_mb)
+        line_ref = self._actor.start.remote(request.to_json() + b"\n", self.plan.memory_mb)
         try:
             line = await _get(line_ref, timeout)
         except TimeoutError:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import dataclasses
 import logging
 import os
 import secrets
@@ -27,6 +27,7 @@ from hostel._process import SETPRIV as _SETPRIV
 from hostel.errors import ProviderStartError, describe_exit
 from hostel.plan import ProviderPlan
 from hostel_sdk._handshake import PROTOCOL_VERSION, STACKS_SIGNAL, Handshake, HandshakeError, StartFailure, parse
+from hostel_sdk._start import StartRequest
 
 logger = logging.getLogger(__name__)
 
@@ -59,40 +60,31 @@ class ExitInfo:
         return describe_exit(self.exit_code, self.signal)
 
 
-def worker_payload(
-    plan: ProviderPlan,
-    *,
-    socket_path: str | None,
-    host_socket: str | None,
-    token: str,
-    log_level: str,
-    max_message_bytes: int,
-    grace_s: float,
-) -> dict[str, Any]:
-    """The start request a worker reads from stdin (docs/protocol.md); launchers add or replace keys."""
+def start_request(
+    plan: ProviderPlan, *, token: str, log_level: str, max_message_bytes: int, grace_s: float
+) -> StartRequest:
+    """The start request for a local worker of ``plan`` (docs/protocol.md); launchers derive theirs from it
+    with ``dataclasses.replace`` (where to listen, how to reach the host, their identity)."""
     spec = plan.spec
-    return {
-        "protocol": PROTOCOL_VERSION,
-        "provider_id": plan.provider_id,
-        "api": plan.api,
-        "provider_type": spec.provider_type,
-        "kind": spec.kind,
-        "module": spec.module,
-        "config_class": spec.config_class,
-        "config": dict(plan.config),
-        "provider_data_validator": spec.provider_data_validator,
-        "socket_path": socket_path,
-        "host_pid": os.getpid(),
-        "log_level": log_level,
-        "max_message_bytes": max_message_bytes,
-        "grace_s": grace_s,
-        "host_socket": host_socket,
-        "token": token,
-        "deps": list(plan.dependency_apis),
-        "expose": list(plan.expose),
-        "limits": dict(plan.rlimits),
-        "retain_freed_bytes": plan.retain_freed_mb * 2**20,
-    }
+    return StartRequest(
+        provider_id=plan.provider_id,
+        api=plan.api,
+        provider_type=spec.provider_type,
+        kind=spec.kind,
+        module=spec.module,
+        config_class=spec.config_class,
+        config=dict(plan.config),
+        provider_data_validator=spec.provider_data_validator,
+        deps=tuple(plan.dependency_apis),
+        expose=tuple(plan.expose),
+        token=token,
+        host_pid=os.getpid(),
+        log_level=log_level,
+        max_message_bytes=max_message_bytes,
+        grace_s=grace_s,
+        retain_freed_bytes=plan.retain_freed_mb * 2**20,
+        limits=dict(plan.rlimits),
+    )
 
 
 @dataclass(frozen=True)
@@ -187,21 +179,24 @@ class WorkerProcess:
         """The last ``lines`` lines the worker wrote to stderr."""
         return self._err.tail_text(lines)
 
-    def _payload(self) -> dict[str, Any]:
-        payload = worker_payload(
+    def _request(self) -> StartRequest:
+        request = start_request(
             self.plan,
-            socket_path=str(self.socket_path),
-            host_socket=str(self._host_socket) if self._host_socket else None,
             token=self.token,
             log_level=self._log_level,
             max_message_bytes=self._max_message_bytes,
             grace_s=self._grace_s,
         )
-        payload["server_token"] = self.server_token
+        sandbox = None
         if self.plan.sandbox is not None:  # its own directory (socket, private tmp) is its to write
-            sandbox = dict(self.plan.sandbox)
-            payload["sandbox"] = {**sandbox, "write": [*sandbox["write"], str(self.socket_path.parent)]}
-        return payload
+            sandbox = {**self.plan.sandbox, "write": [*self.plan.sandbox["write"], str(self.socket_path.parent)]}
+        return dataclasses.replace(
+            request,
+            socket_path=str(self.socket_path),
+            host_socket=str(self._host_socket) if self._host_socket else None,
+            server_token=self.server_token,
+            sandbox=sandbox,
+        )
 
     async def spawn(self) -> None:
         """Start the process. It imports its runtime, then waits for its start request (see ``start``).
@@ -245,7 +240,7 @@ class WorkerProcess:
         child, stdout, exited = self._child, self._stdout, self._exit
         assert child is not None and stdout is not None and exited is not None
         handshake = stdout.line
-        child.write(json.dumps(self._payload()).encode() + b"\n")
+        child.write(self._request().to_json() + b"\n")
         try:
             either: set[asyncio.Future[Any]] = {handshake, exited}
             await asyncio.wait(either, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)

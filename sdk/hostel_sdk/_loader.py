@@ -9,11 +9,15 @@ import importlib
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import TypeAdapter, ValidationError
 
+from hostel_sdk import _llama_stack
+from hostel_sdk._deps import HostClient, build_deps, inject_stores
+from hostel_sdk._exposure import exposed_methods
 from hostel_sdk._handshake import Stage
+from hostel_sdk._start import StartRequest
 
 
 class StartError(Exception):
@@ -25,16 +29,53 @@ class StartError(Exception):
         self.message = message
 
 
-@dataclass(frozen=True)
-class LoadRequest:
-    """What the host sends the worker on stdin (the parts the loader needs)."""
+class LoadRequest(Protocol):
+    """What the loader reads of a start request."""
 
-    provider_id: str
-    kind: str  # "remote" | "inline"
-    module: str
-    config_class: str | None
-    config: Mapping[str, Any]
-    provider_data_validator: str | None = None
+    @property
+    def provider_id(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def module(self) -> str: ...
+    @property
+    def config_class(self) -> str | None: ...
+    @property
+    def config(self) -> Mapping[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A provider built as a worker builds it: the object, its provider-data validator, its callable methods."""
+
+    impl: Any
+    validator: Callable[[Any], Any] | None
+    methods: dict[str, Callable[..., Any]]
+
+
+async def load_provider(request: StartRequest, host_client: HostClient | None) -> Loaded:
+    """Import, configure and build the provider, inject its stores, check its API protocol, annotate it as
+    Llama Stack would: what every worker does, and what ``hostel_sdk.testing.serve`` does too."""
+    module = import_module(request.module)
+    config = build_config(request)
+    validator = load_validator(request.provider_data_validator)
+    impl = await create_impl(request, module, config, build_deps(host_client, request.deps))
+    inject_stores(impl, host_client)
+    missing = _llama_stack.missing_methods(impl, request.api)
+    if missing:
+        raise StartError(
+            "protocol",
+            f"{type(impl).__name__} lacks methods of the {request.api} API protocol of its Llama Stack: "
+            f"{', '.join(missing)}; the provider does not fit this Llama Stack version (pin another with constraints)",
+        )
+    _llama_stack.annotate(
+        impl,
+        provider_id=request.provider_id,
+        provider_type=request.provider_type,
+        api=request.api,
+        validator=request.provider_data_validator,
+    )
+    return Loaded(impl, validator, exposed_methods(impl, api=request.api, expose=request.expose))
 
 
 def import_object(path: str, *, stage: Stage, what: str) -> Any:

@@ -56,38 +56,39 @@ class WorkerServicer(Protocol):
     async def shutdown(self, request: pb.ShutdownRequest, context: Context) -> pb.ShutdownReply: ...
 
 
-def worker_handler(servicer: WorkerServicer) -> grpc.GenericRpcHandler:
-    """The generic handler that serves the Worker service with ``servicer``'s coroutines."""
+def worker_handler(servicer: WorkerServicer, *, sessions: bool = True) -> grpc.GenericRpcHandler:
+    """The generic handler that serves the Worker service with ``servicer``'s coroutines (without the
+    optional ``Session`` method when ``sessions`` is false, as a worker in another language may)."""
     reply = pb.CallReply.SerializeToString
-    return grpc.method_handlers_generic_handler(
-        SERVICE,
-        {
-            "Call": grpc.unary_stream_rpc_method_handler(
-                servicer.call, request_deserializer=pb.CallRequest.FromString, response_serializer=reply
-            ),
-            "CallUnary": grpc.unary_unary_rpc_method_handler(
-                servicer.call_unary, request_deserializer=pb.CallRequest.FromString, response_serializer=reply
-            ),
-            "Session": grpc.stream_stream_rpc_method_handler(
-                servicer.session,
-                request_deserializer=pb.SessionRequest.FromString,
-                response_serializer=pb.SessionReply.SerializeToString,
-            ),
-            "OpenStream": grpc.unary_stream_rpc_method_handler(
-                servicer.open_stream, request_deserializer=pb.StreamHandle.FromString, response_serializer=reply
-            ),
-            "Describe": grpc.unary_unary_rpc_method_handler(
-                servicer.describe,
-                request_deserializer=pb.DescribeRequest.FromString,
-                response_serializer=pb.DescribeReply.SerializeToString,
-            ),
-            "Shutdown": grpc.unary_unary_rpc_method_handler(
-                servicer.shutdown,
-                request_deserializer=pb.ShutdownRequest.FromString,
-                response_serializer=pb.ShutdownReply.SerializeToString,
-            ),
-        },
-    )
+    methods = {
+        "Call": grpc.unary_stream_rpc_method_handler(
+            servicer.call, request_deserializer=pb.CallRequest.FromString, response_serializer=reply
+        ),
+        "CallUnary": grpc.unary_unary_rpc_method_handler(
+            servicer.call_unary, request_deserializer=pb.CallRequest.FromString, response_serializer=reply
+        ),
+        "Session": grpc.stream_stream_rpc_method_handler(
+            servicer.session,
+            request_deserializer=pb.SessionRequest.FromString,
+            response_serializer=pb.SessionReply.SerializeToString,
+        ),
+        "OpenStream": grpc.unary_stream_rpc_method_handler(
+            servicer.open_stream, request_deserializer=pb.StreamHandle.FromString, response_serializer=reply
+        ),
+        "Describe": grpc.unary_unary_rpc_method_handler(
+            servicer.describe,
+            request_deserializer=pb.DescribeRequest.FromString,
+            response_serializer=pb.DescribeReply.SerializeToString,
+        ),
+        "Shutdown": grpc.unary_unary_rpc_method_handler(
+            servicer.shutdown,
+            request_deserializer=pb.ShutdownRequest.FromString,
+            response_serializer=pb.ShutdownReply.SerializeToString,
+        ),
+    }
+    if not sessions:
+        del methods["Session"]
+    return grpc.method_handlers_generic_handler(SERVICE, methods)
 
 
 HostCallHandler = Callable[[pb.HostCallRequest, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[pb.CallReply]]

@@ -10,8 +10,9 @@
                          deps={"inference": FakeInference()}) as provider:
             assert await provider.health() == {"status": "OK"}
 
-The provider is built exactly as a hostel worker builds it (module import, config class, factory with
-the signature's arguments), served by a ``grpc.aio`` server on a Unix socket, and called through a
+The provider is built exactly as a hostel worker builds it, by the same loader (module import, config
+class, factory with the signature's arguments, model and shield stores, the ``api``'s protocol check and
+annotations, the callable methods), served by a ``grpc.aio`` server on a Unix socket, and called through a
 client that speaks the same protocol as the host. Arguments and results cross as JSON; provider
 exceptions come back as the same built-in exception types. ``deps`` are in-process objects reached
 through the same callback service a real host provides.
@@ -21,17 +22,19 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import grpc
 
 from hostel_sdk import _client, codec
 from hostel_sdk import _messages as pb
-from hostel_sdk._deps import HostClient, build_deps
-from hostel_sdk._loader import LoadRequest, build_config, create_impl, import_module, load_validator
+from hostel_sdk._deps import HostClient
+from hostel_sdk._exposure import exposed_methods
+from hostel_sdk._loader import load_provider, load_validator
 from hostel_sdk._service import ProviderService
+from hostel_sdk._start import StartRequest
 from hostel_sdk._wire import MAX_MESSAGE_BYTES, WorkerStub, channel_options, host_handler, worker_handler
 
 __all__ = ["ProviderClient", "serve"]
@@ -109,11 +112,14 @@ async def serve(
     module: str | None = None,
     config: Mapping[str, Any] | None = None,
     config_class: str | None = None,
-    kind: str = "inline",
+    kind: Literal["remote", "inline"] = "inline",
     provider_data_validator: str | None = None,
     deps: Mapping[str, object] | None = None,
+    api: str = "",
+    expose: Sequence[str] = (),
 ) -> AsyncIterator[ProviderClient]:
-    """Serve a provider object (``impl``) or build one from ``module`` like a worker does; yield a client."""
+    """Serve a provider object (``impl``) or build one from ``module`` exactly as a worker does (the same
+    loader: config, factory, stores, the ``api``'s protocol check, callable methods); yield a client."""
     if (impl is None) == (module is None):
         raise TypeError("serve() needs exactly one of impl= or module=")
     servers: list[grpc.aio.Server] = []
@@ -129,19 +135,21 @@ async def serve(
                 await host_server.start()
                 servers.append(host_server)
                 host_client = HostClient(f"unix://{host_socket}", "test", max_message_bytes=MAX_MESSAGE_BYTES)
-            validator = load_validator(provider_data_validator)
             if impl is None:
                 assert module is not None
-                request = LoadRequest(
-                    provider_id=module, kind=kind, module=module, config_class=config_class, config=config or {}
-                )
-                built_config = build_config(request)
-                impl = await create_impl(
-                    request, import_module(module), built_config, build_deps(host_client, deps or {})
-                )
+                request = StartRequest(
+                    provider_id=module, api=api, provider_type=f"{kind}::{module}", kind=kind, module=module,
+                    config_class=config_class, config=config or {}, provider_data_validator=provider_data_validator,
+                    deps=tuple(deps or ()), expose=tuple(expose),
+                )  # fmt: skip
+                loaded = await load_provider(request, host_client)
+                service = ProviderService(loaded.impl, provider_data_validator=loaded.validator, methods=loaded.methods)
+            else:
+                methods = exposed_methods(impl, api=api, expose=expose)
+                validator = load_validator(provider_data_validator)
+                service = ProviderService(impl, provider_data_validator=validator, methods=methods)
             socket = Path(tmp) / "worker.sock"
             server = grpc.aio.server(options=options)
-            service = ProviderService(impl, provider_data_validator=validator)
             server.add_generic_rpc_handlers([worker_handler(service)])
             server.add_insecure_port(f"unix:{socket}")
             await server.start()

@@ -18,18 +18,18 @@ import signal
 import sys
 import threading
 import traceback
-from typing import Any
+from dataclasses import dataclass
 
 import grpc
 
 from hostel_sdk import __version__, _llama_stack, _sandbox
-from hostel_sdk._deps import HostClient, build_deps, inject_stores
-from hostel_sdk._exposure import exposed_methods
+from hostel_sdk._deps import HostClient
 from hostel_sdk._handshake import PROTOCOL_VERSION, STACKS_SIGNAL, Handshake, Network, StartFailure
 from hostel_sdk._health import HealthService, health_handler
-from hostel_sdk._loader import LoadRequest, StartError, build_config, create_impl, import_module, load_validator
+from hostel_sdk._loader import StartError, load_provider
 from hostel_sdk._service import ProviderService
-from hostel_sdk._wire import MAX_MESSAGE_BYTES, TokenCheck, add_tcp_port, channel_options, worker_handler
+from hostel_sdk._start import StartRequest
+from hostel_sdk._wire import TokenCheck, add_tcp_port, channel_options, worker_handler
 
 logger = logging.getLogger("hostel_sdk.worker")  # not __main__ under -m
 
@@ -90,81 +90,61 @@ def _write_line(fd: int, line: str) -> None:
     os.write(fd, (line + "\n").encode())
 
 
-async def serve(payload: dict[str, Any], handshake_fd: int) -> int:
+@dataclass(frozen=True)
+class ServeOptions:
+    """How the runtime serves, for hosts and harnesses that embed it differently (the test suite's fake worker
+    plays a worker that ignores SIGTERM, or one without Worker.Session, through these)."""
+
+    stop_signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)
+    honour_shutdown_rpc: bool = True
+    sessions: bool = True
+
+
+async def serve(request: StartRequest, handshake_fd: int, options: ServeOptions = ServeOptions()) -> int:
     """Build the provider, serve it, print the handshake, and wait to be told to stop."""
     # From C, in the signal handler itself: it works while the provider blocks the event loop.
     faulthandler.register(STACKS_SIGNAL, file=sys.stderr, all_threads=True, chain=False)
-    request = LoadRequest(
-        provider_id=payload["provider_id"],
-        kind=payload["kind"],
-        module=payload["module"],
-        config_class=payload.get("config_class"),
-        config=payload.get("config") or {},
-        provider_data_validator=payload.get("provider_data_validator"),
-    )
     host_client = None
-    tls = payload.get("tls")
-    host_target = payload.get("host_target") or (
-        f"unix://{payload['host_socket']}" if payload.get("host_socket") else ""
-    )
+    host_target = request.host_target or (f"unix://{request.host_socket}" if request.host_socket else "")
     if host_target:
         host_client = HostClient(
             host_target,
-            payload["token"],
-            max_message_bytes=int(payload.get("max_message_bytes", MAX_MESSAGE_BYTES)),
-            tls=tls,
+            request.token,
+            max_message_bytes=request.max_message_bytes,
+            tls=dict(request.tls) if request.tls else None,
         )
     try:
-        module = import_module(request.module)
-        config = build_config(request)
-        validator = load_validator(request.provider_data_validator)
-        deps = build_deps(host_client, payload.get("deps") or [])
-        impl = await create_impl(request, module, config, deps)
-        inject_stores(impl, host_client)
-        missing = _llama_stack.missing_methods(impl, payload.get("api", ""))
-        if missing:
-            raise StartError(
-                "protocol",
-                f"{type(impl).__name__} lacks methods of the {payload.get('api')} API protocol of its Llama Stack: "
-                f"{', '.join(missing)}; the provider does not fit this Llama Stack version "
-                "(pin another with constraints)",
-            )
+        loaded = await load_provider(request, host_client)
     except StartError as exc:
         traceback.print_exc(file=sys.stderr)
         _write_line(handshake_fd, StartFailure(PROTOCOL_VERSION, exc.stage, exc.message).format())
         return 1
 
     stop = asyncio.Event()
-    grace = [float(payload.get("grace_s", 5.0))]
+    grace = [request.grace_s]
 
     def on_shutdown(grace_s: float) -> None:
         grace[0] = grace_s
         stop.set()
 
-    _llama_stack.annotate(
-        impl,
-        provider_id=request.provider_id,
-        provider_type=payload.get("provider_type", ""),
-        api=payload.get("api", ""),
-        validator=request.provider_data_validator,
-    )
     service = ProviderService(
-        impl,
-        provider_data_validator=validator,
-        on_shutdown=on_shutdown,
+        loaded.impl,
+        provider_data_validator=loaded.validator,
+        on_shutdown=on_shutdown if options.honour_shutdown_rpc else None,
         provider_data_var=_llama_stack.provider_data_var(),
-        methods=exposed_methods(impl, api=payload.get("api", ""), expose=payload.get("expose") or ()),
+        methods=loaded.methods,
     )
-    server_token = payload.get("server_token")
     server = grpc.aio.server(
-        options=channel_options(int(payload.get("max_message_bytes", MAX_MESSAGE_BYTES))),
-        interceptors=[TokenCheck(server_token)] if server_token else None,
+        options=channel_options(request.max_message_bytes),
+        interceptors=[TokenCheck(request.server_token)] if request.server_token else None,
     )
-    server.add_generic_rpc_handlers([worker_handler(service), health_handler(HealthService(impl))])
-    network, address = _listen(server, payload, tls)
+    server.add_generic_rpc_handlers(
+        [worker_handler(service, sessions=options.sessions), health_handler(HealthService(loaded.impl))]
+    )
+    network, address = _listen(server, request)
     await server.start()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in options.stop_signals:
         loop.add_signal_handler(sig, stop.set)
 
     _write_line(handshake_fd, Handshake(PROTOCOL_VERSION, network, address, os.getpid(), __version__).format())
@@ -174,7 +154,7 @@ async def serve(payload: dict[str, Any], handshake_fd: int) -> int:
     await stop.wait()
     service.drain()
     await server.stop(grace[0])
-    shutdown = getattr(impl, "shutdown", None)
+    shutdown = getattr(loaded.impl, "shutdown", None)
     if callable(shutdown):
         try:
             result = shutdown()
@@ -185,14 +165,15 @@ async def serve(payload: dict[str, Any], handshake_fd: int) -> int:
     return 0
 
 
-def _listen(server: grpc.aio.Server, payload: dict[str, Any], tls: dict[str, str] | None) -> tuple[Network, str]:
+def _listen(server: grpc.aio.Server, request: StartRequest) -> tuple[Network, str]:
     """Listen on the host's Unix socket path, or on TCP (``listen``: bind host, advertised host) for remote hosts."""
-    listen = payload.get("listen")
-    if not listen:
-        server.add_insecure_port(f"unix:{payload['socket_path']}")
-        return "unix", payload["socket_path"]
-    port = add_tcp_port(server, f"{listen['host']}:{int(listen.get('port', 0))}", tls)
-    return "tcp", f"{listen.get('advertise') or listen['host']}:{port}"
+    listen = request.listen
+    if listen is None:
+        assert request.socket_path, "a start request names a socket path or a TCP listen address"
+        server.add_insecure_port(f"unix:{request.socket_path}")
+        return "unix", request.socket_path
+    port = add_tcp_port(server, f"{listen.host}:{listen.port}", dict(request.tls) if request.tls else None)
+    return "tcp", f"{listen.advertise or listen.host}:{port}"
 
 
 def _read_line(fd: int) -> bytes:
@@ -220,27 +201,31 @@ def main() -> int:
     if not line.strip():
         sys.stderr.write(USAGE)
         return 2
-    payload = json.loads(line)
-    logging.basicConfig(
-        level=payload.get("log_level", "WARNING"), stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
-    )
-    if payload.get("protocol") != PROTOCOL_VERSION:
+    try:
+        raw = json.loads(line)
+        protocol = raw.get("protocol") if isinstance(raw, dict) else None
+        request = StartRequest.from_json(line) if protocol == PROTOCOL_VERSION else None
+    except ValueError as exc:
+        _write_line(handshake_fd, StartFailure(PROTOCOL_VERSION, "handshake", f"bad start request: {exc}").format())
+        return 1
+    if request is None:
         message = (
-            f"the host speaks hostel protocol {payload.get('protocol')}, this worker's hostel-sdk {__version__} speaks "
+            f"the host speaks hostel protocol {protocol}, this worker's hostel-sdk {__version__} speaks "
             f"{PROTOCOL_VERSION}; rebuild the provider's env so it gets the host's hostel-sdk"
         )
         _write_line(handshake_fd, StartFailure(PROTOCOL_VERSION, "handshake", message).format())
         return 1
+    logging.basicConfig(level=request.log_level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     try:  # before any thread starts: a Landlock domain binds the calling thread and those it creates
-        _sandbox.apply_limits(payload.get("limits") or {})
-        if payload.get("sandbox") is not None:
-            _sandbox.apply(payload["sandbox"])
+        _sandbox.apply_limits(request.limits)
+        if request.sandbox is not None:
+            _sandbox.apply(request.sandbox)
     except (_sandbox.SandboxError, OSError, ValueError) as exc:
         _write_line(handshake_fd, StartFailure(PROTOCOL_VERSION, "config", f"sandbox: {exc}").format())
         return 1
-    _die_with_parent(payload.get("host_pid"))
-    _retain_freed_memory(int(payload.get("retain_freed_bytes") or 0))
-    return asyncio.run(serve(payload, handshake_fd))
+    _die_with_parent(request.host_pid)
+    _retain_freed_memory(request.retain_freed_bytes)
+    return asyncio.run(serve(request, handshake_fd))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,56 @@
+"""The Worker service's RPCs the host does not use for calls (Call, Describe), at the RPC level, as a host
+in another language would use them (docs/protocol.md)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+from hostel_sdk import _messages as pb
+from hostel_sdk._start import Listen, StartRequest
+from hostel_sdk.testing import serve
+
+
+class Counter:
+    async def count(self, n: int) -> AsyncIterator[int]:
+        for i in range(n):
+            yield i
+
+    async def double(self, x: int) -> int:
+        return 2 * x
+
+    async def shutdown(self) -> None:
+        pass
+
+
+async def test_call_streams_a_value_or_items_and_describe_lists_callable_methods() -> None:
+    async with serve(Counter()) as client:
+        stub = client._stub
+        kinds = [
+            r.WhichOneof("kind") async for r in stub.call(pb.CallRequest(method="double", kwargs_json=b'{"x": 4}'))
+        ]
+        assert kinds == ["value_json"]
+        replies = [r async for r in stub.call(pb.CallRequest(method="count", kwargs_json=b'{"n": 3}'))]
+        assert replies[0].WhichOneof("kind") == "stream_begin"
+        items = [json.loads(i) for r in replies[1:] for i in r.items.items_json]
+        assert items == [0, 1, 2]
+        described = await stub.describe(pb.DescribeRequest())
+        assert {(m.name, m.streams) for m in described.methods} == {("count", True), ("double", False)}
+        assert described.sdk_version and described.python_version  # shutdown is not callable, so not listed
+
+
+def test_the_start_request_round_trips_and_ignores_what_it_does_not_know() -> None:
+    request = StartRequest(
+        provider_id="p", api="inference", provider_type="remote::x", kind="remote", module="m",
+        deps=("safety",), listen=Listen(host="10.0.0.2"), limits={"open_files": 64},
+    )  # fmt: skip
+    again = StartRequest.from_json(request.to_json())
+    assert again == request and again.listen == Listen(host="10.0.0.2") and again.deps == ("safety",)
+    newer = json.loads(request.to_json()) | {"something_new": 1}
+    assert StartRequest.from_json(json.dumps(newer)) == request
+    try:
+        StartRequest.from_json(b'{"provider_id": "p"}')
+    except ValueError as exc:
+        assert "lacks a field" in str(exc)
+    else:
+        raise AssertionError("a start request without its required fields was accepted")
