@@ -6,6 +6,8 @@ substitute any object with the same two methods.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -35,6 +37,14 @@ class Channel(Protocol):
         self, method: str, args: Sequence[Any], kwargs: Mapping[str, Any], *, timeout: float | None, provider_data: Any
     ) -> Any:
         """Call ``method``; return its JSON value, or an async iterator of items for a stream."""
+        ...
+
+    async def check_health(self, timeout: float) -> bool:
+        """The liveness probe: whether the worker answered within ``timeout`` seconds."""
+        ...
+
+    async def request_shutdown(self, grace_s: float, timeout: float) -> None:
+        """Ask the worker to stop within ``grace_s`` (whether it answers or not)."""
         ...
 
     async def close(self, grace: float | None = None) -> None:
@@ -146,6 +156,19 @@ class GrpcChannel:
                     self.stub, reply, deadline=deadline, errors=errors, on_mutations=on_mutations
                 )
         return await _client.unary(self.stub, request, timeout=timeout, errors=errors, on_mutations=on_mutations)
+
+    async def check_health(self, timeout: float) -> bool:
+        """``grpc.health.v1`` Check for the worker itself (answered from its event loop)."""
+        try:
+            await self.health.check("", timeout=timeout)
+        except (grpc.aio.AioRpcError, grpc.aio.UsageError):
+            return False
+        return True
+
+    async def request_shutdown(self, grace_s: float, timeout: float) -> None:
+        """Worker.Shutdown; a worker that does not answer is the caller's to kill."""
+        with contextlib.suppress(grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.TimeoutError):
+            await self.stub.shutdown(pb.ShutdownRequest(grace_s=grace_s), timeout=timeout)
 
     def _open_session(self) -> Session:
         """The open session, or a new one when there is none or it failed (the next call after a failure

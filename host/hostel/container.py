@@ -24,7 +24,7 @@ from hostel._process import run
 from hostel.config import ContainerSettings
 from hostel.envs import Env
 from hostel.errors import ProviderStartError
-from hostel.launcher import LaunchContext, WorkerHandle, socket_path
+from hostel.launcher import GrpcConnect, LaunchContext, WorkerHandle, socket_path
 from hostel.plan import ProviderPlan
 from hostel.worker import ExitInfo, WorkerProcess
 from hostel_sdk._start import StartRequest
@@ -161,13 +161,14 @@ class ContainerWorker(WorkerProcess):
                 logger.warning("could not remove container %s: %s", self.name, exc)
 
 
-class ContainerLauncher:
+class ContainerLauncher(GrpcConnect):
     """Runs workers in containers; the engine is found once, on first use."""
 
     uses_env = False
 
     def __init__(self, context: LaunchContext) -> None:
         self._context = context
+        self.max_message_bytes = context.settings.max_message_mb * 2**20
         self._engine: str | None = None
 
     def new_worker(self, plan: ProviderPlan, env: Env | None, generation: int) -> WorkerHandle:

@@ -9,12 +9,15 @@ reported and restarted the same way.
 from __future__ import annotations
 
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from hostel._channel import Channel, GrpcChannel
 from hostel.config import HostelSettings, Launcher
 from hostel.envs import Env
+from hostel.errors import HostelError
 from hostel.plan import ProviderPlan
 from hostel.worker import ExitInfo, WorkerProcess
 from hostel_sdk._handshake import Handshake
@@ -84,27 +87,49 @@ class LaunchContext:
     base_dir: Path  # relative paths in the settings (TLS files) resolve against it
 
 
+Explain = Callable[[HostelError], Awaitable[HostelError]]
+
+
 class WorkerLauncher(Protocol):
-    """Makes worker handles for providers that use it."""
+    """Makes worker handles for providers that use it, and connects to them once they shook hands."""
 
     uses_env: bool  # whether the provider's venv is built on this machine first
 
     def new_worker(self, plan: ProviderPlan, env: Env | None, generation: int) -> WorkerHandle:
         """A handle for the next worker of ``plan`` (not started yet)."""
 
+    def connect(self, worker: WorkerHandle, handshake: Handshake, *, provider_id: str, explain: Explain) -> Channel:
+        """The channel to a started worker; ``explain`` may turn a transport failure into a better error."""
+
     async def close(self) -> None:
         """Release what the launcher holds (connections, clusters) once every worker is stopped."""
 
 
-class ProcessLauncher:
+class GrpcConnect:
+    """``WorkerLauncher.connect`` for workers that speak hostel.v1.Worker over gRPC (every launcher's)."""
+
+    max_message_bytes: int
+
+    def connect(self, worker: WorkerHandle, handshake: Handshake, *, provider_id: str, explain: Explain) -> Channel:
+        """A ``GrpcChannel`` to the worker's address, with its server token and TLS identity."""
+        return GrpcChannel(
+            provider_id,
+            handshake.target,
+            max_message_bytes=self.max_message_bytes,
+            explain=explain,
+            token=worker.server_token,
+            tls=worker.tls,
+        )
+
+
+class ProcessLauncher(GrpcConnect):
     """Workers as child processes of the host, in the provider's venv."""
 
     uses_env = True
 
-    def __init__(self, context: LaunchContext, command: tuple[str, ...] | None = None) -> None:
-        """``command`` replaces the venv's worker (tests run the scenario-driven fake worker this way)."""
+    def __init__(self, context: LaunchContext) -> None:
         self._context = context
-        self._command = command
+        self.max_message_bytes = context.settings.max_message_mb * 2**20
 
     def new_worker(self, plan: ProviderPlan, env: Env | None, generation: int) -> WorkerHandle:
         """A ``WorkerProcess`` on a Unix socket in the host's private directory."""
@@ -117,7 +142,6 @@ class ProcessLauncher:
             max_message_bytes=context.settings.max_message_mb * 2**20,
             grace_s=context.settings.stop_grace_s,
             host_socket=context.callbacks.socket_path if context.callbacks else None,
-            command=self._command,
         )
 
     async def close(self) -> None:
@@ -133,9 +157,8 @@ def socket_path(socket_dir: Path, plan: ProviderPlan, generation: int) -> Path:
 class Launchers:
     """The launchers one host uses, made on first use and closed together."""
 
-    def __init__(self, context: LaunchContext, worker_command: tuple[str, ...] | None = None) -> None:
+    def __init__(self, context: LaunchContext) -> None:
         self.context = context
-        self._worker_command = worker_command
         self._made: dict[Launcher, WorkerLauncher] = {}
 
     def get(self, kind: Launcher) -> WorkerLauncher:
@@ -154,7 +177,7 @@ class Launchers:
 
             launcher: WorkerLauncher = RayLauncher(self.context)
             return launcher
-        return ProcessLauncher(self.context, self._worker_command)
+        return ProcessLauncher(self.context)
 
     async def close(self) -> None:
         """Close every launcher made."""

@@ -32,7 +32,7 @@ from hostel._ray_actor import WorkerActor
 from hostel.config import RaySettings, TlsSettings
 from hostel.envs import Env
 from hostel.errors import ProviderStartError
-from hostel.launcher import LaunchContext, WorkerHandle
+from hostel.launcher import GrpcConnect, LaunchContext, WorkerHandle
 from hostel.plan import ProviderPlan
 from hostel.worker import ExitInfo, HandshakeProblem, judge_handshake, start_request
 from hostel_sdk._handshake import Handshake
@@ -165,7 +165,7 @@ class RayWorker:
         launcher = self._launcher
         settings = launcher.settings
         try:
-            await launcher.connect()
+            await launcher.join()
         except (RayError, ConnectionError, RuntimeError, ValueError) as exc:
             where = settings.ray.address or "a new local instance"
             raise self._start_error(f"cannot connect to Ray at {where}: {exc}", "import") from None
@@ -295,7 +295,7 @@ class RayWorker:
             self._watcher.cancel()
 
 
-class RayLauncher:
+class RayLauncher(GrpcConnect):
     """Connects to (or starts) Ray on first use; opens the host's TCP callback listener."""
 
     uses_env = False
@@ -303,6 +303,7 @@ class RayLauncher:
     def __init__(self, context: LaunchContext) -> None:
         self.context = context
         self.settings = context.settings
+        self.max_message_bytes = context.settings.max_message_mb * 2**20
         ray_settings = self.settings.ray
         tls = ray_settings.tls
         self._pki: Pki | None = None
@@ -338,7 +339,7 @@ class RayLauncher:
         """A ``RayWorker``; Ray is joined before its first start."""
         return RayWorker(plan, self, generation)
 
-    async def connect(self) -> None:
+    async def join(self) -> None:
         """``ray.init`` once (to ``hostel.ray.address``, or a new local Ray), and listen for callbacks on TCP."""
         if self._connecting is None or (self._connecting.done() and self._connecting.exception()):
             self._connecting = asyncio.create_task(self._connect())  # a failed attempt is tried again

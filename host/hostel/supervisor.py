@@ -7,7 +7,6 @@ exponential backoff, and after ``max_restarts`` within ``window_s`` is marked ``
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import functools
 import logging
@@ -19,11 +18,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import grpc
-
 from hostel._admission import Admission, AdmittedStream, HostGate
 from hostel._callbacks import CallbackServer
-from hostel._channel import GrpcChannel
+from hostel._channel import Channel
+from hostel._restarts import RestartBudget
 from hostel.config import HostelSettings
 from hostel.envs import Env, EnvManager
 from hostel.errors import (
@@ -35,7 +33,6 @@ from hostel.errors import (
 )
 from hostel.launcher import LaunchContext, Launchers, WorkerHandle, WorkerLauncher
 from hostel.plan import ProviderPlan, order_plans, with_resolved_spec
-from hostel_sdk import _messages as pb
 
 logger = logging.getLogger(__name__)
 
@@ -71,17 +68,13 @@ class ProviderStatus:
 
 @dataclass(frozen=True)
 class SupervisorContext:
-    """What every slot shares: settings, the env manager, the socket directory, the callback service.
-
-    ``worker_command`` replaces the provider's venv worker (tests run the fake worker this way).
-    """
+    """What every slot shares: settings, the env manager, the socket directory, the callback service."""
 
     settings: HostelSettings
     envs: EnvManager
     socket_dir: Path
     log_level: str = "WARNING"
     callbacks: CallbackServer | None = None
-    worker_command: tuple[str, ...] | None = None
     external_apis: frozenset[str] = frozenset()  # APIs served outside the host, which providers may depend on
     base_dir: Path | None = None  # the run config's directory: relative paths in its settings resolve against it
 
@@ -107,7 +100,6 @@ class ProviderSlot:
             host=gate or HostGate(context.settings.max_calls),
         )
         self.launchers = launchers
-        self.worker_command = list(context.worker_command) if context.worker_command else None
         self.callbacks = context.callbacks
         self._token = ""
         self.spec_resolved = False  # a `module:` provider's plan takes the spec its package declares
@@ -116,13 +108,13 @@ class ProviderSlot:
         self.state: State = "stopped"
         self.env: Env | None = None
         self.worker: WorkerHandle | None = None
-        self.channel: GrpcChannel | None = None
+        self.channel: Channel | None = None
         self.restarts = 0
         self.last_exit: str | None = None
         self._generation = 0
         self._ready = asyncio.Event()
         self._stopping = False
-        self._crashes: collections.deque[float] = collections.deque()
+        self._budget = RestartBudget(plan.restart)
         self._tasks: set[asyncio.Task[None]] = set()
         self._standby: WorkerHandle | None = None
         self._closing: set[asyncio.Task[None]] = set()
@@ -189,7 +181,7 @@ class ProviderSlot:
 
     async def start(self) -> None:
         """Start a worker and wait for its handshake; raise ``ProviderStartError``."""
-        if self.env is None and self.worker_command is None:
+        if self.env is None:
             await self.build()  # nothing to build for launchers that bring their own environment
         if self.callbacks is not None:  # a fresh token per worker: a dead worker's token is worth nothing
             self.callbacks.revoke(self._token)
@@ -207,13 +199,8 @@ class ProviderSlot:
         worker.token = self._token
         handshake = await worker.start(self.settings.start_timeout_s)
         self.worker = worker
-        self.channel = GrpcChannel(
-            self.provider_id,
-            handshake.target,
-            max_message_bytes=self.settings.max_message_mb * 2**20,
-            explain=functools.partial(self._explain, worker),
-            token=worker.server_token,
-            tls=worker.tls,
+        self.channel = self.launcher.connect(
+            worker, handshake, provider_id=self.provider_id, explain=functools.partial(self._explain, worker)
         )
         self.state = "ready"
         self._ready.set()
@@ -224,7 +211,7 @@ class ProviderSlot:
         if self.plan.memory_mb and worker.rss_bytes() is not None:  # else its launcher enforces the limit
             self._spawn(self._watch_memory(worker, self.plan.memory_mb))
 
-    async def _probe(self, worker: WorkerHandle, channel: GrpcChannel) -> None:
+    async def _probe(self, worker: WorkerHandle, channel: Channel) -> None:
         """Liveness: a worker that misses ``probe_failures`` health checks in a row is killed (then restarted)."""
         settings = self.settings
         missed = 0
@@ -232,25 +219,22 @@ class ProviderSlot:
             await asyncio.sleep(settings.probe_interval_s)
             if worker.exit_info is not None or worker is not self.worker or self._stopping:
                 return  # this worker is gone: its successor has a probe of its own
-            try:
-                await channel.health.check("", timeout=settings.probe_timeout_s)
+            if await channel.check_health(settings.probe_timeout_s):
                 missed = 0
-            except grpc.aio.UsageError:
-                return  # the channel was closed under us: the worker is being dropped
-            except grpc.aio.AioRpcError as exc:
-                if worker.exit_info is not None or self._stopping:
-                    return
-                missed += 1
-                logger.warning(
-                    "provider %s [pid %s] missed liveness probe %d of %d (%s)",
-                    self.provider_id, worker.pid, missed, settings.probe_failures, exc.code().name,
-                )  # fmt: skip
-                if missed >= settings.probe_failures:
-                    timeout = settings.probe_timeout_s
-                    reason = f"did not answer {missed} liveness probes in a row (probe_timeout_s={timeout:g})"
-                    stacks = await worker.dump_stacks()
-                    worker.kill_for(reason + (f"; its threads were at:\n{stacks}" if stacks else ""))
-                    return
+                continue
+            if worker.exit_info is not None or worker is not self.worker or self._stopping:
+                return  # the miss was its death, or it is being dropped: not a hang
+            missed += 1
+            logger.warning(
+                "provider %s [pid %s] missed liveness probe %d of %d",
+                self.provider_id, worker.pid, missed, settings.probe_failures,
+            )  # fmt: skip
+            if missed >= settings.probe_failures:
+                timeout = settings.probe_timeout_s
+                reason = f"did not answer {missed} liveness probes in a row (probe_timeout_s={timeout:g})"
+                stacks = await worker.dump_stacks()
+                worker.kill_for(reason + (f"; its threads were at:\n{stacks}" if stacks else ""))
+                return
 
     async def _watch_memory(self, worker: WorkerHandle, limit_mb: int) -> None:
         """``limits.memory_mb``: a worker whose resident memory passes the limit is killed (then restarted)."""
@@ -309,22 +293,18 @@ class ProviderSlot:
     async def _restart_loop(self, what: str) -> None:
         policy = self.plan.restart
         while not self._stopping:
-            now = time.monotonic()
-            self._crashes.append(now)
-            while self._crashes and now - self._crashes[0] > policy.window_s:
-                self._crashes.popleft()
-            if len(self._crashes) > policy.max_restarts:
+            delay = self._budget.crashed(time.monotonic())
+            if delay is None:
                 self.state = "failed"
                 logger.error(
                     "%s; giving up after %d restarts in %gs: provider %s is failed until re-armed (hostel restart)",
                     what, policy.max_restarts, policy.window_s, self.provider_id,
                 )  # fmt: skip
                 return
-            delay = min(policy.backoff_initial_s * 2 ** (len(self._crashes) - 1), policy.backoff_max_s)
             self.state = "restarting"
             logger.warning(
                 "%s; restarting in %gs (restart %d of %d in %gs)",
-                what, delay, len(self._crashes), policy.max_restarts, policy.window_s,
+                what, delay, self._budget.crashes, policy.max_restarts, policy.window_s,
             )  # fmt: skip
             await asyncio.sleep(delay)
             if self._stopping:
@@ -430,8 +410,7 @@ class ProviderSlot:
             return
         remaining = deadline - time.monotonic()
         if remaining > 0:
-            with contextlib.suppress(Exception):
-                await channel.stub.shutdown(pb.ShutdownRequest(grace_s=remaining), timeout=min(1.0, remaining))
+            await channel.request_shutdown(remaining, timeout=min(1.0, remaining))
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(worker.wait(), max(deadline - time.monotonic(), 0))
 
@@ -463,7 +442,7 @@ class ProviderSlot:
                 f"provider {self.provider_id!r} is {self.state}; wait for it to finish", provider_id=self.provider_id
             )
         await self.stop()
-        self._crashes.clear()
+        self._budget.reset()
         self.state = "restarting"
         self.restarts += 1
         logger.warning("provider %s: restart asked for", self.provider_id)
@@ -478,9 +457,12 @@ class ProviderSlot:
 class Supervisor:
     """The set of provider slots, started in dependency order and stopped in reverse."""
 
-    def __init__(self, plans: Sequence[ProviderPlan], context: SupervisorContext) -> None:
+    def __init__(
+        self, plans: Sequence[ProviderPlan], context: SupervisorContext, launchers: Launchers | None = None
+    ) -> None:
+        """``launchers``: where workers run (default: the launchers each plan names, made on first use)."""
         self.context = context
-        self.launchers = Launchers(context.launch_context(), context.worker_command)
+        self.launchers = launchers or Launchers(context.launch_context())
         self.gate = HostGate(context.settings.max_calls)
         self.slots = {p.provider_id: ProviderSlot(p, context, self.launchers, self.gate) for p in plans}
 

@@ -15,25 +15,48 @@ from typing import Any
 
 import pytest
 
-from hostel.envs import EnvManager
+from hostel.envs import Env, EnvManager
 from hostel.errors import ProviderCrashedError, ProviderUnavailableError
-from hostel.plan import load_plan
+from hostel.launcher import LaunchContext, ProcessLauncher, WorkerHandle, socket_path
+from hostel.plan import ProviderPlan, load_plan
 from hostel.supervisor import ProviderSlot, Supervisor, SupervisorContext
+from hostel.worker import WorkerProcess
 from tests.conftest import REPO, make_config
+from tests.fakes import OneLauncher
 
 FAKE = REPO / "tests" / "fake_worker.py"
+
+
+class FakeWorkerLauncher(ProcessLauncher):
+    """Real worker processes, but the scenario-driven fake worker instead of a provider venv's."""
+
+    uses_env = False
+
+    def __init__(self, context: LaunchContext, scenario: str) -> None:
+        super().__init__(context)
+        self._scenario = scenario
+
+    def new_worker(self, plan: ProviderPlan, env: Env | None, generation: int) -> WorkerHandle:
+        context = self._context
+        return WorkerProcess(
+            plan,
+            Path(sys.executable),
+            socket_path(context.socket_dir, plan, generation),
+            log_level=context.log_level,
+            max_message_bytes=self.max_message_bytes,
+            grace_s=context.settings.stop_grace_s,
+            command=[sys.executable, str(FAKE), self._scenario],
+        )
 
 
 async def _supervised(tmp_path: Path, scenario: str = "ok", **hostel: Any) -> Supervisor:
     settings = {"restart": {"max_restarts": 3, "window_s": 60, "backoff_initial_s": 0.05, "backoff_max_s": 1}, **hostel}
     plan = load_plan(make_config(tmp_path, hostel=settings))
     context = SupervisorContext(
-        plan.settings,
-        EnvManager(tmp_path / "unused-home"),
-        Path(tempfile.mkdtemp(prefix="hostel-s-")),
-        worker_command=(sys.executable, str(FAKE), scenario),
+        plan.settings, EnvManager(tmp_path / "unused-home"), Path(tempfile.mkdtemp(prefix="hostel-s-"))
     )
-    supervisor = Supervisor(plan.providers, context)
+    launch = context.launch_context()
+    supervisor = Supervisor(plan.providers, context, OneLauncher(FakeWorkerLauncher(launch, scenario), launch))
     await supervisor.start()
     return supervisor
 

@@ -1,0 +1,203 @@
+"""In-process fakes for the supervisor's seam: a launcher, its workers and their channels.
+
+The supervisor types against ``WorkerLauncher``, ``WorkerHandle`` and ``Channel``; these stand in for all
+three so its policy (restarts, probes, limits, stops) is tested in milliseconds. Each ``FakeWorker`` is
+told what to do: die, stop answering, grow, ignore a stop. Real processes stay the integration layer
+(tests/fake_worker.py, the provider venvs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import signal
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from hostel.config import Launcher
+from hostel.envs import Env
+from hostel.errors import HostelError, ProviderStartError, ProviderUnavailableError
+from hostel.launcher import LaunchContext, Launchers, WorkerLauncher
+from hostel.plan import ProviderPlan
+from hostel.worker import ExitInfo
+from hostel_sdk._handshake import PROTOCOL_VERSION, Handshake
+
+STACKS = 'Thread 0x0001 (most recent call first):\n  File "provider.py", line 7 in busy'
+
+
+@dataclass
+class Behaviour:
+    """How the next workers of a launcher behave (tests change it between restarts)."""
+
+    fail_start: bool = False
+    answers_health: bool = True
+    honours_shutdown: bool = True
+    ignores_sigterm: bool = False
+    rss_bytes: int | None = 10 * 2**20
+    methods: dict[str, Callable[..., Awaitable[Any]]] = field(default_factory=dict)
+
+
+class FakeWorker:
+    """A ``WorkerHandle`` whose life the test controls."""
+
+    _pids = itertools.count(1000)
+
+    def __init__(self, plan: ProviderPlan, behaviour: Behaviour, generation: int) -> None:
+        self.plan = plan
+        self.behaviour = behaviour
+        self.generation = generation
+        self.token = ""
+        self.kill_reason: str | None = None
+        self.server_token: str | None = None
+        self.tls: dict[str, str] | None = None
+        self._pid = next(self._pids)
+        self._exit: asyncio.Future[ExitInfo] = asyncio.get_running_loop().create_future()
+        self.spawned = False
+        self.started = False
+        self.signals: list[int] = []
+        self.stderr: list[str] = []
+
+    @property
+    def pid(self) -> int | None:
+        return self._pid
+
+    @property
+    def exit_info(self) -> ExitInfo | None:
+        return self._exit.result() if self._exit.done() else None
+
+    def die(self, *, code: int | None = None, sig: int | None = None) -> None:
+        """End the worker now, as a crash or a kill would."""
+        if not self._exit.done():
+            self._exit.set_result(ExitInfo(code, sig))
+
+    async def spawn(self) -> None:
+        self.spawned = True
+
+    async def start(self, timeout: float) -> Handshake:
+        if self.behaviour.fail_start:
+            self.die(code=1)
+            raise ProviderStartError("factory refused", provider_id=self.plan.provider_id, stage="factory")
+        self.started = True
+        return Handshake(PROTOCOL_VERSION, "unix", f"/fake/{self._pid}.sock", self._pid, "fake")
+
+    async def wait(self) -> ExitInfo:
+        return await asyncio.shield(self._exit)
+
+    def signal(self, sig: int) -> None:
+        self.signals.append(sig)
+        if sig == signal.SIGKILL or (sig == signal.SIGTERM and not self.behaviour.ignores_sigterm):
+            self.die(sig=sig)
+
+    def kill_for(self, reason: str) -> None:
+        if self.exit_info is None and self.kill_reason is None:
+            self.kill_reason = reason
+            self.signal(signal.SIGKILL)
+
+    async def dump_stacks(self) -> str:
+        return STACKS
+
+    def rss_bytes(self) -> int | None:
+        return self.behaviour.rss_bytes
+
+    def stderr_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.stderr[-lines:])
+
+    async def kill(self) -> ExitInfo | None:
+        self.signal(signal.SIGKILL)
+        return await self.wait()
+
+    async def terminate(self, grace_s: float) -> ExitInfo | None:
+        self.signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(self.wait(), grace_s)
+        except TimeoutError:
+            await self.kill()
+        return self.exit_info
+
+    async def close(self) -> None:
+        pass
+
+
+class FakeChannel:
+    """A ``Channel`` to a ``FakeWorker``: calls run the behaviour's methods, racing the worker's death."""
+
+    def __init__(self, worker: FakeWorker, explain: Callable[[HostelError], Awaitable[HostelError]]) -> None:
+        self.worker = worker
+        self._explain = explain
+        self.shutdowns: list[float] = []
+
+    async def _unavailable(self) -> HostelError:
+        return await self._explain(
+            ProviderUnavailableError("the worker is not reachable", provider_id=self.worker.plan.provider_id)
+        )
+
+    async def call(
+        self, method: str, args: Sequence[Any], kwargs: Mapping[str, Any], *, timeout: float | None, provider_data: Any
+    ) -> Any:
+        worker = self.worker
+        if worker.exit_info is not None:
+            raise await self._unavailable()
+        running = asyncio.ensure_future(worker.behaviour.methods[method](*args, **kwargs))
+        death = asyncio.ensure_future(worker.wait())
+        try:
+            done, _ = await asyncio.wait({running, death}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            death.cancel()
+        if running in done:
+            return running.result()
+        running.cancel()
+        raise await self._unavailable()
+
+    async def check_health(self, timeout: float) -> bool:
+        return self.worker.exit_info is None and self.worker.behaviour.answers_health
+
+    async def request_shutdown(self, grace_s: float, timeout: float) -> None:
+        self.shutdowns.append(grace_s)
+        if self.worker.behaviour.honours_shutdown:
+            self.worker.die(code=0)
+
+    async def close(self, grace: float | None = None) -> None:
+        pass
+
+
+class FakeLauncher:
+    """A ``WorkerLauncher`` of ``FakeWorker``s; ``made`` holds every worker in the order it was made."""
+
+    uses_env = False
+
+    def __init__(self, behaviour: Behaviour | None = None) -> None:
+        self.behaviour = behaviour or Behaviour()
+        self.made: list[FakeWorker] = []
+        self.channels: list[FakeChannel] = []
+
+    def new_worker(self, plan: ProviderPlan, env: Env | None, generation: int) -> FakeWorker:
+        worker = FakeWorker(plan, self.behaviour, generation)
+        self.made.append(worker)
+        return worker
+
+    def connect(
+        self,
+        worker: Any,
+        handshake: Handshake,
+        *,
+        provider_id: str,
+        explain: Callable[[HostelError], Awaitable[HostelError]],
+    ) -> FakeChannel:
+        channel = FakeChannel(worker, explain)
+        self.channels.append(channel)
+        return channel
+
+    async def close(self) -> None:
+        pass
+
+
+class OneLauncher(Launchers):
+    """``Launchers`` that hand every provider the same launcher, whatever its plan names."""
+
+    def __init__(self, launcher: WorkerLauncher, context: LaunchContext) -> None:
+        super().__init__(context)
+        self._launcher = launcher
+
+    def get(self, kind: Launcher) -> WorkerLauncher:
+        return self._launcher
