@@ -18,8 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import Clock, median_ms, run_cli
 
+from hostel.config.plan import load_plan
 from hostel.envs import EnvManager
-from hostel.plan import load_plan
 
 HERE = Path(__file__).resolve().parent
 REQUIREMENTS = ["grpcio", "pydantic"]

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hostel.config import Launcher
+from hostel.config.plan import ProviderPlan
 from hostel.envs import Env
 from hostel.errors import HostelError, ProviderStartError, ProviderUnavailableError
-from hostel.launcher import LaunchContext, Launchers, WorkerLauncher
-from hostel.plan import ProviderPlan
-from hostel.worker import ExitInfo
+from hostel.launch import Launchers
+from hostel.launch.base import ExitInfo, LaunchContext, WorkerLauncher
 from hostel_sdk._handshake import PROTOCOL_VERSION, Handshake
 
 STACKS = 'Thread 0x0001 (most recent call first):\n  File "provider.py", line 7 in busy'

@@ -29,7 +29,7 @@ def test_the_repository_root_holds_only_what_belongs_there() -> None:
 
 
 def test_both_packages_ship_py_typed(tmp_path: Path) -> None:
-    from hostel._sdkwheel import sdk_wheel
+    from hostel.envs.sdkwheel import sdk_wheel
 
     assert (REPO / "host" / "hostel" / "py.typed").is_file() and (REPO / "sdk" / "hostel_sdk" / "py.typed").is_file()
     with zipfile.ZipFile(sdk_wheel(tmp_path)) as wheel:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from hostel.errors import (
     BadArgumentsError,
     CallTimeoutError,
@@ -19,8 +21,10 @@ from hostel.errors import (
     RoutingError,
     WorkerProtocolError,
 )
-from hostel.host import Host
-from hostel.supervisor import ProviderStatus
+
+if TYPE_CHECKING:
+    from hostel.host import Host
+    from hostel.supervisor import ProviderStatus
 
 __version__ = "0.1.0"
 
@@ -44,3 +48,17 @@ __all__ = [
     "WorkerProtocolError",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``Host`` and ``ProviderStatus`` load on first use, with grpc and the rest of the core: ``import
+    hostel.config`` (or ``hostel.errors``) stays light."""
+    if name == "Host":
+        from hostel.host import Host
+
+        return Host
+    if name == "ProviderStatus":
+        from hostel.supervisor import ProviderStatus
+
+        return ProviderStatus
+    raise AttributeError(f"module 'hostel' has no attribute {name!r}")

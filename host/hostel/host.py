@@ -14,15 +14,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
-from hostel._callbacks import ApiSource, CallbackServer
 from hostel.config import ModelEntry, RunConfig
+from hostel.config.plan import Plan, load_plan
 from hostel.envs import EnvManager
+from hostel.envs.lock import lock_path
 from hostel.errors import ProviderUnavailableError, RoutingError
-from hostel.lock import lock_path
-from hostel.plan import Plan, load_plan
 from hostel.proxy import ProviderProxy
 from hostel.router import ApiRouter
 from hostel.supervisor import ProviderStatus, Supervisor, SupervisorContext
+from hostel.transport.callbacks import ApiSource, CallbackServer
 
 logger = logging.getLogger(__name__)
 

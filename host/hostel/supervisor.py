@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from hostel._admission import Admission, AdmittedStream, HostGate
-from hostel._callbacks import CallbackServer
-from hostel._channel import Channel
 from hostel._restarts import RestartBudget
 from hostel.config import HostelSettings
+from hostel.config.plan import ProviderPlan, order_plans, with_resolved_spec
 from hostel.envs import Env, EnvManager
 from hostel.errors import (
     CallTimeoutError,
@@ -31,8 +30,10 @@ from hostel.errors import (
     ProviderStartError,
     ProviderUnavailableError,
 )
-from hostel.launcher import LaunchContext, Launchers, WorkerHandle, WorkerLauncher
-from hostel.plan import ProviderPlan, order_plans, with_resolved_spec
+from hostel.launch import Launchers
+from hostel.launch.base import LaunchContext, WorkerHandle, WorkerLauncher
+from hostel.transport.callbacks import CallbackServer
+from hostel.transport.channel import Channel
 
 logger = logging.getLogger(__name__)
 

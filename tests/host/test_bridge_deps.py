@@ -16,8 +16,8 @@ from pydantic import BaseModel
 from hostel import Host
 from hostel.bridge._deps import ServerApis
 from hostel.bridge._loop import LoopThread
+from hostel.config.plan import load_plan
 from hostel.errors import ConfigError
-from hostel.plan import load_plan
 from tests.conftest import make_config, provider_spec
 
 SPECS = {

@@ -6,7 +6,7 @@ import asyncio
 import os
 import sys
 
-from hostel._child import BURST_BYTES, MAX_LINE_BYTES, Child, LineRelay, printable
+from hostel.launch.child import BURST_BYTES, MAX_LINE_BYTES, Child, LineRelay, printable
 
 
 def _relay() -> tuple[LineRelay, list[str]]:

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from hostel.config import load_run_config
+from hostel.config.plan import load_plan
 from hostel.errors import ConfigError
-from hostel.plan import load_plan
 from tests.conftest import make_config, provider_spec, write_yaml
 
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from hostel.container import run_command
+from hostel.config.plan import load_plan
 from hostel.errors import ConfigError, ProviderCrashedError, ProviderStartError
 from hostel.host import Host
-from hostel.plan import load_plan
+from hostel.launch.container import run_command
 from tests.conftest import make_config, provider_spec, wait_until
 from tests.container_env import BASE_IMAGE, engine_unavailable
 

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from hostel import _process
-from hostel._sdkwheel import SDK_REQUIREMENTS, sdk_fingerprint, sdk_wheel
+from hostel.config.plan import load_plan
 from hostel.envs import EnvManager
+from hostel.envs import process as _process
+from hostel.envs.sdkwheel import SDK_REQUIREMENTS, sdk_fingerprint, sdk_wheel
 from hostel.errors import EnvBuildError
-from hostel.plan import load_plan
 from tests.conftest import REPO, TESTPROV, make_config, provider_spec
 
 

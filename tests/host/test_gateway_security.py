@@ -22,9 +22,9 @@ import openai
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from hostel._serving import check_bind
 from hostel.config import ServerSettings
 from hostel.errors import ConfigError
+from hostel.gateway.serving import check_bind
 from tests.conftest import make_config, provider_spec, wait_until
 
 TOKEN = "a-long-enough-bearer-token-1"
@@ -308,8 +308,8 @@ def test_tls_with_the_openai_and_llama_stack_clients_verifying_the_certificate(
 def test_oauth2_tokens_can_be_checked_against_a_jwks_file(tmp_path: Path) -> None:
     import asyncio
 
-    from hostel._auth import AuthFailed, JwtTokens
     from hostel.config import OAuth2TokenAuth
+    from hostel.gateway.auth import AuthFailed, JwtTokens
 
     key = _rsa()
     jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
@@ -357,7 +357,7 @@ def test_a_non_loopback_address_without_auth_is_refused(tmp_path: Path) -> None:
 def test_server_settings_hostel_does_not_honour_are_config_errors(
     tmp_path: Path, server: dict[str, Any], message: str
 ) -> None:
-    from hostel.plan import load_plan
+    from hostel.config.plan import load_plan
 
     with pytest.raises(ConfigError, match=message):
         load_plan(make_config(tmp_path, server=server))

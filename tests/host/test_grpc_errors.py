@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import grpc
 
-from hostel import _grpc_errors
 from hostel.errors import BadArgumentsError, MethodNotFoundError, ProviderDataError, RemoteError
+from hostel.transport import grpc_errors as _grpc_errors
 from hostel_sdk import _messages as pb
 
 

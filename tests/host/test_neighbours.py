@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from hostel import ConfigError, Host, ProviderStartError
-from hostel.plan import load_plan
+from hostel.config.plan import load_plan
 from hostel_sdk._sandbox import landlock_abi
 from tests.conftest import chaos_spec, make_config, provider_spec
 

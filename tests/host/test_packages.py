@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from hostel import Host
-from hostel._envspec import provider_package
+from hostel.envs.spec import provider_package
 from tests.conftest import EXAMPLES, SEEDPROV, make_config
 
 

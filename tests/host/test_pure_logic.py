@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from hostel._envsubst import substitute
 from hostel.config import ModelEntry
+from hostel.config.envsubst import substitute
+from hostel.config.plan import load_plan, order_plans
+from hostel.envs.lock import LockedProvider, Lockfile, read_lock, write_lock
 from hostel.errors import ConfigError, RoutingError
-from hostel.lock import LockedProvider, Lockfile, read_lock, write_lock
-from hostel.plan import load_plan, order_plans
 from hostel.router import ApiRouter
 from tests.conftest import make_config, provider_spec
 

@@ -21,9 +21,9 @@ from typing import Any
 import grpc
 import pytest
 
+from hostel.config.plan import load_plan
 from hostel.errors import ConfigError, ProviderCrashedError
 from hostel.host import Host
-from hostel.plan import load_plan
 from hostel_sdk._health import HealthStub
 from hostel_sdk._wire import tls_channel
 from tests.conftest import EXAMPLES, make_config, provider_spec, wait_until

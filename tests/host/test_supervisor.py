@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
+from hostel.config.plan import ProviderPlan, load_plan
 from hostel.envs import Env, EnvManager
 from hostel.errors import ProviderCrashedError, ProviderUnavailableError
-from hostel.launcher import LaunchContext, ProcessLauncher, WorkerHandle, socket_path
-from hostel.plan import ProviderPlan, load_plan
+from hostel.launch.base import LaunchContext, WorkerHandle, socket_path
+from hostel.launch.process import ProcessLauncher, WorkerProcess
 from hostel.supervisor import ProviderSlot, Supervisor, SupervisorContext
-from hostel.worker import WorkerProcess
 from tests.conftest import REPO, make_config
 from tests.fakes import OneLauncher
 
@@ -100,7 +100,7 @@ async def test_crash_fails_the_call_with_exit_code_and_stderr_then_restarts(supe
 async def test_a_worker_without_sessions_is_called_over_call_unary(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="hostel._channel")
+    caplog.set_level(logging.INFO, logger="hostel.transport.channel")
     supervisor = await _supervised(tmp_path, "no-session")
     try:
         slot = _slot(supervisor)

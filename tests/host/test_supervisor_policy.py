@@ -15,13 +15,13 @@ from typing import Any
 
 import pytest
 
-from hostel._callbacks import CallbackServer
 from hostel._restarts import RestartBudget
 from hostel.config import RestartPolicy
+from hostel.config.plan import load_plan
 from hostel.envs import EnvManager
 from hostel.errors import CallTimeoutError, ProviderCrashedError, ProviderStartError, ProviderUnavailableError
-from hostel.plan import load_plan
 from hostel.supervisor import Supervisor, SupervisorContext
+from hostel.transport.callbacks import CallbackServer
 from tests.conftest import make_config, provider_spec
 from tests.fakes import Behaviour, FakeLauncher, OneLauncher
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from hostel.config.plan import load_plan
 from hostel.errors import ProviderStartError
-from hostel.plan import load_plan
-from hostel.worker import WorkerProcess
+from hostel.launch.process import WorkerProcess
 from tests.conftest import REPO, make_config
 
 FAKE = REPO / "tests" / "fake_worker.py"

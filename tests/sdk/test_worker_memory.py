@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from hostel import Host
-from hostel.plan import load_plan
+from hostel.config.plan import load_plan
 from tests.conftest import make_config
 
 

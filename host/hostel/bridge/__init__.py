@@ -28,9 +28,9 @@ from hostel.bridge._impl import Bridge, bridge_class
 from hostel.bridge._loop import LoopThread
 from hostel.bridge._server import current
 from hostel.bridge.config import BridgeConfig, provider_id_for
+from hostel.config.plan import load_plan
 from hostel.errors import ConfigError, HostelError
 from hostel.host import Host
-from hostel.plan import load_plan
 
 __all__ = ["Bridge", "BridgeConfig", "get_adapter_impl"]
 

@@ -20,13 +20,13 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from hostel._process import run
 from hostel.config import ContainerSettings
+from hostel.config.plan import ProviderPlan
 from hostel.envs import Env
+from hostel.envs.process import run
 from hostel.errors import ProviderStartError
-from hostel.launcher import GrpcConnect, LaunchContext, WorkerHandle, socket_path
-from hostel.plan import ProviderPlan
-from hostel.worker import ExitInfo, WorkerProcess
+from hostel.launch.base import ExitInfo, GrpcConnect, LaunchContext, WorkerHandle, socket_path
+from hostel.launch.process import WorkerProcess
 from hostel_sdk._start import StartRequest
 
 logger = logging.getLogger(__name__)

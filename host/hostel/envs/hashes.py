@@ -16,8 +16,8 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from hostel import _process
 from hostel._environ import installer_environ
+from hostel.envs import process as _process
 from hostel.errors import EnvBuildError
 
 

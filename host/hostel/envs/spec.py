@@ -23,7 +23,7 @@ from urllib.parse import unquote, urlparse
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from hostel._interpreters import Interpreter
+from hostel.envs.interpreters import Interpreter
 
 # 2: envs hold the bytecode a worker start imports (envs of format 1 are rebuilt once to get it).
 METADATA_FORMAT = 2

@@ -30,16 +30,16 @@ from typing import Any, Literal
 
 from packaging.utils import canonicalize_name
 
-from hostel import _process
 from hostel._environ import installer_environ
-from hostel._envspec import METADATA_FORMAT, EnvSpec, is_path, local_dir, normalise, provider_package, slug, tree_hash
-from hostel._interpreters import InterpreterCache, InterpreterNotFoundError
-from hostel._localwheels import build_command, cached_wheel, distribution_sources, publish, wheel_dir
 from hostel._redact import redact_all
-from hostel._sdkwheel import sdk_fingerprint, sdk_wheel
+from hostel.config.plan import ProviderPlan
+from hostel.envs import process as _process
+from hostel.envs.interpreters import InterpreterCache, InterpreterNotFoundError
+from hostel.envs.localwheels import build_command, cached_wheel, distribution_sources, publish, wheel_dir
+from hostel.envs.lock import Lockfile, read_lock
+from hostel.envs.sdkwheel import sdk_fingerprint, sdk_wheel
+from hostel.envs.spec import METADATA_FORMAT, EnvSpec, is_path, local_dir, normalise, provider_package, slug, tree_hash
 from hostel.errors import EnvBuildError
-from hostel.lock import Lockfile, read_lock
-from hostel.plan import ProviderPlan
 
 logger = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ class EnvManager:
             (self.envs_dir / f".{path.name}.lock").unlink()
 
     def unused_local_wheels(self, *, min_age_s: float = 3600.0) -> list[Path]:
-        """Kept local-provider wheels (``hostel._localwheels``) that no env lists, and leftovers of killed wheel
+        """Kept local-provider wheels (``hostel.envs.localwheels``) that no env lists, and leftovers of killed wheel
         builds, made over ``min_age_s`` ago (younger ones may belong to a build still running)."""
         if not self.local_wheels_dir.is_dir():
             return []
@@ -267,7 +267,7 @@ class EnvManager:
             constraints_file.write_text("\n".join(spec.constraints) + "\n")
             install_base += ["-c", str(constraints_file)]
         await self._run(spec, create, requirements)
-        # Local directories are installed as wheels built from them (see hostel._localwheels).
+        # Local directories are installed as wheels built from them (see hostel.envs.localwheels).
         wheels = await self._local_wheels(spec, installer, uv_bin, python, [local_dir(r) for r in requirements])
         if hashes:  # the lock's pins, in hash-checking mode: different bytes fail, naming the distribution
             hashed = tmp / "hostel-hashed-requirements.txt"

@@ -8,22 +8,36 @@ reported and restarted the same way.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from hostel._channel import Channel, GrpcChannel
-from hostel.config import HostelSettings, Launcher
+from hostel.config import HostelSettings
+from hostel.config.plan import ProviderPlan
 from hostel.envs import Env
-from hostel.errors import HostelError
-from hostel.plan import ProviderPlan
-from hostel.worker import ExitInfo, WorkerProcess
+from hostel.errors import HostelError, describe_exit
+from hostel.transport.channel import Channel, GrpcChannel
 from hostel_sdk._handshake import Handshake
 
 if TYPE_CHECKING:
-    from hostel._callbacks import CallbackServer
+    from hostel.transport.callbacks import CallbackServer
+
+
+@dataclass(frozen=True)
+class ExitInfo:
+    """How a worker process ended."""
+
+    exit_code: int | None
+    signal: int | None
+
+    @classmethod
+    def from_returncode(cls, returncode: int) -> ExitInfo:
+        """asyncio reports death by signal N as returncode -N."""
+        return cls(None, -returncode) if returncode < 0 else cls(returncode, None)
+
+    def __str__(self) -> str:
+        return describe_exit(self.exit_code, self.signal)
 
 
 class WorkerHandle(Protocol):
@@ -122,65 +136,7 @@ class GrpcConnect:
         )
 
 
-class ProcessLauncher(GrpcConnect):
-    """Workers as child processes of the host, in the provider's venv."""
-
-    uses_env = True
-
-    def __init__(self, context: LaunchContext) -> None:
-        self._context = context
-        self.max_message_bytes = context.settings.max_message_mb * 2**20
-
-    def new_worker(self, plan: ProviderPlan, env: Env | None, generation: int) -> WorkerHandle:
-        """A ``WorkerProcess`` on a Unix socket in the host's private directory."""
-        context = self._context
-        return WorkerProcess(
-            plan,
-            env.python if env is not None else Path(sys.executable),
-            socket_path(context.socket_dir, plan, generation),
-            log_level=context.log_level,
-            max_message_bytes=context.settings.max_message_mb * 2**20,
-            grace_s=context.settings.stop_grace_s,
-            host_socket=context.callbacks.socket_path if context.callbacks else None,
-        )
-
-    async def close(self) -> None:
-        """Nothing to release."""
-
-
 def socket_path(socket_dir: Path, plan: ProviderPlan, generation: int) -> Path:
     """The worker's socket, in a 0700 directory of its own (made at spawn): a short path (Unix socket paths are
     limited to ~108 bytes), unique per provider and generation."""
     return socket_dir / f"{generation}-{abs(hash(plan.provider_id)) % 10**8}" / "w.sock"
-
-
-class Launchers:
-    """The launchers one host uses, made on first use and closed together."""
-
-    def __init__(self, context: LaunchContext) -> None:
-        self.context = context
-        self._made: dict[Launcher, WorkerLauncher] = {}
-
-    def get(self, kind: Launcher) -> WorkerLauncher:
-        """The launcher of that kind."""
-        if kind not in self._made:
-            self._made[kind] = self._make(kind)
-        return self._made[kind]
-
-    def _make(self, kind: Launcher) -> WorkerLauncher:
-        if kind == "container":
-            from hostel.container import ContainerLauncher
-
-            return ContainerLauncher(self.context)
-        if kind == "ray":
-            from hostel.ray_launcher import RayLauncher  # imports ray only when a provider uses it
-
-            launcher: WorkerLauncher = RayLauncher(self.context)
-            return launcher
-        return ProcessLauncher(self.context)
-
-    async def close(self) -> None:
-        """Close every launcher made."""
-        made, self._made = self._made, {}
-        for launcher in made.values():
-            await launcher.close()

@@ -18,11 +18,11 @@ from typing import Any
 
 import uvicorn
 
-from hostel._auth import make_authenticator
-from hostel._guard import is_loopback
 from hostel.config import ServerSettings
 from hostel.errors import ConfigError, Problem
 from hostel.gateway import create_app
+from hostel.gateway.auth import make_authenticator
+from hostel.gateway.guard import is_loopback
 from hostel.host import Host
 
 logger = logging.getLogger("hostel.gateway")

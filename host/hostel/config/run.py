@@ -17,8 +17,8 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from hostel._envsubst import substitute
-from hostel._server_config import (
+from hostel.config.envsubst import substitute
+from hostel.config.server import (
     AuthSettings,
     BearerAuth,
     CorsSettings,

@@ -17,11 +17,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hostel import _cli_envs, _cli_specs, _logging
+from hostel.cli import envs as _cli_envs
+from hostel.cli import log_setup as _logging
+from hostel.cli import specs as _cli_specs
+from hostel.config.plan import load_plan
 from hostel.envs import EnvManager
 from hostel.errors import ConfigError, HostelError
 from hostel.host import Host
-from hostel.plan import load_plan
 
 logger = logging.getLogger(__name__)
 
@@ -237,7 +239,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
 
 
 async def _run(opts: argparse.Namespace) -> int:
-    from hostel import _serving  # the HTTP stack loads only for `hostel run`
+    from hostel.gateway import serving as _serving  # the HTTP stack loads only for `hostel run`
 
     plan = load_plan(opts.config)
     if opts.ray:
@@ -249,9 +251,8 @@ async def _run(opts: argparse.Namespace) -> int:
 
 
 async def _image_build(opts: argparse.Namespace) -> int:
-    from hostel import image
-    from hostel.container import find_engine
-    from hostel.envs import default_home
+    from hostel.envs import default_home, image
+    from hostel.launch.container import find_engine
 
     plan = load_plan(opts.config)
     try:

@@ -18,12 +18,12 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from hostel._envspec import EnvSpec
-from hostel._hashes import artifact_hashes
+from hostel.config.plan import Plan, ProviderPlan, load_plan
 from hostel.envs import LAST_USED_FILE, EnvManager, InstallerName, dir_size, iter_envs
+from hostel.envs.hashes import artifact_hashes
+from hostel.envs.lock import LockedProvider, lock_path, read_lock, write_lock
+from hostel.envs.spec import EnvSpec
 from hostel.errors import HostelError
-from hostel.lock import LockedProvider, lock_path, read_lock, write_lock
-from hostel.plan import Plan, ProviderPlan, load_plan
 
 BUILD_CONCURRENCY = 4
 

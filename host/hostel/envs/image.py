@@ -14,11 +14,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from hostel import _process
-from hostel._envspec import is_path, local_dir
-from hostel._sdkwheel import sdk_wheel
+from hostel.config.plan import ProviderPlan
+from hostel.envs import process as _process
+from hostel.envs.sdkwheel import sdk_wheel
+from hostel.envs.spec import is_path, local_dir
 from hostel.errors import EnvBuildError
-from hostel.plan import ProviderPlan
 
 DEFAULT_BASE = "python:3.11-slim"
 VENV = "/opt/hostel"

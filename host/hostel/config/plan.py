@@ -22,8 +22,8 @@ from hostel.config import (
     SandboxSettings,
     read_run_config,
 )
+from hostel.config.specs import ProviderSpec, apply_overrides, load_specs, package_spec, resolve_requirement
 from hostel.errors import ConfigError, Problem
-from hostel.specs import ProviderSpec, apply_overrides, load_specs, package_spec, resolve_requirement
 
 
 @dataclass(frozen=True)

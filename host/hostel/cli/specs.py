@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from hostel import _process
+from hostel.envs import process as _process
 from hostel.errors import EnvBuildError
 from hostel_sdk.api import API_NAMES
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from hostel._auth import Authenticator, AuthFailed
+from hostel.gateway.auth import Authenticator, AuthFailed
 from hostel_sdk import codec
 
 logger = logging.getLogger(__name__)

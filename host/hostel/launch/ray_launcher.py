@@ -28,18 +28,18 @@ os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
 import ray
 from ray.exceptions import RayError
 
-from hostel._ray_actor import WorkerActor
 from hostel.config import RaySettings, TlsSettings
+from hostel.config.plan import ProviderPlan
 from hostel.envs import Env
 from hostel.errors import ProviderStartError
-from hostel.launcher import GrpcConnect, LaunchContext, WorkerHandle
-from hostel.plan import ProviderPlan
-from hostel.worker import ExitInfo, HandshakeProblem, judge_handshake, start_request
+from hostel.launch.base import ExitInfo, GrpcConnect, LaunchContext, WorkerHandle
+from hostel.launch.process import HandshakeProblem, judge_handshake, start_request
+from hostel.launch.ray_actor import WorkerActor
 from hostel_sdk._handshake import Handshake
 from hostel_sdk._start import Listen
 
 if TYPE_CHECKING:
-    from hostel._pki import Pki
+    from hostel.launch.pki import Pki
 
 logger = logging.getLogger(__name__)
 
@@ -309,7 +309,7 @@ class RayLauncher(GrpcConnect):
         self._pki: Pki | None = None
         self.tls: dict[str, str] | None
         if tls is True:
-            from hostel._pki import HOST_NAME, Pki  # cryptography loads only when it is used
+            from hostel.launch.pki import HOST_NAME, Pki  # cryptography loads only when it is used
 
             self._pki = Pki()
             self.tls = self._pki.identity(HOST_NAME, peer="")
@@ -331,7 +331,7 @@ class RayLauncher(GrpcConnect):
         """The identity a worker gets in its start request: its own certificate (the host's CA), or the shared one."""
         if self._pki is None:
             return self.tls
-        from hostel._pki import HOST_NAME
+        from hostel.launch.pki import HOST_NAME
 
         return self._pki.identity(worker_name, peer=HOST_NAME)
 

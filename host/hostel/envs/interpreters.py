@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from hostel import _process
+from hostel.envs import process as _process
 
 _PROBE = "import platform, sys; print(platform.python_version()); print(sys.executable)"
 

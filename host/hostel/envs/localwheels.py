@@ -18,7 +18,7 @@ from pathlib import Path
 
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
-from hostel._envspec import slug
+from hostel.envs.spec import slug
 
 
 def wheel_dir(root: Path, source: str, content_hash: str, python_version: str) -> Path:

@@ -2,7 +2,7 @@
 
 The worker runs ``python -m hostel_sdk.worker`` in the provider's venv. Its spec and config go on stdin
 (never argv or the environment); stdin stays open so the worker notices if the host dies. Its stderr is
-relayed line by line (bounded: ``hostel._child``) to the ``hostel.provider.<id>`` logger and its last
+relayed line by line (bounded: ``hostel.launch.child``) to the ``hostel.provider.<id>`` logger and its last
 lines kept for error messages. Its exit is seen as soon as it is reaped, whoever still holds its pipes.
 """
 
@@ -16,16 +16,19 @@ import os
 import secrets
 import shutil
 import signal
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hostel._child import Child, FirstLine, LineRelay, collect_stacks
 from hostel._environ import worker_environ
-from hostel._process import SETPRIV as _SETPRIV
-from hostel.errors import ProviderStartError, describe_exit
-from hostel.plan import ProviderPlan
+from hostel.config.plan import ProviderPlan
+from hostel.envs import Env
+from hostel.envs.process import SETPRIV as _SETPRIV
+from hostel.errors import ProviderStartError
+from hostel.launch.base import ExitInfo, GrpcConnect, LaunchContext, WorkerHandle, socket_path
+from hostel.launch.child import Child, FirstLine, LineRelay, collect_stacks
 from hostel_sdk._handshake import PROTOCOL_VERSION, STACKS_SIGNAL, Handshake, HandshakeError, StartFailure, parse
 from hostel_sdk._start import StartRequest
 
@@ -42,22 +45,6 @@ _LEVELS = {
 _DRAIN_S = 0.5
 # A SIGKILLed process is reaped at once unless the kernel holds it (uninterruptible I/O): wait this long.
 KILL_WAIT_S = 5.0
-
-
-@dataclass(frozen=True)
-class ExitInfo:
-    """How a worker process ended."""
-
-    exit_code: int | None
-    signal: int | None
-
-    @classmethod
-    def from_returncode(cls, returncode: int) -> ExitInfo:
-        """asyncio reports death by signal N as returncode -N."""
-        return cls(None, -returncode) if returncode < 0 else cls(returncode, None)
-
-    def __str__(self) -> str:
-        return describe_exit(self.exit_code, self.signal)
 
 
 def start_request(
@@ -367,3 +354,29 @@ class WorkerProcess:
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
         shutil.rmtree(self.socket_path.parent, ignore_errors=True)
+
+
+class ProcessLauncher(GrpcConnect):
+    """Workers as child processes of the host, in the provider's venv."""
+
+    uses_env = True
+
+    def __init__(self, context: LaunchContext) -> None:
+        self._context = context
+        self.max_message_bytes = context.settings.max_message_mb * 2**20
+
+    def new_worker(self, plan: ProviderPlan, env: Env | None, generation: int) -> WorkerHandle:
+        """A ``WorkerProcess`` on a Unix socket in the host's private directory."""
+        context = self._context
+        return WorkerProcess(
+            plan,
+            env.python if env is not None else Path(sys.executable),
+            socket_path(context.socket_dir, plan, generation),
+            log_level=context.log_level,
+            max_message_bytes=context.settings.max_message_mb * 2**20,
+            grace_s=context.settings.stop_grace_s,
+            host_socket=context.callbacks.socket_path if context.callbacks else None,
+        )
+
+    async def close(self) -> None:
+        """Nothing to release."""

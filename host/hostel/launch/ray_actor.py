@@ -15,7 +15,7 @@ import signal
 import sys
 from typing import Any
 
-from hostel._child import Child, FirstLine, LineRelay, collect_stacks
+from hostel.launch.child import Child, FirstLine, LineRelay, collect_stacks
 from hostel_sdk._handshake import STACKS_SIGNAL
 
 _POLL_S = 0.2

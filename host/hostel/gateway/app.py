@@ -1,9 +1,9 @@
-"""The HTTP gateway of ``hostel run``: a Starlette app over a ``Host`` (served by ``hostel._serving``).
+"""The HTTP gateway of ``hostel run``: a Starlette app over a ``Host`` (served by ``hostel.gateway.serving``).
 
 Routes (docs/http.md): health, version, routes, providers (Llama Stack's shapes) and hostel's status,
 ``POST /v1/providers/{id}/{method}`` and ``.../restart``, the OpenAI-compatible ``chat/completions``,
 ``completions``, ``embeddings`` and ``models`` (routed by the models table to the inference provider's
-``openai_*`` methods), and ``/metrics``. Streams are ``text/event-stream``. ``hostel._guard`` decides
+``openai_*`` methods), and ``/metrics``. Streams are ``text/event-stream``. ``hostel.gateway.guard`` decides
 first which requests reach a route.
 """
 
@@ -24,13 +24,13 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hostel import __version__
-from hostel._auth import USER_KEY, Authenticator
-from hostel._guard import LOOPBACK_NAMES, SCOPE_USER, Guard, is_loopback
-from hostel._http_errors import bad_request, error_body, headers_for, internal_error_body, status_for
-from hostel._metrics import Metrics
-from hostel._shapes import provider_info
 from hostel.config import CorsSettings
 from hostel.errors import HostelError, RoutingError
+from hostel.gateway.auth import USER_KEY, Authenticator
+from hostel.gateway.guard import LOOPBACK_NAMES, SCOPE_USER, Guard, is_loopback
+from hostel.gateway.http_errors import bad_request, error_body, headers_for, internal_error_body, status_for
+from hostel.gateway.metrics import Metrics
+from hostel.gateway.shapes import provider_info
 from hostel.host import Host
 from hostel.supervisor import ProviderStatus
 from hostel_sdk import codec

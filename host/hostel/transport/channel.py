@@ -15,9 +15,9 @@ from typing import Any, Protocol
 
 import grpc
 
-from hostel import _grpc_errors
-from hostel._session import CallExpired, Session
 from hostel.errors import CallTimeoutError, HostelError, PayloadTooLargeError, WorkerProtocolError
+from hostel.transport import grpc_errors as _grpc_errors
+from hostel.transport.session import CallExpired, Session
 from hostel_sdk import _client, codec
 from hostel_sdk import _messages as pb
 from hostel_sdk._health import HealthStub
