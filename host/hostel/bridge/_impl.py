@@ -13,10 +13,10 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from hostel._http_errors import status_for
 from hostel.bridge._loop import LoopThread, iterate_on
 from hostel.bridge._server import Server, return_types
 from hostel.errors import HostelError, MethodNotFoundError, ProviderUnavailableError
-from hostel.gateway.http_errors import status_for
 from hostel.host import Host
 from hostel_sdk import codec
 from hostel_sdk._llama_stack import PROTOCOLS, protocol_methods

@@ -1,5 +1,5 @@
 """The HTTP front door (``hostel run``): the app and its routes (``app``), who may reach them (``guard``,
-``auth``), answers in Llama Stack's shapes (``shapes``), errors as statuses (``http_errors``), metrics, and the
+``auth``), answers in Llama Stack's shapes (``shapes``), metrics, and the
 server around it all (``serving``). Uses the ``Host``'s public API only.
 """
 

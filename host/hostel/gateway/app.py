@@ -24,11 +24,11 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hostel import __version__
+from hostel._http_errors import bad_request, error_body, headers_for, internal_error_body, status_for
 from hostel.config import CorsSettings
 from hostel.errors import HostelError, RoutingError
 from hostel.gateway.auth import USER_KEY, Authenticator
 from hostel.gateway.guard import LOOPBACK_NAMES, SCOPE_USER, Guard, is_loopback
-from hostel.gateway.http_errors import bad_request, error_body, headers_for, internal_error_body, status_for
 from hostel.gateway.metrics import Metrics
 from hostel.gateway.shapes import provider_info
 from hostel.host import Host

@@ -1,4 +1,5 @@
-"""hostel errors as HTTP responses: one table, and the body shape of docs/http.md."""
+"""hostel errors as HTTP responses: one table, and the body shape of docs/http.md. Shared by the two HTTP-facing
+front doors (the gateway and the Llama Stack bridge)."""
 
 from __future__ import annotations
 
