@@ -8,6 +8,10 @@ reported and restarted the same way.
 
 from __future__ import annotations
 
+import abc
+import asyncio
+import logging
+import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,12 +20,14 @@ from typing import TYPE_CHECKING, Protocol
 from hostel.config import HostelSettings
 from hostel.config.plan import ProviderPlan
 from hostel.envs import Env
-from hostel.errors import HostelError, describe_exit
+from hostel.errors import HostelError, ProviderStartError, describe_exit
 from hostel.transport.channel import Channel, GrpcChannel
 from hostel_sdk._handshake import Handshake
 
 if TYPE_CHECKING:
     from hostel.transport.callbacks import CallbackServer
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -88,6 +94,75 @@ class WorkerHandle(Protocol):
 
     async def close(self) -> None:
         """Release what the handle holds, after the worker ended."""
+
+
+class WorkerBase(abc.ABC):
+    """What every ``WorkerHandle`` does the same way: kill for a reason, SIGTERM then SIGKILL, start errors."""
+
+    plan: ProviderPlan
+    kill_reason: str | None
+
+    @property
+    @abc.abstractmethod
+    def pid(self) -> int | None:
+        """The worker's pid, once known."""
+
+    @property
+    @abc.abstractmethod
+    def exit_info(self) -> ExitInfo | None:
+        """How the worker ended, once it has."""
+
+    @abc.abstractmethod
+    def _running(self) -> bool:
+        """Whether there is anything to stop (the process, the actor)."""
+
+    @abc.abstractmethod
+    def signal(self, sig: int) -> None:
+        """Send ``sig`` to the worker without waiting."""
+
+    @abc.abstractmethod
+    async def wait(self) -> ExitInfo:
+        """Wait for the worker to end."""
+
+    @abc.abstractmethod
+    async def kill(self) -> ExitInfo | None:
+        """Kill the worker and wait for it (bounded)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release what the handle holds."""
+
+    @abc.abstractmethod
+    def stderr_tail(self, lines: int = 40) -> str:
+        """The last lines the worker wrote to stderr."""
+
+    def kill_for(self, reason: str) -> None:
+        """SIGKILL the worker because of ``reason``; its crash is then reported with that reason."""
+        if self.exit_info is None and self.kill_reason is None:
+            self.kill_reason = reason
+            logger.error("provider %s [pid %s] %s; killing it", self.plan.provider_id, self.pid, reason)
+            self.signal(signal.SIGKILL)
+
+    async def terminate(self, grace_s: float) -> ExitInfo | None:
+        """SIGTERM, then SIGKILL after ``grace_s``; then release the handle."""
+        if not self._running():
+            return None
+        if self.exit_info is None:
+            self.signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.wait(), grace_s)
+            except TimeoutError:
+                logger.warning(
+                    "provider %s [pid %s] ignored SIGTERM for %.1fs; killing", self.plan.provider_id, self.pid, grace_s
+                )
+                await self.kill()
+        await self.close()
+        return self.exit_info
+
+    def _start_error(self, message: str, stage: str) -> ProviderStartError:
+        return ProviderStartError(
+            message, provider_id=self.plan.provider_id, stage=stage, stderr_tail=self.stderr_tail(), pid=self.pid
+        )
 
 
 @dataclass(frozen=True)

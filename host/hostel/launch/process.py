@@ -27,7 +27,7 @@ from hostel.config.plan import ProviderPlan
 from hostel.envs import Env
 from hostel.envs.process import SETPRIV as _SETPRIV
 from hostel.errors import ProviderStartError
-from hostel.launch.base import ExitInfo, GrpcConnect, LaunchContext, WorkerHandle, socket_path
+from hostel.launch.base import ExitInfo, GrpcConnect, LaunchContext, WorkerBase, WorkerHandle, socket_path
 from hostel.launch.child import Child, FirstLine, LineRelay, collect_stacks
 from hostel_sdk._handshake import PROTOCOL_VERSION, STACKS_SIGNAL, Handshake, HandshakeError, StartFailure, parse
 from hostel_sdk._start import StartRequest
@@ -102,7 +102,7 @@ def judge_handshake(line: str, mismatch_hint: str) -> Handshake | HandshakeProbl
     return result
 
 
-class WorkerProcess:
+class WorkerProcess(WorkerBase):
     """A worker child process: ``start``, ``stop``, ``kill``, ``wait``.
 
     It serves on a Unix socket in a 0700 directory of its own and refuses every RPC that lacks its own
@@ -251,11 +251,6 @@ class WorkerProcess:
         logger.info("started provider %s [pid %s]", self.plan.provider_id, child.pid)
         return result
 
-    def _start_error(self, message: str, stage: str) -> ProviderStartError:
-        return ProviderStartError(
-            message, provider_id=self.plan.provider_id, stage=stage, stderr_tail=self.stderr_tail(), pid=self.pid
-        )
-
     def _log_stderr(self, line: str) -> None:
         level_name, _, _ = line.partition(" ")
         self.provider_logger.log(_LEVELS.get(level_name, logging.INFO), "%s", line)
@@ -290,13 +285,6 @@ class WorkerProcess:
         if self._child is not None and self.exit_info is None:
             self._child.signal_group(sig)
 
-    def kill_for(self, reason: str) -> None:
-        """SIGKILL the worker because of ``reason``; its crash is then reported with that reason."""
-        if self.exit_info is None and self.kill_reason is None:
-            self.kill_reason = reason
-            logger.error("provider %s [pid %s] %s; killing it", self.plan.provider_id, self.pid, reason)
-            self.signal(signal.SIGKILL)
-
     async def dump_stacks(self) -> str:
         """Every thread's stack in the worker (it writes them to stderr on ``STACKS_SIGNAL``), or ``""``."""
         if self._child is None or self.exit_info is not None:
@@ -329,21 +317,8 @@ class WorkerProcess:
             )  # fmt: skip
             return None
 
-    async def terminate(self, grace_s: float) -> ExitInfo | None:
-        """SIGTERM, then SIGKILL after ``grace_s``; closes stdin last."""
-        if self._child is None:
-            return None
-        if self.exit_info is None:
-            self.signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.wait(), grace_s)
-            except TimeoutError:
-                logger.warning(
-                    "provider %s [pid %s] ignored SIGTERM for %.1fs; killing", self.plan.provider_id, self.pid, grace_s
-                )
-                await self.kill()
-        await self.close()
-        return self.exit_info
+    def _running(self) -> bool:
+        return self._child is not None
 
     async def close(self) -> None:
         """Close stdin (a live worker sees EOF and exits) and, once it has exited, release its pipes."""

@@ -31,8 +31,7 @@ from ray.exceptions import RayError
 from hostel.config import RaySettings, TlsSettings
 from hostel.config.plan import ProviderPlan
 from hostel.envs import Env
-from hostel.errors import ProviderStartError
-from hostel.launch.base import ExitInfo, GrpcConnect, LaunchContext, WorkerHandle
+from hostel.launch.base import ExitInfo, GrpcConnect, LaunchContext, WorkerBase, WorkerHandle
 from hostel.launch.process import HandshakeProblem, judge_handshake, start_request
 from hostel.launch.ray_actor import WorkerActor
 from hostel_sdk._handshake import Handshake
@@ -106,7 +105,7 @@ async def _get(ref: Any, timeout: float | None = None) -> Any:
     return await asyncio.wait_for(asyncio.wrap_future(ref.future()), timeout)
 
 
-class RayWorker:
+class RayWorker(WorkerBase):
     """A worker started by a Ray actor; reached over TCP."""
 
     def __init__(self, plan: ProviderPlan, launcher: RayLauncher, generation: int) -> None:
@@ -154,11 +153,6 @@ class RayWorker:
 
     async def spawn(self) -> None:
         """Nothing ahead of time: the actor is made by ``start``."""
-
-    def _start_error(self, message: str, stage: str) -> ProviderStartError:
-        return ProviderStartError(
-            message, provider_id=self.plan.provider_id, stage=stage, stderr_tail=self.stderr_tail(), pid=self._pid
-        )
 
     async def start(self, timeout: float) -> Handshake:
         """Make the actor (Ray builds its runtime_env), start the worker on its node, read the handshake."""
@@ -255,13 +249,6 @@ class RayWorker:
         if self._actor is not None and self.exit_info is None:
             self._actor.signal.remote(int(sig))
 
-    def kill_for(self, reason: str) -> None:
-        """SIGKILL the worker because of ``reason``; its crash is then reported with that reason."""
-        if self.exit_info is None and self.kill_reason is None:
-            self.kill_reason = reason
-            logger.error("provider %s [pid %s] %s; killing it", self.plan.provider_id, self._pid, reason)
-            self.signal(signal.SIGKILL)
-
     async def kill(self) -> ExitInfo | None:
         """SIGKILL the worker; kill its actor if that is not reported soon."""
         if self._actor is None or self._exit is None:
@@ -273,16 +260,8 @@ class RayWorker:
             ray.kill(self._actor, no_restart=True)
             return await self.wait()
 
-    async def terminate(self, grace_s: float) -> ExitInfo | None:
-        """SIGTERM, SIGKILL after ``grace_s``, then release the actor."""
-        if self._actor is not None and self.exit_info is None:
-            self.signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.wait(), grace_s)
-            except TimeoutError:
-                await self.kill()
-        await self.close()
-        return self.exit_info
+    def _running(self) -> bool:
+        return self._actor is not None
 
     async def close(self) -> None:
         """Kill the actor (its worker, if any is left, dies with it)."""
