@@ -22,7 +22,7 @@ from hostel._admission import Admission, AdmittedStream, HostGate
 from hostel._restarts import RestartBudget
 from hostel.config import HostelSettings
 from hostel.config.plan import ProviderPlan, order_plans, with_resolved_spec
-from hostel.envs import Env, EnvManager
+from hostel.envs import BUILD_CONCURRENCY, Env, EnvManager
 from hostel.errors import (
     CallTimeoutError,
     HostelError,
@@ -467,7 +467,7 @@ class Supervisor:
         self.gate = HostGate(context.settings.max_calls)
         self.slots = {p.provider_id: ProviderSlot(p, context, self.launchers, self.gate) for p in plans}
 
-    async def build(self, provider_ids: Sequence[str] | None = None, *, concurrency: int = 4) -> None:
+    async def build(self, provider_ids: Sequence[str] | None = None, *, concurrency: int = BUILD_CONCURRENCY) -> None:
         """Build the envs of the given providers (all by default), a few at a time."""
         limit = asyncio.Semaphore(concurrency)
 

@@ -19,13 +19,11 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from hostel.config.plan import Plan, ProviderPlan, load_plan
-from hostel.envs import LAST_USED_FILE, EnvManager, InstallerName, dir_size, iter_envs
+from hostel.envs import BUILD_CONCURRENCY, LAST_USED_FILE, EnvManager, InstallerName, dir_size, iter_envs
 from hostel.envs.hashes import artifact_hashes
 from hostel.envs.lock import LockedProvider, lock_path, read_lock, write_lock
 from hostel.envs.spec import EnvSpec
 from hostel.errors import HostelError
-
-BUILD_CONCURRENCY = 4
 
 
 @dataclass
@@ -57,7 +55,7 @@ async def build_all(plan: Plan, envs: EnvManager, console: Console) -> list[Buil
     """
     limit = asyncio.Semaphore(BUILD_CONCURRENCY)
     live = console.is_terminal
-    providers = [p for p in plan.providers if p.launcher == "process"]
+    providers = [p for p in plan.providers if p.builds_env]
 
     async def one(provider: ProviderPlan, progress: Progress | None) -> BuildResult:
         async with limit:

@@ -61,6 +61,11 @@ class ProviderPlan:
         """``remote::NAME`` or ``inline::NAME``."""
         return self.spec.provider_type
 
+    @property
+    def builds_env(self) -> bool:
+        """Whether its venv is built on this machine (the process launcher's workers run from it)."""
+        return self.launcher == "process"
+
 
 @dataclass(frozen=True)
 class Plan:

@@ -7,6 +7,7 @@ Knows nothing of workers, calls or front doors.
 from __future__ import annotations
 
 from hostel.envs.store import (
+    BUILD_CONCURRENCY,
     LAST_USED_FILE,
     METADATA_FILE,
     Env,
@@ -19,6 +20,6 @@ from hostel.envs.store import (
 )
 
 __all__ = [
-    "LAST_USED_FILE", "METADATA_FILE", "Env", "EnvManager", "InstallerName", "default_home", "dir_size",
-    "installed_distributions", "iter_envs",
+    "BUILD_CONCURRENCY", "LAST_USED_FILE", "METADATA_FILE", "Env", "EnvManager", "InstallerName", "default_home",
+    "dir_size", "installed_distributions", "iter_envs",
 ]  # fmt: skip

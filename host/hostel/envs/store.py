@@ -45,6 +45,8 @@ logger = logging.getLogger(__name__)
 
 METADATA_FILE = "hostel-env.json"
 LAST_USED_FILE = "hostel-last-used"
+# Envs built at once (hostel build, hostel run): installers are I/O- and CPU-bound; more only thrash.
+BUILD_CONCURRENCY = 4
 
 EnvStatus = Literal["built", "stale", "missing"]
 InstallerName = Literal["auto", "uv", "pip"]
