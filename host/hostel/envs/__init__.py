@@ -6,6 +6,7 @@ Knows nothing of workers, calls or front doors.
 
 from __future__ import annotations
 
+from hostel.envs.builder import installed_distributions
 from hostel.envs.store import (
     BUILD_CONCURRENCY,
     LAST_USED_FILE,
@@ -15,7 +16,6 @@ from hostel.envs.store import (
     InstallerName,
     default_home,
     dir_size,
-    installed_distributions,
     iter_envs,
 )
 
