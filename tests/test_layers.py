@@ -14,7 +14,7 @@ from tests.conftest import REPO
 
 HOST = REPO / "host" / "hostel"
 SDK = REPO / "sdk" / "hostel_sdk"
-CORE = {"hostel.host", "hostel.supervisor", "hostel.proxy", "hostel.router", "hostel.errors", "hostel._admission",
+CORE = {"hostel.host", "hostel.supervisor", "hostel.slot", "hostel.proxy", "hostel.router", "hostel.errors", "hostel._admission",
         "hostel._restarts"}  # fmt: skip
 
 
