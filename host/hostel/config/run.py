@@ -19,25 +19,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from hostel.config.envsubst import substitute
 from hostel.config.server import (
-    AuthSettings,
-    BearerAuth,
-    CorsSettings,
-    CustomAuth,
-    JwksSettings,
-    OAuth2TokenAuth,
     ServerSettings,
 )
 from hostel.errors import ConfigError, Problem
 from hostel_sdk.api import API_NAMES
 
 logger = logging.getLogger(__name__)
-
-__all__ = [
-    "AuthSettings", "BearerAuth", "ContainerSettings", "CorsSettings", "CustomAuth", "HostelSettings", "JwksSettings",
-    "Launcher", "Limits", "ModelEntry", "NetworkRules", "OAuth2TokenAuth", "ProviderConfig", "ProviderEntry",
-    "RaySettings", "RestartPolicy", "RunConfig", "SandboxSettings", "ServerSettings", "ShieldEntry", "TlsSettings",
-    "load_run_config", "read_run_config",
-]  # fmt: skip
 
 
 class _Strict(BaseModel):
