@@ -6,29 +6,31 @@ nothing of envs, workers, calls or front doors. ``hostel.config`` itself offers 
 from __future__ import annotations
 
 from hostel.config.run import (
-    AuthSettings,
-    BearerAuth,
     ContainerSettings,
-    CorsSettings,
-    CustomAuth,
     HostelSettings,
-    JwksSettings,
     Launcher,
     Limits,
     ModelEntry,
     NetworkRules,
-    OAuth2TokenAuth,
     ProviderConfig,
     ProviderEntry,
     RaySettings,
     RestartPolicy,
     RunConfig,
     SandboxSettings,
-    ServerSettings,
     ShieldEntry,
     TlsSettings,
     load_run_config,
     read_run_config,
+)
+from hostel.config.server import (
+    AuthSettings,
+    BearerAuth,
+    CorsSettings,
+    CustomAuth,
+    JwksSettings,
+    OAuth2TokenAuth,
+    ServerSettings,
 )
 
 __all__ = [
