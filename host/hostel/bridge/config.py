@@ -25,7 +25,7 @@ class BridgeConfig(BaseModel):
 
     ``provider_type``, ``module``, ``config``, ``pip_packages``, ``python``, ``constraints``,
     ``spec_overrides``, ``restart``, ``limits``, ``launcher`` and ``container_image`` mean what they mean in a
-    hostel run config's provider entry (SPEC §1.2, docs/launchers.md); ``hostel`` holds hostel settings
+    hostel run config's provider entry (docs/config.md, docs/launchers.md); ``hostel`` holds hostel settings
     (``call_timeout_s``, ``standby_workers``, ``container``, ``ray`` ...).
     """
 

@@ -1,6 +1,6 @@
 """What determines a provider's env, and its key: interpreter, normalised requirements, local sources.
 
-Also finds the distribution that provides a provider's module in the host env (SPEC §1.1). Reads files
+Also finds the distribution that provides a provider's module in the host env (docs/config.md). Reads files
 (local sources, the host's distribution metadata); runs nothing.
 """
 
