@@ -14,8 +14,8 @@ from tests.conftest import REPO
 
 HOST = REPO / "host" / "hostel"
 SDK = REPO / "sdk" / "hostel_sdk"
-CORE = {"hostel.host", "hostel.supervisor", "hostel.slot", "hostel.proxy", "hostel.router", "hostel.errors", "hostel._admission",
-        "hostel._restarts"}  # fmt: skip
+CORE = {"hostel.host", "hostel.supervisor", "hostel.slot", "hostel.proxy", "hostel.router", "hostel.errors",
+        "hostel._admission", "hostel._restarts"}  # fmt: skip
 
 
 def _module(path: Path, root: Path, package: str) -> str:
