@@ -11,17 +11,21 @@ from __future__ import annotations
 import asyncio
 import itertools
 import signal
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hostel.config import Launcher
-from hostel.config.plan import ProviderPlan
-from hostel.envs import Env
+from hostel.config.plan import ProviderPlan, load_plan
+from hostel.envs import Env, EnvManager
 from hostel.errors import HostelError, ProviderStartError, ProviderUnavailableError
 from hostel.launch import Launchers
 from hostel.launch.base import ExitInfo, LaunchContext, WorkerLauncher
+from hostel.supervisor import Supervisor, SupervisorContext
 from hostel_sdk._handshake import PROTOCOL_VERSION, Handshake
+from tests.conftest import make_config, provider_spec
 
 STACKS = 'Thread 0x0001 (most recent call first):\n  File "provider.py", line 7 in busy'
 
@@ -201,3 +205,51 @@ class OneLauncher(Launchers):
 
     def get(self, kind: Launcher) -> WorkerLauncher:
         return self._launcher
+
+
+FAST = {
+    "restart": {"max_restarts": 3, "window_s": 60, "backoff_initial_s": 0.01, "backoff_max_s": 0.04},
+    "probe_interval_s": 0.01,
+    "probe_timeout_s": 0.01,
+    "probe_failures": 3,
+    "stop_grace_s": 0.2,
+}
+
+
+async def until(predicate: Any, timeout: float = 5) -> None:
+    """Wait for ``predicate()`` to hold, failing the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.005)
+
+
+def fake_supervisor(
+    tmp_path: Path,
+    launcher: FakeLauncher,
+    *,
+    callbacks: Any = None,
+    entries: Mapping[str, Mapping[str, Any]] | None = None,
+    **hostel: Any,
+) -> Supervisor:
+    """A supervisor of two fake providers: "t" (tool_runtime) depends on "dep" (inference, 50 MB limit);
+    ``entries`` adds keys to their run-config entries, ``hostel`` to the hostel: settings."""
+    specs = {
+        "inline/tool_runtime/testprov": provider_spec(api_dependencies=["inference"]),  # "t" depends on "dep"
+        "inline/inference/testprov": provider_spec(),
+    }
+    extra = entries or {}
+    providers = {
+        "inference": [
+            {
+                "provider_id": "dep",
+                "provider_type": "inline::testprov",
+                "limits": {"memory_mb": 50},
+                **extra.get("dep", {}),
+            }
+        ],
+        "tool_runtime": [{"provider_id": "t", "provider_type": "inline::testprov", **extra.get("t", {})}],
+    }
+    plan = load_plan(make_config(tmp_path, specs=specs, providers=providers, hostel={**FAST, **hostel}))
+    context = SupervisorContext(plan.settings, EnvManager(tmp_path / "home"), tmp_path, callbacks=callbacks)
+    return Supervisor(plan.providers, context, OneLauncher(launcher, context.launch_context()))

@@ -23,7 +23,9 @@ from hostel.errors import (
 )
 
 if TYPE_CHECKING:
+    from hostel._usage import Usage
     from hostel.host import Host
+    from hostel.reload import ReloadReport
     from hostel.supervisor import ProviderStatus
 
 __version__ = "0.1.0"
@@ -43,16 +45,18 @@ __all__ = [
     "ProviderStartError",
     "ProviderStatus",
     "ProviderUnavailableError",
+    "ReloadReport",
     "RemoteError",
     "RoutingError",
+    "Usage",
     "WorkerProtocolError",
     "__version__",
 ]
 
 
 def __getattr__(name: str) -> Any:
-    """``Host`` and ``ProviderStatus`` load on first use, with grpc and the rest of the core: ``import
-    hostel.config`` (or ``hostel.errors``) stays light."""
+    """``Host``, ``ProviderStatus``, ``ReloadReport`` and ``Usage`` load on first use, with grpc and the rest of
+    the core: ``import hostel.config`` (or ``hostel.errors``) stays light."""
     if name == "Host":
         from hostel.host import Host
 
@@ -61,4 +65,12 @@ def __getattr__(name: str) -> Any:
         from hostel.supervisor import ProviderStatus
 
         return ProviderStatus
+    if name == "ReloadReport":
+        from hostel.reload import ReloadReport
+
+        return ReloadReport
+    if name == "Usage":
+        from hostel._usage import Usage
+
+        return Usage
     raise AttributeError(f"module 'hostel' has no attribute {name!r}")

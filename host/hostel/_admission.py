@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from hostel.errors import CallTimeoutError, ProviderBusyError
@@ -88,12 +88,41 @@ class Admission:
         self.running -= 1
 
 
-class AdmittedStream(AsyncIterator[Any]):
-    """A stream that holds its call's place until it ends, is closed, or is dropped unclosed."""
+class InFlight:
+    """The calls one worker is serving, open streams included, so that it can be drained before it stops."""
 
-    def __init__(self, stream: Any, admission: Admission) -> None:
+    def __init__(self) -> None:
+        self.count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def enter(self) -> None:
+        """A call begins."""
+        self.count += 1
+        self._idle.clear()
+
+    def leave(self) -> None:
+        """A call returned, failed, or its stream ended."""
+        self.count -= 1
+        if self.count == 0:
+            self._idle.set()
+
+    async def drained(self, timeout: float) -> bool:
+        """Wait until no call is in flight, ``timeout`` seconds at most; whether none is."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), max(timeout, 0))
+        except TimeoutError:
+            return self.count == 0
+        return True
+
+
+class AdmittedStream(AsyncIterator[Any]):
+    """A stream that holds its call's place until it ends, is closed, or is dropped unclosed: ``release`` runs
+    once, then."""
+
+    def __init__(self, stream: Any, release: Callable[[], None]) -> None:
         self._stream = stream
-        self._done = weakref.finalize(self, admission.leave)
+        self._done = weakref.finalize(self, release)
 
     def __aiter__(self) -> AdmittedStream:
         return self

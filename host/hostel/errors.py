@@ -111,7 +111,8 @@ class EnvBuildError(HostelError):
 
 
 class ProviderStartError(HostelError):
-    """A provider worker did not start. ``stage`` is one of import, config, factory, protocol, handshake, timeout."""
+    """A provider worker did not start. ``stage`` is one of import, config, factory, protocol, handshake, timeout;
+    a replacement's also health (its first health check), a reload's also build (its env)."""
 
     def __init__(
         self, message: str, *, provider_id: str, stage: str, stderr_tail: str = "", pid: int | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import os
@@ -14,13 +15,17 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
+from hostel._usage import Usage, process_usage
 from hostel.config import ModelEntry, RunConfig
+from hostel.config.envfile import environ_with
 from hostel.config.plan import Plan, load_plan
 from hostel.envs import EnvManager
 from hostel.envs.lock import lock_path
-from hostel.errors import ProviderUnavailableError, RoutingError
+from hostel.errors import ConfigError, Problem, ProviderUnavailableError, RoutingError
 from hostel.proxy import ProviderProxy
+from hostel.reload import ReloadReport, apply_reload
 from hostel.router import ApiRouter
+from hostel.slot import ProviderSlot
 from hostel.supervisor import ProviderStatus, Supervisor, SupervisorContext
 from hostel.transport.callbacks import ApiSource, CallbackServer
 
@@ -77,11 +82,18 @@ class Host:
         locked: bool = False,
         log_level: str | None = None,
         external: ExternalApis | None = None,
+        env_file: str | os.PathLike[str] | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         """``locked``: build envs from the ``hostel.lock`` beside the config, refusing any that changed.
-        ``external``: serves the APIs in ``plan.external_apis``."""
+        ``external``: serves the APIs in ``plan.external_apis``. ``env_file`` and ``environ`` (default: the
+        process's environment) are what ``reload()`` reads the config with again."""
         self.plan = plan
         self.external = external
+        self._source: str | os.PathLike[str] | Mapping[str, Any] | None = plan.config.source
+        self._env_file = env_file
+        self._environ = environ
+        self._reloading = asyncio.Lock()
         self.envs = EnvManager(
             home,
             installer=plan.settings.installer,
@@ -119,9 +131,16 @@ class Host:
         home: str | os.PathLike[str] | None = None,
         environ: Mapping[str, str] | None = None,
         locked: bool = False,
+        env_file: str | os.PathLike[str] | None = None,
     ) -> Host:
-        """Load and validate a run config (a YAML path or a dict); raises ``ConfigError`` listing every problem."""
-        return cls(load_plan(source, environ=environ), home=Path(home) if home else None, locked=locked)
+        """Load and validate a run config (a YAML path or a dict); raises ``ConfigError`` listing every problem.
+
+        ``environ`` (default: the process's) and ``env_file`` (a ``.env`` file whose values win) give the
+        ``${env.…}`` values and what workers' ``env:`` passes; ``reload()`` reads them again."""
+        plan = load_plan(source, environ=environ_with(env_file, environ))
+        host = cls(plan, home=Path(home) if home else None, locked=locked, env_file=env_file, environ=environ)
+        host._source = source
+        return host
 
     async def build(self, provider_ids: Sequence[str] | None = None) -> None:
         """Build (or reuse) the envs of the given providers, all by default."""
@@ -173,17 +192,62 @@ class Host:
         self.supervisor.kill_all()
 
     async def restart(self, provider_id: str) -> ProviderStatus:
-        """Start one provider afresh, re-arming it when it is ``failed``: its current worker (if any) is stopped
-        gracefully, its crash count starts over. Raises ``ProviderStartError`` if it cannot start."""
+        """Start one provider afresh, re-arming it when it is ``failed``; its crash count starts over. A running
+        one is replaced rolling: its new worker serves before the old one stops, so no call fails. Raises
+        ``ProviderStartError`` if it cannot start (a running one then keeps its old worker)."""
+        slot = self._running_slot(provider_id)
+        await slot.rearm()
+        return slot.status()
+
+    async def stop_provider(self, provider_id: str) -> ProviderStatus:
+        """Stop one provider until ``start_provider``: new calls are refused at once (503), calls in flight
+        finish (``drain_grace_s``), then its worker stops."""
+        slot = self._running_slot(provider_id)
+        await slot.stop_by_operator()
+        return slot.status()
+
+    async def start_provider(self, provider_id: str) -> ProviderStatus:
+        """Start a stopped, idle or failed provider now; a running one is left as it is."""
+        slot = self._running_slot(provider_id)
+        await slot.start_by_operator()
+        return slot.status()
+
+    def _running_slot(self, provider_id: str) -> ProviderSlot:
         slot = self.supervisor.slots.get(provider_id)
         if slot is None:
             raise RoutingError(f"no provider {provider_id!r}", provider_id=provider_id)
-        if provider_id not in self._started:
+        if not self._started:
             raise ProviderUnavailableError(
                 f"provider {provider_id!r} is not started; start the host first", provider_id=provider_id
             )
-        await slot.rearm()
-        return slot.status()
+        return slot
+
+    async def reload(self, config: str | os.PathLike[str] | Mapping[str, Any] | None = None) -> ReloadReport:
+        """Apply a new run config (default: read the same file, and ``env_file``, again) without a restart:
+        providers added, removed, replaced rolling or updated in place, models switched (docs/lifecycle.md).
+
+        A config that does not validate raises ``ConfigError`` and changes nothing. A provider whose new
+        version cannot be built or started keeps its old worker; the report's ``failed`` says why."""
+        if not self._started:
+            raise ProviderUnavailableError("the host is not started; start it before reloading")
+        source = config if config is not None else self._source
+        if source is None:
+            raise ConfigError(
+                [Problem("<config>", "", "this host was made from a dict: pass the new config to reload()")]
+            )
+        async with self._reloading:
+            new = load_plan(
+                source, environ=environ_with(self._env_file, self._environ), external_apis=self.plan.external_apis
+            )
+            if self.plan.ray_address is not None:
+                new = new.with_ray(self.plan.ray_address)
+            report, self.plan = await apply_reload(self.supervisor, self.plan, new)
+            if config is not None:
+                self._source = config
+            self._started = [i for i in self.supervisor.slots]
+        level = logging.WARNING if report.failed or report.needs_restart else logging.INFO
+        logger.log(level, "reloaded in %.2fs:\n%s", report.seconds, report.summary())
+        return report
 
     async def __aenter__(self) -> Host:
         await self.start()
@@ -260,9 +324,14 @@ class Host:
                 }
         return await self.external.shield_record(shield_id) if self.external is not None else None
 
-    def status(self) -> list[ProviderStatus]:
-        """The state of every provider, in start order."""
-        return [slot.status() for slot in self.supervisor.slots.values()]
+    def status(self, *, usage: bool = False) -> list[ProviderStatus]:
+        """The state of every provider, in start order; with ``usage``, each local worker's memory (RSS, PSS)
+        and CPU time too (reading them costs about a millisecond per worker)."""
+        return [slot.status(usage=usage) for slot in self.supervisor.slots.values()]
+
+    def own_usage(self) -> Usage | None:
+        """The host process's own memory (RSS, PSS) and CPU time."""
+        return process_usage()
 
     async def call(
         self,

@@ -1,6 +1,7 @@
-"""Owns the provider workers: builds their envs, starts them in dependency order (all or none), stops them
-within one grace, dependents first. Each provider's own policy (restarts, probes, limits) is its
-``hostel.slot.ProviderSlot``'s.
+"""Owns the provider workers: builds their envs, starts them in dependency order (all or none), starts lazy
+ones when first called (their dependencies first, within ``max_running``), stops them within one grace,
+dependents first. Each provider's own policy (restarts, probes, limits, replacing) is its
+``hostel.slot.ProviderSlot``'s; what a reload changes is ``hostel.reload``'s.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from hostel._admission import HostGate
-from hostel.config.plan import ProviderPlan, order_plans, with_resolved_spec
+from hostel.config.plan import ProviderPlan, order_plans, starts_with_host, with_resolved_spec
 from hostel.envs import BUILD_CONCURRENCY
+from hostel.errors import ProviderBusyError
 from hostel.launch import Launchers
-from hostel.slot import ProviderSlot, ProviderStatus, State, SupervisorContext
+from hostel.slot import RUNNING, ProviderSlot, ProviderStatus, State, SupervisorContext
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +35,15 @@ class Supervisor:
         self.context = context
         self.launchers = launchers or Launchers(context.launch_context())
         self.gate = HostGate(context.settings.max_calls)
-        self.slots = {p.provider_id: ProviderSlot(p, context, self.launchers, self.gate) for p in plans}
+        self.max_running = context.settings.max_running
+        self.slots = {p.provider_id: self.new_slot(p) for p in plans}
+        self.leaving: dict[ProviderSlot, asyncio.Task[None]] = {}  # removed by a reload, finishing their calls
+        self._room = asyncio.Lock()
+        self._reserved: set[str] = set()  # lazy providers making room to start
+
+    def new_slot(self, plan: ProviderPlan) -> ProviderSlot:
+        """A slot for one provider, sharing the host's call limit, woken through ``wake``."""
+        return ProviderSlot(plan, self.context, self.launchers, self.gate, wake=self.wake)
 
     async def build(self, provider_ids: Sequence[str] | None = None, *, concurrency: int = BUILD_CONCURRENCY) -> None:
         """Build the envs of the given providers (all by default), a few at a time."""
@@ -47,24 +57,71 @@ class Supervisor:
         await _all_or_first_error([one(self.slots[i]) for i in ids])
 
     async def start(self, provider_ids: Sequence[str] | None = None) -> None:
-        """Start the given providers (all by default): each after its dependencies; all or none."""
+        """Start the given providers (all by default): each after its dependencies; all or none. Lazy ones
+        (``start: lazy``) get their envs built and wait, ``idle``, for their first call."""
         ids = list(provider_ids) if provider_ids is not None else list(self.slots)
-        started: dict[str, asyncio.Event] = {}
+        try:
+            ids = await self._build_and_resolve(ids)
+            eager = set(starts_with_host([self.slots[i].plan for i in ids]))
+            for provider_id in ids:
+                if provider_id not in eager:
+                    self.slots[provider_id].idle()
+            await self.start_in_order([i for i in ids if i in eager])
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def start_in_order(self, ids: Sequence[str], start: Any = None) -> None:
+        """Run ``start(slot)`` (default: ``slot.start()``) for each provider once its dependencies among ``ids``
+        have; the first failure cancels the rest and is raised."""
+        started = {i: asyncio.Event() for i in ids}
 
         async def one(slot: ProviderSlot) -> None:
             for dep in (*slot.plan.dependencies, *slot.plan.optional_dependencies):
                 if dep in started:
                     await started[dep].wait()
-            await slot.start()
+            await (start(slot) if start is not None else slot.start())
             started[slot.provider_id].set()
 
+        await _all_or_first_error([one(self.slots[i]) for i in ids])
+
+    async def wake(self, slot: ProviderSlot) -> None:
+        """Start a lazy provider for its first call: its idle dependencies first, then itself, stopping the
+        least recently used idle lazy worker if ``max_running`` workers already run."""
+        for dep in slot.plan.dependencies:
+            dependency = self.slots.get(dep)
+            if dependency is not None and dependency.state == "idle":
+                await dependency.wake(None)
+        async with self._room:
+            await self._make_room(slot)
+            self._reserved.add(slot.provider_id)
         try:
-            ids = await self._build_and_resolve(ids)
-            started.update({i: asyncio.Event() for i in ids})
-            await _all_or_first_error([one(self.slots[i]) for i in ids])
-        except BaseException:
-            await self.stop()
-            raise
+            await slot.start_if_idle()
+        finally:
+            self._reserved.discard(slot.provider_id)
+
+    def running(self) -> int:
+        """How many providers have a worker running or starting."""
+        return len({i for i, s in self.slots.items() if s.state in RUNNING} | self._reserved)
+
+    async def _make_room(self, slot: ProviderSlot) -> None:
+        passed: set[str] = set()
+        while self.max_running is not None and self.running() >= self.max_running:
+            candidates = [
+                s
+                for s in self.slots.values()
+                if s.plan.start == "lazy" and s.state == "ready" and not s.busy()
+                and s is not slot and s.provider_id not in passed and s.provider_id not in self._reserved
+            ]  # fmt: skip
+            if not candidates:
+                raise ProviderBusyError(
+                    f"cannot start provider {slot.provider_id!r}: {self.running()} workers run, the limit "
+                    f"(hostel.max_running), and none is a lazy one without calls in flight; try again shortly",
+                    provider_id=slot.provider_id,
+                )
+            victim = min(candidates, key=lambda s: s.last_used)
+            passed.add(victim.provider_id)
+            await victim.sleep(f"to make room for {slot.provider_id} (hostel.max_running={self.max_running})")
 
     async def _build_and_resolve(self, ids: list[str]) -> list[str]:
         """Build envs; adopt the specs ``module:`` providers declare inside them; re-order; add new dependencies."""
@@ -93,7 +150,7 @@ class Supervisor:
 
     def kill_all(self) -> None:
         """SIGKILL every worker now (a forced stop), restarting none; their slots then finish stopping at once."""
-        for slot in self.slots.values():
+        for slot in (*self.slots.values(), *self.leaving):
             slot.kill()
 
     async def stop(self, grace_s: float | None = None) -> None:
@@ -121,7 +178,11 @@ class Supervisor:
                 stopped[slot.provider_id].set()
 
         await asyncio.gather(*(graceful(slot) for slot in slots))
-        await asyncio.gather(*(slot.force_stop() for slot in slots))
+        for task in self.leaving.values():
+            task.cancel()  # removed providers still finishing their calls: their workers are stopped below
+        await asyncio.gather(*self.leaving.values(), return_exceptions=True)
+        await asyncio.gather(*(slot.force_stop() for slot in (*slots, *self.leaving)))
+        self.leaving.clear()
         await self.launchers.close()
 
 

@@ -80,14 +80,14 @@ class _Items:
 async def test_a_stream_holds_its_place_until_closed_or_dropped() -> None:
     gate = _admission(concurrent=1, queued=0)
     await gate.enter(1)
-    stream = AdmittedStream(_Items(), gate)
+    stream = AdmittedStream(_Items(), gate.leave)
     assert await stream.__anext__() == 1
     with pytest.raises(ProviderBusyError):
         await gate.enter(1)
     await stream.aclose()
     assert gate.running == 0
     await gate.enter(1)
-    dropped = AdmittedStream(_Items(), gate)
+    dropped = AdmittedStream(_Items(), gate.leave)
     del dropped
     gc.collect()
     assert gate.running == 0

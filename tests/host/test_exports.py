@@ -10,8 +10,8 @@ def test_hostel_public_names() -> None:
         [
             "BadArgumentsError", "CallTimeoutError", "ConfigError", "EnvBuildError", "Host", "HostelError",
             "MethodNotFoundError", "PayloadTooLargeError", "ProviderBusyError", "ProviderCrashedError",
-            "ProviderDataError", "ProviderStartError", "ProviderStatus", "ProviderUnavailableError", "RemoteError",
-            "RoutingError", "WorkerProtocolError", "__version__",
+            "ProviderDataError", "ProviderStartError", "ProviderStatus", "ProviderUnavailableError", "ReloadReport",
+            "RemoteError", "RoutingError", "Usage", "WorkerProtocolError", "__version__",
         ]
     )  # fmt: skip
     errors = {name for name in hostel.errors.__all__ if name != "Problem"}

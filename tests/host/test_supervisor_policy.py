@@ -17,42 +17,15 @@ import pytest
 
 from hostel._restarts import RestartBudget
 from hostel.config import RestartPolicy
-from hostel.config.plan import load_plan
-from hostel.envs import EnvManager
 from hostel.errors import CallTimeoutError, ProviderCrashedError, ProviderStartError, ProviderUnavailableError
-from hostel.supervisor import Supervisor, SupervisorContext
+from hostel.supervisor import Supervisor
 from hostel.transport.callbacks import CallbackServer
-from tests.conftest import make_config, provider_spec
-from tests.fakes import Behaviour, FakeLauncher, OneLauncher
-
-FAST = {
-    "restart": {"max_restarts": 3, "window_s": 60, "backoff_initial_s": 0.01, "backoff_max_s": 0.04},
-    "probe_interval_s": 0.01,
-    "probe_timeout_s": 0.01,
-    "probe_failures": 3,
-    "stop_grace_s": 0.2,
-}
-
-
-async def _until(predicate: Any, timeout: float = 5) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.005)
+from tests.fakes import Behaviour, FakeLauncher, fake_supervisor
+from tests.fakes import until as _until
 
 
 def _supervisor(tmp_path: Path, launcher: FakeLauncher, *, callbacks: Any = None, **hostel: Any) -> Supervisor:
-    specs = {
-        "inline/tool_runtime/testprov": provider_spec(api_dependencies=["inference"]),  # "t" depends on "dep"
-        "inline/inference/testprov": provider_spec(),
-    }
-    providers = {
-        "inference": [{"provider_id": "dep", "provider_type": "inline::testprov", "limits": {"memory_mb": 50}}],
-        "tool_runtime": [{"provider_id": "t", "provider_type": "inline::testprov"}],
-    }
-    plan = load_plan(make_config(tmp_path, specs=specs, providers=providers, hostel={**FAST, **hostel}))
-    context = SupervisorContext(plan.settings, EnvManager(tmp_path / "home"), tmp_path, callbacks=callbacks)
-    return Supervisor(plan.providers, context, OneLauncher(launcher, context.launch_context()))
+    return fake_supervisor(tmp_path, launcher, callbacks=callbacks, **hostel)
 
 
 @pytest.fixture

@@ -9,18 +9,16 @@ import argparse
 import asyncio
 import json
 import logging
-import os
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
+from hostel.cli import client as _client
 from hostel.cli import envs as _cli_envs
 from hostel.cli import log_setup as _logging
 from hostel.cli import specs as _cli_specs
-from hostel.config.plan import load_plan
+from hostel.config.envfile import environ_with
+from hostel.config.plan import Plan, load_plan
 from hostel.envs import EnvManager
 from hostel.errors import ConfigError, HostelError
 from hostel.host import Host
@@ -41,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="validate a run config and its provider specs")
     check.add_argument("config")
+    _env_file_option(check)
     check.add_argument(
         "--deep",
         action="store_true",
@@ -75,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--port", type=int, default=None, help="default: server.port of the config, else 8321")
     run.add_argument("--host", default=None, dest="address", help="address to listen on (default 127.0.0.1)")
     run.add_argument("--locked", action="store_true", help="install exactly the pins of hostel.lock")
+    _env_file_option(run)
     run.add_argument(
         "--insecure",
         action="store_true",
@@ -104,13 +104,22 @@ def _parser() -> argparse.ArgumentParser:
     image_build.add_argument("--base", default=None, help="an image with python3 (default python:3.11-slim)")
     image_build.add_argument("--engine", choices=["auto", "podman", "docker"], default=None)
 
-    ps = sub.add_parser("ps", help="status of a running host")
-    _client_options(ps)
+    ps = sub.add_parser("ps", help="status of a running host: states, pids, memory (RSS, PSS) and CPU time")
+    _client.add_client_options(ps)
     ps.add_argument("--json", action="store_true", help="print JSON")
 
-    restart = sub.add_parser("restart", help="restart one provider of a running host (re-arms a failed one)")
-    restart.add_argument("provider_id")
-    _client_options(restart)
+    reload = sub.add_parser(
+        "reload", help="make a running host re-read its run config (and --env-file) and apply what changed"
+    )
+    _client.add_client_options(reload)
+    for name, text in (
+        ("restart", "restart one provider of a running host, rolling (re-arms a failed one)"),
+        ("stop", "stop one provider of a running host until `hostel start` (calls in flight finish)"),
+        ("start", "start a stopped, idle or failed provider of a running host"),
+    ):
+        operation = sub.add_parser(name, help=text)
+        operation.add_argument("provider_id")
+        _client.add_client_options(operation)
 
     call = sub.add_parser("call", help="start a provider (and its deps), call one method, print the result as JSON")
     call.add_argument("config")
@@ -122,7 +131,21 @@ def _parser() -> argparse.ArgumentParser:
     call.add_argument("--provider-data", default=None, help="JSON object of per-request provider data")
     call.add_argument("--timeout", type=float, default=None, help="call timeout in seconds")
     call.add_argument("--locked", action="store_true", help="install exactly the pins of hostel.lock")
+    _env_file_option(call)
     return parser
+
+
+def _env_file_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--env-file",
+        default=None,
+        type=Path,
+        help="a .env file of KEY=VALUE lines for ${env.NAME} and workers' env: (its values win; re-read on reload)",
+    )
+
+
+def _load(opts: argparse.Namespace) -> Plan:
+    return load_plan(opts.config, environ=environ_with(getattr(opts, "env_file", None)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -166,9 +189,11 @@ async def _dispatch(opts: argparse.Namespace) -> int:
     if opts.command == "run":
         return await _run(opts)
     if opts.command == "ps":
-        return _ps(opts)
-    if opts.command == "restart":
-        return _restart(opts)
+        return _client.ps(opts)
+    if opts.command == "reload":
+        return _client.reload(opts)
+    if opts.command in ("restart", "stop", "start"):
+        return _client.operate(opts)
     if opts.command == "image":
         return await _image_build(opts)
     if opts.command == "specs":
@@ -185,7 +210,7 @@ async def _dispatch(opts: argparse.Namespace) -> int:
 
 
 async def _check(opts: argparse.Namespace) -> int:
-    plan = load_plan(opts.config)
+    plan = _load(opts)
     if opts.deep:
         failures = await _cli_envs.deep_check(plan)
         if failures:
@@ -200,7 +225,7 @@ async def _check(opts: argparse.Namespace) -> int:
 
 
 async def _list(opts: argparse.Namespace) -> int:
-    plan = load_plan(opts.config)
+    plan = _load(opts)
     envs = EnvManager(installer=plan.settings.installer)
     rows = []
     for provider in plan.providers:
@@ -225,28 +250,23 @@ async def _list(opts: argparse.Namespace) -> int:
     if opts.json:
         print(json.dumps(rows, indent=2))
     else:
-        _table(
+        _client.table(
             ["PROVIDER", "API", "TYPE", "ENV"],
             [[r["provider_id"], r["api"], r["provider_type"], r["env"]] for r in rows],
         )
     return 0
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
-    for row in [header, *rows]:
-        print("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)).rstrip())
-
-
 async def _run(opts: argparse.Namespace) -> int:
     from hostel.gateway import serving as _serving  # the HTTP stack loads only for `hostel run`
 
-    plan = load_plan(opts.config)
+    plan = _load(opts)
     if opts.ray:
         plan = plan.with_ray(opts.ray)
     address = opts.address or plan.config.server.host or "127.0.0.1"
     port = opts.port if opts.port is not None else plan.config.server.port
-    await _serving.serve(Host(plan, locked=opts.locked), address=address, port=port, insecure=opts.insecure)
+    host = Host(plan, locked=opts.locked, env_file=opts.env_file)
+    await _serving.serve(host, address=address, port=port, insecure=opts.insecure)
     return 0
 
 
@@ -254,7 +274,7 @@ async def _image_build(opts: argparse.Namespace) -> int:
     from hostel.envs import default_home, image
     from hostel.launch.container import find_engine
 
-    plan = load_plan(opts.config)
+    plan = _load(opts)
     try:
         provider = plan.provider(opts.provider_id)
     except KeyError:
@@ -278,66 +298,6 @@ async def _image_build(opts: argparse.Namespace) -> int:
     return 0
 
 
-def _client_options(parser: argparse.ArgumentParser) -> None:
-    """How a command reaches a running host: its address, and the token its server.auth accepts."""
-    parser.add_argument("--port", type=int, default=8321)
-    parser.add_argument("--host", default="127.0.0.1", dest="address")
-    parser.add_argument("--https", action="store_true", help="the host serves TLS (server.tls_certfile)")
-    parser.add_argument("--token", default=os.environ.get("HOSTEL_TOKEN"), help="bearer token (default $HOSTEL_TOKEN)")
-
-
-def _request(opts: argparse.Namespace, path: str, *, post: bool = False) -> Any:
-    """The JSON answer of a running host to ``path``; ``HostelError`` saying what went wrong."""
-    url = f"{'https' if opts.https else 'http'}://{opts.address}:{opts.port}{path}"
-    headers = {"Content-Type": "application/json"} if post else {}
-    if opts.token:
-        headers["Authorization"] = f"Bearer {opts.token}"
-    request = urllib.request.Request(
-        url, data=b"{}" if post else None, method="POST" if post else "GET", headers=headers
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=600) as response:
-            return json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        try:
-            message = json.loads(exc.read())["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = f"HTTP {exc.code}"
-        hint = "; give its token with --token or HOSTEL_TOKEN" if exc.code == 401 else ""
-        raise HostelError(f"{url}: {message}{hint}") from None
-    except (OSError, ValueError) as exc:
-        raise HostelError(f"no hostel answering at {url} ({exc}); start one with `hostel run CONFIG`") from None
-
-
-def _ps(opts: argparse.Namespace) -> int:
-    rows = _request(opts, "/v1/hostel/status")
-    if opts.json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    _table(
-        ["PROVIDER", "API", "TYPE", "STATE", "PID", "RESTARTS", "LAST EXIT"],
-        [
-            [
-                r["provider_id"],
-                r["api"],
-                r["provider_type"],
-                r["state"],
-                r["pid"] or "-",
-                r["restarts"],
-                r["last_exit"] or "-",
-            ]
-            for r in rows
-        ],
-    )
-    return 0
-
-
-def _restart(opts: argparse.Namespace) -> int:
-    status = _request(opts, f"/v1/providers/{opts.provider_id}/restart", post=True)
-    print(f"{status['provider_id']}: {status['state']} [pid {status['pid']}], restarts {status['restarts']}")
-    return 0
-
-
 async def _call(opts: argparse.Namespace) -> int:
     try:
         arguments = json.loads(opts.args)
@@ -346,7 +306,7 @@ async def _call(opts: argparse.Namespace) -> int:
         raise UsageError(f"--args / --provider-data must be JSON: {exc}") from None
     if not isinstance(arguments, (dict, list)):
         raise UsageError("--args must be a JSON object (keyword arguments) or array (positional arguments)")
-    host = Host(load_plan(opts.config), locked=opts.locked)
+    host = Host(_load(opts), locked=opts.locked)
     if opts.provider_id not in host.provider_ids:
         known = ", ".join(host.provider_ids) or "none"
         raise UsageError(f"no provider {opts.provider_id!r} in {opts.config}; providers: {known}")

@@ -19,6 +19,7 @@ from hostel.config.run import (
     RunConfig,
     SandboxSettings,
     ShieldEntry,
+    StartMode,
     TlsSettings,
     load_run_config,
     read_run_config,
@@ -36,6 +37,6 @@ from hostel.config.server import (
 __all__ = [
     "AuthSettings", "BearerAuth", "ContainerSettings", "CorsSettings", "CustomAuth", "HostelSettings", "JwksSettings",
     "Launcher", "Limits", "ModelEntry", "NetworkRules", "OAuth2TokenAuth", "ProviderConfig", "ProviderEntry",
-    "RaySettings", "RestartPolicy", "RunConfig", "SandboxSettings", "ServerSettings", "ShieldEntry", "TlsSettings",
-    "load_run_config", "read_run_config",
+    "RaySettings", "RestartPolicy", "RunConfig", "SandboxSettings", "ServerSettings", "ShieldEntry", "StartMode",
+    "TlsSettings", "load_run_config", "read_run_config",
 ]  # fmt: skip

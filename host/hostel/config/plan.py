@@ -20,6 +20,7 @@ from hostel.config import (
     RestartPolicy,
     RunConfig,
     SandboxSettings,
+    StartMode,
     read_run_config,
 )
 from hostel.config.specs import ProviderSpec, apply_overrides, load_specs, package_spec, resolve_requirement
@@ -50,11 +51,14 @@ class ProviderPlan:
     max_concurrent_calls: int = Limits().max_concurrent_calls
     max_queued_calls: int = Limits().max_queued_calls
     expose: tuple[str, ...] = ()  # methods callable besides the API protocol's (lifecycle methods never are)
-    # The worker's environment besides the minimal one: (name, value), or (name, None) to pass the host's.
-    env: tuple[tuple[str, str | None], ...] = ()
+    # The worker's environment besides the minimal one (hostel.pass_env and its entry's env:), with the values
+    # the host's environment (and --env-file) gave when the config was read: a changed secret is a changed plan.
+    env: tuple[tuple[str, str], ...] = ()
     # The worker's sandbox request (``read``, ``write``, ``connect_ports``: absolute paths, ports), if any.
     sandbox: Mapping[str, Any] | None = None
     rlimits: Mapping[str, int] = dataclasses.field(default_factory=dict)  # open_files, processes, cpu_seconds
+    start: StartMode = "eager"  # lazy: the worker starts on the first call
+    idle_stop_s: float | None = None  # stop the worker after this long without calls
 
     @property
     def provider_type(self) -> str:
@@ -74,6 +78,7 @@ class Plan:
     config: RunConfig
     providers: tuple[ProviderPlan, ...]
     external_apis: frozenset[str] = frozenset()  # APIs served outside this host (the Llama Stack bridge's deps)
+    ray_address: str | None = None  # set by with_ray (hostel run --ray): a reload applies it again
 
     @property
     def settings(self) -> HostelSettings:
@@ -109,7 +114,7 @@ class Plan:
             providers.append(dataclasses.replace(plan, launcher=launcher or plan.launcher))
         if problems:
             raise ConfigError(problems)
-        return dataclasses.replace(self, config=config, providers=tuple(providers))
+        return dataclasses.replace(self, config=config, providers=tuple(providers), ray_address=address)
 
 
 def load_plan(
@@ -122,6 +127,7 @@ def load_plan(
 
     ``external_apis``: APIs something outside this host serves, which providers may depend on.
     """
+    environ = os.environ if environ is None else environ
     config, problems = read_run_config(source, environ=environ)
     specs: dict[tuple[str, str], ProviderSpec] = {}
     if config.external_providers_dir is not None:
@@ -138,18 +144,24 @@ def load_plan(
 
     plans: list[ProviderPlan] = []
     for provider in config.providers:
-        plan = _plan_one(config, provider, specs, problems)
+        plan = _plan_one(config, provider, specs, problems, environ)
         if plan is not None:
             plans.append(plan)
     if not problems:
         plans = _order(config.label, plans, problems, external_apis)
+    if not problems:
+        _check_max_running(config, plans, problems)
     if problems:
         raise ConfigError(problems)
     return Plan(config=config, providers=tuple(plans), external_apis=external_apis)
 
 
 def _plan_one(
-    config: RunConfig, provider: ProviderConfig, specs: Mapping[tuple[str, str], ProviderSpec], problems: list[Problem]
+    config: RunConfig,
+    provider: ProviderConfig,
+    specs: Mapping[tuple[str, str], ProviderSpec],
+    problems: list[Problem],
+    environ: Mapping[str, str],
 ) -> ProviderPlan | None:
     entry = provider.entry
     key = f"providers.{provider.api}[{entry.provider_id}]"
@@ -205,7 +217,7 @@ def _plan_one(
         max_concurrent_calls=(entry.limits or Limits()).max_concurrent_calls,
         max_queued_calls=(entry.limits or Limits()).max_queued_calls,
         expose=tuple(entry.expose),
-        env=tuple((name, None) for name in config.hostel.pass_env) + entry.environment,
+        env=_environment(config.hostel.pass_env, entry, environ),
         sandbox=sandbox,
         rlimits={
             key: value
@@ -217,7 +229,58 @@ def _plan_one(
             if value is not None
         },
         retain_freed_mb=_retained(config.hostel.retain_freed_mb, entry.limits.memory_mb if entry.limits else None),
+        start=entry.start or config.hostel.start,
+        idle_stop_s=entry.idle_stop_s if entry.idle_stop_s is not None else config.hostel.idle_stop_s,
     )
+
+
+def _environment(
+    pass_env: Sequence[str], entry: ProviderEntry, environ: Mapping[str, str]
+) -> tuple[tuple[str, str], ...]:
+    """The variables a worker gets besides the minimal ones: ``pass_env`` and its ``env:`` names that are set, and
+    the values its ``env:`` sets."""
+    values: dict[str, str] = {name: environ[name] for name in pass_env if name in environ}
+    for name, value in entry.environment:
+        if value is not None:
+            values[name] = value
+        elif name in environ:
+            values[name] = environ[name]
+    return tuple(values.items())
+
+
+def _check_max_running(config: RunConfig, plans: Sequence[ProviderPlan], problems: list[Problem]) -> None:
+    """``hostel.max_running`` must leave room for every provider that starts with the host."""
+    limit = config.hostel.max_running
+    if limit is None:
+        return
+    eager = starts_with_host(plans)
+    if len(eager) > limit:
+        problems.append(
+            Problem(
+                config.label,
+                "hostel.max_running",
+                f"is {limit}, but {len(eager)} providers start with the host ({', '.join(eager)}: eager ones and "
+                "what they depend on); raise it or make some `start: lazy`",
+            )
+        )
+
+
+def starts_with_host(plans: Sequence[ProviderPlan]) -> list[str]:
+    """The providers whose workers start with the host: eager ones, and every provider they depend on."""
+    by_id = {p.provider_id: p for p in plans}
+    wanted: set[str] = set()
+
+    def add(provider_id: str) -> None:
+        if provider_id in wanted or provider_id not in by_id:
+            return
+        wanted.add(provider_id)
+        for dep in by_id[provider_id].dependencies:
+            add(dep)
+
+    for plan in plans:
+        if plan.start == "eager":
+            add(plan.provider_id)
+    return [p.provider_id for p in plans if p.provider_id in wanted]
 
 
 def _retained(retain_freed_mb: int, memory_mb: int | None) -> int:

@@ -81,6 +81,7 @@ class SandboxSettings(_Strict):
 
 
 Launcher = Literal["process", "container", "ray"]
+StartMode = Literal["eager", "lazy"]
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -147,6 +148,12 @@ class HostelSettings(_Strict):
     # Every process worker's sandbox unless its entry says otherwise (docs/security.md).
     sandbox: bool | SandboxSettings = False
     launcher: Launcher | None = None  # every provider's launcher unless its entry says otherwise
+    # When workers start: eager ones with the host; lazy ones on their first call (their envs are built ahead).
+    start: StartMode = "eager"
+    idle_stop_s: float | None = Field(None, gt=0)  # stop a worker nobody called for this long (it starts again)
+    max_running: int | None = Field(None, gt=0)  # workers running at once: the least recently used idle one stops
+    # How long a replaced or removed provider's old worker may finish its calls and streams before it is stopped.
+    drain_grace_s: float = Field(30.0, ge=0)
     container: ContainerSettings = ContainerSettings()
     ray: RaySettings = RaySettings()
 
@@ -154,6 +161,7 @@ class HostelSettings(_Strict):
 _PROVIDER_KEYS = {
     "provider_id", "provider_type", "config", "module", "python", "pip_packages", "constraints",
     "spec_overrides", "restart", "limits", "isolation", "launcher", "container_image", "expose", "env", "sandbox",
+    "start", "idle_stop_s",
 }  # fmt: skip
 
 
@@ -182,6 +190,8 @@ class ProviderEntry(BaseModel):
     # Environment variables the worker gets besides the minimal ones: names to pass through from the host
     # (a list, or a mapping to null) and values to set (a mapping).
     env: list[str] | dict[str, str | None] = Field(default_factory=list)
+    start: StartMode | None = None  # None: hostel.start decides
+    idle_stop_s: float | None = Field(None, gt=0)  # None: hostel.idle_stop_s decides
 
     @field_validator("env")
     @classmethod

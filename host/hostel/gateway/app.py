@@ -1,7 +1,8 @@
 """The HTTP gateway of ``hostel run``: a Starlette app over a ``Host`` (served by ``hostel.gateway.serving``).
 
 Routes (docs/http.md): health, version, routes, providers (Llama Stack's shapes) and hostel's status,
-``POST /v1/providers/{id}/{method}`` and ``.../restart``, the OpenAI-compatible ``chat/completions``,
+``POST /v1/providers/{id}/{method}``, the operator's ``/v1/hostel/reload`` and
+``/v1/hostel/providers/{id}/{restart,stop,start}``, the OpenAI-compatible ``chat/completions``,
 ``completions``, ``embeddings`` and ``models`` (routed by the models table to the inference provider's
 ``openai_*`` methods), and ``/metrics``. Streams are ``text/event-stream``. ``hostel.gateway.guard`` decides
 first which requests reach a route.
@@ -9,8 +10,10 @@ first which requests reach a route.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -26,11 +29,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from hostel import __version__
 from hostel._http_errors import bad_request, error_body, headers_for, internal_error_body, status_for
 from hostel.config import CorsSettings
-from hostel.errors import HostelError, RoutingError
+from hostel.errors import ConfigError, HostelError, RoutingError
 from hostel.gateway.auth import USER_KEY, Authenticator
 from hostel.gateway.guard import LOOPBACK_NAMES, SCOPE_USER, Guard, is_loopback
 from hostel.gateway.metrics import Metrics
-from hostel.gateway.shapes import provider_info
+from hostel.gateway.shapes import SERVING, provider_info
 from hostel.host import Host
 from hostel.supervisor import ProviderStatus
 from hostel_sdk import codec
@@ -174,7 +177,7 @@ class Gateway:
 
     async def health(self, request: Request) -> Response:
         states = {s.provider_id: s.state for s in self.host.status()}
-        if all(state == "ready" for state in states.values()):
+        if all(state in SERVING for state in states.values()):
             return _json({"status": "OK"})
         return _json({"status": "Error", "providers": states}, 503)
 
@@ -182,17 +185,23 @@ class Gateway:
         return provider_info(status, self.host.provider_config(status.provider_id))
 
     async def providers(self, request: Request) -> Response:
-        return _json({"data": [self._info(s) for s in self.host.status()]})
+        return _json({"data": [self._info(s) for s in self.host.status(usage=True)]})
 
     async def provider(self, request: Request) -> Response:
         provider_id = request.path_params["provider_id"]
-        for status in self.host.status():
+        for status in self.host.status(usage=True):
             if status.provider_id == provider_id:
                 return _json(self._info(status))
         return _error(RoutingError(f"no provider {provider_id!r}", provider_id=provider_id))
 
     async def status(self, request: Request) -> Response:
-        return _json([s.to_dict() for s in self.host.status()])
+        usage = self.host.own_usage()
+        return _json(
+            {
+                "host": {"pid": os.getpid(), "version": __version__, **(dataclasses.asdict(usage) if usage else {})},
+                "providers": [s.to_dict() for s in self.host.status(usage=True)],
+            }
+        )
 
     async def version(self, request: Request) -> Response:
         return _json({"version": __version__})
@@ -213,6 +222,31 @@ class Gateway:
             return _json((await self.host.restart(provider_id)).to_dict())
         except HostelError as exc:
             return _error(exc)
+
+    async def operate(self, request: Request) -> Response:
+        provider_id, action = request.path_params["provider_id"], request.path_params["action"]
+        operations = {"restart": self.host.restart, "stop": self.host.stop_provider, "start": self.host.start_provider}
+        if action not in operations:
+            return _refused(
+                bad_request(f"no operation {action!r}; use restart, stop or start", type_name="NotFound"), 404
+            )
+        try:
+            return _json((await operations[action](provider_id)).to_dict())
+        except HostelError as exc:
+            return _error(exc)
+
+    async def reload(self, request: Request) -> Response:
+        try:
+            report = await self.host.reload()
+        except ConfigError as exc:  # the config file it re-read is the operator's to fix: nothing changed
+            return _refused(error_body(exc), 400)
+        except HostelError as exc:
+            return _error(exc)
+        if report.ok:
+            return _json(report.to_dict())
+        failures = "; ".join(f"{pid}: {why}" for pid, why in report.failed.items())
+        body = bad_request(f"reload applied in part; failed: {failures}", type_name="ReloadFailed")
+        return _json({**body, "reload": report.to_dict()}, 500)
 
     async def call_provider(self, request: Request) -> Response:
         provider_id, method = request.path_params["provider_id"], request.path_params["method"]
@@ -294,6 +328,8 @@ def create_app(host: Host, *, bind: str = "127.0.0.1", authenticator: Authentica
         Route("/v1/version", gateway.version, methods=["GET"]),
         Route("/v1/inspect/routes", gateway.routes, methods=["GET"]),
         Route("/v1/hostel/status", gateway.status, methods=["GET"]),
+        Route("/v1/hostel/reload", gateway.reload, methods=["POST"]),
+        Route("/v1/hostel/providers/{provider_id}/{action}", gateway.operate, methods=["POST"]),
         Route("/v1/providers", gateway.providers, methods=["GET"]),
         Route("/v1/providers/{provider_id}", gateway.provider, methods=["GET"]),
         # Before the call route, so it shadows a provider method named "restart" over HTTP (the Python API and

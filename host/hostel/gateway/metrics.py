@@ -1,4 +1,5 @@
-"""Prometheus metrics for the gateway: calls, errors, latency, in-flight, restarts, state, env build time."""
+"""Prometheus metrics for the gateway: calls, errors, latency, in-flight, restarts, state, env build time, and
+the memory and CPU time of every worker and of the host."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from hostel.errors import HostelError, MethodNotFoundError, RemoteError
@@ -46,13 +47,37 @@ class _StatusCollector(Collector):
         build = GaugeMetricFamily(
             "hostel_env_build_seconds", "Seconds the provider's env took to build", labels=["provider_id"]
         )
-        for status in self._host.status():
+        rss = GaugeMetricFamily(
+            "hostel_worker_rss_bytes", "Resident memory of the provider's worker", labels=["provider_id"]
+        )
+        pss = GaugeMetricFamily(
+            "hostel_worker_pss_bytes",
+            "Proportional set size of the provider's worker (shared pages counted once across processes)",
+            labels=["provider_id"],
+        )
+        cpu = CounterMetricFamily(
+            "hostel_worker_cpu_seconds",
+            "User and system CPU time of the provider's current worker",
+            labels=["provider_id"],
+        )
+        for status in self._host.status(usage=True):
             restarts.add_metric([status.provider_id], status.restarts)
             for name in STATES:
                 state.add_metric([status.provider_id, name], 1.0 if status.state == name else 0.0)
+            for family, value in ((rss, status.rss_bytes), (pss, status.pss_bytes), (cpu, status.cpu_seconds)):
+                if value is not None:
+                    family.add_metric([status.provider_id], value)
         for provider_id, seconds in self._host.build_seconds().items():
             build.add_metric([provider_id], seconds)
-        yield from (restarts, state, build)
+        yield from (restarts, state, build, rss, pss, cpu)
+        own = self._host.own_usage()
+        if own is not None:
+            yield GaugeMetricFamily("hostel_host_rss_bytes", "Resident memory of the host process", value=own.rss_bytes)
+            if own.pss_bytes is not None:
+                yield GaugeMetricFamily(
+                    "hostel_host_pss_bytes", "Proportional set size of the host", value=own.pss_bytes
+                )
+            yield CounterMetricFamily("hostel_host_cpu_seconds", "CPU time of the host process", value=own.cpu_seconds)
 
 
 class Metrics:

@@ -1,8 +1,8 @@
 """Serving the gateway: ``hostel run``'s HTTP(S) server around a ``Host``, its signals and its safe defaults.
 
 uvicorn serves ``gateway.create_app``; SIGINT/SIGTERM stop it gracefully within one grace shared with the
-workers, a second signal kills the workers. Before anything starts, a non-loopback address without
-``server.auth`` is refused (unless ``--insecure``) and ``server.tls_*`` is checked.
+workers, a second signal kills the workers; SIGHUP reloads the run config. Before anything starts, a
+non-loopback address without ``server.auth`` is refused (unless ``--insecure``) and ``server.tls_*`` is checked.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 import uvicorn
 
 from hostel.config import ServerSettings
-from hostel.errors import ConfigError, Problem
+from hostel.errors import ConfigError, HostelError, Problem
 from hostel.gateway import create_app
 from hostel.gateway.auth import make_authenticator
 from hostel.gateway.guard import is_loopback
@@ -85,8 +85,17 @@ async def serve(host: Host, *, address: str, port: int, insecure: bool = False) 
             server.force_exit = True
             host.kill()
 
+    reloads: set[asyncio.Task[None]] = set()
+
+    def on_hangup() -> None:
+        logger.warning("received SIGHUP: reloading %s", host.config.label)
+        task = asyncio.create_task(_reload(host))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
     try:
         await host.start()
         if not received:
@@ -94,12 +103,23 @@ async def serve(host: Host, *, address: str, port: int, insecure: bool = False) 
             await server.serve()
             listening.cancel()
     finally:
+        for task in reloads:
+            task.cancel()
+        await asyncio.gather(*reloads, return_exceptions=True)
         # The HTTP drain and the workers' share one grace: a stop takes that plus the kill allowance.
         await host.stop(grace_s=max(stop_by[0] - loop.time(), 0.0) if stop_by else None)
         if authenticator is not None:
             await authenticator.close()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(sig)
+
+
+async def _reload(host: Host) -> None:
+    """SIGHUP: reload, and say in the log what happened (the reload logs its report)."""
+    try:
+        await host.reload()
+    except HostelError as exc:
+        logger.error("reload refused, nothing changed: %s", exc)
 
 
 def _tls_options(server: ServerSettings, base: Path) -> dict[str, Any]:

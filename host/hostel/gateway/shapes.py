@@ -33,10 +33,17 @@ def redact_config(value: Any) -> Any:
     return value
 
 
+# States in which a provider answers calls: running, lazily waiting for its first call (or idle again), being
+# replaced while its old worker serves, or stopped on purpose by the operator.
+SERVING = frozenset({"ready", "idle", "replacing", "stopped"})
+
+
 def provider_info(status: ProviderStatus, config: Mapping[str, Any]) -> dict[str, Any]:
     """Llama Stack's ``ProviderInfo`` for one provider, with hostel's status fields."""
     health = (
-        {"status": "OK"} if status.state == "ready" else {"status": "Error", "message": f"provider is {status.state}"}
+        {"status": "OK"}
+        if status.state in SERVING and status.state != "stopped"
+        else {"status": "Error", "message": f"provider is {status.state}"}
     )
     return {
         "api": status.api,

@@ -114,8 +114,7 @@ class ContainerWorker(WorkerProcess):
     def _environment(self) -> dict[str, str]:
         """The engine client's: the host's (it needs its own configuration); the container gets only the
         provider's ``env`` names (``--env NAME``), with the values set here."""
-        values = {name: value for name, value in self.plan.env if value is not None}
-        return {**os.environ, **values}
+        return {**os.environ, **dict(self.plan.env)}
 
     def _request(self) -> StartRequest:
         # The worker's parent inside the container is not the host: it watches its stdin instead.

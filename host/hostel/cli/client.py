@@ -1,0 +1,108 @@
+"""The commands that talk to a running host over its HTTP API: ``ps``, ``reload``, ``restart``, ``stop``,
+``start``. They print for users; ``hostel.cli.main`` turns their errors into exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from typing import Any
+
+from hostel.errors import ConfigError, HostelError, Problem
+from hostel.reload import ReloadReport
+
+
+class ReloadFailedError(HostelError):
+    """A reload that applied only part of the new config (exit 1)."""
+
+
+def add_client_options(parser: argparse.ArgumentParser) -> None:
+    """How a command reaches a running host: its address, and the token its server.auth accepts."""
+    parser.add_argument("--port", type=int, default=8321)
+    parser.add_argument("--host", default="127.0.0.1", dest="address")
+    parser.add_argument("--https", action="store_true", help="the host serves TLS (server.tls_certfile)")
+    parser.add_argument("--token", default=os.environ.get("HOSTEL_TOKEN"), help="bearer token (default $HOSTEL_TOKEN)")
+
+
+def request(opts: argparse.Namespace, path: str, *, post: bool = False) -> Any:
+    """The JSON answer of a running host to ``path``; ``HostelError`` saying what went wrong (``ConfigError``
+    for a reload whose config does not validate, ``ReloadFailedError`` for one that failed in part)."""
+    url = f"{'https' if opts.https else 'http'}://{opts.address}:{opts.port}{path}"
+    headers = {"Content-Type": "application/json"} if post else {}
+    if opts.token:
+        headers["Authorization"] = f"Bearer {opts.token}"
+    req = urllib.request.Request(url, data=b"{}" if post else None, method="POST" if post else "GET", headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=900) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            body = json.loads(exc.read())
+            error = body["error"]
+        except (ValueError, KeyError, TypeError):
+            body, error = {}, {"message": f"HTTP {exc.code}", "type": ""}
+        if error.get("type") == "ConfigError":
+            raise ConfigError(
+                [Problem(url, "", f"the host refused the reload, nothing changed: {error['message']}")]
+            ) from None
+        if error.get("type") == "ReloadFailed":
+            raise ReloadFailedError(_report(body["reload"])) from None
+        hint = "; give its token with --token or HOSTEL_TOKEN" if exc.code == 401 else ""
+        raise HostelError(f"{url}: {error['message']}{hint}") from None
+    except (OSError, ValueError) as exc:
+        raise HostelError(f"no hostel answering at {url} ({exc}); start one with `hostel run CONFIG`") from None
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Print aligned columns."""
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
+    for row in [header, *rows]:
+        print("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _mb(value: int | None) -> str:
+    return "-" if value is None else f"{value / 2**20:.1f}"
+
+
+def _cpu(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def ps(opts: argparse.Namespace) -> int:
+    """``hostel ps``: every provider's state, pid, memory and CPU time, and the host's own."""
+    status = request(opts, "/v1/hostel/status")
+    if opts.json:
+        print(json.dumps(status, indent=2))
+        return 0
+    host = status["host"]
+    rows = [["(host)", "-", "-", "running", host["pid"], "-", _mb(host.get("rss_bytes")),
+             _mb(host.get("pss_bytes")), _cpu(host.get("cpu_seconds")), "-"]]  # fmt: skip
+    for r in status["providers"]:
+        pid = f"{r['pid']}->{r['new_pid']}" if r.get("new_pid") else r["pid"] or "-"
+        rows.append(
+            [r["provider_id"], r["api"], r["provider_type"], r["state"], pid, r["restarts"], _mb(r["rss_bytes"]),
+             _mb(r["pss_bytes"]), _cpu(r["cpu_seconds"]), r["last_exit"] or "-"]
+        )  # fmt: skip
+    table(["PROVIDER", "API", "TYPE", "STATE", "PID", "RESTARTS", "RSS MB", "PSS MB", "CPU S", "LAST EXIT"], rows)
+    return 0
+
+
+def operate(opts: argparse.Namespace) -> int:
+    """``hostel restart|stop|start ID``: one provider of a running host."""
+    status = request(opts, f"/v1/hostel/providers/{opts.provider_id}/{opts.command}", post=True)
+    print(f"{status['provider_id']}: {status['state']} [pid {status['pid'] or '-'}], restarts {status['restarts']}")
+    return 0
+
+
+def reload(opts: argparse.Namespace) -> int:
+    """``hostel reload``: the running host re-reads its run config (and env file) and applies the difference."""
+    report = request(opts, "/v1/hostel/reload", post=True)
+    print(_report(report))
+    return 0
+
+
+def _report(report: dict[str, Any]) -> str:
+    return f"{ReloadReport.from_dict(report).summary()}\n({report['seconds']:.2f}s)"

@@ -1,0 +1,92 @@
+"""What changed between two plans of the same host, for a reload: pure comparison, no I/O.
+
+A provider's fields split in two: what its worker is made from (config, secrets, packages, Python, module,
+launcher, sandbox ...), whose change needs a new worker, and the host's policy for it (call limits, restart
+policy, start mode, idle time, which provider ids serve its dependencies), which a running worker takes
+as it is. Settings that only a host restart applies are named, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from hostel.config.plan import Plan, ProviderPlan
+
+# Fields of a provider's plan that its running worker does not depend on.
+POLICY_FIELDS = frozenset(
+    {"restart", "max_concurrent_calls", "max_queued_calls", "start", "idle_stop_s", "dependencies",
+     "optional_dependencies"}
+)  # fmt: skip
+# hostel: settings a reload applies: through each provider's plan, or live.
+_RELOADED_SETTINGS = frozenset(
+    {"restart", "pass_env", "sandbox", "launcher", "retain_freed_mb", "start", "idle_stop_s", "max_running"}
+)
+
+
+@dataclass(frozen=True)
+class PlanDiff:
+    """How a new plan differs from the running one, provider by provider."""
+
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    replaced: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)  # id -> worker fields changed
+    updated: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)  # id -> policy fields changed
+    unchanged: tuple[str, ...] = ()
+    models_changed: bool = False
+    needs_restart: tuple[str, ...] = ()  # settings that changed but only a host restart applies
+
+
+def _fields(plan: ProviderPlan) -> dict[str, Any]:
+    return {f.name: getattr(plan, f.name) for f in dataclasses.fields(plan)}
+
+
+def provider_changes(old: ProviderPlan, new: ProviderPlan) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The fields that differ: those its worker is made from, and the policy ones."""
+    before, after = _fields(old), _fields(new)
+    changed = [name for name in after if before[name] != after[name]]
+    return (
+        tuple(name for name in changed if name not in POLICY_FIELDS),
+        tuple(name for name in changed if name in POLICY_FIELDS),
+    )
+
+
+def diff_plans(old: Plan, new: Plan) -> PlanDiff:
+    """Compare the plan a host runs with the plan of its re-read config."""
+    old_ids = {p.provider_id: p for p in old.providers}
+    new_ids = {p.provider_id: p for p in new.providers}
+    replaced: dict[str, tuple[str, ...]] = {}
+    updated: dict[str, tuple[str, ...]] = {}
+    unchanged: list[str] = []
+    for provider_id, plan in new_ids.items():
+        if provider_id not in old_ids:
+            continue
+        worker_fields, policy_fields = provider_changes(old_ids[provider_id], plan)
+        if worker_fields:
+            replaced[provider_id] = worker_fields
+        elif policy_fields:
+            updated[provider_id] = policy_fields
+        else:
+            unchanged.append(provider_id)
+    old_config, new_config = old.config, new.config
+    restart = [
+        f"hostel.{name}"
+        for name in type(new_config.hostel).model_fields
+        if name not in _RELOADED_SETTINGS and getattr(old_config.hostel, name) != getattr(new_config.hostel, name)
+    ]
+    restart += [
+        f"server.{name}"
+        for name in type(new_config.server).model_fields
+        if getattr(old_config.server, name) != getattr(new_config.server, name)
+    ]
+    return PlanDiff(
+        added=tuple(i for i in new_ids if i not in old_ids),
+        removed=tuple(i for i in old_ids if i not in new_ids),
+        replaced=replaced,
+        updated=updated,
+        unchanged=tuple(unchanged),
+        models_changed=(old_config.models, old_config.shields) != (new_config.models, new_config.shields),
+        needs_restart=tuple(restart),
+    )

@@ -1,0 +1,231 @@
+"""Reloading a running host: apply what changed in its run config without a restart (docs/lifecycle.md).
+
+Added providers get their envs and workers; removed ones refuse new calls at once and stop once their calls
+finished; changed ones are replaced rolling (the new env is built and the new worker started and checked
+while the old one serves, then calls switch and the old one drains); providers whose worker does not
+depend on what changed (call limits, restart policy, start mode) take it in place; the rest is untouched.
+A provider whose new version cannot be built or started keeps its old one, and the report says why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from hostel.config.diff import diff_plans
+from hostel.config.plan import Plan, ProviderPlan, order_plans, starts_with_host, with_resolved_spec
+from hostel.envs import BUILD_CONCURRENCY, Env
+from hostel.errors import ConfigError, EnvBuildError, HostelError, ProviderStartError
+from hostel.slot import ProviderSlot
+from hostel.supervisor import Supervisor
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReloadReport:
+    """What a reload did, provider by provider."""
+
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()  # refusing new calls; stopped once their calls finished
+    replaced: tuple[str, ...] = ()  # now served by a new worker
+    updated: tuple[str, ...] = ()  # took new call limits, restart policy or start mode; same worker
+    unchanged: tuple[str, ...] = ()
+    failed: Mapping[str, str] = dataclasses.field(default_factory=dict)  # id -> "stage: why"; the old one serves
+    models_changed: bool = False
+    needs_restart: tuple[str, ...] = ()  # settings that changed but apply only when the host restarts
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """Whether everything the new config asks for was applied."""
+        return not self.failed
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (with ``ok``)."""
+        return {**dataclasses.asdict(self), "failed": dict(self.failed), "ok": self.ok}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ReloadReport:
+        """The report ``to_dict`` made (what ``POST /v1/hostel/reload`` answers)."""
+        ids = {name: tuple(data.get(name, ())) for name in ("added", "removed", "replaced", "updated", "unchanged")}
+        return cls(
+            **ids,
+            failed=dict(data.get("failed", {})),
+            models_changed=bool(data.get("models_changed")),
+            needs_restart=tuple(data.get("needs_restart", ())),
+            seconds=float(data.get("seconds", 0.0)),
+        )
+
+    def summary(self) -> str:
+        """One line per kind of change, for logs and the CLI."""
+        lines = [
+            f"{label}: {', '.join(ids)}"
+            for label, ids in (
+                ("added", self.added), ("removed", self.removed), ("replaced", self.replaced),
+                ("updated in place", self.updated), ("unchanged", self.unchanged),
+            )
+            if ids
+        ]  # fmt: skip
+        lines += [f"failed {pid} (its old worker, if any, still serves): {why}" for pid, why in self.failed.items()]
+        if self.models_changed:
+            lines.append("models table: updated")
+        if self.needs_restart:
+            lines.append(f"not applied until the host restarts: {', '.join(self.needs_restart)}")
+        return "\n".join(lines) or "nothing changed"
+
+
+def _why(exc: HostelError) -> str:
+    stage = (
+        exc.stage if isinstance(exc, ProviderStartError) else "build" if isinstance(exc, EnvBuildError) else "config"
+    )
+    return f"{stage}: {exc.message}"
+
+
+async def apply_reload(supervisor: Supervisor, old: Plan, new: Plan) -> tuple[ReloadReport, Plan]:
+    """Make ``supervisor`` (running ``old``) run ``new``; the report, and the plan the host now runs (``new``, but
+    with the old entries of providers whose change failed)."""
+    began = time.monotonic()
+    diff = diff_plans(old, new)
+    wanted = {p.provider_id: p for p in new.providers}
+    failed: dict[str, str] = {}
+    replace = set(diff.replaced)
+    for provider_id in (*diff.unchanged, *diff.updated):  # same entry, but its local sources may have changed
+        slot = supervisor.slots[provider_id]
+        if slot.env is None or not wanted[provider_id].builds_env:
+            continue
+        try:
+            spec = await supervisor.context.envs.describe(wanted[provider_id])
+        except HostelError as exc:
+            failed[provider_id] = _why(exc)
+            continue
+        if spec.key != slot.env.key:
+            replace.add(provider_id)
+
+    for provider_id in diff.removed:
+        _leave(supervisor, supervisor.slots.pop(provider_id))
+    for provider_id, fields in diff.updated.items():
+        if provider_id not in replace and provider_id not in failed:
+            slot = supervisor.slots[provider_id]
+            slot.update_policy(dataclasses.replace(slot.plan, **{f: getattr(wanted[provider_id], f) for f in fields}))
+    for provider_id in diff.added:
+        supervisor.slots[provider_id] = supervisor.new_slot(wanted[provider_id])
+
+    prepared = await _prepare(
+        supervisor, [wanted[i] for i in (*diff.added, *sorted(replace)) if i not in failed], failed
+    )
+    ordered = _order(supervisor, new, prepared, failed)
+    for provider_id in diff.added:
+        if provider_id in failed:
+            supervisor.slots[provider_id].fail(failed[provider_id])
+    supervisor.max_running = new.settings.max_running
+
+    eager = set(starts_with_host(ordered))
+
+    async def bring_up(slot: ProviderSlot) -> None:
+        plan, env = prepared[slot.provider_id]
+        try:
+            if slot.provider_id in diff.added:
+                slot.plan, slot.env, slot.spec_resolved = plan, env, plan.spec.from_package
+                if slot.provider_id in eager:
+                    await slot.start_by_operator()
+                else:
+                    slot.idle()
+            else:
+                await slot.replace(plan, env)
+        except HostelError as exc:
+            failed[slot.provider_id] = _why(exc)
+
+    await supervisor.start_in_order([p.provider_id for p in ordered if p.provider_id in prepared], bring_up)
+
+    old_ids = {p.provider_id: p for p in old.providers}
+    declared = tuple(
+        old_ids[p.provider_id] if p.provider_id in failed and p.provider_id in old_ids else wanted[p.provider_id]
+        for p in ordered
+    )
+    report = ReloadReport(
+        added=tuple(i for i in diff.added if i not in failed),
+        removed=diff.removed,
+        replaced=tuple(i for i in wanted if i in replace and i not in failed),
+        updated=tuple(i for i in diff.updated if i not in replace and i not in failed),
+        unchanged=tuple(i for i in diff.unchanged if i not in replace and i not in failed),
+        failed=failed,
+        models_changed=diff.models_changed,
+        needs_restart=diff.needs_restart,
+        seconds=time.monotonic() - began,
+    )
+    return report, dataclasses.replace(new, providers=declared)
+
+
+def _leave(supervisor: Supervisor, slot: ProviderSlot) -> None:
+    """A removed provider: no new calls reach it (it is no longer in the slots); it stops once its calls end."""
+
+    async def leave() -> None:
+        try:
+            await slot.stop_by_operator()
+        finally:
+            supervisor.leaving.pop(slot, None)
+
+    supervisor.leaving[slot] = asyncio.create_task(leave())
+
+
+async def _prepare(
+    supervisor: Supervisor, plans: list[ProviderPlan], failed: dict[str, str]
+) -> dict[str, tuple[ProviderPlan, Env | None]]:
+    """Build (or reuse) the env of each new or changed provider, a few at a time, while the old ones serve; a
+    ``module:`` provider's plan takes the spec its package declares."""
+    limit = asyncio.Semaphore(BUILD_CONCURRENCY)
+    prepared: dict[str, tuple[ProviderPlan, Env | None]] = {}
+
+    async def one(plan: ProviderPlan) -> None:
+        async with limit:
+            try:
+                env = await supervisor.slots[plan.provider_id].env_for(plan)
+            except HostelError as exc:
+                failed[plan.provider_id] = _why(exc)
+                return
+        found = env.metadata.get("provider_spec") if env is not None else None
+        if found and plan.spec.from_package:
+            plan = with_resolved_spec(plan, found)
+        prepared[plan.provider_id] = (plan, env)
+
+    await asyncio.gather(*(one(plan) for plan in plans))
+    return prepared
+
+
+def _order(
+    supervisor: Supervisor, new: Plan, prepared: dict[str, tuple[ProviderPlan, Env | None]], failed: dict[str, str]
+) -> list[ProviderPlan]:
+    """The providers in start order, with the dependencies each now has; the slots re-ordered to match."""
+    effective = [
+        prepared[p.provider_id][0] if p.provider_id in prepared else supervisor.slots[p.provider_id].plan
+        for p in new.providers
+    ]
+    try:
+        ordered = order_plans(new.config.label, effective, new.external_apis)
+    except ConfigError as exc:  # a package's declared spec needs an API nobody serves
+        for provider_id in list(prepared):
+            failed[provider_id] = f"config: {exc}"
+            del prepared[provider_id]
+        ordered = effective
+    for plan in ordered:
+        if plan.provider_id in prepared:
+            prepared[plan.provider_id] = (plan, prepared[plan.provider_id][1])
+            continue
+        slot = supervisor.slots[plan.provider_id]
+        if (slot.plan.dependencies, slot.plan.optional_dependencies) != (
+            plan.dependencies,
+            plan.optional_dependencies,
+        ):
+            slot.update_policy(
+                dataclasses.replace(
+                    slot.plan, dependencies=plan.dependencies, optional_dependencies=plan.optional_dependencies
+                )
+            )
+    supervisor.slots = {p.provider_id: supervisor.slots[p.provider_id] for p in ordered}
+    return ordered

@@ -1,0 +1,309 @@
+"""Live operations against in-process fakes (tests/fakes.py): rolling replacement, per-provider stop and start,
+lazy start, idle stop and ``max_running``. tests/host/test_lifecycle.py proves them through ``hostel run``."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hostel.errors import ProviderBusyError, ProviderStartError, ProviderUnavailableError
+from tests.fakes import Behaviour, FakeLauncher, fake_supervisor, until
+
+LAZY = {"dep": {"start": "lazy"}, "t": {"start": "lazy"}}
+
+
+def _methods(release: asyncio.Event | None = None) -> dict[str, Any]:
+    async def pid() -> str:
+        return "answered"
+
+    async def slow() -> str:
+        assert release is not None
+        await release.wait()
+        return "finished"
+
+    return {"pid": pid, "slow": slow}
+
+
+async def test_a_rolling_replace_serves_every_call_and_drains_the_old_worker(tmp_path: Path) -> None:
+    release = asyncio.Event()
+    launcher = FakeLauncher(Behaviour(methods=_methods(release)))
+    supervisor = fake_supervisor(tmp_path, launcher)
+    await supervisor.start()
+    try:
+        slot = supervisor.slots["t"]
+        old = slot.worker
+        in_flight = asyncio.create_task(slot.call("slow", (), {}, timeout=5, provider_data=None))
+        await until(slot.busy)
+        new_plan = dataclasses.replace(slot.plan, config={"changed": True})
+        await slot.replace(new_plan, None)
+        assert slot.worker is not old and slot.state == "ready" and slot.plan.config == {"changed": True}
+        await asyncio.sleep(0.1)  # stop_grace_s is 0.2: without the drain it would be gone by now
+        assert old is not None and old.exit_info is None and not in_flight.done()  # finishing the call it has
+        assert await slot.call("pid", (), {}, timeout=5, provider_data=None) == "answered"  # on the new one
+        release.set()
+        assert await in_flight == "finished"  # the old worker's call completed
+        await until(lambda: old.exit_info is not None)  # then it stopped
+        assert launcher.channels[-1].worker is slot.worker
+    finally:
+        await supervisor.stop()
+
+
+async def test_a_replacement_that_cannot_start_leaves_the_old_worker_serving(tmp_path: Path) -> None:
+    launcher = FakeLauncher(Behaviour(methods=_methods()))
+    supervisor = fake_supervisor(tmp_path, launcher)
+    await supervisor.start()
+    try:
+        slot = supervisor.slots["t"]
+        old = slot.worker
+        launcher.behaviour.fail_start = True
+        with pytest.raises(ProviderStartError, match="factory"):
+            await slot.replace(dataclasses.replace(slot.plan, config={"bad": True}), None)
+        assert slot.worker is old and slot.state == "ready" and slot.plan.config != {"bad": True}
+        assert await slot.call("pid", (), {}, timeout=5, provider_data=None) == "answered"
+        launcher.behaviour.fail_start = False
+        launcher.behaviour.answers_health = False  # starts, but does not answer its first health check
+        with pytest.raises(ProviderStartError, match="health"):
+            await slot.replace(dataclasses.replace(slot.plan, config={"deaf": True}), None)
+        assert slot.worker is old and launcher.made[-1].exit_info is not None  # the deaf one was stopped
+    finally:
+        launcher.behaviour.answers_health = True
+        await supervisor.stop()
+
+
+async def test_the_status_shows_both_pids_while_replacing(tmp_path: Path) -> None:
+    gate = asyncio.Event()
+    launcher = FakeLauncher(Behaviour(methods=_methods()))
+    supervisor = fake_supervisor(tmp_path, launcher)
+    await supervisor.start()
+    try:
+        slot = supervisor.slots["t"]
+        old_pid = slot.status().pid
+        original = launcher.new_worker
+
+        def slow_start(*args: Any) -> Any:
+            worker = original(*args)
+            start = worker.start
+
+            async def gated(timeout: float) -> Any:
+                await gate.wait()
+                return await start(timeout)
+
+            worker.start = gated  # type: ignore[method-assign]
+            return worker
+
+        launcher.new_worker = slow_start  # type: ignore[method-assign]
+        replacing = asyncio.create_task(slot.replace(slot.plan, None))
+        await until(lambda: slot.state == "replacing" and slot.status().new_pid is not None)
+        status = slot.status()
+        assert status.pid == old_pid and status.new_pid not in (None, old_pid)
+        assert await slot.call("pid", (), {}, timeout=5, provider_data=None) == "answered"  # the old one serves
+        gate.set()
+        await replacing
+        assert slot.status().pid == status.new_pid and slot.status().new_pid is None
+    finally:
+        await supervisor.stop()
+
+
+async def test_a_crash_of_the_old_worker_during_a_replace_starts_nothing_twice(tmp_path: Path) -> None:
+    gate = asyncio.Event()
+    launcher = FakeLauncher(Behaviour(methods=_methods()))
+    supervisor = fake_supervisor(tmp_path, launcher)
+    await supervisor.start()
+    try:
+        slot = supervisor.slots["t"]
+        old = slot.worker
+        assert old is not None
+        original = launcher.new_worker
+
+        def gated_worker(*args: Any) -> Any:
+            worker = original(*args)
+            start = worker.start
+
+            async def gated(timeout: float) -> Any:
+                await gate.wait()
+                return await start(timeout)
+
+            worker.start = gated  # type: ignore[method-assign]
+            return worker
+
+        launcher.new_worker = gated_worker  # type: ignore[method-assign]
+        replacing = asyncio.create_task(slot.replace(slot.plan, None))
+        await until(lambda: slot.state == "replacing")
+        made = len(launcher.made)
+        old.die(code=1)  # type: ignore[attr-defined]
+        await until(lambda: slot.state == "restarting")
+        gate.set()
+        await replacing
+        await asyncio.sleep(0.1)  # the restart loop's backoff has passed: it must find the replacement serving
+        assert slot.state == "ready" and len(launcher.made) == made and slot.worker is launcher.made[-1]
+    finally:
+        await supervisor.stop()
+
+
+async def test_an_operator_stop_refuses_new_calls_finishes_old_ones_and_start_brings_it_back(tmp_path: Path) -> None:
+    release = asyncio.Event()
+    launcher = FakeLauncher(Behaviour(methods=_methods(release)))
+    supervisor = fake_supervisor(tmp_path, launcher)
+    await supervisor.start()
+    try:
+        slot = supervisor.slots["t"]
+        worker = slot.worker
+        in_flight = asyncio.create_task(slot.call("slow", (), {}, timeout=5, provider_data=None))
+        await until(slot.busy)
+        stopping = asyncio.create_task(slot.stop_by_operator())
+        await until(lambda: slot.state == "stopped")
+        with pytest.raises(ProviderUnavailableError, match="stopped by request.*hostel start t"):
+            await slot.call("pid", (), {}, timeout=5, provider_data=None)
+        release.set()
+        assert await in_flight == "finished"
+        await stopping
+        assert worker is not None and worker.exit_info is not None and slot.status().pid is None
+        await slot.start_by_operator()
+        assert slot.state == "ready" and await slot.call("pid", (), {}, timeout=5, provider_data=None) == "answered"
+    finally:
+        await supervisor.stop()
+
+
+async def test_a_call_waiting_for_a_restart_gives_up_as_soon_as_the_provider_is_stopped(tmp_path: Path) -> None:
+    launcher = FakeLauncher(Behaviour(methods=_methods()))
+    supervisor = fake_supervisor(tmp_path, launcher)
+    await supervisor.start()
+    try:
+        slot = supervisor.slots["t"]
+        launcher.behaviour.fail_start = True
+        assert slot.worker is not None
+        slot.worker.die(code=1)  # type: ignore[attr-defined]
+        await until(lambda: slot.state == "restarting")
+        waiting = asyncio.create_task(slot.call("pid", (), {}, timeout=30, provider_data=None))
+        await asyncio.sleep(0.02)
+        await slot.stop_by_operator()
+        with pytest.raises(ProviderUnavailableError, match="stopped"):
+            await asyncio.wait_for(waiting, 2)  # not its 30 s deadline
+    finally:
+        await supervisor.stop()
+
+
+async def test_lazy_providers_start_on_their_first_call_dependencies_first(tmp_path: Path) -> None:
+    launcher = FakeLauncher(Behaviour(methods=_methods()))
+    supervisor = fake_supervisor(tmp_path, launcher, entries=LAZY)
+    await supervisor.start()
+    try:
+        assert {s.state for s in supervisor.slots.values()} == {"idle"} and launcher.made == []
+        t = supervisor.slots["t"]
+        calls = [t.call("pid", (), {}, timeout=5, provider_data=None) for _ in range(5)]
+        assert await asyncio.gather(*calls) == ["answered"] * 5
+        assert [w.plan.provider_id for w in launcher.made] == ["dep", "t"]  # one start each, its dependency first
+        assert supervisor.slots["dep"].state == "ready" and t.state == "ready"
+    finally:
+        await supervisor.stop()
+
+
+async def test_a_lazy_start_that_fails_fails_its_call_and_the_provider(tmp_path: Path) -> None:
+    launcher = FakeLauncher(Behaviour(methods=_methods(), fail_start=True))
+    supervisor = fake_supervisor(tmp_path, launcher, entries={"dep": {"start": "lazy"}}, start="lazy")
+    await supervisor.start()
+    try:
+        dep = supervisor.slots["dep"]
+        with pytest.raises(ProviderStartError, match="factory"):
+            await dep.call("pid", (), {}, timeout=5, provider_data=None)
+        assert dep.state == "failed" and dep.status().last_exit == "start failed (factory)"
+    finally:
+        await supervisor.stop()
+
+
+async def test_an_idle_worker_stops_and_the_next_call_starts_it_again(tmp_path: Path) -> None:
+    launcher = FakeLauncher(Behaviour(methods=_methods()))
+    supervisor = fake_supervisor(tmp_path, launcher, entries={"t": {"start": "lazy", "idle_stop_s": 0.1}})
+    await supervisor.start()
+    try:
+        t = supervisor.slots["t"]
+        assert await t.call("pid", (), {}, timeout=5, provider_data=None) == "answered"
+        first = t.worker
+        await until(lambda: t.state == "idle")
+        assert first is not None and first.exit_info is not None and t.status().pid is None
+        assert supervisor.slots["dep"].state == "ready"  # it has no idle_stop_s
+        assert await t.call("pid", (), {}, timeout=5, provider_data=None) == "answered"
+        assert t.worker is not first and t.state == "ready"
+    finally:
+        await supervisor.stop()
+
+
+async def test_an_idle_stop_waits_for_calls_in_flight(tmp_path: Path) -> None:
+    release = asyncio.Event()
+    launcher = FakeLauncher(Behaviour(methods=_methods(release)))
+    supervisor = fake_supervisor(tmp_path, launcher, entries={"t": {"idle_stop_s": 0.05}})
+    await supervisor.start()
+    try:
+        t = supervisor.slots["t"]
+        call = asyncio.create_task(t.call("slow", (), {}, timeout=5, provider_data=None))
+        await asyncio.sleep(0.3)  # six idle periods
+        assert t.state == "ready" and not call.done()
+        release.set()
+        assert await call == "finished"
+        await until(lambda: t.state == "idle")
+    finally:
+        await supervisor.stop()
+
+
+async def test_max_running_stops_the_least_recently_used_idle_lazy_worker(tmp_path: Path) -> None:
+    release = asyncio.Event()
+    launcher = FakeLauncher(Behaviour(methods=_methods(release)))
+    supervisor = fake_supervisor(
+        tmp_path, launcher, entries={"dep": {"start": "lazy"}, "t": {"start": "lazy"}}, max_running=1
+    )
+    supervisor.slots["t"].plan = dataclasses.replace(supervisor.slots["t"].plan, dependencies=())  # independent here
+    await supervisor.start()
+    try:
+        dep, t = supervisor.slots["dep"], supervisor.slots["t"]
+        assert await dep.call("pid", (), {}, timeout=5, provider_data=None) == "answered"
+        assert await t.call("pid", (), {}, timeout=5, provider_data=None) == "answered"
+        assert dep.state == "idle" and t.state == "ready" and supervisor.running() == 1
+        busy = asyncio.create_task(t.call("slow", (), {}, timeout=5, provider_data=None))
+        await until(t.busy)
+        with pytest.raises(ProviderBusyError, match="max_running"):  # the only running one has a call in flight
+            await dep.call("pid", (), {}, timeout=5, provider_data=None)
+        assert t.state == "ready"
+        release.set()
+        assert await busy == "finished"
+        assert await dep.call("pid", (), {}, timeout=5, provider_data=None) == "answered"
+        assert t.state == "idle" and supervisor.running() == 1
+    finally:
+        await supervisor.stop()
+
+
+async def test_a_restart_of_a_running_provider_is_rolling(tmp_path: Path) -> None:
+    release = asyncio.Event()
+    launcher = FakeLauncher(Behaviour(methods=_methods(release)))
+    supervisor = fake_supervisor(tmp_path, launcher)
+    await supervisor.start()
+    try:
+        t = supervisor.slots["t"]
+        old = t.worker
+        call = asyncio.create_task(t.call("slow", (), {}, timeout=5, provider_data=None))
+        await until(t.busy)
+        await t.rearm()
+        assert t.worker is not old and t.state == "ready" and t.restarts == 1
+        release.set()
+        assert await call == "finished"  # the call on the old worker was not cut
+    finally:
+        await supervisor.stop()
+
+
+async def test_stopping_the_host_stops_workers_still_draining(tmp_path: Path) -> None:
+    release = asyncio.Event()
+    launcher = FakeLauncher(Behaviour(methods=_methods(release)))
+    supervisor = fake_supervisor(tmp_path, launcher, drain_grace_s=60)
+    await supervisor.start()
+    t = supervisor.slots["t"]
+    old = t.worker
+    call = asyncio.create_task(t.call("slow", (), {}, timeout=30, provider_data=None))
+    await until(t.busy)
+    await t.replace(t.plan, None)
+    await supervisor.stop()
+    assert old is not None and old.exit_info is not None  # not left to finish its 60 s drain
+    assert all(w.exit_info is not None for w in launcher.made)
+    call.cancel()
