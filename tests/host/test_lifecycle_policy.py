@@ -156,7 +156,7 @@ async def test_an_operator_stop_refuses_new_calls_finishes_old_ones_and_start_br
         await until(slot.busy)
         stopping = asyncio.create_task(slot.stop_by_operator())
         await until(lambda: slot.state == "stopped")
-        with pytest.raises(ProviderUnavailableError, match="stopped by request.*hostel start t"):
+        with pytest.raises(ProviderUnavailableError, match=r"stopped by request.*hostel start t"):
             await slot.call("pid", (), {}, timeout=5, provider_data=None)
         release.set()
         assert await in_flight == "finished"
