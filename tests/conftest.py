@@ -44,6 +44,14 @@ def worker_pids(marker: str) -> list[int]:
     return pids
 
 
+def has_python(version: str) -> bool:
+    """Whether a Python of that version is on PATH or under pyenv (where hostel looks for ``python:``)."""
+    import shutil
+
+    root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    return any(root.glob(f"{version}*/bin/python3")) or shutil.which(f"python{version}") is not None
+
+
 def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> bool:
     """Poll ``predicate`` until true or ``timeout``; return its last value."""
     deadline = time.monotonic() + timeout

@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLES
-from tests.host.test_env_builds import _pyenv_python
+from tests.conftest import EXAMPLES, has_python
 
 
-@pytest.mark.skipif(not _pyenv_python("3.12"), reason="these providers need Python >= 3.12, not found here")
+@pytest.mark.skipif(not has_python("3.12"), reason="these providers need Python >= 3.12, not found here")
 def test_pypi_providers_example_runs_six_real_providers_side_by_side() -> None:
     done = subprocess.run(
         [sys.executable, str(EXAMPLES / "pypi_providers" / "main.py")],
@@ -41,7 +40,7 @@ def test_pypi_providers_example_runs_six_real_providers_side_by_side() -> None:
     assert "ragas: answer_similarity per row [1.0, 0.64, 0.51]" in done.stdout
 
 
-@pytest.mark.skipif(not _pyenv_python("3.12"), reason="these providers need Python >= 3.12, not found here")
+@pytest.mark.skipif(not has_python("3.12"), reason="these providers need Python >= 3.12, not found here")
 def test_a_module_entry_naming_a_type_the_package_does_not_declare(tmp_path: Path) -> None:
     config = tmp_path / "run.yaml"
     config.write_text(

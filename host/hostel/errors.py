@@ -84,7 +84,8 @@ class ConfigError(HostelError):
 
 
 class EnvBuildError(HostelError):
-    """A provider's virtualenv could not be built; carries the command and the installer's stderr tail."""
+    """A provider's virtualenv could not be built; carries the command and the installer's stderr tail. ``stage``
+    is ``build``, or where the build's check found that the provider does not work (``import``, ``config`` ...)."""
 
     def __init__(
         self,
@@ -94,7 +95,9 @@ class EnvBuildError(HostelError):
         requirements: Sequence[str] = (),
         command: Sequence[str] = (),
         stderr_tail: str = "",
+        stage: str = "build",
     ) -> None:
+        self.stage = stage
         # URLs in requirements and commands may carry index credentials: never in a message.
         message = redact(message)
         self.requirements = [redact(r) for r in requirements]

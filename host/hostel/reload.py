@@ -81,9 +81,7 @@ class ReloadReport:
 
 
 def _why(exc: HostelError) -> str:
-    stage = (
-        exc.stage if isinstance(exc, ProviderStartError) else "build" if isinstance(exc, EnvBuildError) else "config"
-    )
+    stage = exc.stage if isinstance(exc, (ProviderStartError, EnvBuildError)) else "config"
     return f"{stage}: {exc.message}"
 
 

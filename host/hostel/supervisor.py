@@ -111,12 +111,13 @@ class Supervisor:
                 s
                 for s in self.slots.values()
                 if s.plan.start == "lazy" and s.state == "ready" and not s.busy()
-                and s is not slot and s.provider_id not in passed and s.provider_id not in self._reserved
+                and s is not slot and s.provider_id not in (*passed, *self._reserved, *slot.plan.dependencies)
             ]  # fmt: skip
             if not candidates:
                 raise ProviderBusyError(
                     f"cannot start provider {slot.provider_id!r}: {self.running()} workers run, the limit "
-                    f"(hostel.max_running), and none is a lazy one without calls in flight; try again shortly",
+                    f"(hostel.max_running), and none is a lazy one without calls in flight that it does not depend "
+                    "on; try again shortly",
                     provider_id=slot.provider_id,
                 )
             victim = min(candidates, key=lambda s: s.last_used)

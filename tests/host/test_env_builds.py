@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from hostel.cli import main
-from tests.conftest import REPO, TESTPROV, make_config, provider_spec, wait_until, write_yaml
+from tests.conftest import REPO, TESTPROV, has_python, make_config, provider_spec, wait_until, write_yaml
 
 SLOWBUILD = REPO / "tests" / "providers" / "slowbuild"
 
@@ -201,12 +201,7 @@ async def test_prune_removes_only_envs_no_config_uses(tmp_path: Path, capsys: py
     assert "inline::testprov" in listed.stdout and "gone" not in listed.stdout
 
 
-def _pyenv_python(version: str) -> bool:
-    root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
-    return any(root.glob(f"{version}*/bin/python3")) or shutil.which(f"python{version}") is not None
-
-
-@pytest.mark.skipif(not _pyenv_python("3.12"), reason="no Python 3.12 on this machine")
+@pytest.mark.skipif(not has_python("3.12"), reason="no Python 3.12 on this machine")
 async def test_provider_python_version_builds_its_env_with_that_interpreter(tmp_path: Path) -> None:
     from hostel import Host
 

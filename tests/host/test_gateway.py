@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -19,81 +18,52 @@ import openai
 import pytest
 
 from tests.conftest import make_config, provider_spec, wait_until, worker_pids
+from tests.served import Served, free_port
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Server:
-    def __init__(self, tmp: Path, home: Path, **hostel: Any) -> None:
-        self.home = home
-        config = make_config(
-            tmp,
-            specs={"inline/inference/testprov": provider_spec(), "inline/tool_runtime/testprov": provider_spec()},
-            providers={
-                "inference": [
-                    {"provider_id": "infer", "provider_type": "inline::testprov", "config": {"greeting": "hi"}}
-                ],
-                "tool_runtime": [{"provider_id": "tools", "provider_type": "inline::testprov"}],
-            },
-            models=[{"model_id": "llama3", "provider_id": "infer", "provider_model_id": "llama3.2:1b"}],
-            hostel={
-                "restart": {"max_restarts": 5, "window_s": 60, "backoff_initial_s": 0.05, "backoff_max_s": 1},
-                **hostel,
-            },
-        )
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = tmp / "server.log"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hostel", "run", str(config), "--port", str(self.port)],
-            env={**os.environ, "HOSTEL_HOME": str(home)},
-            stdout=subprocess.DEVNULL,
-            stderr=self.log.open("w"),
-        )
-        assert wait_until(self._up, timeout=180), self.log.read_text()
-
-    def _up(self) -> bool:
-        assert self.proc.poll() is None, self.log.read_text()
-        try:
-            return httpx.get(f"{self.url}/v1/health", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=60)
+def _serve(tmp: Path, home: Path, **hostel: Any) -> Served:
+    """``hostel run`` with two test providers ("infer", with a model, and "tools")."""
+    config = make_config(
+        tmp,
+        specs={"inline/inference/testprov": provider_spec(), "inline/tool_runtime/testprov": provider_spec()},
+        providers={
+            "inference": [{"provider_id": "infer", "provider_type": "inline::testprov", "config": {"greeting": "hi"}}],
+            "tool_runtime": [{"provider_id": "tools", "provider_type": "inline::testprov"}],
+        },
+        models=[{"model_id": "llama3", "provider_id": "infer", "provider_model_id": "llama3.2:1b"}],
+        hostel={
+            "restart": {"max_restarts": 5, "window_s": 60, "backoff_initial_s": 0.05, "backoff_max_s": 1},
+            **hostel,
+        },
+    )
+    return Served(config, home)
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     # Its own HOSTEL_HOME: its workers live across tests, and the per-test leak check watches the session home.
-    running = Server(tmp_path_factory.mktemp("gateway"), tmp_path_factory.mktemp("gateway-home"))
+    running = _serve(tmp_path_factory.mktemp("gateway"), tmp_path_factory.mktemp("gateway-home"))
     yield running
     running.stop()
 
 
-def post(server: Server, path: str, body: Any = None, **kwargs: Any) -> httpx.Response:
+def post(server: Served, path: str, body: Any = None, **kwargs: Any) -> httpx.Response:
     return httpx.post(f"{server.url}{path}", json=body, timeout=60, **kwargs)
 
 
-def test_health_and_providers(server: Server) -> None:
+def test_health_and_providers(server: Served) -> None:
     assert httpx.get(f"{server.url}/v1/health").json() == {"status": "OK"}
     rows = httpx.get(f"{server.url}/v1/providers").json()["data"]
     assert [r["provider_id"] for r in rows] == ["infer", "tools"]
     assert {r["state"] for r in rows} == {"ready"} and all(r["pid"] for r in rows)
 
 
-def test_generic_call_and_non_ascii(server: Server) -> None:
+def test_generic_call_and_non_ascii(server: Served) -> None:
     assert post(server, "/v1/providers/tools/greet", {"name": "Zoë"}).json() == "hello, Zoë"
     assert post(server, "/v1/providers/tools/inspect_item", {"item": {"name": "b", "size": 2}}).json()["double"] == 4
 
 
-def test_stream_as_server_sent_events(server: Server) -> None:
+def test_stream_as_server_sent_events(server: Served) -> None:
     with httpx.stream("POST", f"{server.url}/v1/providers/tools/count", json={"n": 500}, timeout=60) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
         items = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: ")]
@@ -117,7 +87,7 @@ def test_stream_as_server_sent_events(server: Server) -> None:
         ("/v1/nowhere", "{}", 404, "NotFound"),
     ],
 )
-def test_error_mapping(server: Server, path: str, body: str, status: int, kind: str) -> None:
+def test_error_mapping(server: Served, path: str, body: str, status: int, kind: str) -> None:
     response = httpx.post(f"{server.url}{path}", content=body, timeout=60, headers={"Content-Type": "application/json"})
     assert response.status_code == status, response.text
     error = response.json()["error"]
@@ -126,29 +96,29 @@ def test_error_mapping(server: Server, path: str, body: str, status: int, kind: 
         assert error["provider_id"] == path.split("/")[3]
 
 
-def test_timeout_is_504(server: Server) -> None:
+def test_timeout_is_504(server: Served) -> None:
     response = post(server, "/v1/providers/tools/sleep", {"seconds": 10}, headers={"X-Hostel-Timeout": "0.3"})
     assert response.status_code == 504 and response.json()["error"]["type"] == "CallTimeoutError"
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-1", "0", "soon", "1e400"])
-def test_a_timeout_header_must_be_finite_and_positive(server: Server, value: str) -> None:
+def test_a_timeout_header_must_be_finite_and_positive(server: Served, value: str) -> None:
     response = post(server, "/v1/providers/tools/greet", {"name": "x"}, headers={"X-Hostel-Timeout": value})
     assert response.status_code == 400 and "X-Hostel-Timeout" in response.json()["error"]["message"]
 
 
-def test_a_huge_timeout_is_capped_not_refused(server: Server) -> None:
+def test_a_huge_timeout_is_capped_not_refused(server: Served) -> None:
     response = post(server, "/v1/providers/tools/sleep", {"seconds": 0.1}, headers={"X-Hostel-Timeout": "1e300"})
     assert response.status_code == 200 and response.json() == 0.1
 
 
-def test_arguments_named_like_hostel_parameters_reach_the_provider(server: Server) -> None:
+def test_arguments_named_like_hostel_parameters_reach_the_provider(server: Served) -> None:
     body = {"method": "m", "self": "s", "provider_id": "p", "timeout": 1}
     response = post(server, "/v1/providers/tools/keywords", body)
     assert response.status_code == 200 and response.json() == body
 
 
-def test_metric_labels_stay_bounded_whatever_method_names_clients_send(server: Server) -> None:
+def test_metric_labels_stay_bounded_whatever_method_names_clients_send(server: Served) -> None:
     for i in range(40):
         assert post(server, f"/v1/providers/tools/made_up_{i}_{'x' * 200}", {}).status_code == 404
     text = httpx.get(f"{server.url}/metrics").text
@@ -156,7 +126,7 @@ def test_metric_labels_stay_bounded_whatever_method_names_clients_send(server: S
     assert 'hostel_calls_total{method="<unknown>",provider_id="tools"}' in text
 
 
-def test_a_body_over_the_limit_is_refused_before_it_is_read(server: Server) -> None:
+def test_a_body_over_the_limit_is_refused_before_it_is_read(server: Served) -> None:
     too_big = 64 * 2**20 + 1
     with socket.create_connection(("127.0.0.1", server.port)) as sock:
         sock.sendall(
@@ -184,7 +154,7 @@ def test_a_body_over_the_limit_is_refused_before_it_is_read(server: Server) -> N
     assert response.status_code == 413 and response.json()["error"]["type"] == "PayloadTooLargeError"
 
 
-def test_provider_data_header(server: Server) -> None:
+def test_provider_data_header(server: Served) -> None:
     headers = {"X-LlamaStack-Provider-Data": json.dumps({"api_key": "secret"})}
     assert post(server, "/v1/providers/tools/provider_data", {}, headers=headers).json() == {"api_key": "secret"}
     bad = post(server, "/v1/providers/tools/provider_data", {}, headers={"X-LlamaStack-Provider-Data": '{"x": 1}'})
@@ -193,7 +163,7 @@ def test_provider_data_header(server: Server) -> None:
     assert garbled.status_code == 400
 
 
-def test_openai_client_unchanged(server: Server) -> None:
+def test_openai_client_unchanged(server: Served) -> None:
     client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused")
     reply = client.chat.completions.create(model="llama3", messages=[{"role": "user", "content": "hey"}])
     assert reply.choices[0].message.content == "hi from llama3.2:1b: hey"
@@ -205,7 +175,7 @@ def test_openai_client_unchanged(server: Server) -> None:
     assert client.completions.create(model="llama3", prompt="abc").choices[0].text == "cba"
 
 
-def test_crash_over_http_is_503_then_recovers(server: Server) -> None:
+def test_crash_over_http_is_503_then_recovers(server: Served) -> None:
     response = post(server, "/v1/providers/tools/crash", {"code": 5})
     assert response.status_code == 503 and response.json()["error"]["type"] == "ProviderCrashedError"
     assert "exited with code 5" in response.json()["error"]["message"]
@@ -216,7 +186,7 @@ def test_crash_over_http_is_503_then_recovers(server: Server) -> None:
     assert rows["tools"]["restarts"] == 1 and rows["tools"]["last_exit"] == "exited with code 5"
 
 
-def test_metrics_move_when_calls_happen(server: Server) -> None:
+def test_metrics_move_when_calls_happen(server: Served) -> None:
     def count() -> float:
         for line in httpx.get(f"{server.url}/metrics").text.splitlines():
             if line.startswith('hostel_calls_total{method="add",provider_id="tools"}'):
@@ -232,7 +202,7 @@ def test_metrics_move_when_calls_happen(server: Server) -> None:
     assert "hostel_call_seconds_bucket" in text and "hostel_provider_restarts" in text
 
 
-def test_client_disconnect_mid_stream_stops_the_generator(server: Server, tmp_path: Path) -> None:
+def test_client_disconnect_mid_stream_stops_the_generator(server: Served, tmp_path: Path) -> None:
     record = tmp_path / "record"
     body = {"n": 100_000, "record": str(record), "delay": 0.01}
     with httpx.stream("POST", f"{server.url}/v1/providers/tools/count_tracked", json=body, timeout=60) as response:
@@ -241,18 +211,18 @@ def test_client_disconnect_mid_stream_stops_the_generator(server: Server, tmp_pa
     assert wait_until(lambda: record.exists() and record.read_text() == "closed", timeout=10)
 
 
-def test_ps_shows_the_running_host(server: Server) -> None:
+def test_ps_shows_the_running_host(server: Served) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "hostel", "ps", "--port", str(server.port)], capture_output=True, text=True, check=False
     )
     assert done.returncode == 0 and "infer" in done.stdout and "ready" in done.stdout
     missing = subprocess.run(
-        [sys.executable, "-m", "hostel", "ps", "--port", str(_free_port())], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "hostel", "ps", "--port", str(free_port())], capture_output=True, text=True, check=False
     )
     assert missing.returncode == 1 and "no hostel answering" in missing.stderr
 
 
-def test_a_provider_is_restarted_over_http_and_by_the_cli(server: Server) -> None:
+def test_a_provider_is_restarted_over_http_and_by_the_cli(server: Served) -> None:
     def pid() -> int:
         return int(post(server, "/v1/providers/tools/whoami", {}).json()["pid"])
 
@@ -289,7 +259,7 @@ print(client.inspect.version().version)
 """
 
 
-def test_llama_stack_client_talks_to_hostel(server: Server, llama_stack_client_python: Path) -> None:
+def test_llama_stack_client_talks_to_hostel(server: Served, llama_stack_client_python: Path) -> None:
     done = subprocess.run(
         [str(llama_stack_client_python), "-c", LLAMA_STACK_CLIENT_SCRIPT, server.url],
         capture_output=True, text=True, timeout=120, check=False,
@@ -301,7 +271,7 @@ def test_llama_stack_client_talks_to_hostel(server: Server, llama_stack_client_p
     assert lines[5] == "tools tool_runtime {'status': 'OK'}" and lines[6] == "0.1.0"
 
 
-def test_sigterm_stops_cleanly_with_no_worker_left(server: Server) -> None:
+def test_sigterm_stops_cleanly_with_no_worker_left(server: Served) -> None:
     pids = [r["pid"] for r in httpx.get(f"{server.url}/v1/providers").json()["data"]]
     assert server.stop() == 0
     assert wait_until(lambda: not worker_pids(str(server.home)), timeout=10)
@@ -311,7 +281,7 @@ def test_sigterm_stops_cleanly_with_no_worker_left(server: Server) -> None:
 
 def test_a_second_signal_forces_the_stop(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    server = Server(tmp_path, home, stop_grace_s=30)
+    server = _serve(tmp_path, home, stop_grace_s=30)
     in_flight = threading.Thread(
         target=lambda: httpx.post(f"{server.url}/v1/providers/tools/sleep", json={"seconds": 60}, timeout=90),
         daemon=True,

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -25,66 +23,32 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from hostel.config import ServerSettings
 from hostel.errors import ConfigError
 from hostel.gateway.serving import check_bind
-from tests.conftest import make_config, provider_spec, wait_until
+from tests.conftest import make_config, provider_spec
+from tests.served import Served, free_port
 
 TOKEN = "a-long-enough-bearer-token-1"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Served:
-    """`hostel run` with the test provider and the given ``server:`` block."""
-
-    def __init__(self, tmp: Path, home: Path, server: dict[str, Any], *, verify: Any = True, **env: str) -> None:
-        self.port = _free_port()
-        self.scheme = "https" if "tls_certfile" in server else "http"
-        self.url = f"{self.scheme}://127.0.0.1:{self.port}"
-        self.verify = verify
-        config = make_config(
-            tmp,
-            specs={"inline/inference/testprov": provider_spec()},
-            providers={
-                "inference": [
-                    {
-                        "provider_id": "infer",
-                        "provider_type": "inline::testprov",
-                        "config": {"greeting": "hi", "api_key": "sk-provider-secret"},
-                    }
-                ]
-            },
-            models=[{"model_id": "llama3", "provider_id": "infer"}],
-            server={"port": self.port, **server},
-        )
-        self.log = tmp / "server.log"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hostel", "run", str(config)],
-            env={**os.environ, "HOSTEL_HOME": str(home), **env},
-            stdout=subprocess.DEVNULL,
-            stderr=self.log.open("w"),
-        )
-        assert wait_until(self._up, timeout=180), self.log.read_text()
-
-    def _up(self) -> bool:
-        assert self.proc.poll() is None, self.log.read_text()
-        try:
-            return httpx.get(f"{self.url}/v1/health", timeout=2, verify=self.verify).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def post(self, path: str, body: Any = None, **kwargs: Any) -> httpx.Response:
-        return httpx.post(f"{self.url}{path}", json=body or {}, timeout=30, verify=self.verify, **kwargs)
-
-    def get(self, path: str, **kwargs: Any) -> httpx.Response:
-        return httpx.get(f"{self.url}{path}", timeout=30, verify=self.verify, **kwargs)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=60)
+def _serve(tmp: Path, home: Path, server: dict[str, Any], *, verify: Any = True, **env: str) -> Served:
+    """``hostel run`` with the test provider (a secret in its config) and the given ``server:`` block."""
+    port = free_port()
+    config = make_config(
+        tmp,
+        specs={"inline/inference/testprov": provider_spec()},
+        providers={
+            "inference": [
+                {
+                    "provider_id": "infer",
+                    "provider_type": "inline::testprov",
+                    "config": {"greeting": "hi", "api_key": "sk-provider-secret"},
+                }
+            ]
+        },
+        models=[{"model_id": "llama3", "provider_id": "infer"}],
+        server={"port": port, **server},
+    )
+    scheme = "https" if "tls_certfile" in server else "http"
+    return Served(config, home, port=port, env=env, scheme=scheme, verify=verify)
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +64,7 @@ def _bearer(token: str) -> dict[str, str]:
 def bearer(tmp_path_factory: pytest.TempPathFactory, home: Path) -> Iterator[Served]:
     auth = {"provider_config": {"type": "bearer", "tokens": {"alice": "${env.TEST_TOKEN}"}}}
     cors = {"allow_origins": ["https://app.example"], "allow_methods": ["GET", "POST"], "allow_headers": ["*"]}
-    served = Served(tmp_path_factory.mktemp("bearer"), home, {"auth": auth, "cors": cors}, TEST_TOKEN=TOKEN)
+    served = _serve(tmp_path_factory.mktemp("bearer"), home, {"auth": auth, "cors": cors}, TEST_TOKEN=TOKEN)
     yield served
     served.stop()
 
@@ -214,7 +178,7 @@ def test_oauth2_tokens_are_verified_against_the_jwks(
     handler.routes["/jwks.json"] = {"keys": [{**jwk, "kid": "k1", "alg": "RS256", "use": "sig"}]}
     auth = {"provider_config": {"type": "oauth2_token", "issuer": "https://id.example", "audience": "hostel-test",
                                 "jwks": {"uri": f"{base}/jwks.json"}}}  # fmt: skip
-    served = Served(tmp_path, home, {"auth": auth})
+    served = _serve(tmp_path, home, {"auth": auth})
     try:
         now = int(time.time())
         claims = {"sub": "carol", "iss": "https://id.example", "aud": "hostel-test", "exp": now + 300,
@@ -253,7 +217,7 @@ def test_a_custom_endpoint_decides_with_llama_stacks_contract(
         return 401, {"message": "no"}
 
     handler.routes["/auth"] = decide
-    served = Served(tmp_path, home, {"auth": {"provider_config": {"type": "custom", "endpoint": f"{base}/auth"}}})
+    served = _serve(tmp_path, home, {"auth": {"provider_config": {"type": "custom", "endpoint": f"{base}/auth"}}})
     try:
         ok = served.post("/v1/providers/infer/caller", headers=_bearer("dave-key"))
         assert ok.json()[0] == {"principal": "dave", "attributes": {"roles": ["reader"]}}
@@ -285,7 +249,7 @@ def test_tls_with_the_openai_and_llama_stack_clients_verifying_the_certificate(
     server = {"tls_certfile": "server.pem", "tls_keyfile": "server.pem",
               "auth": {"provider_config": {"type": "bearer", "tokens": [TOKEN]}}}  # fmt: skip
     trusting = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
-    served = Served(tmp_path, home, server, verify=trusting)
+    served = _serve(tmp_path, home, server, verify=trusting)
     try:
         client = openai.OpenAI(base_url=f"{served.url}/v1", api_key=TOKEN, http_client=httpx.Client(verify=trusting))
         reply = client.chat.completions.create(model="llama3", messages=[{"role": "user", "content": "yo"}])
@@ -328,7 +292,7 @@ def test_oauth2_tokens_can_be_checked_against_a_jwks_file(tmp_path: Path) -> Non
 def test_a_non_loopback_address_without_auth_is_refused(tmp_path: Path) -> None:
     config = make_config(tmp_path)
     done = subprocess.run(
-        [sys.executable, "-m", "hostel", "run", str(config), "--host", "0.0.0.0", "--port", str(_free_port())],
+        [sys.executable, "-m", "hostel", "run", str(config), "--host", "0.0.0.0", "--port", str(free_port())],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert done.returncode == 2 and "refusing to serve on 0.0.0.0 without authentication" in done.stderr

@@ -208,9 +208,9 @@ def test_worker_run_by_hand_says_what_it_is() -> None:
 
 
 def _python312() -> bool:
-    from tests.host.test_env_builds import _pyenv_python
+    from tests.conftest import has_python
 
-    return _pyenv_python("3.12")
+    return has_python("3.12")
 
 
 @pytest.mark.skipif(not _python312(), reason="Llama Stack 0.7 needs Python >= 3.12, not found on this machine")

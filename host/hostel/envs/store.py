@@ -237,6 +237,7 @@ def _checked(env: Env) -> Env:
         f"provider {provider_id!r}: its env resolved and installed, but the provider does not work there "
         f"(stage {check.get('stage')}): {error}; {hint(error)}",
         provider_id=provider_id,
+        stage=str(check.get("stage") or "build"),
     )
 
 
