@@ -28,6 +28,7 @@ import bench_envs
 import bench_gateway
 import bench_gateway_security
 import bench_launchers
+import bench_lifecycle
 import bench_ray_baseline
 import bench_sandbox
 import bench_supervisor
@@ -35,6 +36,7 @@ from _common import print_table
 
 PARTS = (
     "calls", "supervisor", "gateway", "gateway_security", "envs", "ray", "launchers", "containment", "chaos", "sandbox",
+    "lifecycle",
 )  # fmt: skip
 
 
@@ -57,6 +59,8 @@ async def run_part(name: str, quick: bool) -> list[dict[str, Any]]:
         return await bench_gateway_security.bench(500 if quick else 2000)
     if name == "sandbox":
         return await bench_sandbox.bench(3 if quick else 10)
+    if name == "lifecycle":
+        return await bench_lifecycle.bench(10 if quick else 30, 200)
     return await bench_envs.bench(["uv"] if quick else ["uv", "pip"], 10 if quick else 50)
 
 
