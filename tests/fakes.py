@@ -9,10 +9,11 @@ told what to do: die, stop answering, grow, ignore a stop. Real processes stay t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import signal
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ class Behaviour:
     honours_shutdown: bool = True
     ignores_sigterm: bool = False
     rss_bytes: int | None = 10 * 2**20
+    start_gate: asyncio.Event | None = None  # a start waits for it (to watch what happens meanwhile)
     methods: dict[str, Callable[..., Awaitable[Any]]] = field(default_factory=dict)
 
 
@@ -79,6 +81,8 @@ class FakeWorker:
         self.spawned = True
 
     async def start(self, timeout: float) -> Handshake:
+        if self.behaviour.start_gate is not None:
+            await self.behaviour.start_gate.wait()
         if self.behaviour.fail_start:
             self.die(code=1)
             raise ProviderStartError("factory refused", provider_id=self.plan.provider_id, stage="factory")
@@ -253,3 +257,17 @@ def fake_supervisor(
     plan = load_plan(make_config(tmp_path, specs=specs, providers=providers, hostel={**FAST, **hostel}))
     context = SupervisorContext(plan.settings, EnvManager(tmp_path / "home"), tmp_path, callbacks=callbacks)
     return Supervisor(plan.providers, context, OneLauncher(launcher, context.launch_context()))
+
+
+@contextlib.asynccontextmanager
+async def supervising(
+    tmp_path: Path, behaviour: Behaviour | None = None, **options: Any
+) -> AsyncIterator[tuple[Supervisor, FakeLauncher]]:
+    """``fake_supervisor`` started, with its launcher; stopped on the way out."""
+    launcher = FakeLauncher(behaviour)
+    supervisor = fake_supervisor(tmp_path, launcher, **options)
+    await supervisor.start()
+    try:
+        yield supervisor, launcher
+    finally:
+        await supervisor.stop()

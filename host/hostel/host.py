@@ -120,7 +120,8 @@ class Host:
                 base_dir=plan.config.base_dir,
             ),
         )
-        self._started: list[str] = []
+        self._started: list[str] = []  # the providers start() was asked for, and those reloads added
+        self._running = False
         self._observers: list[CallObserver] = []
 
     @classmethod
@@ -162,6 +163,7 @@ class Host:
             await self.callbacks.stop()
             raise
         self._started = ids
+        self._running = True
 
     def _with_dependencies(self, provider_ids: Sequence[str]) -> list[str]:
         wanted: set[str] = set()
@@ -181,6 +183,7 @@ class Host:
     async def stop(self, *, grace_s: float | None = None) -> None:
         """Stop every worker and remove the socket directory, within ``grace_s`` (default ``stop_grace_s``)
         plus a few seconds to kill what ignores it. Dependents stop first; nothing is restarted meanwhile."""
+        self._running = False
         try:
             await self.supervisor.stop(grace_s)
             await self.callbacks.stop()
@@ -216,7 +219,7 @@ class Host:
         slot = self.supervisor.slots.get(provider_id)
         if slot is None:
             raise RoutingError(f"no provider {provider_id!r}", provider_id=provider_id)
-        if not self._started:
+        if not self._running:
             raise ProviderUnavailableError(
                 f"provider {provider_id!r} is not started; start the host first", provider_id=provider_id
             )
@@ -228,7 +231,7 @@ class Host:
 
         A config that does not validate raises ``ConfigError`` and changes nothing. A provider whose new
         version cannot be built or started keeps its old worker; the report's ``failed`` says why."""
-        if not self._started:
+        if not self._running:
             raise ProviderUnavailableError("the host is not started; start it before reloading")
         source = config if config is not None else self._source
         if source is None:

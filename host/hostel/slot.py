@@ -332,12 +332,7 @@ class ProviderSlot:
         async with self._lock:
             if self.state != "idle":
                 return
-            try:
-                await self._start()
-            except ProviderStartError as exc:
-                self._set_state("failed")
-                self.last_exit = f"start failed ({exc.stage})"
-                raise
+            await self._start_fresh()
             logger.info("provider %s started on demand [pid %s]", self.provider_id, self.worker and self.worker.pid)
 
     # -- watching --------------------------------------------------------------------------------------
@@ -649,6 +644,7 @@ class ProviderSlot:
         self._budget.policy = plan.restart
 
     async def _start_fresh(self) -> None:
+        """Start with a fresh restart budget; ``failed`` (and the error raised) if the worker cannot start."""
         self._budget.reset()
         try:
             await self._start()

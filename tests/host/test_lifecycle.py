@@ -5,6 +5,7 @@ start on demand. Every provider here is a small package written per test session
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import threading
 import time
@@ -397,3 +398,46 @@ def test_lazy_providers_start_on_demand_stop_when_idle_and_share_max_running(
     assert 'hostel_worker_pss_bytes{provider_id="dependent"}' in metrics and "hostel_host_rss_bytes" in metrics
     ps = server.cli("ps")
     assert ps.returncode == 0 and "PSS MB" in ps.stdout and "(host)" in ps.stdout
+
+
+def test_a_local_package_edited_in_place_is_replaced(
+    tmp_path: Path, hostel_home: Path, packages: dict[str, Path], served: list[Served]
+) -> None:
+    package = tmp_path / "editable"
+    shutil.copytree(packages["1.0"], package)
+    config = _write(tmp_path, {"inference": [_entry("p", package)]})
+    server = Served(config, hostel_home)
+    served.append(server)
+    source = package / "hostel_verprov" / "__init__.py"
+    source.write_text(source.read_text().replace('VERSION = "1.0"', 'VERSION = "1.0-edited"'))
+    report = server.post("/v1/hostel/reload").json()
+    assert report["replaced"] == ["p"] and report["unchanged"] == []  # same entry, new contents
+    assert _version(server, "p")["version"] == "1.0-edited"
+
+
+async def test_the_python_api_reloads_package_declared_providers_and_controls_each(
+    tmp_path: Path, packages: dict[str, Path]
+) -> None:
+    from hostel import ConfigError, Host
+    from hostel.config.plan import load_plan
+    from tests.conftest import REPO
+
+    ep = {"provider_id": "ep", "provider_type": "inline::epprov", "module": "hostel_epprov",
+          "pip_packages": [str(REPO / "tests" / "providers" / "epprov")]}  # fmt: skip
+    config = _write(tmp_path, {"inference": [_entry("p", packages["1.0"])], "tool_runtime": [ep]})
+    async with Host.from_config(config) as host:
+        assert await host.provider("ep").idna_version() == "3.7"
+        _write(tmp_path, {"inference": [_entry("p", packages["1.0"])], "tool_runtime": [{**ep, "env": {"X": "1"}}]})
+        report = await host.reload()
+        assert report.ok and report.replaced == ("ep",) and report.unchanged == ("p",), report
+        assert await host.provider("ep").idna_version() == "3.7"  # its declared spec was read again
+        stopped = await host.stop_provider("p")
+        assert stopped.state == "stopped" and stopped.pid is None
+        assert (await host.start_provider("p")).state == "ready"
+        assert (await host.provider("p").version())["version"] == "1.0"
+    from_dict = Host(load_plan({"providers": {}}))  # a plan, not a config it could read again
+    async with from_dict:
+        with pytest.raises(ConfigError, match="pass the new config"):
+            await from_dict.reload()
+        report = await from_dict.reload({"providers": {}})
+        assert report.ok and report.added == ()

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from hostel.errors import ProviderBusyError, ProviderStartError, ProviderUnavailableError
-from tests.fakes import Behaviour, FakeLauncher, fake_supervisor, until
+from tests.fakes import Behaviour, FakeLauncher, fake_supervisor, supervising, until
 
 LAZY = {"dep": {"start": "lazy"}, "t": {"start": "lazy"}}
 
@@ -30,10 +30,7 @@ def _methods(release: asyncio.Event | None = None) -> dict[str, Any]:
 
 async def test_a_rolling_replace_serves_every_call_and_drains_the_old_worker(tmp_path: Path) -> None:
     release = asyncio.Event()
-    launcher = FakeLauncher(Behaviour(methods=_methods(release)))
-    supervisor = fake_supervisor(tmp_path, launcher)
-    await supervisor.start()
-    try:
+    async with supervising(tmp_path, Behaviour(methods=_methods(release))) as (supervisor, launcher):
         slot = supervisor.slots["t"]
         old = slot.worker
         in_flight = asyncio.create_task(slot.call("slow", (), {}, timeout=5, provider_data=None))
@@ -48,15 +45,10 @@ async def test_a_rolling_replace_serves_every_call_and_drains_the_old_worker(tmp
         assert await in_flight == "finished"  # the old worker's call completed
         await until(lambda: old.exit_info is not None)  # then it stopped
         assert launcher.channels[-1].worker is slot.worker
-    finally:
-        await supervisor.stop()
 
 
 async def test_a_replacement_that_cannot_start_leaves_the_old_worker_serving(tmp_path: Path) -> None:
-    launcher = FakeLauncher(Behaviour(methods=_methods()))
-    supervisor = fake_supervisor(tmp_path, launcher)
-    await supervisor.start()
-    try:
+    async with supervising(tmp_path, Behaviour(methods=_methods())) as (supervisor, launcher):
         slot = supervisor.slots["t"]
         old = slot.worker
         launcher.behaviour.fail_start = True
@@ -69,33 +61,14 @@ async def test_a_replacement_that_cannot_start_leaves_the_old_worker_serving(tmp
         with pytest.raises(ProviderStartError, match="health"):
             await slot.replace(dataclasses.replace(slot.plan, config={"deaf": True}), None)
         assert slot.worker is old and launcher.made[-1].exit_info is not None  # the deaf one was stopped
-    finally:
-        launcher.behaviour.answers_health = True
-        await supervisor.stop()
 
 
 async def test_the_status_shows_both_pids_while_replacing(tmp_path: Path) -> None:
     gate = asyncio.Event()
-    launcher = FakeLauncher(Behaviour(methods=_methods()))
-    supervisor = fake_supervisor(tmp_path, launcher)
-    await supervisor.start()
-    try:
+    async with supervising(tmp_path, Behaviour(methods=_methods())) as (supervisor, launcher):
         slot = supervisor.slots["t"]
         old_pid = slot.status().pid
-        original = launcher.new_worker
-
-        def slow_start(*args: Any) -> Any:
-            worker = original(*args)
-            start = worker.start
-
-            async def gated(timeout: float) -> Any:
-                await gate.wait()
-                return await start(timeout)
-
-            worker.start = gated  # type: ignore[method-assign]
-            return worker
-
-        launcher.new_worker = slow_start  # type: ignore[method-assign]
+        launcher.behaviour.start_gate = gate
         replacing = asyncio.create_task(slot.replace(slot.plan, None))
         await until(lambda: slot.state == "replacing" and slot.status().new_pid is not None)
         status = slot.status()
@@ -104,33 +77,15 @@ async def test_the_status_shows_both_pids_while_replacing(tmp_path: Path) -> Non
         gate.set()
         await replacing
         assert slot.status().pid == status.new_pid and slot.status().new_pid is None
-    finally:
-        await supervisor.stop()
 
 
 async def test_a_crash_of_the_old_worker_during_a_replace_starts_nothing_twice(tmp_path: Path) -> None:
     gate = asyncio.Event()
-    launcher = FakeLauncher(Behaviour(methods=_methods()))
-    supervisor = fake_supervisor(tmp_path, launcher)
-    await supervisor.start()
-    try:
+    async with supervising(tmp_path, Behaviour(methods=_methods())) as (supervisor, launcher):
         slot = supervisor.slots["t"]
         old = slot.worker
         assert old is not None
-        original = launcher.new_worker
-
-        def gated_worker(*args: Any) -> Any:
-            worker = original(*args)
-            start = worker.start
-
-            async def gated(timeout: float) -> Any:
-                await gate.wait()
-                return await start(timeout)
-
-            worker.start = gated  # type: ignore[method-assign]
-            return worker
-
-        launcher.new_worker = gated_worker  # type: ignore[method-assign]
+        launcher.behaviour.start_gate = gate
         replacing = asyncio.create_task(slot.replace(slot.plan, None))
         await until(lambda: slot.state == "replacing")
         made = len(launcher.made)
@@ -140,16 +95,11 @@ async def test_a_crash_of_the_old_worker_during_a_replace_starts_nothing_twice(t
         await replacing
         await asyncio.sleep(0.1)  # the restart loop's backoff has passed: it must find the replacement serving
         assert slot.state == "ready" and len(launcher.made) == made and slot.worker is launcher.made[-1]
-    finally:
-        await supervisor.stop()
 
 
 async def test_an_operator_stop_refuses_new_calls_finishes_old_ones_and_start_brings_it_back(tmp_path: Path) -> None:
     release = asyncio.Event()
-    launcher = FakeLauncher(Behaviour(methods=_methods(release)))
-    supervisor = fake_supervisor(tmp_path, launcher)
-    await supervisor.start()
-    try:
+    async with supervising(tmp_path, Behaviour(methods=_methods(release))) as (supervisor, _launcher):
         slot = supervisor.slots["t"]
         worker = slot.worker
         in_flight = asyncio.create_task(slot.call("slow", (), {}, timeout=5, provider_data=None))
@@ -164,15 +114,10 @@ async def test_an_operator_stop_refuses_new_calls_finishes_old_ones_and_start_br
         assert worker is not None and worker.exit_info is not None and slot.status().pid is None
         await slot.start_by_operator()
         assert slot.state == "ready" and await slot.call("pid", (), {}, timeout=5, provider_data=None) == "answered"
-    finally:
-        await supervisor.stop()
 
 
 async def test_a_call_waiting_for_a_restart_gives_up_as_soon_as_the_provider_is_stopped(tmp_path: Path) -> None:
-    launcher = FakeLauncher(Behaviour(methods=_methods()))
-    supervisor = fake_supervisor(tmp_path, launcher)
-    await supervisor.start()
-    try:
+    async with supervising(tmp_path, Behaviour(methods=_methods())) as (supervisor, launcher):
         slot = supervisor.slots["t"]
         launcher.behaviour.fail_start = True
         assert slot.worker is not None
@@ -183,43 +128,32 @@ async def test_a_call_waiting_for_a_restart_gives_up_as_soon_as_the_provider_is_
         await slot.stop_by_operator()
         with pytest.raises(ProviderUnavailableError, match="stopped"):
             await asyncio.wait_for(waiting, 2)  # not its 30 s deadline
-    finally:
-        await supervisor.stop()
 
 
 async def test_lazy_providers_start_on_their_first_call_dependencies_first(tmp_path: Path) -> None:
-    launcher = FakeLauncher(Behaviour(methods=_methods()))
-    supervisor = fake_supervisor(tmp_path, launcher, entries=LAZY)
-    await supervisor.start()
-    try:
+    async with supervising(tmp_path, Behaviour(methods=_methods()), entries=LAZY) as (supervisor, launcher):
         assert {s.state for s in supervisor.slots.values()} == {"idle"} and launcher.made == []
         t = supervisor.slots["t"]
         calls = [t.call("pid", (), {}, timeout=5, provider_data=None) for _ in range(5)]
         assert await asyncio.gather(*calls) == ["answered"] * 5
         assert [w.plan.provider_id for w in launcher.made] == ["dep", "t"]  # one start each, its dependency first
         assert supervisor.slots["dep"].state == "ready" and t.state == "ready"
-    finally:
-        await supervisor.stop()
 
 
 async def test_a_lazy_start_that_fails_fails_its_call_and_the_provider(tmp_path: Path) -> None:
-    launcher = FakeLauncher(Behaviour(methods=_methods(), fail_start=True))
-    supervisor = fake_supervisor(tmp_path, launcher, entries={"dep": {"start": "lazy"}}, start="lazy")
-    await supervisor.start()
-    try:
+    async with supervising(
+        tmp_path, Behaviour(methods=_methods(), fail_start=True), entries={"dep": {"start": "lazy"}}, start="lazy"
+    ) as (supervisor, _launcher):
         dep = supervisor.slots["dep"]
         with pytest.raises(ProviderStartError, match="factory"):
             await dep.call("pid", (), {}, timeout=5, provider_data=None)
         assert dep.state == "failed" and dep.status().last_exit == "start failed (factory)"
-    finally:
-        await supervisor.stop()
 
 
 async def test_an_idle_worker_stops_and_the_next_call_starts_it_again(tmp_path: Path) -> None:
-    launcher = FakeLauncher(Behaviour(methods=_methods()))
-    supervisor = fake_supervisor(tmp_path, launcher, entries={"t": {"start": "lazy", "idle_stop_s": 0.1}})
-    await supervisor.start()
-    try:
+    async with supervising(
+        tmp_path, Behaviour(methods=_methods()), entries={"t": {"start": "lazy", "idle_stop_s": 0.1}}
+    ) as (supervisor, _launcher):
         t = supervisor.slots["t"]
         assert await t.call("pid", (), {}, timeout=5, provider_data=None) == "answered"
         first = t.worker
@@ -228,16 +162,14 @@ async def test_an_idle_worker_stops_and_the_next_call_starts_it_again(tmp_path: 
         assert supervisor.slots["dep"].state == "ready"  # it has no idle_stop_s
         assert await t.call("pid", (), {}, timeout=5, provider_data=None) == "answered"
         assert t.worker is not first and t.state == "ready"
-    finally:
-        await supervisor.stop()
 
 
 async def test_an_idle_stop_waits_for_calls_in_flight(tmp_path: Path) -> None:
     release = asyncio.Event()
-    launcher = FakeLauncher(Behaviour(methods=_methods(release)))
-    supervisor = fake_supervisor(tmp_path, launcher, entries={"t": {"idle_stop_s": 0.05}})
-    await supervisor.start()
-    try:
+    async with supervising(tmp_path, Behaviour(methods=_methods(release)), entries={"t": {"idle_stop_s": 0.05}}) as (
+        supervisor,
+        _launcher,
+    ):
         t = supervisor.slots["t"]
         call = asyncio.create_task(t.call("slow", (), {}, timeout=5, provider_data=None))
         await asyncio.sleep(0.3)  # six idle periods
@@ -245,8 +177,6 @@ async def test_an_idle_stop_waits_for_calls_in_flight(tmp_path: Path) -> None:
         release.set()
         assert await call == "finished"
         await until(lambda: t.state == "idle")
-    finally:
-        await supervisor.stop()
 
 
 async def test_max_running_stops_the_least_recently_used_idle_lazy_worker(tmp_path: Path) -> None:
@@ -277,10 +207,7 @@ async def test_max_running_stops_the_least_recently_used_idle_lazy_worker(tmp_pa
 
 async def test_a_restart_of_a_running_provider_is_rolling(tmp_path: Path) -> None:
     release = asyncio.Event()
-    launcher = FakeLauncher(Behaviour(methods=_methods(release)))
-    supervisor = fake_supervisor(tmp_path, launcher)
-    await supervisor.start()
-    try:
+    async with supervising(tmp_path, Behaviour(methods=_methods(release))) as (supervisor, _launcher):
         t = supervisor.slots["t"]
         old = t.worker
         call = asyncio.create_task(t.call("slow", (), {}, timeout=5, provider_data=None))
@@ -289,8 +216,6 @@ async def test_a_restart_of_a_running_provider_is_rolling(tmp_path: Path) -> Non
         assert t.worker is not old and t.state == "ready" and t.restarts == 1
         release.set()
         assert await call == "finished"  # the call on the old worker was not cut
-    finally:
-        await supervisor.stop()
 
 
 async def test_stopping_the_host_stops_workers_still_draining(tmp_path: Path) -> None:
