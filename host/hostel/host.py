@@ -291,8 +291,9 @@ class Host:
         return list(self.supervisor.slots)
 
     def provider_config(self, provider_id: str) -> Mapping[str, Any]:
-        """A provider's ``config`` as the run config gives it (secrets included: redact before showing it)."""
-        return self.plan.provider(provider_id).config
+        """A provider's ``config`` as its worker got it (secrets included: redact before showing it)."""
+        slot = self.supervisor.slots.get(provider_id)
+        return slot.plan.config if slot is not None else self.plan.provider(provider_id).config
 
     def models(self, api: str = "inference") -> list[dict[str, Any]]:
         """The models table's rows for providers of ``api``, with Llama Stack's ``Model`` fields."""

@@ -112,7 +112,8 @@ async def apply_reload(supervisor: Supervisor, old: Plan, new: Plan) -> tuple[Re
             slot = supervisor.slots[provider_id]
             slot.update_policy(dataclasses.replace(slot.plan, **{f: getattr(wanted[provider_id], f) for f in fields}))
     for provider_id in diff.added:
-        supervisor.slots[provider_id] = supervisor.new_slot(wanted[provider_id])
+        supervisor.slots[provider_id] = slot = supervisor.new_slot(wanted[provider_id])
+        slot.expect()
 
     prepared = await _prepare(
         supervisor, [wanted[i] for i in (*diff.added, *sorted(replace)) if i not in failed], failed

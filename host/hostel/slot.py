@@ -145,6 +145,8 @@ class ProviderSlot:
         self._settled = asyncio.Event()  # set while the provider is failed or stopped: waiting calls give up
         self._lock = asyncio.Lock()  # one lifecycle change at a time: start, replace, stop, sleep
         self._stopping = False
+        self._closed = False  # the host is stopping: nothing may start any more
+        self._launching: set[asyncio.Task[Any]] = set()  # tasks starting a worker, cancelled if the host stops
         self._stopped_by: str | None = None  # why an operator stopped it, so calls are told
         self._budget = RestartBudget(plan.restart)
         self._tasks: set[asyncio.Task[None]] = set()  # the current worker's watchers
@@ -219,6 +221,24 @@ class ProviderSlot:
         self._set_state("failed")
         self.last_exit = why
 
+    def expect(self) -> None:
+        """A reload is bringing this new provider up: its calls wait for it (up to their deadlines)."""
+        self._set_state("building")
+
+    def open(self) -> None:
+        """The host starts (again): workers may be started."""
+        self._closed = False
+
+    def close(self) -> None:
+        """The host stops: no worker may start from now on, and starts under way are cancelled (what they
+        started is stopped); then ``begin_stop``."""
+        self._closed = True
+        current = asyncio.current_task()
+        for task in list(self._launching):
+            if task is not current:
+                task.cancel()
+        self.begin_stop()
+
     def idle(self) -> None:
         """Mark a lazy provider ready to start on its first call (its env is built)."""
         self._stopping = False
@@ -250,6 +270,10 @@ class ProviderSlot:
     ) -> tuple[WorkerHandle, Channel]:
         """A started worker for ``plan`` and its channel, not yet serving; on failure nothing is left running.
         A ``replacement`` is shown in the status (``new_pid``) while it starts."""
+        if self._closed:
+            raise ProviderUnavailableError(
+                f"provider {self.provider_id!r} cannot start: the host is stopping", provider_id=self.provider_id
+            )
         self._generation += 1
         launcher = self.launchers.get(plan.launcher)
         worker = standby or launcher.new_worker(plan, env, self._generation)
@@ -259,11 +283,19 @@ class ProviderSlot:
             worker.token = self.callbacks.grant(
                 plan.provider_id, plan.dependency_apis, max_in_flight=plan.max_concurrent_calls
             )
+        task = asyncio.current_task()
+        if task is not None:
+            self._launching.add(task)
         try:
             handshake = await worker.start(self.settings.start_timeout_s)
             channel = launcher.connect(
                 worker, handshake, provider_id=self.provider_id, explain=functools.partial(self._explain, worker)
             )
+            if self._closed:  # the host began to stop as this worker came up: it must not outlive the host
+                await channel.close()
+                raise ProviderUnavailableError(
+                    f"provider {self.provider_id!r}: the host stopped while it started", provider_id=self.provider_id
+                )
         except BaseException:
             if self.callbacks is not None:
                 self.callbacks.revoke(worker.token)
@@ -271,6 +303,9 @@ class ProviderSlot:
                 await worker.kill()
                 await worker.close()
             raise
+        finally:
+            if task is not None:
+                self._launching.discard(task)
         return worker, channel
 
     def _adopt(self, worker: WorkerHandle, channel: Channel) -> None:
@@ -321,6 +356,13 @@ class ProviderSlot:
             self._waking.add_done_callback(_retrieve)
         try:
             await asyncio.wait_for(asyncio.shield(self._waking), None if timeout is None else max(timeout, 0))
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # this call itself was cancelled
+            raise ProviderUnavailableError(
+                f"provider {self.provider_id!r} stopped while it started", provider_id=self.provider_id
+            ) from None
         except TimeoutError:
             raise ProviderUnavailableError(
                 f"provider {self.provider_id!r} was still starting when the call's {timeout:g}s deadline passed",

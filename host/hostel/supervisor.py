@@ -60,6 +60,8 @@ class Supervisor:
         """Start the given providers (all by default): each after its dependencies; all or none. Lazy ones
         (``start: lazy``) get their envs built and wait, ``idle``, for their first call."""
         ids = list(provider_ids) if provider_ids is not None else list(self.slots)
+        for slot in self.slots.values():
+            slot.open()
         try:
             ids = await self._build_and_resolve(ids)
             eager = set(starts_with_host([self.slots[i].plan for i in ids]))
@@ -164,8 +166,8 @@ class Supervisor:
         grace = self.context.settings.stop_grace_s if grace_s is None else grace_s
         deadline = time.monotonic() + grace
         slots = list(self.slots.values())
-        for slot in slots:
-            slot.begin_stop()
+        for slot in (*slots, *self.leaving):
+            slot.close()
         stopped = {slot.provider_id: asyncio.Event() for slot in slots}
 
         async def graceful(slot: ProviderSlot) -> None:

@@ -232,3 +232,17 @@ async def test_stopping_the_host_stops_workers_still_draining(tmp_path: Path) ->
     assert old is not None and old.exit_info is not None  # not left to finish its 60 s drain
     assert all(w.exit_info is not None for w in launcher.made)
     call.cancel()
+
+
+async def test_stopping_the_host_during_a_lazy_start_leaves_no_worker(tmp_path: Path) -> None:
+    gate = asyncio.Event()
+    launcher = FakeLauncher(Behaviour(methods=_methods(), start_gate=gate))
+    supervisor = fake_supervisor(tmp_path, launcher, entries=LAZY)
+    await supervisor.start()
+    call = asyncio.create_task(supervisor.slots["dep"].call("pid", (), {}, timeout=5, provider_data=None))
+    await until(lambda: len(launcher.made) == 1)  # its worker is starting
+    await supervisor.stop()
+    with pytest.raises(ProviderUnavailableError):
+        await call
+    assert launcher.made[0].exit_info is not None and len(launcher.made) == 1
+    assert {s.state for s in supervisor.slots.values()} == {"stopped"}
