@@ -132,7 +132,7 @@ async def apply_reload(supervisor: Supervisor, old: Plan, new: Plan) -> tuple[Re
             if slot.provider_id in diff.added:
                 slot.plan, slot.env, slot.spec_resolved = plan, env, plan.spec.from_package
                 if slot.provider_id in eager:
-                    await slot.start_by_operator()
+                    await slot.start_added()
                 else:
                     slot.idle()
             else:

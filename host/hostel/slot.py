@@ -252,6 +252,11 @@ class ProviderSlot:
         async with self._lock:
             await self._start()
 
+    async def start_added(self) -> None:
+        """Start a provider a reload added (``failed``, and the error raised, if it cannot start)."""
+        async with self._lock:
+            await self._start_fresh()
+
     async def _start(self) -> None:
         if self.env is None:
             await self.build()  # nothing to build for launchers that bring their own environment

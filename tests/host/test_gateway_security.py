@@ -77,6 +77,9 @@ def test_bearer_accepts_its_token_and_refuses_others(bearer: Served) -> None:
         assert refused.json()["error"]["type"] in ("AuthenticationRequired", "AuthenticationFailed")
     for path in ("/v1/providers", "/metrics", "/v1/models", "/v1/hostel/status"):
         assert bearer.get(path).status_code == 401, path
+    for path in ("/v1/hostel/reload", "/v1/hostel/providers/infer/stop", "/v1/providers/infer/restart"):
+        assert bearer.post(path).status_code == 401, path  # operating the host needs the token too
+    assert bearer.post("/v1/providers/infer/greet", {"name": "a"}, headers=_bearer(TOKEN)).status_code == 200
     assert bearer.get("/v1/health").status_code == 200  # open, for load balancers
 
 
