@@ -47,13 +47,15 @@ ERROR_KINDS = {
 
 
 class Message:
-    """A message of scalar fields: FIELDS maps field number to (name, kind); kind is str/bytes/int/bool/double."""
+    """A message of scalar fields: FIELDS maps field number to (name, kind); kind is str/bytes/int/bool/double,
+    or ``map<string, string>``."""
 
     FIELDS: ClassVar[dict[int, tuple[str, str]]] = {}
 
     def __init__(self, **values: Any) -> None:
         for name, kind in self.FIELDS.values():
-            setattr(self, name, values.pop(name, _DEFAULTS[kind]))
+            default = {} if kind == _STRING_MAP else _DEFAULTS[kind]
+            setattr(self, name, values.pop(name, default))
         if values:
             raise TypeError(f"{type(self).__name__} has no field(s) {', '.join(values)}")
 
@@ -70,6 +72,8 @@ class Message:
                 out.append(length_field(number, value.encode()))
             elif kind == "double":
                 out.append(field_key(number, FIXED64) + DOUBLE.pack(value))
+            elif kind == _STRING_MAP:
+                out.extend(length_field(number, string_entry(k, v)) for k, v in value.items())
             else:  # int, bool, enum
                 out.append(field_key(number, VARINT) + varint(int(value)))
         return b"".join(out)
@@ -93,6 +97,9 @@ class Message:
                 setattr(message, name, bool(value))
             elif kind == "int" and wire == VARINT:
                 setattr(message, name, value)
+            elif kind == _STRING_MAP and wire == LENGTH:
+                key, text = map_entry(memoryview(value))
+                getattr(message, name)[key] = str(text, "utf-8")
         return message
 
     __hash__ = None  # type: ignore[assignment]  # mutable, like protobuf messages
@@ -105,6 +112,12 @@ class Message:
 
 
 _DEFAULTS: dict[str, Any] = {"str": "", "bytes": b"", "int": 0, "bool": False, "double": 0.0}
+_STRING_MAP = "map<string, string>"
+
+
+def string_entry(key: str, value: str) -> bytes:
+    """A ``map<string, string>`` entry: ``{1: key, 2: value}``."""
+    return length_field(1, key.encode()) + length_field(2, value.encode())
 
 
 class CallRequest(Message):
@@ -113,8 +126,17 @@ class CallRequest(Message):
     FIELDS: ClassVar[dict[int, tuple[str, str]]] = {
         1: ("method", "str"), 2: ("args_json", "bytes"), 3: ("kwargs_json", "bytes"),
         4: ("provider_data_json", "bytes"), 5: ("timeout_s", "double"), 6: ("kwargs_text", "map<string, bytes>"),
+        7: ("trace_context", "map<string, string>"),
     }  # fmt: skip
-    __slots__ = ("args_json", "kwargs_json", "kwargs_text", "method", "provider_data_json", "timeout_s")
+    __slots__ = (
+        "args_json",
+        "kwargs_json",
+        "kwargs_text",
+        "method",
+        "provider_data_json",
+        "timeout_s",
+        "trace_context",
+    )
 
     def __init__(
         self,
@@ -125,6 +147,7 @@ class CallRequest(Message):
         provider_data_json: Bytes = b"",
         timeout_s: float = 0.0,
         kwargs_text: Mapping[str, Bytes] | None = None,
+        trace_context: Mapping[str, str] | None = None,
     ) -> None:
         self.method = method
         self.args_json = args_json
@@ -132,6 +155,7 @@ class CallRequest(Message):
         self.provider_data_json = provider_data_json
         self.timeout_s = timeout_s
         self.kwargs_text: dict[str, Bytes] = dict(kwargs_text) if kwargs_text else {}
+        self.trace_context: dict[str, str] = dict(trace_context) if trace_context else {}
 
     def SerializeToString(self) -> bytes:  # noqa: N802 - the protobuf API name
         method = self.method.encode()
@@ -148,6 +172,8 @@ class CallRequest(Message):
             key = name.encode()
             head = b"".join((b"\x0a", varint(len(key)), key, b"\x12", varint(len(text))))
             parts += (b"\x32", varint(len(head) + len(text)), head, text)
+        for header, value in self.trace_context.items():
+            parts.append(length_field(7, string_entry(header, value)))
         return b"".join(parts)  # one copy of a big argument, not one per field
 
     @classmethod
@@ -176,6 +202,9 @@ class CallRequest(Message):
                 elif key == 0x32:
                     name, text = map_entry(value)
                     message.kwargs_text[name] = text
+                elif key == 0x3A:
+                    name, text = map_entry(value)
+                    message.trace_context[name] = str(text, "utf-8")
             elif wire == VARINT:
                 _, pos = read_varint(data, pos)
             elif wire in (FIXED64, FIXED32):
@@ -198,13 +227,14 @@ class HostCallRequest(Message):
 
     FIELDS: ClassVar[dict[int, tuple[str, str]]] = {
         1: ("api", "str"), 2: ("method", "str"), 3: ("args_json", "bytes"), 4: ("kwargs_json", "bytes"),
-        5: ("provider_data_json", "bytes"),
+        5: ("provider_data_json", "bytes"), 6: ("trace_context", "map<string, string>"),
     }  # fmt: skip
     api: str
     method: str
     args_json: bytes
     kwargs_json: bytes
     provider_data_json: bytes
+    trace_context: dict[str, str]
 
 
 class RemoteError(Message):

@@ -15,6 +15,8 @@ CASES: list[tuple[str, dict[str, Any]]] = [
                      "timeout_s": 2.5}),
     ("CallRequest", {}),
     ("HostCallRequest", {"api": "inference", "method": TEXT, "kwargs_json": b"x" * 300, "provider_data_json": b"{}"}),
+    ("HostCallRequest", {"api": "inference", "trace_context": {"traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01"}}),
+    ("CallRequest", {"method": "m", "trace_context": {"traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"}}),
     ("RemoteError", {"kind": 6, "type_name": "PermissionError", "message": TEXT, "traceback": "tb\n" * 50}),
     ("StreamHandle", {"id": 2**40 + 5}),
     ("MethodInfo", {"name": "count", "streams": True}),
@@ -87,7 +89,7 @@ def test_error_kinds_match_the_proto_enum() -> None:
 
 
 def test_unknown_fields_are_skipped() -> None:
-    newer = gen.CallRequest(method="m").SerializeToString() + bytes([0x30, 0x01]) + bytes([0x3A, 0x01, 0x41])
+    newer = gen.CallRequest(method="m").SerializeToString() + bytes([0x40, 0x01]) + bytes([0x4A, 0x01, 0x41])
     assert hand.CallRequest.FromString(newer).method == "m"
 
 
@@ -148,3 +150,12 @@ def test_session_reply_matches_generated_code(reply: hand.CallReply, generated: 
     parsed = hand.SessionReply.FromString(theirs.SerializeToString())
     assert parsed == ours and parsed.reply.WhichOneof("kind") == generated.WhichOneof("kind")
     assert gen.SessionReply.FromString(ours.SerializeToString()) == theirs
+
+
+def test_trace_context_maps_of_several_headers_round_trip() -> None:
+    headers = {"traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01", "tracestate": "a=1,b=2", "baggage": TEXT}
+    for name in ("CallRequest", "HostCallRequest"):
+        ours = getattr(hand, name)(trace_context=headers)
+        assert dict(getattr(gen, name).FromString(ours.SerializeToString()).trace_context) == headers
+        theirs = getattr(gen, name)(trace_context=headers).SerializeToString()
+        assert getattr(hand, name).FromString(theirs).trace_context == headers

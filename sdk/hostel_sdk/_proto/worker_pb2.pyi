@@ -26,21 +26,30 @@ ERROR_KIND_PERMISSION_DENIED: ErrorKind
 ERROR_KIND_HOST_ERROR: ErrorKind
 
 class HostCallRequest(_message.Message):
-    __slots__ = ("api", "method", "args_json", "kwargs_json", "provider_data_json")
+    __slots__ = ("api", "method", "args_json", "kwargs_json", "provider_data_json", "trace_context")
+    class TraceContextEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     API_FIELD_NUMBER: _ClassVar[int]
     METHOD_FIELD_NUMBER: _ClassVar[int]
     ARGS_JSON_FIELD_NUMBER: _ClassVar[int]
     KWARGS_JSON_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_DATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    TRACE_CONTEXT_FIELD_NUMBER: _ClassVar[int]
     api: str
     method: str
     args_json: bytes
     kwargs_json: bytes
     provider_data_json: bytes
-    def __init__(self, api: _Optional[str] = ..., method: _Optional[str] = ..., args_json: _Optional[bytes] = ..., kwargs_json: _Optional[bytes] = ..., provider_data_json: _Optional[bytes] = ...) -> None: ...
+    trace_context: _containers.ScalarMap[str, str]
+    def __init__(self, api: _Optional[str] = ..., method: _Optional[str] = ..., args_json: _Optional[bytes] = ..., kwargs_json: _Optional[bytes] = ..., provider_data_json: _Optional[bytes] = ..., trace_context: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class CallRequest(_message.Message):
-    __slots__ = ("method", "args_json", "kwargs_json", "provider_data_json", "timeout_s", "kwargs_text")
+    __slots__ = ("method", "args_json", "kwargs_json", "provider_data_json", "timeout_s", "kwargs_text", "trace_context")
     class KwargsTextEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -48,19 +57,28 @@ class CallRequest(_message.Message):
         key: str
         value: bytes
         def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ...) -> None: ...
+    class TraceContextEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     METHOD_FIELD_NUMBER: _ClassVar[int]
     ARGS_JSON_FIELD_NUMBER: _ClassVar[int]
     KWARGS_JSON_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_DATA_JSON_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
     KWARGS_TEXT_FIELD_NUMBER: _ClassVar[int]
+    TRACE_CONTEXT_FIELD_NUMBER: _ClassVar[int]
     method: str
     args_json: bytes
     kwargs_json: bytes
     provider_data_json: bytes
     timeout_s: float
     kwargs_text: _containers.ScalarMap[str, bytes]
-    def __init__(self, method: _Optional[str] = ..., args_json: _Optional[bytes] = ..., kwargs_json: _Optional[bytes] = ..., provider_data_json: _Optional[bytes] = ..., timeout_s: _Optional[float] = ..., kwargs_text: _Optional[_Mapping[str, bytes]] = ...) -> None: ...
+    trace_context: _containers.ScalarMap[str, str]
+    def __init__(self, method: _Optional[str] = ..., args_json: _Optional[bytes] = ..., kwargs_json: _Optional[bytes] = ..., provider_data_json: _Optional[bytes] = ..., timeout_s: _Optional[float] = ..., kwargs_text: _Optional[_Mapping[str, bytes]] = ..., trace_context: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class SessionRequest(_message.Message):
     __slots__ = ("id", "call", "cancel")
