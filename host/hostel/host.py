@@ -15,6 +15,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
+from hostel import _telemetry
 from hostel._usage import Usage, process_usage
 from hostel.config import ModelEntry, RunConfig
 from hostel.config.envfile import environ_with
@@ -154,6 +155,14 @@ class Host:
             if provider_ids is not None
             else [p.provider_id for p in self.plan.providers]
         )
+        if self.plan.telemetry:
+            settings = self.plan.settings.telemetry
+            try:
+                _telemetry.configure(
+                    endpoint=settings.endpoint, headers=settings.headers, service_name=settings.service_name
+                )
+            except _telemetry.TelemetryUnavailableError as exc:
+                raise ConfigError([Problem(self.plan.config.label, "hostel.telemetry", str(exc))]) from None
         if not self._socket_dir.exists():
             os.mkdir(self._socket_dir, 0o700)  # fails, rather than use it, if someone made it first
         await self.callbacks.start()
@@ -189,6 +198,7 @@ class Host:
             await self.callbacks.stop()
         finally:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
+            _telemetry.shutdown()
 
     def kill(self) -> None:
         """SIGKILL every worker now, restarting none (a forced stop; ``stop()`` then finishes at once)."""
@@ -286,6 +296,11 @@ class Host:
         return self.plan.config
 
     @property
+    def traces(self) -> bool:
+        """Whether the host traces with OpenTelemetry (``hostel.telemetry``, or the ``OTEL_`` variables)."""
+        return self.plan.telemetry
+
+    @property
     def provider_ids(self) -> list[str]:
         """Every provider's id, in start order."""
         return list(self.supervisor.slots)
@@ -357,6 +372,38 @@ class Host:
                 "use `async with Host.from_config(...)` or await host.start()",
                 provider_id=provider_id,
             )
+        if _telemetry.on():
+            return await self._traced(slot, method, args, kwargs, timeout=timeout, provider_data=provider_data)
+        return await self._observed(slot, method, args, kwargs, timeout=timeout, provider_data=provider_data)
+
+    async def _traced(
+        self, slot: ProviderSlot, method: str, args: Sequence[Any], kwargs: Mapping[str, Any], **options: Any
+    ) -> Any:
+        span = _telemetry.start_call(slot.provider_id, method, slot.plan.api)
+        assert span is not None
+        try:
+            result = await self._observed(slot, method, args, kwargs, **options)
+        except BaseException as exc:
+            span.leave()
+            span.end(exc)
+            raise
+        span.leave()
+        if hasattr(result, "__aiter__"):
+            return _telemetry.TracedStream(result, span)
+        span.end()
+        return result
+
+    async def _observed(
+        self,
+        slot: ProviderSlot,
+        method: str,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        *,
+        timeout: float | None,
+        provider_data: Any,
+    ) -> Any:
+        provider_id = slot.provider_id
         if not self._observers:
             return await slot.call(method, args, kwargs, timeout=timeout, provider_data=provider_data)
         for observer in self._observers:

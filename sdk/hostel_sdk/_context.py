@@ -15,6 +15,7 @@ class RequestContext:
     provider_data: Any = None
     raw_provider_data: bytes | memoryview = b""
     deadline: float | None = None
+    span: Any = None  # the call's hostel_sdk._telemetry.CallSpan, when the host traces
 
     def time_remaining(self) -> float | None:
         """Seconds left before the deadline, or ``None`` when there is none."""

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from enum import Enum
 from typing import Any
 
-from hostel_sdk import _client, _llama_stack, codec
+from hostel_sdk import _client, _llama_stack, _telemetry, codec
 from hostel_sdk import _messages as pb
 from hostel_sdk._context import current_request
 from hostel_sdk._wire import MODEL_STORE_API, SHIELD_STORE_API, TOKEN_METADATA, HostStub, channel_options, tls_channel
@@ -78,6 +78,7 @@ class HostClient:
             args_json=codec.dumps(list(args)) if args else b"",
             kwargs_json=codec.dumps(kwargs) if kwargs else b"",
             provider_data_json=request_context.raw_provider_data,
+            trace_context=_telemetry.inject(),
         )
         call = self._stub.call(request, timeout=request_context.time_remaining(), metadata=self._metadata)
         return await _client.result(call, _client.PythonErrors(f"{api}.{method}() through the host"))

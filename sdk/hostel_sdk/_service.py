@@ -16,7 +16,7 @@ from typing import Any
 
 import grpc
 
-from hostel_sdk import __version__, _llama_stack, _session, codec
+from hostel_sdk import __version__, _llama_stack, _session, _telemetry, codec
 from hostel_sdk import _messages as pb
 from hostel_sdk._context import RequestContext, enter_request, leave_request
 from hostel_sdk._exposure import LIFECYCLE_METHODS, exposed_methods
@@ -168,10 +168,12 @@ class ProviderService:
         except ProviderDataError as exc:
             return error_reply(exc, pb.ERROR_KIND_BAD_PROVIDER_DATA), None, request_context
         remaining = request.timeout_s or context.time_remaining()
+        span = _telemetry.start_call(request.method, request.trace_context) if request.trace_context else None
         request_context = RequestContext(
             provider_data=provider_data,
             raw_provider_data=request.provider_data_json,
             deadline=None if remaining is None else time.monotonic() + remaining,
+            span=span,
         )
         watched = _snapshot(call_args, call_kwargs)
         token = enter_request(request_context)
@@ -181,17 +183,26 @@ class ProviderService:
                 _llama_stack.stack_provider_data(codec.loads(request.provider_data_json))
             )
         try:
-            result = self._methods[request.method](*call_args, **call_kwargs)
-            if inspect.isawaitable(result):
-                result = await result
+            with _telemetry.active(span):
+                result = self._methods[request.method](*call_args, **call_kwargs)
+                if inspect.isawaitable(result):
+                    result = await result
         except Exception as exc:  # noqa: BLE001 - the provider's exception goes back to the caller
+            if span is not None:
+                span.end(exc)
             return error_reply(exc), None, request_context
+        except BaseException as exc:  # cancelled: the caller gave up
+            if span is not None:
+                span.end(exc)
+            raise
         finally:
             if ls_token is not None:
                 self._ls_provider_data.reset(ls_token)  # type: ignore[union-attr]
             leave_request(token)
         if hasattr(result, "__aiter__"):
-            return None, result, request_context
+            return None, result, request_context  # the stream ends its span
+        if span is not None:
+            span.end()
         try:
             if codec.is_long_text(result):
                 reply = pb.CallReply(value_text=codec.encode_text(result))
@@ -335,7 +346,8 @@ async def _stream(source: Any, request_context: RequestContext) -> AsyncIterator
 
     token = enter_request(request_context)  # the producer task copies this context: provider data holds
     try:
-        producer = asyncio.create_task(produce())
+        with _telemetry.active(request_context.span):  # and the call's span is current in the generator
+            producer = asyncio.create_task(produce())
     finally:
         leave_request(token)
     try:
@@ -365,3 +377,5 @@ async def _stream(source: Any, request_context: RequestContext) -> AsyncIterator
         aclose = getattr(source, "aclose", None)
         if aclose is not None:
             await aclose()
+        if request_context.span is not None:
+            request_context.span.end(failure)

@@ -58,6 +58,8 @@ class StartRequest:
     retain_freed_bytes: int = 0
     limits: Mapping[str, int] = field(default_factory=dict)  # open_files, processes, cpu_seconds (rlimits)
     sandbox: Mapping[str, Any] | None = None  # ``read``, ``write``, ``connect_ports`` (hostel_sdk._sandbox)
+    # Set when the host traces: ``resource`` attributes and ``instrument`` (hostel_sdk._telemetry).
+    telemetry: Mapping[str, Any] | None = None
 
     def to_json(self) -> bytes:
         """The line to write (without its newline)."""

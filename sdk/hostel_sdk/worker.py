@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from hostel_sdk import __version__, _llama_stack, _sandbox
+from hostel_sdk import __version__, _llama_stack, _sandbox, _telemetry
 from hostel_sdk._deps import HostClient
 from hostel_sdk._handshake import PROTOCOL_VERSION, STACKS_SIGNAL, Handshake, Network, StartFailure
 from hostel_sdk._health import HealthService, health_handler
@@ -104,6 +104,7 @@ async def serve(request: StartRequest, handshake_fd: int, options: ServeOptions 
     """Build the provider, serve it, print the handshake, and wait to be told to stop."""
     # From C, in the signal handler itself: it works while the provider blocks the event loop.
     faulthandler.register(STACKS_SIGNAL, file=sys.stderr, all_threads=True, chain=False)
+    _telemetry.configure(request.telemetry)  # before the provider is imported: instrumentors patch its libraries
     host_client = None
     host_target = request.host_target or (f"unix://{request.host_socket}" if request.host_socket else "")
     if host_target:
@@ -162,6 +163,7 @@ async def serve(request: StartRequest, handshake_fd: int, options: ServeOptions 
                 await asyncio.wait_for(result, timeout=grace[0] or None)
         except Exception:
             logger.exception("provider %s: shutdown() raised", request.provider_id)
+    _telemetry.shutdown()
     return 0
 
 

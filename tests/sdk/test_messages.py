@@ -10,13 +10,14 @@ from hostel_sdk import _messages as hand
 from hostel_sdk._proto import worker_pb2 as gen
 
 TEXT = "ünïcode ✓"
+TRACEPARENT = "00-" + "a" * 32 + "-" + "b" * 16 + "-01"
 CASES: list[tuple[str, dict[str, Any]]] = [
     ("CallRequest", {"method": "m", "args_json": b"[1]", "kwargs_json": b'{"a":1}', "provider_data_json": b"{}",
                      "timeout_s": 2.5}),
     ("CallRequest", {}),
     ("HostCallRequest", {"api": "inference", "method": TEXT, "kwargs_json": b"x" * 300, "provider_data_json": b"{}"}),
-    ("HostCallRequest", {"api": "inference", "trace_context": {"traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01"}}),
-    ("CallRequest", {"method": "m", "trace_context": {"traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"}}),
+    ("HostCallRequest", {"api": "inference", "trace_context": {"traceparent": TRACEPARENT}}),
+    ("CallRequest", {"method": "m", "trace_context": {"traceparent": TRACEPARENT}}),
     ("RemoteError", {"kind": 6, "type_name": "PermissionError", "message": TEXT, "traceback": "tb\n" * 50}),
     ("StreamHandle", {"id": 2**40 + 5}),
     ("MethodInfo", {"name": "count", "streams": True}),

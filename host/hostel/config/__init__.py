@@ -20,6 +20,7 @@ from hostel.config.run import (
     SandboxSettings,
     ShieldEntry,
     StartMode,
+    TelemetrySettings,
     TlsSettings,
     load_run_config,
     read_run_config,
@@ -38,5 +39,5 @@ __all__ = [
     "AuthSettings", "BearerAuth", "ContainerSettings", "CorsSettings", "CustomAuth", "HostelSettings", "JwksSettings",
     "Launcher", "Limits", "ModelEntry", "NetworkRules", "OAuth2TokenAuth", "ProviderConfig", "ProviderEntry",
     "RaySettings", "RestartPolicy", "RunConfig", "SandboxSettings", "ServerSettings", "ShieldEntry", "StartMode",
-    "TlsSettings", "load_run_config", "read_run_config",
+    "TelemetrySettings", "TlsSettings", "load_run_config", "read_run_config",
 ]  # fmt: skip

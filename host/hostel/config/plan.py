@@ -59,6 +59,7 @@ class ProviderPlan:
     rlimits: Mapping[str, int] = dataclasses.field(default_factory=dict)  # open_files, processes, cpu_seconds
     start: StartMode = "eager"  # lazy: the worker starts on the first call
     idle_stop_s: float | None = None  # stop the worker after this long without calls
+    telemetry: Mapping[str, Any] | None = None  # set when the host traces: {"instrument": bool}
 
     @property
     def provider_type(self) -> str:
@@ -79,6 +80,7 @@ class Plan:
     providers: tuple[ProviderPlan, ...]
     external_apis: frozenset[str] = frozenset()  # APIs served outside this host (the Llama Stack bridge's deps)
     ray_address: str | None = None  # set by with_ray (hostel run --ray): a reload applies it again
+    telemetry: bool = False  # the host traces (hostel.telemetry, or the OTEL_ variables)
 
     @property
     def settings(self) -> HostelSettings:
@@ -153,7 +155,9 @@ def load_plan(
         _check_max_running(config, plans, problems)
     if problems:
         raise ConfigError(problems)
-    return Plan(config=config, providers=tuple(plans), external_apis=external_apis)
+    return Plan(
+        config=config, providers=tuple(plans), external_apis=external_apis, telemetry=traces(config.hostel, environ)
+    )
 
 
 def _plan_one(
@@ -198,6 +202,9 @@ def _plan_one(
     if launcher is None:
         return None
     sandbox = _sandbox(entry, config, launcher, key=key, problems=problems)
+    tracing = traces(config.hostel, environ)
+    if tracing and sandbox is not None and sandbox["connect_ports"] is not None:
+        sandbox["connect_ports"] = [*sandbox["connect_ports"], _collector_port(config.hostel, environ)]
     limits = entry.limits or Limits()
     return ProviderPlan(
         provider_id=entry.provider_id,
@@ -217,7 +224,8 @@ def _plan_one(
         max_concurrent_calls=(entry.limits or Limits()).max_concurrent_calls,
         max_queued_calls=(entry.limits or Limits()).max_queued_calls,
         expose=tuple(entry.expose),
-        env=_environment(config.hostel.pass_env, entry, environ),
+        env=_environment(config.hostel.pass_env, entry, environ)
+        + (_otel_environment(config.hostel, environ) if tracing else ()),
         sandbox=sandbox,
         rlimits={
             key: value
@@ -231,7 +239,45 @@ def _plan_one(
         retain_freed_mb=_retained(config.hostel.retain_freed_mb, entry.limits.memory_mb if entry.limits else None),
         start=entry.start or config.hostel.start,
         idle_stop_s=entry.idle_stop_s if entry.idle_stop_s is not None else config.hostel.idle_stop_s,
+        telemetry={"instrument": config.hostel.telemetry.instrument} if tracing else None,
     )
+
+
+_OTLP_ENDPOINTS = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+# Set per worker by the host, or meant for the host's own process alone.
+_OTEL_NOT_PASSED = ("OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_PYTHON_")
+
+
+def traces(settings: HostelSettings, environ: Mapping[str, str]) -> bool:
+    """Whether the host traces: ``hostel.telemetry.enabled``, else whether an OTLP endpoint is configured."""
+    telemetry = settings.telemetry
+    if telemetry.enabled is not None:
+        return telemetry.enabled
+    if environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
+        return False
+    return telemetry.endpoint is not None or any(environ.get(name) for name in _OTLP_ENDPOINTS)
+
+
+def _otel_environment(settings: HostelSettings, environ: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """What a tracing worker's exporter reads: the host's ``OTEL_`` variables, and ``hostel.telemetry``'s
+    endpoint and headers over them."""
+    values = {k: v for k, v in environ.items() if k.startswith("OTEL_") and not k.startswith(_OTEL_NOT_PASSED)}
+    telemetry = settings.telemetry
+    if telemetry.endpoint is not None:
+        values["OTEL_EXPORTER_OTLP_ENDPOINT"] = telemetry.endpoint
+        values.pop("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", None)
+    if telemetry.headers:
+        values["OTEL_EXPORTER_OTLP_HEADERS"] = ",".join(f"{k}={v}" for k, v in telemetry.headers.items())
+    return tuple(sorted(values.items()))
+
+
+def _collector_port(settings: HostelSettings, environ: Mapping[str, str]) -> int:
+    """The TCP port traces are exported to (a sandboxed worker with network rules may connect to it)."""
+    from urllib.parse import urlsplit
+
+    url = settings.telemetry.endpoint or next((environ[n] for n in _OTLP_ENDPOINTS if environ.get(n)), "")
+    parts = urlsplit(url or "http://localhost:4318")
+    return parts.port or (443 if parts.scheme == "https" else 80 if url else 4318)
 
 
 def _environment(

@@ -120,6 +120,17 @@ class RaySettings(_Strict):
     tls: TlsSettings | bool | None = None
 
 
+class TelemetrySettings(_Strict):
+    """``hostel.telemetry``: OpenTelemetry traces from the host and its workers (docs/observability.md)."""
+
+    # None: on when OTEL_EXPORTER_OTLP_ENDPOINT (or ..._TRACES_ENDPOINT) is set, as for any OpenTelemetry app.
+    enabled: bool | None = None
+    endpoint: str | None = None  # OTLP/HTTP base URL, e.g. http://collector:4318; default: the OTEL_ variables
+    headers: dict[str, str] = Field(default_factory=dict)  # sent with every export (e.g. a collector's token)
+    service_name: str = "hostel"  # the host's service.name; workers are hostel-provider-<id>
+    instrument: bool = False  # load the OpenTelemetry instrumentors for the libraries in each provider's venv
+
+
 class HostelSettings(_Strict):
     """hostel's own settings (the ``hostel:`` block of the run config)."""
 
@@ -154,6 +165,7 @@ class HostelSettings(_Strict):
     max_running: int | None = Field(None, gt=0)  # workers running at once: the least recently used idle one stops
     # How long a replaced or removed provider's old worker may finish its calls and streams before it is stopped.
     drain_grace_s: float = Field(30.0, ge=0)
+    telemetry: TelemetrySettings = TelemetrySettings()
     container: ContainerSettings = ContainerSettings()
     ray: RaySettings = RaySettings()
 

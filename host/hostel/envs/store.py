@@ -52,6 +52,11 @@ def default_home() -> Path:
     return Path(cache) / "hostel"
 
 
+# What a tracing worker needs in its venv, resolved together with the provider's own pins.
+TELEMETRY_REQUIREMENTS = ("opentelemetry-sdk>=1.20", "opentelemetry-exporter-otlp-proto-http>=1.20")
+INSTRUMENT_REQUIREMENTS = ("opentelemetry-instrumentation>=0.41b0",)
+
+
 @dataclass(frozen=True)
 class Env:
     """A built provider env."""
@@ -115,6 +120,9 @@ class EnvManager:
                 plan.spec.module,
             )
             requirements.append(normalise(package))
+        if plan.telemetry is not None:  # the worker sets up the OpenTelemetry SDK (docs/observability.md)
+            extra = [*TELEMETRY_REQUIREMENTS, *(INSTRUMENT_REQUIREMENTS if plan.telemetry.get("instrument") else ())]
+            requirements += [normalise(r) for r in extra]
         sources = tuple((r, tree_hash(Path(r))) for r in requirements if is_path(r) and Path(r).is_dir())
         spec = EnvSpec(
             provider_id=plan.provider_id,

@@ -364,7 +364,20 @@ def create_app(host: Host, *, bind: str = "127.0.0.1", authenticator: Authentica
         ),
         Middleware(_CatchAll),
     ]
+    if host.traces:
+        middleware[:0] = _tracing()
     return Starlette(routes=routes, exception_handlers={HTTPException: _http_error}, middleware=middleware)
+
+
+def _tracing() -> list[Middleware]:
+    """OpenTelemetry's ASGI middleware (a server span per request, its context from the caller's ``traceparent``),
+    if installed."""
+    try:
+        from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+    except ImportError:
+        logger.warning("tracing is on, but opentelemetry-instrumentation-asgi is missing: no HTTP server spans")
+        return []
+    return [Middleware(OpenTelemetryMiddleware, excluded_urls="v1/health,metrics", exclude_spans=["receive", "send"])]
 
 
 # server.cors: true, as Llama Stack reads it: pages from http(s)://localhost on any port, for development.

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hostel import __version__ as hostel_version
 from hostel._environ import worker_environ
 from hostel.config.plan import ProviderPlan
 from hostel.envs import Env
@@ -48,11 +49,29 @@ KILL_WAIT_S = 5.0
 
 
 def start_request(
-    plan: ProviderPlan, *, token: str, log_level: str, max_message_bytes: int, grace_s: float
+    plan: ProviderPlan,
+    *,
+    token: str,
+    log_level: str,
+    max_message_bytes: int,
+    grace_s: float,
+    env_key: str | None = None,
 ) -> StartRequest:
     """The start request for a local worker of ``plan`` (docs/protocol.md); launchers derive theirs from it
     with ``dataclasses.replace`` (where to listen, how to reach the host, their identity)."""
     spec = plan.spec
+    telemetry = None
+    if plan.telemetry is not None:  # the worker's OpenTelemetry resource (docs/observability.md)
+        resource = {
+            "service.name": f"hostel-provider-{plan.provider_id}",
+            "hostel.provider.id": plan.provider_id,
+            "hostel.provider.type": spec.provider_type,
+            "hostel.api": plan.api,
+            "hostel.launcher": plan.launcher,
+            "hostel.version": hostel_version,
+            **({"hostel.env.key": env_key} if env_key else {}),
+        }
+        telemetry = {**plan.telemetry, "resource": resource}
     return StartRequest(
         provider_id=plan.provider_id,
         api=plan.api,
@@ -71,6 +90,7 @@ def start_request(
         grace_s=grace_s,
         retain_freed_bytes=plan.retain_freed_mb * 2**20,
         limits=dict(plan.rlimits),
+        telemetry=telemetry,
     )
 
 
@@ -124,6 +144,7 @@ class WorkerProcess(WorkerBase):
         host_socket: Path | None = None,
         command: Sequence[str] | None = None,
         die_with_host: bool = False,
+        env_key: str | None = None,
     ) -> None:
         """``command`` replaces ``python -m hostel_sdk.worker`` (tests run a fake worker this way).
 
@@ -135,6 +156,7 @@ class WorkerProcess(WorkerBase):
         self._log_level = log_level
         self._max_message_bytes = max_message_bytes
         self._grace_s = grace_s
+        self._env_key = env_key
         self._command = list(command) if command else [str(python), "-m", "hostel_sdk.worker"]
         if die_with_host:
             self._command[:0] = _SETPRIV
@@ -173,6 +195,7 @@ class WorkerProcess(WorkerBase):
             log_level=self._log_level,
             max_message_bytes=self._max_message_bytes,
             grace_s=self._grace_s,
+            env_key=self._env_key,
         )
         sandbox = None
         if self.plan.sandbox is not None:  # its own directory (socket, private tmp) is its to write
@@ -351,6 +374,7 @@ class ProcessLauncher(GrpcConnect):
             max_message_bytes=context.settings.max_message_mb * 2**20,
             grace_s=context.settings.stop_grace_s,
             host_socket=context.callbacks.socket_path if context.callbacks else None,
+            env_key=env.key if env is not None else None,
         )
 
     async def close(self) -> None:

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import grpc
 
+from hostel import _telemetry
 from hostel.errors import HostelError, RemoteError
 from hostel_sdk import _messages as pb
 from hostel_sdk import codec
@@ -201,8 +202,9 @@ class CallbackServer:
             yield error_reply(exc, pb.ERROR_KIND_BAD_ARGUMENTS)
             return
         try:
-            router = self._source.api(request.api, timeout=context.time_remaining(), provider_data=provider_data)
-            result = await router.invoke(request.method, args, kwargs)
+            with _telemetry.extracted(request.trace_context):  # the host's call span: a child of the provider's
+                router = self._source.api(request.api, timeout=context.time_remaining(), provider_data=provider_data)
+                result = await router.invoke(request.method, args, kwargs)
             if not hasattr(result, "__aiter__"):
                 yield pb.CallReply(value_json=codec.dumps(result))
                 return

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import grpc
 
+from hostel import _telemetry
 from hostel.errors import CallTimeoutError, HostelError, PayloadTooLargeError, WorkerProtocolError
 from hostel.transport import grpc_errors as _grpc_errors
 from hostel.transport.session import CallExpired, Session
@@ -131,6 +132,7 @@ class GrpcChannel:
             kwargs_json=self._encode("arguments", plain, method, sum(map(len, text.values()))),
             provider_data_json=codec.dumps(provider_data) if provider_data is not None else b"",
             kwargs_text=text,
+            trace_context=_telemetry.inject(),
         )
         errors = _HostErrors(self, method)
 
