@@ -66,13 +66,14 @@ class Server:
 
 
 @contextlib.contextmanager
-def _running(command: list[str], tmp: Path) -> Iterator[Server]:
+def _running(command: list[str], tmp: Path, extra_env: dict[str, str] | None = None) -> Iterator[Server]:
     port = _free_port()
     env = {
         **os.environ,
         "HOSTEL_HOME": str(tmp / "home"),
         "SQLITE_STORE_DIR": str(tmp / "store"),
         "BRIDGEPROV_DIR": str(REPO / "tests" / "providers" / "bridgeprov"),
+        **(extra_env or {}),
     }
     log = tmp / "server.log"
     with log.open("wb") as out:
@@ -217,3 +218,56 @@ def test_ogx_serves_the_same_bridged_providers(tmp_path_factory: pytest.TempPath
         server.proc.kill()  # a server killed outright: its workers go with it (parent-death signal)
         server.proc.wait(timeout=30)
         assert wait_until(lambda: not worker_pids(str(server.home)), timeout=15)
+
+
+def test_one_trace_across_the_llama_stack_server_and_a_bridged_worker(
+    server_venv: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """``opentelemetry-instrument llama stack run``, as Llama Stack's docs run it: the server's FastAPI span,
+    hostel's call span and the worker's span are one trace."""
+    import secrets
+
+    import uv
+
+    from tests.otlp import Receiver
+
+    python = str(server_venv / "bin" / "python")
+    otel = ["opentelemetry-distro", "opentelemetry-exporter-otlp-proto-http", "opentelemetry-instrumentation-fastapi",
+            "opentelemetry-instrumentation-asgi"]  # fmt: skip
+    subprocess.run([uv.find_uv_bin(), "pip", "install", "--quiet", "--python", python, *otel], check=True)
+    receiver = Receiver()
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_SERVICE_NAME": "llama-stack", "OTEL_TRACES_EXPORTER": "otlp", "OTEL_METRICS_EXPORTER": "none",
+        "OTEL_LOGS_EXPORTER": "none", "OTEL_BSP_SCHEDULE_DELAY": "50",
+    }  # fmt: skip
+    command = [
+        str(server_venv / "bin" / "opentelemetry-instrument"),
+        str(server_venv / "bin" / "llama"),
+        "stack",
+        "run",
+    ]
+    try:
+        with _running(command, tmp_path_factory.mktemp("traced"), env) as traced:
+            trace_id = secrets.token_hex(16)
+            headers = {"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"}
+            body = {"model": "echo-new/new", "messages": [{"role": "user", "content": "traced"}]}
+            response = httpx.post(f"{traced.url}/v1/chat/completions", json=body, headers=headers, timeout=120)
+            assert response.status_code == 200, response.text
+            names = {"call echo-new.openai_chat_completion", "serve echo-new.openai_chat_completion"}
+            assert wait_until(lambda: names <= {s.name for s in receiver.trace(trace_id)}, timeout=60), [
+                (s.name, s.service) for s in receiver.trace(trace_id)
+            ]
+            spans = {s.span_id: s for s in receiver.trace(trace_id)}
+            worker = next(s for s in spans.values() if s.name == "serve echo-new.openai_chat_completion")
+            assert worker.service == "hostel-provider-echo-new"
+            ancestors, span = [], worker
+            while span.parent_id in spans:
+                span = spans[span.parent_id]
+                ancestors.append((span.name, span.service))
+            assert ancestors[0] == ("call echo-new.openai_chat_completion", "llama-stack")  # hostel, in the server
+            assert any(service == "llama-stack" and "chat/completions" in name for name, service in ancestors), (
+                ancestors
+            )
+    finally:
+        receiver.close()

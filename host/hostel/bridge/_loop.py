@@ -13,6 +13,8 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
+from hostel import _telemetry
+
 T = TypeVar("T")
 
 
@@ -42,12 +44,15 @@ class LoopThread:
 
 
 async def run_on(loop: asyncio.AbstractEventLoop, make: Callable[[], Awaitable[T]]) -> T:
-    """Await ``make()`` on ``loop`` from another loop; if it is the running loop, just await it."""
+    """Await ``make()`` on ``loop`` from another loop; if it is the running loop, just await it. The caller's
+    trace context crosses too, so the server's span is the parent of hostel's."""
     if loop is asyncio.get_running_loop():
         return await make()
+    carrier = _telemetry.inject()
 
     async def wrapped() -> T:
-        return await make()
+        with _telemetry.extracted(carrier):
+            return await make()
 
     return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(wrapped(), loop))
 
