@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -40,7 +42,12 @@ def server(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver) -> Iter
             "inference": [{"provider_id": "infer", "provider_type": "inline::otelprov"}],
             "tool_runtime": [{"provider_id": "tools", "provider_type": "inline::otelprov"}],
         },
-        hostel={"restart": {"backoff_initial_s": 0.05}},
+        hostel={
+            "restart": {"backoff_initial_s": 0.05},
+            "probe_interval_s": 0.2,
+            "probe_timeout_s": 0.2,
+            "probe_failures": 2,
+        },
     )
     env = {
         "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
@@ -150,3 +157,52 @@ def test_no_telemetry_means_no_opentelemetry_in_the_venv(tmp_path: Path) -> None
     assert dict(traced.providers[0].env)["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://127.0.0.1:1"
     off = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://x", "OTEL_SDK_DISABLED": "true"}
     assert not load_plan(config, environ=off).telemetry
+
+
+def test_a_hung_worker_explains_itself_on_the_call_it_failed(server: Served, receiver: Receiver) -> None:
+    trace_id, _, headers = _traceparent()
+    response = server.post("/v1/providers/tools/block", {"seconds": 30}, headers=headers)
+    assert response.status_code == 503
+    exit_event = _spans(receiver, trace_id, {"call tools.block"})["call tools.block"].events["hostel.worker.exit"]
+    assert "liveness probes" in exit_event["hostel.worker.reason"] and "in block" in exit_event["hostel.worker.reason"]
+    assert wait_until(lambda: server.get("/v1/health").status_code == 200, timeout=30)
+
+
+def test_instrumented_providers_carry_the_trace_to_their_upstream(
+    tmp_path: Path, receiver: Receiver, hostel_home: Path
+) -> None:
+    """``telemetry.instrument``: the instrumentations for the libraries in the provider's venv (httpx here) are
+    installed and loaded, so its upstream call is a span of the trace and sends the trace on."""
+    seen: list[str] = []
+
+    class Upstream(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("traceparent", ""))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    upstream = ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    config = make_config(
+        tmp_path,
+        specs={"inline/inference/otelprov": SPEC},
+        providers={"inference": [{"provider_id": "infer", "provider_type": "inline::otelprov"}]},
+        hostel={"telemetry": {"endpoint": receiver.endpoint, "instrument": True}},
+    )
+    running = Served(config, hostel_home, env={"OTEL_BSP_SCHEDULE_DELAY": "50"})
+    try:
+        trace_id, _, headers = _traceparent()
+        url = f"http://127.0.0.1:{upstream.server_address[1]}/v1/models"
+        assert running.post("/v1/providers/infer/fetch", {"url": url}, headers=headers).json() == 204
+        assert len(seen) == 1 and seen[0].split("-")[1] == trace_id  # the upstream got the trace
+        assert wait_until(lambda: any(s.kind == 3 and s.service == "hostel-provider-infer"
+                                      for s in receiver.trace(trace_id)), timeout=20)  # fmt: skip
+        serve = _spans(receiver, trace_id, {"serve infer.fetch"})["serve infer.fetch"]
+        client = next(s for s in receiver.trace(trace_id) if s.kind == 3 and s.service == "hostel-provider-infer")
+        assert client.parent_id == serve.span_id
+    finally:
+        assert running.stop() == 0
+        upstream.shutdown()

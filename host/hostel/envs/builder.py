@@ -27,7 +27,7 @@ from hostel._environ import installer_environ
 from hostel.envs import process as _process
 from hostel.envs.localwheels import build_command, cached_wheel, distribution_sources, publish, wheel_dir
 from hostel.envs.sdkwheel import sdk_wheel
-from hostel.envs.spec import METADATA_FORMAT, EnvSpec, local_dir, tree_hash
+from hostel.envs.spec import METADATA_FORMAT, EnvSpec, asks_instrumentations, local_dir, tree_hash
 from hostel.errors import EnvBuildError
 
 logger = logging.getLogger(__name__)
@@ -98,6 +98,8 @@ class EnvBuilder:
         install = [*install_base, "-r", str(req_file), *map(str, wheels), *(["--no-deps"] if spec.pins else [])]
         await self._run(spec, install, requirements)
         req_file.unlink()  # it may hold index credentials; the metadata keeps the requirements, redacted
+        if not spec.pins and asks_instrumentations(spec.requirements):
+            await self._instrumentations(spec, python, install_base, requirements)
         found_spec, import_check = await self._check(spec, python, install_base, requirements)
         resolved = installed_distributions(tmp, distribution_sources(wheels))
         return {
@@ -148,6 +150,26 @@ class EnvBuilder:
                     )
             wheels[wheel] = source
         return wheels
+
+    async def _instrumentations(
+        self, spec: EnvSpec, python: Path, install_base: list[str], requirements: list[str]
+    ) -> None:
+        """``hostel.telemetry.instrument``: the OpenTelemetry instrumentations for the libraries installed here, as
+        ``opentelemetry-bootstrap`` lists them (a locked env has them among its pins already)."""
+        listing = [
+            str(python),
+            "-c",
+            "from opentelemetry.instrumentation.bootstrap import run; run()",
+            "-a",
+            "requirements",
+        ]
+        done = await self._run(spec, listing, requirements, what="listing the OpenTelemetry instrumentations of")
+        # Unpinned: bootstrap pins its own version, which an index need not carry for every instrumentation;
+        # the installer resolves one version that fits them all and the provider's own pins.
+        listed = (line.strip() for line in done.stdout.splitlines() if line.strip() and not line.startswith("#"))
+        wanted = [line.split("==", 1)[0] for line in listed]
+        if wanted:
+            await self._run(spec, [*install_base, *wanted], [*requirements, *wanted])
 
     async def _check(
         self, spec: EnvSpec, python: Path, install_base: list[str], requirements: list[str]

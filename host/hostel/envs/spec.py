@@ -49,6 +49,17 @@ def tree_hash(root: Path) -> str:
     return digest.hexdigest()
 
 
+# What a tracing worker needs in its venv (docs/observability.md), resolved together with the provider's pins;
+# with hostel.telemetry.instrument also what lists and loads instrumentations.
+TELEMETRY_REQUIREMENTS = ("opentelemetry-sdk>=1.20", "opentelemetry-exporter-otlp-proto-http>=1.20")
+INSTRUMENT_REQUIREMENTS = ("opentelemetry-instrumentation>=0.41b0",)
+
+
+def asks_instrumentations(requirements: Sequence[str]) -> bool:
+    """Whether an env's requirements are those of ``hostel.telemetry.instrument``."""
+    return normalise(INSTRUMENT_REQUIREMENTS[0]) in requirements
+
+
 def normalise(requirement: str) -> str:
     if is_path(requirement):
         return requirement

@@ -30,7 +30,17 @@ from hostel.envs.builder import EnvBuilder, hint, touch
 from hostel.envs.interpreters import InterpreterCache, InterpreterNotFoundError
 from hostel.envs.lock import Lockfile, read_lock
 from hostel.envs.sdkwheel import sdk_fingerprint
-from hostel.envs.spec import METADATA_FORMAT, EnvSpec, is_path, normalise, provider_package, slug, tree_hash
+from hostel.envs.spec import (
+    INSTRUMENT_REQUIREMENTS,
+    METADATA_FORMAT,
+    TELEMETRY_REQUIREMENTS,
+    EnvSpec,
+    is_path,
+    normalise,
+    provider_package,
+    slug,
+    tree_hash,
+)
 from hostel.errors import EnvBuildError
 
 logger = logging.getLogger(__name__)
@@ -50,11 +60,6 @@ def default_home() -> Path:
         return Path(os.environ["HOSTEL_HOME"]).expanduser()
     cache = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
     return Path(cache) / "hostel"
-
-
-# What a tracing worker needs in its venv, resolved together with the provider's own pins.
-TELEMETRY_REQUIREMENTS = ("opentelemetry-sdk>=1.20", "opentelemetry-exporter-otlp-proto-http>=1.20")
-INSTRUMENT_REQUIREMENTS = ("opentelemetry-instrumentation>=0.41b0",)
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 from opentelemetry import baggage, trace
 
 tracer = trace.get_tracer("hostel_otelprov")
@@ -40,6 +42,14 @@ class TracingProvider:
 
     async def crash(self) -> None:
         os._exit(3)
+
+    async def block(self, seconds: float) -> None:
+        time.sleep(seconds)  # the event loop with it: the liveness probe kills the worker
+
+    async def fetch(self, url: str) -> int:
+        """An upstream call, as a provider makes to its model server (instrumented with telemetry.instrument)."""
+        async with httpx.AsyncClient() as client:
+            return (await client.get(url)).status_code
 
 
 async def get_provider_impl(config: Any, deps: dict[Any, Any]) -> TracingProvider:
