@@ -1,0 +1,53 @@
+"""``HOSTEL_LOG_FORMAT=json``: one JSON object per line, with the provider's id and the current trace."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from hostel.cli.log_setup import JsonFormatter
+from tests.conftest import make_config
+
+
+def test_a_line_carries_the_current_trace_and_the_providers_id() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("hostel.provider.ollama")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        with TracerProvider().get_tracer("test").start_as_current_span("call") as span:
+            logger.warning("upstream is slow: %s ms", 900)
+        logger.error("no span now")
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = True
+    inside, outside = (json.loads(line) for line in stream.getvalue().splitlines())
+    context = span.get_span_context()
+    assert inside["message"] == "upstream is slow: 900 ms" and inside["provider_id"] == "ollama"
+    assert inside["trace_id"] == format(context.trace_id, "032x") and inside["span_id"] == format(
+        context.span_id, "016x"
+    )
+    assert inside["level"] == "WARNING" and inside["time"].endswith("+00:00")
+    assert "trace_id" not in outside
+
+
+def test_the_cli_logs_json_lines_the_workers_included(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "hostel", "call", str(config), "t", "greet", "--args", '{"name": "x"}'],
+        capture_output=True, text=True, timeout=300, check=False,
+        env={**os.environ, "HOSTEL_LOG_FORMAT": "json", "HOSTEL_LOG": "info"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stderr.splitlines()]  # every line is JSON
+    assert any(line.get("provider_id") == "t" for line in lines), lines  # the worker's own lines, relayed
+    assert all({"time", "level", "logger", "message"} <= set(line) for line in lines)
