@@ -17,6 +17,7 @@ class _BrokenHost:
     """Just enough of a Host for the gateway, whose calls fail as no hostel error would."""
 
     config = SimpleNamespace(server=ServerSettings(), hostel=HostelSettings())
+    traces = False
 
     def add_observer(self, observer: Any) -> None:
         pass
