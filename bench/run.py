@@ -32,11 +32,12 @@ import bench_lifecycle
 import bench_ray_baseline
 import bench_sandbox
 import bench_supervisor
+import bench_telemetry
 from _common import print_table
 
 PARTS = (
     "calls", "supervisor", "gateway", "gateway_security", "envs", "ray", "launchers", "containment", "chaos", "sandbox",
-    "lifecycle",
+    "lifecycle", "telemetry",
 )  # fmt: skip
 
 
@@ -59,6 +60,8 @@ async def run_part(name: str, quick: bool) -> list[dict[str, Any]]:
         return await bench_gateway_security.bench(500 if quick else 2000)
     if name == "sandbox":
         return await bench_sandbox.bench(3 if quick else 10)
+    if name == "telemetry":
+        return await bench_telemetry.bench(500 if quick else 2000)
     if name == "lifecycle":
         return await bench_lifecycle.bench(10 if quick else 30, 200)
     return await bench_envs.bench(["uv"] if quick else ["uv", "pip"], 10 if quick else 50)

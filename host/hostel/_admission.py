@@ -13,6 +13,7 @@ import weakref
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from hostel import _telemetry
 from hostel.errors import CallTimeoutError, ProviderBusyError
 
 
@@ -54,11 +55,14 @@ class Admission:
                 f"{self.running} calls running and {len(self._waiting)} queued, its limits "
                 "(limits.max_concurrent_calls, limits.max_queued_calls)"
             )
-        turn = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        turn = loop.create_future()
         self._waiting.append(turn)
         host.calls += 1
+        queued_at = loop.time()
         try:
             await asyncio.wait_for(asyncio.shield(turn), timeout)
+            _telemetry.annotate("hostel.queue.wait_s", loop.time() - queued_at)
         except BaseException as exc:
             if turn.done() and not turn.cancelled():
                 self._release()  # the place was handed to us just as we gave up: pass it on

@@ -170,11 +170,22 @@ class CallSpan:
         if error is not None:
             self.span.record_exception(error)
             self.span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+        result = "ok" if error is None else type(error).__name__
+        self.span.set_attribute("hostel.outcome", result)
         self.span.end()
         calls, duration = _state.meter_instruments
-        outcome = {**self._attributes, "hostel.outcome": "ok" if error is None else type(error).__name__}
+        outcome = {**self._attributes, "hostel.outcome": result}
         calls.add(1, outcome)
         duration.record(time.perf_counter() - self._started, outcome)
+
+
+def annotate(name: str, value: Any) -> None:
+    """Set an attribute on the current span (the call's, in the host), when tracing."""
+    if _state.tracer is None:
+        return
+    from opentelemetry import trace
+
+    trace.get_current_span().set_attribute(name, value)
 
 
 def start_call(provider_id: str, method: str, api: str) -> CallSpan | None:

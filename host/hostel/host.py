@@ -389,6 +389,7 @@ class Host:
             raise
         span.leave()
         if hasattr(result, "__aiter__"):
+            span.span.set_attribute("hostel.stream", True)
             return _telemetry.TracedStream(result, span)
         span.end()
         return result

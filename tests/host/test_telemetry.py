@@ -39,7 +39,9 @@ def server(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver) -> Iter
             "inline/tool_runtime/otelprov": {**SPEC, "api_dependencies": ["inference"]},
         },
         providers={
-            "inference": [{"provider_id": "infer", "provider_type": "inline::otelprov"}],
+            "inference": [
+                {"provider_id": "infer", "provider_type": "inline::otelprov", "limits": {"max_concurrent_calls": 1}}
+            ],
             "tool_runtime": [{"provider_id": "tools", "provider_type": "inline::otelprov"}],
         },
         hostel={
@@ -88,7 +90,20 @@ def test_one_trace_from_the_callers_span_to_the_providers_own(server: Served, re
     assert worker.service == "hostel-provider-tools" and worker.resource["hostel.provider.id"] == "tools"
     assert worker.resource["hostel.provider.type"] == "inline::otelprov" and worker.resource["hostel.env.key"]
     assert worker.resource["hostel.launcher"] == "process" and worker.resource["hostel.version"]
-    assert spans["call tools.work"].attributes["provider"] == "tools"
+    call = spans["call tools.work"].attributes
+    assert call["provider"] == "tools" and call["rpc.method"] == "work" and call["hostel.api"] == "tool_runtime"
+    assert call["hostel.outcome"] == "ok" and "hostel.stream" not in call and "hostel.queue.wait_s" not in call
+
+
+def test_a_call_that_waited_in_the_queue_says_how_long(server: Served, receiver: Receiver) -> None:
+    holder = threading.Thread(target=server.post, args=("/v1/providers/infer/wait", {"seconds": 1.0}))
+    holder.start()  # infer runs one call at a time (limits.max_concurrent_calls: 1)
+    time.sleep(0.3)
+    trace_id, _, headers = _traceparent()
+    assert server.post("/v1/providers/infer/work", {"text": "q"}, headers=headers).status_code == 200
+    holder.join()
+    waited = _spans(receiver, trace_id, {"call infer.work"})["call infer.work"].attributes["hostel.queue.wait_s"]
+    assert 0.2 < waited < 5
 
 
 def test_a_deps_call_is_a_child_of_the_provider_that_made_it(server: Served, receiver: Receiver) -> None:
@@ -118,6 +133,7 @@ def test_a_stream_is_one_span_that_ends_with_it(server: Served, receiver: Receiv
     assert items == [0, 1, 2]
     assert wait_until(lambda: sum(s.name == "provider.item" for s in receiver.trace(trace_id)) == 3, timeout=20)
     spans = _spans(receiver, trace_id, {"call tools.count", "serve tools.count"})
+    assert spans["call tools.count"].attributes["hostel.stream"] is True
     for item in (s for s in receiver.trace(trace_id) if s.name == "provider.item"):
         assert item.parent_id == spans["serve tools.count"].span_id
 
@@ -137,6 +153,7 @@ def test_a_crash_mid_call_is_an_error_with_the_exit_on_the_call_span(server: Ser
     spans = _spans(receiver, trace_id, {"call tools.crash"})
     call = spans["call tools.crash"]
     assert call.status == 2 and call.events["hostel.worker.exit"]["hostel.worker.exit_code"] == 3
+    assert call.attributes["hostel.outcome"] == "ProviderCrashedError"
     assert "exception" in call.events
     assert wait_until(lambda: server.get("/v1/health").status_code == 200, timeout=30)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import AsyncIterator
@@ -42,6 +43,9 @@ class TracingProvider:
 
     async def crash(self) -> None:
         os._exit(3)
+
+    async def wait(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)  # holds its place in the provider's admission, not its event loop
 
     async def block(self, seconds: float) -> None:
         time.sleep(seconds)  # the event loop with it: the liveness probe kills the worker
