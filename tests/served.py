@@ -68,6 +68,10 @@ class Served:
             f"{self.url}{path}", json={} if body is None else body, timeout=60, verify=self.verify, **kwargs
         )
 
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """Any other request to ``path``."""
+        return httpx.request(method, f"{self.url}{path}", timeout=60, verify=self.verify, **kwargs)
+
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         """``hostel ARGS --port P`` against this server."""
         return subprocess.run(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
@@ -22,9 +23,10 @@ from hostel.config.envfile import environ_with
 from hostel.config.plan import Plan, load_plan
 from hostel.envs import EnvManager
 from hostel.envs.lock import lock_path
-from hostel.errors import ConfigError, Problem, ProviderUnavailableError, RoutingError
+from hostel.errors import ConfigError, MethodNotFoundError, Problem, ProviderUnavailableError, RoutingError
 from hostel.proxy import ProviderProxy
 from hostel.reload import ReloadReport, apply_reload
+from hostel.resources import KINDS, TABLE_APIS, ResourceStore, ResourceTables, TableApi, default_state_dir
 from hostel.router import ApiRouter
 from hostel.slot import ProviderSlot
 from hostel.supervisor import ProviderStatus, Supervisor, SupervisorContext
@@ -119,8 +121,10 @@ class Host:
                 self.callbacks,
                 external_apis=plan.external_apis,
                 base_dir=plan.config.base_dir,
+                prime=self._prime,
             ),
         )
+        self._tables: ResourceTables | None = None
         self._started: list[str] = []  # the providers start() was asked for, and those reloads added
         self._running = False
         self._observers: list[CallObserver] = []
@@ -255,6 +259,8 @@ class Host:
             if self.plan.ray_address is not None:
                 new = new.with_ray(self.plan.ray_address)
             report, self.plan = await apply_reload(self.supervisor, self.plan, new)
+            if self._tables is not None:
+                self._tables.configure(self.plan.config, self._providers_by_api())
             if config is not None:
                 self._source = config
             self._started = [i for i in self.supervisor.slots]
@@ -286,9 +292,105 @@ class Host:
         ids = [p.provider_id for p in self.plan.providers if p.api == api]
         if not ids and self.external is not None and api in self.external.apis:
             return self.external.api(api, timeout=timeout, provider_data=provider_data)  # type: ignore[no-any-return]
+        if not ids and api in TABLE_APIS:
+            return TableApi(self, TABLE_APIS[api])  # type: ignore[return-value]
         if not ids:
             raise RoutingError(f"no provider serves API {api!r}")
-        return ApiRouter(self, api, ids, self.plan.config.models, timeout=timeout, provider_data=provider_data)
+        return ApiRouter(
+            self,
+            api,
+            ids,
+            self.plan.config.models,
+            timeout=timeout,
+            provider_data=provider_data,
+            resources=self.tables,
+        )
+
+    # -- the benchmarks, datasets and scoring functions tables (docs/resources.md) -------------------------
+
+    @property
+    def tables(self) -> ResourceTables:
+        """The resource tables, opened on first use (their file is under the host's state directory)."""
+        if self._tables is None:
+            state = default_state_dir(self.plan.config, self.envs.home)
+            self._tables = ResourceTables(ResourceStore(state / "registry.sqlite3" if state else None))
+            self._tables.configure(self.plan.config, self._providers_by_api())
+        return self._tables
+
+    def _providers_by_api(self) -> dict[str, list[str]]:
+        by_api: dict[str, list[str]] = {}
+        for plan in self.plan.providers:
+            by_api.setdefault(plan.api, []).append(plan.provider_id)
+        return by_api
+
+    def _kind(self, kind: str) -> Any:
+        for found in KINDS:
+            if kind in (found.name, found.table_api):
+                return found
+        raise RoutingError(f"no resource kind {kind!r}; kinds: {', '.join(k.name for k in KINDS)}")
+
+    def resources(self, kind: str) -> list[dict[str, Any]]:
+        """Every ``benchmark``, ``dataset`` or ``scoring_function`` in the tables, as Llama Stack's types have them."""
+        return self.tables.all(self._kind(kind))
+
+    def resource(self, kind: str, identifier: str) -> dict[str, Any]:
+        """One resource; ``RoutingError`` (HTTP 404) if the table has no such id."""
+        found = self._kind(kind)
+        record = self.tables.get(found, identifier)
+        if record is None:
+            self.tables.owner(found, identifier)  # raises, naming what there is
+        assert record is not None
+        return record
+
+    def owner(self, kind: str, identifier: str) -> str:
+        """The id of the provider that owns a resource; ``RoutingError`` (HTTP 404) if the table has no such id."""
+        return self.tables.owner(self._kind(kind), identifier)
+
+    def providers_of(self, api: str) -> list[str]:
+        """The ids of the providers that serve ``api``, in start order."""
+        return self._providers_by_api().get(api, [])
+
+    def job_owner(self, job_id: str) -> str | None:
+        """The provider running a (post-training) job started through this host, if known."""
+        return self.tables.store.job_owner(job_id)
+
+    def remember_job(self, job_id: str, api: str, provider_id: str) -> None:
+        """Keep which provider runs a job (across restarts), so later calls about it reach that provider."""
+        self.tables.store.put_job(job_id, api, provider_id)
+
+    async def register(self, kind: str, **fields: Any) -> dict[str, Any]:
+        """Register a resource (``benchmark_id=..., dataset_id=..., scoring_functions=[...]`` for a benchmark)
+        with the provider that owns it (``provider_id``, or the API's only provider) and keep it across
+        restarts. The provider is told first (its ``register_benchmark``...); if it refuses, nothing is kept."""
+        found = self._kind(kind)
+        record = self.tables.record(found, fields)
+        await self._tell(record["provider_id"], found.register, record)
+        self.tables.register(found, record)
+        logger.info("registered %s %r with provider %s", found.name, record["identifier"], record["provider_id"])
+        return record
+
+    async def unregister(self, kind: str, identifier: str) -> None:
+        """Unregister a resource: its provider is told, then it is forgotten."""
+        found = self._kind(kind)
+        owner = self.tables.owner(found, identifier)
+        await self._tell(owner, found.unregister, identifier)
+        self.tables.unregister(found, identifier)
+
+    async def _tell(self, provider_id: str, method: str, value: Any) -> None:
+        with contextlib.suppress(MethodNotFoundError):  # a provider with no registry of its own needs no telling
+            await self.call(provider_id, method, (value,), {})
+
+    async def _prime(self, provider_id: str, channel: Any) -> None:
+        """Tell a new worker of the resources its provider owns (its registry lives in the worker's memory)."""
+        for kind, record in self.tables.owned_by(provider_id):
+            try:
+                await channel.call(
+                    kind.register, (record,), {}, timeout=self.plan.settings.start_timeout_s, provider_data=None
+                )
+            except MethodNotFoundError:
+                return
+            except Exception as exc:  # noqa: BLE001 - one stale registration must not keep the provider down
+                logger.warning("provider %s refused %s %r: %s", provider_id, kind.name, record["identifier"], exc)
 
     @property
     def config(self) -> RunConfig:

@@ -8,6 +8,7 @@ from typing import Any
 from hostel.config import ModelEntry
 from hostel.errors import RoutingError
 from hostel.proxy import Caller
+from hostel.resources import ResourceTables
 
 _MODEL_KEYS = ("model", "model_id")
 
@@ -25,7 +26,11 @@ class ApiRouter:
         *,
         timeout: float | None = None,
         provider_data: Any = None,
+        resources: ResourceTables | None = None,
     ) -> None:
+        """``resources``: routes calls that name a benchmark, dataset, scoring function or training job to
+        the provider that owns it."""
+        self._resources = resources
         self._caller = caller
         self.api = api
         self._provider_ids = list(provider_ids)
@@ -57,6 +62,9 @@ class ApiRouter:
                 )
             rewritten[key] = entry.provider_model_id or entry.model_id
             return entry.provider_id, rewritten
+        owner = self._resources.route(self.api, kwargs) if self._resources is not None else None
+        if owner is not None and owner in self._provider_ids:
+            return owner, rewritten
         if len(self._provider_ids) == 1:
             return self._provider_ids[0], rewritten
         if not self._provider_ids:

@@ -17,7 +17,7 @@ import logging
 import math
 import signal
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -90,6 +90,8 @@ class SupervisorContext:
     callbacks: CallbackServer | None = None
     external_apis: frozenset[str] = frozenset()  # APIs served outside the host, which providers may depend on
     base_dir: Path | None = None  # the run config's directory: relative paths in its settings resolve against it
+    # Run on every new worker before it serves (the host tells it of the resources its provider owns).
+    prime: Callable[[str, Channel], Awaitable[None]] | None = None
 
     def launch_context(self) -> LaunchContext:
         """What the launchers need of this context."""
@@ -128,6 +130,7 @@ class ProviderSlot:
         )
         self.launchers = launchers
         self.callbacks = context.callbacks
+        self._prime = context.prime
         self.spec_resolved = False  # a `module:` provider's plan takes the spec its package declares
         self.settings = context.settings
         self.envs = context.envs
@@ -296,6 +299,8 @@ class ProviderSlot:
             channel = launcher.connect(
                 worker, handshake, provider_id=self.provider_id, explain=functools.partial(self._explain, worker)
             )
+            if self._prime is not None:
+                await self._prime(self.provider_id, channel)
             if self._closed:  # the host began to stop as this worker came up: it must not outlive the host
                 await channel.close()
                 raise ProviderUnavailableError(

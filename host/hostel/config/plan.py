@@ -439,11 +439,15 @@ def with_resolved_spec(plan: ProviderPlan, found: Mapping[str, Any]) -> Provider
     return dataclasses.replace(plan, spec=spec)
 
 
+# Routing tables the host serves itself when no provider is configured for them (hostel.resources).
+HOST_TABLE_APIS = ("benchmarks", "datasets", "scoring_functions")
+
+
 def _order(
     label: str, plans: list[ProviderPlan], problems: list[Problem], external_apis: frozenset[str] = frozenset()
 ) -> list[ProviderPlan]:
     """Resolve API dependencies to provider ids and sort providers so dependencies start first."""
-    by_api: dict[str, list[str]] = {api: [] for api in external_apis}
+    by_api: dict[str, list[str]] = {api: [] for api in (*external_apis, *HOST_TABLE_APIS)}
     for plan in plans:
         by_api.setdefault(plan.api, []).append(plan.provider_id)
     resolved: dict[str, ProviderPlan] = {}

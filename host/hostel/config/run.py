@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -166,6 +166,9 @@ class HostelSettings(_Strict):
     # How long a replaced or removed provider's old worker may finish its calls and streams before it is stopped.
     drain_grace_s: float = Field(30.0, ge=0)
     telemetry: TelemetrySettings = TelemetrySettings()
+    # Where registered benchmarks, datasets, scoring functions and training jobs persist (a SQLite file in
+    # it); default: $HOSTEL_HOME/state/<config file name>-<hash of its path>; a config given as a dict: memory.
+    state_dir: Path | None = None
     container: ContainerSettings = ContainerSettings()
     ray: RaySettings = RaySettings()
 
@@ -261,7 +264,45 @@ class ShieldEntry(BaseModel):
     params: dict[str, Any] | None = None
 
 
-_Row = TypeVar("_Row", ModelEntry, ShieldEntry)
+class BenchmarkEntry(BaseModel):
+    """One row of the benchmarks table (what ``eval`` providers evaluate); registered ones persist."""
+
+    model_config = ConfigDict(extra="allow")
+
+    benchmark_id: str
+    dataset_id: str
+    scoring_functions: list[str] = Field(default_factory=list)
+    provider_id: str | None = None  # default: the only eval provider
+    provider_benchmark_id: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class DatasetEntry(BaseModel):
+    """One row of the datasets table (what ``datasetio`` providers serve)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    dataset_id: str
+    purpose: str = "eval/question-answer"
+    source: dict[str, Any]  # {"type": "uri", "uri": ...} or {"type": "rows", "rows": [...]}
+    provider_id: str | None = None  # default: the only datasetio provider
+    metadata: dict[str, Any] | None = None
+
+
+class ScoringFnEntry(BaseModel):
+    """One row of the scoring functions table (what ``scoring`` providers score with)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    scoring_fn_id: str
+    description: str = ""
+    return_type: dict[str, Any] = Field(default_factory=lambda: {"type": "number"})
+    provider_id: str | None = None  # default: the only scoring provider
+    provider_scoring_fn_id: str | None = None
+    params: dict[str, Any] | None = None
+
+
+_Row = TypeVar("_Row", ModelEntry, ShieldEntry, BenchmarkEntry, DatasetEntry, ScoringFnEntry)
 
 
 @dataclass(frozen=True)
@@ -290,6 +331,9 @@ class RunConfig:
     source: Path | None
     base_dir: Path
     raw: Mapping[str, Any] = field(repr=False, default_factory=dict)
+    benchmarks: tuple[BenchmarkEntry, ...] = ()
+    datasets: tuple[DatasetEntry, ...] = ()
+    scoring_fns: tuple[ScoringFnEntry, ...] = ()
 
     def provider(self, provider_id: str) -> ProviderConfig:
         """The provider with that id; ``KeyError`` if none."""
@@ -373,6 +417,9 @@ def read_run_config(
     providers = _providers(raw.get("providers"), label, problems)
     models = _resources(raw, "models", ModelEntry, label, problems)
     shields = _resources(raw, "shields", ShieldEntry, label, problems)
+    benchmarks = _resources(raw, "benchmarks", BenchmarkEntry, label, problems)
+    datasets = _resources(raw, "datasets", DatasetEntry, label, problems)
+    scoring_fns = _resources(raw, "scoring_fns", ScoringFnEntry, label, problems)
     server = _section(ServerSettings, raw.get("server"), label, "server", problems) or ServerSettings()
     settings = _section(HostelSettings, raw.get("hostel"), label, "hostel", problems) or HostelSettings()
 
@@ -383,15 +430,18 @@ def read_run_config(
     ids = [p.provider_id for p in providers]
     for pid in sorted({i for i in ids if ids.count(i) > 1}):
         problems.append(Problem(label, "providers", f"provider_id {pid!r} is used more than once; ids must be unique"))
-    for i, model in enumerate(models):
-        if model.provider_id not in ids:
-            problems.append(
-                Problem(
-                    label,
-                    f"models[{i}].provider_id",
-                    f"no provider {model.provider_id!r}; known: {', '.join(ids) or 'none'}",
+    tables: dict[str, Sequence[Any]] = {"models": models, "benchmarks": benchmarks, "datasets": datasets,
+                                        "scoring_fns": scoring_fns}  # fmt: skip
+    for name, rows in tables.items():
+        for i, row in enumerate(rows):
+            if row.provider_id is not None and row.provider_id not in ids:
+                problems.append(
+                    Problem(
+                        label,
+                        f"{name}[{i}].provider_id",
+                        f"no provider {row.provider_id!r}; known: {', '.join(ids) or 'none'}",
+                    )
                 )
-            )
     return RunConfig(
         providers=tuple(providers),
         models=tuple(models),
@@ -402,6 +452,9 @@ def read_run_config(
         source=path,
         base_dir=base_dir,
         raw=raw,
+        benchmarks=tuple(benchmarks),
+        datasets=tuple(datasets),
+        scoring_fns=tuple(scoring_fns),
     ), problems
 
 
