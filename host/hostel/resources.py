@@ -37,7 +37,6 @@ class Kind:
     api: str  # the API of the providers that own them: "eval"
     id_key: str  # "benchmark_id"
     provider_id_key: str  # "provider_benchmark_id": the provider's own name for it
-    fields: tuple[str, ...]  # what else a record holds, as Llama Stack's resource type names it
     config_key: str  # the run config's list: "benchmarks"
 
     @property
@@ -51,12 +50,11 @@ class Kind:
         return f"unregister_{self.name}"
 
 
-BENCHMARK = Kind("benchmark", "benchmarks", "eval", "benchmark_id", "provider_benchmark_id",
-                 ("dataset_id", "scoring_functions", "metadata"), "benchmarks")  # fmt: skip
-DATASET = Kind("dataset", "datasets", "datasetio", "dataset_id", "provider_dataset_id",
-               ("purpose", "source", "metadata"), "datasets")  # fmt: skip
-SCORING_FUNCTION = Kind("scoring_function", "scoring_functions", "scoring", "scoring_fn_id", "provider_scoring_fn_id",
-                        ("description", "return_type", "params", "metadata"), "scoring_fns")  # fmt: skip
+BENCHMARK = Kind("benchmark", "benchmarks", "eval", "benchmark_id", "provider_benchmark_id", "benchmarks")
+DATASET = Kind("dataset", "datasets", "datasetio", "dataset_id", "provider_dataset_id", "datasets")
+SCORING_FUNCTION = Kind(
+    "scoring_function", "scoring_functions", "scoring", "scoring_fn_id", "provider_scoring_fn_id", "scoring_fns"
+)
 KINDS: tuple[Kind, ...] = (BENCHMARK, DATASET, SCORING_FUNCTION)
 TABLE_APIS: dict[str, Kind] = {kind.table_api: kind for kind in KINDS}
 
@@ -168,13 +166,17 @@ class ResourceTables:
                 f"{kind.api} providers: {', '.join(owners) or 'none'}",
                 provider_id=provider_id,
             )
-        extra = {k: v for k, v in fields.items() if k not in (kind.id_key, "provider_id", kind.provider_id_key)}
+        # Fields left unset are left out, not null: Llama Stack's types give them defaults ({} for metadata).
+        extra = {
+            k: v
+            for k, v in fields.items()
+            if k not in (kind.id_key, "provider_id", kind.provider_id_key) and v is not None
+        }
         return {
             "identifier": identifier,
             "provider_id": provider_id,
             "provider_resource_id": fields.get(kind.provider_id_key) or identifier,
             "type": kind.name,
-            **{name: extra.pop(name, None) for name in kind.fields},
             **extra,
         }
 

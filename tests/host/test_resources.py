@@ -81,7 +81,7 @@ def test_benchmarks_from_the_config_and_registered_ones_go_to_their_providers(se
     assert registered.status_code == 200, registered.text
     assert registered.json() == {
         "identifier": "arc", "provider_id": "rg", "provider_resource_id": "arc", "type": "benchmark",
-        "dataset_id": "qa", "scoring_functions": ["acc"], "metadata": None,
+        "dataset_id": "qa", "scoring_functions": ["acc"],
     }  # fmt: skip
     listed = server.get("/v1alpha/eval/benchmarks").json()["data"]
     assert [(b["identifier"], b["provider_id"]) for b in listed] == [("preset", "lm"), ("arc", "rg")]

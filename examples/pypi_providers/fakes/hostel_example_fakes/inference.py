@@ -31,7 +31,7 @@ class FakeInference:
 
 
 class Nothing:
-    """Stands for an API a provider declares but this example never calls (files, benchmarks)."""
+    """Stands for an API a provider declares but this example never calls (files)."""
 
 
 async def get_provider_impl(config: Any, deps: dict[Any, Any]) -> Any:
