@@ -44,12 +44,18 @@ def worker_pids(marker: str) -> list[int]:
     return pids
 
 
-def has_python(version: str) -> bool:
-    """Whether a Python of that version is on PATH or under pyenv (where hostel looks for ``python:``)."""
+def python_path(version: str) -> str | None:
+    """A Python of that version on PATH or under pyenv (where hostel looks for ``python:``), if any."""
     import shutil
 
     root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
-    return any(root.glob(f"{version}*/bin/python3")) or shutil.which(f"python{version}") is not None
+    found = sorted(root.glob(f"{version}*/bin/python3"))
+    return str(found[-1]) if found else shutil.which(f"python{version}")
+
+
+def has_python(version: str) -> bool:
+    """Whether a Python of that version is on PATH or under pyenv."""
+    return python_path(version) is not None
 
 
 def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> bool:

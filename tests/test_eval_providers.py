@@ -1,33 +1,56 @@
 """The eval providers example: TrustyAI LM-Eval and ragas from PyPI behind hostel's eval, benchmarks and
-datasets routes, driven by the unmodified llama-stack-client 0.7.5 (network: the package index only)."""
+datasets routes — served by `hostel run`, and by a real OGX 1.5 server that declares those APIs as external
+ones implemented by hostel — driven by the unmodified llama-stack-client 0.7.5 (network: the package index
+only)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLES, has_python
+from tests.conftest import EXAMPLES, REPO, python_path
+
+EXAMPLE = EXAMPLES / "eval_providers"
+PY312 = python_path("3.12")
+pytestmark = pytest.mark.skipif(not PY312, reason="these providers, OGX and the client need Python 3.12")
 
 
-@pytest.mark.skipif(not has_python("3.12"), reason="these providers and the client need Python 3.12")
-def test_llama_stack_client_075_evaluates_with_lmeval_and_ragas() -> None:
+def _run(*args: str) -> list[str]:
     done = subprocess.run(
-        [sys.executable, str(EXAMPLES / "eval_providers" / "main.py")],
-        capture_output=True,
-        text=True,
-        timeout=1200,
-        check=False,
+        [sys.executable, str(EXAMPLE / "main.py"), *args], capture_output=True, text=True, timeout=1200, check=False
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    lines = done.stdout.splitlines()
-    assert lines == [
-        "benchmarks: [('arc', 'lmeval'), ('similarity', 'ragas')]",
-        "dataset qa: 2 rows",
-        "arc: job completed",
-        "arc scores: {'arc:acc': {'acc': 0.75}, 'arc:acc_stderr': {'acc_stderr': 0.05}}",
-        "similarity: job completed",
-        "similarity scores: {'answer_similarity': {'answer_similarity': 0.82}}",
-        "unknown benchmark: 404",
-    ], done.stdout
+    return done.stdout.splitlines()
+
+
+EXPECTED = [
+    "benchmarks: [('arc', 'lmeval'), ('similarity', 'ragas')]",
+    "dataset qa: 2 rows",
+    "arc: job completed",
+    "arc scores: {'arc:acc': {'acc': 0.75}, 'arc:acc_stderr': {'acc_stderr': 0.05}}",
+    "similarity: job completed",
+    "similarity scores: {'answer_similarity': {'answer_similarity': 0.82}}",
+    "unknown benchmark: 404",
+]
+
+
+def test_llama_stack_client_075_evaluates_with_lmeval_and_ragas() -> None:
+    assert _run() == EXPECTED
+
+
+def test_an_ogx_server_answers_the_removed_apis_through_hostel(tmp_path: Path) -> None:
+    """`ogx run` with the example's external_apis_dir: the same client, the same answers, from OGX."""
+    import uv
+
+    assert PY312 is not None
+    venv = tmp_path / "ogx-venv"
+    subprocess.run([uv.find_uv_bin(), "venv", "--quiet", "--python", PY312, str(venv)], check=True)
+    subprocess.run(
+        [uv.find_uv_bin(), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"),
+         "-r", str(EXAMPLE / "ogx" / "requirements.txt"), str(REPO)],
+        check=True,
+    )  # fmt: skip
+    assert _run("--ogx", str(venv / "bin" / "ogx")) == EXPECTED

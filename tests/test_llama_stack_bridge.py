@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -17,18 +16,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import EXAMPLES, REPO, wait_until, worker_pids
+from tests.conftest import EXAMPLES, REPO, python_path, wait_until, worker_pids
 
 EXAMPLE = EXAMPLES / "llama_stack_bridge"
 
 
-def _python312() -> str | None:
-    root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
-    found = sorted(root.glob("3.12*/bin/python3"))
-    return str(found[-1]) if found else shutil.which("python3.12")
-
-
-PY312 = _python312()
+PY312 = python_path("3.12")
 pytestmark = pytest.mark.skipif(not PY312, reason="Llama Stack 0.7 needs Python >= 3.12, not found here")
 
 

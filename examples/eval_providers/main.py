@@ -1,10 +1,13 @@
-"""Serve TrustyAI LM-Eval and ragas with `hostel run` and drive them with llama-stack-client 0.7.5.
+"""Serve TrustyAI LM-Eval and ragas with `hostel run` (or inside an OGX server) and drive them with
+llama-stack-client 0.7.5.
 
-    python examples/eval_providers/main.py [--client-python PATH]
+    python examples/eval_providers/main.py [--client-python PATH] [--ogx PATH_TO_OGX]
 
-Starts the stand-in Kubernetes API lmeval submits its jobs to (loopback), `hostel run run.yaml` on a free
-loopback port, and `client.py` under llama-stack-client 0.7.5 on Python 3.12 (a venv made with uv under
-$HOSTEL_HOME/clients unless --client-python names one); prints what the client prints; stops everything.
+Starts the stand-in Kubernetes API lmeval submits its jobs to (loopback), then the server on a free
+loopback port: `hostel run run.yaml`, or with --ogx `ogx run ogx/ogx.yaml` (OGX with hostel installed in its
+venv, serving these APIs as external ones), then `client.py` under llama-stack-client 0.7.5 on Python 3.12 (a
+venv made with uv under $HOSTEL_HOME/clients unless --client-python names one); prints what the client
+prints; stops everything.
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ def wait_healthy(url: str, server: subprocess.Popen[bytes], timeout: float = 900
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--client-python", type=Path, help="a Python with llama-stack-client 0.7.5 installed")
+    parser.add_argument("--ogx", type=Path, help="serve with this `ogx` (its venv has hostel) instead of hostel run")
     opts = parser.parse_args()
     python = opts.client_python or client_python()
     with tempfile.TemporaryDirectory(prefix="hostel-eval-") as tmp:
@@ -78,10 +82,17 @@ def main() -> int:
         assert kubernetes.stdout is not None and b"fake Kubernetes API" in kubernetes.stdout.readline()
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        server = subprocess.Popen(
-            [sys.executable, "-m", "hostel", "run", str(HERE / "run.yaml"), "--port", str(port)],
-            env={**os.environ, "KUBECONFIG": str(kubeconfig)},
-        )
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+        if opts.ogx:
+            server = subprocess.Popen(
+                [str(opts.ogx), "run", "ogx.yaml", "--insecure"],
+                cwd=HERE / "ogx",
+                env={**env, "PORT": str(port), "SQLITE_STORE_DIR": tmp},
+            )
+        else:
+            server = subprocess.Popen(
+                [sys.executable, "-m", "hostel", "run", str(HERE / "run.yaml"), "--port", str(port)], env=env
+            )
         try:
             wait_healthy(url, server)
             return subprocess.run([str(python), str(HERE / "client.py"), url], check=False).returncode

@@ -66,7 +66,9 @@ class ResourceStore:
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.path = path
-        self._db = sqlite3.connect(str(path) if path else ":memory:", isolation_level=None)
+        # The bridge's host runs on a loop thread of its own while the server's routes read the tables:
+        # one connection shared across threads, each statement atomic (SQLite's serialized mode).
+        self._db = sqlite3.connect(str(path) if path else ":memory:", isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")  # a crash mid-write loses at most that write
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS resources (kind TEXT, identifier TEXT, record TEXT, "

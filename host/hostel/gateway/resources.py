@@ -10,8 +10,8 @@ the training job), as Llama Stack's routers route it; an id the tables do not kn
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -27,9 +27,51 @@ from hostel.gateway.requests import (
     read_provider_data,
     reply,
 )
-from hostel.host import Host
 
 _Handler = Callable[[Request], Awaitable[Response]]
+
+
+class ResourceHost(Protocol):
+    """What the routes need of a host (``hostel.Host``, or the bridge's view of one on another loop)."""
+
+    async def call(
+        self, provider_id: str, method: str, args: Sequence[Any], kwargs: dict[str, Any], *,
+        timeout: float | None = None, provider_data: Any = None,
+    ) -> Any:  # fmt: skip
+        """Call a provider's method."""
+        ...
+
+    async def register(self, kind: str, **fields: Any) -> dict[str, Any]:
+        """Register a resource with its provider."""
+        ...
+
+    async def unregister(self, kind: str, identifier: str) -> None:
+        """Unregister a resource."""
+        ...
+
+    def resources(self, kind: str) -> list[dict[str, Any]]:
+        """Every resource of ``kind``."""
+        ...
+
+    def resource(self, kind: str, identifier: str) -> dict[str, Any]:
+        """One resource (``RoutingError`` if none)."""
+        ...
+
+    def owner(self, kind: str, identifier: str) -> str:
+        """The provider owning a resource (``RoutingError`` if none)."""
+        ...
+
+    def providers_of(self, api: str) -> list[str]:
+        """The providers serving ``api``."""
+        ...
+
+    def job_owner(self, job_id: str) -> str | None:
+        """The provider running a job, if known."""
+        ...
+
+    def remember_job(self, job_id: str, api: str, provider_id: str) -> None:
+        """Keep which provider runs a job."""
+        ...
 
 
 def _llama_stack_error(body: dict[str, Any], status: int, headers: dict[str, str] | None = None) -> Response:
@@ -42,7 +84,7 @@ def _llama_stack_error(body: dict[str, Any], status: int, headers: dict[str, str
 class ResourceRoutes:
     """Handlers for the routes; each answers errors as Llama Stack does, with hostel's fields as well."""
 
-    def __init__(self, host: Host, max_body: int) -> None:
+    def __init__(self, host: ResourceHost, max_body: int) -> None:
         self.host = host
         self.max_body = max_body
 
@@ -237,16 +279,29 @@ class ResourceRoutes:
         ]
 
 
-def resource_routes(host: Host, max_body: int) -> list[Route]:
-    """Every route of this module."""
+# The APIs these routes serve, each with the table it owns.
+ROUTED_APIS = ("eval", "datasetio", "scoring", "post_training")
+
+
+def routes_for(api: str, host: ResourceHost, max_body: int) -> list[Route]:
+    """The routes of one API (``eval`` brings the benchmarks table's, ``datasetio`` the datasets', ``scoring``
+    the scoring functions')."""
     routes = ResourceRoutes(host, max_body)
-    return [
-        *routes.table_routes("benchmark", "/v1alpha/eval/benchmarks", "benchmark_id"),
-        *routes.eval_routes("/v1alpha/eval"),
-        *routes.table_routes("dataset", "/v1beta/datasets", "dataset_id"),
-        *routes.datasetio_routes("/v1beta/datasetio"),
-        *routes.table_routes("scoring_function", "/v1/scoring-functions", "scoring_fn_id"),
-        *routes.scoring_routes("/v1/scoring"),
-        *routes.post_training_routes("/v1alpha/post-training"),
-        *routes.post_training_routes("/v1/post-training"),
-    ]
+    if api == "eval":
+        return [*routes.table_routes("benchmark", "/v1alpha/eval/benchmarks", "benchmark_id"),
+                *routes.eval_routes("/v1alpha/eval")]  # fmt: skip
+    if api == "datasetio":
+        return [*routes.table_routes("dataset", "/v1beta/datasets", "dataset_id"),
+                *routes.datasetio_routes("/v1beta/datasetio")]  # fmt: skip
+    if api == "scoring":
+        return [*routes.table_routes("scoring_function", "/v1/scoring-functions", "scoring_fn_id"),
+                *routes.scoring_routes("/v1/scoring")]  # fmt: skip
+    if api == "post_training":
+        return [*routes.post_training_routes("/v1alpha/post-training"),
+                *routes.post_training_routes("/v1/post-training")]  # fmt: skip
+    raise ValueError(f"no routes for API {api!r}; these are served: {', '.join(ROUTED_APIS)}")
+
+
+def resource_routes(host: ResourceHost, max_body: int) -> list[Route]:
+    """Every route of this module."""
+    return [route for api in ROUTED_APIS for route in routes_for(api, host, max_body)]
