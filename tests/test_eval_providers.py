@@ -33,6 +33,7 @@ EXPECTED = [
     "arc scores: {'arc:acc': {'acc': 0.75}, 'arc:acc_stderr': {'acc_stderr': 0.05}}",
     "similarity: job completed",
     "similarity scores: {'answer_similarity': {'answer_similarity': 0.82}}",
+    "training jobs: ['tune-1']",
     "unknown benchmark: 404",
 ]
 

@@ -1,5 +1,6 @@
 """What a user of llama-stack-client 0.7.5 does with eval providers: register a dataset and benchmarks, run
-an evaluation on each, poll the jobs, read the scores. Unmodified client; any server with these routes.
+an evaluation on each, poll the jobs, read the scores; then start a training job and list the jobs.
+Unmodified client; any server with these routes.
 
     python client.py http://127.0.0.1:8321
 """
@@ -49,6 +50,12 @@ def main(base_url: str) -> None:
     print("arc scores:", evaluate(client, "arc"))
     scores = evaluate(client, "similarity")
     print("similarity scores:", {name: {k: round(v, 2) for k, v in s.items()} for name, s in scores.items()})  # type: ignore[attr-defined]
+    # The client has no post-training resource any more; its generic calls reach the routes.
+    tune = {"job_uuid": "tune-1", "model": "granite", "training_config": {"n_epochs": 1},
+            "hyperparam_search_config": {}, "logger_config": {}}  # fmt: skip
+    client.post("/v1alpha/post-training/supervised-fine-tune", body=tune, cast_to=object)
+    jobs = client.get("/v1alpha/post-training/jobs", cast_to=object)
+    print("training jobs:", [job["job_uuid"] for job in jobs["data"]])  # type: ignore[index]
     try:
         client.alpha.eval.run_eval("nope", benchmark_config=CANDIDATE)  # type: ignore[arg-type]
     except NotFoundError as exc:

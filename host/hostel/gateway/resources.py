@@ -29,6 +29,11 @@ from hostel.gateway.requests import (
 )
 
 _Handler = Callable[[Request], Awaitable[Response]]
+_TRAINING_DEFAULTS: dict[str, dict[str, Any]] = {
+    "supervised_fine_tune": {"hyperparam_search_config": {}, "logger_config": {}, "model": None,
+                             "checkpoint_dir": None, "algorithm_config": None},
+    "preference_optimize": {"hyperparam_search_config": {}, "logger_config": {}},
+}  # fmt: skip
 
 
 class ResourceHost(Protocol):
@@ -232,7 +237,9 @@ class ResourceRoutes:
 
         def start(method: str) -> _Handler:
             async def work(request: Request) -> Any:
-                body = await json_body(request, self.max_body)
+                # The defaults Llama Stack's PostTraining protocol declares, which its server filled in and
+                # providers (KubeFlow Training's) rely on.
+                body = {**_TRAINING_DEFAULTS[method], **await json_body(request, self.max_body)}
                 provider_id = body.pop("provider_id", None) or self._only("post_training")
                 job_uuid = body.setdefault("job_uuid", f"job-{uuid.uuid4().hex}")
                 result = await self._call(request, provider_id, method, body)
