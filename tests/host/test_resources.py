@@ -260,3 +260,45 @@ def test_resource_kinds_match_the_table_apis_the_plan_accepts() -> None:
     from hostel.resources import TABLE_APIS
 
     assert set(TABLE_APIS) == set(HOST_TABLE_APIS)
+
+
+def test_a_resource_naming_an_unknown_provider_is_a_config_error(tmp_path: Path) -> None:
+    import yaml
+
+    from hostel.config import load_run_config
+    from hostel.errors import ConfigError
+
+    config = resource_config(tmp_path)
+    raw = yaml.safe_load(config.read_text())
+    raw["registered_resources"]["benchmarks"][0]["provider_id"] = "nobody"
+    config.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError) as caught:
+        load_run_config(config)
+    assert "registered_resources.benchmarks[0].provider_id" in str(caught.value)
+    assert "no provider 'nobody'" in str(caught.value)
+
+
+def test_tables_route_by_owner_and_forget_config_rows_until_read_again(tmp_path: Path) -> None:
+    from hostel.config import load_run_config
+    from hostel.resources import BENCHMARK, DATASET, SCORING_FUNCTION, ResourceStore, ResourceTables
+
+    config = load_run_config(resource_config(tmp_path))
+    providers = {"eval": ["lm", "rg"], "datasetio": ["rows"], "scoring": ["judge"], "post_training": ["trainer"]}
+    tables = ResourceTables(ResourceStore(tmp_path / "state" / "registry.sqlite3"))
+    tables.configure(config, providers)
+    assert tables.route("eval", {"benchmark_id": "preset"}) == "lm"
+    assert tables.route("datasetio", {"dataset_id": "qa", "limit": 1}) == "rows"
+    assert tables.route("eval", {"benchmark_id": "unknown"}) is None
+    tables.register(SCORING_FUNCTION, tables.record(SCORING_FUNCTION, {"scoring_fn_id": "f"}))
+    assert tables.route("scoring", {"scoring_functions": {"f": None}}) == "judge"
+    tables.store.put_job("j1", "post_training", "trainer")
+    assert tables.route("post_training", {"job_uuid": "j1"}) == "trainer"
+    tables.unregister(DATASET, "qa")
+    assert tables.get(DATASET, "qa") is None
+    tables.configure(config, providers)  # a reload reads the config again
+    assert tables.get(DATASET, "qa") is not None
+    reopened = ResourceTables(ResourceStore(tmp_path / "state" / "registry.sqlite3"))
+    reopened.configure(config, providers)
+    assert reopened.get(SCORING_FUNCTION, "f") is not None and reopened.store.job_owner("j1") == "trainer"
+    with pytest.raises(Exception, match="name its provider_id"):
+        tables.record(BENCHMARK, {"benchmark_id": "x", "dataset_id": "qa"})

@@ -438,7 +438,7 @@ def read_run_config(
                 problems.append(
                     Problem(
                         label,
-                        f"{name}[{i}].provider_id",
+                        f"{_resources_key(raw, name)}[{i}].provider_id",
                         f"no provider {row.provider_id!r}; known: {', '.join(ids) or 'none'}",
                     )
                 )
@@ -501,12 +501,17 @@ def _providers(value: Any, label: str, problems: list[Problem]) -> list[Provider
     return result
 
 
+def _resources_key(raw: Mapping[str, Any], name: str) -> str:
+    """Where a table of resources is: top-level (older run configs) or under ``registered_resources``."""
+    if raw.get(name) is None and isinstance(raw.get("registered_resources"), dict):
+        return f"registered_resources.{name}"
+    return name
+
+
 def _resources(raw: Mapping[str, Any], name: str, model: type[_Row], label: str, problems: list[Problem]) -> list[_Row]:
     """A table of resources: top-level (older run configs) or under ``registered_resources`` (current)."""
-    rows = raw.get(name)
-    key = name
-    if rows is None and isinstance(raw.get("registered_resources"), dict):
-        rows, key = raw["registered_resources"].get(name), f"registered_resources.{name}"
+    key = _resources_key(raw, name)
+    rows = raw.get(name) if key == name else raw["registered_resources"].get(name)
     if rows is None:
         return []
     if not isinstance(rows, list):
