@@ -188,3 +188,21 @@ def test_dependency_order_cycles_and_missing_apis(tmp_path: Path) -> None:
     del providers["inference"]
     with pytest.raises(ConfigError, match="needs API 'inference'"):
         load_plan(make_config(tmp_path, specs=specs, providers=providers))
+
+
+def test_unknown_keys_in_a_provider_entry_or_hostel_are_errors_with_a_suggestion() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_run_config(
+            {
+                "providers": {"inference": [{"provider_id": "p", "provider_type": "remote::x", "sandbx": True}]},
+                "hostel": {"call_timeout": 5, "restart": {"max_restart": 3}},
+                "vector_dbs": [],  # a Llama Stack key hostel knowingly ignores: no error
+            }
+        )
+    problems = _problems(caught)
+    assert "providers.inference[0].sandbx: unknown key 'sandbx' in a provider entry (did you mean 'sandbox'?)" in (
+        problems
+    )
+    assert "hostel.call_timeout: unknown key 'call_timeout' (did you mean 'call_timeout_s'?)" in problems
+    assert "hostel.restart.max_restart: unknown key 'max_restart' (did you mean 'max_restarts'?)" in problems
+    assert problems.count("unknown key") == 3

@@ -6,10 +6,12 @@ Compatible with Llama Stack run configs old and new: the models table may be top
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import re
-from collections.abc import Mapping, Sequence
+import typing
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -356,10 +358,38 @@ _KNOWN_TOP = {
 }  # fmt: skip
 
 
-def _pydantic_problems(label: str, prefix: str, exc: ValidationError) -> list[Problem]:
+def _field_names(model: type[BaseModel], seen: set[type[BaseModel]] | None = None) -> set[str]:
+    """Every key ``model`` and the models inside it accept (what an unknown key may be a misspelling of)."""
+    seen = seen if seen is not None else set()
+    if model in seen:
+        return set()
+    seen.add(model)
+    names: set[str] = set()
+    for name, info in model.model_fields.items():
+        names.add(name)
+        for arg in (info.annotation, *typing.get_args(info.annotation)):
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                names |= _field_names(arg, seen)
+    return names
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for a near miss among ``known``, else ``""``."""
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.75)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _pydantic_problems(
+    label: str, prefix: str, exc: ValidationError, model: type[BaseModel] | None = None
+) -> list[Problem]:
     problems = []
     for err in exc.errors():
         key = ".".join([prefix, *(str(p) for p in err["loc"])]) if prefix else ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            name = str(err["loc"][-1])
+            hint = did_you_mean(name, _field_names(model)) if model is not None else ""
+            problems.append(Problem(label, key, f"unknown key {name!r}{hint}; remove it or fix its spelling"))
+            continue
         value = f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) else ""
         problems.append(Problem(label, key, f"{err['msg']}{value}"))
     return problems
@@ -464,7 +494,7 @@ def _section(model: type[BaseModel], value: Any, label: str, key: str, problems:
     try:
         return model.model_validate(value)
     except ValidationError as exc:
-        problems.extend(_pydantic_problems(label, key, exc))
+        problems.extend(_pydantic_problems(label, key, exc, model))
         return None
 
 
@@ -493,11 +523,20 @@ def _providers(value: Any, label: str, problems: list[Problem]) -> list[Provider
             try:
                 entry = ProviderEntry.model_validate(item)
             except ValidationError as exc:
-                problems.extend(_pydantic_problems(label, key, exc))
+                problems.extend(_pydantic_problems(label, key, exc, ProviderEntry))
                 continue
-            for extra in sorted(set(item) - _PROVIDER_KEYS):
-                logger.warning("%s: %s: ignoring unknown key %r", label, key, extra)
-            result.append(ProviderConfig(api=api, entry=entry))
+            unknown = sorted(set(item) - _PROVIDER_KEYS)
+            for extra in unknown:
+                problems.append(
+                    Problem(
+                        label,
+                        f"{key}.{extra}",
+                        f"unknown key {extra!r} in a provider entry{did_you_mean(extra, _PROVIDER_KEYS)}; "
+                        f"a provider entry takes: {', '.join(sorted(_PROVIDER_KEYS))}",
+                    )
+                )
+            if not unknown:
+                result.append(ProviderConfig(api=api, entry=entry))
     return result
 
 
