@@ -32,12 +32,13 @@ import bench_lifecycle
 import bench_ray_baseline
 import bench_sandbox
 import bench_supervisor
+import bench_scale
 import bench_telemetry
 from _common import print_table
 
 PARTS = (
     "calls", "supervisor", "gateway", "gateway_security", "envs", "ray", "launchers", "containment", "chaos", "sandbox",
-    "lifecycle", "telemetry",
+    "lifecycle", "telemetry", "scale",
 )  # fmt: skip
 
 
@@ -60,6 +61,8 @@ async def run_part(name: str, quick: bool) -> list[dict[str, Any]]:
         return await bench_gateway_security.bench(500 if quick else 2000)
     if name == "sandbox":
         return await bench_sandbox.bench(3 if quick else 10)
+    if name == "scale":
+        return await bench_scale.bench(24 if quick else 64)
     if name == "telemetry":
         return await bench_telemetry.bench(500 if quick else 2000)
     if name == "lifecycle":

@@ -36,6 +36,11 @@ class Admission:
         self.running = 0
         self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
 
+    @property
+    def load(self) -> int:
+        """Calls running and waiting (what least-loaded routing compares)."""
+        return self.running + len(self._waiting)
+
     def _busy(self, why: str) -> ProviderBusyError:
         return ProviderBusyError(
             f"provider {self._provider_id!r} is busy: {why}; try again shortly", provider_id=self._provider_id

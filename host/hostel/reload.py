@@ -21,6 +21,7 @@ from hostel.config.diff import diff_plans
 from hostel.config.plan import Plan, ProviderPlan, order_plans, starts_with_host, with_resolved_spec
 from hostel.envs import BUILD_CONCURRENCY, Env
 from hostel.errors import ConfigError, EnvBuildError, HostelError, ProviderStartError
+from hostel.replicas import ReplicatedSlot
 from hostel.slot import ProviderSlot
 from hostel.supervisor import Supervisor
 
@@ -141,6 +142,13 @@ async def apply_reload(supervisor: Supervisor, old: Plan, new: Plan) -> tuple[Re
             failed[slot.provider_id] = _why(exc)
 
     await supervisor.start_in_order([p.provider_id for p in ordered if p.provider_id in prepared], bring_up)
+    for provider_id, plan in wanted.items():  # replicas added or removed (docs/supervision.md)
+        member = supervisor.slots.get(provider_id)
+        if isinstance(member, ReplicatedSlot) and provider_id not in failed and len(member.members) != plan.replicas:
+            try:
+                await member.resize(plan.replicas)
+            except HostelError as exc:
+                failed[provider_id] = _why(exc)
 
     old_ids = {p.provider_id: p for p in old.providers}
     declared = tuple(

@@ -73,6 +73,8 @@ class ProviderStatus:
     rss_bytes: int | None = None  # the worker's resident memory
     pss_bytes: int | None = None  # its proportional share: shared pages counted once across processes
     cpu_seconds: float | None = None  # user + system CPU time of the current worker
+    replica: int | None = None  # in ``replicas``: which replica this is
+    replicas: tuple[ProviderStatus, ...] = ()  # with ``replicas: N`` > 1: each replica's own status
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -163,6 +165,11 @@ class ProviderSlot:
     def provider_id(self) -> str:
         """The provider's id."""
         return self.plan.provider_id
+
+    @property
+    def stopping(self) -> bool:
+        """Whether the slot is stopping (nothing restarts, no call is admitted)."""
+        return self._stopping
 
     def _set_state(self, state: State) -> None:
         self.state = state

@@ -18,6 +18,7 @@ from hostel.config.plan import ProviderPlan, order_plans, starts_with_host, with
 from hostel.envs import BUILD_CONCURRENCY
 from hostel.errors import ProviderBusyError
 from hostel.launch import Launchers
+from hostel.replicas import ReplicatedSlot
 from hostel.slot import RUNNING, ProviderSlot, ProviderStatus, State, SupervisorContext
 
 logger = logging.getLogger(__name__)
@@ -36,14 +37,14 @@ class Supervisor:
         self.launchers = launchers or Launchers(context.launch_context())
         self.gate = HostGate(context.settings.max_calls)
         self.max_running = context.settings.max_running
-        self.slots = {p.provider_id: self.new_slot(p) for p in plans}
+        self.slots: dict[str, ProviderSlot] = {p.provider_id: self.new_slot(p) for p in plans}
         self.leaving: dict[ProviderSlot, asyncio.Task[None]] = {}  # removed by a reload, finishing their calls
         self._room = asyncio.Lock()
         self._reserved: set[str] = set()  # lazy providers making room to start
 
-    def new_slot(self, plan: ProviderPlan) -> ProviderSlot:
-        """A slot for one provider, sharing the host's call limit, woken through ``wake``."""
-        return ProviderSlot(plan, self.context, self.launchers, self.gate, wake=self.wake)
+    def new_slot(self, plan: ProviderPlan) -> ReplicatedSlot:
+        """A slot for one provider (and its replicas), sharing the host's call limit, woken through ``wake``."""
+        return ReplicatedSlot(plan, self.context, self.launchers, self.gate, wake=self.wake)
 
     async def build(self, provider_ids: Sequence[str] | None = None, *, concurrency: int = BUILD_CONCURRENCY) -> None:
         """Build the envs of the given providers (all by default), a few at a time."""

@@ -81,11 +81,15 @@ def ps(opts: argparse.Namespace) -> int:
     rows = [["(host)", "-", "-", "running", host["pid"], "-", _mb(host.get("rss_bytes")),
              _mb(host.get("pss_bytes")), _cpu(host.get("cpu_seconds")), "-"]]  # fmt: skip
     for r in status["providers"]:
-        pid = f"{r['pid']}->{r['new_pid']}" if r.get("new_pid") else r["pid"] or "-"
-        rows.append(
-            [r["provider_id"], r["api"], r["provider_type"], r["state"], pid, r["restarts"], _mb(r["rss_bytes"]),
-             _mb(r["pss_bytes"]), _cpu(r["cpu_seconds"]), r["last_exit"] or "-"]
-        )  # fmt: skip
+        # A provider with replicas: its totals, then a row per replica (``id#N``).
+        for row in (r, *r.get("replicas", ())):
+            name = r["provider_id"] if row is r else f"{r['provider_id']}#{row['replica']}"
+            pid = f"{row['pid']}->{row['new_pid']}" if row.get("new_pid") else row["pid"] or "-"
+            pid = "-" if row is r and r.get("replicas") else pid
+            rows.append(
+                [name, row["api"], row["provider_type"], row["state"], pid, row["restarts"], _mb(row["rss_bytes"]),
+                 _mb(row["pss_bytes"]), _cpu(row["cpu_seconds"]), row["last_exit"] or "-"]
+            )  # fmt: skip
     table(["PROVIDER", "API", "TYPE", "STATE", "PID", "RESTARTS", "RSS MB", "PSS MB", "CPU S", "LAST EXIT"], rows)
     return 0
 

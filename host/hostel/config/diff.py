@@ -18,7 +18,7 @@ from hostel.config.plan import Plan, ProviderPlan
 # Fields of a provider's plan that its running worker does not depend on.
 POLICY_FIELDS = frozenset(
     {"restart", "max_concurrent_calls", "max_queued_calls", "start", "idle_stop_s", "dependencies",
-     "optional_dependencies"}
+     "optional_dependencies", "replicas"}
 )  # fmt: skip
 # hostel: settings a reload applies: through each provider's plan, or live.
 _RELOADED_SETTINGS = frozenset(

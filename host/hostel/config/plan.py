@@ -60,6 +60,8 @@ class ProviderPlan:
     start: StartMode = "eager"  # lazy: the worker starts on the first call
     idle_stop_s: float | None = None  # stop the worker after this long without calls
     telemetry: Mapping[str, Any] | None = None  # set when the host traces: {"instrument": bool}
+    replicas: int = 1  # workers behind this provider id (hostel.replicas)
+    replica: int = 0  # which of them a slot runs (0 for the provider's own plan)
 
     @property
     def provider_type(self) -> str:
@@ -206,6 +208,19 @@ def _plan_one(
     if tracing and sandbox is not None and sandbox["connect_ports"] is not None:
         sandbox["connect_ports"] = [*sandbox["connect_ports"], _collector_port(config.hostel, environ)]
     limits = entry.limits or Limits()
+    replicas = (os.cpu_count() or 1) if entry.replicas == "auto" else entry.replicas
+    start = entry.start or config.hostel.start
+    idle_stop_s = entry.idle_stop_s if entry.idle_stop_s is not None else config.hostel.idle_stop_s
+    if replicas > 1 and (start == "lazy" or idle_stop_s is not None):
+        problems.append(
+            Problem(
+                config.label,
+                f"{key}.replicas",
+                "replicas cannot be combined with start: lazy or idle_stop_s (a provider with replicas keeps them "
+                "running); remove one",
+            )
+        )
+        return None
     return ProviderPlan(
         provider_id=entry.provider_id,
         api=provider.api,
@@ -237,9 +252,10 @@ def _plan_one(
             if value is not None
         },
         retain_freed_mb=_retained(config.hostel.retain_freed_mb, entry.limits.memory_mb if entry.limits else None),
-        start=entry.start or config.hostel.start,
-        idle_stop_s=entry.idle_stop_s if entry.idle_stop_s is not None else config.hostel.idle_stop_s,
+        start=start,
+        idle_stop_s=idle_stop_s,
         telemetry={"instrument": config.hostel.telemetry.instrument} if tracing else None,
+        replicas=replicas,
     )
 
 

@@ -14,7 +14,7 @@ import typing
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -178,7 +178,7 @@ class HostelSettings(_Strict):
 _PROVIDER_KEYS = {
     "provider_id", "provider_type", "config", "module", "python", "pip_packages", "constraints",
     "spec_overrides", "restart", "limits", "isolation", "launcher", "container_image", "expose", "env", "sandbox",
-    "start", "idle_stop_s",
+    "start", "idle_stop_s", "replicas",
 }  # fmt: skip
 
 
@@ -209,6 +209,8 @@ class ProviderEntry(BaseModel):
     env: list[str] | dict[str, str | None] = Field(default_factory=list)
     start: StartMode | None = None  # None: hostel.start decides
     idle_stop_s: float | None = Field(None, gt=0)  # None: hostel.idle_stop_s decides
+    # Workers behind this provider id, each supervised on its own; "auto": one per CPU core.
+    replicas: Annotated[int, Field(ge=1)] | Literal["auto"] = 1
 
     @field_validator("env")
     @classmethod

@@ -214,4 +214,4 @@ class GrpcConnect:
 def socket_path(socket_dir: Path, plan: ProviderPlan, generation: int) -> Path:
     """The worker's socket, in a 0700 directory of its own (made at spawn): a short path (Unix socket paths are
     limited to ~108 bytes), unique per provider and generation."""
-    return socket_dir / f"{generation}-{abs(hash(plan.provider_id)) % 10**8}" / "w.sock"
+    return socket_dir / f"{generation}-{plan.replica}-{abs(hash(plan.provider_id)) % 10**8}" / "w.sock"

@@ -89,7 +89,7 @@ class ContainerWorker(WorkerProcess):
     def __init__(self, plan: ProviderPlan, engine: str, context: LaunchContext, generation: int) -> None:
         settings = context.settings
         self.engine = engine
-        self.name = f"hostel-{plan.provider_id}-{os.getpid()}-{generation}"
+        self.name = f"hostel-{plan.provider_id}-{os.getpid()}-{generation}-{plan.replica}"
         socket = socket_path(context.socket_dir, plan, generation)
         host_socket = context.callbacks.socket_path if context.callbacks else None
         mounts = [str(socket.parent), *([str(host_socket)] if host_socket else [])]

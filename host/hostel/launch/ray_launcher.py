@@ -117,7 +117,7 @@ class RayWorker(WorkerBase):
         self._tls_name = f"hostel-worker-{secrets.token_hex(8)}"
         self.tls = launcher.tls_to(self._tls_name)
         self._launcher = launcher
-        self._name = f"hostel-{plan.provider_id}-{os.getpid()}-{generation}"
+        self._name = f"hostel-{plan.provider_id}-{os.getpid()}-{generation}-{plan.replica}"
         self._actor: Any = None
         self._pid: int | None = None
         self._stderr = ""

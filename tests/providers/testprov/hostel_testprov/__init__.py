@@ -118,6 +118,13 @@ class TestProvider:
     async def whoami(self) -> dict[str, Any]:
         return {"pid": os.getpid(), "prefix": sys.prefix, "python": platform.python_version()}
 
+    async def burn(self, ms: float) -> int:
+        """CPU-bound work holding the event loop and the GIL, as real Python work does; its worker's pid."""
+        end = time.perf_counter() + ms / 1000
+        while time.perf_counter() < end:
+            pass
+        return os.getpid()
+
     async def sleep(self, seconds: float) -> float:
         await asyncio.sleep(seconds)
         return seconds
