@@ -31,8 +31,8 @@ import bench_launchers
 import bench_lifecycle
 import bench_ray_baseline
 import bench_sandbox
-import bench_supervisor
 import bench_scale
+import bench_supervisor
 import bench_telemetry
 from _common import print_table
 
