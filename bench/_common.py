@@ -5,11 +5,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+# Keep a Ray the benchmarks start on 127.0.0.1 (Ray 2.60 otherwise takes the machine's routable address even
+# when told 127.0.0.1; docs/launchers.md). Ray reads it when imported, after this module.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
 def median_ms(samples: Sequence[float]) -> float:

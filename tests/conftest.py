@@ -11,6 +11,10 @@ from typing import Any
 import pytest
 import yaml
 
+# Keep every Ray node and driver of the tests on 127.0.0.1: Ray 2.60 otherwise takes the machine's routable
+# address even when told 127.0.0.1 (tests/ray_cluster.py). Read by ray when imported: set before any test is.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
 REPO = Path(__file__).resolve().parent.parent
 TESTPROV = REPO / "tests" / "providers" / "testprov"
 SEEDPROV = REPO / "tests" / "providers" / "seedprov"

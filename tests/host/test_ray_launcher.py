@@ -10,10 +10,8 @@ import asyncio
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ from hostel.errors import ConfigError, ProviderCrashedError
 from hostel.host import Host
 from hostel_sdk._health import HealthStub
 from hostel_sdk._wire import tls_channel
+from tests import ray_cluster
 from tests.conftest import EXAMPLES, make_config, provider_spec, wait_until
 
 ray = pytest.importorskip("ray")
@@ -33,50 +32,13 @@ ray = pytest.importorskip("ray")
 FAST_RESTART = {"restart": {"max_restarts": 5, "window_s": 60, "backoff_initial_s": 0.05, "backoff_max_s": 1}}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
-def ray_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def ray_address() -> Iterator[str]:
     """A one-node Ray cluster of our own; stopped by signalling the `ray start --block` process we started."""
-    port = _free_port()
     temp_dir = Path("/tmp") / f"hostel-ray-{os.getpid()}"  # Ray's socket paths must stay short
-    # A loopback cluster for one test module: without Ray's token auth, which a driver process would have to
-    # be configured for before it imports ray (docs/multi-machine.md says to keep it on for real clusters).
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-    head = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", f"--port={port}",
-            "--node-ip-address=127.0.0.1", "--num-cpus=2", "--include-dashboard=false",
-            "--disable-usage-stats", f"--temp-dir={temp_dir}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-        env=env,
-    )  # fmt: skip
-    address = f"127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while subprocess.run(
-        [str(Path(sys.executable).parent / "ray"), "status", f"--address={address}"],
-        capture_output=True,
-        check=False,
-        env=env,
-    ).returncode:
-        if head.poll() is not None or time.monotonic() > deadline:
-            head.kill()
-            pytest.fail(f"ray start failed: {head.stderr.read().decode() if head.stderr else ''}")
-        time.sleep(1)
+    head, address = ray_cluster.start_head(temp_dir)
     yield address
-    head.terminate()
-    try:
-        head.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(head.pid, 9)
-        head.wait()
+    ray_cluster.stop(head)
     shutil.rmtree(temp_dir, ignore_errors=True)
 
 
@@ -207,7 +169,7 @@ def test_constraints_are_refused_with_the_ray_launcher(tmp_path: Path) -> None:
 
 async def test_an_unreachable_cluster_fails_the_start_naming_it(tmp_path: Path) -> None:
     providers = {"tool_runtime": [{"provider_id": "t", "provider_type": "inline::testprov", "launcher": "ray"}]}
-    address = f"127.0.0.1:{_free_port()}"
+    address = f"127.0.0.1:{ray_cluster.free_port()}"
     host = Host.from_config(_ray_config(tmp_path, address, providers))
     with pytest.raises(Exception) as exc:
         await asyncio.wait_for(host.start(), 120)
@@ -218,7 +180,7 @@ def test_hostel_run_with_ray_serves_http_and_stops_cleanly(tmp_path: Path, ray_a
     """`hostel run --ray ADDRESS`, as a user runs it: the conflicting-pins example served over HTTP from Ray."""
     import httpx
 
-    port = _free_port()
+    port = ray_cluster.free_port()
     log = tmp_path / "server.log"
     server = subprocess.Popen(
         [sys.executable, "-m", "hostel", "run", str(EXAMPLES / "conflicting_pins" / "run.yaml"),

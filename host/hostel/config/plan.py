@@ -60,7 +60,9 @@ class ProviderPlan:
     start: StartMode = "eager"  # lazy: the worker starts on the first call
     idle_stop_s: float | None = None  # stop the worker after this long without calls
     telemetry: Mapping[str, Any] | None = None  # set when the host traces: {"instrument": bool}
-    replicas: int = 1  # workers behind this provider id (hostel.replicas)
+    replicas: int = 1  # workers behind this provider id (its entry's replicas)
+    # With the Ray launcher: num_cpus, num_gpus, resources, node_id, soft, strategy (its entry's ray:).
+    placement: Mapping[str, Any] | None = None
     replica: int = 0  # which of them a slot runs (0 for the provider's own plan)
 
     @property
@@ -256,6 +258,7 @@ def _plan_one(
         idle_stop_s=idle_stop_s,
         telemetry={"instrument": config.hostel.telemetry.instrument} if tracing else None,
         replicas=replicas,
+        placement=entry.ray.model_dump(exclude_none=True) if entry.ray is not None else None,
     )
 
 
@@ -411,6 +414,12 @@ def _launcher(
                 f"a `module:` provider runs with the process launcher only (its spec is read inside a local venv); "
                 f"give it a spec file in external_providers_dir to use launcher {launcher!r}",
             )
+        )
+        return None
+    if entry.ray is not None and entry.launcher is not None and entry.launcher != "ray":
+        # Without a launcher of its own it may still run on Ray (hostel.launcher, hostel run --ray).
+        problems.append(
+            Problem(label, f"{key}.ray", f"Ray placement needs launcher: ray (this entry says {entry.launcher})")
         )
         return None
     if launcher == "ray" and entry.constraints:

@@ -122,6 +122,18 @@ class RaySettings(_Strict):
     tls: TlsSettings | bool | None = None
 
 
+class RayPlacement(_Strict):
+    """A provider entry's ``ray:`` block: where Ray places its workers, instead of ``hostel.ray``'s defaults."""
+
+    num_cpus: float | None = Field(None, ge=0)  # the actor's CPU reservation (default: hostel.ray.num_cpus)
+    num_gpus: float | None = Field(None, ge=0)
+    resources: dict[str, float] | None = None  # custom resources (replaces hostel.ray.resources for it)
+    node_id: str | None = None  # run on this node (Ray's node id, from `ray status` or ray.nodes())
+    soft: bool = False  # with node_id: prefer that node, but run elsewhere if it is gone or full
+    # How its replicas are placed: SPREAD (default with replicas > 1: across nodes) or DEFAULT (Ray's packing).
+    strategy: Literal["SPREAD", "DEFAULT"] | None = None
+
+
 class TelemetrySettings(_Strict):
     """``hostel.telemetry``: OpenTelemetry traces from the host and its workers (docs/observability.md)."""
 
@@ -178,7 +190,7 @@ class HostelSettings(_Strict):
 _PROVIDER_KEYS = {
     "provider_id", "provider_type", "config", "module", "python", "pip_packages", "constraints",
     "spec_overrides", "restart", "limits", "isolation", "launcher", "container_image", "expose", "env", "sandbox",
-    "start", "idle_stop_s", "replicas",
+    "start", "idle_stop_s", "replicas", "ray",
 }  # fmt: skip
 
 
@@ -211,6 +223,7 @@ class ProviderEntry(BaseModel):
     idle_stop_s: float | None = Field(None, gt=0)  # None: hostel.idle_stop_s decides
     # Workers behind this provider id, each supervised on its own; "auto": one per CPU core.
     replicas: Annotated[int, Field(ge=1)] | Literal["auto"] = 1
+    ray: RayPlacement | None = None  # with launcher: ray, where its workers go (docs/launchers.md)
 
     @field_validator("env")
     @classmethod

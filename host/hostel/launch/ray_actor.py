@@ -38,6 +38,12 @@ class WorkerActor:
 
         return str(ray.util.get_node_ip_address())  # type: ignore[no-untyped-call]
 
+    def node_id(self) -> str:
+        """The Ray id of the node the actor (and its worker) runs on: where placement put it."""
+        import ray
+
+        return str(ray.get_runtime_context().get_node_id())
+
     async def start(self, payload_line: bytes, memory_mb: int | None) -> str:
         """Spawn the worker, send its start request, and return its first stdout line (handshake or failure)."""
         stdout = FirstLine(self._stdout.feed)

@@ -65,6 +65,25 @@ def runtime_env(plan: ProviderPlan, settings: RaySettings) -> dict[str, Any]:
     return env
 
 
+def placement(plan: ProviderPlan, settings: RaySettings) -> dict[str, Any]:
+    """The actor's placement options: the provider entry's ``ray:`` block over ``hostel.ray``'s defaults; its
+    replicas spread across nodes unless it says otherwise."""
+    own = dict(plan.placement or {})
+    options: dict[str, Any] = {
+        "num_cpus": own.get("num_cpus", settings.num_cpus),
+        "resources": own.get("resources", settings.resources) or None,
+    }
+    if own.get("num_gpus") is not None:
+        options["num_gpus"] = own["num_gpus"]
+    if own.get("node_id"):
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id=own["node_id"], soft=own["soft"])
+    elif own.get("strategy", "SPREAD" if plan.replicas > 1 else None):
+        options["scheduling_strategy"] = own.get("strategy", "SPREAD")
+    return options
+
+
 async def _reachable(address: str | None) -> None:
     """Fail fast (``ConnectionError``) if a ``host:port`` / ``ray://host:port`` address does not answer at all:
     ``ray.init`` would retry for minutes, blocking the host's loop."""
@@ -167,8 +186,7 @@ class RayWorker(WorkerBase):
         self._actor = launcher.actor_class.options(
             name=self._name,
             runtime_env=runtime_env(self.plan, settings.ray),
-            num_cpus=settings.ray.num_cpus,
-            resources=settings.ray.resources or None,
+            **placement(self.plan, settings.ray),
             max_restarts=0,
             max_concurrency=8,
         ).remote()
