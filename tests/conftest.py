@@ -32,20 +32,39 @@ def hostel_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("hostel-home")
 
 
-def worker_pids(marker: str) -> list[int]:
-    """Pids of live processes whose command line mentions ``marker`` and runs the hostel worker."""
-    pids = []
+def _hostel_processes(marker: str) -> dict[int, tuple[str, int]]:
+    """Live processes whose command line mentions ``marker`` and runs a hostel worker or zygote: pid ->
+    (command line, parent pid)."""
+    found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if "hostel_sdk.worker" in cmdline and marker in cmdline and state != "Z":
-            pids.append(int(entry.name))
-    return pids
+        runs = "hostel_sdk.worker" in cmdline or "hostel_sdk.zygote" in cmdline
+        if runs and marker in cmdline and fields[0] != "Z":
+            found[int(entry.name)] = (cmdline, int(fields[1]))
+    return found
+
+
+def worker_pids(marker: str) -> list[int]:
+    """Pids of the live workers whose command line mentions ``marker``: spawned ones, and ones forked by a
+    zygote (which keep the zygote's command line; their parent is the zygote)."""
+    found = _hostel_processes(marker)
+    return [
+        pid
+        for pid, (cmdline, parent) in found.items()
+        if "hostel_sdk.worker" in cmdline or "hostel_sdk.zygote" in found.get(parent, ("", 0))[0]
+    ]
+
+
+def hostel_pids(marker: str) -> list[int]:
+    """Pids of every live worker and zygote whose command line mentions ``marker`` (what must not outlive a
+    host)."""
+    return list(_hostel_processes(marker))
 
 
 def python_path(version: str) -> str | None:
@@ -77,8 +96,8 @@ def _isolated_home(hostel_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     """Every test uses the session's env cache, and must leave no worker process behind."""
     monkeypatch.setenv("HOSTEL_HOME", str(hostel_home))
     yield
-    assert wait_until(lambda: not worker_pids(str(hostel_home)), timeout=10), (
-        f"test left worker processes behind: {worker_pids(str(hostel_home))}"
+    assert wait_until(lambda: not hostel_pids(str(hostel_home)), timeout=10), (
+        f"test left worker or zygote processes behind: {hostel_pids(str(hostel_home))}"
     )
 
 

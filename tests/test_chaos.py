@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import chaos_spec, make_config, provider_spec, wait_until, worker_pids
+from tests.conftest import chaos_spec, hostel_pids, make_config, provider_spec, wait_until, worker_pids
 
 # Host RSS may grow by this much over its idle size in any row (a 60 MB result is held once, JSON-encoded once).
 HOST_RSS_BOUND_MB = 300
@@ -350,5 +350,5 @@ def test_the_host_stops_within_its_grace_and_leaves_nothing(stack: Stack) -> Non
     assert stack.proc.wait(timeout=60) == 0
     took = time.monotonic() - started
     assert all(not Path(f"/proc/{pid}").exists() for pid in pids)
-    assert wait_until(lambda: not worker_pids(str(stack.home)), timeout=10)
+    assert wait_until(lambda: not hostel_pids(str(stack.home)), timeout=10)
     _record("host SIGTERM with a stubborn worker", None, "stopped", took, note="grace 2 s + kill allowance")

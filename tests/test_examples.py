@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import EXAMPLES, wait_until, worker_pids
+from tests.conftest import EXAMPLES, hostel_pids, wait_until
 
 
 def _free_port() -> int:
@@ -95,7 +95,7 @@ def test_custom_ollama_with_curl_style_calls_and_the_openai_client(tmp_path: Pat
         assert client.returncode == 0, client.stderr
         assert "chat: You said: Hello, hostel" in client.stdout and "stream: You said: one two three" in client.stdout
         assert "embeddings: [8, 8]" in client.stdout and "models: ['llama3', 'embed']" in client.stdout
-    assert wait_until(lambda: not worker_pids(str(hostel_home)), timeout=10)
+    assert wait_until(lambda: not hostel_pids(str(hostel_home)), timeout=10)
 
 
 def test_vector_store_inserts_and_queries_through_deps(tmp_path: Path) -> None:

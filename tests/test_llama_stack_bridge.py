@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import EXAMPLES, REPO, python_path, wait_until, worker_pids
+from tests.conftest import EXAMPLES, REPO, hostel_pids, python_path, wait_until, worker_pids
 
 EXAMPLE = EXAMPLES / "llama_stack_bridge"
 
@@ -146,7 +146,7 @@ def test_stopping_the_server_stops_every_worker(server: Server) -> None:
     assert len(pids) == 2
     server.proc.send_signal(signal.SIGTERM)
     server.proc.wait(timeout=60)
-    assert wait_until(lambda: not worker_pids(str(server.home)), timeout=15)
+    assert wait_until(lambda: not hostel_pids(str(server.home)), timeout=15)
 
 
 def test_a_provider_that_cannot_start_is_named_with_its_stage(server_venv: Path, tmp_path: Path) -> None:
@@ -186,7 +186,7 @@ def test_a_provider_that_cannot_start_is_named_with_its_stage(server_venv: Path,
         "call: ProviderUnavailableError 503",
     ]
     assert "provider bad (remote::echo) did not start" in done.stderr and "prefix" in done.stderr
-    assert not worker_pids(str(tmp_path / "home"))
+    assert not hostel_pids(str(tmp_path / "home"))
 
 
 def _chat(server: Server, model: str, text: str) -> httpx.Response:
@@ -210,7 +210,7 @@ def test_ogx_serves_the_same_bridged_providers(tmp_path_factory: pytest.TempPath
         assert len(worker_pids(str(server.home))) == 2
         server.proc.kill()  # a server killed outright: its workers go with it (parent-death signal)
         server.proc.wait(timeout=30)
-        assert wait_until(lambda: not worker_pids(str(server.home)), timeout=15)
+        assert wait_until(lambda: not hostel_pids(str(server.home)), timeout=15)
 
 
 def test_one_trace_across_the_llama_stack_server_and_a_bridged_worker(

@@ -52,6 +52,8 @@ class StartRequest:
     tls: Mapping[str, str] | None = None  # PEM ``cert``, ``key``, ``ca``; ``server_name`` of the host
     # The process itself.
     host_pid: int | None = None  # exit if the parent is not this process (None: the parent is not the host)
+    # Die with the parent (PR_SET_PDEATHSIG); false when the parent is a zygote, which may go first.
+    parent_death: bool = True
     log_level: str = "WARNING"
     max_message_bytes: int = MAX_MESSAGE_BYTES
     grace_s: float = 5.0

@@ -43,9 +43,10 @@ or serve it in a test with `hostel_sdk.testing`. See docs/protocol.md to write a
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent(host_pid: int | None) -> None:
-    """Exit when the host goes away, even if it is SIGKILLed: parent-death signal, then stdin EOF."""
-    if sys.platform.startswith("linux"):
+def _die_with_parent(host_pid: int | None, parent_death: bool = True) -> None:
+    """Exit when the host goes away, even if it is SIGKILLed: parent-death signal, then stdin EOF (a worker
+    forked by a zygote has only the latter: its parent is the zygote)."""
+    if parent_death and sys.platform.startswith("linux"):
         try:
             ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         except (OSError, AttributeError):
@@ -225,7 +226,7 @@ def main() -> int:
     except (_sandbox.SandboxError, OSError, ValueError) as exc:
         _write_line(handshake_fd, StartFailure(PROTOCOL_VERSION, "config", f"sandbox: {exc}").format())
         return 1
-    _die_with_parent(request.host_pid)
+    _die_with_parent(request.host_pid, request.parent_death)
     _retain_freed_memory(request.retain_freed_bytes)
     return asyncio.run(serve(request, handshake_fd))
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from hostel import Host, ProviderCrashedError, ProviderStartError, RemoteError
-from tests.conftest import make_config, provider_spec, wait_until, worker_pids
+from tests.conftest import hostel_pids, make_config, provider_spec, wait_until, worker_pids
 
 FAST_RESTART = {"restart": {"max_restarts": 5, "window_s": 60, "backoff_initial_s": 0.05, "backoff_max_s": 1}}
 SPECS = {
@@ -103,13 +103,13 @@ async def test_start_or_refuse_leaves_no_worker_running(tmp_path: Path, hostel_h
     with pytest.raises(ProviderStartError) as exc:
         await host.start()
     assert exc.value.provider_id == "bad" and exc.value.stage == "factory"
-    assert worker_pids(str(hostel_home)) == []
+    assert hostel_pids(str(hostel_home)) == []
     assert {s.state for s in host.status()} <= {"stopped", "failed"}
 
 
 def test_workers_die_with_a_sigkilled_host(tmp_path: Path, hostel_home: Path) -> None:
     config = make_config(tmp_path)
-    before = set(worker_pids(str(hostel_home)))
+    before = set(hostel_pids(str(hostel_home)))
     host = subprocess.Popen(
         [sys.executable, "-m", "hostel", "call", str(config), "t", "sleep", "--args", '{"seconds": 120}'],
         stdout=subprocess.DEVNULL,
@@ -117,10 +117,10 @@ def test_workers_die_with_a_sigkilled_host(tmp_path: Path, hostel_home: Path) ->
     )
     try:
         assert wait_until(lambda: set(worker_pids(str(hostel_home))) - before, timeout=120)
-        ours = set(worker_pids(str(hostel_home))) - before
+        ours = set(hostel_pids(str(hostel_home))) - before  # the worker and its zygote
         host.send_signal(signal.SIGKILL)
         host.wait(timeout=10)
-        assert wait_until(lambda: not (set(worker_pids(str(hostel_home))) & ours), timeout=5), "orphaned workers"
+        assert wait_until(lambda: not (set(hostel_pids(str(hostel_home))) & ours), timeout=5), "orphaned workers"
     finally:
         if host.poll() is None:
             host.kill()

@@ -17,7 +17,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import make_config, provider_spec, wait_until, worker_pids
+from tests.conftest import hostel_pids, make_config, provider_spec, wait_until
 from tests.served import Served, free_port
 
 
@@ -274,7 +274,7 @@ def test_llama_stack_client_talks_to_hostel(server: Served, llama_stack_client_p
 def test_sigterm_stops_cleanly_with_no_worker_left(server: Served) -> None:
     pids = [r["pid"] for r in httpx.get(f"{server.url}/v1/providers").json()["data"]]
     assert server.stop() == 0
-    assert wait_until(lambda: not worker_pids(str(server.home)), timeout=10)
+    assert wait_until(lambda: not hostel_pids(str(server.home)), timeout=10)
     assert all(not Path(f"/proc/{pid}").exists() for pid in pids)
     assert "stopped provider" in server.log.read_text()
 
@@ -295,4 +295,4 @@ def test_a_second_signal_forces_the_stop(tmp_path: Path) -> None:
     server.proc.send_signal(signal.SIGTERM)
     server.proc.wait(timeout=20)
     assert time.monotonic() - started < 10
-    assert wait_until(lambda: not worker_pids(str(home)), timeout=10)
+    assert wait_until(lambda: not hostel_pids(str(home)), timeout=10)

@@ -63,6 +63,7 @@ class ProviderPlan:
     replicas: int = 1  # workers behind this provider id (its entry's replicas)
     # With the Ray launcher: num_cpus, num_gpus, resources, node_id, soft, strategy (its entry's ray:).
     placement: Mapping[str, Any] | None = None
+    zygote: bool = False  # fork its workers from a zygote (process launcher)
     replica: int = 0  # which of them a slot runs (0 for the provider's own plan)
 
     @property
@@ -259,6 +260,7 @@ def _plan_one(
         telemetry={"instrument": config.hostel.telemetry.instrument} if tracing else None,
         replicas=replicas,
         placement=entry.ray.model_dump(exclude_none=True) if entry.ray is not None else None,
+        zygote=(entry.zygote if entry.zygote is not None else config.hostel.zygote) and launcher == "process",
     )
 
 

@@ -180,6 +180,9 @@ class HostelSettings(_Strict):
     # How long a replaced or removed provider's old worker may finish its calls and streams before it is stopped.
     drain_grace_s: float = Field(30.0, ge=0)
     telemetry: TelemetrySettings = TelemetrySettings()
+    # Fork each provider's workers from a zygote that has imported the worker runtime (and, where safe, the
+    # provider's module): restarts and replicas in milliseconds (docs/supervision.md). Process launcher, Linux.
+    zygote: bool = True
     # Where registered benchmarks, datasets, scoring functions and training jobs persist (a SQLite file in
     # it); default: $HOSTEL_HOME/state/<config file name>-<hash of its path>; a config given as a dict: memory.
     state_dir: Path | None = None
@@ -190,7 +193,7 @@ class HostelSettings(_Strict):
 _PROVIDER_KEYS = {
     "provider_id", "provider_type", "config", "module", "python", "pip_packages", "constraints",
     "spec_overrides", "restart", "limits", "isolation", "launcher", "container_image", "expose", "env", "sandbox",
-    "start", "idle_stop_s", "replicas", "ray",
+    "start", "idle_stop_s", "replicas", "ray", "zygote",
 }  # fmt: skip
 
 
@@ -224,6 +227,7 @@ class ProviderEntry(BaseModel):
     # Workers behind this provider id, each supervised on its own; "auto": one per CPU core.
     replicas: Annotated[int, Field(ge=1)] | Literal["auto"] = 1
     ray: RayPlacement | None = None  # with launcher: ray, where its workers go (docs/launchers.md)
+    zygote: bool | None = None  # fork its workers from a pre-imported process (None: hostel.zygote decides)
 
     @field_validator("env")
     @classmethod

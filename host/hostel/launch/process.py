@@ -30,6 +30,7 @@ from hostel.envs.process import SETPRIV as _SETPRIV
 from hostel.errors import ProviderStartError
 from hostel.launch.base import ExitInfo, GrpcConnect, LaunchContext, WorkerBase, WorkerHandle, socket_path
 from hostel.launch.child import Child, FirstLine, LineRelay, collect_stacks
+from hostel.launch.zygote import ForkedChild, Zygotes, ZygoteUnavailableError, fork_supported
 from hostel_sdk._handshake import PROTOCOL_VERSION, STACKS_SIGNAL, Handshake, HandshakeError, StartFailure, parse
 from hostel_sdk._start import StartRequest
 
@@ -145,10 +146,12 @@ class WorkerProcess(WorkerBase):
         command: Sequence[str] | None = None,
         die_with_host: bool = False,
         env_key: str | None = None,
+        zygotes: Zygotes | None = None,
     ) -> None:
         """``command`` replaces ``python -m hostel_sdk.worker`` (tests run a fake worker this way).
 
         ``die_with_host``: arm the parent-death signal for a ``command`` that cannot arm it itself.
+        ``zygotes``: fork the worker from its env's zygote (``hostel.launch.zygote``), else spawn it.
         """
         self.plan = plan
         self.python = python
@@ -167,7 +170,9 @@ class WorkerProcess(WorkerBase):
         self._err = LineRelay(self._log_stderr, tail_lines=stderr_lines, what="stderr")
         self._out = LineRelay(self._log_stdout, tail_lines=1, what="stdout")
         self._stdout: FirstLine | None = None
-        self._child: Child | None = None
+        self._child: Child | ForkedChild | None = None
+        self._zygotes = zygotes
+        self._forked = False
         self._watcher: asyncio.Task[None] | None = None
         self._exit: asyncio.Future[ExitInfo] | None = None
         self.kill_reason: str | None = None  # set when hostel itself kills the worker (hang, memory limit)
@@ -206,6 +211,9 @@ class WorkerProcess(WorkerBase):
             host_socket=str(self._host_socket) if self._host_socket else None,
             server_token=self.server_token,
             sandbox=sandbox,
+            # A forked worker's parent is its zygote, which may die before it; it watches the host's pipe.
+            host_pid=None if self._forked else request.host_pid,
+            parent_death=not self._forked,
         )
 
     async def spawn(self) -> None:
@@ -219,16 +227,34 @@ class WorkerProcess(WorkerBase):
             self.socket_path.unlink()
         self._exit = asyncio.get_running_loop().create_future()
         self._stdout = FirstLine(self._out.feed)
-        child = Child(self._stdout.feed, self._err.feed)
-        try:
-            await child.spawn(self._command, env=env, cwd=self._cwd())
-        except OSError as exc:
-            raise ProviderStartError(
-                f"cannot run {self._command[0]}: {exc}", provider_id=self.plan.provider_id, stage="import"
-            ) from None
+        child: Child | ForkedChild | None = await self._fork(env) if self._zygotes is not None else None
+        if child is None:
+            child = Child(self._stdout.feed, self._err.feed)
+            try:
+                await child.spawn(self._command, env=env, cwd=self._cwd())
+            except OSError as exc:
+                raise ProviderStartError(
+                    f"cannot run {self._command[0]}: {exc}", provider_id=self.plan.provider_id, stage="import"
+                ) from None
         self._child = child
         logger.debug("provider %s: spawned worker [pid %s]", self.plan.provider_id, child.pid)
         self._watcher = asyncio.create_task(self._watch_exit(child))
+
+    async def _fork(self, env: dict[str, str]) -> ForkedChild | None:
+        """The worker forked from its env's zygote, or ``None`` (spawn it) if no zygote can fork it."""
+        assert self._zygotes is not None and self._stdout is not None
+        # The provider's module is imported in the zygote only when the worker is not sandboxed: import-time
+        # code must run where the sandbox applies.
+        module = self.plan.spec.module if self.plan.sandbox is None else None
+        try:
+            zygote = await self._zygotes.get(self.python, env, self._cwd(), module)
+            child = ForkedChild(self._stdout.feed, self._err.feed)
+            await child.spawn_from(zygote, env, self._cwd())
+        except (ZygoteUnavailableError, OSError) as exc:
+            logger.warning("provider %s: no zygote (%s); spawning its worker", self.plan.provider_id, exc)
+            return None
+        self._forked = True
+        return child
 
     def _cwd(self) -> str | None:
         """Where the process runs: the host's working directory (a provider's relative paths mean that)."""
@@ -281,7 +307,7 @@ class WorkerProcess(WorkerBase):
     def _log_stdout(self, line: str) -> None:
         self.provider_logger.info("%s", line)
 
-    async def _watch_exit(self, child: Child) -> None:
+    async def _watch_exit(self, child: Child | ForkedChild) -> None:
         assert child.exited is not None and self._exit is not None
         returncode = await child.exited
         # Let the last output arrive, so error messages carry the worker's last words.
@@ -362,6 +388,7 @@ class ProcessLauncher(GrpcConnect):
     def __init__(self, context: LaunchContext) -> None:
         self._context = context
         self.max_message_bytes = context.settings.max_message_mb * 2**20
+        self._zygotes = Zygotes() if fork_supported() else None
 
     def new_worker(self, plan: ProviderPlan, env: Env | None, generation: int) -> WorkerHandle:
         """A ``WorkerProcess`` on a Unix socket in the host's private directory."""
@@ -375,7 +402,10 @@ class ProcessLauncher(GrpcConnect):
             grace_s=context.settings.stop_grace_s,
             host_socket=context.callbacks.socket_path if context.callbacks else None,
             env_key=env.key if env is not None else None,
+            zygotes=self._zygotes if plan.zygote and env is not None else None,
         )
 
     async def close(self) -> None:
-        """Nothing to release."""
+        """Stop the zygotes (the workers stop on their own)."""
+        if self._zygotes is not None:
+            await self._zygotes.close()
