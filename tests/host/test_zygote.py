@@ -14,6 +14,7 @@ import pytest
 
 from hostel import Host
 from hostel.errors import ProviderCrashedError
+from hostel.launch.process import ProcessLauncher
 from tests.conftest import make_config, provider_spec, wait_until
 
 
@@ -28,12 +29,28 @@ def _config(tmp_path: Path, **entry: Any) -> Path:
     )
 
 
-def _parent(pid: int | None) -> psutil.Process:
+def _parent(pid: int | None) -> int:
     assert pid is not None
-    return psutil.Process(psutil.Process(pid).ppid())
+    return psutil.Process(pid).ppid()
 
 
-async def _ready_again(host: Host, old: int | None) -> int:
+def _zygotes() -> list[psutil.Process]:
+    return [p for p in psutil.Process().children() if "hostel_sdk.zygote" in p.cmdline()]
+
+
+async def _zygote(host: Host) -> psutil.Process:
+    """The host's zygote, once it has warmed (after its provider's first worker started) and can fork."""
+    launcher = host.supervisor.launchers.get("process")
+    assert isinstance(launcher, ProcessLauncher) and launcher.zygotes is not None
+    zygotes = launcher.zygotes
+    assert await asyncio.to_thread(wait_until, lambda: len(zygotes.pids()) == 1, 30)
+    return psutil.Process(zygotes.pids()[0])
+
+
+async def _restarted(host: Host, old: int | None) -> int:
+    assert old is not None
+    os.kill(old, signal.SIGKILL)
+
     def ready() -> bool:
         status = host.status()[0]
         return status.state == "ready" and status.pid not in (None, old)
@@ -44,38 +61,48 @@ async def _ready_again(host: Host, old: int | None) -> int:
     return pid
 
 
-async def test_workers_and_their_restarts_are_forked_from_the_envs_zygote(tmp_path: Path) -> None:
+async def test_a_first_start_spawns_and_restarts_are_forks_of_the_envs_zygote(tmp_path: Path) -> None:
     async with Host.from_config(_config(tmp_path)) as host:
         first = host.status()[0].pid
-        zygote = _parent(first)
-        assert zygote.pid != os.getpid() and zygote.ppid() == os.getpid()
+        assert _parent(first) == os.getpid()  # the first start does not wait for a zygote
+        zygote = await _zygote(host)
         # ... -m hostel_sdk.zygote FD hostel_testprov: the provider's module is imported before forking
         assert zygote.cmdline()[-3] == "hostel_sdk.zygote" and zygote.cmdline()[-1] == "hostel_testprov"
-        os.kill(first, signal.SIGKILL)
-        second = await _ready_again(host, first)
-        assert _parent(second).pid == zygote.pid  # the restart was a fork of the same zygote
+        second = await _restarted(host, first)
+        assert _parent(second) == zygote.pid
+        third = await _restarted(host, second)
+        assert _parent(third) == zygote.pid  # the same zygote, again
         assert await host.provider("t").greet(name="z") == "hi, z"
         with pytest.raises(ProviderCrashedError) as crash:
             await host.provider("t").crash(code=3)
         assert crash.value.exit_code == 3 and "about to crash" in crash.value.stderr_tail  # as for a spawned one
 
 
+async def test_replicas_wait_for_the_zygote_and_are_all_forked(tmp_path: Path) -> None:
+    async with Host.from_config(_config(tmp_path, replicas=3)) as host:
+        zygote = await _zygote(host)
+        assert {_parent(r.pid) for r in host.status()[0].replicas} == {zygote.pid}
+
+
 async def test_a_zygote_that_dies_takes_no_worker_with_it(tmp_path: Path) -> None:
     async with Host.from_config(_config(tmp_path)) as host:
-        worker = host.status()[0].pid
-        zygote = _parent(worker)
+        zygote = await _zygote(host)
+        worker = await _restarted(host, host.status()[0].pid)
+        assert _parent(worker) == zygote.pid
         zygote.kill()
         zygote.wait(5)
         assert await host.provider("t").greet(name="still") == "hi, still"  # the worker serves on
         assert host.status()[0].pid == worker
-        os.kill(worker, signal.SIGKILL)  # its exit is still seen, from a pidfd (the code is unknown now)
-        restarted = await _ready_again(host, worker)
-        assert _parent(restarted).cmdline()[-3] == "hostel_sdk.zygote" and _parent(restarted).pid != zygote.pid
+        restarted = await _restarted(host, worker)  # its exit is still seen (from a pidfd: its code is unknown)
+        assert await host.provider("t").greet(name="again") == "hi, again"
+        assert (await _zygote(host)).pid != zygote.pid  # and a new zygote is warmed for the next restart
+        assert restarted != worker
 
 
 async def test_zygote_false_spawns_workers_as_before(tmp_path: Path) -> None:
     async with Host.from_config(_config(tmp_path, zygote=False)) as host:
-        assert _parent(host.status()[0].pid).pid == os.getpid()
+        restarted = await _restarted(host, host.status()[0].pid)
+        assert _parent(restarted) == os.getpid() and not _zygotes()
 
 
 async def test_a_module_that_starts_threads_is_not_imported_before_forking(
@@ -83,14 +110,16 @@ async def test_a_module_that_starts_threads_is_not_imported_before_forking(
 ) -> None:
     caplog.set_level(logging.WARNING, "hostel.launch.zygote")
     async with Host.from_config(_config(tmp_path, module="hostel_testprov.threaded")) as host:
-        zygote = _parent(host.status()[0].pid)
+        zygote = await _zygote(host)
         assert zygote.cmdline()[-2] == "hostel_sdk.zygote"  # the runtime alone: no module argument
         assert "importing hostel_testprov.threaded starts threads" in caplog.text
+        assert _parent(await _restarted(host, host.status()[0].pid)) == zygote.pid
         assert await host.provider("t").greet(name="t") == "hi, t"
 
 
 async def test_a_sandboxed_providers_module_is_imported_only_inside_its_sandbox(tmp_path: Path) -> None:
     async with Host.from_config(_config(tmp_path, sandbox=True)) as host:
-        zygote = _parent(host.status()[0].pid)
+        zygote = await _zygote(host)
         assert zygote.cmdline()[-2] == "hostel_sdk.zygote"
+        assert _parent(await _restarted(host, host.status()[0].pid)) == zygote.pid
         assert await host.provider("t").greet(name="s") == "hi, s"

@@ -240,14 +240,24 @@ class WorkerProcess(WorkerBase):
         logger.debug("provider %s: spawned worker [pid %s]", self.plan.provider_id, child.pid)
         self._watcher = asyncio.create_task(self._watch_exit(child))
 
-    async def _fork(self, env: dict[str, str]) -> ForkedChild | None:
-        """The worker forked from its env's zygote, or ``None`` (spawn it) if no zygote can fork it."""
-        assert self._zygotes is not None and self._stdout is not None
+    def _zygote_module(self) -> str | None:
         # The provider's module is imported in the zygote only when the worker is not sandboxed: import-time
         # code must run where the sandbox applies.
-        module = self.plan.spec.module if self.plan.sandbox is None else None
+        return self.plan.spec.module if self.plan.sandbox is None else None
+
+    async def _fork(self, env: dict[str, str]) -> ForkedChild | None:
+        """The worker forked from its env's zygote, or ``None`` (spawn it) if no zygote can fork it now. A
+        provider with replicas waits for its zygote; otherwise a first start does not (the zygote is warmed
+        once the worker is up, for its restarts)."""
+        assert self._zygotes is not None and self._stdout is not None
         try:
-            zygote = await self._zygotes.get(self.python, env, self._cwd(), module)
+            if self.plan.replicas > 1:
+                zygote = await self._zygotes.get(self.python, env, self._cwd(), self._zygote_module())
+            else:
+                found = self._zygotes.running(self.python, env, self._cwd())
+                if found is None:
+                    return None
+                zygote = found
             child = ForkedChild(self._stdout.feed, self._err.feed)
             await child.spawn_from(zygote, env, self._cwd())
         except (ZygoteUnavailableError, OSError) as exc:
@@ -298,6 +308,8 @@ class WorkerProcess(WorkerBase):
             await (self.wait() if result.worker_exits else self.kill())
             raise self._start_error(result.message, result.stage)
         logger.info("started provider %s [pid %s]", self.plan.provider_id, child.pid)
+        if self._zygotes is not None and not self._forked:
+            self._zygotes.warm(self.python, self._environment(), self._cwd(), self._zygote_module())
         return result
 
     def _log_stderr(self, line: str) -> None:
@@ -388,7 +400,7 @@ class ProcessLauncher(GrpcConnect):
     def __init__(self, context: LaunchContext) -> None:
         self._context = context
         self.max_message_bytes = context.settings.max_message_mb * 2**20
-        self._zygotes = Zygotes() if fork_supported() else None
+        self.zygotes = Zygotes() if fork_supported() else None  # one per provider env, started on use
 
     def new_worker(self, plan: ProviderPlan, env: Env | None, generation: int) -> WorkerHandle:
         """A ``WorkerProcess`` on a Unix socket in the host's private directory."""
@@ -402,10 +414,10 @@ class ProcessLauncher(GrpcConnect):
             grace_s=context.settings.stop_grace_s,
             host_socket=context.callbacks.socket_path if context.callbacks else None,
             env_key=env.key if env is not None else None,
-            zygotes=self._zygotes if plan.zygote and env is not None else None,
+            zygotes=self.zygotes if plan.zygote and env is not None else None,
         )
 
     async def close(self) -> None:
         """Stop the zygotes (the workers stop on their own)."""
-        if self._zygotes is not None:
-            await self._zygotes.close()
+        if self.zygotes is not None:
+            await self.zygotes.close()

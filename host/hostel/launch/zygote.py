@@ -82,13 +82,16 @@ class Zygote:
         assert process.stdout is not None and process.stderr is not None
         self._watchers.append(asyncio.create_task(_relay(process.stderr, self._stderr.feed)))
         try:
-            line = (await asyncio.wait_for(process.stdout.readline(), _READY_S)).decode().strip()
-        except TimeoutError:
-            line = "timeout"
-        if line != "ready":
+            try:
+                line = (await asyncio.wait_for(process.stdout.readline(), _READY_S)).decode().strip()
+            except TimeoutError:
+                line = "timeout"
+            if line != "ready":
+                raise ZygoteUnavailableError(f"the zygote did not start ({line or 'it exited'})")
+        except BaseException:  # cancelled too (the host stops while it warms): nothing is left running
             ours.close()
             await self.stop()
-            raise ZygoteUnavailableError(f"the zygote did not start ({line or 'it exited'})")
+            raise
         ours.setblocking(False)
         self._socket = ours
         self._reader = asyncio.create_task(self._read())
@@ -289,6 +292,35 @@ class Zygotes:
         self._by_python: dict[Path, Zygote] = {}
         self._unsafe: set[tuple[Path, str]] = set()  # (python, module) that start threads at import
         self._lock = asyncio.Lock()
+        self._warming: dict[Path, asyncio.Task[None]] = {}
+
+    def running(self, python: Path, env: Mapping[str, str], cwd: str | None) -> Zygote | None:
+        """The zygote for this env if one is running and ready, else ``None`` (no waiting)."""
+        current = self._by_python.get(python)
+        if current is not None and current.alive and _same(current.env, env) and current.cwd == cwd:
+            return current
+        return None
+
+    def pids(self) -> list[int]:
+        """The pids of the zygotes running and ready to fork."""
+        return [z.pid for z in self._by_python.values() if z.alive and z.pid is not None]
+
+    def warm(self, python: Path, env: Mapping[str, str], cwd: str | None, module: str | None) -> None:
+        """Start this env's zygote in the background, if none runs, for the next worker (a restart): a first
+        start does not wait for it. Zygotes warm one at a time, so a host starting many providers is not
+        slowed by as many imports again."""
+        if python in self._warming or self.running(python, env, cwd) is not None:
+            return
+
+        async def start() -> None:
+            try:
+                await self.get(python, env, cwd, module)
+            except ZygoteUnavailableError as exc:
+                logger.info("no zygote for %s: %s; its workers are spawned", python, exc)
+            finally:
+                self._warming.pop(python, None)
+
+        self._warming[python] = asyncio.create_task(start())
 
     async def get(self, python: Path, env: Mapping[str, str], cwd: str | None, module: str | None) -> Zygote:
         """The running zygote for this env, started (again) if needed; ``ZygoteUnavailableError`` if none can
@@ -320,7 +352,10 @@ class Zygotes:
             return zygote
 
     async def close(self) -> None:
-        """Stop every zygote."""
+        """Stop every zygote (and the ones warming)."""
+        for task in self._warming.values():
+            task.cancel()
+        await asyncio.gather(*self._warming.values(), return_exceptions=True)
         zygotes, self._by_python = list(self._by_python.values()), {}
         await asyncio.gather(*(z.stop() for z in zygotes))
 
