@@ -192,7 +192,30 @@ class _Protocol(asyncio.SubprocessProtocol):
         self._child._exited()
 
 
-class Child:
+class Signals:
+    """Signals to a process (``pid``) and its group, while it lives (``returncode`` is ``None``)."""
+
+    pid: int | None
+
+    @property
+    def returncode(self) -> int | None:
+        """The return code once the process has ended."""
+        raise NotImplementedError
+
+    def signal_group(self, sig: int) -> None:
+        """Send ``sig`` to the child's process group, while the child lives."""
+        if self.pid is not None and self.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, sig)
+
+    def signal_process(self, sig: int) -> None:
+        """Send ``sig`` to the child alone, while it lives."""
+        if self.pid is not None and self.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(self.pid, sig)
+
+
+class Child(Signals):
     """A child process in a session of its own, with stdin, and stdout/stderr handed to callbacks.
 
     ``exited`` resolves with the return code (``-N`` for signal N) as soon as the child is reaped, however
@@ -244,18 +267,6 @@ class Child:
         pipe = self._transport.get_pipe_transport(0) if self._transport else None
         if pipe is not None:
             pipe.close()
-
-    def signal_group(self, sig: int) -> None:
-        """Send ``sig`` to the child's process group, while the child lives."""
-        if self.pid is not None and self.returncode is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.pid, sig)
-
-    def signal_process(self, sig: int) -> None:
-        """Send ``sig`` to the child alone, while it lives."""
-        if self.pid is not None and self.returncode is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(self.pid, sig)
 
     async def output_closed(self, timeout: float) -> None:
         """Wait up to ``timeout`` seconds for stdout and stderr to reach end of file."""

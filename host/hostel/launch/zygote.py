@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from hostel.launch.child import LineRelay
+from hostel.launch.child import LineRelay, Signals
 
 logger = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ class _PipeReader(asyncio.Protocol):
             self._closed.set_result(None)
 
 
-class ForkedChild:
+class ForkedChild(Signals):
     """A worker forked by a zygote, with the interface of ``hostel.launch.child.Child``."""
 
     def __init__(self, on_stdout: Callable[[bytes], None], on_stderr: Callable[[bytes], None]) -> None:
@@ -260,18 +260,6 @@ class ForkedChild:
         """Close the worker's stdin (it sees EOF and exits)."""
         if self._stdin is not None:
             self._stdin.close()
-
-    def signal_group(self, sig: int) -> None:
-        """Send ``sig`` to the worker's process group, while it lives."""
-        if self.pid is not None and self.returncode is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.pid, sig)
-
-    def signal_process(self, sig: int) -> None:
-        """Send ``sig`` to the worker alone, while it lives."""
-        if self.pid is not None and self.returncode is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(self.pid, sig)
 
     async def output_closed(self, timeout: float) -> None:
         """Wait up to ``timeout`` seconds for stdout and stderr to reach end of file."""
