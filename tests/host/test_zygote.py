@@ -123,3 +123,18 @@ async def test_a_sandboxed_providers_module_is_imported_only_inside_its_sandbox(
         assert zygote.cmdline()[-2] == "hostel_sdk.zygote"
         assert _parent(await _restarted(host, host.status()[0].pid)) == zygote.pid
         assert await host.provider("t").greet(name="s") == "hi, s"
+
+
+async def test_a_reload_that_changes_the_workers_environment_replaces_the_zygote(tmp_path: Path) -> None:
+    async with Host.from_config(_config(tmp_path, env={"FLAVOUR": "one"})) as host:
+        old = await _zygote(host)
+        report = await host.reload(_config(tmp_path, env={"FLAVOUR": "two"}))
+        assert report.replaced == ("t",), report.summary()
+        launcher = host.supervisor.launchers.get("process")
+        assert isinstance(launcher, ProcessLauncher) and launcher.zygotes is not None
+        zygotes = launcher.zygotes
+        assert await asyncio.to_thread(wait_until, lambda: zygotes.pids() not in ([], [old.pid]), 30)
+        new = await _zygote(host)  # one zygote still: the old one was stopped when replaced
+        assert new.pid != old.pid and not old.is_running()
+        assert _parent(await _restarted(host, host.status()[0].pid)) == new.pid
+        assert new.environ().get("FLAVOUR") == "two"

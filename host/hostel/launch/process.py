@@ -252,9 +252,11 @@ class WorkerProcess(WorkerBase):
         assert self._zygotes is not None and self._stdout is not None
         try:
             if self.plan.replicas > 1:
-                zygote = await self._zygotes.get(self.python, env, self._cwd(), self._zygote_module())
+                zygote = await self._zygotes.get(
+                    self.plan.provider_id, self.python, env, self._cwd(), self._zygote_module()
+                )
             else:
-                found = self._zygotes.running(self.python, env, self._cwd())
+                found = self._zygotes.running(self.plan.provider_id, self.python, env, self._cwd())
                 if found is None:
                     return None
                 zygote = found
@@ -309,7 +311,9 @@ class WorkerProcess(WorkerBase):
             raise self._start_error(result.message, result.stage)
         logger.info("started provider %s [pid %s]", self.plan.provider_id, child.pid)
         if self._zygotes is not None and not self._forked:
-            self._zygotes.warm(self.python, self._environment(), self._cwd(), self._zygote_module())
+            self._zygotes.warm(
+                self.plan.provider_id, self.python, self._environment(), self._cwd(), self._zygote_module()
+            )
         return result
 
     def _log_stderr(self, line: str) -> None:

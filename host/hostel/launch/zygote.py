@@ -274,51 +274,54 @@ class ForkedChild(Signals):
 
 
 class Zygotes:
-    """The zygotes of one host: one per provider env (and environment), started on first use."""
+    """The zygotes of one host: one per provider (its env and worker environment), started on first use. When
+    a reload gives a provider another env or environment, its zygote is replaced by one for the new."""
 
     def __init__(self) -> None:
-        self._by_python: dict[Path, Zygote] = {}
+        self._by_owner: dict[str, Zygote] = {}
         self._unsafe: set[tuple[Path, str]] = set()  # (python, module) that start threads at import
         self._lock = asyncio.Lock()
-        self._warming: dict[Path, asyncio.Task[None]] = {}
+        self._warming: dict[str, asyncio.Task[None]] = {}
 
-    def running(self, python: Path, env: Mapping[str, str], cwd: str | None) -> Zygote | None:
-        """The zygote for this env if one is running and ready, else ``None`` (no waiting)."""
-        current = self._by_python.get(python)
-        if current is not None and current.alive and _same(current.env, env) and current.cwd == cwd:
-            return current
-        return None
+    def running(self, owner: str, python: Path, env: Mapping[str, str], cwd: str | None) -> Zygote | None:
+        """``owner``'s zygote if one is running and ready for this env, else ``None`` (no waiting)."""
+        current = self._by_owner.get(owner)
+        fits = current is not None and current.python == python and _same(current.env, env) and current.cwd == cwd
+        return current if fits and current is not None and current.alive else None
 
     def pids(self) -> list[int]:
         """The pids of the zygotes running and ready to fork."""
-        return [z.pid for z in self._by_python.values() if z.alive and z.pid is not None]
+        return [z.pid for z in self._by_owner.values() if z.alive and z.pid is not None]
 
-    def warm(self, python: Path, env: Mapping[str, str], cwd: str | None, module: str | None) -> None:
-        """Start this env's zygote in the background, if none runs, for the next worker (a restart): a first
+    def warm(self, owner: str, python: Path, env: Mapping[str, str], cwd: str | None, module: str | None) -> None:
+        """Start ``owner``'s zygote in the background, if none runs, for its next worker (a restart): a first
         start does not wait for it. Zygotes warm one at a time, so a host starting many providers is not
         slowed by as many imports again."""
-        if python in self._warming or self.running(python, env, cwd) is not None:
+        if owner in self._warming or self.running(owner, python, env, cwd) is not None:
             return
 
         async def start() -> None:
             try:
-                await self.get(python, env, cwd, module)
+                await self.get(owner, python, env, cwd, module)
             except ZygoteUnavailableError as exc:
-                logger.info("no zygote for %s: %s; its workers are spawned", python, exc)
+                logger.info("no zygote for provider %s: %s; its workers are spawned", owner, exc)
             finally:
-                self._warming.pop(python, None)
+                self._warming.pop(owner, None)
 
-        self._warming[python] = asyncio.create_task(start())
+        self._warming[owner] = asyncio.create_task(start())
 
-    async def get(self, python: Path, env: Mapping[str, str], cwd: str | None, module: str | None) -> Zygote:
-        """The running zygote for this env, started (again) if needed; ``ZygoteUnavailableError`` if none can
-        run. A zygote made for another environment of the same venv (a reload changed it) is replaced."""
+    async def get(
+        self, owner: str, python: Path, env: Mapping[str, str], cwd: str | None, module: str | None
+    ) -> Zygote:
+        """``owner``'s running zygote for this env, started (or replaced) if needed; ``ZygoteUnavailableError``
+        if none can run."""
         async with self._lock:
-            current = self._by_python.get(python)
-            if current is not None and current.alive and _same(current.env, env) and current.cwd == cwd:
-                return current
+            current = self.running(owner, python, env, cwd)
             if current is not None:
-                await current.stop()
+                return current
+            stale = self._by_owner.pop(owner, None)
+            if stale is not None:
+                await stale.stop()
             if module and (python, module) in self._unsafe:
                 module = None
             zygote = Zygote(python, env, cwd, module)
@@ -335,8 +338,8 @@ class Zygotes:
                 self._unsafe.add((python, module))
                 zygote = Zygote(python, env, cwd, None)
                 await zygote.start()
-            self._by_python[python] = zygote
-            logger.debug("zygote for %s ready [pid %s]", python, zygote.pid)
+            self._by_owner[owner] = zygote
+            logger.debug("zygote for provider %s ready [pid %s]", owner, zygote.pid)
             return zygote
 
     async def close(self) -> None:
@@ -344,7 +347,7 @@ class Zygotes:
         for task in self._warming.values():
             task.cancel()
         await asyncio.gather(*self._warming.values(), return_exceptions=True)
-        zygotes, self._by_python = list(self._by_python.values()), {}
+        zygotes, self._by_owner = list(self._by_owner.values()), {}
         await asyncio.gather(*(z.stop() for z in zygotes))
 
 
