@@ -317,7 +317,7 @@ def test_a_non_loopback_address_without_auth_is_refused(tmp_path: Path) -> None:
             "not implemented by hostel",
         ),
         ({"quota": {"period": "day"}}, "server.quota is not implemented"),
-        ({"tls_certfile": "x.pem", "unknown_key": 1}, "Extra inputs are not permitted"),
+        ({"tls_certfile": "x.pem", "unknown_key": 1}, "server.unknown_key: unknown key 'unknown_key'"),
         ({"auth": {"provider_config": {"type": "bearer", "tokens": ["short"]}}}, "16 characters"),
     ],
 )
