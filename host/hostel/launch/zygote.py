@@ -137,6 +137,10 @@ class Zygote:
         """Resolves with the worker's return code once the zygote has reaped it."""
         return self._exits.setdefault(pid, asyncio.get_running_loop().create_future())
 
+    def forget(self, pid: int) -> None:
+        """The worker's exit has been taken: nothing more to keep for it."""
+        self._exits.pop(pid, None)
+
     async def stop(self) -> None:
         """Stop the zygote (its workers keep running: they exit when the host closes their stdin)."""
         process = self._process
@@ -237,6 +241,7 @@ class ForkedChild(Signals):
                 await asyncio.wait({reported}, timeout=_STATUS_WAIT_S)
             code = reported.result() if reported.done() else -signal.SIGKILL  # unknown: its zygote had died
         finally:
+            zygote.forget(pid)
             if pidfd is not None:
                 loop.remove_reader(pidfd)
                 os.close(pidfd)
