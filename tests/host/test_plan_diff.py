@@ -91,3 +91,13 @@ def test_lazy_settings_and_max_running_are_checked(tmp_path: Path) -> None:
         _plan(tmp_path, {"tool_runtime": [_entry("a"), _entry("b")]}, hostel={"max_running": 1})
     with pytest.raises(ConfigError, match="start"):
         _plan(tmp_path, {"tool_runtime": [_entry("a", start="sometimes")]})
+
+
+def test_replicas_are_policy_and_zygote_replaces_the_workers(tmp_path: Path) -> None:
+    old = _plan(tmp_path, {"tool_runtime": [_entry("a"), _entry("b")]})
+    new = _plan(tmp_path, {"tool_runtime": [_entry("a", replicas=3), _entry("b")]}, hostel={"zygote": False})
+    diff = diff_plans(old, new)
+    assert dict(diff.updated) == {} and set(diff.replaced) == {"a", "b"}  # zygote: how every worker starts
+    assert diff.replaced["a"] == ("zygote",) and diff.needs_restart == ()  # its resize follows the replacement
+    resized = diff_plans(old, _plan(tmp_path, {"tool_runtime": [_entry("a", replicas=3), _entry("b")]}))
+    assert dict(resized.updated) == {"a": ("replicas",)} and not resized.replaced  # a resize, in place

@@ -22,7 +22,7 @@ POLICY_FIELDS = frozenset(
 )  # fmt: skip
 # hostel: settings a reload applies: through each provider's plan, or live.
 _RELOADED_SETTINGS = frozenset(
-    {"restart", "pass_env", "sandbox", "launcher", "retain_freed_mb", "start", "idle_stop_s", "max_running"}
+    {"restart", "pass_env", "sandbox", "launcher", "retain_freed_mb", "start", "idle_stop_s", "max_running", "zygote"}
 )
 
 
