@@ -20,17 +20,27 @@ from hostel import _telemetry
 from hostel._usage import Usage, process_usage
 from hostel.config import ModelEntry, RunConfig
 from hostel.config.envfile import environ_with
-from hostel.config.plan import Plan, load_plan
+from hostel.config.plan import Plan, ProviderPlan, load_plan
 from hostel.envs import EnvManager
 from hostel.envs.lock import lock_path
 from hostel.errors import ConfigError, MethodNotFoundError, Problem, ProviderUnavailableError, RoutingError
 from hostel.proxy import ProviderProxy
 from hostel.reload import ReloadReport, apply_reload
-from hostel.resources import KINDS, TABLE_APIS, ResourceStore, ResourceTables, TableApi, default_state_dir
+from hostel.resources import (
+    KINDS,
+    OWNING_APIS,
+    TABLE_APIS,
+    Kind,
+    ResourceStore,
+    ResourceTables,
+    TableApi,
+    default_state_dir,
+)
 from hostel.router import ApiRouter
 from hostel.slot import ProviderSlot
 from hostel.supervisor import ProviderStatus, Supervisor, SupervisorContext
 from hostel.transport.callbacks import ApiSource, CallbackServer
+from hostel.transport.channel import Channel
 
 logger = logging.getLogger(__name__)
 
@@ -289,7 +299,7 @@ class Host:
     def api(self, api: str, *, timeout: float | None = None, provider_data: Any = None) -> ApiRouter:
         """A router for one API, routing by the ``models`` table."""
         _check_timeout(timeout)
-        ids = [p.provider_id for p in self.plan.providers if p.api == api]
+        ids = self.providers_of(api)
         if not ids and self.external is not None and api in self.external.apis:
             return self.external.api(api, timeout=timeout, provider_data=provider_data)  # type: ignore[no-any-return]
         if not ids and api in TABLE_APIS:
@@ -303,7 +313,7 @@ class Host:
             self.plan.config.models,
             timeout=timeout,
             provider_data=provider_data,
-            resources=self.tables,
+            resources=self.tables if api in OWNING_APIS else None,  # no state file for hosts without them
         )
 
     # -- the benchmarks, datasets and scoring functions tables (docs/resources.md) -------------------------
@@ -323,7 +333,7 @@ class Host:
             by_api.setdefault(plan.api, []).append(plan.provider_id)
         return by_api
 
-    def _kind(self, kind: str) -> Any:
+    def _kind(self, kind: str) -> Kind:
         for found in KINDS:
             if kind in (found.name, found.table_api):
                 return found
@@ -335,12 +345,7 @@ class Host:
 
     def resource(self, kind: str, identifier: str) -> dict[str, Any]:
         """One resource; ``RoutingError`` (HTTP 404) if the table has no such id."""
-        found = self._kind(kind)
-        record = self.tables.get(found, identifier)
-        if record is None:
-            self.tables.owner(found, identifier)  # raises, naming what there is
-        assert record is not None
-        return record
+        return self.tables.require(self._kind(kind), identifier)
 
     def owner(self, kind: str, identifier: str) -> str:
         """The id of the provider that owns a resource; ``RoutingError`` (HTTP 404) if the table has no such id."""
@@ -380,8 +385,11 @@ class Host:
         with contextlib.suppress(MethodNotFoundError):  # a provider with no registry of its own needs no telling
             await self.call(provider_id, method, (value,), {})
 
-    async def _prime(self, provider_id: str, channel: Any) -> None:
+    async def _prime(self, plan: ProviderPlan, channel: Channel) -> None:
         """Tell a new worker of the resources its provider owns (its registry lives in the worker's memory)."""
+        if plan.api not in OWNING_APIS:
+            return  # owns none: no state file to open
+        provider_id = plan.provider_id
         for kind, record in self.tables.owned_by(provider_id):
             try:
                 await channel.call(

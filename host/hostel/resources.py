@@ -13,6 +13,7 @@ provider keeps its own registry in memory.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import sqlite3
@@ -57,6 +58,8 @@ SCORING_FUNCTION = Kind(
 )
 KINDS: tuple[Kind, ...] = (BENCHMARK, DATASET, SCORING_FUNCTION)
 TABLE_APIS: dict[str, Kind] = {kind.table_api: kind for kind in KINDS}
+# The APIs whose calls the tables route (by resource or training job), and whose providers own resources.
+OWNING_APIS = frozenset({*(kind.api for kind in KINDS), "post_training"})
 
 
 class ResourceStore:
@@ -80,6 +83,13 @@ class ResourceStore:
         """The registered resources of ``kind``, oldest first."""
         cursor = self._db.execute("SELECT record FROM resources WHERE kind = ? ORDER BY rowid", (kind,))
         return [json.loads(record) for (record,) in cursor]
+
+    def get(self, kind: str, identifier: str) -> dict[str, Any] | None:
+        """One registered resource, or ``None``."""
+        row = self._db.execute(
+            "SELECT record FROM resources WHERE kind = ? AND identifier = ?", (kind, identifier)
+        ).fetchone()
+        return json.loads(row[0]) if row else None
 
     def put(self, kind: str, record: Mapping[str, Any]) -> None:
         """Register (or replace) one resource."""
@@ -111,8 +121,6 @@ def default_state_dir(config: RunConfig, home: Path) -> Path | None:
         return config.base_dir / config.hostel.state_dir
     if config.source is None:
         return None
-    import hashlib
-
     digest = hashlib.sha256(str(config.source).encode()).hexdigest()[:12]
     return home / "state" / f"{config.source.stem}-{digest}"
 
@@ -211,10 +219,7 @@ class ResourceTables:
 
     def get(self, kind: Kind, identifier: str) -> dict[str, Any] | None:
         """One resource, or ``None``."""
-        for record in self.store.rows(kind.name):
-            if record["identifier"] == identifier:
-                return record
-        return self._configured[kind.name].get(identifier)
+        return self.store.get(kind.name, identifier) or self._configured[kind.name].get(identifier)
 
     def all(self, kind: Kind) -> list[dict[str, Any]]:
         """Every resource of ``kind``: the config's, then the registered ones."""
@@ -226,8 +231,8 @@ class ResourceTables:
         """Every resource ``provider_id`` owns (what a new worker of it is told)."""
         return [(kind, r) for kind in KINDS for r in self.all(kind) if r["provider_id"] == provider_id]
 
-    def owner(self, kind: Kind, identifier: str) -> str:
-        """The provider that owns ``identifier``; ``RoutingError`` (404) if it is not in the table."""
+    def require(self, kind: Kind, identifier: str) -> dict[str, Any]:
+        """One resource; ``RoutingError`` (404), naming the ones there are, if it is not in the table."""
         record = self.get(kind, identifier)
         if record is None:
             known = ", ".join(r["identifier"] for r in self.all(kind)) or "none"
@@ -235,7 +240,11 @@ class ResourceTables:
                 f"{kind.name} {identifier!r} not found; registered {kind.table_api}: {known}. "
                 f"Register it first (POST it, or list it under {kind.config_key}: in the run config)"
             )
-        return str(record["provider_id"])
+        return record
+
+    def owner(self, kind: Kind, identifier: str) -> str:
+        """The provider that owns ``identifier``; ``RoutingError`` (404) if it is not in the table."""
+        return str(self.require(kind, identifier)["provider_id"])
 
 
 class Registrar(Protocol):

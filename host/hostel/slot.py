@@ -93,7 +93,7 @@ class SupervisorContext:
     external_apis: frozenset[str] = frozenset()  # APIs served outside the host, which providers may depend on
     base_dir: Path | None = None  # the run config's directory: relative paths in its settings resolve against it
     # Run on every new worker before it serves (the host tells it of the resources its provider owns).
-    prime: Callable[[str, Channel], Awaitable[None]] | None = None
+    prime: Callable[[ProviderPlan, Channel], Awaitable[None]] | None = None
 
     def launch_context(self) -> LaunchContext:
         """What the launchers need of this context."""
@@ -307,7 +307,7 @@ class ProviderSlot:
                 worker, handshake, provider_id=self.provider_id, explain=functools.partial(self._explain, worker)
             )
             if self._prime is not None:
-                await self._prime(self.provider_id, channel)
+                await self._prime(plan, channel)
             if self._closed:  # the host began to stop as this worker came up: it must not outlive the host
                 await channel.close()
                 raise ProviderUnavailableError(
