@@ -185,9 +185,10 @@ class HostOnLoop:
 
 
 class _Shared:
-    """One started host for every entry that names the same run config."""
+    """One started host for every entry that names the same run config (``path``)."""
 
-    def __init__(self, view: HostOnLoop, thread: LoopThread) -> None:
+    def __init__(self, path: Path, view: HostOnLoop, thread: LoopThread) -> None:
+        self.path = path
         self.view = view
         self.thread = thread
         self.users = 0
@@ -213,7 +214,7 @@ class RemovedApi:
         shared = self._shared
         shared.users -= 1
         if shared.users == 0 and not shared.thread.loop.is_closed():
-            _SHARED.pop(next((k for k, v in _SHARED.items() if v is shared), Path()), None)
+            _SHARED.pop(shared.path, None)
             await shared.thread.run(shared.view.host.stop)
             shared.thread.close()
 
@@ -248,7 +249,7 @@ async def get_adapter_impl(config: RemovedApiConfig, deps: dict[Any, Any]) -> Re
             await thread.run(host.stop)
             thread.close()
             raise
-        shared = _SHARED[path] = _Shared(HostOnLoop(host, thread), thread)
+        shared = _SHARED[path] = _Shared(path, HostOnLoop(host, thread), thread)
         views.append(shared.view)
     shared.users += 1
     return RemovedApi(config.api, shared, shared.view.host.config.hostel.max_message_mb * 2**20)

@@ -216,17 +216,16 @@ class ResourceRoutes:
                 raise BadRequestError(f"these scoring functions belong to {len(owners)} providers; score with one")
             return owners.pop()
 
-        async def score(request: Request) -> Any:
-            body = await json_body(request, self.max_body)
-            return await self._call(request, owner(body.get("scoring_functions")), "score", body)
+        def scores(method: str) -> _Handler:
+            async def work(request: Request) -> Any:
+                body = await json_body(request, self.max_body)
+                return await self._call(request, owner(body.get("scoring_functions")), method, body)
 
-        async def score_batch(request: Request) -> Any:
-            body = await json_body(request, self.max_body)
-            return await self._call(request, owner(body.get("scoring_functions")), "score_batch", body)
+            return self._handler(work)
 
         return [
-            Route(prefix + "/score", self._handler(score), methods=["POST"]),
-            Route(prefix + "/score-batch", self._handler(score_batch), methods=["POST"]),
+            Route(prefix + "/score", scores("score"), methods=["POST"]),
+            Route(prefix + "/score-batch", scores("score_batch"), methods=["POST"]),
         ]
 
     # -- post-training ------------------------------------------------------------------------------------
