@@ -173,6 +173,7 @@ class WorkerProcess(WorkerBase):
         self._child: Child | ForkedChild | None = None
         self._zygotes = zygotes
         self._forked = False
+        self._env: dict[str, str] = {}  # the environment it was spawned (or forked) with
         self._watcher: asyncio.Task[None] | None = None
         self._exit: asyncio.Future[ExitInfo] | None = None
         self.kill_reason: str | None = None  # set when hostel itself kills the worker (hang, memory limit)
@@ -222,7 +223,7 @@ class WorkerProcess(WorkerBase):
         A worker spawned ahead of need (a standby) turns a restart into provider import + factory only.
         """
         self.socket_path.parent.mkdir(mode=0o700, exist_ok=True)
-        env = self._environment()
+        env = self._env = self._environment()
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
         self._exit = asyncio.get_running_loop().create_future()
@@ -311,9 +312,7 @@ class WorkerProcess(WorkerBase):
             raise self._start_error(result.message, result.stage)
         logger.info("started provider %s [pid %s]", self.plan.provider_id, child.pid)
         if self._zygotes is not None and not self._forked:
-            self._zygotes.warm(
-                self.plan.provider_id, self.python, self._environment(), self._cwd(), self._zygote_module()
-            )
+            self._zygotes.warm(self.plan.provider_id, self.python, self._env, self._cwd(), self._zygote_module())
         return result
 
     def _log_stderr(self, line: str) -> None:
