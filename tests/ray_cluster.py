@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from tests.served import free_port
 
 RAY = str(Path(sys.executable).parent / "ray")
 # Ray 2.60 replaces `--node-ip-address=127.0.0.1` with the machine's routable address; with
@@ -21,12 +22,6 @@ RAY = str(Path(sys.executable).parent / "ray")
 # real clusters).
 LOOPBACK = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", LOOPBACK: "0"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start_head(temp_dir: Path, num_cpus: int = 2) -> tuple[subprocess.Popen[bytes], str]:

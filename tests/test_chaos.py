@@ -26,16 +26,11 @@ import httpx
 import pytest
 
 from tests.conftest import chaos_spec, hostel_pids, make_config, provider_spec, wait_until, worker_pids
+from tests.served import free_port
 
 # Host RSS may grow by this much over its idle size in any row (a 60 MB result is held once, JSON-encoded once).
 HOST_RSS_BOUND_MB = 300
 REPORT: list[dict[str, Any]] = []
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _rss_mb(pid: int, field_name: str = "VmRSS") -> float:
@@ -104,7 +99,7 @@ class Stack:
                 "stop_grace_s": 2,
             },
         )
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tmp / "server.log"
         self.proc = subprocess.Popen(

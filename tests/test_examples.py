@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,12 +14,7 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import EXAMPLES, hostel_pids, wait_until
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.served import free_port
 
 
 @contextmanager
@@ -36,7 +30,7 @@ def _process(args: list[str], log: Path, **env: str) -> Iterator[subprocess.Pope
 
 @contextmanager
 def _hostel_run(config: Path, tmp: Path, **env: str) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = tmp / f"hostel-{port}.log"
     with _process([sys.executable, "-m", "hostel", "run", str(config), "--port", str(port)], log, **env) as proc:
@@ -55,7 +49,7 @@ def _hostel_run(config: Path, tmp: Path, **env: str) -> Iterator[str]:
 
 @contextmanager
 def _fake_ollama(tmp: Path) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     script = EXAMPLES / "custom_ollama" / "fake_ollama.py"
     with _process([sys.executable, str(script), "--port", str(port)], tmp / "fake.log"):
         url = f"http://127.0.0.1:{port}"

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,18 +16,13 @@ import httpx
 import pytest
 
 from tests.conftest import EXAMPLES, REPO, hostel_pids, python_path, wait_until, worker_pids
+from tests.served import free_port
 
 EXAMPLE = EXAMPLES / "llama_stack_bridge"
 
 
 PY312 = python_path("3.12")
 pytestmark = pytest.mark.skipif(not PY312, reason="Llama Stack 0.7 needs Python >= 3.12, not found here")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _venv(tmp_path_factory: pytest.TempPathFactory, requirements: str) -> Path:
@@ -60,7 +54,7 @@ class Server:
 
 @contextlib.contextmanager
 def _running(command: list[str], tmp: Path, extra_env: dict[str, str] | None = None) -> Iterator[Server]:
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "HOSTEL_HOME": str(tmp / "home"),

@@ -26,6 +26,7 @@ from hostel_sdk._health import HealthStub
 from hostel_sdk._wire import tls_channel
 from tests import ray_cluster
 from tests.conftest import EXAMPLES, make_config, provider_spec, wait_until
+from tests.served import free_port
 
 ray = pytest.importorskip("ray")
 
@@ -169,7 +170,7 @@ def test_constraints_are_refused_with_the_ray_launcher(tmp_path: Path) -> None:
 
 async def test_an_unreachable_cluster_fails_the_start_naming_it(tmp_path: Path) -> None:
     providers = {"tool_runtime": [{"provider_id": "t", "provider_type": "inline::testprov", "launcher": "ray"}]}
-    address = f"127.0.0.1:{ray_cluster.free_port()}"
+    address = f"127.0.0.1:{free_port()}"
     host = Host.from_config(_ray_config(tmp_path, address, providers))
     with pytest.raises(Exception) as exc:
         await asyncio.wait_for(host.start(), 120)
@@ -180,7 +181,7 @@ def test_hostel_run_with_ray_serves_http_and_stops_cleanly(tmp_path: Path, ray_a
     """`hostel run --ray ADDRESS`, as a user runs it: the conflicting-pins example served over HTTP from Ray."""
     import httpx
 
-    port = ray_cluster.free_port()
+    port = free_port()
     log = tmp_path / "server.log"
     server = subprocess.Popen(
         [sys.executable, "-m", "hostel", "run", str(EXAMPLES / "conflicting_pins" / "run.yaml"),
