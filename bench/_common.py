@@ -6,11 +6,16 @@ import argparse
 import asyncio
 import json
 import os
+import socket
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 # Keep a Ray the benchmarks start on 127.0.0.1 (Ray 2.60 otherwise takes the machine's routable address even
 # when told 127.0.0.1; docs/launchers.md). Ray reads it when imported, after this module.
@@ -48,6 +53,57 @@ def print_table(title: str, rows: Sequence[dict[str, Any]]) -> None:
 
 def _fmt(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on (on 127.0.0.1)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_up(url: str, proc: subprocess.Popen[bytes], *, ok: int | None = None, verify: Any = True,
+            poll_s: float = 0.05, timeout_s: float = 300) -> None:  # fmt: skip
+    """Wait until ``url`` answers (with status ``ok``, if given) while ``proc`` runs."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"the server for {url} exited"
+        try:
+            status = httpx.get(url, timeout=1, verify=verify).status_code
+        except httpx.HTTPError:
+            status = None
+        if status is not None and (ok is None or status == ok):
+            return
+        time.sleep(poll_s)
+    raise TimeoutError(url)
+
+
+class HostelRun:
+    """``hostel run CONFIG`` on a free loopback port (``url``), waited for until ``/v1/health`` says 200;
+    ``ready_s``: how long that took."""
+
+    def __init__(self, config: Path, *, env: dict[str, str] | None = None, scheme: str = "http",
+                 verify: Any = True, poll_s: float = 0.05) -> None:  # fmt: skip
+        self.port = free_port()
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
+        started = time.perf_counter()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "hostel", "run", str(config), "--port", str(self.port)],
+            env={**os.environ, **(env or {})},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_up(f"{self.url}/v1/health", self.proc, ok=200, verify=verify, poll_s=poll_s)
+        except BaseException:
+            self.stop()
+            raise
+        self.ready_s = time.perf_counter() - started
+
+    def stop(self) -> None:
+        """SIGTERM, and wait for it to exit."""
+        self.proc.terminate()
+        self.proc.wait(timeout=120)
 
 
 def write_json(path: Path | None, section: str, rows: Any) -> None:

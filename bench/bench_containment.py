@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from _common import run_cli
+from _common import HostelRun, run_cli
 
 from hostel import Host
 from tests.conftest import chaos_spec, make_config, provider_spec
@@ -69,34 +67,13 @@ def _mb(kb: int) -> float:
     return kb / 1024
 
 
-class _Server:
+class _Server(HostelRun):
     def __init__(self, tmp: Path) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = int(sock.getsockname()[1])
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hostel", "run", str(_config(tmp)), "--port", str(self.port)],
-            env={**os.environ, "HOSTEL_LOG": "error"},
-            stderr=subprocess.DEVNULL,
-        )
-        for _ in range(6000):
-            assert self.proc.poll() is None, "hostel run died"
-            try:
-                if httpx.get(f"{self.url}/v1/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise TimeoutError("hostel run did not come up")
+        super().__init__(_config(tmp), env={"HOSTEL_LOG": "error"})
 
     def pid_of(self, provider_id: str) -> int:
         rows = httpx.get(f"{self.url}/v1/providers").json()["data"]
         return int(next(r["pid"] for r in rows if r["provider_id"] == provider_id))
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=60)
 
 
 def _request(path: str, body: bytes) -> bytes:

@@ -9,8 +9,6 @@ small JSON call, requests/s with 16 in flight, and SSE items/s for a 20,000-item
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,28 +23,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from _common import run_cli
+from _common import HostelRun, free_port, run_cli, wait_up
 
 from tests.conftest import make_config
 
 PAYLOAD = "x" * 100
-
-
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait(url: str, proc: subprocess.Popen[bytes]) -> None:
-    for _ in range(3000):
-        assert proc.poll() is None, "server died"
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    raise TimeoutError(url)
 
 
 async def _measure(client: httpx.AsyncClient, call_url: str, stream_url: str, n: int, items: int) -> dict[str, float]:
@@ -83,31 +64,24 @@ async def _measure(client: httpx.AsyncClient, call_url: str, stream_url: str, n:
 async def bench(requests: int, items: int) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="hostel-bench-") as tmpdir:
         tmp = Path(tmpdir)
-        bare_port, ours_port = _port(), _port()
+        bare_port = free_port()
         bare = subprocess.Popen([sys.executable, str(HERE / "_bare_app.py"), str(bare_port)])
-        ours = subprocess.Popen(
-            [sys.executable, "-m", "hostel", "run", str(make_config(tmp)), "--port", str(ours_port)],
-            env={**os.environ, "HOSTEL_LOG": "warning"},
-            stderr=subprocess.DEVNULL,
-        )
+        ours: HostelRun | None = None
         try:
-            _wait(f"http://127.0.0.1:{bare_port}/", bare)
-            _wait(f"http://127.0.0.1:{ours_port}/v1/health", ours)
+            wait_up(f"http://127.0.0.1:{bare_port}/", bare)
+            ours = HostelRun(make_config(tmp), env={"HOSTEL_LOG": "warning"})
             async with httpx.AsyncClient(timeout=60) as client:
                 base = await _measure(
                     client, f"http://127.0.0.1:{bare_port}/echo", f"http://127.0.0.1:{bare_port}/count", requests, items
                 )
                 mine = await _measure(
-                    client,
-                    f"http://127.0.0.1:{ours_port}/v1/providers/t/echo",
-                    f"http://127.0.0.1:{ours_port}/v1/providers/t/count",
-                    requests,
-                    items,
+                    client, f"{ours.url}/v1/providers/t/echo", f"{ours.url}/v1/providers/t/count", requests, items
                 )
         finally:
-            for proc in (bare, ours):
-                proc.terminate()
-                proc.wait()
+            bare.terminate()
+            bare.wait()
+            if ours is not None:
+                ours.stop()
     return [
         {"metric": "call median (ms)", "hostel": mine["median_ms"], "bare_asgi": base["median_ms"],
          "ratio": mine["median_ms"] / base["median_ms"]},

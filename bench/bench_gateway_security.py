@@ -8,12 +8,9 @@ bench/bench_gateway.py: the median latency of a small JSON call and requests/s w
 
 from __future__ import annotations
 
-import os
 import ssl
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +21,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from _common import run_cli
-from bench_gateway import _measure, _port
+from _common import HostelRun, run_cli
+from bench_gateway import _measure
 
 from tests.conftest import make_config
 
@@ -48,31 +45,18 @@ async def bench(requests: int) -> list[dict[str, Any]]:
         }  # fmt: skip
         results: dict[str, dict[str, float]] = {}
         for name, server in setups.items():
-            port = _port()
             scheme = "https" if "tls_certfile" in server else "http"
-            config = make_config(tmp / name.replace(" ", "_"), server={"port": port, **server})
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "hostel", "run", str(config)],
-                env={**os.environ, "HOSTEL_LOG": "warning"},
-                stderr=subprocess.DEVNULL,
-            )
-            url = f"{scheme}://127.0.0.1:{port}"
+            config = make_config(tmp / name.replace(" ", "_"), server=server)
+            run = HostelRun(config, env={"HOSTEL_LOG": "warning"}, scheme=scheme, verify=trusting)
+            url = run.url
             headers = {"Authorization": f"Bearer {TOKEN}"} if "auth" in server else {}
             try:
-                for _ in range(3000):  # the health route, trusting the test CA
-                    try:
-                        httpx.get(f"{url}/v1/health", verify=trusting, timeout=1)
-                        break
-                    except httpx.HTTPError:
-                        assert proc.poll() is None, "hostel run died"
-                        time.sleep(0.05)
                 async with httpx.AsyncClient(timeout=60, verify=trusting, headers=headers) as client:
                     results[name] = await _measure(
                         client, f"{url}/v1/providers/t/echo", f"{url}/v1/providers/t/count", requests, 2000
                     )
             finally:
-                proc.terminate()
-                proc.wait()
+                run.stop()
     plain = results["plain"]
     return [
         {"setup": name, "median_ms": r["median_ms"], "requests_s": r["rps"],

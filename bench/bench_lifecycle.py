@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from _common import run_cli
+from _common import HostelRun, run_cli
 
 from hostel import Host
 from tests.conftest import make_config
@@ -47,35 +46,11 @@ def _config(tmp: Path, n: int, start: str, greeting: str = "v1") -> Path:
     return make_config(tmp, providers={"tool_runtime": providers}, hostel=hostel)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class _Run:
-    """``hostel run CONFIG`` started, timed until /v1/health says 200."""
+class _Run(HostelRun):
+    """``hostel run CONFIG`` started, timed until /v1/health says 200 (polled every 10 ms)."""
 
     def __init__(self, config: Path) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        started = time.perf_counter()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hostel", "run", str(config), "--port", str(self.port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        while True:
-            assert self.proc.poll() is None, "hostel run exited"
-            try:
-                if httpx.get(f"{self.url}/v1/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.01)
-        self.ready_s = time.perf_counter() - started
+        super().__init__(config, poll_s=0.01)
 
     def memory_mb(self) -> dict[str, float]:
         """PSS and RSS of the host process and of its workers (its descendants), in MB."""
@@ -89,10 +64,6 @@ class _Run:
             "all_pss": sum(pss.values()) / 2**20,
             "workers": float(len(workers)),
         }
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=120)
 
 
 async def _build(config: Path) -> None:
