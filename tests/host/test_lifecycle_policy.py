@@ -157,7 +157,9 @@ async def test_an_idle_worker_stops_and_the_next_call_starts_it_again(tmp_path: 
         t = supervisor.slots["t"]
         assert await t.call("pid", (), {}, timeout=5, provider_data=None) == "answered"
         first = t.worker
-        await until(lambda: t.state == "idle")
+        assert first is not None
+        # "idle" comes first; the worker is then retired (drained and stopped): wait for both.
+        await until(lambda: t.state == "idle" and first.exit_info is not None)
         assert first is not None and first.exit_info is not None and t.status().pid is None
         assert supervisor.slots["dep"].state == "ready"  # it has no idle_stop_s
         assert await t.call("pid", (), {}, timeout=5, provider_data=None) == "answered"
