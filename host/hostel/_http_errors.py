@@ -43,7 +43,8 @@ _STATUS: list[tuple[type[HostelError], int]] = [
     (HostelError, 500),
 ]
 
-# What a provider raised, by exception type name (builtins and common subclasses).
+# What a provider raised, by the name of its type or of its nearest base that has one here (so a subclass of
+# ValueError is a 400, as in Llama Stack and OGX), unless it carries an HTTP status of its own.
 _REMOTE_STATUS = {
     "ValueError": 400,
     "TypeError": 400,
@@ -71,7 +72,9 @@ def headers_for(exc: BaseException) -> dict[str, str]:
 def status_for(exc: BaseException) -> int:
     """The HTTP status for an error raised by a call."""
     if isinstance(exc, RemoteError) and not isinstance(exc, (MethodNotFoundError, BadArgumentsError)):
-        return _REMOTE_STATUS.get(exc.type_name, 500)
+        if exc.status_code is not None and 400 <= exc.status_code < 600:
+            return exc.status_code
+        return next((_REMOTE_STATUS[name] for name in (exc.type_name, *exc.bases) if name in _REMOTE_STATUS), 500)
     for cls, status in _STATUS:
         if isinstance(exc, cls):
             return status

@@ -198,14 +198,25 @@ class WorkerProtocolError(HostelError):
 
 
 class RemoteError(HostelError):
-    """The provider raised. ``type_name``, ``message`` and ``remote_traceback`` describe the exception."""
+    """The provider raised. ``type_name``, ``message`` and ``remote_traceback`` describe the exception; ``bases``
+    names its base classes (nearest first) and ``status_code`` is its HTTP status attribute, if it had one."""
 
     def __init__(
-        self, *, provider_id: str, method: str, type_name: str, message: str, remote_traceback: str = ""
+        self,
+        *,
+        provider_id: str,
+        method: str,
+        type_name: str,
+        message: str,
+        remote_traceback: str = "",
+        bases: tuple[str, ...] = (),
+        status_code: int | None = None,
     ) -> None:
         self.type_name = type_name
         self.remote_message = message
         self.remote_traceback = remote_traceback
+        self.bases = bases
+        self.status_code = status_code
         self.method = method
         super().__init__(self._summary(provider_id, method, type_name, message), provider_id=provider_id)
 

@@ -1,8 +1,9 @@
 """Llama Stack's entry point for hostel as a provider module (``module: hostel`` in a run config).
 
 The server imports ``<module>.provider`` and calls ``get_provider_spec()``; hostel answers with one spec
-per API it can stand in for, typed ``remote::hostel-<api>`` (``remote::hostel-inference`` ...). See
-``hostel.bridge`` and docs/llama-stack-bridge.md.
+per API it can stand in for, typed ``remote::hostel-<api>`` (``remote::hostel-inference`` ...), and one per
+provider type of the server's own registry (``inline::faiss`` ...). See ``hostel.bridge`` and
+docs/llama-stack-bridge.md.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from typing import Any
 
 
 def get_provider_spec() -> list[Any]:
-    """One ``RemoteProviderSpec`` per API of the running server that hostel can bridge."""
+    """One ``RemoteProviderSpec`` per API of the running server that hostel can bridge (``remote::hostel-<api>``),
+    and one per provider type of the server's own registry, bridged by that type (``hostel.bridge.mirror``)."""
+    from hostel.bridge import mirror
     from hostel.bridge._server import BRIDGED_APIS, current
     from hostel.bridge.config import class_name
 
@@ -42,4 +45,4 @@ def get_provider_spec() -> list[Any]:
                 description=f"Any {api} provider, run by hostel in its own virtualenv and supervised process.",
             )
         )
-    return specs
+    return specs + mirror.specs(server)

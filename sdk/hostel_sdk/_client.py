@@ -7,7 +7,6 @@ on the host, plain Python exceptions (``ValueError``, ``PermissionError`` …) i
 from __future__ import annotations
 
 import asyncio
-import builtins
 import collections
 import time
 from collections.abc import AsyncIterator, Callable
@@ -15,8 +14,8 @@ from typing import Any, Protocol
 
 import grpc
 
+from hostel_sdk import _exceptions, codec
 from hostel_sdk import _messages as pb
-from hostel_sdk import codec
 
 
 class Translator(Protocol):
@@ -191,7 +190,7 @@ class ReplyStream(AsyncIterator[Any]):
 
 
 class RemoteCallError(Exception):
-    """A call failed with an exception that has no built-in Python equivalent."""
+    """A call failed with an exception of a type this process does not have (nor any of its bases but ``Exception``)."""
 
     def __init__(self, type_name: str, message: str, remote_traceback: str = "") -> None:
         super().__init__(f"{type_name}: {message}")
@@ -227,12 +226,11 @@ class PythonErrors:
         by_kind = _KIND_EXCEPTIONS.get(error.kind)
         if by_kind is not None:
             return by_kind(error.message)
-        cls = getattr(builtins, error.type_name, None)
-        if isinstance(cls, type) and issubclass(cls, Exception):
-            with_context = cls(error.message)
-            with_context.remote_traceback = error.traceback  # type: ignore[attr-defined]
-            return with_context
-        return RemoteCallError(error.type_name, error.message, error.traceback)
+        exc, known = _exceptions.rebuild(error.type_name, error.bases, error.message, status_code=error.status_code)
+        if not known and not error.status_code:
+            return RemoteCallError(error.type_name, error.message, error.traceback)
+        exc.remote_traceback = error.traceback  # type: ignore[attr-defined]
+        return exc
 
     async def status(self, error: grpc.aio.AioRpcError) -> BaseException:
         cls = _STATUS_EXCEPTIONS.get(error.code(), RuntimeError)

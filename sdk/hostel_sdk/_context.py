@@ -30,7 +30,8 @@ def request_provider_data() -> Any:
     """Return the provider data of the request being served.
 
     The object built by the provider's ``provider_data_validator`` when it has one, else the raw
-    dict sent by the caller (``X-LlamaStack-Provider-Data``), or ``None`` when the call carried none.
+    dict sent by the caller (``X-OGX-Provider-Data`` / ``X-LlamaStack-Provider-Data``), or ``None`` when the
+    call carried none.
     """
     return _request.get().provider_data
 

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pydantic import TypeAdapter, ValidationError
 
-from hostel_sdk import _llama_stack
+from hostel_sdk import _llama_stack, _storage
 from hostel_sdk._deps import HostClient, build_deps, inject_stores
 from hostel_sdk._exposure import exposed_methods
 from hostel_sdk._handshake import Stage
@@ -42,6 +43,8 @@ class LoadRequest(Protocol):
     def config_class(self) -> str | None: ...
     @property
     def config(self) -> Mapping[str, Any]: ...
+    @property
+    def policy(self) -> tuple[Any, ...]: ...
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,8 @@ async def load_provider(request: StartRequest, host_client: HostClient | None) -
     """Import, configure and build the provider, inject its stores, check its API protocol, annotate it as
     Llama Stack would: what every worker does, and what ``hostel_sdk.testing.serve`` does too."""
     module = import_module(request.module)
+    if request.storage is not None:
+        register_backends(request.storage)
     config = build_config(request)
     validator = load_validator(request.provider_data_validator)
     impl = await create_impl(request, module, config, build_deps(host_client, request.deps))
@@ -102,6 +107,13 @@ def import_object(path: str, *, stage: Stage, what: str) -> Any:
     raise StartError(stage, f"{what} {path!r} cannot be imported: no module of that path is installed")
 
 
+def _hints(function: Callable[..., Any]) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(function)
+    except Exception:  # noqa: BLE001 - unresolvable annotations: the rules go as JSON
+        return {}
+
+
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
@@ -119,6 +131,14 @@ def import_module(name: str) -> Any:
         raise StartError("import", f"cannot import module {name!r}: {_describe(exc)}{hint}") from exc
 
 
+def register_backends(storage: Mapping[str, Any]) -> None:
+    """Register the server's storage backends (stage ``config``): ``hostel_sdk._storage``."""
+    try:
+        _storage.register_storage(storage)
+    except Exception as exc:
+        raise StartError("config", f"registering the storage backends failed: {_describe(exc)}") from exc
+
+
 def build_config(request: LoadRequest) -> Any:
     """Build the config object with a pydantic TypeAdapter (models and dataclasses alike)."""
     if not request.config_class:
@@ -132,8 +152,11 @@ def build_config(request: LoadRequest) -> Any:
         raise StartError("config", f"building {request.config_class} failed: {_describe(exc)}") from exc
 
 
-def _factory_args(factory: Callable[..., Any], config: Any, deps: Mapping[Any, Any]) -> list[Any]:
-    """Pass what the factory's signature asks for: (config), (config, deps), (config, deps, policy)."""
+def _factory_args(
+    factory: Callable[..., Any], config: Any, deps: Mapping[Any, Any], policy: tuple[Any, ...] = ()
+) -> list[Any]:
+    """Pass what the factory's signature asks for: (config), (config, deps), (config, deps, policy); the policy's
+    rules rebuilt as the type the factory's annotation names (OGX's ``list[AccessRule]``)."""
     try:
         params = list(inspect.signature(factory).parameters.values())
     except (TypeError, ValueError):
@@ -141,7 +164,15 @@ def _factory_args(factory: Callable[..., Any], config: Any, deps: Mapping[Any, A
     positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     if any(p.kind == p.VAR_POSITIONAL for p in params):
         return [config, deps]
-    args: list[Any] = [config, deps, []][: len(positional)]
+    rules: Any = list(policy)
+    if len(positional) > 2 and rules:
+        hint = _hints(factory).get(positional[2].name)
+        if hint is not None:
+            try:
+                rules = TypeAdapter(hint).validate_python(rules)
+            except ValidationError as exc:
+                raise StartError("config", f"the server's access policy does not fit {hint}: {exc}") from exc
+    args: list[Any] = [config, deps, rules][: len(positional)]
     while len(args) < len(positional) and positional[len(args)].default is inspect.Parameter.empty:
         args.append(None)
     return args[: max(1, len(positional))]
@@ -155,8 +186,9 @@ async def create_impl(request: LoadRequest, module: Any, config: Any, deps: Mapp
         raise StartError(
             "factory", f"module {request.module!r} has no {name}(); a {request.kind} provider must define it"
         )
+    args = _factory_args(factory, config, deps, request.policy)
     try:
-        impl = factory(*_factory_args(factory, config, deps))
+        impl = factory(*args)
         if inspect.isawaitable(impl):
             impl = await impl
     except Exception as exc:

@@ -54,8 +54,9 @@ class Message:
 
     def __init__(self, **values: Any) -> None:
         for name, kind in self.FIELDS.values():
-            default = {} if kind == _STRING_MAP else _DEFAULTS[kind]
-            setattr(self, name, values.pop(name, default))
+            default = {} if kind == _STRING_MAP else [] if kind == _REPEATED_STRING else _DEFAULTS[kind]
+            value = values.pop(name, default)
+            setattr(self, name, list(value) if kind == _REPEATED_STRING else value)
         if values:
             raise TypeError(f"{type(self).__name__} has no field(s) {', '.join(values)}")
 
@@ -74,8 +75,10 @@ class Message:
                 out.append(field_key(number, FIXED64) + DOUBLE.pack(value))
             elif kind == _STRING_MAP:
                 out.extend(length_field(number, string_entry(k, v)) for k, v in value.items())
-            else:  # int, bool, enum
-                out.append(field_key(number, VARINT) + varint(int(value)))
+            elif kind == _REPEATED_STRING:
+                out.extend(length_field(number, item.encode()) for item in value)
+            else:  # int, int32, bool, enum (a negative int32 is its 64-bit two's complement, as protobuf writes it)
+                out.append(field_key(number, VARINT) + varint(int(value) & 0xFFFFFFFFFFFFFFFF))
         return b"".join(out)
 
     @classmethod
@@ -97,6 +100,10 @@ class Message:
                 setattr(message, name, bool(value))
             elif kind == "int" and wire == VARINT:
                 setattr(message, name, value)
+            elif kind == "int32" and wire == VARINT:
+                setattr(message, name, value - (1 << 64) if value >= 1 << 63 else value)
+            elif kind == _REPEATED_STRING and wire == LENGTH:
+                getattr(message, name).append(value.decode())
             elif kind == _STRING_MAP and wire == LENGTH:
                 key, text = map_entry(memoryview(value))
                 getattr(message, name)[key] = str(text, "utf-8")
@@ -111,8 +118,9 @@ class Message:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
 
 
-_DEFAULTS: dict[str, Any] = {"str": "", "bytes": b"", "int": 0, "bool": False, "double": 0.0}
+_DEFAULTS: dict[str, Any] = {"str": "", "bytes": b"", "int": 0, "int32": 0, "bool": False, "double": 0.0}
 _STRING_MAP = "map<string, string>"
+_REPEATED_STRING = "repeated string"
 
 
 def string_entry(key: str, value: str) -> bytes:
@@ -242,11 +250,14 @@ class RemoteError(Message):
 
     FIELDS: ClassVar[dict[int, tuple[str, str]]] = {
         1: ("kind", "int"), 2: ("type_name", "str"), 3: ("message", "str"), 4: ("traceback", "str"),
+        5: ("bases", "repeated string"), 6: ("status_code", "int32"),
     }  # fmt: skip
     kind: int
     type_name: str
     message: str
     traceback: str
+    bases: list[str]
+    status_code: int
 
 
 class StreamHandle(Message):

@@ -53,7 +53,8 @@ def _call_spec_function(function: Any) -> list[Any]:
 
 
 def find_specs(module: str, api: str) -> list[dict[str, Any]]:
-    """Every spec the package declares: ``get_provider_spec()`` (module or ``.provider``), then entry points."""
+    """Every spec the package declares: ``get_provider_spec()`` (module or ``.provider``), then entry points, then
+    a server distribution's registry of its own providers."""
     specs: list[Any] = []
     for name in (f"{module}.provider", module):
         try:
@@ -66,13 +67,29 @@ def find_specs(module: str, api: str) -> list[dict[str, Any]]:
         if callable(function):
             specs = _call_spec_function(function)
             break
+    top = module.split(".", maxsplit=1)[0]
     if not specs:
-        top = module.split(".", maxsplit=1)[0]
         for kind in ("remote", "inline"):
             for entry in importlib.metadata.entry_points(group=f"llama_stack.providers.{kind}.{api}"):
                 if entry.value.split(":")[0].split(".")[0] == top:
                     specs.extend(_call_spec_function(entry.load()))
+    if not specs:
+        specs = _registry_specs(top, api)
     return [spec_to_dict(s) for s in specs]
+
+
+def _registry_specs(top: str, api: str) -> list[Any]:
+    """A server distribution's own providers (``module: ogx==1.5.0`` with ``provider_type: inline::faiss``): its
+    registry, ``<package>.providers.registry.<api>.available_providers()``, as OGX and Llama Stack keep it."""
+    name = f"{top}.providers.registry.{api}"
+    try:
+        registry = importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name and name.startswith(exc.name):
+            return []
+        raise
+    available = getattr(registry, "available_providers", None)
+    return _call_spec_function(available) if callable(available) else []
 
 
 def _pick(specs: list[dict[str, Any]], provider_type: str) -> dict[str, Any] | None:

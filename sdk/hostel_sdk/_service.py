@@ -16,7 +16,7 @@ from typing import Any
 
 import grpc
 
-from hostel_sdk import __version__, _llama_stack, _session, _telemetry, codec
+from hostel_sdk import __version__, _exceptions, _llama_stack, _session, _telemetry, codec
 from hostel_sdk import _messages as pb
 from hostel_sdk._context import RequestContext, enter_request, leave_request
 from hostel_sdk._exposure import LIFECYCLE_METHODS, exposed_methods
@@ -35,15 +35,19 @@ _PARKED_STREAM_TTL_S = 60.0
 _MAX_PARKED_STREAMS = 1024
 
 
-def _type_name(exc: BaseException) -> str:
-    cls = type(exc)
-    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
-
-
 def error_reply(exc: BaseException, kind: int = pb.ERROR_KIND_PROVIDER_RAISED) -> pb.CallReply:
-    """A reply carrying ``exc`` with its type, message and traceback."""
+    """A reply carrying ``exc`` with its type, base types, HTTP status (if it has one), message and traceback."""
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    return pb.CallReply(error=pb.RemoteError(kind=kind, type_name=_type_name(exc), message=str(exc), traceback=tb))
+    bases, status = _exceptions.describe(exc)
+    error = pb.RemoteError(
+        kind=kind,
+        type_name=_exceptions.qualified_name(type(exc)),
+        message=str(exc),
+        traceback=tb,
+        bases=bases,
+        status_code=status,
+    )
+    return pb.CallReply(error=error)
 
 
 _MUTABLE = (list, dict, set)

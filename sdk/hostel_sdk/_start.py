@@ -40,6 +40,11 @@ class StartRequest:
     config: Mapping[str, Any] = field(default_factory=dict)
     provider_data_validator: str | None = None
     deps: tuple[str, ...] = ()  # the API names the provider's deps hold
+    # What an OGX / Llama Stack server gives its providers besides config and deps: its storage backends
+    # (``{"backends": {name: config}, "tenancy": ...}``, registered before the factory runs) and its access
+    # policy (a list of access rules, for a factory that takes ``policy``).
+    storage: Mapping[str, Any] | None = None
+    policy: tuple[Any, ...] = ()
     expose: tuple[str, ...] = ()  # callable besides the API protocol's methods
     protocol: int = PROTOCOL_VERSION
     # Where to serve, and how the host is reached and checks the worker.
@@ -77,7 +82,7 @@ class StartRequest:
         values = {k: v for k, v in data.items() if k in known}
         if isinstance(values.get("listen"), dict):
             values["listen"] = Listen(**values["listen"])
-        for name in ("deps", "expose"):
+        for name in ("deps", "expose", "policy"):
             values[name] = tuple(values.get(name) or ())
         try:
             return cls(**values)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import BaseModel
 
 from hostel import Host
@@ -119,3 +120,41 @@ def test_the_bridge_config_passes_a_launcher_through_to_the_plan(tmp_path: Path)
     assert (plan.launcher, plan.container_image, plan.memory_mb, plan.cpus) == (
         "container", "registry.example/boxed:1", 64, 0.5,
     )  # fmt: skip
+
+
+def test_a_bridge_config_takes_every_key_of_a_provider_entry_and_names_a_misspelt_one(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from hostel.bridge.config import BridgeConfig
+
+    class ToolRuntimeConfig(BridgeConfig):
+        api = "tool_runtime"
+
+    bridged = ToolRuntimeConfig(
+        provider_type="inline::boxed", external_providers_dir=str(tmp_path / "providers.d"),
+        env={"TIKTOKEN_CACHE_DIR": "/cache", "PLAIN": None}, replicas=2, zygote=False,
+    )  # fmt: skip
+    make_config(tmp_path, specs={"inline/tool_runtime/boxed": {"module": "hostel_testprov"}})
+    plan = load_plan(bridged.run_config("boxed"), environ={"PLAIN": "yes"}).provider("boxed")
+    assert (dict(plan.env), plan.replicas, plan.zygote) == ({"TIKTOKEN_CACHE_DIR": "/cache", "PLAIN": "yes"}, 2, False)
+    with pytest.raises(ValidationError, match=r"unknown key\(s\) 'replica' \(did you mean 'replicas'\?\)"):
+        ToolRuntimeConfig(provider_type="inline::boxed", replica=2)
+
+
+def test_a_storage_section_reaches_every_provider_plan(tmp_path: Path) -> None:
+    config = make_config(tmp_path, specs=SPECS, providers=PROVIDERS)
+    raw = {**yaml.safe_load(config.read_text()), "external_providers_dir": str(tmp_path / "providers.d")}
+    backends = {"kv_default": {"type": "kv_sqlite", "db_path": str(tmp_path / "kv.db")}}
+    raw["storage"] = {"backends": backends, "stores": {"metadata": {"backend": "kv_default"}}}
+    plan = load_plan(raw, external_apis=frozenset({"inference"}))
+    assert plan.providers[0].storage == {"backends": backends}
+    raw["storage"] = {"backends": {"kv_default": {"db_path": "x"}}}
+    with pytest.raises(ConfigError, match=r"storage\.backends: must map each backend name to its config with a `type`"):
+        load_plan(raw, external_apis=frozenset({"inference"}))
+
+
+def test_a_bridged_config_class_name_holds_the_api_and_the_type() -> None:
+    from hostel.bridge.mirror import _decode, config_class_name
+
+    name = config_class_name("vector_io", "inline::sqlite-vec")
+    assert name.isidentifier() and _decode(name) == ("vector_io", "inline::sqlite-vec")

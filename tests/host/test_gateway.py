@@ -77,6 +77,8 @@ def test_stream_as_server_sent_events(server: Served) -> None:
         ("/v1/providers/tools/greet", "[1, 2]", 400, "BadRequest"),
         ("/v1/providers/tools/greet", '{"nom": "x"}', 400, "BadArgumentsError"),
         ("/v1/providers/tools/fail", '{"message": "m"}', 400, "ValueError"),
+        ("/v1/providers/tools/fail_typed", '{"kind": "fast"}', 400, "hostel_testprov.UnsupportedModeError"),
+        ("/v1/providers/tools/fail_typed", '{"kind": "quota"}', 429, "hostel_testprov.QuotaError"),
         ("/v1/providers/tools/deny", "{}", 403, "PermissionError"),
         ("/v1/providers/ghost/greet", "{}", 404, "RoutingError"),
         ("/v1/providers/tools/nope", "{}", 404, "MethodNotFoundError"),
@@ -154,13 +156,23 @@ def test_a_body_over_the_limit_is_refused_before_it_is_read(server: Served) -> N
     assert response.status_code == 413 and response.json()["error"]["type"] == "PayloadTooLargeError"
 
 
-def test_provider_data_header(server: Served) -> None:
-    headers = {"X-LlamaStack-Provider-Data": json.dumps({"api_key": "secret"})}
+@pytest.mark.parametrize("header", ["X-OGX-Provider-Data", "X-LlamaStack-Provider-Data"])
+def test_provider_data_header(server: Served, header: str) -> None:
+    """OGX 1.x's header and Llama Stack's older one both carry provider data to the provider's validator."""
+    headers = {header: json.dumps({"api_key": "secret"})}
     assert post(server, "/v1/providers/tools/provider_data", {}, headers=headers).json() == {"api_key": "secret"}
-    bad = post(server, "/v1/providers/tools/provider_data", {}, headers={"X-LlamaStack-Provider-Data": '{"x": 1}'})
+    bad = post(server, "/v1/providers/tools/provider_data", {}, headers={header: '{"x": 1}'})
     assert bad.status_code == 400 and bad.json()["error"]["type"] == "ProviderDataError"
-    garbled = post(server, "/v1/providers/tools/provider_data", {}, headers={"X-LlamaStack-Provider-Data": "{"})
-    assert garbled.status_code == 400
+    garbled = post(server, "/v1/providers/tools/provider_data", {}, headers={header: "{"})
+    assert garbled.status_code == 400 and header in garbled.json()["error"]["message"]
+
+
+def test_ogx_provider_data_header_wins_over_the_older_one(server: Served) -> None:
+    headers = {
+        "X-OGX-Provider-Data": json.dumps({"api_key": "new"}),
+        "X-LlamaStack-Provider-Data": json.dumps({"api_key": "old"}),
+    }
+    assert post(server, "/v1/providers/tools/provider_data", {}, headers=headers).json() == {"api_key": "new"}
 
 
 def test_openai_client_unchanged(server: Served) -> None:

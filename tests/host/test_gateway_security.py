@@ -83,8 +83,9 @@ def test_bearer_accepts_its_token_and_refuses_others(bearer: Served) -> None:
     assert bearer.get("/v1/health").status_code == 200  # open, for load balancers
 
 
-def test_the_user_reaches_the_provider_and_cannot_be_claimed(bearer: Served) -> None:
-    forged = {"X-LlamaStack-Provider-Data": json.dumps({"api_key": "k", "__authenticated_user": {"principal": "eve"}})}
+@pytest.mark.parametrize("header", ["X-OGX-Provider-Data", "X-LlamaStack-Provider-Data"])
+def test_the_user_reaches_the_provider_and_cannot_be_claimed(bearer: Served, header: str) -> None:
+    forged = {header: json.dumps({"api_key": "k", "__authenticated_user": {"principal": "eve"}})}
     user, api_key = bearer.post("/v1/providers/infer/caller", headers={**_bearer(TOKEN), **forged}).json()
     assert user == {"principal": "alice", "attributes": None} and api_key == "k"
 

@@ -25,6 +25,20 @@ def test_a_providers_own_exception_goes_by_its_type() -> None:
     ]  # fmt: skip
 
 
+def test_a_subclass_goes_by_its_nearest_known_base_unless_it_carries_a_status() -> None:
+    def remote(type_name: str, bases: tuple[str, ...], status: int | None = None) -> RemoteError:
+        return RemoteError(
+            provider_id="p", method="m", type_name=type_name, message="x", bases=bases, status_code=status
+        )
+
+    assert status_for(remote("ogx_api.InvalidParameterError", ("ogx_api.OGXError", "ValueError", "Exception"))) == 400
+    assert status_for(remote("pkg.Denied", ("PermissionError", "OSError", "Exception"))) == 403
+    assert status_for(remote("ogx_api.FileNotFound", ("ogx_api.OGXError", "Exception"), 404)) == 404
+    assert status_for(remote("pkg.Teapot", ("ValueError", "Exception"), 418)) == 418  # its own status wins
+    assert status_for(remote("pkg.Odd", ("Exception",), 200)) == 500  # not an error status: ignored
+    assert status_for(remote("pkg.Plain", ("Exception", "BaseException"))) == 500
+
+
 def test_headers_and_bodies_say_what_to_do_and_no_more() -> None:
     busy = ProviderBusyError("busy", provider_id="p")
     crashed = ProviderCrashedError(provider_id="p", exit_code=1, signal=None)

@@ -50,6 +50,16 @@ async def test_exceptions_from_a_dependency_arrive_as_python_exceptions(host: Ho
     assert await host.provider("store").inference_error() == "ValueError: from inference"
 
 
+async def test_a_dependencys_own_exception_types_arrive_as_themselves(host: Host) -> None:
+    store = host.provider("store")
+    assert await store.typed_inference_error(kind="quota") == ["QuotaError", "over quota", 429]
+    assert await store.typed_inference_error(kind="fast") == [
+        "UnsupportedModeError",
+        "mode 'fast' is not supported",
+        None,
+    ]
+
+
 async def test_an_undeclared_api_is_refused_with_permission_error(host: Host) -> None:
     answer = await host.provider("store").call_undeclared_api()
     assert answer.startswith("PermissionError:") and "did not declare" in answer and "inference" in answer

@@ -19,6 +19,8 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("HostCallRequest", {"api": "inference", "trace_context": {"traceparent": TRACEPARENT}}),
     ("CallRequest", {"method": "m", "trace_context": {"traceparent": TRACEPARENT}}),
     ("RemoteError", {"kind": 6, "type_name": "PermissionError", "message": TEXT, "traceback": "tb\n" * 50}),
+    ("RemoteError", {"kind": 1, "type_name": "x.Gone", "bases": ["x.Base", "ValueError", TEXT], "status_code": 404}),
+    ("RemoteError", {"type_name": "Odd", "status_code": -7}),
     ("StreamHandle", {"id": 2**40 + 5}),
     ("MethodInfo", {"name": "count", "streams": True}),
     ("ShutdownRequest", {"grace_s": 0.25}),

@@ -12,22 +12,37 @@ In the server's run config::
           module: ramalama_stack==0.3.0
           config: {url: http://localhost:8080}
 
+or, for one of the server's own providers, by its own type (its config as in process, hostel's keys under
+``hostel:``)::
+
+    providers:
+      files:
+      - provider_id: localfs
+        provider_type: inline::localfs
+        module: hostel
+        config:
+          storage_dir: /var/lib/files
+          metadata_store: {backend: sql_default, table_name: files_metadata}
+          hostel: {restart: {max_restarts: 3}}
+
 The server imports ``hostel.provider`` (``get_provider_spec``), then calls ``get_adapter_impl`` here.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import sys
 from pathlib import Path
 from typing import Any
 
+from hostel.bridge import mirror
 from hostel.bridge._deps import ServerApis
 from hostel.bridge._impl import Bridge, bridge_class
 from hostel.bridge._loop import LoopThread
-from hostel.bridge._server import current
-from hostel.bridge.config import BridgeConfig, provider_id_for
+from hostel.bridge._server import Server, as_json, current
+from hostel.bridge.config import BridgeConfig, BridgeOptions, provider_id_for
 from hostel.config.plan import load_plan
 from hostel.errors import ConfigError, HostelError
 from hostel.host import Host
@@ -37,42 +52,70 @@ __all__ = ["Bridge", "BridgeConfig", "get_adapter_impl"]
 logger = logging.getLogger(__name__)
 
 
-async def get_adapter_impl(config: BridgeConfig, deps: dict[Any, Any]) -> Bridge:
+def _real_provider(config: Any, server: Server) -> tuple[str, str, BridgeOptions, dict[str, Any]]:
+    """``(api, provider type, options, hostel run config)`` of a bridge config: a ``remote::hostel-<api>`` entry's,
+    or one naming the server's own provider by its type (``hostel.bridge.mirror``), whose env gets the server's
+    distribution and, unless told otherwise, the server's Python."""
+    bridged = mirror.bridged_type(config)
+    if bridged is None:
+        assert isinstance(config, BridgeConfig)
+        provider_id = config.provider_id or provider_id_for(config.provider_type)
+        return config.api, config.provider_type, config, config.run_config(provider_id)
+    api, provider_type = bridged
+    options: BridgeOptions = config.hostel
+    own = as_json(config.model_dump(by_alias=True, exclude={"hostel"}))
+    raw = options.hostel_run_config(
+        api, options.provider_id or provider_id_for(provider_type), provider_type, own, module=server.requirement()
+    )
+    entry = raw["providers"][api][0]
+    entry.setdefault("python", f"{sys.version_info.major}.{sys.version_info.minor}")
+    return api, provider_type, options, raw
+
+
+async def get_adapter_impl(config: Any, deps: dict[Any, Any], policy: list[Any] | None = None) -> Bridge:
     """Build the real provider's env, start its worker, and return the server's object for it.
 
+    ``config``: a ``BridgeConfig`` (``remote::hostel-<api>``) or a config made by ``hostel.bridge.mirror`` (the
+    server's own provider, by its type). The worker gets the server's storage backends and ``policy``.
     A config that does not validate always fails the server's start. A provider that cannot start fails
     it too unless ``required: false``; then the server comes up and the provider's calls fail with 503.
     """
     _show_hostel_logs()
     server = current()
-    api = config.api
-    provider_id = config.provider_id or provider_id_for(config.provider_type)
+    api, provider_type, options, raw = _real_provider(config, server)
+    provider_id = raw["providers"][api][0]["provider_id"]
+    storage = server.storage()
+    if storage is not None:
+        raw["storage"] = storage
     bridges: list[Bridge] = []
     external = ServerApis(
         deps, lambda: bridges[0] if bridges else None, server.provider_data_var(), asyncio.get_running_loop()
     )
     try:
-        plan = load_plan(config.run_config(provider_id), external_apis=external.apis)
+        plan = load_plan(raw, external_apis=external.apis)
     except ConfigError as exc:
         logger.error("hostel bridge for %s: %s", api, exc)
         raise
+    if policy:
+        rules = tuple(as_json(rule) for rule in policy)
+        plan = dataclasses.replace(plan, providers=tuple(dataclasses.replace(p, policy=rules) for p in plan.providers))
     thread = LoopThread(f"hostel-{provider_id}")
 
     async def make_host() -> Host:
-        return Host(plan, home=Path(config.home) if config.home else None, external=external)
+        return Host(plan, home=Path(options.home) if options.home else None, external=external)
 
     host = await thread.run(make_host)
     start_error: HostelError | None = None
     logger.info(
         "hostel: starting %s (%s) for the %s API in its own venv and process (%s %s server)",
-        provider_id, config.provider_type, api, server.name, server.version,
+        provider_id, provider_type, api, server.name, server.version,
     )  # fmt: skip
     try:
         await thread.run(host.start)
     except HostelError as exc:
         await thread.run(host.stop)
-        logger.error("hostel: provider %s (%s) did not start: %s", provider_id, config.provider_type, exc)
-        if config.required:
+        logger.error("hostel: provider %s (%s) did not start: %s", provider_id, provider_type, exc)
+        if options.required:
             thread.close()
             raise
         start_error = exc

@@ -16,9 +16,9 @@ from typing import Any
 from hostel._http_errors import status_for
 from hostel.bridge._loop import LoopThread, iterate_on
 from hostel.bridge._server import Server, return_types
-from hostel.errors import HostelError, MethodNotFoundError, ProviderUnavailableError
+from hostel.errors import BadArgumentsError, HostelError, MethodNotFoundError, ProviderUnavailableError, RemoteError
 from hostel.host import Host
-from hostel_sdk import codec
+from hostel_sdk import _exceptions, codec
 from hostel_sdk._llama_stack import PROTOCOLS, protocol_methods
 
 logger = logging.getLogger(__name__)
@@ -43,8 +43,15 @@ def _fallback(name: str) -> Fallback | None:
     return None
 
 
-def for_server(exc: HostelError) -> HostelError:
-    """``exc`` with the HTTP status the server should answer with (Llama Stack reads ``status_code``)."""
+def for_server(exc: HostelError) -> Exception:
+    """What the server should see for ``exc``: what the provider raised, as its own type when the server has it
+    (else as the nearest base it has), so the server maps it to HTTP exactly as in process; hostel's own errors
+    with the HTTP status to answer (Llama Stack and OGX read ``status_code``)."""
+    if isinstance(exc, RemoteError) and not isinstance(exc, (MethodNotFoundError, BadArgumentsError)):
+        raised, _ = _exceptions.rebuild(exc.type_name, exc.bases, exc.remote_message, status_code=exc.status_code or 0)
+        if exc.remote_traceback:
+            raised.add_note(f"raised by provider {exc.provider_id!r} in its hostel worker:\n{exc.remote_traceback}")
+        return raised
     status = 501 if isinstance(exc, MethodNotFoundError) else status_for(exc)
     exc.status_code = status  # type: ignore[attr-defined]
     return exc

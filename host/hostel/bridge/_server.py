@@ -15,6 +15,10 @@ from functools import cache
 from types import ModuleType, UnionType
 from typing import Any
 
+from pydantic import BaseModel, SecretBytes, SecretStr
+from pydantic_core import to_jsonable_python
+
+from hostel.envs.spec import provider_package
 from hostel.errors import ConfigError, Problem
 from hostel_sdk._llama_stack import PROTOCOLS, private_protocol_class, protocol_class
 
@@ -53,7 +57,8 @@ class Server:
         return private_protocol_class(self.api_package, api)
 
     def provider_data_var(self) -> ContextVar[Any] | None:
-        """The server's request provider data (``X-LlamaStack-Provider-Data``)."""
+        """The server's request provider data, as it parsed it from ``X-OGX-Provider-Data`` (or Llama Stack's
+        ``X-LlamaStack-Provider-Data``)."""
         module = sys.modules.get(f"{self.core}.core.request_headers")
         if module is None:
             try:
@@ -63,20 +68,57 @@ class Server:
         var = getattr(module, "PROVIDER_DATA_VAR", None)
         return var if isinstance(var, ContextVar) else None
 
-    def dependency_apis(self, api: str) -> list[str]:
-        """The APIs the server's own providers of ``api`` may depend on: a bridged provider may use them too."""
+    def registry(self, api: str) -> list[Any]:
+        """The specs of the server's own providers of ``api`` (its registry), or none."""
         try:
             registry = importlib.import_module(f"{self.core}.providers.registry.{api}")
-            specs = registry.available_providers()
-        except Exception:  # noqa: BLE001 - no registry for this API in this version: no dependencies offered
+            return list(registry.available_providers())
+        except Exception:  # noqa: BLE001 - no registry for this API in this version
             return []
+
+    def requirement(self) -> str:
+        """How to install this server's distribution into a provider's env: the same source directory for a local
+        install, else ``name==version``."""
+        return provider_package(self.core, []) or f"{self.core.replace('_', '-')}=={self.version}"
+
+    def storage(self) -> dict[str, Any] | None:
+        """The storage backends the server registered from its run config's ``storage:`` section (and its tenancy
+        setting), as JSON: what a bridged provider's worker registers too. ``None`` for a server without them."""
+        kvstore = sys.modules.get(f"{self.core}.core.storage.kvstore.kvstore")
+        sqlstore = sys.modules.get(f"{self.core}.core.storage.sqlstore.sqlstore")
+        if kvstore is None or sqlstore is None:
+            return None
+        # Module state both registries keep (no public reader exists): what register_*_backends() was given.
+        backends = {**getattr(kvstore, "_KVSTORE_BACKENDS", {}), **getattr(sqlstore, "_SQLSTORE_BACKENDS", {})}
+        storage: dict[str, Any] = {"backends": {name: as_json(config) for name, config in backends.items()}}
+        authorized = sys.modules.get(f"{self.core}.core.storage.sqlstore.authorized_sqlstore")
+        tenancy = getattr(authorized, "get_default_tenancy_config", None)
+        if tenancy is not None:
+            storage["tenancy"] = as_json(tenancy())
+        return storage
+
+    def dependency_apis(self, api: str) -> list[str]:
+        """The APIs the server's own providers of ``api`` may depend on: a bridged provider may use them too."""
         found: dict[str, None] = {}
-        for spec in specs:
+        for spec in self.registry(api):
             for dep in [*getattr(spec, "api_dependencies", []), *getattr(spec, "optional_api_dependencies", [])]:
                 value = str(getattr(dep, "value", dep))
                 if value != api:
                     found[value] = None
         return list(found)
+
+
+def as_json(value: Any) -> Any:
+    """A config object as JSON values, secrets revealed (it goes to the provider's own worker, on its stdin)."""
+    if isinstance(value, BaseModel):
+        return as_json(value.model_dump(by_alias=True))
+    if isinstance(value, dict):
+        return {key: as_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [as_json(item) for item in value]
+    if isinstance(value, (SecretStr, SecretBytes)):
+        return as_json(value.get_secret_value())
+    return to_jsonable_python(value)
 
 
 @cache

@@ -7,48 +7,31 @@ factory, so each API gets its own subclass (``InferenceBridgeConfig`` ...) that 
 from __future__ import annotations
 
 import re
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hostel.bridge._server import BRIDGED_APIS
+from hostel.config.run import PROVIDER_KEYS, did_you_mean
 
-# The keys that become the provider's entry in hostel's run config.
-_ENTRY_KEYS = {
-    "provider_type", "module", "config", "pip_packages", "python", "constraints", "spec_overrides", "launcher",
-    "container_image",
-}  # fmt: skip
+# A provider entry's keys that the bridge sets itself, or that name the provider rather than tune it.
+_OWN_KEYS = frozenset({"provider_id", "provider_type", "config", "module"})
+# hostel's per-provider keys a bridge config takes besides its own fields, as a hostel provider entry has them.
+ENTRY_KEYS = frozenset(PROVIDER_KEYS - _OWN_KEYS)
 
 
-class BridgeConfig(BaseModel):
-    """The real provider behind a bridged Llama Stack provider.
+class BridgeOptions(BaseModel):
+    """How hostel runs a bridged provider: every key of a hostel provider entry (``python``, ``pip_packages``,
+    ``constraints``, ``spec_overrides``, ``env``, ``sandbox``, ``restart``, ``limits``, ``launcher``,
+    ``replicas`` ..., docs/config.md), plus ``hostel`` (the run config's ``hostel:`` settings), ``home`` and
+    ``required``."""
 
-    ``provider_type``, ``module``, ``config``, ``pip_packages``, ``python``, ``constraints``,
-    ``spec_overrides``, ``restart``, ``limits``, ``launcher`` and ``container_image`` mean what they mean in a
-    hostel run config's provider entry (docs/config.md, docs/launchers.md); ``hostel`` holds hostel settings
-    (``call_timeout_s``, ``standby_workers``, ``container``, ``ray`` ...).
-    """
+    model_config = ConfigDict(extra="allow")
 
-    model_config = ConfigDict(extra="forbid")
-
-    api: ClassVar[str] = ""
-
-    provider_type: str = Field(description="the real provider's type, e.g. remote::ramalama")
     provider_id: str | None = Field(
         None, description="the name in hostel's logs (default: the provider type's name); best: the server's id"
     )
     module: str | None = Field(None, description="the real provider's package: module name[==version]")
-    config: dict[str, Any] = Field(default_factory=dict, description="the real provider's own config")
-    pip_packages: list[str] = Field(default_factory=list)
-    python: str | None = None
-    constraints: list[str] = Field(default_factory=list)
-    spec_overrides: dict[str, Any] = Field(default_factory=dict)
-    restart: dict[str, Any] | None = None
-    limits: dict[str, Any] | None = None
-    launcher: Literal["process", "container", "ray"] | None = Field(
-        None, description="where the worker runs (docs/launchers.md); default: process, or container for an image"
-    )
-    container_image: str | None = Field(None, description="the image for launcher: container")
     external_providers_dir: str | None = Field(None, description="where providers.d-style specs live")
     hostel: dict[str, Any] = Field(default_factory=dict, description="hostel settings (the run config's hostel:)")
     home: str | None = Field(None, description="hostel's env cache (default: $HOSTEL_HOME or ~/.cache/hostel)")
@@ -57,17 +40,44 @@ class BridgeConfig(BaseModel):
         description="false: a provider that cannot start leaves the server up, its calls failing with 503",
     )
 
-    def run_config(self, provider_id: str) -> dict[str, Any]:
-        """A hostel run config holding just this provider."""
-        entry = self.model_dump(
-            include=_ENTRY_KEYS,
-            exclude_none=True,
-        )
-        entry.update({k: v for k, v in (("restart", self.restart), ("limits", self.limits)) if v is not None})
-        raw: dict[str, Any] = {"providers": {self.api: [{"provider_id": provider_id, **entry}]}, "hostel": self.hostel}
+    @model_validator(mode="after")
+    def _known_keys(self) -> BridgeOptions:
+        unknown = sorted(set(self.model_extra or {}) - ENTRY_KEYS)
+        if unknown:
+            accepted = sorted(ENTRY_KEYS | set(type(self).model_fields))
+            hints = "".join(did_you_mean(key, accepted) for key in unknown)
+            raise ValueError(
+                f"unknown key(s) {', '.join(map(repr, unknown))}{hints}; "
+                f"a bridged provider takes: {', '.join(accepted)}"
+            )
+        return self
+
+    def hostel_run_config(
+        self, api: str, provider_id: str, provider_type: str, config: dict[str, Any], *, module: str | None = None
+    ) -> dict[str, Any]:
+        """A hostel run config holding just this provider (``module``: when the options name none)."""
+        entry: dict[str, Any] = {"provider_id": provider_id, "provider_type": provider_type, "config": config}
+        if self.module or module:
+            entry["module"] = self.module or module
+        entry.update({key: value for key, value in (self.model_extra or {}).items() if value is not None})
+        raw: dict[str, Any] = {"providers": {api: [entry]}, "hostel": self.hostel}
         if self.external_providers_dir:
             raw["external_providers_dir"] = self.external_providers_dir
         return raw
+
+
+class BridgeConfig(BridgeOptions):
+    """The real provider behind a bridged provider (``provider_type: remote::hostel-<api>``): its type and its
+    own ``config``, and how hostel runs it (``BridgeOptions``)."""
+
+    api: ClassVar[str] = ""
+
+    provider_type: str = Field(description="the real provider's type, e.g. remote::ramalama")
+    config: dict[str, Any] = Field(default_factory=dict, description="the real provider's own config")
+
+    def run_config(self, provider_id: str) -> dict[str, Any]:
+        """A hostel run config holding just this provider."""
+        return self.hostel_run_config(self.api, provider_id, self.provider_type, self.config)
 
 
 def class_name(api: str) -> str:

@@ -65,6 +65,11 @@ class ProviderPlan:
     placement: Mapping[str, Any] | None = None
     zygote: bool = False  # fork its workers from a zygote (process launcher)
     replica: int = 0  # which of them a slot runs (0 for the provider's own plan)
+    # What an OGX / Llama Stack server gives its providers besides config and deps, passed to the worker as is:
+    # the storage backends their configs name (the run config's storage.backends, or the bridge's server's), and
+    # the server's access policy (the bridge's; a factory that takes ``policy`` gets it).
+    storage: Mapping[str, Any] | None = None
+    policy: tuple[Any, ...] = ()
 
     @property
     def provider_type(self) -> str:
@@ -149,11 +154,12 @@ def load_plan(
             )
         )
 
+    storage = _storage(config, problems)
     plans: list[ProviderPlan] = []
     for provider in config.providers:
         plan = _plan_one(config, provider, specs, problems, environ)
         if plan is not None:
-            plans.append(plan)
+            plans.append(dataclasses.replace(plan, storage=storage) if storage is not None else plan)
     if not problems:
         plans = _order(config.label, plans, problems, external_apis)
     if not problems:
@@ -262,6 +268,31 @@ def _plan_one(
         placement=entry.ray.model_dump(exclude_none=True) if entry.ray is not None else None,
         zygote=(entry.zygote if entry.zygote is not None else config.hostel.zygote) and launcher == "process",
     )
+
+
+def _storage(config: RunConfig, problems: list[Problem]) -> Mapping[str, Any] | None:
+    """The run config's ``storage.backends`` (OGX's and Llama Stack 0.3+'s layout), which every worker registers
+    before its factory runs so that ``kvstore``/``sql_store`` references in provider configs resolve; each backend
+    is checked by the provider's own OGX or Llama Stack in its worker."""
+    section = config.raw.get("storage")
+    if section is None:
+        return None
+    backends = section.get("backends") if isinstance(section, Mapping) else None
+    if not isinstance(backends, Mapping) or not all(
+        isinstance(backend, Mapping) and isinstance(backend.get("type"), str) for backend in backends.values()
+    ):
+        problems.append(
+            Problem(
+                config.label,
+                "storage.backends",
+                "must map each backend name to its config with a `type` (kv_sqlite, sql_sqlite, kv_postgres, ...)",
+            )
+        )
+        return None
+    storage: dict[str, Any] = {"backends": dict(backends)}
+    if section.get("tenancy") is not None:
+        storage["tenancy"] = section["tenancy"]
+    return storage
 
 
 _OTLP_ENDPOINTS = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")

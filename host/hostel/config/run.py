@@ -190,11 +190,12 @@ class HostelSettings(_Strict):
     ray: RaySettings = RaySettings()
 
 
-_PROVIDER_KEYS = {
+# Every key a provider entry takes: Llama Stack's and hostel's (``ProviderEntry``'s fields and their aliases).
+PROVIDER_KEYS = frozenset({
     "provider_id", "provider_type", "config", "module", "python", "pip_packages", "constraints",
     "spec_overrides", "restart", "limits", "isolation", "launcher", "container_image", "expose", "env", "sandbox",
     "start", "idle_stop_s", "replicas", "ray", "zygote",
-}  # fmt: skip
+})  # fmt: skip
 
 
 class ProviderEntry(BaseModel):
@@ -544,14 +545,14 @@ def _providers(value: Any, label: str, problems: list[Problem]) -> list[Provider
             except ValidationError as exc:
                 problems.extend(_pydantic_problems(label, key, exc, ProviderEntry))
                 continue
-            unknown = sorted(set(item) - _PROVIDER_KEYS)
+            unknown = sorted(set(item) - PROVIDER_KEYS)
             for extra in unknown:
                 problems.append(
                     Problem(
                         label,
                         f"{key}.{extra}",
-                        f"unknown key {extra!r} in a provider entry{did_you_mean(extra, _PROVIDER_KEYS)}; "
-                        f"a provider entry takes: {', '.join(sorted(_PROVIDER_KEYS))}",
+                        f"unknown key {extra!r} in a provider entry{did_you_mean(extra, PROVIDER_KEYS)}; "
+                        f"a provider entry takes: {', '.join(sorted(PROVIDER_KEYS))}",
                     )
                 )
             if not unknown:

@@ -19,7 +19,9 @@ from hostel_sdk import codec
 
 logger = logging.getLogger(__name__)
 
-PROVIDER_DATA_HEADER = "X-LlamaStack-Provider-Data"
+# Per-request provider data: OGX 1.x's header, and Llama Stack's older name (read when the new one is absent).
+PROVIDER_DATA_HEADER = "X-OGX-Provider-Data"
+LEGACY_PROVIDER_DATA_HEADER = "X-LlamaStack-Provider-Data"
 TIMEOUT_HEADER = "X-Hostel-Timeout"  # seconds; default: the config's call_timeout_s
 
 
@@ -100,15 +102,17 @@ def call_timeout(request: Request) -> float | None:
 
 
 def read_provider_data(request: Request) -> Any:
-    """The call's provider data: the header's, with the authenticated user where Llama Stack keeps it (a
-    client's own ``__authenticated_user`` key is dropped: nobody may claim to be someone)."""
-    header = request.headers.get(PROVIDER_DATA_HEADER)
+    """The call's provider data: the header's (``X-OGX-Provider-Data``, else ``X-LlamaStack-Provider-Data``), with
+    the authenticated user where Llama Stack keeps it (a client's own ``__authenticated_user`` key is dropped: nobody
+    may claim to be someone)."""
+    name = PROVIDER_DATA_HEADER if PROVIDER_DATA_HEADER in request.headers else LEGACY_PROVIDER_DATA_HEADER
+    header = request.headers.get(name)
     data = None
     if header:
         try:
             data = codec.loads(header.encode())
         except ValueError as exc:
-            raise BadRequestError(f"{PROVIDER_DATA_HEADER} header is not valid JSON: {exc}") from None
+            raise BadRequestError(f"{name} header is not valid JSON: {exc}") from None
         if isinstance(data, dict):
             data.pop(USER_KEY, None)
     user = request.scope.get(SCOPE_USER)

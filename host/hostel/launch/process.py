@@ -83,6 +83,8 @@ def start_request(
         config=dict(plan.config),
         provider_data_validator=spec.provider_data_validator,
         deps=tuple(plan.dependency_apis),
+        storage=plan.storage,
+        policy=plan.policy,
         expose=tuple(plan.expose),
         token=token,
         host_pid=os.getpid(),

@@ -68,7 +68,15 @@ def _remote_reply(kind: int, type_name: str, message: str, tb: str = "") -> pb.C
 
 def _hostel_error_reply(exc: HostelError) -> pb.CallReply:
     if isinstance(exc, RemoteError):  # the provider behind the API raised: pass its exception through as is
-        return _remote_reply(pb.ERROR_KIND_PROVIDER_RAISED, exc.type_name, exc.remote_message, exc.remote_traceback)
+        error = pb.RemoteError(
+            kind=pb.ERROR_KIND_PROVIDER_RAISED,
+            type_name=exc.type_name,
+            message=exc.remote_message,
+            traceback=exc.remote_traceback,
+            bases=list(exc.bases),
+            status_code=exc.status_code or 0,
+        )
+        return pb.CallReply(error=error)
     return _remote_reply(pb.ERROR_KIND_HOST_ERROR, f"hostel.errors.{type(exc).__name__}", str(exc))
 
 

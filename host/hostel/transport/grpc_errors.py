@@ -76,4 +76,6 @@ def from_remote(error: pb.RemoteError, *, provider_id: str, method: str) -> Host
         type_name=error.type_name,
         message=error.message,
         remote_traceback=error.traceback,
+        bases=tuple(error.bases),
+        status_code=error.status_code or None,
     )

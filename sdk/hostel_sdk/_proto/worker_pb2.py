@@ -14,7 +14,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16hostel/v1/worker.proto\x12\thostel.v1\"\xec\x01\n\x0fHostCallRequest\x12\x0b\n\x03\x61pi\x18\x01 \x01(\t\x12\x0e\n\x06method\x18\x02 \x01(\t\x12\x11\n\targs_json\x18\x03 \x01(\x0c\x12\x13\n\x0bkwargs_json\x18\x04 \x01(\x0c\x12\x1a\n\x12provider_data_json\x18\x05 \x01(\x0c\x12\x43\n\rtrace_context\x18\x06 \x03(\x0b\x32,.hostel.v1.HostCallRequest.TraceContextEntry\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xda\x02\n\x0b\x43\x61llRequest\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\x11\n\targs_json\x18\x02 \x01(\x0c\x12\x13\n\x0bkwargs_json\x18\x03 \x01(\x0c\x12\x1a\n\x12provider_data_json\x18\x04 \x01(\x0c\x12\x11\n\ttimeout_s\x18\x05 \x01(\x01\x12;\n\x0bkwargs_text\x18\x06 \x03(\x0b\x32&.hostel.v1.CallRequest.KwargsTextEntry\x12?\n\rtrace_context\x18\x07 \x03(\x0b\x32(.hostel.v1.CallRequest.TraceContextEntry\x1a\x31\n\x0fKwargsTextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c:\x02\x38\x01\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"R\n\x0eSessionRequest\x12\n\n\x02id\x18\x01 \x01(\x04\x12$\n\x04\x63\x61ll\x18\x02 \x01(\x0b\x32\x16.hostel.v1.CallRequest\x12\x0e\n\x06\x63\x61ncel\x18\x03 \x01(\x08\"?\n\x0cSessionReply\x12\n\n\x02id\x18\x01 \x01(\x04\x12#\n\x05reply\x18\x02 \x01(\x0b\x32\x14.hostel.v1.CallReply\"\x8b\x02\n\tCallReply\x12\x14\n\nvalue_json\x18\x01 \x01(\x0cH\x00\x12.\n\x0cstream_begin\x18\x02 \x01(\x0b\x32\x16.hostel.v1.StreamBeginH\x00\x12\'\n\x05items\x18\x03 \x01(\x0b\x32\x16.hostel.v1.StreamItemsH\x00\x12\'\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x16.hostel.v1.RemoteErrorH\x00\x12\x30\n\rstream_handle\x18\x05 \x01(\x0b\x32\x17.hostel.v1.StreamHandleH\x00\x12\x14\n\nvalue_text\x18\x07 \x01(\x0cH\x00\x12\x16\n\x0emutations_json\x18\x06 \x01(\x0c\x42\x06\n\x04kind\"\x1a\n\x0cStreamHandle\x12\n\n\x02id\x18\x01 \x01(\x04\"\r\n\x0bStreamBegin\"!\n\x0bStreamItems\x12\x12\n\nitems_json\x18\x01 \x03(\x0c\"h\n\x0bRemoteError\x12\"\n\x04kind\x18\x01 \x01(\x0e\x32\x14.hostel.v1.ErrorKind\x12\x11\n\ttype_name\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x11\n\ttraceback\x18\x04 \x01(\t\"\x11\n\x0f\x44\x65scribeRequest\"d\n\rDescribeReply\x12&\n\x07methods\x18\x01 \x03(\x0b\x32\x15.hostel.v1.MethodInfo\x12\x13\n\x0bsdk_version\x18\x02 \x01(\t\x12\x16\n\x0epython_version\x18\x03 \x01(\t\"+\n\nMethodInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07streams\x18\x02 \x01(\x08\"\"\n\x0fShutdownRequest\x12\x0f\n\x07grace_s\x18\x01 \x01(\x01\"\x0f\n\rShutdownReply*\xfe\x01\n\tErrorKind\x12\x1a\n\x16\x45RROR_KIND_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x45RROR_KIND_PROVIDER_RAISED\x10\x01\x12\x1d\n\x19\x45RROR_KIND_NO_SUCH_METHOD\x10\x02\x12\x1c\n\x18\x45RROR_KIND_BAD_ARGUMENTS\x10\x03\x12 \n\x1c\x45RROR_KIND_BAD_PROVIDER_DATA\x10\x04\x12\x19\n\x15\x45RROR_KIND_BAD_RESULT\x10\x05\x12 \n\x1c\x45RROR_KIND_PERMISSION_DENIED\x10\x06\x12\x19\n\x15\x45RROR_KIND_HOST_ERROR\x10\x07\x32\x81\x03\n\x06Worker\x12\x36\n\x04\x43\x61ll\x12\x16.hostel.v1.CallRequest\x1a\x14.hostel.v1.CallReply0\x01\x12\x39\n\tCallUnary\x12\x16.hostel.v1.CallRequest\x1a\x14.hostel.v1.CallReply\x12\x41\n\x07Session\x12\x19.hostel.v1.SessionRequest\x1a\x17.hostel.v1.SessionReply(\x01\x30\x01\x12=\n\nOpenStream\x12\x17.hostel.v1.StreamHandle\x1a\x14.hostel.v1.CallReply0\x01\x12@\n\x08\x44\x65scribe\x12\x1a.hostel.v1.DescribeRequest\x1a\x18.hostel.v1.DescribeReply\x12@\n\x08Shutdown\x12\x1a.hostel.v1.ShutdownRequest\x1a\x18.hostel.v1.ShutdownReply2B\n\x04Host\x12:\n\x04\x43\x61ll\x12\x1a.hostel.v1.HostCallRequest\x1a\x14.hostel.v1.CallReply0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16hostel/v1/worker.proto\x12\thostel.v1\"\xec\x01\n\x0fHostCallRequest\x12\x0b\n\x03\x61pi\x18\x01 \x01(\t\x12\x0e\n\x06method\x18\x02 \x01(\t\x12\x11\n\targs_json\x18\x03 \x01(\x0c\x12\x13\n\x0bkwargs_json\x18\x04 \x01(\x0c\x12\x1a\n\x12provider_data_json\x18\x05 \x01(\x0c\x12\x43\n\rtrace_context\x18\x06 \x03(\x0b\x32,.hostel.v1.HostCallRequest.TraceContextEntry\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xda\x02\n\x0b\x43\x61llRequest\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\x11\n\targs_json\x18\x02 \x01(\x0c\x12\x13\n\x0bkwargs_json\x18\x03 \x01(\x0c\x12\x1a\n\x12provider_data_json\x18\x04 \x01(\x0c\x12\x11\n\ttimeout_s\x18\x05 \x01(\x01\x12;\n\x0bkwargs_text\x18\x06 \x03(\x0b\x32&.hostel.v1.CallRequest.KwargsTextEntry\x12?\n\rtrace_context\x18\x07 \x03(\x0b\x32(.hostel.v1.CallRequest.TraceContextEntry\x1a\x31\n\x0fKwargsTextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c:\x02\x38\x01\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"R\n\x0eSessionRequest\x12\n\n\x02id\x18\x01 \x01(\x04\x12$\n\x04\x63\x61ll\x18\x02 \x01(\x0b\x32\x16.hostel.v1.CallRequest\x12\x0e\n\x06\x63\x61ncel\x18\x03 \x01(\x08\"?\n\x0cSessionReply\x12\n\n\x02id\x18\x01 \x01(\x04\x12#\n\x05reply\x18\x02 \x01(\x0b\x32\x14.hostel.v1.CallReply\"\x8b\x02\n\tCallReply\x12\x14\n\nvalue_json\x18\x01 \x01(\x0cH\x00\x12.\n\x0cstream_begin\x18\x02 \x01(\x0b\x32\x16.hostel.v1.StreamBeginH\x00\x12\'\n\x05items\x18\x03 \x01(\x0b\x32\x16.hostel.v1.StreamItemsH\x00\x12\'\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x16.hostel.v1.RemoteErrorH\x00\x12\x30\n\rstream_handle\x18\x05 \x01(\x0b\x32\x17.hostel.v1.StreamHandleH\x00\x12\x14\n\nvalue_text\x18\x07 \x01(\x0cH\x00\x12\x16\n\x0emutations_json\x18\x06 \x01(\x0c\x42\x06\n\x04kind\"\x1a\n\x0cStreamHandle\x12\n\n\x02id\x18\x01 \x01(\x04\"\r\n\x0bStreamBegin\"!\n\x0bStreamItems\x12\x12\n\nitems_json\x18\x01 \x03(\x0c\"\x8c\x01\n\x0bRemoteError\x12\"\n\x04kind\x18\x01 \x01(\x0e\x32\x14.hostel.v1.ErrorKind\x12\x11\n\ttype_name\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x11\n\ttraceback\x18\x04 \x01(\t\x12\r\n\x05\x62\x61ses\x18\x05 \x03(\t\x12\x13\n\x0bstatus_code\x18\x06 \x01(\x05\"\x11\n\x0f\x44\x65scribeRequest\"d\n\rDescribeReply\x12&\n\x07methods\x18\x01 \x03(\x0b\x32\x15.hostel.v1.MethodInfo\x12\x13\n\x0bsdk_version\x18\x02 \x01(\t\x12\x16\n\x0epython_version\x18\x03 \x01(\t\"+\n\nMethodInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07streams\x18\x02 \x01(\x08\"\"\n\x0fShutdownRequest\x12\x0f\n\x07grace_s\x18\x01 \x01(\x01\"\x0f\n\rShutdownReply*\xfe\x01\n\tErrorKind\x12\x1a\n\x16\x45RROR_KIND_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x45RROR_KIND_PROVIDER_RAISED\x10\x01\x12\x1d\n\x19\x45RROR_KIND_NO_SUCH_METHOD\x10\x02\x12\x1c\n\x18\x45RROR_KIND_BAD_ARGUMENTS\x10\x03\x12 \n\x1c\x45RROR_KIND_BAD_PROVIDER_DATA\x10\x04\x12\x19\n\x15\x45RROR_KIND_BAD_RESULT\x10\x05\x12 \n\x1c\x45RROR_KIND_PERMISSION_DENIED\x10\x06\x12\x19\n\x15\x45RROR_KIND_HOST_ERROR\x10\x07\x32\x81\x03\n\x06Worker\x12\x36\n\x04\x43\x61ll\x12\x16.hostel.v1.CallRequest\x1a\x14.hostel.v1.CallReply0\x01\x12\x39\n\tCallUnary\x12\x16.hostel.v1.CallRequest\x1a\x14.hostel.v1.CallReply\x12\x41\n\x07Session\x12\x19.hostel.v1.SessionRequest\x1a\x17.hostel.v1.SessionReply(\x01\x30\x01\x12=\n\nOpenStream\x12\x17.hostel.v1.StreamHandle\x1a\x14.hostel.v1.CallReply0\x01\x12@\n\x08\x44\x65scribe\x12\x1a.hostel.v1.DescribeRequest\x1a\x18.hostel.v1.DescribeReply\x12@\n\x08Shutdown\x12\x1a.hostel.v1.ShutdownRequest\x1a\x18.hostel.v1.ShutdownReply2B\n\x04Host\x12:\n\x04\x43\x61ll\x12\x1a.hostel.v1.HostCallRequest\x1a\x14.hostel.v1.CallReply0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -27,8 +27,8 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _globals['_CALLREQUEST_KWARGSTEXTENTRY']._serialized_options = b'8\001'
   _globals['_CALLREQUEST_TRACECONTEXTENTRY']._options = None
   _globals['_CALLREQUEST_TRACECONTEXTENTRY']._serialized_options = b'8\001'
-  _globals['_ERRORKIND']._serialized_start=1448
-  _globals['_ERRORKIND']._serialized_end=1702
+  _globals['_ERRORKIND']._serialized_start=1485
+  _globals['_ERRORKIND']._serialized_end=1739
   _globals['_HOSTCALLREQUEST']._serialized_start=38
   _globals['_HOSTCALLREQUEST']._serialized_end=274
   _globals['_HOSTCALLREQUEST_TRACECONTEXTENTRY']._serialized_start=223
@@ -51,20 +51,20 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _globals['_STREAMBEGIN']._serialized_end=1085
   _globals['_STREAMITEMS']._serialized_start=1087
   _globals['_STREAMITEMS']._serialized_end=1120
-  _globals['_REMOTEERROR']._serialized_start=1122
-  _globals['_REMOTEERROR']._serialized_end=1226
-  _globals['_DESCRIBEREQUEST']._serialized_start=1228
-  _globals['_DESCRIBEREQUEST']._serialized_end=1245
-  _globals['_DESCRIBEREPLY']._serialized_start=1247
-  _globals['_DESCRIBEREPLY']._serialized_end=1347
-  _globals['_METHODINFO']._serialized_start=1349
-  _globals['_METHODINFO']._serialized_end=1392
-  _globals['_SHUTDOWNREQUEST']._serialized_start=1394
-  _globals['_SHUTDOWNREQUEST']._serialized_end=1428
-  _globals['_SHUTDOWNREPLY']._serialized_start=1430
-  _globals['_SHUTDOWNREPLY']._serialized_end=1445
-  _globals['_WORKER']._serialized_start=1705
-  _globals['_WORKER']._serialized_end=2090
-  _globals['_HOST']._serialized_start=2092
-  _globals['_HOST']._serialized_end=2158
+  _globals['_REMOTEERROR']._serialized_start=1123
+  _globals['_REMOTEERROR']._serialized_end=1263
+  _globals['_DESCRIBEREQUEST']._serialized_start=1265
+  _globals['_DESCRIBEREQUEST']._serialized_end=1282
+  _globals['_DESCRIBEREPLY']._serialized_start=1284
+  _globals['_DESCRIBEREPLY']._serialized_end=1384
+  _globals['_METHODINFO']._serialized_start=1386
+  _globals['_METHODINFO']._serialized_end=1429
+  _globals['_SHUTDOWNREQUEST']._serialized_start=1431
+  _globals['_SHUTDOWNREQUEST']._serialized_end=1465
+  _globals['_SHUTDOWNREPLY']._serialized_start=1467
+  _globals['_SHUTDOWNREPLY']._serialized_end=1482
+  _globals['_WORKER']._serialized_start=1742
+  _globals['_WORKER']._serialized_end=2127
+  _globals['_HOST']._serialized_start=2129
+  _globals['_HOST']._serialized_end=2195
 # @@protoc_insertion_point(module_scope)

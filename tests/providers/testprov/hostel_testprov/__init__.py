@@ -30,6 +30,19 @@ class ProviderData(BaseModel):
     api_key: str
 
 
+class QuotaError(ValueError):
+    """A provider's own error carrying its HTTP status, as OGX's errors do."""
+
+    status_code = 429
+
+
+class UnsupportedModeError(ValueError):
+    """A provider's own subclass of ValueError, with no status of its own."""
+
+    def __init__(self, mode: str) -> None:  # an __init__ the other side cannot call with the message alone
+        super().__init__(f"mode {mode!r} is not supported")
+
+
 class TestProvider:
     model_store: Any = None  # set by the stack, as Llama Stack does for inference providers
     shield_store: Any = None  # and for safety providers
@@ -79,6 +92,11 @@ class TestProvider:
 
     async def fail(self, message: str) -> None:
         raise ValueError(message)
+
+    async def fail_typed(self, kind: str) -> None:
+        if kind == "quota":
+            raise QuotaError("over quota")
+        raise UnsupportedModeError(kind)
 
     async def deny(self) -> None:
         raise PermissionError("not for you")

@@ -43,6 +43,18 @@ class Store:
             return f"ValueError: {exc}"
         return "no error"
 
+    async def typed_inference_error(self, kind: str) -> list[Any]:
+        """The dependency's own exception type, as this provider would catch it in process."""
+        from hostel_testprov import QuotaError, UnsupportedModeError
+
+        try:
+            await self.inference.fail_typed(kind=kind)
+        except (QuotaError, UnsupportedModeError) as exc:
+            return [type(exc).__name__, str(exc), getattr(exc, "status_code", None)]
+        except Exception as exc:  # noqa: BLE001 - what arrived instead, for the test to show
+            return ["other", repr(exc), None]
+        return ["no error", "", None]
+
     async def call_undeclared_api(self) -> str:
         try:
             await self.inference._client.call("safety", "run_shield", (), {})
