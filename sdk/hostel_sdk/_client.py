@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import grpc
 
-from hostel_sdk import _exceptions, codec
+from hostel_sdk import _blobs, _exceptions, codec
 from hostel_sdk import _messages as pb
 
 
@@ -49,22 +49,29 @@ async def _read(call: Any, errors: Translator) -> pb.CallReply | None:
     return None if reply is grpc.aio.EOF else reply
 
 
-async def result(call: Any, errors: Translator) -> Any:
-    """The call's value, or a ``ReplyStream`` when the other side returned a stream."""
+OpenBlobs = Callable[[Any], Any]
+
+
+async def result(call: Any, errors: Translator, open_blobs: OpenBlobs | None = None) -> Any:
+    """The call's value, or a ``ReplyStream`` when the other side returned a stream. ``open_blobs`` turns the
+    blob markers of a value into blobs (``hostel_sdk._blobs.Transfer.values``)."""
     reply = await _read(call, errors)
     if reply is None:
         raise errors.protocol("the call ended without a reply")
     if reply.WhichOneof("kind") == "stream_begin":
         return ReplyStream(call, errors)
     call.cancel()  # a value or an error ends the call; anything else is a protocol error
-    return _settle(reply, errors)
+    return _settle(reply, errors, open_blobs)
 
 
-def _settle(reply: pb.CallReply, errors: Translator) -> Any:
+def _settle(reply: pb.CallReply, errors: Translator, open_blobs: OpenBlobs | None = None) -> Any:
     """The value of a one-reply result, or raise its error."""
     kind = reply.WhichOneof("kind")
     if kind == "value_json":
-        return codec.loads(reply.value_json)
+        value = codec.loads(reply.value_json)
+        if open_blobs is not None and _blobs.has_markers(reply.value_json):
+            return open_blobs(value)
+        return value
     if kind == "value_text":
         return codec.decode_text(reply.value_text)
     if kind == "error":
@@ -90,6 +97,7 @@ async def unary(
     timeout: float | None,
     errors: Translator,
     on_mutations: Callable[[Any], None] | None = None,
+    open_blobs: OpenBlobs | None = None,
 ) -> Any:
     """Call through Worker.CallUnary: the value, or a ``ReplyStream`` read through OpenStream.
 
@@ -115,7 +123,7 @@ async def unary(
     finally:
         if timer is not None:
             timer.cancel()
-    return reply_value(stub, reply, deadline=deadline, errors=errors, on_mutations=on_mutations)
+    return reply_value(stub, reply, deadline=deadline, errors=errors, on_mutations=on_mutations, open_blobs=open_blobs)
 
 
 def reply_value(
@@ -125,6 +133,7 @@ def reply_value(
     deadline: float | None,
     errors: Translator,
     on_mutations: Callable[[Any], None] | None = None,
+    open_blobs: OpenBlobs | None = None,
 ) -> Any:
     """The value a CallUnary reply carries (raising its error), or a ``ReplyStream`` opened on its handle.
 
@@ -133,7 +142,7 @@ def reply_value(
     if reply.WhichOneof("kind") == "stream_handle":
         remaining = None if deadline is None else max(0.001, deadline - time.monotonic())
         return ReplyStream(stub.open_stream(reply.stream_handle, timeout=remaining), errors)
-    value = _settle(reply, errors)
+    value = _settle(reply, errors, open_blobs)
     if reply.mutations_json and on_mutations is not None:
         on_mutations(codec.loads(reply.mutations_json))
     return value

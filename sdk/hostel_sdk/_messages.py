@@ -260,6 +260,28 @@ class RemoteError(Message):
     status_code: int
 
 
+class BlobChunk(Message):
+    """Part of a blob's bytes."""
+
+    FIELDS: ClassVar[dict[int, tuple[str, str]]] = {1: ("id", "int"), 2: ("data", "bytes")}
+    id: int
+    data: Bytes
+
+
+class BlobRequest(Message):
+    """Names a blob to read."""
+
+    FIELDS: ClassVar[dict[int, tuple[str, str]]] = {1: ("id", "int")}
+    id: int
+
+
+class BlobReceipt(Message):
+    """Reply of SendBlob."""
+
+    FIELDS: ClassVar[dict[int, tuple[str, str]]] = {1: ("received", "int")}
+    received: int
+
+
 class StreamHandle(Message):
     """Names a stream waiting in the worker to be opened."""
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import grpc
 
-from hostel_sdk import __version__, _exceptions, _llama_stack, _session, _telemetry, codec
+from hostel_sdk import __version__, _blobs, _exceptions, _llama_stack, _session, _telemetry, codec
 from hostel_sdk import _messages as pb
 from hostel_sdk._context import RequestContext, enter_request, leave_request
 from hostel_sdk._exposure import LIFECYCLE_METHODS, exposed_methods
@@ -60,9 +60,13 @@ def _mutable(value: Any) -> bool:
 
 
 def _snapshot(args: list[Any], kwargs: dict[str, Any]) -> dict[str, bytes]:
-    """The JSON of every argument a provider could change in place, to see afterwards whether it did."""
-    watched = {str(i): codec.dumps(v) for i, v in enumerate(args) if _mutable(v)}
-    watched.update({k: codec.dumps(v) for k, v in kwargs.items() if _mutable(v)})
+    """The JSON of every argument a provider could change in place, to see afterwards whether it did (not of one
+    that holds what JSON cannot: an upload, say)."""
+    watched = {}
+    for key, value in [*((str(i), v) for i, v in enumerate(args)), *kwargs.items()]:
+        if _mutable(value):
+            with contextlib.suppress(TypeError):
+                watched[key] = codec.dumps(value)
     return watched
 
 
@@ -116,6 +120,9 @@ class ProviderService:
         self._next_stream = 0
         self._closing: set[asyncio.Future[Any]] = set()
         self._draining = asyncio.Event()
+        self._inbox = _blobs.Inbox()  # argument blobs the host pushes (SendBlob)
+        self._outgoing = _blobs.Parked()  # result blobs waiting for the host's ReadBlob
+        self._blob_ids = _blobs.ids()
 
     def _binder(self, name: str) -> codec.MethodBinder | None:
         binder = self._binders.get(name)
@@ -159,14 +166,38 @@ class ProviderService:
                 f"it has: {', '.join(sorted(self._methods)) or 'none'}"
             )
             return error_reply(exc, pb.ERROR_KIND_NO_SUCH_METHOD), None, request_context
+        blobs: list[int] = []
         try:
             args = codec.loads(request.args_json) or []
             kwargs = codec.loads(request.kwargs_json) or {}
             if request.kwargs_text:
                 kwargs.update((key, codec.decode_text(text)) for key, text in request.kwargs_text.items())
+            if _blobs.has_markers(request.args_json) or _blobs.has_markers(request.kwargs_json):
+                blobs = await _blobs.receive_arguments(args, kwargs, binder.annotation, self._inbox)
             call_args, call_kwargs = binder.bind(args, kwargs)
         except ValueError as exc:
+            self._drop(blobs)
             return error_reply(exc, pb.ERROR_KIND_BAD_ARGUMENTS), None, request_context
+        try:
+            return await self._run(request, context, binder, call_args, call_kwargs, kwargs=kwargs)
+        finally:
+            self._drop(blobs)
+
+    def _drop(self, blobs: list[int]) -> None:
+        for blob_id in blobs:
+            self._inbox.drop(blob_id)
+
+    async def _run(
+        self,
+        request: pb.CallRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+        binder: codec.MethodBinder,
+        call_args: list[Any],
+        call_kwargs: dict[str, Any],
+        *,
+        kwargs: dict[str, Any],
+    ) -> tuple[pb.CallReply | None, Any, RequestContext]:
+        request_context = RequestContext()
         try:
             provider_data = self._provider_data(request.provider_data_json)
         except ProviderDataError as exc:
@@ -211,8 +242,11 @@ class ProviderService:
             if codec.is_long_text(result):
                 reply = pb.CallReply(value_text=codec.encode_text(result))
             else:
-                reply = pb.CallReply(value_json=codec.dumps(result))
-        except (TypeError, ValueError) as exc:
+                outbox = _blobs.Outbox(self._blob_ids)
+                reply = pb.CallReply(value_json=codec.dumps(result, blobs=outbox))
+                if outbox.sources:
+                    self._outgoing.park(outbox.sources)
+        except (TypeError, ValueError, RuntimeError) as exc:
             return error_reply(exc, pb.ERROR_KIND_BAD_RESULT), None, request_context
         if watched:
             # A method taking one request model got the caller's keyword arguments wrapped: unwrap them back.
@@ -305,6 +339,23 @@ class ProviderService:
             for name, func in sorted(self._methods.items())
         ]
         return pb.DescribeReply(methods=methods, sdk_version=__version__, python_version=platform.python_version())
+
+    async def send_blob(
+        self, requests: AsyncIterator[pb.BlobChunk], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.BlobReceipt:
+        """Worker.SendBlob: take an argument blob's chunks as the provider reads them."""
+        return pb.BlobReceipt(received=await self._inbox.receive(requests))
+
+    async def read_blob(
+        self, request: pb.BlobRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[pb.BlobChunk]:
+        """Worker.ReadBlob: a result blob's bytes, in chunks, once."""
+        source = self._outgoing.take(request.id)
+        if source is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no blob {request.id}: read already, or not within 60 s")
+            return
+        async for chunk in _blobs.send_chunks(source, context):
+            yield chunk
 
     async def shutdown(
         self, request: pb.ShutdownRequest, context: grpc.aio.ServicerContext[Any, Any]

@@ -54,6 +54,30 @@ class WorkerServicer(Protocol):
     def open_stream(self, request: pb.StreamHandle, context: Context) -> AsyncIterator[pb.CallReply]: ...
     async def describe(self, request: pb.DescribeRequest, context: Context) -> pb.DescribeReply: ...
     async def shutdown(self, request: pb.ShutdownRequest, context: Context) -> pb.ShutdownReply: ...
+    async def send_blob(self, requests: AsyncIterator[pb.BlobChunk], context: Context) -> pb.BlobReceipt: ...
+    def read_blob(self, request: pb.BlobRequest, context: Context) -> AsyncIterator[pb.BlobChunk]: ...
+
+
+class BlobServicer(Protocol):
+    """What serves SendBlob and ReadBlob (on the Worker and on the Host service)."""
+
+    async def send_blob(self, requests: AsyncIterator[pb.BlobChunk], context: Context) -> pb.BlobReceipt: ...
+    def read_blob(self, request: pb.BlobRequest, context: Context) -> AsyncIterator[pb.BlobChunk]: ...
+
+
+def _blob_handlers(servicer: BlobServicer) -> dict[str, grpc.RpcMethodHandler]:
+    return {
+        "SendBlob": grpc.stream_unary_rpc_method_handler(
+            servicer.send_blob,
+            request_deserializer=pb.BlobChunk.FromString,
+            response_serializer=pb.BlobReceipt.SerializeToString,
+        ),
+        "ReadBlob": grpc.unary_stream_rpc_method_handler(
+            servicer.read_blob,
+            request_deserializer=pb.BlobRequest.FromString,
+            response_serializer=pb.BlobChunk.SerializeToString,
+        ),
+    }
 
 
 def worker_handler(servicer: WorkerServicer, *, sessions: bool = True) -> grpc.GenericRpcHandler:
@@ -85,6 +109,7 @@ def worker_handler(servicer: WorkerServicer, *, sessions: bool = True) -> grpc.G
             request_deserializer=pb.ShutdownRequest.FromString,
             response_serializer=pb.ShutdownReply.SerializeToString,
         ),
+        **_blob_handlers(servicer),
     }
     if not sessions:
         del methods["Session"]
@@ -94,7 +119,7 @@ def worker_handler(servicer: WorkerServicer, *, sessions: bool = True) -> grpc.G
 HostCallHandler = Callable[[pb.HostCallRequest, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[pb.CallReply]]
 
 
-def host_handler(call: HostCallHandler) -> grpc.GenericRpcHandler:
+def host_handler(call: HostCallHandler, blobs: BlobServicer) -> grpc.GenericRpcHandler:
     """The generic handler that serves the Host (callback) service."""
     return grpc.method_handlers_generic_handler(
         HOST_SERVICE,
@@ -103,7 +128,8 @@ def host_handler(call: HostCallHandler) -> grpc.GenericRpcHandler:
                 call,
                 request_deserializer=pb.HostCallRequest.FromString,
                 response_serializer=pb.CallReply.SerializeToString,
-            )
+            ),
+            **_blob_handlers(blobs),
         },
     )
 
@@ -125,6 +151,16 @@ class HostStub:
 
     def __init__(self, channel: grpc.aio.Channel) -> None:
         self.call = _stream(channel, f"/{HOST_SERVICE}/Call", pb.HostCallRequest, pb.CallReply)
+        self.send_blob, self.read_blob = _blob_stubs(channel, HOST_SERVICE)
+
+
+def _blob_stubs(channel: grpc.aio.Channel, service: str) -> tuple[Any, Any]:
+    send = channel.stream_unary(
+        f"/{service}/SendBlob",
+        request_serializer=pb.BlobChunk.SerializeToString,
+        response_deserializer=pb.BlobReceipt.FromString,
+    )
+    return send, _stream(channel, f"/{service}/ReadBlob", pb.BlobRequest, pb.BlobChunk)
 
 
 class WorkerStub:
@@ -141,6 +177,7 @@ class WorkerStub:
         self.open_stream = _stream(channel, f"/{SERVICE}/OpenStream", pb.StreamHandle, pb.CallReply)
         self.describe = _unary(channel, f"/{SERVICE}/Describe", pb.DescribeRequest, pb.DescribeReply)
         self.shutdown = _unary(channel, f"/{SERVICE}/Shutdown", pb.ShutdownRequest, pb.ShutdownReply)
+        self.send_blob, self.read_blob = _blob_stubs(channel, SERVICE)
 
 
 def add_tcp_port(server: grpc.aio.Server, address: str, tls: dict[str, str] | None) -> int:
@@ -226,9 +263,14 @@ class _StreamStreamToken(_TokenMetadata, grpc.aio.StreamStreamClientInterceptor)
         return await continuation(self._details(details), request_iterator)
 
 
+class _StreamUnaryToken(_TokenMetadata, grpc.aio.StreamUnaryClientInterceptor):  # type: ignore[misc]
+    async def intercept_stream_unary(self, continuation: Any, details: Any, request_iterator: Any) -> Any:
+        return await continuation(self._details(details), request_iterator)
+
+
 def token_interceptors(token: str) -> list[Any]:
     """Client interceptors adding ``hostel-token`` to every call of a channel (to workers that check it).
 
     One per call kind: grpc.aio files each interceptor under the first kind it implements only.
     """
-    return [_UnaryUnaryToken(token), _UnaryStreamToken(token), _StreamStreamToken(token)]
+    return [_UnaryUnaryToken(token), _UnaryStreamToken(token), _StreamStreamToken(token), _StreamUnaryToken(token)]

@@ -6,6 +6,8 @@ rebuilt on the receiving side from the type hints of the method being called.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import inspect
 import json
 import logging
@@ -15,11 +17,34 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
-from pydantic_core import to_jsonable_python
+from pydantic_core import PydanticSerializationError, to_jsonable_python
+
+from hostel_sdk import _blobs
 
 logger = logging.getLogger(__name__)
 
-_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=to_jsonable_python)
+
+def _jsonable(value: Any, blobs: _blobs.Outbox | None = None) -> Any:
+    """What JSON cannot hold natively, as JSON values: pydantic models, dataclasses, enums, datetimes ...; a blob
+    (bytes, a file, a ``Response``) as its marker when ``blobs`` takes it, else bytes as UTF-8 text (as pydantic
+    writes them). ``TypeError`` naming what cannot be."""
+    if not isinstance(value, BaseModel) and _blobs.is_blob(value):
+        if blobs is None and isinstance(value, (bytes, bytearray, memoryview)):
+            return to_jsonable_python(bytes(value))
+        if blobs is None:
+            raise TypeError(
+                f"cannot send a {type(value).__qualname__} here: bytes, files and responses cross only as the "
+                "arguments and results of a call, not inside other values or stream items"
+            )
+        return blobs.marker(value)
+    try:
+        return to_jsonable_python(value)
+    except PydanticSerializationError:
+        cls = type(value)
+        raise TypeError(f"cannot encode a {cls.__module__}.{cls.__qualname__} as JSON") from None
+
+
+_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_jsonable)
 _decoder = json.JSONDecoder()
 
 try:  # orjson: 2-7x faster on both sides of every call; the standard library if it is missing
@@ -27,12 +52,17 @@ try:  # orjson: 2-7x faster on both sides of every call; the standard library if
 
     _ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME  # datetimes as pydantic writes them
 
-    def dumps(value: Any) -> bytes:
-        """Encode ``value`` as compact UTF-8 JSON; pydantic models and dataclasses are dumped in JSON mode."""
+    def dumps(value: Any, blobs: _blobs.Outbox | None = None) -> bytes:
+        """Encode ``value`` as compact UTF-8 JSON; pydantic models and dataclasses are dumped in JSON mode; with
+        ``blobs``, bytes, files and responses become markers whose sources ``blobs`` keeps (``hostel_sdk._blobs``).
+        ``TypeError`` for a value that cannot be encoded."""
+        default = _jsonable if blobs is None else functools.partial(_jsonable, blobs=blobs)
         try:
-            return orjson.dumps(value, default=to_jsonable_python, option=_ORJSON_OPTIONS)
+            return orjson.dumps(value, default=default, option=_ORJSON_OPTIONS)
         except TypeError:  # e.g. an integer beyond 64 bits: the standard library takes it
-            return _encoder.encode(value).encode()
+            if blobs is None:
+                return _encoder.encode(value).encode()
+            return json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=default).encode(value).encode()
 
     def loads(data: bytes | memoryview) -> Any:
         """Decode UTF-8 JSON; empty input is ``None``."""
@@ -40,9 +70,12 @@ try:  # orjson: 2-7x faster on both sides of every call; the standard library if
 
 except ImportError:  # pragma: no cover - orjson is a hostel-sdk requirement; this keeps the SDK usable without
 
-    def dumps(value: Any) -> bytes:
+    def dumps(value: Any, blobs: _blobs.Outbox | None = None) -> bytes:
         """Encode ``value`` as compact UTF-8 JSON; pydantic models and dataclasses are dumped in JSON mode."""
-        return _encoder.encode(value).encode()
+        if blobs is None:
+            return _encoder.encode(value).encode()
+        default = functools.partial(_jsonable, blobs=blobs)
+        return json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=default).encode(value).encode()
 
     def loads(data: bytes | memoryview) -> Any:
         """Decode UTF-8 JSON; empty input is ``None``."""
@@ -115,6 +148,7 @@ class MethodBinder:
     required: frozenset[str] = frozenset()  # parameters without a default
     var_keyword: bool = False  # the method takes **kwargs
     request_param: str | None = None  # the one parameter of a method that takes a whole request model
+    annotations: dict[str, Any] = dataclasses.field(default_factory=dict)  # each parameter's type hint
 
     @classmethod
     def for_callable(cls, name: str, func: Callable[..., Any]) -> MethodBinder:
@@ -140,7 +174,22 @@ class MethodBinder:
             ),
             var_keyword=any(p.kind == p.VAR_KEYWORD for p in params),
             request_param=_request_param(signature, hints),
+            annotations={p.name: hints.get(p.name, p.annotation) for p in params},
         )
+
+    def annotation(self, position: int | str) -> Any:
+        """The type hint of a parameter, by name or position (``None`` if it has none)."""
+        if isinstance(position, int):
+            names = [
+                p.name
+                for p in self.signature.parameters.values()
+                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+            ]
+            if position >= len(names):
+                return None
+            position = names[position]
+        found = self.annotations.get(position)
+        return None if found is inspect.Parameter.empty else found
 
     def _rebuild(self, pname: str, value: Any) -> Any:
         adapter = self.adapters.get(pname)

@@ -30,6 +30,7 @@ import grpc
 
 from hostel_sdk import _client, codec
 from hostel_sdk import _messages as pb
+from hostel_sdk._blobs import NoBlobs
 from hostel_sdk._deps import HostClient
 from hostel_sdk._exposure import exposed_methods
 from hostel_sdk._loader import load_provider, load_validator
@@ -130,7 +131,9 @@ async def serve(
             if deps:
                 host_socket = Path(tmp) / "host.sock"
                 host_server = grpc.aio.server(options=options)
-                host_server.add_generic_rpc_handlers([host_handler(_FakeHost(deps).call)])
+                host_server.add_generic_rpc_handlers(
+                    [host_handler(_FakeHost(deps).call, NoBlobs("the test harness carries no bytes through deps"))]
+                )
                 host_server.add_insecure_port(f"unix:{host_socket}")
                 await host_server.start()
                 servers.append(host_server)

@@ -19,6 +19,7 @@ from hostel.bridge._server import Server, return_types
 from hostel.errors import BadArgumentsError, HostelError, MethodNotFoundError, ProviderUnavailableError, RemoteError
 from hostel.host import Host
 from hostel_sdk import _exceptions, codec
+from hostel_sdk._blobs import Blob
 from hostel_sdk._llama_stack import PROTOCOLS, protocol_methods
 
 logger = logging.getLogger(__name__)
@@ -135,9 +136,24 @@ class Bridge:
             raise for_server(exc) from None
         except HostelError as exc:
             raise for_server(exc) from None
+        if isinstance(result, Blob):
+            return await self._blob(result, types[0])
         if hasattr(result, "__aiter__"):
             return self._stream(method, result, types[1])
         return self._rebuild(method, result, types[0])
+
+    async def _blob(self, blob: Blob, annotation: Any) -> Any:
+        """Bytes the provider returned, as the server expects them: ``bytes``, else a starlette ``Response``
+        (a file's content: streamed from the worker as the server sends it, one chunk in memory at a time)."""
+        if annotation in (bytes, bytes | None):
+            return await self._thread.run(blob.read)
+        from starlette.responses import Response, StreamingResponse
+
+        headers = dict(blob.headers)
+        if blob.inline is not None:
+            return Response(blob.inline, status_code=blob.status_code, headers=headers, media_type=blob.media_type)
+        body = iterate_on(self._thread.loop, blob.chunks())
+        return StreamingResponse(body, status_code=blob.status_code, headers=headers, media_type=blob.media_type)
 
     async def _stream(self, method: str, stream: Any, item_type: Any) -> AsyncIterator[Any]:
         try:

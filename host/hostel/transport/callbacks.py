@@ -21,6 +21,7 @@ from hostel import _telemetry
 from hostel.errors import HostelError, RemoteError
 from hostel_sdk import _messages as pb
 from hostel_sdk import codec
+from hostel_sdk._blobs import NoBlobs
 from hostel_sdk._exposure import callable_name
 from hostel_sdk._service import error_reply
 from hostel_sdk._wire import (
@@ -80,6 +81,10 @@ def _hostel_error_reply(exc: HostelError) -> pb.CallReply:
     return _remote_reply(pb.ERROR_KIND_HOST_ERROR, f"hostel.errors.{type(exc).__name__}", str(exc))
 
 
+# Bytes, files and responses in deps calls are not carried yet: a provider's call that has them gets a TypeError.
+_NO_BLOBS = NoBlobs("bytes and files are not carried through a provider's deps calls")
+
+
 class CallbackServer:
     """Serves ``hostel.v1.Host`` to the workers."""
 
@@ -108,7 +113,7 @@ class CallbackServer:
     def _new_server(self) -> grpc.aio.Server:
         # An unknown token is refused before the request is read (it may be up to max_message_mb).
         server = grpc.aio.server(options=channel_options(self._max), interceptors=[TokenCheck(self._known)])
-        server.add_generic_rpc_handlers([host_handler(self.call)])
+        server.add_generic_rpc_handlers([host_handler(self.call, _NO_BLOBS)])
         return server
 
     async def start(self) -> None:

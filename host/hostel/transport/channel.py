@@ -19,7 +19,7 @@ from hostel import _telemetry
 from hostel.errors import CallTimeoutError, HostelError, PayloadTooLargeError, WorkerProtocolError
 from hostel.transport import grpc_errors as _grpc_errors
 from hostel.transport.session import CallExpired, Session
-from hostel_sdk import _client, codec
+from hostel_sdk import _blobs, _client, codec
 from hostel_sdk import _messages as pb
 from hostel_sdk._health import HealthStub
 from hostel_sdk._wire import WorkerStub, channel_options, tls_channel, token_interceptors
@@ -106,12 +106,14 @@ class GrpcChannel:
         self._channel = tls_channel(target, tls, channel_options(max_message_bytes), interceptors)
         self.stub = WorkerStub(self._channel)
         self.health = HealthStub(self._channel)
+        self._blobs = _blobs.Transfer(self.stub, translate=_HostErrors(self, "ReadBlob").status)
         self._session: Session | None = None
         self._sessions = True  # until the worker turns out not to serve Worker.Session
 
-    def _encode(self, what: str, value: Any, method: str, extra: int = 0) -> bytes:
-        """``value`` as JSON, refused if it and ``extra`` bytes sent beside it pass the message limit."""
-        data = codec.dumps(value) if value else b""
+    def _encode(self, what: str, value: Any, method: str, extra: int = 0, blobs: _blobs.Outbox | None = None) -> bytes:
+        """``value`` as JSON (its bytes and files as markers ``blobs`` keeps), refused if it and ``extra`` bytes sent
+        beside it pass the message limit; ``TypeError`` naming a value that cannot be encoded."""
+        data = codec.dumps(value, blobs=blobs) if value else b""
         size = len(data) + extra
         if size > self._max:
             raise PayloadTooLargeError(
@@ -126,16 +128,34 @@ class GrpcChannel:
     ) -> Any:
         """Call ``method`` on the worker; a value, or a ``hostel_sdk._client.ReplyStream`` for a streamed result."""
         plain, text = codec.split_text(dict(kwargs)) if kwargs else ({}, {})
+        outbox = self._blobs.outbox()
         request = pb.CallRequest(
             method=method,
-            args_json=self._encode("positional arguments", list(args), method) if args else b"",
-            kwargs_json=self._encode("arguments", plain, method, sum(map(len, text.values()))),
+            args_json=self._encode("positional arguments", list(args), method, blobs=outbox) if args else b"",
+            kwargs_json=self._encode("arguments", plain, method, sum(map(len, text.values())), blobs=outbox),
             provider_data_json=codec.dumps(provider_data) if provider_data is not None else b"",
             kwargs_text=text,
             trace_context=_telemetry.inject(),
         )
         errors = _HostErrors(self, method)
+        pushes = self._blobs.push(outbox) if outbox.sources else None
+        try:
+            return await self._call(request, method, args, kwargs, timeout=timeout, errors=errors, text=bool(text))
+        finally:
+            if pushes is not None:
+                pushes.end()
 
+    async def _call(
+        self,
+        request: pb.CallRequest,
+        method: str,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        *,
+        timeout: float | None,
+        errors: _HostErrors,
+        text: bool,
+    ) -> Any:
         def on_mutations(changed: Any) -> None:
             _client.apply_mutations(changed, args, kwargs)
 
@@ -155,9 +175,21 @@ class GrpcChannel:
                 self._sessions = False
             else:
                 return _client.reply_value(
-                    self.stub, reply, deadline=deadline, errors=errors, on_mutations=on_mutations
+                    self.stub,
+                    reply,
+                    deadline=deadline,
+                    errors=errors,
+                    on_mutations=on_mutations,
+                    open_blobs=self._blobs.values,
                 )
-        return await _client.unary(self.stub, request, timeout=timeout, errors=errors, on_mutations=on_mutations)
+        return await _client.unary(
+            self.stub,
+            request,
+            timeout=timeout,
+            errors=errors,
+            on_mutations=on_mutations,
+            open_blobs=self._blobs.values,
+        )
 
     async def check_health(self, timeout: float) -> bool:
         """``grpc.health.v1`` Check for the worker itself (answered from its event loop)."""

@@ -25,6 +25,26 @@ ERROR_KIND_BAD_RESULT: ErrorKind
 ERROR_KIND_PERMISSION_DENIED: ErrorKind
 ERROR_KIND_HOST_ERROR: ErrorKind
 
+class BlobChunk(_message.Message):
+    __slots__ = ("id", "data")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    data: bytes
+    def __init__(self, id: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class BlobRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    def __init__(self, id: _Optional[int] = ...) -> None: ...
+
+class BlobReceipt(_message.Message):
+    __slots__ = ("received",)
+    RECEIVED_FIELD_NUMBER: _ClassVar[int]
+    received: int
+    def __init__(self, received: _Optional[int] = ...) -> None: ...
+
 class HostCallRequest(_message.Message):
     __slots__ = ("api", "method", "args_json", "kwargs_json", "provider_data_json", "trace_context")
     class TraceContextEntry(_message.Message):

@@ -1,0 +1,736 @@
+"""Bytes across the process boundary: uploaded files, ``bytes``, file objects, a ``Response`` and its body.
+
+JSON cannot carry them, and a message should not hold a whole file. So where a value of a call (an argument, a
+result) is one of them, its JSON holds a marker, ``{"$hostel_blob": {"id": ..., "kind": ..., ...}}``, and its
+bytes travel beside the call in chunks of at most ``CHUNK_BYTES``: pushed by the caller with ``SendBlob`` (an
+argument), or read by the caller with ``ReadBlob`` (a result). Both are gRPC streams, so a reader that stops
+reading stops the writer (HTTP/2 flow control) and neither side holds more than a few chunks. A blob of at most
+``INLINE_BYTES`` whose size is known travels inside its marker instead (base64), with no extra round trip.
+
+The receiving side rebuilds each as the type it expects: the parameter's annotation in a worker (a starlette or
+FastAPI ``UploadFile``, ``bytes``, ``str``), the protocol's return annotation in the bridge (a ``Response``), or a
+``Blob`` (an async iterator of chunks with ``read()``) where nothing says more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import io
+import itertools
+import logging
+import os
+import sys
+import tempfile
+import types
+import typing
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from typing import Any
+
+import grpc
+
+from hostel_sdk import _messages as pb
+
+logger = logging.getLogger(__name__)
+
+BLOB_KEY = "$hostel_blob"
+CHUNK_BYTES = 1 << 20
+INLINE_BYTES = 64 << 10
+# Chunks a receiver holds that its reader has not taken yet; past this the sender waits.
+_QUEUED_CHUNKS = 4
+# Bytes of a received blob kept in memory for seeking back; the rest spills to a temporary file.
+_SPOOL_BYTES = 1 << 20
+
+Kind = str  # "bytes" | "file" | "response"
+
+
+def _is_response(value: Any) -> bool:
+    """A starlette (or FastAPI) ``Response``: duck-typed, so a process without starlette never imports it."""
+    return (
+        hasattr(value, "status_code")
+        and hasattr(value, "headers")
+        and (hasattr(value, "body") or hasattr(value, "body_iterator") or hasattr(value, "path"))
+        and hasattr(value, "media_type")
+    )
+
+
+def _is_upload(value: Any) -> bool:
+    """A starlette ``UploadFile`` (or anything with an async ``read`` and a ``filename``)."""
+    read = getattr(value, "read", None)
+    return hasattr(value, "filename") and read is not None and asyncio.iscoroutinefunction(read)
+
+
+def is_blob(value: Any) -> bool:
+    """Whether ``value`` travels as bytes beside a message rather than as JSON."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return True
+    if isinstance(value, (str, int, float, bool, dict, list, tuple)) or value is None:
+        return False
+    return _is_response(value) or _is_upload(value) or isinstance(value, io.IOBase) or _is_file_object(value)
+
+
+def _is_file_object(value: Any) -> bool:
+    return callable(getattr(value, "read", None)) and hasattr(value, "seek") and not hasattr(value, "model_dump")
+
+
+class Source:
+    """The bytes of one blob being sent, read chunk by chunk on the sending side."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    async def chunks(self, size: int = CHUNK_BYTES) -> AsyncIterator[bytes]:
+        """The blob's bytes in chunks of at most ``size``."""
+        value = self.value
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            view = memoryview(value)
+            for start in range(0, len(view), size):
+                yield bytes(view[start : start + size])
+        elif _is_response(value):
+            async for chunk in _response_chunks(value, size):
+                yield chunk
+        elif _is_upload(value):
+            while chunk := await value.read(size):
+                yield bytes(chunk)
+        else:  # a file object: read in a thread unless it is in memory
+            in_memory = isinstance(value, (io.BytesIO, io.StringIO))
+            while True:
+                chunk = value.read(size) if in_memory else await asyncio.to_thread(value.read, size)
+                if not chunk:
+                    return
+                yield chunk.encode() if isinstance(chunk, str) else bytes(chunk)
+
+
+async def _response_chunks(response: Any, size: int) -> AsyncIterator[bytes]:
+    body = getattr(response, "body", None)
+    if isinstance(body, (bytes, bytearray, memoryview)) and not hasattr(response, "body_iterator"):
+        async for chunk in Source(body).chunks(size):
+            yield chunk
+        return
+    path = getattr(response, "path", None)
+    if path is not None and not hasattr(response, "body_iterator"):  # a FileResponse
+        with open(path, "rb") as file:  # read in a thread below
+            async for chunk in Source(file).chunks(size):
+                yield chunk
+        return
+    charset = getattr(response, "charset", "utf-8")
+    iterator = response.body_iterator
+    if hasattr(iterator, "__aiter__"):
+        async for part in iterator:
+            for piece in _split(part.encode(charset) if isinstance(part, str) else bytes(part), size):
+                yield piece
+    else:
+        for part in iterator:
+            for piece in _split(part.encode(charset) if isinstance(part, str) else bytes(part), size):
+                yield piece
+
+
+def _split(data: bytes, size: int) -> Iterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+def _size(value: Any) -> int | None:
+    if isinstance(value, (bytes, bytearray)):
+        return len(value)
+    if isinstance(value, memoryview):
+        return value.nbytes
+    if _is_response(value):
+        body = getattr(value, "body", None)
+        if isinstance(body, (bytes, bytearray)) and not hasattr(value, "body_iterator"):
+            return len(body)
+        return None
+    size = getattr(value, "size", None)
+    if isinstance(size, int):
+        return size
+    if isinstance(value, io.BytesIO):
+        return value.getbuffer().nbytes - value.tell()
+    return None
+
+
+def _describe(value: Any) -> dict[str, Any]:
+    """What a blob's marker says of it besides its bytes."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {"kind": "bytes"}
+    if _is_response(value):
+        headers = [[k.decode("latin-1"), v.decode("latin-1")] for k, v in getattr(value, "raw_headers", [])]
+        return {
+            "kind": "response",
+            "status_code": int(value.status_code),
+            "headers": headers,
+            "media_type": value.media_type,
+        }
+    described: dict[str, Any] = {"kind": "file", "filename": getattr(value, "filename", None)}
+    if described["filename"] is None and isinstance(getattr(value, "name", None), str):
+        described["filename"] = os.path.basename(value.name)
+    content_type = getattr(value, "content_type", None)
+    if isinstance(content_type, str):
+        described["content_type"] = content_type
+    return described
+
+
+class Outbox:
+    """The blobs of one message being encoded: ``marker`` turns each into its JSON marker and keeps its source
+    under a new id, for the sender to push (arguments) or park (results)."""
+
+    def __init__(self, ids: Iterator[int]) -> None:
+        self._ids = ids
+        self.sources: dict[int, Source] = {}
+
+    def marker(self, value: Any) -> dict[str, Any]:
+        """The marker for ``value`` (a blob): small ones carry their bytes, the rest an id to fetch them by."""
+        described = _describe(value)
+        size = _size(value)
+        if size is not None:
+            described["size"] = size
+        inline = _inline_bytes(value, size)
+        if inline is not None:
+            described["data"] = base64.b64encode(inline).decode()
+        else:
+            blob_id = next(self._ids)
+            described["id"] = blob_id
+            self.sources[blob_id] = Source(value)
+        return {BLOB_KEY: described}
+
+
+def _inline_bytes(value: Any, size: int | None) -> bytes | None:
+    """The bytes of a small blob that are at hand without reading anything, else ``None``."""
+    if size is None or size > INLINE_BYTES:
+        return None
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    body = getattr(value, "body", None) if _is_response(value) and not hasattr(value, "body_iterator") else None
+    if isinstance(body, (bytes, bytearray)):
+        return bytes(body)
+    buffer = getattr(value, "file", value)
+    if isinstance(buffer, io.BytesIO):
+        return buffer.getvalue()[buffer.tell() :]
+    return None
+
+
+def marker_of(value: Any) -> dict[str, Any] | None:
+    """The marker fields of a JSON value that is a blob's marker, else ``None``."""
+    if isinstance(value, dict) and len(value) == 1:
+        found = value.get(BLOB_KEY)
+        if isinstance(found, dict):
+            return found
+    return None
+
+
+def ids() -> Iterator[int]:
+    """Blob ids for one sender: unique for its lifetime."""
+    return itertools.count(1)
+
+
+class Incoming:
+    """A blob being received: chunks queue as the sender pushes them (the queue is bounded, so a reader that
+    does not read holds the sender back) and are read with ``read``; everything read is spooled, so a reader may
+    seek back."""
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(_QUEUED_CHUNKS)
+        self._spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES)  # noqa: SIM115 - closed by close()
+        self._position = 0  # the reader's offset in the spool
+        self._received = 0  # bytes spooled so far
+        self._ended = False
+        self.closed = asyncio.Event()
+
+    async def put(self, chunk: bytes | BaseException | None) -> None:
+        """Queue a chunk (``None``: the end; an exception: the sender failed); waits while the queue is full."""
+        if self.closed.is_set():
+            raise EOFError("the reader closed the blob")
+        await self._queue.put(chunk)
+
+    async def _fill(self, wanted: int) -> None:
+        """Take chunks from the queue into the spool until ``wanted`` bytes are past the reader (-1: all)."""
+        while not self._ended and (wanted < 0 or self._received - self._position < wanted):
+            chunk = await self._queue.get()
+            if chunk is None:
+                self._ended = True
+            elif isinstance(chunk, BaseException):
+                raise chunk
+            else:
+                self._spool.seek(self._received)
+                self._spool.write(chunk)
+                self._received += len(chunk)
+
+    async def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes (all that remain if ``size`` < 0), waiting for the sender as needed."""
+        if self.closed.is_set():
+            raise ValueError("I/O operation on closed file")
+        await self._fill(size if size is not None and size >= 0 else -1)
+        self._spool.seek(self._position)
+        data = self._spool.read(size if size is not None and size >= 0 else -1)
+        self._position += len(data)
+        return data
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        """Move the reader within what was received (seeking forward past it reads on at the next ``read``)."""
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._position, os.SEEK_END: self._received}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
+
+    def close(self) -> None:
+        """Stop receiving; a sender waiting to queue a chunk gets ``EOFError``."""
+        if not self.closed.is_set():
+            self.closed.set()
+            self._spool.close()
+            while not self._queue.empty():
+                self._queue.get_nowait()
+
+
+class SyncReader(io.RawIOBase):
+    """A blocking file over an ``Incoming`` blob, for code that reads an upload's ``.file`` from a thread (as
+    starlette's ``UploadFile`` does); read from the event loop's own thread it would deadlock, so it refuses."""
+
+    def __init__(self, incoming: Incoming, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self._incoming = incoming
+        self._loop = loop
+
+    def _run(self, make: Callable[[], Awaitable[Any]]) -> Any:
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
+            raise io.UnsupportedOperation(
+                "this upload streams from hostel's host: read it with `await file.read()`, not `file.file.read()` "
+                "inside the event loop"
+            )
+
+        async def run() -> Any:
+            return await make()
+
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result()
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        return bytes(self._run(lambda: self._incoming.read(size)))
+
+    def readall(self) -> bytes:
+        return self.read(-1)
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return self._incoming.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._incoming.tell()
+
+    def close(self) -> None:
+        self._incoming.close()
+        super().close()
+
+
+def _upload_class(base: type) -> type:
+    """``base`` (a starlette or FastAPI ``UploadFile``) reading from an ``Incoming`` blob on the event loop."""
+
+    class Upload(base):  # type: ignore[misc]
+        _incoming: Incoming
+
+        async def read(self, size: int = -1) -> bytes:
+            return await self._incoming.read(size)
+
+        async def seek(self, offset: int) -> None:
+            self._incoming.seek(offset)
+
+        async def close(self) -> None:
+            self._incoming.close()
+
+        async def write(self, data: bytes) -> None:
+            raise io.UnsupportedOperation("an upload received through hostel is read-only")
+
+    Upload.__name__ = Upload.__qualname__ = f"Hostel{base.__name__}"
+    return Upload
+
+
+_UPLOAD_CLASSES: dict[type, type] = {}
+
+
+def upload_base(annotation: Any = None) -> type | None:
+    """The ``UploadFile`` class to rebuild an upload as: ``annotation`` when it is one, else FastAPI's or
+    starlette's if this process has imported them (never imported for it)."""
+    if isinstance(annotation, type) and any(c.__name__ == "UploadFile" for c in annotation.__mro__):
+        return annotation
+    for module in ("fastapi", "starlette.datastructures"):
+        found = getattr(sys.modules.get(module), "UploadFile", None)
+        if isinstance(found, type):
+            return found
+    return None
+
+
+def upload(marker: Mapping[str, Any], incoming: Incoming, annotation: Any = None) -> Any:
+    """An uploaded file over ``incoming``: an ``UploadFile`` of the expected class, else a ``SyncReader``-backed
+    ``BlobFile``."""
+    base = upload_base(annotation)
+    if base is None:
+        return BlobFile(marker, incoming)
+    cls = _UPLOAD_CLASSES.get(base) or _UPLOAD_CLASSES.setdefault(base, _upload_class(base))
+    headers_class = getattr(sys.modules.get("starlette.datastructures"), "Headers", None)
+    content_type = marker.get("content_type")
+    headers = headers_class({"content-type": content_type}) if headers_class and content_type else None
+    made = cls(
+        SyncReader(incoming, asyncio.get_running_loop()),
+        size=marker.get("size"),
+        filename=marker.get("filename"),
+        headers=headers,
+    )
+    made._incoming = incoming
+    return made
+
+
+class BlobFile:
+    """An uploaded file where no ``UploadFile`` class is at hand: ``filename``, ``content_type``, ``size`` and an
+    async ``read``/``seek``/``close``, as ``UploadFile`` has them."""
+
+    def __init__(self, marker: Mapping[str, Any], incoming: Incoming) -> None:
+        self.filename: str | None = marker.get("filename")
+        self.content_type: str | None = marker.get("content_type")
+        self.size: int | None = marker.get("size")
+        self._incoming = incoming
+
+    async def read(self, size: int = -1) -> bytes:
+        return await self._incoming.read(size)
+
+    async def seek(self, offset: int) -> None:
+        self._incoming.seek(offset)
+
+    async def close(self) -> None:
+        self._incoming.close()
+
+
+def inline_incoming(marker: Mapping[str, Any]) -> Incoming:
+    """An ``Incoming`` already holding an inline blob's bytes."""
+    incoming = Incoming()
+    data = base64.b64decode(marker.get("data") or "")
+    incoming._spool.write(data)
+    incoming._received = len(data)
+    incoming._ended = True
+    return incoming
+
+
+class Blob:
+    """Bytes the other side returned (a file's content, a ``Response``'s body): ``blob.chunks()`` as they arrive,
+    or ``await blob.read()`` for all of them (not an async iterator itself: a result that is one is a stream).
+    ``kind`` is ``bytes``, ``file`` or ``response``; a response has ``status_code``, ``headers`` and
+    ``media_type``, a file ``filename`` and ``content_type``."""
+
+    def __init__(self, marker: Mapping[str, Any], fetch: Callable[[], AsyncIterator[bytes]] | None) -> None:
+        self.kind: str = str(marker.get("kind", "bytes"))
+        self.size: int | None = marker.get("size")
+        self.filename: str | None = marker.get("filename")
+        self.content_type: str | None = marker.get("content_type")
+        self.status_code: int = int(marker.get("status_code") or 200)
+        self.headers: list[tuple[str, str]] = [(str(k), str(v)) for k, v in marker.get("headers") or ()]
+        self.media_type: str | None = marker.get("media_type")
+        self._data = base64.b64decode(marker["data"]) if "data" in marker else None
+        self._fetch = fetch
+        self._taken = False
+        self._reader: AsyncIterator[bytes] | None = None
+        self._buffer = bytearray()
+
+    @property
+    def inline(self) -> bytes | None:
+        """The bytes, when they came inside the message."""
+        return self._data
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The bytes in chunks; a blob that was not inline can be read once."""
+        if self._data is not None:
+            if self._data:
+                yield self._data
+            return
+        if self._taken or self._fetch is None:
+            raise RuntimeError("this blob was read already; its bytes are not kept")
+        self._taken = True
+        async for chunk in self._fetch():
+            yield chunk
+
+    async def read(self, size: int = -1) -> bytes:
+        """The next ``size`` bytes (all that remain if ``size`` < 0), as a file's ``read``; a blob's bytes are read
+        once (those returned are not kept)."""
+        if self._reader is None:
+            self._reader = self.chunks()
+            self._buffer = bytearray()
+        while size < 0 or len(self._buffer) < size:
+            try:
+                self._buffer += await self._reader.__anext__()
+            except StopAsyncIteration:
+                break
+        cut = len(self._buffer) if size < 0 else min(size, len(self._buffer))
+        data = bytes(self._buffer[:cut])
+        del self._buffer[:cut]
+        return data
+
+    def __repr__(self) -> str:
+        return f"Blob(kind={self.kind!r}, size={self.size!r}, filename={self.filename!r})"
+
+
+class Parked:
+    """Result blobs a sender keeps until the other side reads them (or until ``ttl_s`` passes)."""
+
+    def __init__(self, ttl_s: float = 60.0, limit: int = 1024) -> None:
+        self._ttl_s = ttl_s
+        self._limit = limit
+        self._sources: dict[int, tuple[Source, asyncio.TimerHandle]] = {}
+
+    def park(self, sources: Mapping[int, Source]) -> None:
+        """Keep ``sources`` to be read by id; refused (``RuntimeError``) past the limit."""
+        if len(self._sources) + len(sources) > self._limit:
+            raise RuntimeError(f"{len(self._sources)} blobs are waiting to be read, the limit; try again")
+        loop = asyncio.get_running_loop()
+        for blob_id, source in sources.items():
+            self._sources[blob_id] = (source, loop.call_later(self._ttl_s, self._expire, blob_id))
+
+    def take(self, blob_id: int) -> Source | None:
+        """The source parked under ``blob_id`` (once), or ``None``."""
+        found = self._sources.pop(blob_id, None)
+        if found is None:
+            return None
+        found[1].cancel()
+        return found[0]
+
+    def _expire(self, blob_id: int) -> None:
+        found = self._sources.pop(blob_id, None)
+        if found is not None:
+            logger.debug("blob %d was not read within %.0f s: dropped", blob_id, self._ttl_s)
+            _close_source(found[0])
+
+
+def _close_source(source: Source) -> None:
+    close = getattr(source.value, "close", None)
+    if close is None or asyncio.iscoroutinefunction(close):
+        return
+    with contextlib.suppress(Exception):
+        close()
+
+
+class Inbox:
+    """Argument blobs a receiver is being sent (``SendBlob``), met by id with the call that names them, whichever
+    arrives first."""
+
+    def __init__(self) -> None:
+        self._incoming: dict[int, Incoming] = {}
+
+    def get(self, blob_id: int) -> Incoming:
+        """The blob being received under ``blob_id`` (made on first use)."""
+        found = self._incoming.get(blob_id)
+        if found is None:
+            found = self._incoming[blob_id] = Incoming()
+        return found
+
+    def drop(self, blob_id: int) -> None:
+        """Forget a blob (its call ended): a sender still pushing it stops."""
+        found = self._incoming.pop(blob_id, None)
+        if found is not None:
+            found.close()
+
+    async def receive(self, chunks: AsyncIterator[Any]) -> int:
+        """Take one pushed blob (``BlobChunk`` messages, the first naming its id) into its ``Incoming``; the bytes
+        taken."""
+        incoming: Incoming | None = None
+        taken = 0
+        try:
+            async for chunk in chunks:
+                if incoming is None:
+                    incoming = self.get(chunk.id)
+                await incoming.put(bytes(chunk.data))
+                taken += len(chunk.data)
+            if incoming is not None:
+                await incoming.put(None)
+        except EOFError:
+            pass  # the reader closed it: stop taking
+        except Exception as exc:
+            if incoming is not None and not incoming.closed.is_set():
+                with contextlib.suppress(EOFError):
+                    incoming._queue.put_nowait(ConnectionError(f"the upload broke off: {exc}"))
+            raise
+        return taken
+
+
+def has_markers(data: bytes | memoryview) -> bool:
+    """Whether a JSON message may hold blob markers (a cheap test before walking it)."""
+    return b'"$hostel_blob"' in (data if isinstance(data, bytes) else bytes(data))
+
+
+def materialize(value: Any, open_blob: Callable[[Mapping[str, Any]], Any]) -> Any:
+    """``value`` with every blob marker in it replaced by ``open_blob(marker)`` (a result, as the caller sees it)."""
+    marker = marker_of(value)
+    if marker is not None:
+        return open_blob(marker)
+    if isinstance(value, dict):
+        return {key: materialize(item, open_blob) for key, item in value.items()}
+    if isinstance(value, list):
+        return [materialize(item, open_blob) for item in value]
+    return value
+
+
+async def receive_arguments(
+    args: list[Any], kwargs: dict[str, Any], annotation: Callable[[int | str], Any], inbox: Inbox
+) -> list[int]:
+    """Replace each blob marker among a call's arguments (or among the items of a list argument) with the value
+    its parameter's annotation asks for, its bytes read from ``inbox``; return the ids of the blobs used (to drop
+    once the call ends)."""
+    used: list[int] = []
+    for position, value in enumerate(args):
+        args[position] = await _receive(value, annotation(position), inbox, used)
+    for name, value in kwargs.items():
+        kwargs[name] = await _receive(value, annotation(name), inbox, used)
+    return used
+
+
+async def _receive(value: Any, hint: Any, inbox: Inbox, used: list[int]) -> Any:
+    marker = marker_of(value)
+    if marker is None:
+        if isinstance(value, list) and any(marker_of(item) is not None for item in value):
+            args = typing.get_args(_unwrap(hint))
+            item_hint = args[0] if args else None
+            return [await _receive(item, item_hint, inbox, used) for item in value]
+        return value
+    if "id" in marker:
+        used.append(int(marker["id"]))
+        incoming = inbox.get(int(marker["id"]))
+    else:
+        incoming = inline_incoming(marker)
+    return await rebuild(marker, incoming, hint)
+
+
+def _unwrap(hint: Any) -> Any:
+    """``X`` from ``Annotated[X, ...]``, ``X | None``, ``Optional[X]``."""
+    while typing.get_origin(hint) is typing.Annotated:
+        hint = typing.get_args(hint)[0]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        members = [m for m in typing.get_args(hint) if m is not type(None)]
+        if len(members) == 1:
+            return _unwrap(members[0])
+    return hint
+
+
+async def rebuild(marker: Mapping[str, Any], incoming: Incoming, hint: Any = None) -> Any:
+    """A received blob as ``hint`` asks: ``bytes``, ``str``, an ``UploadFile`` (streaming: read as the provider
+    reads); with no usable hint, ``bytes`` for bytes and responses, an upload for a file."""
+    target = _unwrap(hint)
+    wants_upload = isinstance(target, type) and upload_base(target) is target
+    if wants_upload or (target not in (str, bytes) and marker.get("kind") == "file"):
+        return upload(marker, incoming, target if wants_upload else None)
+    try:
+        data = await incoming.read()
+    finally:
+        incoming.close()
+    return data.decode() if target is str else data
+
+
+async def send_chunks(source: Source, context: Any = None, blob_id: int = 0) -> AsyncIterator[pb.BlobChunk]:
+    """A blob's bytes as ``BlobChunk`` messages (the first naming ``blob_id``: what ``SendBlob`` needs); a source
+    that fails ends the RPC with its error (``context``: a server's), or raises."""
+    first = True
+    try:
+        async for data in source.chunks():
+            yield pb.BlobChunk(id=blob_id if first else 0, data=data)
+            first = False
+    except Exception as exc:
+        if context is None:
+            raise
+        logger.warning("reading a blob failed: %r", exc)
+        await context.abort(grpc.StatusCode.INTERNAL, f"reading the blob failed: {type(exc).__name__}: {exc}")
+    if first and blob_id:
+        yield pb.BlobChunk(id=blob_id)  # an empty blob is still named, so its reader sees it end
+
+
+Translate = Callable[[grpc.aio.AioRpcError], Awaitable[BaseException]]
+
+
+async def fetch_chunks(call: Any, translate: Translate | None = None) -> AsyncIterator[bytes]:
+    """The bytes of a ``ReadBlob`` call's chunks; the call is cancelled if the reader stops early. A failed call
+    raises what ``translate`` makes of it."""
+    try:
+        async for chunk in call:
+            if chunk.data:
+                yield bytes(chunk.data)
+    except grpc.aio.AioRpcError as exc:
+        if translate is None:
+            raise
+        raise await translate(exc) from None
+    finally:
+        call.cancel()
+
+
+class Transfer:
+    """The calling side's blobs on one channel: pushes a call's argument blobs (``SendBlob``) and opens the blobs
+    of its result (``ReadBlob``). ``stub``: a ``WorkerStub`` or ``HostStub``; ``metadata``: sent with each RPC."""
+
+    def __init__(self, stub: Any, *, metadata: Any = None, translate: Translate | None = None) -> None:
+        self._stub = stub
+        self._metadata = metadata
+        self._translate = translate
+        self._ids = ids()
+
+    def outbox(self) -> Outbox:
+        """A new outbox for one call's arguments."""
+        return Outbox(self._ids)
+
+    def push(self, outbox: Outbox) -> Pushes:
+        """Start pushing every blob ``outbox`` took; the caller ends the pushes when its call is answered."""
+        return Pushes([asyncio.create_task(self._push(i, s)) for i, s in outbox.sources.items()])
+
+    async def _push(self, blob_id: int, source: Source) -> None:
+        try:
+            await self._stub.send_blob(send_chunks(source, blob_id=blob_id), metadata=self._metadata)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.CANCELLED:
+                logger.debug("pushing blob %d failed: %s", blob_id, exc.details())
+
+    def open(self, marker: Mapping[str, Any]) -> Blob:
+        """The blob a result's marker names (inline, or read from the other side once)."""
+        if "id" not in marker:
+            return Blob(marker, None)
+        request = pb.BlobRequest(id=int(marker["id"]))
+        return Blob(
+            marker,
+            lambda: fetch_chunks(self._stub.read_blob(request, metadata=self._metadata), self._translate),
+        )
+
+    def values(self, value: Any) -> Any:
+        """A decoded result with its blob markers opened."""
+        return materialize(value, self.open)
+
+
+class Pushes:
+    """The pushes of one call's argument blobs."""
+
+    def __init__(self, tasks: list[asyncio.Task[None]]) -> None:
+        self._tasks = tasks
+
+    def end(self) -> None:
+        """Stop pushing what the other side has not taken (its call is answered)."""
+        for task in self._tasks:
+            task.cancel()
+
+
+class NoBlobs:
+    """A ``BlobServicer`` for a service that carries no blobs: both RPCs refuse, saying so."""
+
+    def __init__(self, why: str) -> None:
+        self._why = why
+
+    async def send_blob(self, requests: AsyncIterator[pb.BlobChunk], context: Any) -> pb.BlobReceipt:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, self._why)
+        return pb.BlobReceipt()
+
+    async def read_blob(self, request: pb.BlobRequest, context: Any) -> AsyncIterator[pb.BlobChunk]:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, self._why)
+        yield pb.BlobChunk()  # never reached: abort raises
