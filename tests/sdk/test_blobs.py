@@ -1,0 +1,93 @@
+"""Blob markers, the receiving side's bounded queue, and rebuilding a blob as the type a parameter names."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+
+import pytest
+from starlette.datastructures import UploadFile
+from starlette.responses import Response
+
+from hostel_sdk import _blobs, codec
+
+
+def _outbox() -> _blobs.Outbox:
+    return _blobs.Outbox(_blobs.ids())
+
+
+def test_small_blobs_travel_inline_and_big_ones_by_id() -> None:
+    outbox = _outbox()
+    encoded = codec.loads(codec.dumps([b"abc", bytes(_blobs.INLINE_BYTES + 1), Response(b"hi", 201)], blobs=outbox))
+    small, big, response = (_blobs.marker_of(v) for v in encoded)
+    assert small == {"kind": "bytes", "size": 3, "data": "YWJj"}
+    assert big == {"kind": "bytes", "size": _blobs.INLINE_BYTES + 1, "id": 1} and list(outbox.sources) == [1]
+    assert response is not None and response["status_code"] == 201 and response["data"] == "aGk="
+    assert ["content-length", "2"] in response["headers"]
+
+
+def test_an_upload_says_its_name_type_and_size() -> None:
+    upload = UploadFile(io.BytesIO(b"x" * 10), filename="n.txt", size=10)
+    marker = _blobs.marker_of(codec.loads(codec.dumps(upload, blobs=_outbox())))
+    assert marker is not None and (marker["kind"], marker["filename"], marker["size"]) == ("file", "n.txt", 10)
+
+
+async def test_a_receiver_that_does_not_read_holds_the_sender_back() -> None:
+    incoming = _blobs.Incoming()
+    sent = 0
+
+    async def send() -> None:
+        nonlocal sent
+        for _ in range(100):
+            await incoming.put(b"x" * 1000)
+            sent += 1
+        await incoming.put(None)
+
+    sender = asyncio.create_task(send())
+    await asyncio.sleep(0.05)
+    assert sent == 4  # the queue's bound: nothing more is taken until the reader reads
+    assert len(await incoming.read(2500)) == 2500
+    assert len(await incoming.read()) == 97_500
+    await sender
+    incoming.seek(0)
+    assert await incoming.read(3) == b"xxx"  # what was read is spooled: a reader may seek back
+
+
+async def test_a_closed_blob_stops_its_sender() -> None:
+    incoming = _blobs.Incoming()
+    for _ in range(4):
+        await incoming.put(b"x")
+    sender = asyncio.create_task(incoming.put(b"more"))
+    await asyncio.sleep(0.01)
+    incoming.close()
+    with pytest.raises(EOFError):
+        await incoming.put(b"after")
+    sender.cancel()
+
+
+@pytest.mark.parametrize(
+    ("hint", "expected"),
+    [(bytes, b"data"), (bytes | None, b"data"), (str, "data"), (None, b"data")],
+)
+async def test_a_bytes_blob_becomes_what_its_parameter_asks(hint: object, expected: object) -> None:
+    marker = {"kind": "bytes", "size": 4, "data": "ZGF0YQ=="}
+    assert await _blobs.rebuild(marker, _blobs.inline_incoming(marker), hint) == expected
+
+
+async def test_a_file_blob_becomes_the_upload_class_its_parameter_names() -> None:
+    class MyUpload(UploadFile):
+        pass
+
+    marker = {"kind": "file", "filename": "f.txt", "content_type": "text/plain", "size": 4, "data": "ZGF0YQ=="}
+    made = await _blobs.rebuild(marker, _blobs.inline_incoming(marker), MyUpload)
+    assert isinstance(made, MyUpload) and (made.filename, made.content_type, made.size) == ("f.txt", "text/plain", 4)
+    assert await made.read(2) == b"da" and await made.read() == b"ta"
+    plain = await _blobs.rebuild(marker, _blobs.inline_incoming(marker), None)
+    assert isinstance(plain, UploadFile)  # starlette is imported here: the upload is one
+
+
+def test_markers_anywhere_in_a_result_are_opened() -> None:
+    value = {"a": [{"$hostel_blob": {"kind": "bytes", "data": "eA=="}}], "b": 1}
+    opened = _blobs.materialize(value, lambda marker: _blobs.Blob(marker, None))
+    assert isinstance(opened["a"][0], _blobs.Blob) and opened["b"] == 1
+    assert _blobs.marker_of({"$hostel_blob": {}, "other": 1}) is None  # only a one-key object is a marker
