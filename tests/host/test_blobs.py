@@ -106,7 +106,7 @@ async def test_an_upload_the_provider_does_not_read_does_not_hold_the_call_or_th
 
 
 async def test_what_cannot_be_sent_is_a_type_error_naming_it(host: Host) -> None:
-    with pytest.raises(TypeError, match="cannot encode a builtins.object as JSON"):
+    with pytest.raises(TypeError, match=r"cannot encode a builtins\.object as JSON"):
         await host.provider("files").length(data=object())
 
 
