@@ -24,11 +24,14 @@ from hostel_sdk import _blobs
 logger = logging.getLogger(__name__)
 
 
-def _jsonable(value: Any, blobs: _blobs.Outbox | None = None) -> Any:
-    """What JSON cannot hold natively, as JSON values: pydantic models, dataclasses, enums, datetimes ...; a blob
-    (bytes, a file, a ``Response``) as its marker when ``blobs`` takes it, else bytes as UTF-8 text (as pydantic
-    writes them). ``TypeError`` naming what cannot be."""
-    if not isinstance(value, BaseModel) and _blobs.is_blob(value):
+def _jsonable(value: Any, blobs: _blobs.Outbox | None = None, only_set: bool = False) -> Any:
+    """What JSON cannot hold natively, as JSON values: pydantic models (``only_set``: the fields that were set),
+    dataclasses, enums, datetimes ...; a blob (bytes, a file, a ``Response``) as its marker when ``blobs`` takes it,
+    else bytes as UTF-8 text (as pydantic writes them). ``TypeError`` naming what cannot be."""
+    if isinstance(value, BaseModel):
+        if only_set:
+            return value.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    elif _blobs.is_blob(value):
         if blobs is None and isinstance(value, (bytes, bytearray, memoryview)):
             return to_jsonable_python(bytes(value))
         if blobs is None:
@@ -44,25 +47,32 @@ def _jsonable(value: Any, blobs: _blobs.Outbox | None = None) -> Any:
         raise TypeError(f"cannot encode a {cls.__module__}.{cls.__qualname__} as JSON") from None
 
 
-_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_jsonable)
 _decoder = json.JSONDecoder()
+
+
+def _standard_dumps(value: Any, default: Callable[[Any], Any]) -> bytes:
+    return json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=default).encode(value).encode()
+
 
 try:  # orjson: 2-7x faster on both sides of every call; the standard library if it is missing
     import orjson
 
     _ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME  # datetimes as pydantic writes them
 
-    def dumps(value: Any, blobs: _blobs.Outbox | None = None) -> bytes:
-        """Encode ``value`` as compact UTF-8 JSON; pydantic models and dataclasses are dumped in JSON mode; with
-        ``blobs``, bytes, files and responses become markers whose sources ``blobs`` keeps (``hostel_sdk._blobs``).
-        ``TypeError`` for a value that cannot be encoded."""
-        default = _jsonable if blobs is None else functools.partial(_jsonable, blobs=blobs)
+    def dumps(value: Any, blobs: _blobs.Outbox | None = None, *, only_set: bool = False) -> bytes:
+        """Encode ``value`` as compact UTF-8 JSON; pydantic models and dataclasses are dumped in JSON mode (with
+        ``only_set``, a model's fields that were set, as a caller's request is sent: request models may refuse an
+        explicit null); with ``blobs``, bytes, files and responses become markers whose sources ``blobs`` keeps
+        (``hostel_sdk._blobs``). ``TypeError`` for a value that cannot be encoded."""
+        default = (
+            _jsonable
+            if blobs is None and not only_set
+            else functools.partial(_jsonable, blobs=blobs, only_set=only_set)
+        )
         try:
             return orjson.dumps(value, default=default, option=_ORJSON_OPTIONS)
         except TypeError:  # e.g. an integer beyond 64 bits: the standard library takes it
-            if blobs is None:
-                return _encoder.encode(value).encode()
-            return json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=default).encode(value).encode()
+            return _standard_dumps(value, default)
 
     def loads(data: bytes | memoryview) -> Any:
         """Decode UTF-8 JSON; empty input is ``None``."""
@@ -70,12 +80,9 @@ try:  # orjson: 2-7x faster on both sides of every call; the standard library if
 
 except ImportError:  # pragma: no cover - orjson is a hostel-sdk requirement; this keeps the SDK usable without
 
-    def dumps(value: Any, blobs: _blobs.Outbox | None = None) -> bytes:
+    def dumps(value: Any, blobs: _blobs.Outbox | None = None, *, only_set: bool = False) -> bytes:
         """Encode ``value`` as compact UTF-8 JSON; pydantic models and dataclasses are dumped in JSON mode."""
-        if blobs is None:
-            return _encoder.encode(value).encode()
-        default = functools.partial(_jsonable, blobs=blobs)
-        return json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=default).encode(value).encode()
+        return _standard_dumps(value, functools.partial(_jsonable, blobs=blobs, only_set=only_set))
 
     def loads(data: bytes | memoryview) -> Any:
         """Decode UTF-8 JSON; empty input is ``None``."""

@@ -132,3 +132,25 @@ def test_dumps_handles_what_the_fast_path_cannot() -> None:
         "1": "int key",
         "b": "bytes",
     }
+
+
+def test_a_request_model_is_sent_with_the_fields_that_were_set() -> None:
+    """OGX's request models refuse an explicit null (``dimensions: null``): send what the caller set, as in process."""
+    from pydantic import BaseModel, field_validator
+
+    class EmbeddingsRequest(BaseModel):
+        model: str
+        dimensions: int | None = None
+        user: str | None = None
+
+        @field_validator("dimensions", "user", mode="before")
+        @classmethod
+        def _no_null(cls, value: object) -> object:
+            if value is None:
+                raise ValueError("may be left out, never null")
+            return value
+
+    request = EmbeddingsRequest(model="m")
+    assert codec.loads(codec.dumps({"params": request}, only_set=True)) == {"params": {"model": "m"}}
+    assert codec.loads(codec.dumps(request)) == {"model": "m", "dimensions": None, "user": None}  # results: whole
+    EmbeddingsRequest.model_validate(codec.loads(codec.dumps(request, only_set=True)))
