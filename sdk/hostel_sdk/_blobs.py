@@ -170,6 +170,11 @@ def _describe(value: Any) -> dict[str, Any]:
     return described
 
 
+def summary(value: Any) -> dict[str, Any]:
+    """What a blob's marker says of it, its size included, without reading it."""
+    return {**_describe(value), "size": _size(value)}
+
+
 class Outbox:
     """The blobs of one message being encoded: ``marker`` turns each into its JSON marker and keeps its source
     under a new id, for the sender to push (arguments) or park (results)."""

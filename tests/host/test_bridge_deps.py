@@ -158,3 +158,24 @@ def test_a_bridged_config_class_name_holds_the_api_and_the_type() -> None:
 
     name = config_class_name("vector_io", "inline::sqlite-vec")
     assert name.isidentifier() and _decode(name) == ("vector_io", "inline::sqlite-vec")
+
+
+def test_a_request_that_crashed_the_worker_is_not_sent_again_for_a_while(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The openai and llama-stack-client libraries retry a 5xx twice: behind a server the bridge holds it back."""
+    import io
+
+    from hostel.bridge import _crashes
+    from hostel.errors import ProviderCrashedError
+
+    crashes = _crashes.CrashedRequests("p")
+    key = _crashes.fingerprint("m", (Greeting(name="a"),), {"file": io.BytesIO(b"x" * 10)}, {"k": 1})
+    assert key == _crashes.fingerprint("m", ({"name": "a"},), {"file": io.BytesIO(b"x" * 10)}, {"k": 1})
+    assert key != _crashes.fingerprint("m", ({"name": "a"},), {"file": io.BytesIO(b"x" * 10)}, {"k": 2})
+    assert crashes.refused(key) is None
+    crashes.remember(key, ProviderCrashedError(provider_id="p", exit_code=7, signal=None, pid=41))
+    refused = crashes.refused(key)
+    assert refused is not None and "this same request crashed its worker [pid 41]" in str(refused)
+    assert "exited with code 7" in str(refused)
+    later = _crashes.time.monotonic() + _crashes.MEMORY_S + 1
+    monkeypatch.setattr(_crashes.time, "monotonic", lambda: later)
+    assert crashes.refused(key) is None  # a minute on, it may run again

@@ -14,9 +14,17 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from hostel._http_errors import status_for
+from hostel.bridge._crashes import CrashedRequests, fingerprint
 from hostel.bridge._loop import LoopThread, iterate_on
 from hostel.bridge._server import Server, return_types
-from hostel.errors import BadArgumentsError, HostelError, MethodNotFoundError, ProviderUnavailableError, RemoteError
+from hostel.errors import (
+    BadArgumentsError,
+    HostelError,
+    MethodNotFoundError,
+    ProviderCrashedError,
+    ProviderUnavailableError,
+    RemoteError,
+)
 from hostel.host import Host
 from hostel_sdk import _exceptions, codec
 from hostel_sdk._blobs import Blob
@@ -80,6 +88,7 @@ class Bridge:
         self._start_error = start_error
         self._provider_data = server.provider_data_var()
         self._unrebuilt: set[str] = set()
+        self._crashes = CrashedRequests(provider_id)
 
     @property
     def hostel(self) -> Host:
@@ -128,11 +137,19 @@ class Bridge:
                 )
             )
         provider_data = self._provider_data.get() if self._provider_data is not None else None
+        request = fingerprint(method, args, kwargs, provider_data)
+        refused = self._crashes.refused(request)
+        if refused is not None:
+            logger.warning("%s", refused)
+            raise for_server(refused)
         try:
             result = await self._call(method, args, kwargs, timeout=None, provider_data=provider_data)
         except MethodNotFoundError as exc:
             if fallback is not None:
                 return fallback(args)
+            raise for_server(exc) from None
+        except ProviderCrashedError as exc:
+            self._crashes.remember(request, exc)
             raise for_server(exc) from None
         except HostelError as exc:
             raise for_server(exc) from None
