@@ -75,8 +75,8 @@ class HostClient:
         request = pb.HostCallRequest(
             api=api,
             method=method,
-            args_json=codec.dumps(list(args), only_set=True) if args else b"",
-            kwargs_json=codec.dumps(kwargs, only_set=True) if kwargs else b"",
+            args_json=codec.dumps(list(args), as_arguments=True) if args else b"",
+            kwargs_json=codec.dumps(kwargs, as_arguments=True) if kwargs else b"",
             provider_data_json=request_context.raw_provider_data,
             trace_context=_telemetry.inject(),
         )

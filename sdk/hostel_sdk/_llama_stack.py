@@ -36,12 +36,18 @@ def provider_data_var() -> ContextVar[Any] | None:
 
 # Where Llama Stack keeps the request's authenticated user, inside its provider data (the gateway puts it there).
 USER_KEY = "__authenticated_user"
+# Names, in a call's provider data, the Llama Stack server request a bridged call came from: the worker passes it
+# back with its deps calls (inside the provider data it echoes) and hides it from the provider.
+SERVER_CONTEXT_KEY = "__hostel_server_context"
 _DATATYPES_MODULES = ("llama_stack.core.datatypes", "llama_stack.distribution.datatypes", "ogx.core.datatypes")
 
 
 def stack_provider_data(data: Any) -> Any:
     """Provider data as Llama Stack's context variable holds it: the user as its own ``User`` type, when the
-    provider's Llama Stack has one (``get_authenticated_user()`` returns that, not a dict)."""
+    provider's Llama Stack has one (``get_authenticated_user()`` returns that, not a dict); hostel's own key is not
+    the provider's to see."""
+    if isinstance(data, dict) and SERVER_CONTEXT_KEY in data:
+        data = {k: v for k, v in data.items() if k != SERVER_CONTEXT_KEY}
     user = data.get(USER_KEY) if isinstance(data, dict) else None
     if not isinstance(user, dict):
         return data
@@ -72,7 +78,7 @@ def annotate(impl: object, *, provider_id: str, provider_type: str, api: str, va
 PROTOCOLS = {
     "inference": "Inference", "safety": "Safety", "eval": "Eval", "vector_io": "VectorIO", "datasetio": "DatasetIO",
     "scoring": "Scoring", "post_training": "PostTraining", "agents": "Agents", "tool_runtime": "ToolRuntime",
-    "files": "Files", "batches": "Batches",
+    "files": "Files", "batches": "Batches", "file_processors": "FileProcessors",
 }  # fmt: skip
 _ALPHA = "v1alpha"
 # What the server's routing tables call on a provider besides its protocol (register_model ...), per API.

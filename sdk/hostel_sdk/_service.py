@@ -140,8 +140,9 @@ class ProviderService:
             data = codec.loads(raw)
         except ValueError as exc:
             raise ProviderDataError(f"provider data is not valid JSON: {exc}") from None
-        if isinstance(data, dict) and _llama_stack.USER_KEY in data:  # who asked, not data for the validator
-            data = {k: v for k, v in data.items() if k != _llama_stack.USER_KEY} or None
+        hidden = (_llama_stack.USER_KEY, _llama_stack.SERVER_CONTEXT_KEY)  # who asked, where from: not the validator's
+        if isinstance(data, dict) and any(key in data for key in hidden):
+            data = {k: v for k, v in data.items() if k not in hidden} or None
             if data is None:
                 return None
         if self._validate_provider_data is None:
@@ -172,6 +173,8 @@ class ProviderService:
             kwargs = codec.loads(request.kwargs_json) or {}
             if request.kwargs_text:
                 kwargs.update((key, codec.decode_text(text)) for key, text in request.kwargs_text.items())
+            if codec.has_models(request.args_json) or codec.has_models(request.kwargs_json):
+                args, kwargs = codec.untag(args), codec.untag(kwargs)
             if _blobs.has_markers(request.args_json) or _blobs.has_markers(request.kwargs_json):
                 blobs = await _blobs.receive_arguments(args, kwargs, binder.annotation, self._inbox)
             call_args, call_kwargs = binder.bind(args, kwargs)

@@ -11,6 +11,7 @@ import functools
 import inspect
 import json
 import logging
+import sys
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,13 +25,116 @@ from hostel_sdk import _blobs
 logger = logging.getLogger(__name__)
 
 
-def _jsonable(value: Any, blobs: _blobs.Outbox | None = None, only_set: bool = False) -> Any:
-    """What JSON cannot hold natively, as JSON values: pydantic models (``only_set``: the fields that were set),
-    dataclasses, enums, datetimes ...; a blob (bytes, a file, a ``Response``) as its marker when ``blobs`` takes it,
-    else bytes as UTF-8 text (as pydantic writes them). ``TypeError`` naming what cannot be."""
+def _unset_nulls(value: Any) -> dict[Any, Any]:
+    """A pydantic ``exclude`` spec of the fields of ``value`` (and of the models inside it) that are ``None`` only
+    because nobody set them: what a request model may refuse as an explicit null. Defaults that are not ``None``
+    stay (a union's discriminator is one)."""
+    spec: dict[Any, Any] = {}
     if isinstance(value, BaseModel):
-        if only_set:
-            return value.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        for name in type(value).model_fields:
+            item = getattr(value, name, None)
+            if item is None:
+                if name not in value.model_fields_set:
+                    spec[name] = True
+            elif inner := _unset_nulls(item):
+                spec[name] = inner
+    elif isinstance(value, (list, tuple)):
+        spec = {i: inner for i, item in enumerate(value) if (inner := _unset_nulls(item))}
+    elif isinstance(value, dict):
+        spec = {key: inner for key, item in value.items() if (inner := _unset_nulls(item))}
+    return spec
+
+
+# A model inside a list or dict, or in a field typed ``Any``, travels as ``{"$hostel_model": "module.Class", "value":
+# {...}}`` in arguments, so the receiver rebuilds it as that class: its own class may not say (``dict[str, Any]``),
+# or say wrong (OGX's CompoundFilter declares list[Filter] but validates list[Any]).
+MODEL_KEY = "$hostel_model"
+
+
+def _untyped(annotation: Any) -> bool:
+    """Whether a field so annotated may hold a model its annotation does not name (``Any`` in it somewhere)."""
+    if annotation is Any or annotation is object:
+        return True
+    return any(_untyped(arg) for arg in typing.get_args(annotation))
+
+
+_CONTAINERS = (dict, list, tuple)
+
+
+def _holds_model(value: Any) -> bool:
+    if isinstance(value, BaseModel):
+        return True
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else ()
+    return any(isinstance(item, (BaseModel, *_CONTAINERS)) and _holds_model(item) for item in items)
+
+
+def _model_json(model: BaseModel) -> dict[str, Any]:
+    """A model as an argument travels: the fields left ``None`` by nobody left out, and a model inside a list or
+    dict, or in a field typed ``Any``, tagged with its class (at any depth)."""
+    data: dict[str, Any] = model.model_dump(mode="json", by_alias=True, exclude=_unset_nulls(model) or None)
+    for name, field in type(model).model_fields.items():
+        key = field.alias or name
+        value = getattr(model, name, None)
+        if key not in data or not isinstance(value, (BaseModel, *_CONTAINERS)):
+            continue
+        if isinstance(value, BaseModel):
+            data[key] = _tagged(value) if _untyped(field.annotation) else _model_json(value)
+        elif _holds_model(value):
+            data[key] = _tagged(value)
+    return data
+
+
+def _tagged(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        cls = type(value)
+        return {MODEL_KEY: f"{cls.__module__}.{cls.__qualname__}", "value": _model_json(value)}
+    if isinstance(value, dict):
+        return {key: _tagged(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_tagged(item) for item in value]
+    return to_jsonable_python(value)
+
+
+def has_models(data: bytes | memoryview) -> bool:
+    """Whether JSON arguments may hold tagged models (a cheap test before ``untag``)."""
+    return b'"$hostel_model"' in (data if isinstance(data, bytes) else bytes(data))
+
+
+def untag(value: Any) -> Any:
+    """Arguments with each tagged model rebuilt as its class, where this process has imported it (a peer never makes
+    this process import anything), else left its plain value."""
+    if isinstance(value, dict):
+        if len(value) == 2 and MODEL_KEY in value and "value" in value:
+            inner = untag(value["value"])
+            cls = _imported_model(str(value[MODEL_KEY]))
+            if cls is not None:
+                try:
+                    return cls.model_validate(inner)
+                except ValidationError:
+                    logger.debug("tagged %s did not validate; passed as its plain value", value[MODEL_KEY])
+            return inner
+        return {key: untag(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [untag(item) for item in value]
+    return value
+
+
+def _imported_model(name: str) -> type[BaseModel] | None:
+    module_name, _, qualname = name.rpartition(".")
+    found: Any = sys.modules.get(module_name)
+    for part in qualname.split("."):
+        found = getattr(found, part, None) if found is not None else None
+    return found if isinstance(found, type) and issubclass(found, BaseModel) else None
+
+
+def _jsonable(value: Any, blobs: _blobs.Outbox | None = None, as_arguments: bool = False) -> Any:
+    """What JSON cannot hold natively, as JSON values: pydantic models (``as_arguments``: as ``_model_json`` sends
+    them), dataclasses, enums, datetimes ...; a blob (bytes, a file, a ``Response``) as
+    its marker when ``blobs`` takes it, else bytes as UTF-8 text (as pydantic writes them). ``TypeError`` naming
+    what cannot be."""
+    if isinstance(value, BaseModel):
+        if as_arguments:
+            return _model_json(value)
     elif _blobs.is_blob(value):
         if blobs is None and isinstance(value, (bytes, bytearray, memoryview)):
             return to_jsonable_python(bytes(value))
@@ -59,15 +163,16 @@ try:  # orjson: 2-7x faster on both sides of every call; the standard library if
 
     _ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME  # datetimes as pydantic writes them
 
-    def dumps(value: Any, blobs: _blobs.Outbox | None = None, *, only_set: bool = False) -> bytes:
+    def dumps(value: Any, blobs: _blobs.Outbox | None = None, *, as_arguments: bool = False) -> bytes:
         """Encode ``value`` as compact UTF-8 JSON; pydantic models and dataclasses are dumped in JSON mode (with
-        ``only_set``, a model's fields that were set, as a caller's request is sent: request models may refuse an
-        explicit null); with ``blobs``, bytes, files and responses become markers whose sources ``blobs`` keeps
-        (``hostel_sdk._blobs``). ``TypeError`` for a value that cannot be encoded."""
+        ``as_arguments``, as a call's arguments: without the fields left ``None`` by nobody, which request models may
+        refuse as an explicit null, and with the class of a model in a field its class does not type); with
+        ``blobs``, bytes, files and responses become markers whose sources ``blobs`` keeps (``hostel_sdk._blobs``).
+        ``TypeError`` for a value that cannot be encoded."""
         default = (
             _jsonable
-            if blobs is None and not only_set
-            else functools.partial(_jsonable, blobs=blobs, only_set=only_set)
+            if blobs is None and not as_arguments
+            else functools.partial(_jsonable, blobs=blobs, as_arguments=as_arguments)
         )
         try:
             return orjson.dumps(value, default=default, option=_ORJSON_OPTIONS)
@@ -80,9 +185,9 @@ try:  # orjson: 2-7x faster on both sides of every call; the standard library if
 
 except ImportError:  # pragma: no cover - orjson is a hostel-sdk requirement; this keeps the SDK usable without
 
-    def dumps(value: Any, blobs: _blobs.Outbox | None = None, *, only_set: bool = False) -> bytes:
+    def dumps(value: Any, blobs: _blobs.Outbox | None = None, *, as_arguments: bool = False) -> bytes:
         """Encode ``value`` as compact UTF-8 JSON; pydantic models and dataclasses are dumped in JSON mode."""
-        return _standard_dumps(value, functools.partial(_jsonable, blobs=blobs, only_set=only_set))
+        return _standard_dumps(value, functools.partial(_jsonable, blobs=blobs, as_arguments=as_arguments))
 
     def loads(data: bytes | memoryview) -> Any:
         """Decode UTF-8 JSON; empty input is ``None``."""

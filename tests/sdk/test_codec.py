@@ -136,7 +136,9 @@ def test_dumps_handles_what_the_fast_path_cannot() -> None:
 
 def test_a_request_model_is_sent_with_the_fields_that_were_set() -> None:
     """OGX's request models refuse an explicit null (``dimensions: null``): send what the caller set, as in process."""
-    from pydantic import BaseModel, field_validator
+    from typing import Annotated, Literal
+
+    from pydantic import BaseModel, Field, field_validator
 
     class EmbeddingsRequest(BaseModel):
         model: str
@@ -150,7 +152,62 @@ def test_a_request_model_is_sent_with_the_fields_that_were_set() -> None:
                 raise ValueError("may be left out, never null")
             return value
 
+    class Static(BaseModel):
+        type: Literal["static"] = "static"  # a discriminator: left at its default, it must still be sent
+        size: int = 800
+
+    class Auto(BaseModel):
+        type: Literal["auto"] = "auto"
+
+    class StoreRequest(BaseModel):
+        chunking: Annotated[Static | Auto, Field(discriminator="type")]
+        embeddings: list[EmbeddingsRequest]
+
     request = EmbeddingsRequest(model="m")
-    assert codec.loads(codec.dumps({"params": request}, only_set=True)) == {"params": {"model": "m"}}
+    assert codec.loads(codec.dumps({"params": request}, as_arguments=True)) == {"params": {"model": "m"}}
     assert codec.loads(codec.dumps(request)) == {"model": "m", "dimensions": None, "user": None}  # results: whole
-    EmbeddingsRequest.model_validate(codec.loads(codec.dumps(request, only_set=True)))
+    EmbeddingsRequest.model_validate(codec.loads(codec.dumps(request, as_arguments=True)))
+    store = StoreRequest(chunking=Static(), embeddings=[request, EmbeddingsRequest(model="n", user="u")])
+    raw = codec.dumps(store, as_arguments=True)
+    sent = codec.loads(raw)
+    assert sent["chunking"] == {"type": "static", "size": 800}
+    assert [item["value"] for item in sent["embeddings"]] == [{"model": "m"}, {"model": "n", "user": "u"}]
+    assert b"null" not in raw
+    assert StoreRequest.model_validate(codec.untag(sent)) == store
+
+
+def test_a_model_in_a_field_its_class_does_not_type_is_rebuilt_as_its_class() -> None:
+    """OGX's vector_io router puts filter models into ``params: dict[str, Any]``; in process the provider gets them
+    as models, so through hostel it must too."""
+    from typing import Literal
+
+    from pydantic import BaseModel
+
+    class ComparisonFilter(BaseModel):
+        type: Literal["eq", "ne"]
+        key: str
+        value: Any
+
+    class QueryRequest(BaseModel):
+        query: str
+        params: dict[str, Any] | None = None
+
+    import sys
+    import types
+
+    module = types.ModuleType("hostel_test_filters")
+    module.ComparisonFilter = ComparisonFilter  # type: ignore[attr-defined]
+    ComparisonFilter.__module__, ComparisonFilter.__qualname__ = module.__name__, "ComparisonFilter"
+    sys.modules[module.__name__] = module
+    try:
+        request = QueryRequest(query="q", params={"filters": [ComparisonFilter(type="eq", key="k", value=1)], "k": 3})
+        sent = codec.dumps({"request": request}, as_arguments=True)
+        assert codec.has_models(sent)
+        received = QueryRequest.model_validate(codec.untag(codec.loads(sent))["request"])
+        assert received.params == {"filters": [ComparisonFilter(type="eq", key="k", value=1)], "k": 3}
+        del sys.modules[module.__name__]  # a class this process does not have: its plain value
+        assert codec.untag(codec.loads(sent))["request"]["params"]["filters"] == [
+            {"type": "eq", "key": "k", "value": 1}
+        ]
+    finally:
+        sys.modules.pop(module.__name__, None)

@@ -127,7 +127,13 @@ async def get_adapter_impl(config: Any, deps: dict[Any, Any], policy: list[Any] 
         status = host.status()[0]
         logger.info("hostel: provider %s ready [pid %s, env %s]", provider_id, status.pid, status.env_path)
     bridge = bridge_class(server, api)(
-        server=server, api=api, host=host, thread=thread, provider_id=provider_id, start_error=start_error
+        server=server,
+        api=api,
+        host=host,
+        thread=thread,
+        provider_id=provider_id,
+        server_apis=external,
+        start_error=start_error,
     )
     bridges.append(bridge)
     return bridge

@@ -34,7 +34,7 @@ class _Shape(_blobs.Outbox):
 def fingerprint(method: str, args: Any, kwargs: Any, provider_data: Any) -> str | None:
     """A digest of one request, or ``None`` when it cannot be taken (then it is never held back)."""
     try:
-        data = codec.dumps([method, list(args), kwargs, provider_data], blobs=_Shape(), only_set=True)
+        data = codec.dumps([method, list(args), kwargs, provider_data], blobs=_Shape(), as_arguments=True)
     except (TypeError, ValueError):
         return None
     return hashlib.sha256(data).hexdigest()

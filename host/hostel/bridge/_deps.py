@@ -8,7 +8,9 @@ types (from the router method's signature) and the server's request provider dat
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
+import secrets
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import Any
@@ -16,6 +18,7 @@ from typing import Any
 from pydantic_core import to_jsonable_python
 
 from hostel.bridge._loop import iterate_on, run_on
+from hostel_sdk._llama_stack import SERVER_CONTEXT_KEY
 from hostel_sdk.codec import MethodBinder
 
 
@@ -38,6 +41,19 @@ class ServerApis:
         self._factory_loop = factory_loop
         self._var = provider_data_var
         self._binders: dict[tuple[str, str], MethodBinder] = {}
+        self._calls: dict[str, contextvars.Context] = {}
+
+    def enter_call(self) -> str:
+        """Keep the context of the server request the caller is in (its context variables: provider data, the user,
+        the trace, OGX's test context ...) for the deps calls the worker makes while serving it; the key to send
+        along, in the call's provider data (``SERVER_CONTEXT_KEY``), which the worker echoes in those calls."""
+        key = secrets.token_hex(16)
+        self._calls[key] = contextvars.copy_context()
+        return key
+
+    def leave_call(self, key: str) -> None:
+        """The call is over: its deps calls no longer run in its request's context."""
+        self._calls.pop(key, None)
 
     def api(self, api: str, *, timeout: float | None = None, provider_data: Any = None) -> _ServerApi:
         """The server's router for ``api``; ``timeout`` is the caller's deadline, enforced on its side."""
@@ -65,9 +81,17 @@ class ServerApis:
         target, binder = self._binder(api, method)
         bound_args, bound_kwargs = binder.bind(list(args), dict(kwargs))
         loop = self._loop()
+        request = None
+        if isinstance(provider_data, dict) and SERVER_CONTEXT_KEY in provider_data:
+            request = self._calls.get(str(provider_data[SERVER_CONTEXT_KEY]))
+            provider_data = {k: v for k, v in provider_data.items() if k != SERVER_CONTEXT_KEY} or None
 
         async def start() -> Any:
-            token = self._var.set(provider_data) if self._var is not None and provider_data is not None else None
+            if request is not None:  # as in process: the call runs in the context of the request it serves
+                for var, value in request.items():
+                    var.set(value)
+            echoed = request is None and self._var is not None and provider_data is not None
+            token = self._var.set(provider_data) if echoed and self._var is not None else None
             try:
                 result = target(*bound_args, **bound_kwargs)
                 return await result if inspect.isawaitable(result) else result  # an async generator method

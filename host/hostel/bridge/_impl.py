@@ -15,6 +15,7 @@ from typing import Any
 
 from hostel._http_errors import status_for
 from hostel.bridge._crashes import CrashedRequests, fingerprint
+from hostel.bridge._deps import ServerApis
 from hostel.bridge._loop import LoopThread, iterate_on
 from hostel.bridge._server import Server, return_types
 from hostel.errors import (
@@ -28,7 +29,7 @@ from hostel.errors import (
 from hostel.host import Host
 from hostel_sdk import _exceptions, codec
 from hostel_sdk._blobs import Blob
-from hostel_sdk._llama_stack import PROTOCOLS, protocol_methods
+from hostel_sdk._llama_stack import PROTOCOLS, SERVER_CONTEXT_KEY, protocol_methods
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ class Bridge:
         host: Host,
         thread: LoopThread,
         provider_id: str,
+        server_apis: ServerApis,
         start_error: HostelError | None = None,
     ) -> None:
         self._server = server
@@ -89,6 +91,7 @@ class Bridge:
         self._provider_data = server.provider_data_var()
         self._unrebuilt: set[str] = set()
         self._crashes = CrashedRequests(provider_id)
+        self._server_apis = server_apis
 
     @property
     def hostel(self) -> Host:
@@ -142,8 +145,17 @@ class Bridge:
         if refused is not None:
             logger.warning("%s", refused)
             raise for_server(refused)
+        context = self._server_apis.enter_call()
+        sent = {**(provider_data if isinstance(provider_data, dict) else {}), SERVER_CONTEXT_KEY: context}
+        streaming = False
         try:
-            result = await self._call(method, args, kwargs, timeout=None, provider_data=provider_data)
+            result = await self._call(method, args, kwargs, timeout=None, provider_data=sent)
+            if isinstance(result, Blob):
+                return await self._blob(result, types[0])
+            if hasattr(result, "__aiter__"):
+                streaming = True
+                return self._stream(method, result, types[1], context)
+            return self._rebuild(method, result, types[0])
         except MethodNotFoundError as exc:
             if fallback is not None:
                 return fallback(args)
@@ -153,11 +165,9 @@ class Bridge:
             raise for_server(exc) from None
         except HostelError as exc:
             raise for_server(exc) from None
-        if isinstance(result, Blob):
-            return await self._blob(result, types[0])
-        if hasattr(result, "__aiter__"):
-            return self._stream(method, result, types[1])
-        return self._rebuild(method, result, types[0])
+        finally:
+            if not streaming:
+                self._server_apis.leave_call(context)
 
     async def _blob(self, blob: Blob, annotation: Any) -> Any:
         """Bytes the provider returned, as the server expects them: ``bytes``, else a starlette ``Response``
@@ -172,12 +182,14 @@ class Bridge:
         body = iterate_on(self._thread.loop, blob.chunks())
         return StreamingResponse(body, status_code=blob.status_code, headers=headers, media_type=blob.media_type)
 
-    async def _stream(self, method: str, stream: Any, item_type: Any) -> AsyncIterator[Any]:
+    async def _stream(self, method: str, stream: Any, item_type: Any, context: str) -> AsyncIterator[Any]:
         try:
             async for item in iterate_on(self._thread.loop, stream):
                 yield self._rebuild(method, item, item_type)
         except HostelError as exc:
             raise for_server(exc) from None
+        finally:
+            self._server_apis.leave_call(context)
 
     def _rebuild(self, method: str, value: Any, annotation: Any) -> Any:
         if annotation is None or value is None:

@@ -214,6 +214,8 @@ class CallbackServer:
         except ValueError as exc:
             yield error_reply(exc, pb.ERROR_KIND_BAD_ARGUMENTS)
             return
+        if codec.has_models(request.args_json) or codec.has_models(request.kwargs_json):
+            args, kwargs = codec.untag(args), codec.untag(kwargs)
         try:
             with _telemetry.extracted(request.trace_context):  # the host's call span: a child of the provider's
                 router = self._source.api(request.api, timeout=context.time_remaining(), provider_data=provider_data)

@@ -113,7 +113,7 @@ class GrpcChannel:
     def _encode(self, what: str, value: Any, method: str, extra: int = 0, blobs: _blobs.Outbox | None = None) -> bytes:
         """``value`` as JSON (a model's fields that were set; bytes and files as markers ``blobs`` keeps), refused
         if it and ``extra`` bytes sent beside it pass the message limit; ``TypeError`` naming what cannot be encoded."""
-        data = codec.dumps(value, blobs=blobs, only_set=True) if value else b""
+        data = codec.dumps(value, blobs=blobs, as_arguments=True) if value else b""
         size = len(data) + extra
         if size > self._max:
             raise PayloadTooLargeError(
