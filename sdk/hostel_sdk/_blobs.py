@@ -495,6 +495,8 @@ class Parked:
 
     def park(self, sources: Mapping[int, Source]) -> None:
         """Keep ``sources`` to be read by id; refused (``RuntimeError``) past the limit."""
+        if not sources:
+            return
         if len(self._sources) + len(sources) > self._limit:
             raise RuntimeError(f"{len(self._sources)} blobs are waiting to be read, the limit; try again")
         loop = asyncio.get_running_loop()
@@ -508,6 +510,11 @@ class Parked:
             return None
         found[1].cancel()
         return found[0]
+
+    def clear(self) -> None:
+        """Drop every blob still waiting (the other side is gone)."""
+        for blob_id in list(self._sources):
+            self._expire(blob_id)
 
     def _expire(self, blob_id: int) -> None:
         found = self._sources.pop(blob_id, None)

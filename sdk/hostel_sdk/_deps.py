@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from enum import Enum
 from typing import Any
 
-from hostel_sdk import _client, _llama_stack, _telemetry, codec
+from hostel_sdk import _blobs, _client, _llama_stack, _telemetry, codec
 from hostel_sdk import _messages as pb
 from hostel_sdk._context import current_request
 from hostel_sdk._wire import MODEL_STORE_API, SHIELD_STORE_API, TOKEN_METADATA, HostStub, channel_options, tls_channel
@@ -54,6 +54,7 @@ class HostClient:
         self._channel = tls_channel(target, tls, channel_options(max_message_bytes))
         self._stub = HostStub(self._channel)
         self._metadata = ((TOKEN_METADATA, token),)
+        self._blobs = _blobs.Transfer(self._stub, metadata=self._metadata)
         self._loop = asyncio.get_running_loop()  # gRPC channels belong to the loop they were made on
 
     async def call(self, api: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -81,7 +82,8 @@ class HostClient:
             trace_context=_telemetry.inject(),
         )
         call = self._stub.call(request, timeout=request_context.time_remaining(), metadata=self._metadata)
-        return await _client.result(call, _client.PythonErrors(f"{api}.{method}() through the host"))
+        errors = _client.PythonErrors(f"{api}.{method}() through the host")
+        return await _client.result(call, errors, open_blobs=self._blobs.values)
 
     async def close(self) -> None:
         """Close the channel."""
@@ -121,6 +123,8 @@ class ApiProxy:
 
         async def method(*args: Any, **kwargs: Any) -> Any:
             value = await self._client.call(self._api, name, args, kwargs)
+            if isinstance(value, _blobs.Blob):
+                return await _llama_stack.rebuild_blob(self._api, name, value)
             return value if hasattr(value, "__aiter__") else _llama_stack.rebuild_result(self._api, name, value)
 
         method.__name__ = name

@@ -11,6 +11,7 @@ import inspect
 import sys
 import types
 import typing
+from collections.abc import AsyncIterator
 from contextvars import ContextVar
 from typing import Any
 
@@ -145,9 +146,24 @@ def _return_annotation(module_name: str, api: str, method: str) -> Any:
     if function is None:
         return None
     try:
-        return typing.get_type_hints(function).get("return")
+        hint = typing.get_type_hints(function).get("return")
     except Exception:  # noqa: BLE001 - unresolvable hints: results stay plain JSON
         return None
+    return _without_streams(hint)
+
+
+def _without_streams(hint: Any) -> Any:
+    """``X`` of ``X | AsyncIterator[Y]``: what a value result is rebuilt as (a stream is not rebuilt here)."""
+    if typing.get_origin(hint) not in (typing.Union, types.UnionType):
+        return hint
+    values = [
+        member
+        for member in typing.get_args(hint)
+        if not (isinstance(typing.get_origin(member), type) and issubclass(typing.get_origin(member), AsyncIterator))
+    ]
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else typing.Union[tuple(values)]  # noqa: UP007
 
 
 def rebuild_result(api: str, method: str, value: Any) -> Any:
@@ -163,3 +179,18 @@ def rebuild_result(api: str, method: str, value: Any) -> Any:
         return codec.rebuild(value, annotation)
     except Exception:  # noqa: BLE001 - e.g. a stream annotation, or a provider returning another shape
         return value
+
+
+async def rebuild_blob(api: str, method: str, blob: Any) -> Any:
+    """A ``deps`` result that carried bytes (a ``hostel_sdk._blobs.Blob``) as the API protocol declares it: a
+    starlette ``Response`` holding the body (as the server's own object would), ``bytes``, else the ``Blob``."""
+    module_name = next((m for m in ("llama_stack_api", "ogx_api") if m in sys.modules), None)
+    annotation = _return_annotation(module_name, api, method) if module_name else None
+    members = [m for m in typing.get_args(annotation) if m is not type(None)] or [annotation]
+    if bytes in members:
+        return await blob.read()
+    response = next((m for m in members if isinstance(m, type) and m.__name__ == "Response"), None)
+    if response is None:
+        return blob
+    headers = dict(blob.headers)
+    return response(await blob.read(), status_code=blob.status_code, headers=headers, media_type=blob.media_type)

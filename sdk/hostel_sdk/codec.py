@@ -25,23 +25,27 @@ from hostel_sdk import _blobs
 logger = logging.getLogger(__name__)
 
 
-def _unset_nulls(value: Any) -> dict[Any, Any]:
-    """A pydantic ``exclude`` spec of the fields of ``value`` (and of the models inside it) that are ``None`` only
-    because nobody set them: what a request model may refuse as an explicit null. Defaults that are not ``None``
-    stay (a union's discriminator is one)."""
+def _literal(annotation: Any) -> bool:
+    return typing.get_origin(annotation) is typing.Literal or any(_literal(a) for a in typing.get_args(annotation))
+
+
+def _unset(value: Any) -> dict[Any, Any]:
+    """A pydantic ``exclude`` spec of the fields of ``value`` (and of the models inside it) that nobody set, so the
+    receiver's model has the same fields set as the sender's (a request model may refuse an explicit null, and a
+    server may send on only the fields that were set); a ``Literal`` field is kept, set or not: it may be the
+    discriminator the receiver picks the model by."""
     spec: dict[Any, Any] = {}
     if isinstance(value, BaseModel):
-        for name in type(value).model_fields:
-            item = getattr(value, name, None)
-            if item is None:
-                if name not in value.model_fields_set:
+        for name, field in type(value).model_fields.items():
+            if name not in value.model_fields_set:
+                if not _literal(field.annotation):
                     spec[name] = True
-            elif inner := _unset_nulls(item):
+            elif inner := _unset(getattr(value, name, None)):
                 spec[name] = inner
     elif isinstance(value, (list, tuple)):
-        spec = {i: inner for i, item in enumerate(value) if (inner := _unset_nulls(item))}
+        spec = {i: inner for i, item in enumerate(value) if (inner := _unset(item))}
     elif isinstance(value, dict):
-        spec = {key: inner for key, item in value.items() if (inner := _unset_nulls(item))}
+        spec = {key: inner for key, item in value.items() if (inner := _unset(item))}
     return spec
 
 
@@ -69,9 +73,9 @@ def _holds_model(value: Any) -> bool:
 
 
 def _model_json(model: BaseModel) -> dict[str, Any]:
-    """A model as an argument travels: the fields left ``None`` by nobody left out, and a model inside a list or
-    dict, or in a field typed ``Any``, tagged with its class (at any depth)."""
-    data: dict[str, Any] = model.model_dump(mode="json", by_alias=True, exclude=_unset_nulls(model) or None)
+    """A model as an argument travels: the fields that were set (``_unset``), and a model inside a list or dict, or
+    in a field typed ``Any``, tagged with its class (at any depth)."""
+    data: dict[str, Any] = model.model_dump(mode="json", by_alias=True, exclude=_unset(model) or None)
     for name, field in type(model).model_fields.items():
         key = field.alias or name
         value = getattr(model, name, None)
@@ -165,8 +169,8 @@ try:  # orjson: 2-7x faster on both sides of every call; the standard library if
 
     def dumps(value: Any, blobs: _blobs.Outbox | None = None, *, as_arguments: bool = False) -> bytes:
         """Encode ``value`` as compact UTF-8 JSON; pydantic models and dataclasses are dumped in JSON mode (with
-        ``as_arguments``, as a call's arguments: without the fields left ``None`` by nobody, which request models may
-        refuse as an explicit null, and with the class of a model in a field its class does not type); with
+        ``as_arguments``, as a call's arguments: the fields that were set, as the receiver's model must have them,
+        and the class of a model in a field its class does not type); with
         ``blobs``, bytes, files and responses become markers whose sources ``blobs`` keeps (``hostel_sdk._blobs``).
         ``TypeError`` for a value that cannot be encoded."""
         default = (

@@ -105,6 +105,27 @@ async def test_an_upload_the_provider_does_not_read_does_not_hold_the_call_or_th
     assert (await files.small_response(text="next")).inline == b"next"
 
 
+async def test_a_provider_reads_a_file_its_dependency_returns(tmp_path: Path) -> None:
+    specs = {
+        **FILES,
+        "inline/vector_io/store": provider_spec(
+            module="hostel_testprov.store", config_class="hostel_testprov.store.StoreConfig",
+            provider_data_validator=None, api_dependencies=[], optional_api_dependencies=["files"],
+        ),
+    }  # fmt: skip
+    providers = {
+        "files": [{"provider_id": "files", "provider_type": "inline::streaming", "config": {}}],
+        "vector_io": [{"provider_id": "store", "provider_type": "inline::store"}],
+    }
+    source = tmp_path / "doc.bin"
+    expected = _file(source, 2 * (1 << 20) + 7)
+    async with Host.from_config(make_config(tmp_path, providers=providers, specs=specs)) as host:
+        with source.open("rb") as handle:
+            stored = await host.provider("files").openai_upload_file(request={}, file=handle)
+        seen = await host.provider("store").file_content_through_deps(file_id=stored["id"])
+    assert seen == ["Blob", source.stat().st_size, expected]
+
+
 async def test_what_cannot_be_sent_is_a_type_error_naming_it(host: Host) -> None:
     with pytest.raises(TypeError, match=r"cannot encode a builtins\.object as JSON"):
         await host.provider("files").length(data=object())

@@ -11,6 +11,7 @@ import asyncio
 import contextvars
 import inspect
 import secrets
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import Any
@@ -20,6 +21,9 @@ from pydantic_core import to_jsonable_python
 from hostel.bridge._loop import iterate_on, run_on
 from hostel_sdk._llama_stack import SERVER_CONTEXT_KEY
 from hostel_sdk.codec import MethodBinder
+
+# Contexts of recent bridged calls kept for the deps calls of what they started (oldest forgotten first).
+_KEPT_CONTEXTS = 1024
 
 
 class ServerApis:
@@ -41,19 +45,19 @@ class ServerApis:
         self._factory_loop = factory_loop
         self._var = provider_data_var
         self._binders: dict[tuple[str, str], MethodBinder] = {}
-        self._calls: dict[str, contextvars.Context] = {}
+        self._calls: OrderedDict[str, contextvars.Context] = OrderedDict()
 
     def enter_call(self) -> str:
         """Keep the context of the server request the caller is in (its context variables: provider data, the user,
-        the trace, OGX's test context ...) for the deps calls the worker makes while serving it; the key to send
-        along, in the call's provider data (``SERVER_CONTEXT_KEY``), which the worker echoes in those calls."""
+        the trace, OGX's test context ...) for the deps calls the worker makes while serving it, and from the tasks
+        it started for it (a file batch processed in the background: in process, such a task keeps the request's
+        context too); the key to send along, in the call's provider data (``SERVER_CONTEXT_KEY``), which the
+        worker echoes in those calls. The last ``_KEPT_CONTEXTS`` are kept."""
         key = secrets.token_hex(16)
         self._calls[key] = contextvars.copy_context()
+        while len(self._calls) > _KEPT_CONTEXTS:
+            self._calls.popitem(last=False)
         return key
-
-    def leave_call(self, key: str) -> None:
-        """The call is over: its deps calls no longer run in its request's context."""
-        self._calls.pop(key, None)
 
     def api(self, api: str, *, timeout: float | None = None, provider_data: Any = None) -> _ServerApi:
         """The server's router for ``api``; ``timeout`` is the caller's deadline, enforced on its side."""

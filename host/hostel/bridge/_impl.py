@@ -147,14 +147,12 @@ class Bridge:
             raise for_server(refused)
         context = self._server_apis.enter_call()
         sent = {**(provider_data if isinstance(provider_data, dict) else {}), SERVER_CONTEXT_KEY: context}
-        streaming = False
         try:
             result = await self._call(method, args, kwargs, timeout=None, provider_data=sent)
             if isinstance(result, Blob):
                 return await self._blob(result, types[0])
             if hasattr(result, "__aiter__"):
-                streaming = True
-                return self._stream(method, result, types[1], context)
+                return self._stream(method, result, types[1])
             return self._rebuild(method, result, types[0])
         except MethodNotFoundError as exc:
             if fallback is not None:
@@ -165,9 +163,6 @@ class Bridge:
             raise for_server(exc) from None
         except HostelError as exc:
             raise for_server(exc) from None
-        finally:
-            if not streaming:
-                self._server_apis.leave_call(context)
 
     async def _blob(self, blob: Blob, annotation: Any) -> Any:
         """Bytes the provider returned, as the server expects them: ``bytes``, else a starlette ``Response``
@@ -182,14 +177,12 @@ class Bridge:
         body = iterate_on(self._thread.loop, blob.chunks())
         return StreamingResponse(body, status_code=blob.status_code, headers=headers, media_type=blob.media_type)
 
-    async def _stream(self, method: str, stream: Any, item_type: Any, context: str) -> AsyncIterator[Any]:
+    async def _stream(self, method: str, stream: Any, item_type: Any) -> AsyncIterator[Any]:
         try:
             async for item in iterate_on(self._thread.loop, stream):
                 yield self._rebuild(method, item, item_type)
         except HostelError as exc:
             raise for_server(exc) from None
-        finally:
-            self._server_apis.leave_call(context)
 
     def _rebuild(self, method: str, value: Any, annotation: Any) -> Any:
         if annotation is None or value is None:

@@ -10,8 +10,8 @@ import contextlib
 import hmac
 import logging
 import secrets
-from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -19,9 +19,8 @@ import grpc
 
 from hostel import _telemetry
 from hostel.errors import HostelError, RemoteError
+from hostel_sdk import _blobs, codec
 from hostel_sdk import _messages as pb
-from hostel_sdk import codec
-from hostel_sdk._blobs import NoBlobs
 from hostel_sdk._exposure import callable_name
 from hostel_sdk._service import error_reply
 from hostel_sdk._wire import (
@@ -61,6 +60,9 @@ class Grant:
     apis: frozenset[str]
     max_in_flight: int
     in_flight: int = 0
+    # Blobs in the results of its calls (a file's content), waiting for its ReadBlob.
+    outgoing: _blobs.Parked = field(default_factory=_blobs.Parked)
+    blob_ids: Iterator[int] = field(default_factory=_blobs.ids)
 
 
 def _remote_reply(kind: int, type_name: str, message: str, tb: str = "") -> pb.CallReply:
@@ -79,10 +81,6 @@ def _hostel_error_reply(exc: HostelError) -> pb.CallReply:
         )
         return pb.CallReply(error=error)
     return _remote_reply(pb.ERROR_KIND_HOST_ERROR, f"hostel.errors.{type(exc).__name__}", str(exc))
-
-
-# Bytes, files and responses in deps calls are not carried yet: a provider's call that has them gets a TypeError.
-_NO_BLOBS = NoBlobs("bytes and files are not carried through a provider's deps calls")
 
 
 class CallbackServer:
@@ -105,7 +103,34 @@ class CallbackServer:
 
     def revoke(self, token: str) -> None:
         """Forget a token (its worker is gone)."""
-        self._grants.pop(token, None)
+        grant = self._grants.pop(token, None)
+        if grant is not None:
+            grant.outgoing.clear()
+
+    def _grant(self, context: grpc.aio.ServicerContext[Any, Any]) -> Grant | None:
+        metadata = dict(context.invocation_metadata() or ())
+        return self._grants.get(str(metadata.get(TOKEN_METADATA, "")))
+
+    async def send_blob(
+        self, requests: AsyncIterator[pb.BlobChunk], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.BlobReceipt:
+        """Host.SendBlob: not carried (a provider's deps call with bytes or a file among its arguments)."""
+        await context.abort(
+            grpc.StatusCode.UNIMPLEMENTED, "files and bytes are not carried in the arguments of a provider's deps calls"
+        )
+        return pb.BlobReceipt()
+
+    async def read_blob(
+        self, request: pb.BlobRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[pb.BlobChunk]:
+        """Host.ReadBlob: a blob in the result of one of this worker's deps calls, once."""
+        grant = self._grant(context)
+        source = grant.outgoing.take(request.id) if grant is not None else None
+        if source is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no blob {request.id}: read already, or not within 60 s")
+            return
+        async for chunk in _blobs.send_chunks(source, context):
+            yield chunk
 
     def _known(self, token: bytes) -> bool:
         return any(hmac.compare_digest(token, known.encode()) for known in self._grants)
@@ -113,7 +138,7 @@ class CallbackServer:
     def _new_server(self) -> grpc.aio.Server:
         # An unknown token is refused before the request is read (it may be up to max_message_mb).
         server = grpc.aio.server(options=channel_options(self._max), interceptors=[TokenCheck(self._known)])
-        server.add_generic_rpc_handlers([host_handler(self.call, _NO_BLOBS)])
+        server.add_generic_rpc_handlers([host_handler(self.call, self)])
         return server
 
     async def start(self) -> None:
@@ -166,8 +191,7 @@ class CallbackServer:
         self, request: pb.HostCallRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.CallReply]:
         """Host.Call: check the token and the API, then route like ``host.api(api).method(...)``."""
-        metadata = dict(context.invocation_metadata() or ())
-        grant = self._grants.get(str(metadata.get(TOKEN_METADATA, "")))
+        grant = self._grant(context)
         if grant is None:
             yield _remote_reply(pb.ERROR_KIND_PERMISSION_DENIED, "PermissionError", "unknown or missing worker token")
             return
@@ -198,13 +222,13 @@ class CallbackServer:
             return
         grant.in_flight += 1
         try:
-            async for reply in self._dispatch(request, context):
+            async for reply in self._dispatch(request, context, grant):
                 yield reply
         finally:
             grant.in_flight -= 1
 
     async def _dispatch(
-        self, request: pb.HostCallRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self, request: pb.HostCallRequest, context: grpc.aio.ServicerContext[Any, Any], grant: Grant
     ) -> AsyncIterator[pb.CallReply]:
         """Route one permitted callback like ``host.api(api).method(...)``, by routing, never by attribute."""
         try:
@@ -221,7 +245,10 @@ class CallbackServer:
                 router = self._source.api(request.api, timeout=context.time_remaining(), provider_data=provider_data)
                 result = await router.invoke(request.method, args, kwargs)
             if not hasattr(result, "__aiter__"):
-                yield pb.CallReply(value_json=codec.dumps(result))
+                outbox = _blobs.Outbox(grant.blob_ids)
+                reply = pb.CallReply(value_json=codec.dumps(result, blobs=outbox))
+                grant.outgoing.park(outbox.sources)
+                yield reply
                 return
             yield pb.CallReply(stream_begin=pb.StreamBegin())
             async with contextlib.aclosing(result):

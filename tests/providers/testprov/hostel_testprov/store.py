@@ -18,7 +18,7 @@ class Store:
     def __init__(self, config: StoreConfig, deps: dict[Any, Any]) -> None:
         self.config = config
         self.deps = deps
-        self.inference = deps[Api.inference]
+        self.inference = deps.get(Api.inference)
 
     async def dep_keys(self) -> list[str]:
         return [f"{type(k).__module__}.{type(k).__name__}:{k.value}" for k in self.deps]
@@ -54,6 +54,14 @@ class Store:
         except Exception as exc:  # noqa: BLE001 - what arrived instead, for the test to show
             return ["other", repr(exc), None]
         return ["no error", "", None]
+
+    async def file_content_through_deps(self, file_id: str) -> list[Any]:
+        """A file's content from the files API this provider depends on (a Response there: bytes beside the call)."""
+        import hashlib
+
+        result = await self.deps[Api.files].openai_retrieve_file_content(request={"file_id": file_id})
+        data = result.body if hasattr(result, "body") else await result.read()
+        return [type(result).__name__, len(data), hashlib.sha256(data).hexdigest()]
 
     async def call_undeclared_api(self) -> str:
         try:
