@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -56,3 +58,14 @@ def test_check_deep_builds_and_reports_a_provider_that_does_not_import(
     assert main(["check", "--deep", str(path)]) == 2
     err = capsys.readouterr().err
     assert "does not work there (stage import)" in err and "hostel_not_there" in err and "pip_packages" in err
+
+
+def test_python_prints_the_interpreter_a_provider_would_get(capsys: pytest.CaptureFixture[str]) -> None:
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert main(["python", version]) == 0
+    path = capsys.readouterr().out.strip()
+    assert subprocess.run(
+        [path, "-c", "import sys; print(sys.version)"], check=True, capture_output=True, text=True
+    ).stdout.startswith(version)
+    assert main(["python", "2.5"]) == 1
+    assert "no Python 2.5 found on PATH, under pyenv or uv" in capsys.readouterr().err

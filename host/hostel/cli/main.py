@@ -20,6 +20,8 @@ from hostel.cli import specs as _cli_specs
 from hostel.config.envfile import environ_with
 from hostel.config.plan import Plan, load_plan
 from hostel.envs import EnvManager
+from hostel.envs.interpreters import InterpreterCache, InterpreterNotFoundError
+from hostel.envs.store import default_home
 from hostel.errors import ConfigError, HostelError
 from hostel.host import Host
 
@@ -121,6 +123,12 @@ def _parser() -> argparse.ArgumentParser:
         operation.add_argument("provider_id")
         _client.add_client_options(operation)
 
+    python = sub.add_parser(
+        "python",
+        help="print the interpreter hostel takes for python: VERSION (e.g. uv venv --python $(hostel python 3.12))",
+    )
+    python.add_argument("version", help='a version ("3.12") or a path, as a provider entry\'s python: takes it')
+
     call = sub.add_parser("call", help="start a provider (and its deps), call one method, print the result as JSON")
     call.add_argument("config")
     call.add_argument("provider_id")
@@ -205,8 +213,18 @@ async def _dispatch(opts: argparse.Namespace) -> int:
             print(f"{kind}::{path.stem:<32} {api:<14} {path}")
         print(f"point external_providers_dir at {opts.to}; fix what is stale with spec_overrides")
         return 0
-    handler = {"check": _check, "list": _list, "call": _call}[opts.command]
+    handler = {"check": _check, "list": _list, "call": _call, "python": _python}[opts.command]
     return await handler(opts)
+
+
+async def _python(opts: argparse.Namespace) -> int:
+    try:
+        found = await InterpreterCache(default_home() / "interpreters.json").find(opts.version)
+    except InterpreterNotFoundError as exc:
+        _error(str(exc), opts.debug)
+        return 1
+    print(found.path)
+    return 0
 
 
 async def _check(opts: argparse.Namespace) -> int:
