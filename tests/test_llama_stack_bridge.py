@@ -53,7 +53,9 @@ class Server:
 
 
 @contextlib.contextmanager
-def _running(command: list[str], tmp: Path, extra_env: dict[str, str] | None = None) -> Iterator[Server]:
+def _running(
+    command: list[str], tmp: Path, extra_env: dict[str, str] | None = None, config: str = "config.yaml"
+) -> Iterator[Server]:
     port = free_port()
     env = {
         **os.environ,
@@ -65,7 +67,7 @@ def _running(command: list[str], tmp: Path, extra_env: dict[str, str] | None = N
     log = tmp / "server.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [*command, "config.yaml", "--port", str(port)],
+            [*command, config, "--port", str(port)],
             cwd=EXAMPLE, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )  # fmt: skip
     server = Server(proc, f"http://127.0.0.1:{port}", tmp / "home", log)
@@ -188,9 +190,37 @@ def _chat(server: Server, model: str, text: str) -> httpx.Response:
     return httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=120)
 
 
-def test_ogx_serves_the_same_bridged_providers(tmp_path_factory: pytest.TempPathFactory) -> None:
+@pytest.fixture(scope="module")
+def ogx_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _venv(tmp_path_factory, "requirements-ogx.txt")
+
+
+def test_ogx_files_provider_bridged_by_its_own_type(ogx_venv: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The example's OGX config: OGX's own inline::localfs, named by its type plus module: hostel, keeps the
+    server's storage backend and moves a file both ways; the unmodified openai client sees OGX's own 404."""
+    command = [str(ogx_venv / "bin" / "ogx"), "run", "--insecure"]
+    with _running(command, tmp_path_factory.mktemp("ogx-files"), config="ogx-files.yaml") as server:
+        done = subprocess.run(
+            [str(ogx_venv / "bin" / "python"), str(EXAMPLE / "files_client.py"), server.url],
+            capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert done.stdout.splitlines() == [
+            "files provider: inline::localfs",
+            "uploaded: greeting.txt 1080000 bytes",
+            "listed: True",
+            "content matches: True",
+            "deleted: True",
+            "after deleting: HTTP 404",
+        ]
+        log = server.log.read_text(errors="replace")
+        assert "hostel: provider localfs ready" in log and "Unknown SQL store backend" not in log
+        assert (Path(server.home).parent / "store" / "sql_store.db").exists()  # the server's backend, shared
+
+
+def test_ogx_serves_the_same_bridged_providers(ogx_venv: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     """OGX, Llama Stack's renamed successor, as the server: same config, same bridge."""
-    venv = _venv(tmp_path_factory, "requirements-ogx.txt")
+    venv = ogx_venv
     command = [str(venv / "bin" / "ogx"), "run", "--insecure"]
     with _running(command, tmp_path_factory.mktemp("ogx")) as server:
         old = _chat(server, "echo-old/old", "hello ogx")

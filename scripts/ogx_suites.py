@@ -1,0 +1,331 @@
+"""Run OGX's own integration suites against OGX's own providers, in process and then bridged through hostel.
+
+    python scripts/ogx_suites.py [--suite files --suite vector_io] [--workdir DIR] [--json FILE]
+
+Sets up, under the work directory (kept, so a second run reuses it):
+
+- a Python 3.12 venv with OGX 1.5 from PyPI, its client, the test dependencies the suites import, the in-process
+  providers' own packages, and this repository's hostel;
+- OGX's integration tests, from the ogx 1.5.0 sdist (which carries ``tests/``);
+- tiktoken's ``cl100k_base`` file (faiss loads it at start; the ``litellm`` wheel on PyPI ships a copy), since
+  nothing but the package index is reachable.
+
+Then, for each suite, starts ``ogx run`` twice on 127.0.0.1 — the providers in process, then the same providers
+through hostel's bridge (``module: hostel``, the provider named by its own type) — with inference answered from
+OGX's recorded responses (``OGX_TEST_INFERENCE_MODE=replay``), runs the same OGX test files against each, and
+prints a table (suite, passed in process, passed bridged, time each); ``--json`` writes it with every test's
+outcome both ways. Exit status 0 when every suite passes the same tests both ways, else 1.
+
+Suites: ``files`` (``inline::localfs``) and ``vector_io`` (``inline::faiss``; also ``inline::sqlite-vec`` where
+the venv's Python can load SQLite extensions, which a Python built without ``--enable-loadable-sqlite-extensions``
+cannot: then its parametrizations are deselected, by name, both ways).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import urllib.request
+import xml.etree.ElementTree as ET
+import zipfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+OGX_VERSION = "1.5.0"
+# What the suites and the in-process providers import (OGX's "dev" group names them; only these are needed here).
+TEST_PACKAGES = [
+    f"ogx=={OGX_VERSION}", f"ogx-client=={OGX_VERSION}", "pytest>=8.4,<9.1", "pytest-asyncio", "pytest-timeout",
+    "requests", "openai", "aiosqlite", "sqlalchemy[asyncio]", "aiohttp", "chardet", "pypdf", "google-genai",
+    "ollama", "faiss-cpu", "sqlite-vec", "markitdown[all]", "tiktoken",
+]  # fmt: skip
+TIKTOKEN_CL100K = "9b5ad71b2ce5302211f9c61530b329a4922fc6a4"  # cl100k_base's name in tiktoken's cache
+VECTOR_IO_FILES = ["test_openai_vector_stores.py", "test_vector_io.py", "test_vector_io_filters.py",
+                   "test_vector_stores_access_control.py"]  # fmt: skip
+STORAGE = {
+    "backends": {
+        "kv_default": {"type": "kv_sqlite", "db_path": "${env.STATE}/kvstore.db"},
+        "sql_default": {"type": "sql_sqlite", "db_path": "${env.STATE}/sql_store.db"},
+    },
+    "stores": {
+        "metadata": {"namespace": "registry", "backend": "kv_default"},
+        "inference": {"table_name": "inference_store", "backend": "sql_default"},
+        "conversations": {"table_name": "openai_conversations", "backend": "sql_default"},
+        "prompts": {"table_name": "prompts", "backend": "sql_default"},
+        "connectors": {"table_name": "connectors", "backend": "sql_default"},
+    },
+}
+
+
+def log(message: str) -> None:
+    print(f"[ogx-suites] {message}", file=sys.stderr, flush=True)
+
+
+def run(command: list[str], **kwargs: object) -> None:
+    log(" ".join(command[:6]) + (" ..." if len(command) > 6 else ""))
+    subprocess.run(command, check=True, **kwargs)  # type: ignore[call-overload]
+
+
+def uv() -> str:
+    import uv as uv_package
+
+    return str(uv_package.find_uv_bin())
+
+
+def python312() -> str:
+    """A Python 3.12 where hostel finds one (PATH, pyenv, uv)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "hostel", "python", "3.12"], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"OGX {OGX_VERSION} needs Python 3.12: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+def setup(workdir: Path) -> tuple[Path, Path, Path]:
+    """The server venv, OGX's source tree (its tests), the tiktoken cache directory."""
+    venv = workdir / "venv"
+    if not (venv / "bin" / "ogx").exists():
+        run([uv(), "venv", "--quiet", "--python", python312(), str(venv)])
+        run([uv(), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), *TEST_PACKAGES, str(REPO)])
+    source = workdir / f"ogx-{OGX_VERSION}"
+    if not (source / "tests" / "integration").is_dir():
+        download = workdir / "download"
+        run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
+             "--ignore-requires-python", "-d", str(download), f"ogx=={OGX_VERSION}"])  # fmt: skip
+        with tarfile.open(next(download.glob("ogx-*.tar.gz"))) as archive:
+            archive.extractall(workdir, filter="data")
+    tiktoken = workdir / "tiktoken"
+    if not (tiktoken / TIKTOKEN_CL100K).exists():
+        wheels = workdir / "litellm"
+        run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary", ":all:",
+             "-d", str(wheels), "litellm"])  # fmt: skip
+        with zipfile.ZipFile(next(wheels.glob("litellm-*.whl"))) as wheel:
+            tiktoken.mkdir(parents=True, exist_ok=True)
+            member = f"litellm/litellm_core_utils/tokenizers/{TIKTOKEN_CL100K}"
+            (tiktoken / TIKTOKEN_CL100K).write_bytes(wheel.read(member))
+    return venv, source, tiktoken
+
+
+def loads_sqlite_extensions(venv: Path) -> bool:
+    probe = "import sqlite3; print(hasattr(sqlite3.connect(':memory:'), 'enable_load_extension'))"
+    done = subprocess.run([str(venv / "bin" / "python"), "-c", probe], capture_output=True, text=True, check=True)
+    return done.stdout.strip() == "True"
+
+
+def _bridged(entry: dict[str, object], hostel: dict[str, object] | None = None) -> dict[str, object]:
+    """The same provider entry, served through hostel's bridge: by its own type, hostel's keys under hostel:."""
+    config = dict(entry.get("config") or {})  # type: ignore[call-overload]
+    if hostel:
+        config["hostel"] = hostel
+    return {**entry, "module": "hostel", "config": config}
+
+
+def configs(suite: str, *, sqlite_vec: bool) -> tuple[dict[str, object], dict[str, object]]:
+    """The suite's OGX run config, in process and bridged."""
+    files = {"provider_id": "builtin-files", "provider_type": "inline::localfs",
+             "config": {"storage_dir": "${env.STATE}/files",
+                        "metadata_store": {"table_name": "files_metadata", "backend": "sql_default"}}}  # fmt: skip
+    base: dict[str, object] = {"version": 2, "storage": STORAGE, "server": {"host": "127.0.0.1"}}
+    if suite == "files":
+        providers = {"files": [files]}
+        bridged = {"files": [_bridged(files)]}
+        apis = ["files"]
+    else:
+        stores = [{"provider_id": "faiss", "provider_type": "inline::faiss",
+                   "config": {"persistence": {"namespace": "vector_io::faiss", "backend": "kv_default"}}}]  # fmt: skip
+        if sqlite_vec:
+            persistence = {"namespace": "vector_io::sqlite_vec", "backend": "kv_default"}
+            stores.append(
+                {
+                    "provider_id": "sqlite-vec",
+                    "provider_type": "inline::sqlite-vec",
+                    "config": {"db_path": "${env.STATE}/sqlite_vec.db", "persistence": persistence},
+                }
+            )
+        common = {
+            "inference": [{"provider_id": "ollama", "provider_type": "remote::ollama",
+                           "config": {"base_url": "${env.OLLAMA_URL:=http://127.0.0.1:11434/v1}"}}],
+            "files": [files],
+            "file_processors": [{"provider_id": "auto", "provider_type": "inline::auto"}],
+        }  # fmt: skip
+        providers = {**common, "vector_io": stores}
+        bridged = {**common, "vector_io": [_bridged(s, {"env": ["TIKTOKEN_CACHE_DIR"]}) for s in stores]}
+        apis = ["inference", "vector_io", "files", "file_processors"]
+    return (
+        {**base, "distro_name": f"{suite}-in-process", "apis": apis, "providers": providers},
+        {**base, "distro_name": f"{suite}-bridged", "apis": apis, "providers": bridged},
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def server(venv: Path, config: Path, env: dict[str, str], log_path: Path) -> Iterator[str]:
+    """``ogx run`` on a free loopback port until its /v1/health answers; stopped (and its workers with it) after."""
+    port = free_port()
+    with log_path.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(venv / "bin" / "ogx"), "run", str(config), "--port", str(port), "--insecure"],
+            env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 900
+        while True:
+            if proc.poll() is not None:
+                tail = log_path.read_text(errors="replace")[-4000:]
+                raise RuntimeError(f"ogx run {config.name} exited with {proc.returncode}:\n{tail}")
+            with contextlib.suppress(OSError), urllib.request.urlopen(f"{url}/v1/health", timeout=2) as reply:
+                if reply.status == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"ogx run {config.name} was not healthy within 900 s; see {log_path}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def outcomes(report: Path) -> dict[str, str]:
+    """Each test's outcome in a JUnit XML report: passed, failed, error or skipped."""
+    found = {}
+    for case in ET.parse(report).getroot().iter("testcase"):
+        kinds = {child.tag for child in case}
+        outcome = next((k for k in ("error", "failure", "skipped") if k in kinds), "passed")
+        found[f"{case.get('classname')}::{case.get('name')}"] = "failed" if outcome == "failure" else outcome
+    return found
+
+
+@dataclass
+class Run:
+    """One suite against one server."""
+
+    tests: dict[str, str]  # test id -> passed, failed, error, skipped
+    seconds: float
+    log: str
+
+    def count(self, *outcomes: str) -> int:
+        return sum(outcome in outcomes for outcome in self.tests.values())
+
+
+@dataclass
+class SuiteResult:
+    suite: str
+    in_process: Run
+    bridged: Run
+    deselected: str = ""
+
+    @property
+    def differ(self) -> list[str]:
+        """The tests whose outcome is not the same both ways."""
+        names = set(self.in_process.tests) | set(self.bridged.tests)
+        return sorted(n for n in names if self.in_process.tests.get(n) != self.bridged.tests.get(n))
+
+
+@dataclass
+class Setup:
+    venv: Path
+    source: Path  # OGX's source tree, its tests in it
+    tiktoken: Path
+    workdir: Path
+    home: Path  # HOSTEL_HOME of the bridged providers
+
+
+def run_suite(suite: str, where: Setup) -> SuiteResult:
+    sqlite_vec = loads_sqlite_extensions(where.venv)
+    in_process, bridged = configs(suite, sqlite_vec=sqlite_vec)
+    if suite == "files":
+        paths = ["tests/integration/files"]
+    else:
+        paths = [f"tests/integration/vector_io/{name}" for name in VECTOR_IO_FILES]
+    select = [] if suite == "files" or sqlite_vec else ["-k", "not sqlite-vec"]
+    runs = {}
+    for mode, config in (("in_process", in_process), ("bridged", bridged)):
+        run_dir = Path(tempfile.mkdtemp(prefix=f"{suite}-{mode}-", dir=where.workdir))
+        config_path = run_dir / "config.yaml"
+        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        env = {
+            **os.environ,
+            "STATE": str(run_dir / "state"),
+            "HOSTEL_HOME": str(where.home),
+            "TIKTOKEN_CACHE_DIR": str(where.tiktoken),
+            "OGX_TEST_INFERENCE_MODE": "replay",
+            "OGX_TEST_RECORDING_DIR": str(where.source / "tests" / "integration" / "common"),
+            "OLLAMA_URL": "http://127.0.0.1:11434/v1",
+        }
+        started = time.monotonic()
+        with server(where.venv, config_path, env, run_dir / "server.log") as url:
+            report = run_dir / "report.xml"
+            command = [str(where.venv / "bin" / "python"), "-m", "pytest", *paths, "-q", "-p", "no:cacheprovider",
+                       f"--stack-config={url}", "--setup=ollama", f"--junitxml={report}", *select]  # fmt: skip
+            log(f"{suite} {mode}: OGX's tests against {url}")
+            subprocess.run(command, cwd=where.source, env=env, check=False, stdout=subprocess.DEVNULL)
+            tests = outcomes(report)
+        runs[mode] = Run(tests, round(time.monotonic() - started, 1), str(run_dir / "server.log"))
+    deselected = "sqlite-vec: this Python cannot load SQLite extensions" if select else ""
+    return SuiteResult(suite, runs["in_process"], runs["bridged"], deselected)
+
+
+def table(results: list[SuiteResult]) -> str:
+    """The results as a Markdown table (what docs/llama-stack-bridge.md shows)."""
+    rows = [
+        "| suite | in process: passed / failed / skipped | bridged: passed / failed / skipped | time (in, bridged) |",
+        "| --- | --- | --- | --- |",
+    ]
+    for r in results:
+        a, b = r.in_process, r.bridged
+        rows.append(
+            f"| {r.suite} | {a.count('passed')} / {a.count('failed', 'error')} / {a.count('skipped')} "
+            f"| {b.count('passed')} / {b.count('failed', 'error')} / {b.count('skipped')} "
+            f"| {a.seconds:.0f} s, {b.seconds:.0f} s |"
+        )
+    return "\n".join(rows)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--suite", action="append", choices=["files", "vector_io"], help="default: both")
+    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "hostel-ogx-suites")
+    parser.add_argument("--home", type=Path, default=None, help="HOSTEL_HOME for the bridged providers' envs")
+    parser.add_argument("--json", type=Path, default=None, help="write the results (every test's outcome) here")
+    opts = parser.parse_args()
+    opts.workdir.mkdir(parents=True, exist_ok=True)
+    venv, source, tiktoken = setup(opts.workdir)
+    where = Setup(venv, source, tiktoken, opts.workdir, opts.home or opts.workdir / "hostel-home")
+    results = [run_suite(suite, where) for suite in opts.suite or ["files", "vector_io"]]
+    print(table(results))
+    for r in results:
+        if r.deselected:
+            print(f"{r.suite}: deselected both ways: {r.deselected}")
+        for name in r.differ:
+            print(f"{r.suite}: {name}: {r.in_process.tests.get(name)} in process, {r.bridged.tests.get(name)} bridged")
+    if opts.json:
+        opts.json.write_text(json.dumps([{**asdict(r), "differ": r.differ} for r in results], indent=2))
+    return 0 if all(not r.differ for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
