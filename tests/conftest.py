@@ -118,6 +118,25 @@ def llama_stack_client_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return venv / "bin" / "python"
 
 
+@pytest.fixture(scope="session")
+def ogx_client_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """ogx-client 1.5 (OGX 1.x's own client; it needs Python >= 3.12) in a venv of its own."""
+    import subprocess
+
+    import uv
+
+    python = python_path("3.12")
+    if python is None:
+        pytest.skip("ogx-client 1.5 needs Python >= 3.12, not found here")
+    venv = tmp_path_factory.mktemp("ogx-client-venv")
+    subprocess.run([uv.find_uv_bin(), "venv", "--quiet", "--python", python, str(venv)], check=True)
+    subprocess.run(
+        [uv.find_uv_bin(), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), "ogx-client==1.5.0"],
+        check=True,
+    )
+    return venv / "bin" / "python"
+
+
 def write_yaml(path: Path, data: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))

@@ -135,6 +135,11 @@ def test_a_crash_is_a_clean_503_and_the_restarted_worker_serves_the_next_call(
     assert server.proc.poll() is None
     after = set(worker_pids(str(server.home)))
     assert len(after) == 2 and len(after - before) == 1  # echo-old's worker replaced, echo-new's untouched
+    log = server.log.read_text(errors="replace")
+    # llama-stack-client retries a 5xx twice by default: the request crashed the worker once, and the server logged
+    # hostel's paragraph (exit and stderr tail), not a traceback.
+    assert log.count("echo-old [pid") and log.count("exited with code 7; restarting") == 1
+    assert "exited with code 7 during the call" in log and "Exception in ASGI application" not in log
 
 
 def test_stopping_the_server_stops_every_worker(server: Server) -> None:
@@ -272,9 +277,13 @@ def test_one_trace_across_the_llama_stack_server_and_a_bridged_worker(
             response = httpx.post(f"{traced.url}/v1/chat/completions", json=body, headers=headers, timeout=120)
             assert response.status_code == 200, response.text
             names = {"call echo-new.openai_chat_completion", "serve echo-new.openai_chat_completion"}
-            assert wait_until(lambda: names <= {s.name for s in receiver.trace(trace_id)}, timeout=60), [
-                (s.name, s.service) for s in receiver.trace(trace_id)
-            ]
+
+            def arrived() -> bool:  # the server's own span ends (and is exported) after the response, last
+                spans = receiver.trace(trace_id)
+                server_span = any(s.service == "llama-stack" and "chat/completions" in s.name for s in spans)
+                return server_span and names <= {s.name for s in spans}
+
+            assert wait_until(arrived, timeout=60), [(s.name, s.service) for s in receiver.trace(trace_id)]
             spans = {s.span_id: s for s in receiver.trace(trace_id)}
             worker = next(s for s in spans.values() if s.name == "serve echo-new.openai_chat_completion")
             assert worker.service == "hostel-provider-echo-new"

@@ -283,6 +283,52 @@ def test_llama_stack_client_talks_to_hostel(server: Served, llama_stack_client_p
     assert lines[5] == "tools tool_runtime {'status': 'OK'}" and lines[6] == "0.1.0"
 
 
+OGX_CLIENT_SCRIPT = """
+import sys, warnings
+warnings.simplefilter("ignore")  # ogx-client's own models warn about their own serialisation
+from ogx_client import OgxClient
+from ogx_client.models.open_ai_chat_completion_request_with_extra_body import OpenAIChatCompletionRequestWithExtraBody
+from ogx_client.models.open_ai_completion_request_with_extra_body import OpenAICompletionRequestWithExtraBody
+from ogx_client.models.open_ai_embeddings_request_with_extra_body import OpenAIEmbeddingsRequestWithExtraBody
+client = OgxClient(base_url=sys.argv[1], default_headers={"X-OGX-Provider-Data": '{"api_key": "k"}'})
+print(client.inspect.health().status.value)
+print([m.id for m in client.models.list().data])
+chat = {"model": "llama3", "messages": [{"role": "user", "content": "yo"}]}
+reply = client.chat.completions.create(OpenAIChatCompletionRequestWithExtraBody.from_dict(chat))
+print(reply.choices[0].message.content)
+chunks = client.chat.completions.create(OpenAIChatCompletionRequestWithExtraBody.from_dict({**chat, "stream": True}))
+print("".join(chunk.choices[0].delta.content or "" for chunk in chunks).strip())
+completion = {"model": "llama3", "prompt": "abc"}
+print(client.completions.create(OpenAICompletionRequestWithExtraBody.from_dict(completion)).choices[0].text)
+embeddings = {"model": "llama3", "input": ["abc", "de"]}
+vectors = client.embeddings.create(OpenAIEmbeddingsRequestWithExtraBody.from_dict(embeddings)).data
+print([len(d.embedding) for d in vectors])
+print(sorted((p.api, p.provider_id, p.provider_type) for p in client.providers.list()))
+info = client.providers.retrieve("tools")
+print(info.provider_id, info.api, info.health)
+"""
+
+
+def test_ogx_client_talks_to_hostel(server: Served, ogx_client_python: Path) -> None:
+    """OGX 1.x's own (OpenAPI-generated) client, unmodified, on the routes OGX still has; the eval, datasets,
+    scoring and post-training routes are gone from OGX and from its client (llama-stack-client 0.7.5 covers them)."""
+    done = subprocess.run(
+        [str(ogx_client_python), "-c", OGX_CLIENT_SCRIPT, server.url],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "OK",
+        "['llama3']",
+        "hi from llama3.2:1b: yo",
+        "hi from llama3.2:1b: yo",
+        "cba",
+        "[3, 3]",
+        "[('inference', 'infer', 'inline::testprov'), ('tool_runtime', 'tools', 'inline::testprov')]",
+        "tools tool_runtime {'status': 'OK'}",
+    ]
+
+
 def test_sigterm_stops_cleanly_with_no_worker_left(server: Served) -> None:
     pids = [r["pid"] for r in httpx.get(f"{server.url}/v1/providers").json()["data"]]
     assert server.stop() == 0

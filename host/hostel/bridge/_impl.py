@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import sys
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from hostel._http_errors import status_for
+from hostel._http_errors import headers_for, status_for
 from hostel.bridge._crashes import CrashedRequests, fingerprint
 from hostel.bridge._deps import ServerApis
 from hostel.bridge._loop import LoopThread, iterate_on
@@ -53,18 +54,43 @@ def _fallback(name: str) -> Fallback | None:
     return None
 
 
-def for_server(exc: HostelError) -> Exception:
+def for_server(exc: HostelError, *, no_retry: bool = False) -> Exception:
     """What the server should see for ``exc``: what the provider raised, as its own type when the server has it
     (else as the nearest base it has), so the server maps it to HTTP exactly as in process; hostel's own errors
-    with the HTTP status to answer (Llama Stack and OGX read ``status_code``)."""
+    with the HTTP status to answer (Llama Stack and OGX read ``status_code``); ``no_retry``: tell HTTP clients not to
+    send it again (as after a crash)."""
     if isinstance(exc, RemoteError) and not isinstance(exc, (MethodNotFoundError, BadArgumentsError)):
         raised, _ = _exceptions.rebuild(exc.type_name, exc.bases, exc.remote_message, status_code=exc.status_code or 0)
         if exc.remote_traceback:
             raised.add_note(f"raised by provider {exc.provider_id!r} in its hostel worker:\n{exc.remote_traceback}")
         return raised
     status = 501 if isinstance(exc, MethodNotFoundError) else status_for(exc)
-    exc.status_code = status  # type: ignore[attr-defined]
-    return exc
+    http = getattr(sys.modules.get("fastapi"), "HTTPException", None)
+    if not isinstance(http, type):
+        exc.status_code = status  # type: ignore[attr-defined]
+        return exc
+    headers = {**headers_for(exc), **({"x-should-retry": "false"} if no_retry else {})}
+    return _as_http_error(exc, http, status, headers)
+
+
+_HTTP_ERRORS: dict[type[HostelError], type[Exception]] = {}
+
+
+def _as_http_error(exc: HostelError, http: type, status: int, headers: dict[str, str]) -> Exception:
+    """``exc``, also as the server's FastAPI ``HTTPException``: Llama Stack and OGX answer that with its status,
+    detail and headers and log no traceback (a crash reads as hostel's one paragraph, which the bridge logs), and
+    its headers reach the client: ``x-should-retry: false`` after a crash, ``Retry-After`` when busy."""
+    base = type(exc)
+    cls = _HTTP_ERRORS.get(base)
+    if cls is None:
+        cls = _HTTP_ERRORS[base] = type(base.__name__, (base, http), {"__module__": base.__module__})
+    made: Any = Exception.__new__(cls)
+    made.__dict__.update(vars(exc))
+    made.args = exc.args
+    made.status_code = status
+    made.detail = str(exc)
+    made.headers = headers or None
+    return made  # type: ignore[no-any-return]
 
 
 class Bridge:
@@ -144,7 +170,7 @@ class Bridge:
         refused = self._crashes.refused(request)
         if refused is not None:
             logger.warning("%s", refused)
-            raise for_server(refused)
+            raise for_server(refused, no_retry=True)
         context = self._server_apis.enter_call()
         sent = {**(provider_data if isinstance(provider_data, dict) else {}), SERVER_CONTEXT_KEY: context}
         try:
@@ -160,6 +186,7 @@ class Bridge:
             raise for_server(exc) from None
         except ProviderCrashedError as exc:
             self._crashes.remember(request, exc)
+            logger.error("%s", exc)
             raise for_server(exc) from None
         except HostelError as exc:
             raise for_server(exc) from None

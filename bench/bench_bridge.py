@@ -1,0 +1,192 @@
+"""What the Llama Stack bridge costs, measured with OGX 1.5 itself: the same providers in process, then bridged.
+
+    python bench/bench_bridge.py [--json bench/results.json] [--requests 400] [--items 5000] [--file-mb 50]
+
+Needs a Python 3.12 (OGX 1.5 does; `hostel python 3.12` finds it). Sets up, once, a venv under the work directory
+with `ogx==1.5.0`, this repository's hostel and `bench/providers/ogxbench` (an OGX inference provider that answers
+at once, so what is measured is the path to it), then runs `ogx run` on 127.0.0.1 twice, one after the other:
+
+- in process: ogxbench by `module: hostel_ogxbench`, OGX's own `inline::localfs` files provider;
+- bridged: `remote::hostel-inference` naming ogxbench, and `inline::localfs` by its own type with `module: hostel`.
+
+and measures over HTTP, with the same client both times: the latency of a small non-streaming chat completion
+(p50, p99 of --requests), streamed chunks per second (one stream of --items chunks, read as server-sent events),
+and a file's upload and download through the Files API in MB/s (--file-mb; OGX itself reads an upload into
+memory and caps it at 100 MiB).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+from _common import free_port, run_cli, wait_up
+
+REPO = HERE.parent
+OGXBENCH = HERE / "providers" / "ogxbench"
+STORAGE = {
+    "backends": {
+        "kv_default": {"type": "kv_sqlite", "db_path": "${env.STATE}/kvstore.db"},
+        "sql_default": {"type": "sql_sqlite", "db_path": "${env.STATE}/sql_store.db"},
+    },
+    "stores": {
+        "metadata": {"namespace": "registry", "backend": "kv_default"},
+        "inference": {"table_name": "inference_store", "backend": "sql_default"},
+        "conversations": {"table_name": "openai_conversations", "backend": "sql_default"},
+        "prompts": {"table_name": "prompts", "backend": "sql_default"},
+        "connectors": {"table_name": "connectors", "backend": "sql_default"},
+    },
+}
+
+
+def _venv(workdir: Path) -> Path:
+    import uv
+
+    venv = workdir / "venv"
+    if not (venv / "bin" / "ogx").exists():
+        python = subprocess.run(
+            [sys.executable, "-m", "hostel", "python", "3.12"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        subprocess.run([uv.find_uv_bin(), "venv", "--quiet", "--python", python, str(venv)], check=True)
+        subprocess.run(
+            [uv.find_uv_bin(), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"),
+             "ogx==1.5.0", str(REPO), str(OGXBENCH)],
+            check=True,
+        )  # fmt: skip
+    return venv
+
+
+def _config(bridged: bool) -> dict[str, Any]:
+    files: dict[str, Any] = {
+        "provider_id": "files",
+        "provider_type": "inline::localfs",
+        "config": {"storage_dir": "${env.STATE}/files",
+                   "metadata_store": {"table_name": "files_metadata", "backend": "sql_default"}},
+    }  # fmt: skip
+    inference: dict[str, Any] = {"provider_id": "bench", "provider_type": "remote::ogxbench",
+                                 "module": "hostel_ogxbench", "config": {}}  # fmt: skip
+    if bridged:
+        files["module"] = "hostel"
+        inference = {
+            "provider_id": "bench",
+            "provider_type": "remote::hostel-inference",
+            "module": "hostel",
+            "config": {"provider_type": "remote::ogxbench", "provider_id": "bench", "module": "hostel_ogxbench",
+                       "pip_packages": [str(OGXBENCH)]},
+        }  # fmt: skip
+    return {
+        "version": 2,
+        "distro_name": "bench-bridged" if bridged else "bench-in-process",
+        "apis": ["inference", "files"],
+        "providers": {"inference": [inference], "files": [files]},
+        "storage": STORAGE,
+        "registered_resources": {
+            "models": [{"model_id": "bench", "provider_id": "bench", "provider_model_id": "bench", "model_type": "llm"}]
+        },
+        "server": {"host": "127.0.0.1"},
+    }
+
+
+def _measure(url: str, requests: int, items: int, file_mb: int) -> dict[str, float]:
+    chat = f"{url}/v1/chat/completions"
+    body = {"model": "bench", "messages": [{"role": "user", "content": "hello"}]}
+    with httpx.Client(timeout=600) as client:
+        for _ in range(20):  # warm up: connections, the first call's imports, caches
+            client.post(chat, json=body).raise_for_status()
+        latencies = []
+        for _ in range(requests):
+            started = time.perf_counter()
+            client.post(chat, json=body).raise_for_status()
+            latencies.append(time.perf_counter() - started)
+        stream = {"model": "bench", "stream": True, "messages": [{"role": "user", "content": str(items)}]}
+        started = time.perf_counter()
+        with client.stream("POST", chat, json=stream) as response:
+            chunks = sum(1 for line in response.iter_lines() if line.startswith("data: {"))
+        stream_s = time.perf_counter() - started
+        assert chunks == items, (chunks, items)
+        payload = os.urandom(1 << 20) * file_mb
+        started = time.perf_counter()
+        stored = client.post(f"{url}/v1/files", files={"file": ("bench.bin", payload)}, data={"purpose": "assistants"})
+        upload_s = time.perf_counter() - started
+        stored.raise_for_status()
+        file_id = stored.json()["id"]
+        started = time.perf_counter()
+        with client.stream("GET", f"{url}/v1/files/{file_id}/content") as response:
+            received = sum(len(chunk) for chunk in response.iter_bytes())
+        download_s = time.perf_counter() - started
+        assert received == len(payload), (received, len(payload))
+    ordered = sorted(latencies)
+    return {
+        "p50_ms": statistics.median(latencies) * 1000,
+        "p99_ms": ordered[int(len(ordered) * 0.99) - 1] * 1000,
+        "stream_items_s": items / stream_s,
+        "upload_mb_s": file_mb / upload_s,
+        "download_mb_s": file_mb / download_s,
+    }
+
+
+def _serve_and_measure(venv: Path, workdir: Path, bridged: bool, **sizes: int) -> dict[str, float]:
+    run_dir = Path(tempfile.mkdtemp(prefix="bridged-" if bridged else "in-process-", dir=workdir))
+    config = run_dir / "config.yaml"
+    config.write_text(yaml.safe_dump(_config(bridged), sort_keys=False))
+    port = free_port()
+    env = {**os.environ, "STATE": str(run_dir / "state"), "HOSTEL_HOME": str(workdir / "hostel-home")}
+    with (run_dir / "server.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [str(venv / "bin" / "ogx"), "run", str(config), "--port", str(port), "--insecure"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        wait_up(f"http://127.0.0.1:{port}/v1/health", proc, ok=200, timeout_s=900)
+        return _measure(f"http://127.0.0.1:{port}", **sizes)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+async def bench(requests: int = 400, items: int = 5000, file_mb: int = 50, workdir: str = "") -> list[dict[str, Any]]:
+    where = Path(workdir or Path(tempfile.gettempdir()) / "hostel-bench-bridge")
+    where.mkdir(parents=True, exist_ok=True)
+    venv = _venv(where)
+    sizes = {"requests": requests, "items": items, "file_mb": file_mb}
+    in_process = _serve_and_measure(venv, where, False, **sizes)
+    bridged = _serve_and_measure(venv, where, True, **sizes)
+    rows = []
+    for metric, label, higher_better in (
+        ("p50_ms", "chat completion p50 (ms)", False),
+        ("p99_ms", "chat completion p99 (ms)", False),
+        ("stream_items_s", "streamed chunks/s", True),
+        ("upload_mb_s", f"upload {file_mb} MB (MB/s)", True),
+        ("download_mb_s", f"download {file_mb} MB (MB/s)", True),
+    ):
+        ratio = bridged[metric] / in_process[metric]
+        rows.append({"metric": label, "in_process": in_process[metric], "bridged": bridged[metric],
+                     "bridged/in_process": ratio, "better": "higher" if higher_better else "lower"})  # fmt: skip
+    return rows
+
+
+def main() -> None:
+    title = "OGX 1.5: the same providers in process and through hostel's bridge (HTTP, one client)"
+    run_cli(__doc__ or "", "bridge", title, bench, requests=400, items=5000, file_mb=50, workdir="")
+
+
+if __name__ == "__main__":
+    main()
