@@ -53,20 +53,34 @@ STORAGE = {
 }
 
 
+def python312() -> str | None:
+    """A Python 3.12 where hostel finds one, or ``None``."""
+    done = subprocess.run(
+        [sys.executable, "-m", "hostel", "python", "3.12"], capture_output=True, text=True, check=False
+    )
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
 def _venv(workdir: Path) -> Path:
     import uv
 
     venv = workdir / "venv"
     if not (venv / "bin" / "ogx").exists():
-        python = subprocess.run(
-            [sys.executable, "-m", "hostel", "python", "3.12"], capture_output=True, text=True, check=True
-        ).stdout.strip()
+        python = python312()
+        if python is None:
+            raise SystemExit("OGX 1.5 needs a Python 3.12; hostel python 3.12 finds none")
         subprocess.run([uv.find_uv_bin(), "venv", "--quiet", "--python", python, str(venv)], check=True)
         subprocess.run(
             [uv.find_uv_bin(), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"),
-             "ogx==1.5.0", str(REPO), str(OGXBENCH)],
+             "ogx==1.5.0", str(OGXBENCH)],
             check=True,
         )  # fmt: skip
+    # This checkout's hostel, every run (a kept venv must not measure an older one).
+    subprocess.run(
+        [uv.find_uv_bin(), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"),
+         "--reinstall-package", "hostel", str(REPO)],
+        check=True,
+    )  # fmt: skip
     return venv
 
 
@@ -103,7 +117,7 @@ def _config(bridged: bool) -> dict[str, Any]:
 
 def _measure(url: str, requests: int, items: int, file_mb: int) -> dict[str, float]:
     chat = f"{url}/v1/chat/completions"
-    body = {"model": "bench", "messages": [{"role": "user", "content": "hello"}]}
+    body = {"model": "bench/bench", "messages": [{"role": "user", "content": "hello"}]}
     with httpx.Client(timeout=600) as client:
         for _ in range(20):  # warm up: connections, the first call's imports, caches
             client.post(chat, json=body).raise_for_status()
@@ -112,7 +126,7 @@ def _measure(url: str, requests: int, items: int, file_mb: int) -> dict[str, flo
             started = time.perf_counter()
             client.post(chat, json=body).raise_for_status()
             latencies.append(time.perf_counter() - started)
-        stream = {"model": "bench", "stream": True, "messages": [{"role": "user", "content": str(items)}]}
+        stream = {"model": "bench/bench", "stream": True, "messages": [{"role": "user", "content": str(items)}]}
         started = time.perf_counter()
         with client.stream("POST", chat, json=stream) as response:
             chunks = sum(1 for line in response.iter_lines() if line.startswith("data: {"))

@@ -21,6 +21,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
+import bench_bridge
 import bench_calls
 import bench_chaos
 import bench_containment
@@ -38,7 +39,7 @@ from _common import print_table
 
 PARTS = (
     "calls", "supervisor", "gateway", "gateway_security", "envs", "ray", "launchers", "containment", "chaos", "sandbox",
-    "lifecycle", "telemetry", "scale",
+    "lifecycle", "telemetry", "scale", "bridge",
 )  # fmt: skip
 
 
@@ -67,6 +68,8 @@ async def run_part(name: str, quick: bool) -> list[dict[str, Any]]:
         return await bench_telemetry.bench(500 if quick else 2000)
     if name == "lifecycle":
         return await bench_lifecycle.bench(10 if quick else 30, 200)
+    if name == "bridge":
+        return await bench_bridge.bench(100 if quick else 400, 1000 if quick else 5000, 10 if quick else 50)
     return await bench_envs.bench(["uv"] if quick else ["uv", "pip"], 10 if quick else 50)
 
 
@@ -87,6 +90,9 @@ def main() -> None:
     for name in opts.only:
         if name == "ray" and importlib.util.find_spec("ray") is None:
             print("\nray: skipped (pip install ray to measure the Ray baselines)")
+            continue
+        if name == "bridge" and not bench_bridge.python312():
+            print("\nbridge: skipped (OGX 1.5 needs a Python 3.12: hostel python 3.12 finds none)")
             continue
         rows = asyncio.run(run_part(name, opts.quick))
         print_table(name, rows)

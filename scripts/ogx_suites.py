@@ -99,7 +99,10 @@ def setup(workdir: Path) -> tuple[Path, Path, Path]:
     venv = workdir / "venv"
     if not (venv / "bin" / "ogx").exists():
         run([uv(), "venv", "--quiet", "--python", python312(), str(venv)])
-        run([uv(), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), *TEST_PACKAGES, str(REPO)])
+        run([uv(), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), *TEST_PACKAGES])
+    # This checkout's hostel, every run (a kept work directory must not test an older one).
+    run([uv(), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), "--reinstall-package", "hostel",
+         str(REPO)])  # fmt: skip
     source = workdir / f"ogx-{OGX_VERSION}"
     if not (source / "tests" / "integration").is_dir():
         download = workdir / "download"

@@ -29,6 +29,12 @@ def _literal(annotation: Any) -> bool:
     return typing.get_origin(annotation) is typing.Literal or any(_literal(a) for a in typing.get_args(annotation))
 
 
+@functools.cache
+def _literal_fields(cls: type[BaseModel]) -> frozenset[str]:
+    """The fields of a model class typed ``Literal`` (a union's discriminator may be one)."""
+    return frozenset(name for name, field in cls.model_fields.items() if _literal(field.annotation))
+
+
 def _unset(value: Any) -> dict[Any, Any]:
     """A pydantic ``exclude`` spec of the fields of ``value`` (and of the models inside it) that nobody set, so the
     receiver's model has the same fields set as the sender's (a request model may refuse an explicit null, and a
@@ -36,9 +42,10 @@ def _unset(value: Any) -> dict[Any, Any]:
     discriminator the receiver picks the model by."""
     spec: dict[Any, Any] = {}
     if isinstance(value, BaseModel):
-        for name, field in type(value).model_fields.items():
+        literal = _literal_fields(type(value))
+        for name in type(value).model_fields:
             if name not in value.model_fields_set:
-                if not _literal(field.annotation):
+                if name not in literal:
                     spec[name] = True
             elif inner := _unset(getattr(value, name, None)):
                 spec[name] = inner

@@ -171,11 +171,12 @@ def test_a_request_that_crashed_the_worker_is_not_sent_again_for_a_while(monkeyp
     key = _crashes.fingerprint("m", (Greeting(name="a"),), {"file": io.BytesIO(b"x" * 10)}, {"k": 1})
     assert key == _crashes.fingerprint("m", ({"name": "a"},), {"file": io.BytesIO(b"x" * 10)}, {"k": 1})
     assert key != _crashes.fingerprint("m", ({"name": "a"},), {"file": io.BytesIO(b"x" * 10)}, {"k": 2})
-    assert crashes.refused(key) is None
+    assert crashes.refused(lambda: pytest.fail("no fingerprint is taken while nothing crashed")) is None
     crashes.remember(key, ProviderCrashedError(provider_id="p", exit_code=7, signal=None, pid=41))
-    refused = crashes.refused(key)
+    assert crashes.refused(lambda: "another request") is None
+    refused = crashes.refused(lambda: key)
     assert refused is not None and "this same request crashed its worker [pid 41]" in str(refused)
     assert "exited with code 7" in str(refused)
     later = _crashes.time.monotonic() + _crashes.MEMORY_S + 1
     monkeypatch.setattr(_crashes.time, "monotonic", lambda: later)
-    assert crashes.refused(key) is None  # a minute on, it may run again
+    assert crashes.refused(lambda: key) is None  # a minute on, it may run again

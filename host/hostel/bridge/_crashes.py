@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from hostel.errors import ProviderCrashedError, ProviderUnavailableError, describe_exit
@@ -56,8 +57,12 @@ class CrashedRequests:
         while len(self._recent) > _REMEMBERED:
             self._recent.popitem(last=False)
 
-    def refused(self, key: str | None) -> ProviderUnavailableError | None:
-        """The error for a request that crashed the worker less than ``MEMORY_S`` ago, else ``None``."""
+    def refused(self, request: Callable[[], str | None]) -> ProviderUnavailableError | None:
+        """The error for a request (``request()`` gives its fingerprint, taken only when some request crashed the
+        worker lately) that crashed the worker less than ``MEMORY_S`` ago, else ``None``."""
+        if not self._recent:
+            return None
+        key = request()
         if key is None or key not in self._recent:
             return None
         when, crash = self._recent[key]

@@ -166,7 +166,9 @@ class Bridge:
                 )
             )
         provider_data = self._provider_data.get() if self._provider_data is not None else None
-        request = fingerprint(method, args, kwargs, provider_data)
+        def request() -> str | None:
+            return fingerprint(method, args, kwargs, provider_data)
+
         refused = self._crashes.refused(request)
         if refused is not None:
             logger.warning("%s", refused)
@@ -185,7 +187,7 @@ class Bridge:
                 return fallback(args)
             raise for_server(exc) from None
         except ProviderCrashedError as exc:
-            self._crashes.remember(request, exc)
+            self._crashes.remember(request(), exc)
             logger.error("%s", exc)
             raise for_server(exc) from None
         except HostelError as exc:

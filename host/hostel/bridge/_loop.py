@@ -57,16 +57,51 @@ async def run_on(loop: asyncio.AbstractEventLoop, make: Callable[[], Awaitable[T
     return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(wrapped(), loop))
 
 
-async def iterate_on(loop: asyncio.AbstractEventLoop, stream: Any) -> AsyncIterator[Any]:
-    """Iterate an async iterator that belongs to ``loop`` from another loop, one item per hop; closed on exit."""
-    try:
-        while True:
+# Items carried across loops in one hop at most (those already there; one hop costs more than many items).
+_BATCH = 256
+
+
+class _Batches:
+    """An async iterator read on its own loop a batch at a time: at least one item, then every item that is
+    already there (one that would make the reader wait stays pending for the next batch)."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._pending: asyncio.Future[Any] | None = None
+
+    async def next(self) -> list[Any]:
+        """The next items; an empty list at the end. An error after some items comes with the next batch."""
+        items: list[Any] = []
+        while len(items) < _BATCH:
+            if self._pending is None:
+                self._pending = asyncio.ensure_future(self._stream.__anext__())
+            if items:
+                await asyncio.sleep(0)  # one turn of the loop: an item already received is handed over by then
+                if not self._pending.done() or self._pending.exception() is not None:
+                    break
+            pending, self._pending = self._pending, None
             try:
-                item = await run_on(loop, stream.__anext__)
+                items.append(await pending)
             except StopAsyncIteration:
-                return
-            yield item
+                break
+        return items
+
+    async def aclose(self) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+        aclose = getattr(self._stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+async def iterate_on(loop: asyncio.AbstractEventLoop, stream: Any) -> AsyncIterator[Any]:
+    """Iterate an async iterator that belongs to ``loop`` from another loop, a batch of ready items per hop;
+    closed on exit."""
+    batches = _Batches(stream)
+    try:
+        while items := await run_on(loop, batches.next):
+            for item in items:
+                yield item
     finally:
-        aclose = getattr(stream, "aclose", None)
-        if aclose is not None and not loop.is_closed():
-            await run_on(loop, aclose)
+        if not loop.is_closed():
+            await run_on(loop, batches.aclose)
