@@ -18,7 +18,6 @@ memory and caps it at 100 MiB).
 from __future__ import annotations
 
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -33,32 +32,13 @@ import yaml
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE.parent / "scripts"))
 
-from _common import free_port, run_cli, wait_up
+from _common import run_cli
+from ogx_suites import STORAGE, python312, server
 
 REPO = HERE.parent
 OGXBENCH = HERE / "providers" / "ogxbench"
-STORAGE = {
-    "backends": {
-        "kv_default": {"type": "kv_sqlite", "db_path": "${env.STATE}/kvstore.db"},
-        "sql_default": {"type": "sql_sqlite", "db_path": "${env.STATE}/sql_store.db"},
-    },
-    "stores": {
-        "metadata": {"namespace": "registry", "backend": "kv_default"},
-        "inference": {"table_name": "inference_store", "backend": "sql_default"},
-        "conversations": {"table_name": "openai_conversations", "backend": "sql_default"},
-        "prompts": {"table_name": "prompts", "backend": "sql_default"},
-        "connectors": {"table_name": "connectors", "backend": "sql_default"},
-    },
-}
-
-
-def python312() -> str | None:
-    """A Python 3.12 where hostel finds one, or ``None``."""
-    done = subprocess.run(
-        [sys.executable, "-m", "hostel", "python", "3.12"], capture_output=True, text=True, check=False
-    )
-    return done.stdout.strip() if done.returncode == 0 else None
 
 
 def _venv(workdir: Path) -> Path:
@@ -157,23 +137,9 @@ def _serve_and_measure(venv: Path, workdir: Path, bridged: bool, **sizes: int) -
     run_dir = Path(tempfile.mkdtemp(prefix="bridged-" if bridged else "in-process-", dir=workdir))
     config = run_dir / "config.yaml"
     config.write_text(yaml.safe_dump(_config(bridged), sort_keys=False))
-    port = free_port()
     env = {**os.environ, "STATE": str(run_dir / "state"), "HOSTEL_HOME": str(workdir / "hostel-home")}
-    with (run_dir / "server.log").open("wb") as log:
-        proc = subprocess.Popen(
-            [str(venv / "bin" / "ogx"), "run", str(config), "--port", str(port), "--insecure"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    try:
-        wait_up(f"http://127.0.0.1:{port}/v1/health", proc, ok=200, timeout_s=900)
-        return _measure(f"http://127.0.0.1:{port}", **sizes)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    with server(venv, config, env, run_dir / "server.log") as url:
+        return _measure(url, **sizes)
 
 
 async def bench(requests: int = 400, items: int = 5000, file_mb: int = 50, workdir: str = "") -> list[dict[str, Any]]:

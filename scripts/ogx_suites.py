@@ -84,21 +84,22 @@ def uv() -> str:
     return str(uv_package.find_uv_bin())
 
 
-def python312() -> str:
-    """A Python 3.12 where hostel finds one (PATH, pyenv, uv)."""
+def python312() -> str | None:
+    """A Python 3.12 where hostel finds one (PATH, pyenv, uv), or ``None``."""
     done = subprocess.run(
         [sys.executable, "-m", "hostel", "python", "3.12"], capture_output=True, text=True, check=False
     )
-    if done.returncode != 0:
-        raise SystemExit(f"OGX {OGX_VERSION} needs Python 3.12: {done.stderr.strip()}")
-    return done.stdout.strip()
+    return done.stdout.strip() if done.returncode == 0 else None
 
 
 def setup(workdir: Path) -> tuple[Path, Path, Path]:
     """The server venv, OGX's source tree (its tests), the tiktoken cache directory."""
     venv = workdir / "venv"
     if not (venv / "bin" / "ogx").exists():
-        run([uv(), "venv", "--quiet", "--python", python312(), str(venv)])
+        python = python312()
+        if python is None:
+            raise SystemExit(f"OGX {OGX_VERSION} needs Python 3.12; `hostel python 3.12` finds none")
+        run([uv(), "venv", "--quiet", "--python", python, str(venv)])
         run([uv(), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), *TEST_PACKAGES])
     # This checkout's hostel, every run (a kept work directory must not test an older one).
     run([uv(), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), "--reinstall-package", "hostel",

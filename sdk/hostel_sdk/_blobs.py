@@ -341,21 +341,25 @@ class SyncReader(io.RawIOBase):
         super().close()
 
 
+class _ReadsIncoming:
+    """``UploadFile``'s async ``read``/``seek``/``close``, over an ``Incoming`` blob on the event loop."""
+
+    _incoming: Incoming
+
+    async def read(self, size: int = -1) -> bytes:
+        return await self._incoming.read(size)
+
+    async def seek(self, offset: int) -> None:
+        self._incoming.seek(offset)
+
+    async def close(self) -> None:
+        self._incoming.close()
+
+
 def _upload_class(base: type) -> type:
     """``base`` (a starlette or FastAPI ``UploadFile``) reading from an ``Incoming`` blob on the event loop."""
 
-    class Upload(base):  # type: ignore[misc]
-        _incoming: Incoming
-
-        async def read(self, size: int = -1) -> bytes:
-            return await self._incoming.read(size)
-
-        async def seek(self, offset: int) -> None:
-            self._incoming.seek(offset)
-
-        async def close(self) -> None:
-            self._incoming.close()
-
+    class Upload(_ReadsIncoming, base):  # type: ignore[misc]
         async def write(self, data: bytes) -> None:
             raise io.UnsupportedOperation("an upload received through hostel is read-only")
 
@@ -398,7 +402,7 @@ def upload(marker: Mapping[str, Any], incoming: Incoming, annotation: Any = None
     return made
 
 
-class BlobFile:
+class BlobFile(_ReadsIncoming):
     """An uploaded file where no ``UploadFile`` class is at hand: ``filename``, ``content_type``, ``size`` and an
     async ``read``/``seek``/``close``, as ``UploadFile`` has them."""
 
@@ -407,15 +411,6 @@ class BlobFile:
         self.content_type: str | None = marker.get("content_type")
         self.size: int | None = marker.get("size")
         self._incoming = incoming
-
-    async def read(self, size: int = -1) -> bytes:
-        return await self._incoming.read(size)
-
-    async def seek(self, offset: int) -> None:
-        self._incoming.seek(offset)
-
-    async def close(self) -> None:
-        self._incoming.close()
 
 
 def inline_incoming(marker: Mapping[str, Any]) -> Incoming:

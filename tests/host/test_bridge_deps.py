@@ -180,3 +180,42 @@ def test_a_request_that_crashed_the_worker_is_not_sent_again_for_a_while(monkeyp
     later = _crashes.time.monotonic() + _crashes.MEMORY_S + 1
     monkeypatch.setattr(_crashes.time, "monotonic", lambda: later)
     assert crashes.refused(lambda: key) is None  # a minute on, it may run again
+
+
+def test_the_server_sees_what_the_provider_raised_and_hostels_errors_as_http_errors() -> None:
+    """What a bridged provider raised is raised again in the server as its own type (or its nearest base the
+    server has), so the server maps it to HTTP as in process; hostel's own errors become the server's FastAPI
+    HTTPException too, which it answers with their status and headers and no traceback."""
+    import sys
+
+    from starlette.exceptions import HTTPException
+
+    from hostel.bridge._impl import for_server
+    from hostel.errors import ProviderBusyError, ProviderCrashedError, RemoteError
+
+    class FileGoneError(LookupError):
+        status_code = 404
+
+    FileGoneError.__module__, FileGoneError.__qualname__ = __name__, "FileGoneError"
+    sys.modules[__name__].FileGoneError = FileGoneError  # type: ignore[attr-defined]
+
+    def remote(type_name: str, bases: tuple[str, ...], status: int | None = None) -> RemoteError:
+        return RemoteError(provider_id="p", method="m", type_name=type_name, message="no", bases=bases,
+                           status_code=status, remote_traceback="Traceback: in the worker")  # fmt: skip
+
+    try:
+        own = for_server(remote(f"{__name__}.FileGoneError", ("LookupError", "Exception"), 404))
+        assert isinstance(own, FileGoneError) and str(own) == "no" and own.status_code == 404  # type: ignore[attr-defined]
+        assert "in the worker" in "".join(getattr(own, "__notes__", []))
+        subclass = for_server(
+            remote("pkg.errors.InvalidParameterError", ("pkg.errors.Base", "ValueError", "Exception"))
+        )
+        assert isinstance(subclass, ValueError) and type(subclass).__name__ == "InvalidParameterError"
+        assert isinstance(for_server(remote("PermissionError", ("OSError", "Exception"))), PermissionError)
+        crash = for_server(ProviderCrashedError(provider_id="p", exit_code=7, signal=None, pid=3))
+        assert isinstance(crash, HTTPException) and isinstance(crash, ProviderCrashedError)
+        assert crash.status_code == 503 and crash.headers == {"x-should-retry": "false"} and "code 7" in crash.detail
+        busy = for_server(ProviderBusyError("busy", provider_id="p"))
+        assert isinstance(busy, HTTPException) and busy.headers == {"Retry-After": "1"} and busy.status_code == 503
+    finally:
+        del sys.modules[__name__].FileGoneError  # type: ignore[attr-defined]

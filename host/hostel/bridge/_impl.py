@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import sys
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -65,25 +64,24 @@ def for_server(exc: HostelError, *, no_retry: bool = False) -> Exception:
             raised.add_note(f"raised by provider {exc.provider_id!r} in its hostel worker:\n{exc.remote_traceback}")
         return raised
     status = 501 if isinstance(exc, MethodNotFoundError) else status_for(exc)
-    http = getattr(sys.modules.get("fastapi"), "HTTPException", None)
-    if not isinstance(http, type):
-        exc.status_code = status  # type: ignore[attr-defined]
-        return exc
     headers = {**headers_for(exc), **({"x-should-retry": "false"} if no_retry else {})}
-    return _as_http_error(exc, http, status, headers)
+    return _as_http_error(exc, status, headers)
 
 
 _HTTP_ERRORS: dict[type[HostelError], type[Exception]] = {}
 
 
-def _as_http_error(exc: HostelError, http: type, status: int, headers: dict[str, str]) -> Exception:
-    """``exc``, also as the server's FastAPI ``HTTPException``: Llama Stack and OGX answer that with its status,
-    detail and headers and log no traceback (a crash reads as hostel's one paragraph, which the bridge logs), and
-    its headers reach the client: ``x-should-retry: false`` after a crash, ``Retry-After`` when busy."""
+def _as_http_error(exc: HostelError, status: int, headers: dict[str, str]) -> Exception:
+    """``exc``, also as starlette's ``HTTPException`` (FastAPI's handler answers it): Llama Stack and OGX answer it
+    with its status, detail and headers and log no traceback (a crash reads as hostel's one paragraph, which the
+    bridge logs), and its headers reach the client: ``x-should-retry: false`` after a crash, ``Retry-After`` when
+    busy. Its ``status_code`` is what servers that read only that attribute answer too."""
+    from starlette.exceptions import HTTPException
+
     base = type(exc)
     cls = _HTTP_ERRORS.get(base)
     if cls is None:
-        cls = _HTTP_ERRORS[base] = type(base.__name__, (base, http), {"__module__": base.__module__})
+        cls = _HTTP_ERRORS[base] = type(base.__name__, (base, HTTPException), {"__module__": base.__module__})
     made: Any = Exception.__new__(cls)
     made.__dict__.update(vars(exc))
     made.args = exc.args
@@ -166,6 +164,7 @@ class Bridge:
                 )
             )
         provider_data = self._provider_data.get() if self._provider_data is not None else None
+
         def request() -> str | None:
             return fingerprint(method, args, kwargs, provider_data)
 
