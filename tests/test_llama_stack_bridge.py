@@ -297,3 +297,71 @@ def test_one_trace_across_the_llama_stack_server_and_a_bridged_worker(
             )
     finally:
         receiver.close()
+
+
+BIG_FILE_SCRIPT = """
+import asyncio, hashlib, os, sys
+from pathlib import Path
+from starlette.datastructures import UploadFile
+from ogx_api import RetrieveFileContentRequest, UploadFileRequest
+from hostel.bridge import get_adapter_impl
+from hostel.bridge.config import FilesBridgeConfig
+
+def peak_mb(reset=False):
+    if reset:
+        Path("/proc/self/clear_refs").write_text("5")
+    status = Path("/proc/self/status").read_text()
+    return int(next(l for l in status.splitlines() if l.startswith("VmHWM:")).split()[1]) / 1024
+
+async def main(source, copy, providers_d):
+    impl = await get_adapter_impl(FilesBridgeConfig(
+        provider_type="inline::streaming", provider_id="streaming", external_providers_dir=providers_d,
+        config={"directory": str(Path(copy).parent / "stored")}, expose=["peak_rss_mb"]), {})
+    host = impl.hostel
+    worker_before = await impl._thread.run(lambda: host.call("streaming", "peak_rss_mb", (), {"reset": True}))
+    before = peak_mb(reset=True)
+    with open(source, "rb") as handle:
+        upload = UploadFile(handle, filename="big.bin")
+        stored = await impl.openai_upload_file(UploadFileRequest(purpose="assistants"), upload)
+    response = await impl.openai_retrieve_file_content(RetrieveFileContentRequest(file_id=stored["id"]))
+    digest = hashlib.sha256()
+    with open(copy, "wb") as out:
+        async for chunk in response.body_iterator:
+            out.write(chunk)
+            digest.update(chunk)
+    server_growth = peak_mb() - before
+    worker_growth = await impl._thread.run(lambda: host.call("streaming", "peak_rss_mb", (), {})) - worker_before
+    print(type(response).__name__, stored["sha256"] == digest.hexdigest(), os.path.getsize(copy))
+    print(round(server_growth), round(worker_growth))
+    await impl.shutdown()
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+def test_a_200_mb_file_through_the_bridge_keeps_server_and_worker_memory_bounded(
+    ogx_venv: Path, tmp_path: Path
+) -> None:
+    """The bridge's factory and its Files methods as an OGX server calls them (OGX's own upload route reads an
+    upload into memory first, up to its 100 MiB limit; what is measured here is what the bridge adds)."""
+    from tests.conftest import provider_spec, write_yaml
+
+    spec = provider_spec(module="hostel_testprov.files", config_class=None, provider_data_validator=None)
+    write_yaml(tmp_path / "providers.d" / "inline" / "files" / "streaming.yaml", spec)
+    source, copy = tmp_path / "200mb.bin", tmp_path / "copy.bin"
+    with source.open("wb") as out:
+        block = os.urandom(1 << 20)
+        for _ in range(200):
+            out.write(block)
+    done = subprocess.run(
+        [str(ogx_venv / "bin" / "python"), "-c", BIG_FILE_SCRIPT, str(source), str(copy),
+         str(tmp_path / "providers.d")],
+        capture_output=True, text=True, timeout=600, check=False,
+        env={**os.environ, "HOSTEL_HOME": str(tmp_path / "home")},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    kind, *growth = done.stdout.splitlines()
+    assert kind == f"StreamingResponse True {200 << 20}"
+    server_growth, worker_growth = (int(x) for x in growth[0].split())
+    assert server_growth < 64 and worker_growth < 64, (server_growth, worker_growth)
+    assert not hostel_pids(str(tmp_path / "home"))
