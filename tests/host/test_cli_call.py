@@ -30,6 +30,16 @@ def test_call_prints_a_stream_one_document_per_line(tmp_path: Path) -> None:
     assert [json.loads(line) for line in done.stdout.splitlines()] == [0, 1, 2, 3]
 
 
+def test_call_writes_bytes_as_they_are(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "hostel", "call", str(make_config(tmp_path)), "t", "raw_bytes", "--args",
+         '{"size": 200000}'],
+        capture_output=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == bytes(i % 251 for i in range(200_000))
+
+
 def test_call_reports_a_provider_exception_with_exit_1_and_no_traceback(tmp_path: Path) -> None:
     done = _hostel("call", str(make_config(tmp_path)), "t", "fail", "--args", '{"message": "kaputt"}')
     assert done.returncode == 1

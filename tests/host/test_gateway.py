@@ -63,6 +63,13 @@ def test_generic_call_and_non_ascii(server: Served) -> None:
     assert post(server, "/v1/providers/tools/inspect_item", {"item": {"name": "b", "size": 2}}).json()["double"] == 4
 
 
+@pytest.mark.parametrize("size", [10, 300_000])  # inline, and beside the call in chunks
+def test_bytes_a_provider_returns_are_the_response_body(server: Served, size: int) -> None:
+    response = post(server, "/v1/providers/tools/raw_bytes", {"size": size})
+    assert response.status_code == 200 and response.headers["content-type"] == "application/octet-stream"
+    assert response.content == bytes(i % 251 for i in range(size))
+
+
 def test_stream_as_server_sent_events(server: Served) -> None:
     with httpx.stream("POST", f"{server.url}/v1/providers/tools/count", json={"n": 500}, timeout=60) as response:
         assert response.headers["content-type"].startswith("text/event-stream")

@@ -24,6 +24,7 @@ from hostel.envs.interpreters import InterpreterCache, InterpreterNotFoundError
 from hostel.envs.store import default_home
 from hostel.errors import ConfigError, HostelError
 from hostel.host import Host
+from hostel_sdk._blobs import Blob
 
 logger = logging.getLogger(__name__)
 
@@ -337,6 +338,10 @@ async def _call(opts: argparse.Namespace) -> int:
         if hasattr(result, "__aiter__"):
             async for item in result:
                 print(json.dumps(item, ensure_ascii=False), flush=True)
+        elif isinstance(result, Blob):  # bytes, a file's content: as they are
+            async for chunk in result.chunks():
+                sys.stdout.buffer.write(chunk)
+            sys.stdout.buffer.flush()
         else:
             print(json.dumps(result, ensure_ascii=False))
     finally:

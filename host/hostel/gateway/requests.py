@@ -16,6 +16,7 @@ from hostel.errors import HostelError
 from hostel.gateway.auth import USER_KEY
 from hostel.gateway.guard import SCOPE_USER
 from hostel_sdk import codec
+from hostel_sdk._blobs import Blob
 
 logger = logging.getLogger(__name__)
 
@@ -140,4 +141,9 @@ async def events(stream: Any, *, openai: bool) -> AsyncIterator[bytes]:
 def reply(result: Any, *, openai: bool = False) -> Response:
     if hasattr(result, "__aiter__"):
         return StreamingResponse(events(result, openai=openai), media_type="text/event-stream")
+    if isinstance(result, Blob):  # bytes, a file's content, a Response: sent as the worker streams them
+        media_type = result.media_type or result.content_type or "application/octet-stream"
+        return StreamingResponse(
+            result.chunks(), status_code=result.status_code, headers=dict(result.headers), media_type=media_type
+        )
     return json_response(result)

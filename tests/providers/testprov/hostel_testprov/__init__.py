@@ -122,6 +122,9 @@ class TestProvider:
     async def blob(self, size: int) -> str:
         return "x" * size
 
+    async def raw_bytes(self, size: int) -> bytes:
+        return bytes(i % 251 for i in range(size))
+
     async def length(self, data: str) -> int:
         return len(data)
 
