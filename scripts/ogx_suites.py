@@ -185,9 +185,10 @@ def server(venv: Path, config: Path, env: dict[str, str], log_path: Path) -> Ite
     """``ogx run`` on a free loopback port until its /v1/health answers; stopped (and its workers with it) after."""
     port = free_port()
     with log_path.open("wb") as out:
+        # In this script's process group: whoever stops the script's group stops the server (and its workers).
         proc = subprocess.Popen(
             [str(venv / "bin" / "ogx"), "run", str(config), "--port", str(port), "--insecure"],
-            env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
@@ -209,7 +210,7 @@ def server(venv: Path, config: Path, env: dict[str, str], log_path: Path) -> Ite
             try:
                 proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+                proc.kill()  # its workers follow it (they die with their parent)
                 proc.wait()
 
 
@@ -310,6 +311,7 @@ def table(results: list[SuiteResult]) -> str:
 
 
 def main() -> int:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stopped: stop the servers on the way out
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", action="append", choices=["files", "vector_io"], help="default: both")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "hostel-ogx-suites")

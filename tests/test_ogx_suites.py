@@ -5,6 +5,8 @@ answered from OGX's own recordings."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 
@@ -12,19 +14,34 @@ import pytest
 
 from tests.conftest import REPO, hostel_pids, python_path
 
-pytestmark = pytest.mark.skipif(not python_path("3.12"), reason="OGX 1.5 needs Python >= 3.12, not found here")
+pytestmark = [
+    pytest.mark.skipif(not python_path("3.12"), reason="OGX 1.5 needs Python >= 3.12, not found here"),
+    pytest.mark.timeout(3000),  # the set-up and four OGX servers' runs: about 6 minutes here, more with a cold cache
+]
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, object]]:
     workdir = tmp_path_factory.mktemp("ogx-suites")
     report = workdir / "results.json"
-    done = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "ogx_suites.py"), "--workdir", str(workdir), "--json", str(report)],
-        capture_output=True, text=True, timeout=3000, check=False,
-    )  # fmt: skip
-    print(done.stdout)  # the table, for the log
-    assert report.exists(), done.stderr[-5000:]
+    command = [sys.executable, str(REPO / "scripts" / "ogx_suites.py"), "--workdir", str(workdir), "--json",
+               str(report)]  # fmt: skip
+    log = workdir / "script.log"
+    with log.open("wb") as out:
+        # A process group of its own, with its servers in it: if anything goes wrong here, all of it is stopped.
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        proc.wait(timeout=2900)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=90)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    print(log.read_text(errors="replace")[-3000:])  # the table, for the log
+    assert report.exists(), log.read_text(errors="replace")[-5000:]
     assert not hostel_pids(str(workdir)), "a bridged provider's worker outlived its server"
     return {r["suite"]: r for r in json.loads(report.read_text())}
 

@@ -407,6 +407,7 @@ class BlobFile(_ReadsIncoming):
     async ``read``/``seek``/``close``, as ``UploadFile`` has them."""
 
     def __init__(self, marker: Mapping[str, Any], incoming: Incoming) -> None:
+        self.marker = dict(marker)  # what the sender said of it (kind, name, type, size)
         self.filename: str | None = marker.get("filename")
         self.content_type: str | None = marker.get("content_type")
         self.size: int | None = marker.get("size")
@@ -569,6 +570,19 @@ class Inbox:
         return taken
 
 
+def received(value: Any, inbox: Inbox, used: list[int]) -> Any:
+    """``value`` with each blob marker in it replaced by a ``BlobFile`` reading from ``inbox`` (its id added to
+    ``used``): arguments a host passes on without knowing the parameter types they are for."""
+
+    def open_blob(marker: Mapping[str, Any]) -> BlobFile:
+        if "id" not in marker:
+            return BlobFile(marker, inline_incoming(marker))
+        used.append(int(marker["id"]))
+        return BlobFile(marker, inbox.get(int(marker["id"])))
+
+    return materialize(value, open_blob)
+
+
 def has_markers(data: bytes | memoryview) -> bool:
     """Whether a JSON message may hold blob markers (a cheap test before walking it)."""
     return b'"$hostel_blob"' in (data if isinstance(data, bytes) else bytes(data))
@@ -604,7 +618,7 @@ async def _receive(value: Any, hint: Any, inbox: Inbox, used: list[int]) -> Any:
     marker = marker_of(value)
     if marker is None:
         if isinstance(value, list) and any(marker_of(item) is not None for item in value):
-            args = typing.get_args(_unwrap(hint))
+            args = typing.get_args(unwrap(hint))
             item_hint = args[0] if args else None
             return [await _receive(item, item_hint, inbox, used) for item in value]
         return value
@@ -616,21 +630,21 @@ async def _receive(value: Any, hint: Any, inbox: Inbox, used: list[int]) -> Any:
     return await rebuild(marker, incoming, hint)
 
 
-def _unwrap(hint: Any) -> Any:
+def unwrap(hint: Any) -> Any:
     """``X`` from ``Annotated[X, ...]``, ``X | None``, ``Optional[X]``."""
     while typing.get_origin(hint) is typing.Annotated:
         hint = typing.get_args(hint)[0]
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         members = [m for m in typing.get_args(hint) if m is not type(None)]
         if len(members) == 1:
-            return _unwrap(members[0])
+            return unwrap(members[0])
     return hint
 
 
 async def rebuild(marker: Mapping[str, Any], incoming: Incoming, hint: Any = None) -> Any:
     """A received blob as ``hint`` asks: ``bytes``, ``str``, an ``UploadFile`` (streaming: read as the provider
     reads); with no usable hint, ``bytes`` for bytes and responses, an upload for a file."""
-    target = _unwrap(hint)
+    target = unwrap(hint)
     wants_upload = isinstance(target, type) and upload_base(target) is target
     if wants_upload or (target not in (str, bytes) and marker.get("kind") == "file"):
         return upload(marker, incoming, target if wants_upload else None)

@@ -73,17 +73,23 @@ class HostClient:
     async def _call(
         self, api: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], request_context: Any
     ) -> Any:
+        outbox = self._blobs.outbox()  # bytes and files among the arguments go beside the call (SendBlob)
         request = pb.HostCallRequest(
             api=api,
             method=method,
-            args_json=codec.dumps(list(args), as_arguments=True) if args else b"",
-            kwargs_json=codec.dumps(kwargs, as_arguments=True) if kwargs else b"",
+            args_json=codec.dumps(list(args), blobs=outbox, as_arguments=True) if args else b"",
+            kwargs_json=codec.dumps(kwargs, blobs=outbox, as_arguments=True) if kwargs else b"",
             provider_data_json=request_context.raw_provider_data,
             trace_context=_telemetry.inject(),
         )
-        call = self._stub.call(request, timeout=request_context.time_remaining(), metadata=self._metadata)
-        errors = _client.PythonErrors(f"{api}.{method}() through the host")
-        return await _client.result(call, errors, open_blobs=self._blobs.values)
+        pushes = self._blobs.push(outbox) if outbox.sources else None
+        try:
+            call = self._stub.call(request, timeout=request_context.time_remaining(), metadata=self._metadata)
+            errors = _client.PythonErrors(f"{api}.{method}() through the host")
+            return await _client.result(call, errors, open_blobs=self._blobs.values)
+        finally:
+            if pushes is not None:
+                pushes.end()
 
     async def close(self) -> None:
         """Close the channel."""

@@ -105,7 +105,7 @@ async def test_an_upload_the_provider_does_not_read_does_not_hold_the_call_or_th
     assert (await files.small_response(text="next")).inline == b"next"
 
 
-async def test_a_provider_reads_a_file_its_dependency_returns(tmp_path: Path) -> None:
+async def test_a_provider_reads_and_stores_files_through_its_dependency(tmp_path: Path) -> None:
     specs = {
         **FILES,
         "inline/vector_io/store": provider_spec(
@@ -123,7 +123,10 @@ async def test_a_provider_reads_a_file_its_dependency_returns(tmp_path: Path) ->
         with source.open("rb") as handle:
             stored = await host.provider("files").openai_upload_file(request={}, file=handle)
         seen = await host.provider("store").file_content_through_deps(file_id=stored["id"])
+        made = await host.provider("store").upload_through_deps(size=3 * (1 << 20) + 1)
     assert seen == ["Blob", source.stat().st_size, expected]
+    assert (made["filename"], made["bytes"], made["purpose"]) == ("made.bin", 3 * (1 << 20) + 1, "batch")
+    assert made["sha256"] == hashlib.sha256(bytes(i % 253 for i in range(3 * (1 << 20) + 1))).hexdigest()
 
 
 async def test_what_cannot_be_sent_is_a_type_error_naming_it(host: Host) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import inspect
+import io
 import secrets
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -17,8 +18,10 @@ from contextvars import ContextVar
 from typing import Any
 
 from pydantic_core import to_jsonable_python
+from starlette.datastructures import Headers
 
 from hostel.bridge._loop import iterate_on, run_on
+from hostel_sdk import _blobs
 from hostel_sdk._llama_stack import SERVER_CONTEXT_KEY
 from hostel_sdk.codec import MethodBinder
 
@@ -83,7 +86,14 @@ class ServerApis:
     async def invoke(self, api: str, method: str, provider_data: Any, args: Any, kwargs: Any) -> Any:
         """Call the server's router with rebuilt arguments, on the server's loop; a stream comes back item by item."""
         target, binder = self._binder(api, method)
-        bound_args, bound_kwargs = binder.bind(list(args), dict(kwargs))
+        args, kwargs = list(args), dict(kwargs)
+        for position, value in enumerate(args):
+            if isinstance(value, _blobs.BlobFile):
+                args[position] = await _as_server_value(value, binder.annotation(position))
+        for name, value in kwargs.items():
+            if isinstance(value, _blobs.BlobFile):
+                kwargs[name] = await _as_server_value(value, binder.annotation(name))
+        bound_args, bound_kwargs = binder.bind(args, kwargs)
         loop = self._loop()
         request = None
         if isinstance(provider_data, dict) and SERVER_CONTEXT_KEY in provider_data:
@@ -126,6 +136,21 @@ class ServerApis:
             return None
         value = to_jsonable_python(found) if found is not None else None
         return value if isinstance(value, dict) else None
+
+
+async def _as_server_value(blob: _blobs.BlobFile, hint: Any) -> Any:
+    """Bytes or a file a provider passed to the server's API, as the server's method takes it: read here (on hostel's
+    loop, which the bytes arrive on) and handed over as ``bytes``, ``str`` or an ``UploadFile`` over them, as the
+    server's own upload route hands its providers a file it has read."""
+    data = await blob.read()
+    target = _blobs.unwrap(hint)
+    if target is bytes or target is str:
+        return data if target is bytes else data.decode()
+    cls = _blobs.upload_base(target)
+    if cls is None:
+        return data
+    headers = Headers({"content-type": blob.content_type}) if blob.content_type else None
+    return cls(io.BytesIO(data), size=len(data), filename=blob.filename, headers=headers)
 
 
 class _ServerApi:

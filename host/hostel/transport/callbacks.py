@@ -60,8 +60,9 @@ class Grant:
     apis: frozenset[str]
     max_in_flight: int
     in_flight: int = 0
-    # Blobs in the results of its calls (a file's content), waiting for its ReadBlob.
+    # Blobs in the results of its calls (a file's content), waiting for its ReadBlob; blobs in their arguments.
     outgoing: _blobs.Parked = field(default_factory=_blobs.Parked)
+    inbox: _blobs.Inbox = field(default_factory=_blobs.Inbox)
     blob_ids: Iterator[int] = field(default_factory=_blobs.ids)
 
 
@@ -114,11 +115,12 @@ class CallbackServer:
     async def send_blob(
         self, requests: AsyncIterator[pb.BlobChunk], context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.BlobReceipt:
-        """Host.SendBlob: not carried (a provider's deps call with bytes or a file among its arguments)."""
-        await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED, "files and bytes are not carried in the arguments of a provider's deps calls"
-        )
-        return pb.BlobReceipt()
+        """Host.SendBlob: bytes or a file among the arguments of one of this worker's deps calls."""
+        grant = self._grant(context)
+        if grant is None:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "unknown or missing worker token")
+            return pb.BlobReceipt()
+        return pb.BlobReceipt(received=await grant.inbox.receive(requests))
 
     async def read_blob(
         self, request: pb.BlobRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -240,6 +242,9 @@ class CallbackServer:
             return
         if codec.has_models(request.args_json) or codec.has_models(request.kwargs_json):
             args, kwargs = codec.untag(args), codec.untag(kwargs)
+        blobs: list[int] = []
+        if _blobs.has_markers(request.args_json) or _blobs.has_markers(request.kwargs_json):
+            args, kwargs = _blobs.received(args, grant.inbox, blobs), _blobs.received(kwargs, grant.inbox, blobs)
         try:
             with _telemetry.extracted(request.trace_context):  # the host's call span: a child of the provider's
                 router = self._source.api(request.api, timeout=context.time_remaining(), provider_data=provider_data)
@@ -258,3 +263,6 @@ class CallbackServer:
             yield _hostel_error_reply(exc)
         except Exception as exc:  # noqa: BLE001 - an API served in process (the bridge's server) raised: pass it on
             yield error_reply(exc, pb.ERROR_KIND_PROVIDER_RAISED)
+        finally:
+            for blob_id in blobs:
+                grant.inbox.drop(blob_id)

@@ -63,6 +63,14 @@ class Store:
         data = result.body if hasattr(result, "body") else await result.read()
         return [type(result).__name__, len(data), hashlib.sha256(data).hexdigest()]
 
+    async def upload_through_deps(self, size: int) -> dict[str, Any]:
+        """A file this provider makes, stored through the files API it depends on (bytes beside the call)."""
+        import io
+
+        data = io.BytesIO(bytes(i % 253 for i in range(size)))
+        data.name = "made.bin"
+        return await self.deps[Api.files].openai_upload_file(request={"purpose": "batch"}, file=data)  # type: ignore[no-any-return]
+
     async def call_undeclared_api(self) -> str:
         try:
             await self.inference._client.call("safety", "run_shield", (), {})
