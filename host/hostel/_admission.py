@@ -143,6 +143,11 @@ class AdmittedStream(AsyncIterator[Any]):
             self._done()
             raise
 
+    def take_received(self, limit: int) -> list[Any]:
+        """Items already received, without waiting (``hostel_sdk._client.ReplyStream.take_received``)."""
+        take = getattr(self._stream, "take_received", None)
+        return take(limit) if take is not None else []
+
     async def aclose(self) -> None:
         """Stop the stream (the provider's generator is cancelled) and give the place back."""
         try:

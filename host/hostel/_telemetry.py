@@ -228,6 +228,11 @@ class TracedStream:
         if span is not None:
             span.end(error)
 
+    def take_received(self, limit: int) -> list[Any]:
+        """Items already received, without waiting (``hostel_sdk._client.ReplyStream.take_received``)."""
+        take = getattr(self._stream, "take_received", None)
+        return take(limit) if take is not None else []
+
     async def aclose(self) -> None:
         """Stop the stream (the provider's generator is cancelled)."""
         try:

@@ -185,6 +185,14 @@ class ReplyStream(AsyncIterator[Any]):
                 raise self._errors.protocol(f"unexpected {kind!r} reply inside a stream")
         return codec.loads(self._buffer.popleft())
 
+    def take_received(self, limit: int) -> list[Any]:
+        """Up to ``limit`` items already received, without waiting for more (a reader that hands items on in
+        batches takes these after each ``__anext__``)."""
+        taken: list[Any] = []
+        while self._buffer and len(taken) < limit:
+            taken.append(codec.loads(self._buffer.popleft()))
+        return taken
+
     async def aclose(self) -> None:
         """Stop the stream; the producer at the other end is cancelled."""
         self._done = True

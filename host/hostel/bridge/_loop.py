@@ -71,6 +71,13 @@ class _Batches:
 
     async def next(self) -> list[Any]:
         """The next items; an empty list at the end. An error after some items comes with the next batch."""
+        take = getattr(self._stream, "take_received", None)
+        if take is not None and self._pending is None:  # hostel's own streams: what is received, in one go
+            try:
+                first = await self._stream.__anext__()
+            except StopAsyncIteration:
+                return []
+            return [first, *take(_BATCH - 1)]
         items: list[Any] = []
         while len(items) < _BATCH:
             if self._pending is None:
