@@ -16,9 +16,11 @@ OGX's recorded responses (``OGX_TEST_INFERENCE_MODE=replay``), runs the same OGX
 prints a table (suite, passed in process, passed bridged, time each); ``--json`` writes it with every test's
 outcome both ways. Exit status 0 when every suite passes the same tests both ways, else 1.
 
-Suites: ``files`` (``inline::localfs``) and ``vector_io`` (``inline::faiss``; also ``inline::sqlite-vec`` where
+Suites: ``files`` (``inline::localfs``), ``vector_io`` (``inline::faiss``; also ``inline::sqlite-vec`` where
 the venv's Python can load SQLite extensions, which a Python built without ``--enable-loadable-sqlite-extensions``
-cannot: then its parametrizations are deselected, by name, both ways).
+cannot: then its parametrizations are deselected, by name, both ways) and ``batches`` (``inline::reference``,
+which reads its input file and writes its output file through the server's Files API and runs each request
+through the server's inference).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ TEST_PACKAGES = [
     "requests", "openai", "aiosqlite", "sqlalchemy[asyncio]", "aiohttp", "chardet", "pypdf", "google-genai",
     "ollama", "faiss-cpu", "sqlite-vec", "markitdown[all]", "tiktoken",
 ]  # fmt: skip
+SUITES = ["files", "vector_io", "batches"]
 TIKTOKEN_CL100K = "9b5ad71b2ce5302211f9c61530b329a4922fc6a4"  # cl100k_base's name in tiktoken's cache
 VECTOR_IO_FILES = ["test_openai_vector_stores.py", "test_vector_io.py", "test_vector_io_filters.py",
                    "test_vector_stores_access_control.py"]  # fmt: skip
@@ -143,10 +146,18 @@ def configs(suite: str, *, sqlite_vec: bool) -> tuple[dict[str, object], dict[st
              "config": {"storage_dir": "${env.STATE}/files",
                         "metadata_store": {"table_name": "files_metadata", "backend": "sql_default"}}}  # fmt: skip
     base: dict[str, object] = {"version": 2, "storage": STORAGE, "server": {"host": "127.0.0.1"}}
+    inference = [{"provider_id": "ollama", "provider_type": "remote::ollama",
+                  "config": {"base_url": "${env.OLLAMA_URL:=http://127.0.0.1:11434/v1}"}}]  # fmt: skip
     if suite == "files":
         providers = {"files": [files]}
         bridged = {"files": [_bridged(files)]}
         apis = ["files"]
+    elif suite == "batches":
+        batches = {"provider_id": "reference", "provider_type": "inline::reference",
+                   "config": {"sqlstore": {"table_name": "batches", "backend": "sql_default"}}}  # fmt: skip
+        providers = {"inference": inference, "files": [files], "batches": [batches]}
+        bridged = {"inference": inference, "files": [files], "batches": [_bridged(batches)]}
+        apis = ["inference", "files", "batches"]
     else:
         stores = [{"provider_id": "faiss", "provider_type": "inline::faiss",
                    "config": {"persistence": {"namespace": "vector_io::faiss", "backend": "kv_default"}}}]  # fmt: skip
@@ -160,8 +171,7 @@ def configs(suite: str, *, sqlite_vec: bool) -> tuple[dict[str, object], dict[st
                 }
             )
         common = {
-            "inference": [{"provider_id": "ollama", "provider_type": "remote::ollama",
-                           "config": {"base_url": "${env.OLLAMA_URL:=http://127.0.0.1:11434/v1}"}}],
+            "inference": inference,
             "files": [files],
             "file_processors": [{"provider_id": "auto", "provider_type": "inline::auto"}],
         }  # fmt: skip
@@ -262,11 +272,11 @@ class Setup:
 def run_suite(suite: str, where: Setup) -> SuiteResult:
     sqlite_vec = loads_sqlite_extensions(where.venv)
     in_process, bridged = configs(suite, sqlite_vec=sqlite_vec)
-    if suite == "files":
-        paths = ["tests/integration/files"]
+    if suite in ("files", "batches"):
+        paths = [f"tests/integration/{suite}"]
     else:
         paths = [f"tests/integration/vector_io/{name}" for name in VECTOR_IO_FILES]
-    select = [] if suite == "files" or sqlite_vec else ["-k", "not sqlite-vec"]
+    select = [] if suite != "vector_io" or sqlite_vec else ["-k", "not sqlite-vec"]
     runs = {}
     for mode, config in (("in_process", in_process), ("bridged", bridged)):
         run_dir = Path(tempfile.mkdtemp(prefix=f"{suite}-{mode}-", dir=where.workdir))
@@ -313,7 +323,7 @@ def table(results: list[SuiteResult]) -> str:
 def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stopped: stop the servers on the way out
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--suite", action="append", choices=["files", "vector_io"], help="default: both")
+    parser.add_argument("--suite", action="append", choices=SUITES, help="default: all")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "hostel-ogx-suites")
     parser.add_argument("--home", type=Path, default=None, help="HOSTEL_HOME for the bridged providers' envs")
     parser.add_argument("--json", type=Path, default=None, help="write the results (every test's outcome) here")
@@ -321,7 +331,7 @@ def main() -> int:
     opts.workdir.mkdir(parents=True, exist_ok=True)
     venv, source, tiktoken = setup(opts.workdir)
     where = Setup(venv, source, tiktoken, opts.workdir, opts.home or opts.workdir / "hostel-home")
-    results = [run_suite(suite, where) for suite in opts.suite or ["files", "vector_io"]]
+    results = [run_suite(suite, where) for suite in opts.suite or SUITES]
     print(table(results))
     for r in results:
         if r.deselected:

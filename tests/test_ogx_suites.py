@@ -58,6 +58,13 @@ def test_ogx_files_suite_passes_the_same_tests_bridged_as_in_process(results: di
     assert _passed(files["bridged"]) == _passed(files["in_process"]) and len(_passed(files["bridged"])) == 6
 
 
+def test_ogx_batches_suite_passes_the_same_tests_bridged_as_in_process(results: dict[str, dict[str, object]]) -> None:
+    """OGX's reference batches provider reads and writes files and calls inference, all through its deps."""
+    batches = results["batches"]
+    assert batches["differ"] == []
+    assert _passed(batches["bridged"]) == _passed(batches["in_process"]) and len(_passed(batches["bridged"])) >= 20
+
+
 def test_ogx_vector_io_suite_passes_the_same_tests_bridged_as_in_process(
     results: dict[str, dict[str, object]],
 ) -> None:
