@@ -22,6 +22,7 @@ SHARED_WITH_HOST = frozenset(
         "hostel_sdk._exposure",  # which method names a caller may name
         "hostel_sdk._llama_stack",  # API protocols (the Llama Stack bridge)
         "hostel_sdk._blobs",  # bytes, files and responses beside a call (SendBlob, ReadBlob, the Blob result)
+        "hostel_sdk._received",  # the blobs a call's arguments bring (the callback service receives them too)
         "hostel_sdk._exceptions",  # a provider's exception as its own type (the Llama Stack bridge)
     }
 )

@@ -16,7 +16,7 @@ from typing import Any
 
 import grpc
 
-from hostel_sdk import __version__, _blobs, _exceptions, _llama_stack, _session, _telemetry, codec
+from hostel_sdk import __version__, _blobs, _exceptions, _llama_stack, _received, _session, _telemetry, codec
 from hostel_sdk import _messages as pb
 from hostel_sdk._context import RequestContext, enter_request, leave_request
 from hostel_sdk._exposure import LIFECYCLE_METHODS, exposed_methods
@@ -120,7 +120,7 @@ class ProviderService:
         self._next_stream = 0
         self._closing: set[asyncio.Future[Any]] = set()
         self._draining = asyncio.Event()
-        self._inbox = _blobs.Inbox()  # argument blobs the host pushes (SendBlob)
+        self._inbox = _received.Inbox()  # argument blobs the host pushes (SendBlob)
         self._outgoing = _blobs.Parked()  # result blobs waiting for the host's ReadBlob
         self._blob_ids = _blobs.ids()
 
@@ -176,7 +176,7 @@ class ProviderService:
             if codec.has_models(request.args_json) or codec.has_models(request.kwargs_json):
                 args, kwargs = codec.untag(args), codec.untag(kwargs)
             if _blobs.has_markers(request.args_json) or _blobs.has_markers(request.kwargs_json):
-                blobs = await _blobs.receive_arguments(args, kwargs, binder.annotation, self._inbox)
+                blobs = await _received.receive_arguments(args, kwargs, binder.annotation, self._inbox)
             call_args, call_kwargs = binder.bind(args, kwargs)
         except ValueError as exc:
             self._drop(blobs)

@@ -9,7 +9,7 @@ import pytest
 from starlette.datastructures import UploadFile
 from starlette.responses import Response
 
-from hostel_sdk import _blobs, codec
+from hostel_sdk import _blobs, _received, codec
 
 
 def _outbox() -> _blobs.Outbox:
@@ -33,7 +33,7 @@ def test_an_upload_says_its_name_type_and_size() -> None:
 
 
 async def test_a_receiver_that_does_not_read_holds_the_sender_back() -> None:
-    incoming = _blobs.Incoming()
+    incoming = _received.Incoming()
     sent = 0
 
     async def send() -> None:
@@ -54,7 +54,7 @@ async def test_a_receiver_that_does_not_read_holds_the_sender_back() -> None:
 
 
 async def test_a_closed_blob_stops_its_sender() -> None:
-    incoming = _blobs.Incoming()
+    incoming = _received.Incoming()
     for _ in range(4):
         await incoming.put(b"x")
     sender = asyncio.create_task(incoming.put(b"more"))
@@ -71,7 +71,7 @@ async def test_a_closed_blob_stops_its_sender() -> None:
 )
 async def test_a_bytes_blob_becomes_what_its_parameter_asks(hint: object, expected: object) -> None:
     marker = {"kind": "bytes", "size": 4, "data": "ZGF0YQ=="}
-    assert await _blobs.rebuild(marker, _blobs.inline_incoming(marker), hint) == expected
+    assert await _received.rebuild(marker, _received.inline_incoming(marker), hint) == expected
 
 
 async def test_a_file_blob_becomes_the_upload_class_its_parameter_names() -> None:
@@ -79,10 +79,10 @@ async def test_a_file_blob_becomes_the_upload_class_its_parameter_names() -> Non
         pass
 
     marker = {"kind": "file", "filename": "f.txt", "content_type": "text/plain", "size": 4, "data": "ZGF0YQ=="}
-    made = await _blobs.rebuild(marker, _blobs.inline_incoming(marker), MyUpload)
+    made = await _received.rebuild(marker, _received.inline_incoming(marker), MyUpload)
     assert isinstance(made, MyUpload) and (made.filename, made.content_type, made.size) == ("f.txt", "text/plain", 4)
     assert await made.read(2) == b"da" and await made.read() == b"ta"
-    plain = await _blobs.rebuild(marker, _blobs.inline_incoming(marker), None)
+    plain = await _received.rebuild(marker, _received.inline_incoming(marker), None)
     assert isinstance(plain, UploadFile)  # starlette is imported here: the upload is one
 
 

@@ -21,7 +21,7 @@ from pydantic_core import to_jsonable_python
 from starlette.datastructures import Headers
 
 from hostel.bridge._loop import iterate_on, run_on
-from hostel_sdk import _blobs
+from hostel_sdk import _received
 from hostel_sdk._llama_stack import SERVER_CONTEXT_KEY
 from hostel_sdk.codec import MethodBinder
 
@@ -88,10 +88,10 @@ class ServerApis:
         target, binder = self._binder(api, method)
         args, kwargs = list(args), dict(kwargs)
         for position, value in enumerate(args):
-            if isinstance(value, _blobs.BlobFile):
+            if isinstance(value, _received.BlobFile):
                 args[position] = await _as_server_value(value, binder.annotation(position))
         for name, value in kwargs.items():
-            if isinstance(value, _blobs.BlobFile):
+            if isinstance(value, _received.BlobFile):
                 kwargs[name] = await _as_server_value(value, binder.annotation(name))
         bound_args, bound_kwargs = binder.bind(args, kwargs)
         loop = self._loop()
@@ -138,15 +138,15 @@ class ServerApis:
         return value if isinstance(value, dict) else None
 
 
-async def _as_server_value(blob: _blobs.BlobFile, hint: Any) -> Any:
+async def _as_server_value(blob: _received.BlobFile, hint: Any) -> Any:
     """Bytes or a file a provider passed to the server's API, as the server's method takes it: read here (on hostel's
     loop, which the bytes arrive on) and handed over as ``bytes``, ``str`` or an ``UploadFile`` over them, as the
     server's own upload route hands its providers a file it has read."""
     data = await blob.read()
-    target = _blobs.unwrap(hint)
+    target = _received.unwrap(hint)
     if target is bytes or target is str:
         return data if target is bytes else data.decode()
-    cls = _blobs.upload_base(target)
+    cls = _received.upload_base(target)
     if cls is None:
         return data
     headers = Headers({"content-type": blob.content_type}) if blob.content_type else None

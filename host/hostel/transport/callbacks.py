@@ -19,7 +19,7 @@ import grpc
 
 from hostel import _telemetry
 from hostel.errors import HostelError, RemoteError
-from hostel_sdk import _blobs, codec
+from hostel_sdk import _blobs, _received, codec
 from hostel_sdk import _messages as pb
 from hostel_sdk._exposure import callable_name
 from hostel_sdk._service import error_reply
@@ -62,7 +62,7 @@ class Grant:
     in_flight: int = 0
     # Blobs in the results of its calls (a file's content), waiting for its ReadBlob; blobs in their arguments.
     outgoing: _blobs.Parked = field(default_factory=_blobs.Parked)
-    inbox: _blobs.Inbox = field(default_factory=_blobs.Inbox)
+    inbox: _received.Inbox = field(default_factory=_received.Inbox)
     blob_ids: Iterator[int] = field(default_factory=_blobs.ids)
 
 
@@ -244,7 +244,7 @@ class CallbackServer:
             args, kwargs = codec.untag(args), codec.untag(kwargs)
         blobs: list[int] = []
         if _blobs.has_markers(request.args_json) or _blobs.has_markers(request.kwargs_json):
-            args, kwargs = _blobs.received(args, grant.inbox, blobs), _blobs.received(kwargs, grant.inbox, blobs)
+            args, kwargs = _received.received(args, grant.inbox, blobs), _received.received(kwargs, grant.inbox, blobs)
         try:
             with _telemetry.extracted(request.trace_context):  # the host's call span: a child of the provider's
                 router = self._source.api(request.api, timeout=context.time_remaining(), provider_data=provider_data)
