@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from hostel import Host
 from hostel.bridge._deps import ServerApis
-from hostel.bridge._loop import LoopThread
+from hostel.bridge._loop import LoopThread, serving_loop_here
 from hostel.config.plan import load_plan
 from hostel.errors import ConfigError
 from tests.conftest import make_config, provider_spec
@@ -219,3 +219,31 @@ def test_the_server_sees_what_the_provider_raised_and_hostels_errors_as_http_err
         assert isinstance(busy, HTTPException) and busy.headers == {"Retry-After": "1"} and busy.status_code == 503
     finally:
         del sys.modules[__name__].FileGoneError  # type: ignore[attr-defined]
+
+
+async def test_the_bridge_runs_hostel_on_the_loop_uvicorns_lifespan_serves_from() -> None:
+    """OGX 1.x builds providers in uvicorn's lifespan, on the loop it then serves from; elsewhere (a Llama Stack
+    server's temporary loop, a script) the bridge must take a loop thread of its own."""
+    from uvicorn.config import Config
+    from uvicorn.lifespan.on import LifespanOn
+
+    seen: list[bool] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            seen.append(serving_loop_here())
+            await send({"type": "lifespan.startup.complete"})
+            await receive()
+            await send({"type": "lifespan.shutdown.complete"})
+
+    lifespan = LifespanOn(Config(app, lifespan="on"))
+    await lifespan.startup()
+    await lifespan.shutdown()
+    assert seen == [True]
+    assert not serving_loop_here()
+    assert not await asyncio.to_thread(lambda: asyncio.run(_here()))
+
+
+async def _here() -> bool:
+    return serving_loop_here()

@@ -40,7 +40,7 @@ from typing import Any
 from hostel.bridge import mirror
 from hostel.bridge._deps import ServerApis
 from hostel.bridge._impl import Bridge, bridge_class
-from hostel.bridge._loop import LoopThread
+from hostel.bridge._loop import LoopThread, ServingLoop, serving_loop_here
 from hostel.bridge._server import Server, as_json, current
 from hostel.bridge.config import BridgeConfig, BridgeOptions, provider_id_for
 from hostel.config.plan import load_plan
@@ -99,7 +99,7 @@ async def get_adapter_impl(config: Any, deps: dict[Any, Any], policy: list[Any] 
     if policy:
         rules = tuple(as_json(rule) for rule in policy)
         plan = dataclasses.replace(plan, providers=tuple(dataclasses.replace(p, policy=rules) for p in plan.providers))
-    thread = LoopThread(f"hostel-{provider_id}")
+    thread = ServingLoop() if serving_loop_here() else LoopThread(f"hostel-{provider_id}")
 
     async def make_host() -> Host:
         return Host(plan, home=Path(options.home) if options.home else None, external=external)

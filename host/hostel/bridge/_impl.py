@@ -16,7 +16,7 @@ from typing import Any
 from hostel._http_errors import headers_for, status_for
 from hostel.bridge._crashes import CrashedRequests, fingerprint
 from hostel.bridge._deps import ServerApis
-from hostel.bridge._loop import LoopThread, iterate_on
+from hostel.bridge._loop import HostLoop, iterate_on
 from hostel.bridge._server import Server, return_types
 from hostel.errors import (
     BadArgumentsError,
@@ -100,7 +100,7 @@ class Bridge:
         server: Server,
         api: str,
         host: Host,
-        thread: LoopThread,
+        thread: HostLoop,
         provider_id: str,
         server_apis: ServerApis,
         start_error: HostelError | None = None,

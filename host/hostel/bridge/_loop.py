@@ -1,9 +1,11 @@
-"""The bridge's own event loop, on a thread of its own.
+"""Where the bridge runs hostel: the server's own loop, or a loop on a thread of its own.
 
-A Llama Stack server builds its providers in a temporary event loop (in a worker thread, closed right
-after) and serves requests from another. hostel's channels, watchers and callback service are bound to
-the loop they start in, so the bridge runs them on a loop that lives as long as the server, and every
-call crosses over to it (and a provider's callbacks cross back to the loop serving the request).
+OGX 1.x builds its providers in its ASGI lifespan, on the loop it then serves requests from: the bridge runs
+hostel right there, and a call is an ordinary await. A Llama Stack server builds them in a temporary event loop
+(in a worker thread, closed right after) and serves requests from another; hostel's channels, watchers and
+callback service are bound to the loop they start in, so there the bridge runs them on a loop that lives as long
+as the server, and every call crosses over to it (and a provider's callbacks cross back to the loop serving the
+request). Both have ``loop``, ``run`` and ``close``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,32 @@ from typing import Any, TypeVar
 from hostel import _telemetry
 
 T = TypeVar("T")
+
+
+def serving_loop_here() -> bool:
+    """Whether the running loop is the one the server will serve requests from: we are inside uvicorn's lifespan
+    (its startup task), as OGX 1.x builds its providers."""
+    task = asyncio.current_task()
+    code = getattr(task.get_coro() if task is not None else None, "cr_code", None)
+    return (
+        code is not None
+        and getattr(code, "co_qualname", code.co_name) == "LifespanOn.main"
+        and "uvicorn" in code.co_filename
+    )
+
+
+class ServingLoop:
+    """The server's own loop, where it serves requests: ``run`` is an ordinary await there."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+
+    async def run(self, make: Callable[[], Awaitable[T]]) -> T:
+        """Await ``make()`` on the server's loop (from another loop, crossing over)."""
+        return await run_on(self.loop, make)
+
+    def close(self) -> None:
+        """Nothing to stop: the loop is the server's."""
 
 
 class LoopThread:
@@ -112,3 +140,7 @@ async def iterate_on(loop: asyncio.AbstractEventLoop, stream: Any) -> AsyncItera
     finally:
         if not loop.is_closed():
             await run_on(loop, batches.aclose)
+
+
+# Where a bridge runs its host (``ServingLoop`` or ``LoopThread``).
+HostLoop = ServingLoop | LoopThread
