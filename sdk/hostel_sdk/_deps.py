@@ -51,7 +51,7 @@ class HostClient:
 
     def __init__(self, target: str, token: str, *, max_message_bytes: int, tls: dict[str, str] | None = None) -> None:
         """``target``: ``unix:///path`` (the host's socket) or ``host:port`` (its TCP listener, for remote workers)."""
-        self._channel = tls_channel(target, tls, channel_options(max_message_bytes))
+        self._channel = tls_channel(target, tls, channel_options(max_message_bytes, local=target.startswith("unix:")))
         self._stub = HostStub(self._channel)
         self._metadata = ((TOKEN_METADATA, token),)
         self._blobs = _blobs.Transfer(self._stub, metadata=self._metadata)

@@ -137,7 +137,7 @@ async def serve(request: StartRequest, handshake_fd: int, options: ServeOptions 
         methods=loaded.methods,
     )
     server = grpc.aio.server(
-        options=channel_options(request.max_message_bytes),
+        options=channel_options(request.max_message_bytes, local=request.listen is None),
         interceptors=[TokenCheck(request.server_token)] if request.server_token else None,
     )
     server.add_generic_rpc_handlers(

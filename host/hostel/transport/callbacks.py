@@ -137,9 +137,11 @@ class CallbackServer:
     def _known(self, token: bytes) -> bool:
         return any(hmac.compare_digest(token, known.encode()) for known in self._grants)
 
-    def _new_server(self) -> grpc.aio.Server:
+    def _new_server(self, *, local: bool = True) -> grpc.aio.Server:
         # An unknown token is refused before the request is read (it may be up to max_message_mb).
-        server = grpc.aio.server(options=channel_options(self._max), interceptors=[TokenCheck(self._known)])
+        server = grpc.aio.server(
+            options=channel_options(self._max, local=local), interceptors=[TokenCheck(self._known)]
+        )
         server.add_generic_rpc_handlers([host_handler(self.call, self)])
         return server
 
@@ -157,7 +159,7 @@ class CallbackServer:
         ``tls`` the TCP side is mutual TLS.
         """
         if self._tcp_server is None:
-            server = self._new_server()
+            server = self._new_server(local=False)
             port = add_tcp_port(server, f"{host}:0", tls)
             await server.start()
             self._tcp_server, self._tcp_target = server, f"{host}:{port}"

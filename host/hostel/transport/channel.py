@@ -103,7 +103,9 @@ class GrpcChannel:
         self.explain = explain
         self._max = max_message_bytes
         interceptors = token_interceptors(token) if token else None
-        self._channel = tls_channel(target, tls, channel_options(max_message_bytes), interceptors)
+        self._channel = tls_channel(
+            target, tls, channel_options(max_message_bytes, local=target.startswith("unix:")), interceptors
+        )
         self.stub = WorkerStub(self._channel)
         self.health = HealthStub(self._channel)
         self._blobs = _blobs.Transfer(self.stub, translate=_HostErrors(self, "ReadBlob").status)
