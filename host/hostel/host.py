@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from hostel import _telemetry
+from hostel._stale import sweep_socket_dirs
 from hostel._usage import Usage, process_usage
 from hostel.config import ModelEntry, RunConfig
 from hostel.config.envfile import environ_with
@@ -178,6 +179,7 @@ class Host:
             except _telemetry.TelemetryUnavailableError as exc:
                 raise ConfigError([Problem(self.plan.config.label, "hostel.telemetry", str(exc))]) from None
         if not self._socket_dir.exists():
+            sweep_socket_dirs(self._socket_dir.parent)
             os.mkdir(self._socket_dir, 0o700)  # fails, rather than use it, if someone made it first
         await self.callbacks.start()
         try:

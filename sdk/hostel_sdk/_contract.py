@@ -24,5 +24,6 @@ SHARED_WITH_HOST = frozenset(
         "hostel_sdk._blobs",  # bytes, files and responses beside a call (SendBlob, ReadBlob, the Blob result)
         "hostel_sdk._received",  # the blobs a call's arguments bring (the callback service receives them too)
         "hostel_sdk._exceptions",  # a provider's exception as its own type (the Llama Stack bridge)
+        "hostel_sdk._sandbox",  # its source starts a sandboxed provider's processes confined (hostel._confine)
     }
 )

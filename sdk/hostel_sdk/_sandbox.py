@@ -11,12 +11,18 @@ domain binds the calling thread and the threads it creates from then on.
 The start request's ``sandbox`` key asks for it; ``limits`` (open files, processes, CPU seconds) apply
 with or without it. A kernel without Landlock fails the start when the sandbox was asked for: never a
 silent no-op.
+
+A sandboxed provider's processes apply it before any byte of its venv runs: the host starts the interpreter
+without ``site`` (``python -S -c``) on this module's source as the host has it, followed by
+``confined_main()``, which confines the process, then imports ``site`` (the venv's ``.pth`` files run here,
+inside) and runs the module it was given. So this module imports nothing but the standard library.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import resource
 import sys
@@ -182,3 +188,26 @@ def apply(request: Mapping[str, Any]) -> int:
     return restrict(
         read=sorted(read), write=list(request.get("write") or ()), connect_ports=request.get("connect_ports")
     )
+
+
+def confined_main() -> None:
+    """``python -S -c SOURCE POLICY MODULE ARGS...``: confine this process by ``POLICY`` (JSON: ``sandbox``,
+    ``limits``, ``failure``), then import ``site`` and run ``MODULE`` as ``python -m MODULE ARGS...`` would.
+
+    If the sandbox cannot be set up, ``failure`` with ``{message}`` replaced by the reason (JSON-quoted) is
+    printed on stdout (the line the host reads), and the process exits 1 without running the venv's code.
+    """
+    policy = json.loads(sys.argv[1])
+    module, args = sys.argv[2], sys.argv[3:]
+    try:
+        apply_limits(policy.get("limits") or {})
+        apply(policy["sandbox"])
+    except (SandboxError, OSError, ValueError) as exc:
+        print(policy["failure"].replace("{message}", json.dumps(f"sandbox: {exc}")), flush=True)
+        sys.exit(1)
+    import runpy
+    import site
+
+    site.main()  # the venv's site-packages and its .pth files: from here on, inside the sandbox
+    sys.argv = [module, *args]
+    runpy.run_module(module, run_name="__main__", alter_sys=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 from collections.abc import AsyncIterator
@@ -13,7 +14,9 @@ import pytest
 from hostel import ConfigError, Host, ProviderStartError
 from hostel.config.plan import load_plan
 from hostel_sdk._sandbox import landlock_abi
-from tests.conftest import chaos_spec, make_config, provider_spec
+from tests.conftest import REPO, chaos_spec, make_config, provider_spec
+
+PTHPROV = REPO / "tests" / "providers" / "pthprov"
 
 
 @pytest.fixture
@@ -153,3 +156,42 @@ def test_the_sandbox_is_for_process_workers(tmp_path: Path) -> None:
     entry = {"provider_id": "b", "provider_type": "inline::boxed", "sandbox": True}
     with pytest.raises(ConfigError, match="the sandbox confines process workers; the container launcher"):
         load_plan(make_config(tmp_path, specs=specs, providers={"tool_runtime": [entry]}))
+
+
+async def test_a_wheels_pth_code_runs_inside_the_sandbox_in_the_worker_and_in_the_import_check(tmp_path: Path) -> None:
+    """hostel_pthprov's wheel ships a .pth file: site runs it at every interpreter start, before hostel's code.
+    Unconfined (the control, so this test can fail) it reads its parent's environment and lists the other envs;
+    sandboxed, it is already inside when it runs: in the worker, and in the build's import check."""
+    spec = provider_spec(module="hostel_pthprov", config_class=None, provider_data_validator=None,
+                         pip_packages=[str(PTHPROV)])  # fmt: skip
+    entries = [
+        {"provider_id": "boxed", "provider_type": "inline::pth", "sandbox": True},
+        {"provider_id": "open", "provider_type": "inline::pth"},
+    ]
+    config = make_config(tmp_path, specs={"inline/tool_runtime/pth": spec}, providers={"tool_runtime": entries})
+    os.environ["HOSTEL_TEST_SECRET"] = "in the host's environment"
+    try:
+        async with Host.from_config(config) as host:
+            assert await host.provider("open").seen() == {
+                "who": "worker", "parent_environ": "allowed", "other_envs": "allowed"
+            }  # fmt: skip
+            denied = "denied: Permission denied"
+            assert await host.provider("boxed").seen() == {
+                "who": "worker", "parent_environ": denied, "other_envs": denied
+            }  # fmt: skip
+            boxed, opened = host.supervisor.slots["boxed"], host.supervisor.slots["open"]
+            assert boxed.env is not None and opened.env is not None and boxed.worker is not None
+            cmdline = Path(f"/proc/{boxed.worker.pid}/cmdline").read_bytes().split(b"\0")
+            assert cmdline[1:3] == [b"-S", b"-c"] and cmdline[-2] == b"hostel_sdk.worker"
+    finally:
+        del os.environ["HOSTEL_TEST_SECRET"]
+
+    def checks(env: Path) -> list[dict[str, str]]:
+        lines = (env / "pth-seen.jsonl").read_text().splitlines()
+        return [seen for seen in map(json.loads, lines) if seen["who"] == "_probe"]
+
+    assert {"who": "_probe", "parent_environ": "allowed", "other_envs": "allowed"} in checks(opened.env.path)
+    assert checks(boxed.env.path) and all(
+        seen["parent_environ"].startswith("denied") and seen["other_envs"].startswith("denied")
+        for seen in checks(boxed.env.path)
+    )

@@ -117,11 +117,16 @@ async def test_a_module_that_starts_threads_is_not_imported_before_forking(
         assert await host.provider("t").greet(name="t") == "hi, t"
 
 
-async def test_a_sandboxed_providers_module_is_imported_only_inside_its_sandbox(tmp_path: Path) -> None:
+async def test_a_sandboxed_provider_is_spawned_confined_never_forked_from_a_zygote(tmp_path: Path) -> None:
+    """A zygote runs its venv's .pth files before anything could confine it (docs/security.md): a sandboxed
+    provider's workers, restarts included, are spawned confined from the interpreter's first line instead."""
     async with Host.from_config(_config(tmp_path, sandbox=True)) as host:
-        zygote = await _zygote(host)
-        assert zygote.cmdline()[-2] == "hostel_sdk.zygote"
-        assert _parent(await _restarted(host, host.status()[0].pid)) == zygote.pid
+        restarted = await _restarted(host, host.status()[0].pid)
+        assert _parent(restarted) == os.getpid()
+        assert psutil.Process(restarted).cmdline()[1:3] == ["-S", "-c"]
+        launcher = host.supervisor.launchers.get("process")
+        assert isinstance(launcher, ProcessLauncher) and launcher.zygotes is not None
+        assert launcher.zygotes.pids() == [] and not _zygotes()
         assert await host.provider("t").greet(name="s") == "hi, s"
 
 

@@ -15,6 +15,7 @@ import re
 import secrets
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
@@ -23,7 +24,8 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
-from hostel._environ import installer_environ
+from hostel._confine import confined_command
+from hostel._environ import installer_environ, worker_environ
 from hostel.envs import process as _process
 from hostel.envs.localwheels import build_command, cached_wheel, distribution_sources, publish, wheel_dir
 from hostel.envs.sdkwheel import sdk_wheel
@@ -197,7 +199,19 @@ class EnvBuilder:
 
     async def _probe(self, spec: EnvSpec, python: Path, request: dict[str, Any]) -> dict[str, Any]:
         command = [str(python), "-m", "hostel_sdk._probe", json.dumps(request)]
-        done = await self._run(spec, command, [], what="checking")
+        if not spec.sandbox:
+            done = await self._run(spec, command, [], what="checking")
+        else:  # the provider's import-time code runs as its worker would: confined, in a minimal environment
+            sandbox = json.loads(spec.sandbox)
+            venv = python.parent.parent
+            with tempfile.TemporaryDirectory(prefix="hostel-probe-") as tmp:
+                confined = {**sandbox, "write": [str(venv), tmp]}  # bytecode into the env being built, and tmp
+                command = confined_command(
+                    str(python), "hostel_sdk._probe", command[3:], sandbox=confined, limits={},
+                    failure='{"spec": null, "found": [], "stage": "config", "error": {message}}',
+                )  # fmt: skip
+                environ = worker_environ(os.environ, env={}, tmpdir=Path(tmp))
+                done = await self._run(spec, command, [], what="checking", environ=environ)
         try:
             result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):
@@ -210,10 +224,17 @@ class EnvBuilder:
         return result
 
     async def _run(
-        self, spec: EnvSpec, command: list[str], requirements: Sequence[str], *, what: str = "building"
+        self,
+        spec: EnvSpec,
+        command: list[str],
+        requirements: Sequence[str],
+        *,
+        what: str = "building",
+        environ: Mapping[str, str] | None = None,
     ) -> _process.Completed:
         try:
-            environ = installer_environ(os.environ, pass_env=self.pass_env)
+            if environ is None:
+                environ = installer_environ(os.environ, pass_env=self.pass_env)
             done = await _process.run(command, timeout=self.build_timeout_s, env=environ)
         except TimeoutError:
             raise EnvBuildError(

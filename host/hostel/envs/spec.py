@@ -140,6 +140,7 @@ class EnvSpec:
     pins: tuple[str, ...] = ()  # from hostel.lock: install exactly these, without resolving
     pin_hashes: tuple[tuple[str, tuple[str, ...]], ...] = ()  # from hostel.lock: (pin, sha256 of its files)
     probe: str = ""  # JSON request for hostel_sdk._probe: spec discovery and the import check after building
+    sandbox: str = ""  # the provider's sandbox (JSON), which its import check runs in too; not an input of the env
 
     @property
     def inputs(self) -> str:

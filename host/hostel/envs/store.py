@@ -148,6 +148,7 @@ class EnvManager:
                 },
                 sort_keys=True,
             ),
+            sandbox=json.dumps(dict(plan.sandbox), sort_keys=True) if plan.sandbox is not None else "",
         )
         if self._lock is not None:
             if isinstance(self._lock, Path):

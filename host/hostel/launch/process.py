@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from hostel import __version__ as hostel_version
+from hostel._confine import confined_command
 from hostel._environ import worker_environ
 from hostel.config.plan import ProviderPlan
 from hostel.envs import Env
@@ -31,7 +32,15 @@ from hostel.errors import ProviderStartError
 from hostel.launch.base import ExitInfo, GrpcConnect, LaunchContext, WorkerBase, WorkerHandle, socket_path
 from hostel.launch.child import Child, FirstLine, LineRelay, collect_stacks
 from hostel.launch.zygote import ForkedChild, Zygotes, ZygoteUnavailableError, fork_supported
-from hostel_sdk._handshake import PROTOCOL_VERSION, STACKS_SIGNAL, Handshake, HandshakeError, StartFailure, parse
+from hostel_sdk._handshake import (
+    FAILURE_MAGIC,
+    PROTOCOL_VERSION,
+    STACKS_SIGNAL,
+    Handshake,
+    HandshakeError,
+    StartFailure,
+    parse,
+)
 from hostel_sdk._start import StartRequest
 
 logger = logging.getLogger(__name__)
@@ -163,6 +172,15 @@ class WorkerProcess(WorkerBase):
         self._grace_s = grace_s
         self._env_key = env_key
         self._command = list(command) if command else [str(python), "-m", "hostel_sdk.worker"]
+        # A sandboxed worker is confined before its venv's first byte runs (hostel._confine), so it is spawned,
+        # never forked from a zygote that ran that venv's .pth files unconfined.
+        self._confined = plan.sandbox is not None and not command
+        if self._confined:
+            self._command = confined_command(
+                str(python), "hostel_sdk.worker", [], sandbox=self._sandbox() or {}, limits=plan.rlimits,
+                failure=f"{FAILURE_MAGIC}|{PROTOCOL_VERSION}|config|{{message}}",
+            )  # fmt: skip
+            zygotes = None
         if die_with_host:
             self._command[:0] = _SETPRIV
         self._host_socket = host_socket
@@ -205,19 +223,22 @@ class WorkerProcess(WorkerBase):
             grace_s=self._grace_s,
             env_key=self._env_key,
         )
-        sandbox = None
-        if self.plan.sandbox is not None:  # its own directory (socket, private tmp) is its to write
-            sandbox = {**self.plan.sandbox, "write": [*self.plan.sandbox["write"], str(self.socket_path.parent)]}
         return dataclasses.replace(
             request,
             socket_path=str(self.socket_path),
             host_socket=str(self._host_socket) if self._host_socket else None,
             server_token=self.server_token,
-            sandbox=sandbox,
+            sandbox=None if self._confined else self._sandbox(),
             # A forked worker's parent is its zygote, which may die before it; it watches the host's pipe.
             host_pid=None if self._forked else request.host_pid,
             parent_death=not self._forked,
         )
+
+    def _sandbox(self) -> dict[str, Any] | None:
+        """The plan's sandbox, with the worker's own directory (socket, private tmp) its to write."""
+        if self.plan.sandbox is None:
+            return None
+        return {**self.plan.sandbox, "write": [*self.plan.sandbox["write"], str(self.socket_path.parent)]}
 
     async def spawn(self) -> None:
         """Start the process. It imports its runtime, then waits for its start request (see ``start``).
