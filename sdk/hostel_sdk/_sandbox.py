@@ -44,6 +44,12 @@ _SCOPE_ABSTRACT_UNIX, _SCOPE_SIGNAL = 1 << 0, 1 << 1
 
 _READ = _EXECUTE | _READ_FILE | _READ_DIR
 
+_CLONE_NEWNS, _CLONE_NEWUSER = 0x00020000, 0x10000000
+_MS_BIND, _MS_REC, _MS_PRIVATE, _MNT_DETACH = 4096, 16384, 1 << 18, 2
+_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}  # pivot_root(2) has no glibc wrapper: the syscall, by machine
+# Bound whole into a private root: the Landlock rules below decide which of their files may be read.
+_WHOLE = ("/proc", "/dev", "/sys")
+
 # What a Python worker reads outside its venv and interpreter (missing ones are skipped).
 SYSTEM_READ = (
     "/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin",
@@ -179,15 +185,84 @@ def _allow(libc: Any, ruleset: int, path: str, access: int, *, required: bool) -
 
 
 def apply(request: Mapping[str, Any]) -> int:
-    """The start request's ``sandbox``: ``{"read": [...], "write": [...], "connect_ports": [...] | None}``.
+    """The start request's ``sandbox``: ``{"read": [...], "write": [...], "connect_ports": [...] | None}``, and
+    with ``root`` (an empty directory of its own to build it in) a private root first, which holds only those
+    paths and the ``sockets`` named (see ``private_root``).
 
     The venv and the interpreter this worker runs are always readable."""
     read = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable))}
     read.update(request.get("read") or ())
+    write = list(request.get("write") or ())
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # no core file: it would hold the provider's secrets
-    return restrict(
-        read=sorted(read), write=list(request.get("write") or ()), connect_ports=request.get("connect_ports")
-    )
+    if request.get("root"):
+        keep = [*SYSTEM_READ, *SYSTEM_WRITE, *read, *write, *(request.get("sockets") or ())]
+        private_root(request["root"], keep)
+    return restrict(read=sorted(read), write=write, connect_ports=request.get("connect_ports"))
+
+
+def private_root(root: str, keep: Iterable[str]) -> None:
+    """Make this process's ``/`` a tmpfs holding only ``keep`` (each bound at its own path; ``/proc``, ``/dev``
+    and ``/sys`` whole), in a user and mount namespace of its own: a named Unix socket anywhere else (the
+    container engine's, an ssh agent's, D-Bus) is not there to connect to. Landlock cannot refuse ``connect``
+    on a pathname socket before its ABI 8; this is what does it meanwhile. Must run before any thread starts
+    and before ``restrict`` (a Landlock domain may not change mounts).
+    """
+    machine = os.uname().machine
+    if machine not in _PIVOT_ROOT:
+        raise SandboxError(f"a private root is not implemented on {machine}; set sandbox: {{unix_sockets: any}}")
+    libc = _libc()
+    uid, gid, cwd = os.getuid(), os.getgid(), os.getcwd()
+    if libc.unshare(_CLONE_NEWUSER | _CLONE_NEWNS) != 0:
+        err = ctypes.get_errno()
+        raise SandboxError(
+            f"cannot hide the machine's named Unix sockets from it: unshare(CLONE_NEWUSER) failed: "
+            f"{os.strerror(err)} (unprivileged user namespaces are off here, e.g. by sysctl or AppArmor), and this "
+            f"kernel's Landlock (ABI {landlock_abi()}) cannot refuse them (needs ABI 8); allow user namespaces, "
+            f"or set sandbox: {{unix_sockets: any}} to run it without this"
+        )
+    for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
+        with open(f"/proc/self/{name}", "w") as out:
+            out.write(text)
+
+    def mount(source: str | None, target: str, kind: str | None, flags: int, what: str) -> None:
+        if libc.mount(_c(source), _c(target), _c(kind), ctypes.c_ulong(flags), None) != 0:
+            raise _fail(what)
+
+    mount(None, "/", None, _MS_REC | _MS_PRIVATE, "making the mounts private")
+    os.makedirs(root, exist_ok=True)
+    mount("tmpfs", root, "tmpfs", 0, f"mounting a tmpfs on {root}")
+    bound: list[str] = []
+    for path in sorted({_whole(p) for p in keep}):
+        if any(path == b or path.startswith(b.rstrip("/") + "/") for b in bound) or not os.path.exists(path):
+            continue  # inside what is bound already, or missing
+        target = root + path
+        if os.path.isdir(path):
+            os.makedirs(target, exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            open(target, "a").close()  # a file to bind over
+        mount(path, target, None, _MS_BIND | _MS_REC, f"binding {path}")
+        bound.append(path)
+    old = os.path.join(root, ".old")
+    os.mkdir(old)
+    if libc.syscall(_PIVOT_ROOT[machine], _c(root), _c(old)) != 0:
+        raise _fail("pivot_root")
+    os.chdir("/")
+    if libc.umount2(_c("/.old"), _MNT_DETACH) != 0:
+        raise _fail("detaching the old root")
+    os.rmdir("/.old")
+    # The directory the root was built in may be among what it keeps (its own directory): not a view of itself.
+    libc.umount2(_c(root), _MNT_DETACH)
+    with contextlib.suppress(OSError):
+        os.chdir(cwd)  # where it ran, if it is among what it keeps
+
+
+def _whole(path: str) -> str:
+    return next((w for w in _WHOLE if path == w or path.startswith(w + "/")), path)
+
+
+def _c(text: str | None) -> bytes | None:
+    return None if text is None else os.fsencode(text)
 
 
 def confined_main() -> None:

@@ -195,3 +195,39 @@ async def test_a_wheels_pth_code_runs_inside_the_sandbox_in_the_worker_and_in_th
         seen["parent_environ"].startswith("denied") and seen["other_envs"].startswith("denied")
         for seen in checks(boxed.env.path)
     )
+
+
+async def test_a_sandboxed_worker_finds_no_named_unix_socket_but_its_own_and_the_hosts(tmp_path: Path) -> None:
+    """A socket made outside everything the sandbox allows stands for docker.sock or an ssh agent: unconfined and
+    with unix_sockets: any a worker connects to it; sandboxed it is not there (while its deps, over the host's
+    callback socket, still work)."""
+    outside = tmp_path / "engine"
+    outside.mkdir()
+    accepted: list[bool] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(True)
+        writer.close()
+
+    entries = [
+        {"provider_id": "boxed", "provider_type": "inline::chaos", "sandbox": True},
+        {"provider_id": "opted_out", "provider_type": "inline::chaos", "sandbox": {"unix_sockets": "any"}},
+        {"provider_id": "plain", "provider_type": "inline::chaos"},
+    ]
+    config = make_config(
+        tmp_path,
+        specs={"inline/inference/testprov": provider_spec(), "inline/tool_runtime/chaos": chaos_spec()},
+        providers={
+            "inference": [{"provider_id": "victim", "provider_type": "inline::testprov"}],
+            "tool_runtime": entries,
+        },
+    )
+    server = await asyncio.start_unix_server(serve, path=str(outside / "engine.sock"))
+    async with server, Host.from_config(config) as host:
+        socket = str(outside / "engine.sock")
+        assert await host.provider("plain").connect_unix(path=socket) == "connected"
+        assert await host.provider("opted_out").connect_unix(path=socket) == "connected"
+        assert await host.provider("boxed").connect_unix(path=socket) == "failed: No such file or directory"
+        assert (await host.provider("boxed").list_dir(path="/")).startswith("denied")
+        assert (await host.provider("boxed").hammer(seconds=0.2, concurrency=1))["ok"] > 0  # the host's socket
+    assert len(accepted) == 2

@@ -413,7 +413,12 @@ def _sandbox(
     ports = (
         None if network == "any" else [] if network == "none" else [int(e.rpartition(":")[2]) for e in network.connect]
     )
-    return {"read": absolute(settings.readable), "write": absolute(settings.writable), "connect_ports": ports}
+    return {
+        "read": absolute(settings.readable),
+        "write": absolute(settings.writable),
+        "connect_ports": ports,
+        "unix_sockets": settings.unix_sockets,
+    }
 
 
 def _launcher(

@@ -80,6 +80,9 @@ class SandboxSettings(_Strict):
     writable: list[str] = Field(default_factory=list)
     readable: list[str] = Field(default_factory=list)
     network: Literal["any", "none"] | NetworkRules = "any"
+    # own: named Unix sockets outside what it may read or write (docker.sock, an ssh agent, D-Bus) are not
+    # there for it (a private root); any: they are, for machines without unprivileged user namespaces.
+    unix_sockets: Literal["own", "any"] = "own"
 
 
 Launcher = Literal["process", "container", "ray"]

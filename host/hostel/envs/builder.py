@@ -206,6 +206,8 @@ class EnvBuilder:
             venv = python.parent.parent
             with tempfile.TemporaryDirectory(prefix="hostel-probe-") as tmp:
                 confined = {**sandbox, "write": [str(venv), tmp]}  # bytecode into the env being built, and tmp
+                if confined.pop("unix_sockets", "own") == "own":
+                    confined["root"] = str(Path(tmp) / "root")
                 command = confined_command(
                     str(python), "hostel_sdk._probe", command[3:], sandbox=confined, limits={},
                     failure='{"spec": null, "found": [], "stage": "config", "error": {message}}',

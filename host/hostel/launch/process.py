@@ -171,6 +171,7 @@ class WorkerProcess(WorkerBase):
         self._max_message_bytes = max_message_bytes
         self._grace_s = grace_s
         self._env_key = env_key
+        self._host_socket = host_socket
         self._command = list(command) if command else [str(python), "-m", "hostel_sdk.worker"]
         # A sandboxed worker is confined before its venv's first byte runs (hostel._confine), so it is spawned,
         # never forked from a zygote that ran that venv's .pth files unconfined.
@@ -183,7 +184,6 @@ class WorkerProcess(WorkerBase):
             zygotes = None
         if die_with_host:
             self._command[:0] = _SETPRIV
-        self._host_socket = host_socket
         self.token = ""  # set before start(): a standby learns its token only when it is used
         self.server_token: str | None = secrets.token_urlsafe(32)
         self.provider_logger = logging.getLogger(f"hostel.provider.{plan.provider_id}")
@@ -238,7 +238,11 @@ class WorkerProcess(WorkerBase):
         """The plan's sandbox, with the worker's own directory (socket, private tmp) its to write."""
         if self.plan.sandbox is None:
             return None
-        return {**self.plan.sandbox, "write": [*self.plan.sandbox["write"], str(self.socket_path.parent)]}
+        own = self.socket_path.parent
+        sandbox = {**self.plan.sandbox, "write": [*self.plan.sandbox["write"], str(own)]}
+        if sandbox.pop("unix_sockets", "own") == "own":  # a private root: its own sockets and the host's only
+            sandbox.update(root=str(own / "root"), sockets=[str(self._host_socket)] if self._host_socket else [])
+        return sandbox
 
     async def spawn(self) -> None:
         """Start the process. It imports its runtime, then waits for its start request (see ``start``).

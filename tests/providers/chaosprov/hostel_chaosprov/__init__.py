@@ -211,6 +211,15 @@ class ChaosProvider:
         writer.close()
         return "connected"
 
+    async def connect_unix(self, path: str) -> str:
+        """Connect to a named Unix socket (the container engine's, an ssh agent's, D-Bus ...)."""
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_unix_connection(path), 5)
+        except OSError as exc:
+            return f"failed: {exc.strerror}"
+        writer.close()
+        return "connected"
+
     async def neighbour_shutdown(self) -> str:
         """Call the inference dependency's lifecycle method, as if it were ours to call."""
         inference = next(iter(self.deps.values()))
