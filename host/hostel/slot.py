@@ -559,16 +559,17 @@ class ProviderSlot:
         await self.admission.enter(timeout)
         self.last_used = time.monotonic()
         try:
-            result, in_flight = await self._call(method, args, kwargs, deadline, provider_data)
+            result, in_flight, unbind = await self._call(method, args, kwargs, deadline, provider_data)
         except BaseException:
             self.admission.leave()
             raise
         if hasattr(result, "__aiter__"):
-            return AdmittedStream(result, functools.partial(self._release, in_flight))
-        self._release(in_flight)
+            return AdmittedStream(result, functools.partial(self._release, in_flight, unbind))
+        self._release(in_flight, unbind)
         return result
 
-    def _release(self, in_flight: InFlight) -> None:
+    def _release(self, in_flight: InFlight, unbind: Callable[[], None]) -> None:
+        unbind()
         in_flight.leave()
         self.admission.leave()
         self.last_used = time.monotonic()
@@ -604,14 +605,14 @@ class ProviderSlot:
 
     async def _call(
         self, method: str, args: Sequence[Any], kwargs: Mapping[str, Any], deadline: float, provider_data: Any
-    ) -> tuple[Any, InFlight]:
+    ) -> tuple[Any, InFlight, Callable[[], None]]:
         if self.state == "idle":
             await self.wake(deadline - time.monotonic())
         if not self._ready.is_set():
             await self._wait_ready(deadline)
         worker, channel = self.worker, self.channel
         in_flight = self._in_flight.get(worker) if worker is not None else None
-        if channel is None or in_flight is None:
+        if worker is None or channel is None or in_flight is None:
             raise ProviderUnavailableError(
                 f"provider {self.provider_id!r} is {self.state}", provider_id=self.provider_id
             )
@@ -621,12 +622,20 @@ class ProviderSlot:
                 f"call {method}() on provider {self.provider_id!r} timed out", provider_id=self.provider_id
             )
         in_flight.enter()
+        # The worker's deps calls during this one speak for this call's user, and for no one else.
+        provider_data, unbind = self._bind_call(worker, provider_data)
         try:
             result = await channel.call(method, args, kwargs, timeout=remaining, provider_data=provider_data)
         except BaseException:
+            unbind()
             in_flight.leave()
             raise
-        return result, in_flight
+        return result, in_flight, unbind
+
+    def _bind_call(self, worker: WorkerHandle, provider_data: Any) -> tuple[Any, Callable[[], None]]:
+        if self.callbacks is None or not worker.token:
+            return provider_data, _nothing
+        return self.callbacks.bind_call(worker.token, provider_data)
 
     # -- replacing and stopping one provider ------------------------------------------------------------
 
@@ -862,3 +871,7 @@ def _retrieve(task: asyncio.Task[Any]) -> None:
     """Mark a background task's failure as seen (its callers, if any, were told)."""
     if not task.cancelled():
         task.exception()
+
+
+def _nothing() -> None:
+    pass

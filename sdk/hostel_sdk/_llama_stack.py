@@ -40,6 +40,10 @@ USER_KEY = "__authenticated_user"
 # Names, in a call's provider data, the Llama Stack server request a bridged call came from: the worker passes it
 # back with its deps calls (inside the provider data it echoes) and hides it from the provider.
 SERVER_CONTEXT_KEY = "__hostel_server_context"
+# Names, in a call's provider data, the host's call it is: the worker passes it back with the deps calls it makes
+# while serving it (inside the provider data it echoes) and the host re-attaches that call's user. Hidden too.
+CALL_KEY = "__hostel_call"
+HOSTEL_KEYS = (SERVER_CONTEXT_KEY, CALL_KEY)
 _DATATYPES_MODULES = ("llama_stack.core.datatypes", "llama_stack.distribution.datatypes", "ogx.core.datatypes")
 
 
@@ -47,8 +51,8 @@ def stack_provider_data(data: Any) -> Any:
     """Provider data as Llama Stack's context variable holds it: the user as its own ``User`` type, when the
     provider's Llama Stack has one (``get_authenticated_user()`` returns that, not a dict); hostel's own key is not
     the provider's to see."""
-    if isinstance(data, dict) and SERVER_CONTEXT_KEY in data:
-        data = {k: v for k, v in data.items() if k != SERVER_CONTEXT_KEY}
+    if isinstance(data, dict) and any(key in data for key in HOSTEL_KEYS):
+        data = {k: v for k, v in data.items() if k not in HOSTEL_KEYS}
     user = data.get(USER_KEY) if isinstance(data, dict) else None
     if not isinstance(user, dict):
         return data

@@ -140,7 +140,7 @@ class ProviderService:
             data = codec.loads(raw)
         except ValueError as exc:
             raise ProviderDataError(f"provider data is not valid JSON: {exc}") from None
-        hidden = (_llama_stack.USER_KEY, _llama_stack.SERVER_CONTEXT_KEY)  # who asked, where from: not the validator's
+        hidden = (_llama_stack.USER_KEY, *_llama_stack.HOSTEL_KEYS)  # who asked, where from: not the validator's
         if isinstance(data, dict) and any(key in data for key in hidden):
             data = {k: v for k, v in data.items() if k not in hidden} or None
             if data is None:

@@ -231,3 +231,17 @@ async def test_a_sandboxed_worker_finds_no_named_unix_socket_but_its_own_and_the
         assert (await host.provider("boxed").list_dir(path="/")).startswith("denied")
         assert (await host.provider("boxed").hammer(seconds=0.2, concurrency=1))["ok"] > 0  # the host's socket
     assert len(accepted) == 2
+
+
+async def test_a_worker_speaks_to_its_deps_only_for_the_user_whose_call_it_serves(host: Host) -> None:
+    """The host binds each callback to the call that caused it: the user is the one the host authenticated for
+    that call; one the worker writes in itself, or an ended call's, counts for nothing."""
+    alice = {"principal": "alice", "attributes": {"roles": ["user"]}}
+    admin = {"principal": "admin", "attributes": {"roles": ["admin"]}}
+    as_alice = host.provider("evil", provider_data={"__authenticated_user": alice, "api_key": "k"})
+    assert await as_alice.dependency_caller() == [alice, "k"]  # what a well-behaved provider relies on
+    assert await as_alice.dependency_caller(forged_user=admin) == [alice, "k"]
+    assert await host.provider("evil").dependency_caller(forged_user=admin) == [None, None]
+    ended = await as_alice.raw_provider_data()
+    assert "__hostel_call" in ended  # the key of a call that is over now
+    assert await host.provider("evil").dependency_caller(raw=ended) == [None, "k"]

@@ -10,7 +10,7 @@ import contextlib
 import hmac
 import logging
 import secrets
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,6 +22,7 @@ from hostel.errors import HostelError, RemoteError
 from hostel_sdk import _blobs, _received, codec
 from hostel_sdk import _messages as pb
 from hostel_sdk._exposure import callable_name
+from hostel_sdk._llama_stack import CALL_KEY, USER_KEY
 from hostel_sdk._service import error_reply
 from hostel_sdk._wire import (
     MODEL_STORE_API,
@@ -62,8 +63,26 @@ class Grant:
     in_flight: int = 0
     # Blobs in the results of its calls (a file's content), waiting for its ReadBlob; blobs in their arguments.
     outgoing: _blobs.Parked = field(default_factory=_blobs.Parked)
+    # The host's calls it is serving: the key each carries (CALL_KEY) -> the user who made it (None: nobody).
+    calls: dict[str, Any] = field(default_factory=dict)
     inbox: _received.Inbox = field(default_factory=_received.Inbox)
     blob_ids: Iterator[int] = field(default_factory=_blobs.ids)
+
+
+def _nothing() -> None:
+    pass
+
+
+def _bound_user(provider_data: Any, grant: Grant) -> Any:
+    """A worker's provider data with the user it may speak for: the one of the host's call it names, if that call
+    is still being served; a user the worker wrote in itself is dropped."""
+    if not isinstance(provider_data, dict):
+        return provider_data
+    data = {k: v for k, v in provider_data.items() if k not in (USER_KEY, CALL_KEY)}
+    user = grant.calls.get(str(provider_data.get(CALL_KEY)))
+    if user is not None:
+        data[USER_KEY] = user
+    return data
 
 
 def _remote_reply(kind: int, type_name: str, message: str, tb: str = "") -> pb.CallReply:
@@ -101,6 +120,18 @@ class CallbackServer:
         token = secrets.token_urlsafe(32)
         self._grants[token] = Grant(provider_id, frozenset(apis), max_in_flight)
         return token
+
+    def bind_call(self, token: str, provider_data: Any) -> tuple[Any, Callable[[], None]]:
+        """A call to the worker holding ``token``: its provider data with a key for the call (``CALL_KEY``), and
+        what to run when the call is over. While it lasts, the worker's deps calls that carry the key carry the
+        call's user (``__authenticated_user``), whatever the worker says; without a live key, no user."""
+        grant = self._grants.get(token)
+        if grant is None:
+            return provider_data, _nothing
+        key = secrets.token_urlsafe(16)
+        grant.calls[key] = provider_data.get(USER_KEY) if isinstance(provider_data, dict) else None
+        data = {**(provider_data if isinstance(provider_data, dict) else {}), CALL_KEY: key}
+        return data, lambda: grant.calls.pop(key, None) and None
 
     def revoke(self, token: str) -> None:
         """Forget a token (its worker is gone)."""
@@ -238,7 +269,7 @@ class CallbackServer:
         try:
             args = codec.loads(request.args_json) or []
             kwargs = codec.loads(request.kwargs_json) or {}
-            provider_data = codec.loads(request.provider_data_json)
+            provider_data = _bound_user(codec.loads(request.provider_data_json), grant)
         except ValueError as exc:
             yield error_reply(exc, pb.ERROR_KIND_BAD_ARGUMENTS)
             return

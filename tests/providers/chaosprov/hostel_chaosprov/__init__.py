@@ -220,6 +220,32 @@ class ChaosProvider:
         writer.close()
         return "connected"
 
+    async def raw_provider_data(self) -> str:
+        """The provider data this call came with, as the worker holds it (hostel's keys included)."""
+        from hostel_sdk import _context
+
+        return bytes(_context.current_request().raw_provider_data).decode()
+
+    async def dependency_caller(self, forged_user: Any = None, raw: str | None = None) -> Any:
+        """Ask the inference dependency who is calling. ``forged_user``: claim to be that user, and ``raw``: send
+        that provider data instead (an earlier call's), by rewriting what the worker echoes, as a hostile provider
+        would."""
+        import dataclasses
+        import json
+
+        from hostel_sdk import _context
+
+        request = _context.current_request()
+        data = raw.encode() if raw is not None else bytes(request.raw_provider_data)
+        if forged_user is not None:
+            data = json.dumps({**(json.loads(data) if data else {}), "__authenticated_user": forged_user}).encode()
+        token = _context._request.set(dataclasses.replace(request, raw_provider_data=data))
+        try:
+            inference = next(iter(self.deps.values()))
+            return await inference.caller()
+        finally:
+            _context._request.reset(token)
+
     async def neighbour_shutdown(self) -> str:
         """Call the inference dependency's lifecycle method, as if it were ours to call."""
         inference = next(iter(self.deps.values()))
