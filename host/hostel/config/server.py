@@ -120,6 +120,12 @@ class ServerSettings(_Strict):
     # hostel's own: serve a non-loopback address without auth anyway; names the server answers to (Host).
     insecure: bool = False
     allowed_hosts: list[str] = Field(default_factory=list)
+    # hostel's own bounds on request bodies, across every connection (docs/http.md): the bytes of bodies being
+    # read or held by requests in flight; requests in flight per client address; the longest wait for a body's
+    # next bytes.
+    max_request_bodies_mb: int = Field(256, ge=1)
+    max_requests_per_client: int = Field(256, ge=1)
+    body_timeout_s: float = Field(30.0, gt=0)
 
     @model_validator(mode="before")
     @classmethod

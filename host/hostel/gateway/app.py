@@ -29,6 +29,7 @@ from hostel._http_errors import bad_request, error_body, internal_error_body
 from hostel.config import CorsSettings
 from hostel.errors import ConfigError, HostelError, RoutingError
 from hostel.gateway.auth import Authenticator
+from hostel.gateway.bodies import BodyBudget
 from hostel.gateway.guard import LOOPBACK_NAMES, Guard, is_loopback
 from hostel.gateway.metrics import Metrics
 from hostel.gateway.requests import (
@@ -260,6 +261,13 @@ def create_app(host: Host, *, bind: str = "127.0.0.1", authenticator: Authentica
             authenticator=authenticator,
         ),
         Middleware(_CatchAll),
+        Middleware(
+            BodyBudget,
+            max_bytes=server.max_request_bodies_mb * 2**20,
+            per_client=server.max_requests_per_client,
+            body_timeout_s=server.body_timeout_s,
+            gauge=gateway.metrics.body_bytes,
+        ),
     ]
     if host.traces:
         middleware[:0] = _tracing()

@@ -98,6 +98,11 @@ class Metrics:
             registry=self.registry,
         )
         self.in_flight = Gauge("hostel_calls_in_flight", "Calls in flight", ["provider_id"], registry=self.registry)
+        self.body_bytes = Gauge(
+            "hostel_request_body_bytes_held",
+            "Bytes of request bodies read or held by requests in flight (server.max_request_bodies_mb bounds it)",
+            registry=self.registry,
+        )
         self.registry.register(_StatusCollector(host))
         self._methods: dict[str, set[str]] = {}
         host.add_observer(self)

@@ -40,9 +40,15 @@ def json_response(data: Any, status: int = 200) -> Response:
 
 def refused(body: dict[str, Any], status: int) -> Response:
     response = json_response(body, status)
-    if status == 413:  # the rest of the body is never read: end the connection rather than drain it
-        response.headers["Connection"] = "close"
+    response.headers.update(refusal_headers(status))
     return response
+
+
+def refusal_headers(status: int) -> dict[str, str]:
+    """A body refused as too large (413), stalled (408) or past the host's budget (503): the rest of it is never
+    read, so the connection ends rather than drain it; a 503 may be tried again in a second."""
+    headers = {"Connection": "close"} if status in (408, 413, 503) else {}
+    return {**headers, "Retry-After": "1"} if status == 503 else headers
 
 
 def error_response(exc: BaseException) -> Response:

@@ -25,6 +25,7 @@ from hostel.gateway.requests import (
     json_body,
     json_response,
     read_provider_data,
+    refusal_headers,
     reply,
 )
 
@@ -98,7 +99,9 @@ class ResourceRoutes:
             try:
                 return reply(await work(request))
             except BadRequestError as exc:
-                return _llama_stack_error(bad_request(exc.message, type_name=exc.type_name), exc.status)
+                return _llama_stack_error(
+                    bad_request(exc.message, type_name=exc.type_name), exc.status, refusal_headers(exc.status)
+                )
             except HostelError as exc:
                 return _llama_stack_error(error_body(exc), status_for(exc), headers_for(exc))
 
