@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from hostel import _telemetry
 from hostel._stale import sweep_socket_dirs
+from hostel._statelock import StateClaim, claim_state
 from hostel._usage import Usage, process_usage
 from hostel.config import ModelEntry, RunConfig
 from hostel.config.envfile import environ_with
@@ -136,6 +137,8 @@ class Host:
             ),
         )
         self._tables: ResourceTables | None = None
+        self._state: StateClaim | None = None
+        self._state_elsewhere = False  # another host holds this config's state: registrations stay in memory
         self._started: list[str] = []  # the providers start() was asked for, and those reloads added
         self._running = False
         self._observers: list[CallObserver] = []
@@ -178,6 +181,10 @@ class Host:
                 )
             except _telemetry.TelemetryUnavailableError as exc:
                 raise ConfigError([Problem(self.plan.config.label, "hostel.telemetry", str(exc))]) from None
+        state = default_state_dir(self.plan.config, self.envs.home)
+        if state is not None and self._state is None and self._tables is None:
+            self._state = claim_state(state)
+            self._state_elsewhere = self._state is None
         if not self._socket_dir.exists():
             sweep_socket_dirs(self._socket_dir.parent)
             os.mkdir(self._socket_dir, 0o700)  # fails, rather than use it, if someone made it first
@@ -215,6 +222,9 @@ class Host:
         finally:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
             _telemetry.shutdown()
+            if self._state is not None:
+                self._state.release()
+                self._state = None
 
     def kill(self) -> None:
         """SIGKILL every worker now, restarting none (a forced stop; ``stop()`` then finishes at once)."""
@@ -324,7 +334,7 @@ class Host:
     def tables(self) -> ResourceTables:
         """The resource tables, opened on first use (their file is under the host's state directory)."""
         if self._tables is None:
-            state = default_state_dir(self.plan.config, self.envs.home)
+            state = None if self._state_elsewhere else default_state_dir(self.plan.config, self.envs.home)
             self._tables = ResourceTables(ResourceStore(state / "registry.sqlite3" if state else None))
             self._tables.configure(self.plan.config, self._providers_by_api())
         return self._tables

@@ -3,11 +3,14 @@ APIs OGX removed, through ``hostel run``: Llama Stack's shapes, routing by owner
 
 from __future__ import annotations
 
+import logging
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.conftest import REPO, make_config, wait_until
@@ -302,3 +305,23 @@ def test_tables_route_by_owner_and_forget_config_rows_until_read_again(tmp_path:
     assert reopened.get(SCORING_FUNCTION, "f") is not None and reopened.store.job_owner("j1") == "trainer"
     with pytest.raises(Exception, match="name its provider_id"):
         tables.record(BENCHMARK, {"benchmark_id": "x", "dataset_id": "qa"})
+
+
+async def test_a_second_host_on_a_served_config_keeps_its_registrations_to_itself(
+    server: Served, config: Path, home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The running server holds the config's state; a host started beside it on the same config says so and keeps
+    what it registers in memory, rather than share (and drift from) the server's file."""
+    from hostel import Host
+
+    caplog.set_level(logging.WARNING, "hostel._statelock")
+    os.environ["HOSTEL_HOME"] = str(home)
+    try:
+        async with Host.from_config(config) as beside:
+            await beside.register("scoring_function", scoring_fn_id="beside_only", provider_id="judge")
+            assert "beside_only" in [f["identifier"] for f in beside.resources("scoring_function")]
+    finally:
+        del os.environ["HOSTEL_HOME"]
+    assert "another host (pid" in caplog.text and f"pid {server.proc.pid})" in caplog.text
+    listed = httpx.get(f"{server.url}/v1/scoring-functions", timeout=30).json()["data"]
+    assert "beside_only" not in [f["identifier"] for f in listed]
