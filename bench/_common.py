@@ -86,10 +86,11 @@ class HostelRun:
                  verify: Any = True, poll_s: float = 0.05) -> None:  # fmt: skip
         self.port = free_port()
         self.url = f"{scheme}://127.0.0.1:{self.port}"
+        self.env = {**os.environ, **(env or {})}
         started = time.perf_counter()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hostel", "run", str(config), "--port", str(self.port)],
-            env={**os.environ, **(env or {})},
+            env=self.env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -99,6 +100,14 @@ class HostelRun:
             self.stop()
             raise
         self.ready_s = time.perf_counter() - started
+
+    def admin_headers(self) -> dict[str, str]:
+        """The admin token's header (``/v1/hostel/*``), from the file ``hostel run`` wrote under ``HOSTEL_HOME``."""
+        from hostel.envs.store import default_home
+        from hostel.gateway.admin import ADMIN_HEADER, admin_token_path
+
+        home = Path(self.env["HOSTEL_HOME"]) if "HOSTEL_HOME" in self.env else default_home()
+        return {ADMIN_HEADER: admin_token_path(home, self.port).read_text().strip()}
 
     def stop(self) -> None:
         """SIGTERM, and wait for it to exit."""

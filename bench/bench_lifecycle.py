@@ -167,7 +167,7 @@ async def _rolling(tmp: Path, rate: int) -> list[dict[str, Any]]:
             await asyncio.sleep(3.0)
             _config(tmp / "rolling", 1, "eager", "v2")  # the same file, a new greeting: a replacement
             reload_began = time.perf_counter()
-            response = await client.post(f"{run.url}/v1/hostel/reload", json={})
+            response = await client.post(f"{run.url}/v1/hostel/reload", json={}, headers=run.admin_headers())
             reload_ended = time.perf_counter()
             assert response.status_code == 200 and response.json()["replaced"] == ["p0"], response.text
             await asyncio.sleep(3.0)

@@ -58,15 +58,25 @@ class Served:
         except httpx.HTTPError:
             return False
 
+    def admin_headers(self) -> dict[str, str]:
+        """The admin token's header, as ``hostel ps``/``reload`` send it (from the file ``hostel run`` wrote)."""
+        from hostel.gateway.admin import ADMIN_HEADER, admin_token_path
+
+        path = admin_token_path(self.home, self.port)
+        return {ADMIN_HEADER: path.read_text().strip()} if path.exists() else {}
+
     def get(self, path: str, **kwargs: Any) -> httpx.Response:
-        """GET ``path``."""
-        return httpx.get(f"{self.url}{path}", timeout=60, verify=self.verify, **kwargs)
+        """GET ``path``, as the user who started the server (with its admin token)."""
+        headers = {**self.admin_headers(), **kwargs.pop("headers", {})}
+        return httpx.get(f"{self.url}{path}", timeout=60, verify=self.verify, headers=headers, **kwargs)
 
     def post(self, path: str, body: Any = None, **kwargs: Any) -> httpx.Response:
-        """POST ``body`` (``{}`` by default) as JSON to ``path``."""
+        """POST ``body`` (``{}`` by default) as JSON to ``path``, as the user who started the server."""
+        headers = {**self.admin_headers(), **kwargs.pop("headers", {})}
         return httpx.post(
-            f"{self.url}{path}", json={} if body is None else body, timeout=60, verify=self.verify, **kwargs
-        )
+            f"{self.url}{path}", json={} if body is None else body, timeout=60, verify=self.verify, headers=headers,
+            **kwargs,
+        )  # fmt: skip
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """Any other request to ``path``."""
@@ -76,6 +86,7 @@ class Served:
         """``hostel ARGS --port P`` against this server."""
         return subprocess.run(
             [sys.executable, "-m", "hostel", *args, "--port", str(self.port)],
+            env={**os.environ, "HOSTEL_HOME": str(self.home)},  # where its admin token is
             capture_output=True,
             text=True,
             check=False,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -231,10 +232,8 @@ def test_client_disconnect_mid_stream_stops_the_generator(server: Served, tmp_pa
 
 
 def test_ps_shows_the_running_host(server: Served) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "hostel", "ps", "--port", str(server.port)], capture_output=True, text=True, check=False
-    )
-    assert done.returncode == 0 and "infer" in done.stdout and "ready" in done.stdout
+    done = server.cli("ps")
+    assert done.returncode == 0 and "infer" in done.stdout and "ready" in done.stdout, done.stderr
     missing = subprocess.run(
         [sys.executable, "-m", "hostel", "ps", "--port", str(free_port())], capture_output=True, text=True, check=False
     )
@@ -246,18 +245,21 @@ def test_a_provider_is_restarted_over_http_and_by_the_cli(server: Served) -> Non
         return int(post(server, "/v1/providers/tools/whoami", {}).json()["pid"])
 
     before = pid()
-    response = post(server, "/v1/providers/tools/restart", {})
+    # Without the admin token hostel run wrote for its user (any local process, a provider's worker): refused.
+    for path in ("/v1/providers/tools/restart", "/v1/hostel/providers/tools/stop", "/v1/hostel/reload"):
+        refused = post(server, path, {})
+        assert refused.status_code == 403 and "X-Hostel-Admin" in refused.json()["error"]["message"]
+    assert httpx.get(f"{server.url}/v1/hostel/status").status_code == 403
+    assert pid() == before
+    response = post(server, "/v1/providers/tools/restart", {}, headers=server.admin_headers())
     assert response.status_code == 200 and response.json()["state"] == "ready"
     assert response.json()["pid"] == pid() != before
     done = subprocess.run(
         [sys.executable, "-m", "hostel", "restart", "tools", "--port", str(server.port)],
-        capture_output=True, text=True, check=False,
+        capture_output=True, text=True, check=False, env={**os.environ, "HOSTEL_HOME": str(server.home)},
     )  # fmt: skip
     assert done.returncode == 0 and "tools: ready" in done.stdout, done.stderr
-    unknown = subprocess.run(
-        [sys.executable, "-m", "hostel", "restart", "ghost", "--port", str(server.port)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    unknown = server.cli("restart", "ghost")
     assert unknown.returncode == 1 and "no provider 'ghost'" in unknown.stderr
 
 

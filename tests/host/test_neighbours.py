@@ -200,7 +200,7 @@ async def test_a_wheels_pth_code_runs_inside_the_sandbox_in_the_worker_and_in_th
 async def test_a_sandboxed_worker_finds_no_named_unix_socket_but_its_own_and_the_hosts(tmp_path: Path) -> None:
     """A socket made outside everything the sandbox allows stands for docker.sock or an ssh agent: unconfined and
     with unix_sockets: any a worker connects to it; sandboxed it is not there (while its deps, over the host's
-    callback socket, still work)."""
+    callback socket, still work). Nor is TCP, by default."""
     outside = tmp_path / "engine"
     outside.mkdir()
     accepted: list[bool] = []
@@ -211,7 +211,7 @@ async def test_a_sandboxed_worker_finds_no_named_unix_socket_but_its_own_and_the
 
     entries = [
         {"provider_id": "boxed", "provider_type": "inline::chaos", "sandbox": True},
-        {"provider_id": "opted_out", "provider_type": "inline::chaos", "sandbox": {"unix_sockets": "any"}},
+        {"provider_id": "opted_out", "provider_type": "inline::chaos", "sandbox": {"unix_sockets": "any"}},  # no net
         {"provider_id": "plain", "provider_type": "inline::chaos"},
     ]
     config = make_config(
@@ -223,14 +223,19 @@ async def test_a_sandboxed_worker_finds_no_named_unix_socket_but_its_own_and_the
         },
     )
     server = await asyncio.start_unix_server(serve, path=str(outside / "engine.sock"))
-    async with server, Host.from_config(config) as host:
+    tcp = await asyncio.start_server(serve, "127.0.0.1", 0)  # stands for the host's gateway, or any service
+    port = tcp.sockets[0].getsockname()[1]
+    async with server, tcp, Host.from_config(config) as host:
+        # sandbox: true has no network unless the entry asks for it
+        assert (await host.provider("boxed").connect(host="127.0.0.1", port=port)).startswith("denied")
+        assert await host.provider("plain").connect(host="127.0.0.1", port=port) == "connected"
         socket = str(outside / "engine.sock")
         assert await host.provider("plain").connect_unix(path=socket) == "connected"
         assert await host.provider("opted_out").connect_unix(path=socket) == "connected"
         assert await host.provider("boxed").connect_unix(path=socket) == "failed: No such file or directory"
         assert (await host.provider("boxed").list_dir(path="/")).startswith("denied")
         assert (await host.provider("boxed").hammer(seconds=0.2, concurrency=1))["ok"] > 0  # the host's socket
-    assert len(accepted) == 2
+    assert len(accepted) == 3
 
 
 async def test_a_worker_speaks_to_its_deps_only_for_the_user_whose_call_it_serves(host: Host) -> None:

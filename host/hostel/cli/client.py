@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import urllib.error
@@ -11,7 +12,9 @@ import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
+from hostel.envs.store import default_home
 from hostel.errors import ConfigError, HostelError, Problem
+from hostel.gateway.admin import ADMIN_HEADER, admin_token_path
 from hostel.reload import ReloadReport
 
 
@@ -34,6 +37,8 @@ def request(opts: argparse.Namespace, path: str, *, post: bool = False) -> Any:
     headers = {"Content-Type": "application/json"} if post else {}
     if opts.token:
         headers["Authorization"] = f"Bearer {opts.token}"
+    with contextlib.suppress(OSError):  # the admin token of a host this user runs on that port, if there is one
+        headers[ADMIN_HEADER] = admin_token_path(default_home(), opts.port).read_text().strip()
     req = urllib.request.Request(url, data=b"{}" if post else None, method="POST" if post else "GET", headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=900) as response:

@@ -79,7 +79,8 @@ class SandboxSettings(_Strict):
 
     writable: list[str] = Field(default_factory=list)
     readable: list[str] = Field(default_factory=list)
-    network: Literal["any", "none"] | NetworkRules = "any"
+    # none by default: a provider that calls an upstream says so ({connect: [host:port]}, or any).
+    network: Literal["any", "none"] | NetworkRules = "none"
     # own: named Unix sockets outside what it may read or write (docker.sock, an ssh agent, D-Bus) are not
     # there for it (a private root); any: they are, for machines without unprivileged user namespaces.
     unix_sockets: Literal["own", "any"] = "own"

@@ -123,6 +123,9 @@ class ServerSettings(_Strict):
     # hostel's own bounds on request bodies, across every connection (docs/http.md): the bytes of bodies being
     # read or held by requests in flight; requests in flight per client address; the longest wait for a body's
     # next bytes.
+    # Serve /v1/hostel/* (status, reload, provider start/stop/restart) without the per-run admin token that
+    # `hostel run` otherwise requires when server.auth is unset (docs/http.md).
+    open_admin: bool = False
     max_request_bodies_mb: int = Field(256, ge=1)
     max_requests_per_client: int = Field(256, ge=1)
     body_timeout_s: float = Field(30.0, gt=0)

@@ -28,6 +28,7 @@ from hostel import __version__
 from hostel._http_errors import bad_request, error_body, internal_error_body
 from hostel.config import CorsSettings
 from hostel.errors import ConfigError, HostelError, RoutingError
+from hostel.gateway.admin import refuse_without_token
 from hostel.gateway.auth import Authenticator
 from hostel.gateway.bodies import BodyBudget
 from hostel.gateway.guard import LOOPBACK_NAMES, Guard, is_loopback
@@ -63,8 +64,9 @@ _OPENAI_PREFIXES = ("/v1", "/v1/openai/v1")
 class Gateway:
     """The routes, bound to one host."""
 
-    def __init__(self, host: Host) -> None:
+    def __init__(self, host: Host, admin_token: str | None = None) -> None:
         self.host = host
+        self.admin_token = admin_token
         self.metrics = Metrics(host)
         self.max_body = host.config.hostel.max_message_mb * 2**20
 
@@ -88,6 +90,8 @@ class Gateway:
         return error_response(RoutingError(f"no provider {provider_id!r}", provider_id=provider_id))
 
     async def status(self, request: Request) -> Response:
+        if (refusal := refuse_without_token(request, self.admin_token)) is not None:
+            return refusal
         usage = self.host.own_usage()
         return json_response(
             {
@@ -110,6 +114,8 @@ class Gateway:
         return json_response({"data": data})
 
     async def restart(self, request: Request) -> Response:
+        if (refusal := refuse_without_token(request, self.admin_token)) is not None:
+            return refusal
         provider_id = request.path_params["provider_id"]
         try:
             return json_response((await self.host.restart(provider_id)).to_dict())
@@ -117,6 +123,8 @@ class Gateway:
             return error_response(exc)
 
     async def operate(self, request: Request) -> Response:
+        if (refusal := refuse_without_token(request, self.admin_token)) is not None:
+            return refusal
         provider_id, action = request.path_params["provider_id"], request.path_params["action"]
         operations = {"restart": self.host.restart, "stop": self.host.stop_provider, "start": self.host.start_provider}
         if action not in operations:
@@ -129,6 +137,8 @@ class Gateway:
             return error_response(exc)
 
     async def reload(self, request: Request) -> Response:
+        if (refusal := refuse_without_token(request, self.admin_token)) is not None:
+            return refusal
         try:
             report = await self.host.reload()
         except ConfigError as exc:  # the config file it re-read is the operator's to fix: nothing changed
@@ -216,9 +226,12 @@ class _CatchAll:
                 await json_response(internal_error_body(exc), 500)(scope, receive, send)
 
 
-def create_app(host: Host, *, bind: str = "127.0.0.1", authenticator: Authenticator | None = None) -> Starlette:
-    """The ASGI app for ``host`` (which the caller starts and stops), as ``server:`` says, listening on ``bind``."""
-    gateway = Gateway(host)
+def create_app(
+    host: Host, *, bind: str = "127.0.0.1", authenticator: Authenticator | None = None, admin_token: str | None = None
+) -> Starlette:
+    """The ASGI app for ``host`` (which the caller starts and stops), as ``server:`` says, listening on ``bind``;
+    ``admin_token``: what the ``/v1/hostel/*`` routes need (``hostel.gateway.admin``)."""
+    gateway = Gateway(host, admin_token)
     server = host.config.server
     routes = [
         Route("/v1/health", gateway.health, methods=["GET"]),

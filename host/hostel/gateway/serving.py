@@ -21,6 +21,7 @@ import uvicorn
 from hostel.config import ServerSettings
 from hostel.errors import ConfigError, HostelError, Problem
 from hostel.gateway import create_app
+from hostel.gateway.admin import admin_token_file
 from hostel.gateway.auth import make_authenticator
 from hostel.gateway.guard import is_loopback
 from hostel.host import Host
@@ -64,10 +65,17 @@ async def serve(host: Host, *, address: str, port: int, insecure: bool = False) 
     base = host.config.base_dir
     authenticator = make_authenticator(server_settings.auth, base) if server_settings.auth else None
     tls = _tls_options(server_settings, base)
-    config = uvicorn.Config(
-        create_app(host, bind=address, authenticator=authenticator), host=address, port=port, log_level="warning",
-        access_log=False, lifespan="off", timeout_graceful_shutdown=max(int(grace), 1), **tls,
-    )  # fmt: skip
+    needs_admin_token = server_settings.auth is None and not server_settings.open_admin
+    with admin_token_file(host.envs.home, port) if needs_admin_token else contextlib.nullcontext() as admin_token:
+        app = create_app(host, bind=address, authenticator=authenticator, admin_token=admin_token)
+        await _serve(host, uvicorn.Config(
+            app, host=address, port=port, log_level="warning",
+            access_log=False, lifespan="off", timeout_graceful_shutdown=max(int(grace), 1), **tls,
+        ), grace=grace, authenticator=authenticator)  # fmt: skip
+
+
+async def _serve(host: Host, config: uvicorn.Config, *, grace: float, authenticator: Any) -> None:
+    """Serve ``config`` until a signal, then stop ``host`` within ``grace``."""
     server = _Server(config)
     loop = asyncio.get_running_loop()
     received: list[int] = []
@@ -99,7 +107,7 @@ async def serve(host: Host, *, address: str, port: int, insecure: bool = False) 
     try:
         await host.start()
         if not received:
-            listening = asyncio.create_task(_announce(server, address, port, len(host.status())))
+            listening = asyncio.create_task(_announce(server, config.host, config.port, len(host.status())))
             await server.serve()
             listening.cancel()
     finally:
