@@ -243,6 +243,9 @@ def private_root(root: str, keep: Iterable[str]) -> None:
             open(target, "a").close()  # a file to bind over
         mount(path, target, None, _MS_BIND | _MS_REC, f"binding {path}")
         bound.append(path)
+    # Its working directory stays where it is, as an empty directory if nothing in it is kept: relative paths into
+    # what is kept (a writable ./data) resolve as before.
+    os.makedirs(root + cwd, exist_ok=True)
     old = os.path.join(root, ".old")
     os.mkdir(old)
     if libc.syscall(_PIVOT_ROOT[machine], _c(root), _c(old)) != 0:

@@ -234,6 +234,7 @@ async def test_a_sandboxed_worker_finds_no_named_unix_socket_but_its_own_and_the
         assert await host.provider("opted_out").connect_unix(path=socket) == "connected"
         assert await host.provider("boxed").connect_unix(path=socket) == "failed: No such file or directory"
         assert (await host.provider("boxed").list_dir(path="/")).startswith("denied")
+        assert await host.provider("boxed").cwd() == os.getcwd()  # relative paths mean what they meant
         assert (await host.provider("boxed").hammer(seconds=0.2, concurrency=1))["ok"] > 0  # the host's socket
     assert len(accepted) == 3
 

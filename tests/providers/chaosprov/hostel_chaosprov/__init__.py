@@ -220,6 +220,10 @@ class ChaosProvider:
         writer.close()
         return "connected"
 
+    async def cwd(self) -> str:
+        """Where it runs (relative paths in its config mean this)."""
+        return os.getcwd()
+
     async def raw_provider_data(self) -> str:
         """The provider data this call came with, as the worker holds it (hostel's keys included)."""
         from hostel_sdk import _context
