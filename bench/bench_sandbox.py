@@ -3,11 +3,14 @@
     python bench/bench_sandbox.py [--json bench/results.json] [--repeat 10]
 
 Each round starts the test provider once without and once with `sandbox: true` (env cached: the worker
-start alone, as bench/bench_supervisor.py measures it) and stops it.
+start alone, as bench/bench_supervisor.py measures it) and stops it. Then, with each config's zygote warm, a
+restart forked from it (`host.restart`, a rolling one: the fork, the worker's start, its health check), over and
+over: a sandboxed provider's zygote starts confined and each fork narrows the sandbox to its own directory.
 """
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 import sys
 import tempfile
@@ -36,6 +39,24 @@ async def _start_ms(config: Path) -> float:
     return took
 
 
+async def _fork_ms(config: Path, repeat: int) -> float:
+    """The median restart of a provider forked from its warm zygote."""
+    async with Host.from_config(config) as host:
+        launcher = host.supervisor.launchers.get("process")
+        zygotes = getattr(launcher, "zygotes", None)
+        deadline = time.monotonic() + 60
+        while zygotes is not None and not zygotes.pids() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if zygotes is None or not zygotes.pids():
+            raise SystemExit("no zygote warmed within 60 s: forks cannot be measured here")
+        times = []
+        for _ in range(repeat):
+            begin = time.perf_counter()
+            await host.restart("t")
+            times.append((time.perf_counter() - begin) * 1000)
+        return statistics.median(times)
+
+
 async def bench(repeat: int) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="hostel-bench-") as tmpdir:
         tmp = Path(tmpdir)
@@ -46,11 +67,15 @@ async def bench(repeat: int) -> list[dict[str, Any]]:
         for _ in range(repeat):
             without.append(await _start_ms(plain))
             with_.append(await _start_ms(boxed))
+        fork_plain, fork_boxed = await _fork_ms(plain, repeat * 2), await _fork_ms(boxed, repeat * 2)
     a, b = statistics.median(without), statistics.median(with_)
     return [
         {"metric": "worker start, no sandbox (ms, median)", "value": a, "goal": "-"},
         {"metric": f"worker start, sandbox: true (Landlock ABI {landlock_abi()}) (ms)", "value": b, "goal": "-"},
         {"metric": "added by the sandbox (ms)", "value": b - a, "goal": "< 10"},
+        {"metric": "restart forked from the zygote, no sandbox (ms, median)", "value": fork_plain, "goal": "-"},
+        {"metric": "restart forked from the zygote, sandbox: true (ms)", "value": fork_boxed, "goal": "-"},
+        {"metric": "added by the sandbox to a forked restart (ms)", "value": fork_boxed - fork_plain, "goal": "< 2"},
     ]
 
 

@@ -163,8 +163,9 @@ async def test_a_container_worker_answers_beside_a_local_one(
         own = host.supervisor.slots["boxed"].worker
         local_dir = host.supervisor.slots["local"].worker
         assert own is not None and local_dir is not None and isinstance(seen["entries"], list)
-        assert own.socket_path.parent.name in seen["entries"]
-        assert local_dir.socket_path.parent.name not in seen["entries"]
+        # (a worker's directory is in its provider's: socket_dir/p<hash>/<generation>-<replica>)
+        assert own.socket_path.parent.parent.name in seen["entries"]
+        assert local_dir.socket_path.parent.parent.name not in seen["entries"]
         assert "OPENAI_API_KEY" not in seen["env"] and seen["uid"] == os.getuid()
     finally:
         await host.stop()

@@ -13,8 +13,9 @@ import pytest
 
 from hostel import ConfigError, Host, ProviderStartError
 from hostel.config.plan import load_plan
+from hostel.launch.process import ProcessLauncher
 from hostel_sdk._sandbox import landlock_abi
-from tests.conftest import REPO, chaos_spec, make_config, provider_spec
+from tests.conftest import REPO, chaos_spec, make_config, provider_spec, wait_until
 
 PTHPROV = REPO / "tests" / "providers" / "pthprov"
 
@@ -183,6 +184,15 @@ async def test_a_wheels_pth_code_runs_inside_the_sandbox_in_the_worker_and_in_th
             assert boxed.env is not None and opened.env is not None and boxed.worker is not None
             cmdline = Path(f"/proc/{boxed.worker.pid}/cmdline").read_bytes().split(b"\0")
             assert cmdline[1:3] == [b"-S", b"-c"] and cmdline[-2] == b"hostel_sdk.worker"
+            # Its zygote ran the .pth code too, confined as well: a restart is forked from it and keeps what it saw.
+            launcher = host.supervisor.launchers.get("process")
+            assert isinstance(launcher, ProcessLauncher) and launcher.zygotes is not None
+            zygotes = launcher.zygotes
+            assert await asyncio.to_thread(wait_until, lambda: len(zygotes.pids()) == 2, 60)
+            await host.restart("boxed")
+            assert await host.provider("boxed").seen() == {
+                "who": "zygote", "parent_environ": denied, "other_envs": denied
+            }  # fmt: skip
     finally:
         del os.environ["HOSTEL_TEST_SECRET"]
 

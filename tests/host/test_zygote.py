@@ -117,16 +117,15 @@ async def test_a_module_that_starts_threads_is_not_imported_before_forking(
         assert await host.provider("t").greet(name="t") == "hi, t"
 
 
-async def test_a_sandboxed_provider_is_spawned_confined_never_forked_from_a_zygote(tmp_path: Path) -> None:
-    """A zygote runs its venv's .pth files before anything could confine it (docs/security.md): a sandboxed
-    provider's workers, restarts included, are spawned confined from the interpreter's first line instead."""
+async def test_a_sandboxed_providers_zygote_is_confined_from_its_first_line(tmp_path: Path) -> None:
+    """A zygote runs its venv's .pth files at start: a sandboxed provider's zygote starts confined (python -S on
+    hostel's bootstrap), imports only the runtime, and its forks narrow the sandbox to their own directory."""
     async with Host.from_config(_config(tmp_path, sandbox=True)) as host:
+        zygote = await _zygote(host)
+        assert zygote.cmdline()[1:3] == ["-S", "-c"] and "hostel_sdk.zygote" in zygote.cmdline()
+        assert zygote.cmdline()[-1].isdigit()  # the runtime alone: no module argument
         restarted = await _restarted(host, host.status()[0].pid)
-        assert _parent(restarted) == os.getpid()
-        assert psutil.Process(restarted).cmdline()[1:3] == ["-S", "-c"]
-        launcher = host.supervisor.launchers.get("process")
-        assert isinstance(launcher, ProcessLauncher) and launcher.zygotes is not None
-        assert launcher.zygotes.pids() == [] and not _zygotes()
+        assert _parent(restarted) == zygote.pid
         assert await host.provider("t").greet(name="s") == "hi, s"
 
 

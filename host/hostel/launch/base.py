@@ -212,6 +212,12 @@ class GrpcConnect:
 
 
 def socket_path(socket_dir: Path, plan: ProviderPlan, generation: int) -> Path:
-    """The worker's socket, in a 0700 directory of its own (made at spawn): a short path (Unix socket paths are
-    limited to ~108 bytes), unique per provider and generation."""
-    return socket_dir / f"{generation}-{plan.replica}-{abs(hash(plan.provider_id)) % 10**8}" / "w.sock"
+    """The worker's socket, in a 0700 directory of its own (made at spawn) inside its provider's (which a
+    sandboxed provider's zygote may see, and no other provider's): a short path (Unix socket paths are limited
+    to ~108 bytes), unique per provider and generation."""
+    return provider_dir(socket_dir, plan) / f"{generation}-{plan.replica}" / "w.sock"
+
+
+def provider_dir(socket_dir: Path, plan: ProviderPlan) -> Path:
+    """The directory of one provider's worker directories."""
+    return socket_dir / f"p{abs(hash(plan.provider_id)) % 10**8}"

@@ -173,15 +173,14 @@ class WorkerProcess(WorkerBase):
         self._env_key = env_key
         self._host_socket = host_socket
         self._command = list(command) if command else [str(python), "-m", "hostel_sdk.worker"]
-        # A sandboxed worker is confined before its venv's first byte runs (hostel._confine), so it is spawned,
-        # never forked from a zygote that ran that venv's .pth files unconfined.
+        # A sandboxed worker is confined before its venv's first byte runs (hostel._confine): spawned so, or forked
+        # from its provider's zygote, which was started so (and the fork confines itself further to its own).
         self._confined = plan.sandbox is not None and not command
         if self._confined:
             self._command = confined_command(
                 str(python), "hostel_sdk.worker", [], sandbox=self._sandbox() or {}, limits=plan.rlimits,
                 failure=f"{FAILURE_MAGIC}|{PROTOCOL_VERSION}|config|{{message}}",
             )  # fmt: skip
-            zygotes = None
         if die_with_host:
             self._command[:0] = _SETPRIV
         self.token = ""  # set before start(): a standby learns its token only when it is used
@@ -228,27 +227,37 @@ class WorkerProcess(WorkerBase):
             socket_path=str(self.socket_path),
             host_socket=str(self._host_socket) if self._host_socket else None,
             server_token=self.server_token,
-            sandbox=None if self._confined else self._sandbox(),
+            # Spawned confined: nothing more to do. Forked: within its zygote's sandbox, narrowed to its own.
+            sandbox=None if self._confined and not self._forked else self._sandbox(own_root=not self._forked),
             # A forked worker's parent is its zygote, which may die before it; it watches the host's pipe.
             host_pid=None if self._forked else request.host_pid,
             parent_death=not self._forked,
         )
 
-    def _sandbox(self) -> dict[str, Any] | None:
-        """The plan's sandbox, with the worker's own directory (socket, private tmp) its to write."""
+    def _sandbox(self, *, own_root: bool = True, zygote: bool = False) -> dict[str, Any] | None:
+        """The plan's sandbox, with the worker's own directory (socket, private tmp) its to write (a zygote: its
+        provider's directory, where its forks' are), and a private root built in it (``own_root``: a fork lives
+        in its zygote's)."""
         if self.plan.sandbox is None:
             return None
-        own = self.socket_path.parent
+        own = self.socket_path.parent.parent if zygote else self.socket_path.parent
         sandbox = {**self.plan.sandbox, "write": [*self.plan.sandbox["write"], str(own)]}
-        if sandbox.pop("unix_sockets", "own") == "own":  # a private root: its own sockets and the host's only
-            sandbox.update(root=str(own / "root"), sockets=[str(self._host_socket)] if self._host_socket else [])
+        if sandbox.pop("unix_sockets", "own") == "own" and own_root:  # its own sockets and the host's only
+            root = own / ("zygote-root" if zygote else "root")
+            sandbox.update(root=str(root), sockets=[str(self._host_socket)] if self._host_socket else [])
         return sandbox
+
+    def _zygote_confine(self) -> dict[str, Any] | None:
+        """What a sandboxed provider's zygote starts inside (``None``: no sandbox)."""
+        sandbox = self._sandbox(zygote=True)
+        return None if sandbox is None else {"sandbox": sandbox, "limits": dict(self.plan.rlimits)}
 
     async def spawn(self) -> None:
         """Start the process. It imports its runtime, then waits for its start request (see ``start``).
 
         A worker spawned ahead of need (a standby) turns a restart into provider import + factory only.
         """
+        self.socket_path.parent.parent.mkdir(mode=0o700, exist_ok=True)
         self.socket_path.parent.mkdir(mode=0o700, exist_ok=True)
         env = self._env = self._environment()
         with contextlib.suppress(FileNotFoundError):
@@ -281,10 +290,17 @@ class WorkerProcess(WorkerBase):
         try:
             if self.plan.replicas > 1:
                 zygote = await self._zygotes.get(
-                    self.plan.provider_id, self.python, env, self._cwd(), self._zygote_module()
+                    self.plan.provider_id,
+                    self.python,
+                    env,
+                    self._cwd(),
+                    self._zygote_module(),
+                    confine=self._zygote_confine(),
                 )
             else:
-                found = self._zygotes.running(self.plan.provider_id, self.python, env, self._cwd())
+                found = self._zygotes.running(
+                    self.plan.provider_id, self.python, env, self._cwd(), confine=self._zygote_confine()
+                )
                 if found is None:
                     return None
                 zygote = found
@@ -339,7 +355,10 @@ class WorkerProcess(WorkerBase):
             raise self._start_error(result.message, result.stage)
         logger.info("started provider %s [pid %s]", self.plan.provider_id, child.pid)
         if self._zygotes is not None and not self._forked:
-            self._zygotes.warm(self.plan.provider_id, self.python, self._env, self._cwd(), self._zygote_module())
+            self._zygotes.warm(
+                self.plan.provider_id, self.python, self._env, self._cwd(), self._zygote_module(),
+                confine=self._zygote_confine(),
+            )  # fmt: skip
         return result
 
     def _log_stderr(self, line: str) -> None:

@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from hostel._confine import confined_command
 from hostel.launch.child import LineRelay, Signals
 
 logger = logging.getLogger(__name__)
@@ -39,11 +40,20 @@ class ZygoteUnavailableError(RuntimeError):
 class Zygote:
     """One zygote process and its control socket."""
 
-    def __init__(self, python: Path, env: Mapping[str, str], cwd: str | None, module: str | None) -> None:
+    def __init__(
+        self,
+        python: Path,
+        env: Mapping[str, str],
+        cwd: str | None,
+        module: str | None,
+        confine: Mapping[str, Any] | None = None,
+    ) -> None:
+        """``confine``: ``sandbox`` and ``limits`` to start it in, from its first line (``hostel._confine``)."""
         self.python = python
         self.env = dict(env)
         self.cwd = cwd
         self.module = module
+        self.confine = dict(confine) if confine is not None else None
         self.pid: int | None = None
         self._process: asyncio.subprocess.Process | None = None
         self._socket: socket.socket | None = None
@@ -64,7 +74,13 @@ class Zygote:
         fork safely (its module started threads, which it reports as ``threads N``)."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         fd = theirs.fileno()
-        command = [str(self.python), "-m", "hostel_sdk.zygote", str(fd), *([self.module] if self.module else [])]
+        args = [str(fd), *([self.module] if self.module else [])]
+        command = [str(self.python), "-m", "hostel_sdk.zygote", *args]
+        if self.confine is not None:  # a sandboxed provider's: inside before its venv's .pth files run
+            command = confined_command(
+                str(self.python), "hostel_sdk.zygote", args, sandbox=self.confine["sandbox"],
+                limits=self.confine["limits"], failure="sandbox failed: {message}",
+            )  # fmt: skip
         try:
             process = await asyncio.create_subprocess_exec(
                 *command,
@@ -288,26 +304,49 @@ class Zygotes:
         self._lock = asyncio.Lock()
         self._warming: dict[str, asyncio.Task[None]] = {}
 
-    def running(self, owner: str, python: Path, env: Mapping[str, str], cwd: str | None) -> Zygote | None:
-        """``owner``'s zygote if one is running and ready for this env, else ``None`` (no waiting)."""
+    def running(
+        self,
+        owner: str,
+        python: Path,
+        env: Mapping[str, str],
+        cwd: str | None,
+        *,
+        confine: Mapping[str, Any] | None = None,
+    ) -> Zygote | None:
+        """``owner``'s zygote if one is running and ready for this env (and sandbox), else ``None`` (no waiting)."""
         current = self._by_owner.get(owner)
-        fits = current is not None and current.python == python and _same(current.env, env) and current.cwd == cwd
+        fits = (
+            current is not None
+            and current.python == python
+            and _same(current.env, env)
+            and current.cwd == cwd
+            and current.confine == (dict(confine) if confine is not None else None)
+        )
         return current if fits and current is not None and current.alive else None
 
     def pids(self) -> list[int]:
         """The pids of the zygotes running and ready to fork."""
         return [z.pid for z in self._by_owner.values() if z.alive and z.pid is not None]
 
-    def warm(self, owner: str, python: Path, env: Mapping[str, str], cwd: str | None, module: str | None) -> None:
+    def warm(
+        self,
+        owner: str,
+        python: Path,
+        env: Mapping[str, str],
+        cwd: str | None,
+        module: str | None,
+        *,
+        confine: Mapping[str, Any] | None = None,
+    ) -> None:
         """Start ``owner``'s zygote in the background, if none runs, for its next worker (a restart): a first
         start does not wait for it. Zygotes warm one at a time, so a host starting many providers is not
         slowed by as many imports again."""
-        if owner in self._warming or self.running(owner, python, env, cwd) is not None:
+        if owner in self._warming or self.running(owner, python, env, cwd, confine=confine) is not None:
             return
 
         async def start() -> None:
             try:
-                await self.get(owner, python, env, cwd, module)
+                await self.get(owner, python, env, cwd, module, confine=confine)
             except ZygoteUnavailableError as exc:
                 logger.info("no zygote for provider %s: %s; its workers are spawned", owner, exc)
             finally:
@@ -316,12 +355,19 @@ class Zygotes:
         self._warming[owner] = asyncio.create_task(start())
 
     async def get(
-        self, owner: str, python: Path, env: Mapping[str, str], cwd: str | None, module: str | None
+        self,
+        owner: str,
+        python: Path,
+        env: Mapping[str, str],
+        cwd: str | None,
+        module: str | None,
+        *,
+        confine: Mapping[str, Any] | None = None,
     ) -> Zygote:
         """``owner``'s running zygote for this env, started (or replaced) if needed; ``ZygoteUnavailableError``
         if none can run."""
         async with self._lock:
-            current = self.running(owner, python, env, cwd)
+            current = self.running(owner, python, env, cwd, confine=confine)
             if current is not None:
                 return current
             stale = self._by_owner.pop(owner, None)
@@ -329,7 +375,7 @@ class Zygotes:
                 await stale.stop()
             if module and (python, module) in self._unsafe:
                 module = None
-            zygote = Zygote(python, env, cwd, module)
+            zygote = Zygote(python, env, cwd, module, confine)
             try:
                 await zygote.start()
             except ZygoteUnavailableError:
@@ -341,7 +387,7 @@ class Zygotes:
                     module,
                 )
                 self._unsafe.add((python, module))
-                zygote = Zygote(python, env, cwd, None)
+                zygote = Zygote(python, env, cwd, None, confine)
                 await zygote.start()
             self._by_owner[owner] = zygote
             logger.debug("zygote for provider %s ready [pid %s]", owner, zygote.pid)
