@@ -4,13 +4,11 @@ APIs OGX removed, through ``hostel run``: Llama Stack's shapes, routing by owner
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.conftest import REPO, make_config, wait_until
@@ -308,20 +306,22 @@ def test_tables_route_by_owner_and_forget_config_rows_until_read_again(tmp_path:
 
 
 async def test_a_second_host_on_a_served_config_keeps_its_registrations_to_itself(
-    server: Served, config: Path, home: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, home: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The running server holds the config's state; a host started beside it on the same config says so and keeps
+    """A running server holds its config's state; a host started beside it on the same config says so and keeps
     what it registers in memory, rather than share (and drift from) the server's file."""
     from hostel import Host
 
-    caplog.set_level(logging.WARNING, "hostel._statelock")
-    os.environ["HOSTEL_HOME"] = str(home)
+    config = resource_config(tmp_path)
+    served = Served(config, home)
     try:
+        caplog.set_level(logging.WARNING, "hostel._statelock")
+        monkeypatch.setenv("HOSTEL_HOME", str(home))
         async with Host.from_config(config) as beside:
             await beside.register("scoring_function", scoring_fn_id="beside_only", provider_id="judge")
             assert "beside_only" in [f["identifier"] for f in beside.resources("scoring_function")]
+        assert "another host (pid" in caplog.text and f"pid {served.proc.pid})" in caplog.text
+        listed = served.get("/v1/scoring-functions").json()["data"]
+        assert "beside_only" not in [f["identifier"] for f in listed]
     finally:
-        del os.environ["HOSTEL_HOME"]
-    assert "another host (pid" in caplog.text and f"pid {server.proc.pid})" in caplog.text
-    listed = httpx.get(f"{server.url}/v1/scoring-functions", timeout=30).json()["data"]
-    assert "beside_only" not in [f["identifier"] for f in listed]
+        served.stop()
