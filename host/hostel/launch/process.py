@@ -278,9 +278,9 @@ class WorkerProcess(WorkerBase):
         self._watcher = asyncio.create_task(self._watch_exit(child))
 
     def _zygote_module(self) -> str | None:
-        # The provider's module is imported in the zygote only when the worker is not sandboxed: import-time
-        # code must run where the sandbox applies.
-        return self.plan.spec.module if self.plan.sandbox is None else None
+        # A sandboxed provider's zygote is inside its sandbox from its first line, so its module's import-time
+        # code runs there too (with its provider's worker directories to write, none of another provider's).
+        return self.plan.spec.module
 
     async def _fork(self, env: dict[str, str]) -> ForkedChild | None:
         """The worker forked from its env's zygote, or ``None`` (spawn it) if no zygote can fork it now. A
