@@ -238,6 +238,14 @@ def test_ps_shows_the_running_host(server: Served) -> None:
         [sys.executable, "-m", "hostel", "ps", "--port", str(free_port())], capture_output=True, text=True, check=False
     )
     assert missing.returncode == 1 and "no hostel answering" in missing.stderr
+    # A second `hostel run` on the same port fails to listen, and leaves the first's admin token where it was.
+    second = subprocess.run(
+        [sys.executable, "-m", "hostel", "run", str(server.config), "--port", str(server.port)],
+        capture_output=True, text=True, check=False, timeout=300,
+        env={**os.environ, "HOSTEL_HOME": str(server.home)},
+    )  # fmt: skip
+    assert second.returncode != 0
+    assert server.cli("ps").returncode == 0
 
 
 def test_a_provider_is_restarted_over_http_and_by_the_cli(server: Served) -> None:

@@ -15,7 +15,6 @@ import contextlib
 import hmac
 import os
 import secrets
-from collections.abc import Iterator
 from pathlib import Path
 
 from starlette.requests import Request
@@ -32,23 +31,29 @@ def admin_token_path(home: Path, port: int) -> Path:
     return home / "admin" / f"{port}.token"
 
 
-@contextlib.contextmanager
-def admin_token_file(home: Path, port: int) -> Iterator[str]:
-    """A new token, in its file for as long as the block runs (removed after, if it is still ours)."""
-    token = secrets.token_urlsafe(32)
+def new_admin_token() -> str:
+    """A token for one run."""
+    return secrets.token_urlsafe(32)
+
+
+def publish_admin_token(home: Path, port: int, token: str) -> None:
+    """Put ``token`` where the CLI finds it: once the server listens (a second ``hostel run`` on a port in use
+    never gets that far, so it cannot replace the first's token)."""
     path = admin_token_path(home, port)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    staged = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
         out.write(token + "\n")
-    try:
-        yield token
-    finally:
-        with contextlib.suppress(OSError):
-            if path.read_text().strip() == token:
-                path.unlink()
+    os.replace(staged, path)
+
+
+def withdraw_admin_token(home: Path, port: int, token: str) -> None:
+    """Remove the token's file, if it is still this run's."""
+    path = admin_token_path(home, port)
+    with contextlib.suppress(OSError):
+        if path.read_text().strip() == token:
+            path.unlink()
 
 
 def refuse_without_token(request: Request, token: str | None) -> Response | None:

@@ -21,7 +21,7 @@ import uvicorn
 from hostel.config import ServerSettings
 from hostel.errors import ConfigError, HostelError, Problem
 from hostel.gateway import create_app
-from hostel.gateway.admin import admin_token_file
+from hostel.gateway.admin import new_admin_token, publish_admin_token, withdraw_admin_token
 from hostel.gateway.auth import make_authenticator
 from hostel.gateway.guard import is_loopback
 from hostel.host import Host
@@ -65,16 +65,17 @@ async def serve(host: Host, *, address: str, port: int, insecure: bool = False) 
     base = host.config.base_dir
     authenticator = make_authenticator(server_settings.auth, base) if server_settings.auth else None
     tls = _tls_options(server_settings, base)
-    needs_admin_token = server_settings.auth is None and not server_settings.open_admin
-    with admin_token_file(host.envs.home, port) if needs_admin_token else contextlib.nullcontext() as admin_token:
-        app = create_app(host, bind=address, authenticator=authenticator, admin_token=admin_token)
-        await _serve(host, uvicorn.Config(
-            app, host=address, port=port, log_level="warning",
-            access_log=False, lifespan="off", timeout_graceful_shutdown=max(int(grace), 1), **tls,
-        ), grace=grace, authenticator=authenticator)  # fmt: skip
+    admin_token = new_admin_token() if server_settings.auth is None and not server_settings.open_admin else None
+    app = create_app(host, bind=address, authenticator=authenticator, admin_token=admin_token)
+    await _serve(host, uvicorn.Config(
+        app, host=address, port=port, log_level="warning",
+        access_log=False, lifespan="off", timeout_graceful_shutdown=max(int(grace), 1), **tls,
+    ), grace=grace, authenticator=authenticator, admin_token=admin_token)  # fmt: skip
 
 
-async def _serve(host: Host, config: uvicorn.Config, *, grace: float, authenticator: Any) -> None:
+async def _serve(
+    host: Host, config: uvicorn.Config, *, grace: float, authenticator: Any, admin_token: str | None
+) -> None:
     """Serve ``config`` until a signal, then stop ``host`` within ``grace``."""
     server = _Server(config)
     loop = asyncio.get_running_loop()
@@ -107,7 +108,8 @@ async def _serve(host: Host, config: uvicorn.Config, *, grace: float, authentica
     try:
         await host.start()
         if not received:
-            listening = asyncio.create_task(_announce(server, config.host, config.port, len(host.status())))
+            admin = (host.envs.home, admin_token) if admin_token else None
+            listening = asyncio.create_task(_announce(server, config.host, config.port, len(host.status()), admin))
             await server.serve()
             listening.cancel()
     finally:
@@ -115,6 +117,8 @@ async def _serve(host: Host, config: uvicorn.Config, *, grace: float, authentica
             task.cancel()
         await asyncio.gather(*reloads, return_exceptions=True)
         # The HTTP drain and the workers' share one grace: a stop takes that plus the kill allowance.
+        if admin_token is not None:
+            withdraw_admin_token(host.envs.home, config.port, admin_token)
         await host.stop(grace_s=max(stop_by[0] - loop.time(), 0.0) if stop_by else None)
         if authenticator is not None:
             await authenticator.close()
@@ -150,8 +154,13 @@ def _tls_options(server: ServerSettings, base: Path) -> dict[str, Any]:
     return options
 
 
-async def _announce(server: uvicorn.Server, address: str, port: int, providers: int) -> None:
+async def _announce(
+    server: uvicorn.Server, address: str, port: int, providers: int, admin: tuple[Path, str] | None
+) -> None:
+    """Once listening: the admin token where the CLI finds it (``admin``: home and token), and the log line."""
     while not server.started:
         await asyncio.sleep(0.01)
+    if admin is not None:
+        publish_admin_token(admin[0], port, admin[1])
     scheme = "https" if server.config.ssl_certfile else "http"
     logger.warning("hostel serving %d providers on %s://%s:%d (Ctrl-C to stop)", providers, scheme, address, port)
