@@ -17,7 +17,7 @@ import secrets
 import shutil
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from hostel.envs.process import SETPRIV as _SETPRIV
 from hostel.errors import ProviderStartError
 from hostel.launch.base import ExitInfo, GrpcConnect, LaunchContext, WorkerBase, WorkerHandle, socket_path
 from hostel.launch.child import Child, FirstLine, LineRelay, collect_stacks
-from hostel.launch.zygote import ForkedChild, Zygotes, ZygoteUnavailableError, fork_supported
+from hostel.launch.zygote import ForkedChild, Zygotes, ZygoteSpec, ZygoteUnavailableError, fork_supported
 from hostel_sdk._handshake import (
     FAILURE_MAGIC,
     PROTOCOL_VERSION,
@@ -247,10 +247,11 @@ class WorkerProcess(WorkerBase):
             sandbox.update(root=str(root), sockets=[str(self._host_socket)] if self._host_socket else [])
         return sandbox
 
-    def _zygote_confine(self) -> dict[str, Any] | None:
-        """What a sandboxed provider's zygote starts inside (``None``: no sandbox)."""
+    def _zygote_spec(self, env: Mapping[str, str]) -> ZygoteSpec:
+        """The zygote this worker may be forked from (a sandboxed provider's starts inside its sandbox)."""
         sandbox = self._sandbox(zygote=True)
-        return None if sandbox is None else {"sandbox": sandbox, "limits": dict(self.plan.rlimits)}
+        confine = None if sandbox is None else {"sandbox": sandbox, "limits": dict(self.plan.rlimits)}
+        return ZygoteSpec(self.python, env, self._cwd(), confine)
 
     async def spawn(self) -> None:
         """Start the process. It imports its runtime, then waits for its start request (see ``start``).
@@ -289,18 +290,9 @@ class WorkerProcess(WorkerBase):
         assert self._zygotes is not None and self._stdout is not None
         try:
             if self.plan.replicas > 1:
-                zygote = await self._zygotes.get(
-                    self.plan.provider_id,
-                    self.python,
-                    env,
-                    self._cwd(),
-                    self._zygote_module(),
-                    confine=self._zygote_confine(),
-                )
+                zygote = await self._zygotes.get(self.plan.provider_id, self._zygote_spec(env), self._zygote_module())
             else:
-                found = self._zygotes.running(
-                    self.plan.provider_id, self.python, env, self._cwd(), confine=self._zygote_confine()
-                )
+                found = self._zygotes.running(self.plan.provider_id, self._zygote_spec(env))
                 if found is None:
                     return None
                 zygote = found
@@ -355,10 +347,7 @@ class WorkerProcess(WorkerBase):
             raise self._start_error(result.message, result.stage)
         logger.info("started provider %s [pid %s]", self.plan.provider_id, child.pid)
         if self._zygotes is not None and not self._forked:
-            self._zygotes.warm(
-                self.plan.provider_id, self.python, self._env, self._cwd(), self._zygote_module(),
-                confine=self._zygote_confine(),
-            )  # fmt: skip
+            self._zygotes.warm(self.plan.provider_id, self._zygote_spec(self._env), self._zygote_module())
         return result
 
     def _log_stderr(self, line: str) -> None:

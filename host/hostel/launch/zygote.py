@@ -20,6 +20,7 @@ import signal
 import socket
 import sys
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,23 +38,33 @@ class ZygoteUnavailableError(RuntimeError):
     """The zygote could not fork (it failed to start, died, or its provider's module starts threads)."""
 
 
+@dataclass(frozen=True)
+class ZygoteSpec:
+    """What a provider's zygote is made of: its interpreter, its workers' environment, where it runs, and the
+    sandbox it starts in (``confine``: ``sandbox`` and ``limits``, from its first line: ``hostel._confine``)."""
+
+    python: Path
+    env: Mapping[str, str]
+    cwd: str | None
+    confine: Mapping[str, Any] | None = None
+
+    def fits(self, other: ZygoteSpec) -> bool:
+        """Whether a zygote made for ``other`` can fork workers for this (a worker's own TMPDIR aside)."""
+        return (
+            self.python == other.python
+            and _same(self.env, other.env)
+            and self.cwd == other.cwd
+            and self.confine == other.confine
+        )
+
+
 class Zygote:
     """One zygote process and its control socket."""
 
-    def __init__(
-        self,
-        python: Path,
-        env: Mapping[str, str],
-        cwd: str | None,
-        module: str | None,
-        confine: Mapping[str, Any] | None = None,
-    ) -> None:
-        """``confine``: ``sandbox`` and ``limits`` to start it in, from its first line (``hostel._confine``)."""
-        self.python = python
-        self.env = dict(env)
-        self.cwd = cwd
+    def __init__(self, spec: ZygoteSpec, module: str | None) -> None:
+        self.spec = spec
+        self.python = spec.python
         self.module = module
-        self.confine = dict(confine) if confine is not None else None
         self.pid: int | None = None
         self._process: asyncio.subprocess.Process | None = None
         self._socket: socket.socket | None = None
@@ -76,10 +87,11 @@ class Zygote:
         fd = theirs.fileno()
         args = [str(fd), *([self.module] if self.module else [])]
         command = [str(self.python), "-m", "hostel_sdk.zygote", *args]
-        if self.confine is not None:  # a sandboxed provider's: inside before its venv's .pth files run
+        confine = self.spec.confine
+        if confine is not None:  # a sandboxed provider's: inside before its venv's .pth files run
             command = confined_command(
-                str(self.python), "hostel_sdk.zygote", args, sandbox=self.confine["sandbox"],
-                limits=self.confine["limits"], failure="sandbox failed: {message}",
+                str(self.python), "hostel_sdk.zygote", args, sandbox=confine["sandbox"], limits=confine["limits"],
+                failure="sandbox failed: {message}",
             )  # fmt: skip
         try:
             process = await asyncio.create_subprocess_exec(
@@ -87,8 +99,8 @@ class Zygote:
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
-                env=self.env,
-                cwd=self.cwd,
+                env=dict(self.spec.env),
+                cwd=self.spec.cwd,
                 pass_fds=(fd,),
                 start_new_session=True,
             )
@@ -304,49 +316,25 @@ class Zygotes:
         self._lock = asyncio.Lock()
         self._warming: dict[str, asyncio.Task[None]] = {}
 
-    def running(
-        self,
-        owner: str,
-        python: Path,
-        env: Mapping[str, str],
-        cwd: str | None,
-        *,
-        confine: Mapping[str, Any] | None = None,
-    ) -> Zygote | None:
-        """``owner``'s zygote if one is running and ready for this env (and sandbox), else ``None`` (no waiting)."""
+    def running(self, owner: str, spec: ZygoteSpec) -> Zygote | None:
+        """``owner``'s zygote if one is running and ready for ``spec``, else ``None`` (no waiting)."""
         current = self._by_owner.get(owner)
-        fits = (
-            current is not None
-            and current.python == python
-            and _same(current.env, env)
-            and current.cwd == cwd
-            and current.confine == (dict(confine) if confine is not None else None)
-        )
-        return current if fits and current is not None and current.alive else None
+        return current if current is not None and current.spec.fits(spec) and current.alive else None
 
     def pids(self) -> list[int]:
         """The pids of the zygotes running and ready to fork."""
         return [z.pid for z in self._by_owner.values() if z.alive and z.pid is not None]
 
-    def warm(
-        self,
-        owner: str,
-        python: Path,
-        env: Mapping[str, str],
-        cwd: str | None,
-        module: str | None,
-        *,
-        confine: Mapping[str, Any] | None = None,
-    ) -> None:
+    def warm(self, owner: str, spec: ZygoteSpec, module: str | None) -> None:
         """Start ``owner``'s zygote in the background, if none runs, for its next worker (a restart): a first
         start does not wait for it. Zygotes warm one at a time, so a host starting many providers is not
         slowed by as many imports again."""
-        if owner in self._warming or self.running(owner, python, env, cwd, confine=confine) is not None:
+        if owner in self._warming or self.running(owner, spec) is not None:
             return
 
         async def start() -> None:
             try:
-                await self.get(owner, python, env, cwd, module, confine=confine)
+                await self.get(owner, spec, module)
             except ZygoteUnavailableError as exc:
                 logger.info("no zygote for provider %s: %s; its workers are spawned", owner, exc)
             finally:
@@ -354,28 +342,19 @@ class Zygotes:
 
         self._warming[owner] = asyncio.create_task(start())
 
-    async def get(
-        self,
-        owner: str,
-        python: Path,
-        env: Mapping[str, str],
-        cwd: str | None,
-        module: str | None,
-        *,
-        confine: Mapping[str, Any] | None = None,
-    ) -> Zygote:
+    async def get(self, owner: str, spec: ZygoteSpec, module: str | None) -> Zygote:
         """``owner``'s running zygote for this env, started (or replaced) if needed; ``ZygoteUnavailableError``
         if none can run."""
         async with self._lock:
-            current = self.running(owner, python, env, cwd, confine=confine)
+            current = self.running(owner, spec)
             if current is not None:
                 return current
             stale = self._by_owner.pop(owner, None)
             if stale is not None:
                 await stale.stop()
-            if module and (python, module) in self._unsafe:
+            if module and (spec.python, module) in self._unsafe:
                 module = None
-            zygote = Zygote(python, env, cwd, module, confine)
+            zygote = Zygote(spec, module)
             try:
                 await zygote.start()
             except ZygoteUnavailableError:
@@ -386,8 +365,8 @@ class Zygotes:
                     "are forked from a zygote that imports the runtime alone (zygote: false turns zygotes off)",
                     module,
                 )
-                self._unsafe.add((python, module))
-                zygote = Zygote(python, env, cwd, None, confine)
+                self._unsafe.add((spec.python, module))
+                zygote = Zygote(spec, None)
                 await zygote.start()
             self._by_owner[owner] = zygote
             logger.debug("zygote for provider %s ready [pid %s]", owner, zygote.pid)
