@@ -1,11 +1,12 @@
 """How a sandboxed provider's processes start: confined before the first byte of its venv runs.
 
 A wheel may ship a ``.pth`` file, and ``site`` runs its ``import`` lines at interpreter start, before any
-module of hostel's could confine the process. So a sandboxed provider's worker and its build's import check
-start as ``python -S -c SOURCE POLICY MODULE ARGS...``: no ``site``, and ``SOURCE`` is the host's own copy of
-``hostel_sdk._sandbox`` (never the venv's, which a wheel could overwrite) ending in ``confined_main()``. It
-applies the Landlock domain, ``no_new_privs`` and the rlimits, then imports ``site`` and runs ``MODULE`` as
-``python -m`` would. Landlock domains survive ``fork`` and ``execve``: whatever the provider starts is inside.
+module of hostel's could confine the process. So a sandboxed provider's worker, its zygote and its build's
+import check start as ``python -S -c SOURCE POLICY MODULE ARGS...``: no ``site``, and ``SOURCE`` is the host's
+own copy of ``hostel_sdk._sandbox`` (never the venv's, which a wheel could overwrite) ending in
+``confined_main()``. It applies the Landlock domain, ``no_new_privs`` and the rlimits, then imports ``site``
+and runs ``MODULE`` as ``python -m`` would. Landlock domains survive ``fork`` and ``execve``: whatever the
+provider starts is inside.
 """
 
 from __future__ import annotations
