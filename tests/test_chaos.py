@@ -118,6 +118,14 @@ class Stack:
         except httpx.HTTPError:
             return False
 
+    def restart(self, provider_id: str) -> httpx.Response:
+        """POST /v1/providers/{id}/restart with the run's admin token, as `hostel restart` sends it."""
+        from hostel.gateway.admin import ADMIN_HEADER, admin_token_path
+
+        token = admin_token_path(self.home, self.port).read_text().strip()
+        return httpx.post(f"{self.url}/v1/providers/{provider_id}/restart", json={}, timeout=60,
+                          headers={ADMIN_HEADER: token})  # fmt: skip
+
     def status(self, provider_id: str) -> dict[str, Any]:
         rows = httpx.get(f"{self.url}/v1/providers", timeout=10).json()["data"]
         return next(r for r in rows if r["provider_id"] == provider_id)
@@ -232,7 +240,7 @@ def test_sigterm_ignored_and_a_hanging_shutdown(stack: Stack, innocent: Innocent
     pid = stack.status("chaos")["pid"]
     assert stack.call("be_stubborn").json() == "stubborn"
     started = time.monotonic()
-    response = httpx.post(f"{stack.url}/v1/providers/chaos/restart", json={}, timeout=60)  # a stop it will not obey
+    response = stack.restart("chaos")  # a stop it will not obey
     assert response.status_code == 200 and response.json()["state"] == "ready" and response.json()["pid"] != pid
     # Rolling: the new worker serves at once; the old one gets its Shutdown, its grace, SIGTERM, then SIGKILL.
     assert wait_until(lambda: not Path(f"/proc/{pid}").exists(), timeout=30)
@@ -303,7 +311,7 @@ def test_a_60mb_result(stack: Stack, innocent: Innocent) -> None:
 
 
 def test_an_endless_stream_whose_reader_stopped(stack: Stack, innocent: Innocent) -> None:
-    pid = httpx.post(f"{stack.url}/v1/providers/chaos/restart", json={}, timeout=60).json()["pid"]  # a fresh worker
+    pid = stack.restart("chaos").json()["pid"]  # a fresh worker
     worker_before = _rss_mb(pid)
     body = json.dumps({"size": 65536}).encode()
     with socket.create_connection(("127.0.0.1", stack.port)) as sock:
