@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,18 @@ from hostel_sdk import _sandbox
 @functools.cache
 def _bootstrap() -> str:
     return inspect.getsource(_sandbox) + "\nconfined_main()\n"
+
+
+def sandbox_policy(
+    sandbox: Mapping[str, Any], *, write: Iterable[str], root: Path | None, sockets: Iterable[str] = ()
+) -> dict[str, Any]:
+    """A plan's ``sandbox`` as ``hostel_sdk._sandbox.apply`` takes it, for one process: what it may ``write``; and,
+    unless the plan says ``unix_sockets: any``, a private root built in ``root`` (``None``: it lives in its
+    zygote's) holding only what it may use and ``sockets``."""
+    policy = {**sandbox, "write": list(write)}
+    if policy.pop("unix_sockets", "own") == "own" and root is not None:
+        policy.update(root=str(root), sockets=list(sockets))
+    return policy
 
 
 def confined_command(

@@ -24,7 +24,7 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
-from hostel._confine import confined_command
+from hostel._confine import confined_command, sandbox_policy
 from hostel._environ import installer_environ, worker_environ
 from hostel.envs import process as _process
 from hostel.envs.localwheels import build_command, cached_wheel, distribution_sources, publish, wheel_dir
@@ -202,12 +202,11 @@ class EnvBuilder:
         if not spec.sandbox:
             done = await self._run(spec, command, [], what="checking")
         else:  # the provider's import-time code runs as its worker would: confined, in a minimal environment
-            sandbox = json.loads(spec.sandbox)
-            venv = python.parent.parent
             with tempfile.TemporaryDirectory(prefix="hostel-probe-") as tmp:
-                confined = {**sandbox, "write": [str(venv), tmp]}  # bytecode into the env being built, and tmp
-                if confined.pop("unix_sockets", "own") == "own":
-                    confined["root"] = str(Path(tmp) / "root")
+                # It may write bytecode into the env being built, and tmp; nothing its provider's entry lists.
+                confined = sandbox_policy(
+                    json.loads(spec.sandbox), write=[str(python.parent.parent), tmp], root=Path(tmp) / "root"
+                )
                 command = confined_command(
                     str(python), "hostel_sdk._probe", command[3:], sandbox=confined, limits={},
                     failure='{"spec": null, "found": [], "stage": "config", "error": {message}}',

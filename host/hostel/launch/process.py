@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from hostel import __version__ as hostel_version
-from hostel._confine import confined_command
+from hostel._confine import confined_command, sandbox_policy
 from hostel._environ import worker_environ
 from hostel.config.plan import ProviderPlan
 from hostel.envs import Env
@@ -241,11 +241,12 @@ class WorkerProcess(WorkerBase):
         if self.plan.sandbox is None:
             return None
         own = self.socket_path.parent.parent if zygote else self.socket_path.parent
-        sandbox = {**self.plan.sandbox, "write": [*self.plan.sandbox["write"], str(own)]}
-        if sandbox.pop("unix_sockets", "own") == "own" and own_root:  # its own sockets and the host's only
-            root = own / ("zygote-root" if zygote else "root")
-            sandbox.update(root=str(root), sockets=[str(self._host_socket)] if self._host_socket else [])
-        return sandbox
+        return sandbox_policy(
+            self.plan.sandbox,
+            write=[*self.plan.sandbox["write"], str(own)],
+            root=(own / ("zygote-root" if zygote else "root")) if own_root else None,
+            sockets=[str(self._host_socket)] if self._host_socket else [],
+        )
 
     def _zygote_spec(self, env: Mapping[str, str]) -> ZygoteSpec:
         """The zygote this worker may be forked from (a sandboxed provider's starts inside its sandbox)."""
