@@ -60,6 +60,7 @@ SYSTEM_READ = (
     "/dev/urandom", "/dev/random",
 )  # fmt: skip
 SYSTEM_WRITE = ("/dev/null", "/dev/zero", "/dev/full")
+_SHM = "/dev/shm"
 
 
 class SandboxError(Exception):
@@ -196,16 +197,21 @@ def apply(request: Mapping[str, Any]) -> int:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # no core file: it would hold the provider's secrets
     if request.get("root"):
         keep = [*SYSTEM_READ, *SYSTEM_WRITE, *read, *write, *(request.get("sockets") or ())]
-        private_root(request["root"], keep)
+        if private_root(request["root"], keep):
+            write.append(_SHM)
     return restrict(read=sorted(read), write=write, connect_ports=request.get("connect_ports"))
 
 
-def private_root(root: str, keep: Iterable[str]) -> None:
+def private_root(root: str, keep: Iterable[str]) -> bool:
     """Make this process's ``/`` a tmpfs holding only ``keep`` (each bound at its own path; ``/proc``, ``/dev``
     and ``/sys`` whole), in a user and mount namespace of its own: a named Unix socket anywhere else (the
     container engine's, an ssh agent's, D-Bus) is not there to connect to. Landlock cannot refuse ``connect``
     on a pathname socket before its ABI 8; this is what does it meanwhile. Must run before any thread starts
     and before ``restrict`` (a Landlock domain may not change mounts).
+
+    ``/dev/shm`` becomes an empty tmpfs of its own, where ``multiprocessing`` makes its semaphores: whether it
+    did is returned, so that the caller lets the process write there (the machine's ``/dev/shm`` holds every
+    other process's shared memory, and stays out of reach).
     """
     machine = os.uname().machine
     if machine not in _PIVOT_ROOT:
@@ -243,6 +249,9 @@ def private_root(root: str, keep: Iterable[str]) -> None:
             open(target, "a").close()  # a file to bind over
         mount(path, target, None, _MS_BIND | _MS_REC, f"binding {path}")
         bound.append(path)
+    private_shm = os.path.isdir(root + _SHM)
+    if private_shm:
+        mount("tmpfs", root + _SHM, "tmpfs", 0, f"mounting a private {_SHM}")
     # Its working directory stays where it is, as an empty directory if nothing in it is kept: relative paths into
     # what is kept (a writable ./data) resolve as before.
     os.makedirs(root + cwd, exist_ok=True)
@@ -258,6 +267,7 @@ def private_root(root: str, keep: Iterable[str]) -> None:
     libc.umount2(_c(root), _MNT_DETACH)
     with contextlib.suppress(OSError):
         os.chdir(cwd)  # where it ran, if it is among what it keeps
+    return private_shm
 
 
 def _whole(path: str) -> str:

@@ -20,16 +20,20 @@ import threading
 import traceback
 from dataclasses import dataclass
 
-import grpc
+from hostel_sdk import _forks
 
-from hostel_sdk import __version__, _llama_stack, _sandbox, _telemetry
-from hostel_sdk._deps import HostClient
-from hostel_sdk._handshake import PROTOCOL_VERSION, STACKS_SIGNAL, Handshake, Network, StartFailure
-from hostel_sdk._health import HealthService, health_handler
-from hostel_sdk._loader import StartError, load_provider
-from hostel_sdk._service import ProviderService
-from hostel_sdk._start import StartRequest
-from hostel_sdk._wire import TokenCheck, add_tcp_port, channel_options, worker_handler
+_forks.disable_grpc_fork_handlers()
+
+import grpc  # noqa: E402 - after the fork support setting, which gRPC reads when imported
+
+from hostel_sdk import __version__, _llama_stack, _sandbox, _telemetry  # noqa: E402
+from hostel_sdk._deps import HostClient  # noqa: E402
+from hostel_sdk._handshake import PROTOCOL_VERSION, STACKS_SIGNAL, Handshake, Network, StartFailure  # noqa: E402
+from hostel_sdk._health import HealthService, health_handler  # noqa: E402
+from hostel_sdk._loader import StartError, load_provider  # noqa: E402
+from hostel_sdk._service import ProviderService  # noqa: E402
+from hostel_sdk._start import StartRequest  # noqa: E402
+from hostel_sdk._wire import TokenCheck, add_tcp_port, channel_options, worker_handler  # noqa: E402
 
 logger = logging.getLogger("hostel_sdk.worker")  # not __main__ under -m
 
@@ -148,6 +152,7 @@ async def serve(request: StartRequest, handshake_fd: int, options: ServeOptions 
     loop = asyncio.get_running_loop()
     for sig in options.stop_signals:
         loop.add_signal_handler(sig, stop.set)
+    _forks.reset_signals_in_children(options.stop_signals)
 
     _write_line(handshake_fd, Handshake(PROTOCOL_VERSION, network, address, os.getpid(), __version__).format())
     os.close(handshake_fd)

@@ -105,6 +105,9 @@ def main() -> int:
     control = socket.socket(fileno=int(sys.argv[1]))
     module = sys.argv[2] if len(sys.argv) > 2 else None
     # The worker runtime, and what the provider imports, once for every worker this zygote forks.
+    from hostel_sdk import _forks
+
+    _forks.disable_grpc_fork_handlers()
     import grpc.aio  # noqa: F401
     import pydantic  # noqa: F401
 
