@@ -16,6 +16,7 @@ that misbehave after the handshake run the real worker runtime around the ``Fake
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import json
 import os
 import signal
@@ -40,8 +41,8 @@ class FakeProvider:
         os.kill(os.getpid(), sig)
 
     async def hang(self) -> None:
-        while True:
-            time.sleep(3600)  # blocks the event loop: a real hang, not a cancellable await
+        while True:  # a C call holding the GIL: the whole process hangs, its watchdog thread too
+            ctypes.PyDLL(None).sleep(3600)
 
     async def stream_then_crash(self, before: int) -> AsyncIterator[int]:
         for i in range(before):

@@ -37,6 +37,7 @@ class Behaviour:
 
     fail_start: bool = False
     answers_health: bool = True
+    blocked_s: float | None = None  # what its watchdog answers when the probe misses (None: nothing)
     honours_shutdown: bool = True
     ignores_sigterm: bool = False
     rss_bytes: int | None = 10 * 2**20
@@ -105,6 +106,9 @@ class FakeWorker:
     async def dump_stacks(self) -> str:
         return STACKS
 
+    async def loop_blocked_s(self, timeout: float) -> float | None:
+        return self.behaviour.blocked_s
+
     def rss_bytes(self) -> int | None:
         return self.behaviour.rss_bytes
 
@@ -134,6 +138,7 @@ class FakeChannel:
         self.worker = worker
         self._explain = explain
         self.shutdowns: list[float] = []
+        self.health_checks = 0
 
     async def _unavailable(self) -> HostelError:
         return await self._explain(
@@ -158,6 +163,7 @@ class FakeChannel:
         raise await self._unavailable()
 
     async def check_health(self, timeout: float) -> bool:
+        self.health_checks += 1
         return self.worker.exit_info is None and self.worker.behaviour.answers_health
 
     async def request_shutdown(self, grace_s: float, timeout: float) -> None:

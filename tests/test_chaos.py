@@ -223,17 +223,28 @@ def test_a_stderr_flood_for_10s(stack: Stack, innocent: Innocent) -> None:
     _record("stderr flood for 10 s", response, stack.status("chaos")["state"], None, note="rate-limited, counted")
 
 
-def test_an_event_loop_blocked_for_30s(stack: Stack, innocent: Innocent) -> None:
+def test_an_event_loop_blocked_for_30s_is_busy_not_hung(stack: Stack, innocent: Innocent) -> None:
+    pid = stack.status("chaos")["pid"]
+    response = stack.call("block", {"seconds": 30})
+    assert response.status_code == 200 and response.json() == "unblocked"
+    assert stack.status("chaos")["pid"] == pid
+    log = stack.log.read_text()
+    assert "is busy: its event loop has been blocked" in log
+    assert "event loop blocked for 10 s" in log and "in block" in log  # the worker says where, once
+    _record("event loop blocked for 30 s", response, "ready", None, note="busy: logged with its stack, not killed")
+
+
+def test_a_process_hung_in_a_c_call_holding_the_gil(stack: Stack, innocent: Innocent) -> None:
     pid = stack.status("chaos")["pid"]
     started = time.monotonic()
-    response = stack.call("block", {"seconds": 30})
+    response = stack.call("hold_gil", {"seconds": 30})
     assert response.status_code == 503 and response.json()["error"]["type"] == "ProviderCrashedError"
     message = response.json()["error"]["message"]
-    assert "liveness probes" in message and "its threads were at:" in message and "in block" in message
+    assert "liveness probes" in message and "its threads were at:" in message and "in hold_gil" in message
     stack.ready_again(pid)
     recovery = time.monotonic() - started
-    assert "in block" in stack.status("chaos")["last_exit"]
-    _record("event loop blocked for 30 s", response, "ready", recovery, note="killed after 3 missed probes")
+    assert "in hold_gil" in stack.status("chaos")["last_exit"]
+    _record("a C call holding the GIL for 30 s", response, "ready", recovery, note="killed after 3 missed probes")
 
 
 def test_sigterm_ignored_and_a_hanging_shutdown(stack: Stack, innocent: Innocent) -> None:

@@ -44,12 +44,11 @@ _STATUS: list[tuple[type[HostelError], int]] = [
 ]
 
 # What a provider raised, by the name of its type or of its nearest base that has one here (so a subclass of
-# ValueError is a 400, as in Llama Stack and OGX), unless it carries an HTTP status of its own.
+# ValueError is a 400, as in Llama Stack and OGX), unless it carries an HTTP status of its own. No built-in
+# maps to 404: that is hostel's own lookups (provider, method, model), never a provider's KeyError.
 _REMOTE_STATUS = {
     "ValueError": 400,
     "TypeError": 400,
-    "KeyError": 404,
-    "FileNotFoundError": 404,
     "PermissionError": 403,
     "NotImplementedError": 501,
     "TimeoutError": 504,

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from hostel._admission import Admission, AdmittedStream, HostGate, InFlight
+from hostel._call_log import log_failed_call, next_call_id
 from hostel._restarts import RestartBudget
 from hostel._usage import process_usage
 from hostel.config import HostelSettings
@@ -397,18 +398,40 @@ class ProviderSlot:
     # -- watching --------------------------------------------------------------------------------------
 
     async def _probe(self, worker: WorkerHandle, channel: Channel) -> None:
-        """Liveness: a worker that misses ``probe_failures`` health checks in a row is killed (then restarted)."""
+        """Liveness: a worker that misses ``probe_failures`` health checks in a row is killed (then restarted).
+
+        A miss while the worker's watchdog says its event loop is blocked is no miss: the worker is busy (a
+        synchronous call in an async method), logged once; only ``max_blocked_s`` bounds how long it may be."""
         settings = self.settings
         missed = 0
+        busy = False
         while True:
             await asyncio.sleep(settings.probe_interval_s)
             if worker.exit_info is not None or worker is not self.worker or self._stopping:
                 return  # this worker is gone: its successor has a probe of its own
             if await channel.check_health(settings.probe_timeout_s):
-                missed = 0
+                if busy:
+                    logger.info("provider %s [pid %s] serves again", self.provider_id, worker.pid)
+                missed, busy = 0, False
                 continue
+            blocked = await worker.loop_blocked_s(settings.probe_timeout_s)
             if worker.exit_info is not None or worker is not self.worker or self._stopping:
                 return  # the miss was its death, or it is being dropped: not a hang
+            if blocked:
+                missed = 0
+                if not busy:
+                    busy = True
+                    logger.warning(
+                        "provider %s [pid %s] is busy: its event loop has been blocked for %.0f s (its process "
+                        "answers, so it is not killed; its calls end at their deadlines)",
+                        self.provider_id, worker.pid, blocked,
+                    )  # fmt: skip
+                if settings.max_blocked_s is not None and blocked > settings.max_blocked_s:
+                    await _kill_hung(
+                        worker, f"blocked its event loop for {blocked:.0f}s (max_blocked_s={settings.max_blocked_s:g})"
+                    )
+                    return
+                continue
             missed += 1
             logger.warning(
                 "provider %s [pid %s] missed liveness probe %d of %d",
@@ -416,9 +439,9 @@ class ProviderSlot:
             )  # fmt: skip
             if missed >= settings.probe_failures:
                 timeout = settings.probe_timeout_s
-                reason = f"did not answer {missed} liveness probes in a row (probe_timeout_s={timeout:g})"
-                stacks = await worker.dump_stacks()
-                worker.kill_for(reason + (f"; its threads were at:\n{stacks}" if stacks else ""))
+                await _kill_hung(
+                    worker, f"did not answer {missed} liveness probes in a row (probe_timeout_s={timeout:g})"
+                )
                 return
 
     async def _watch_memory(self, worker: WorkerHandle, limit_mb: int) -> None:
@@ -555,13 +578,19 @@ class ProviderSlot:
         limit = self.settings.call_timeout_s
         timeout = min(timeout, limit) if timeout is not None and not math.isnan(timeout) else limit
         deadline = time.monotonic() + timeout
-        self._refuse_if_down()
-        await self.admission.enter(timeout)
+        call_id = next_call_id()
+        try:
+            self._refuse_if_down()
+            await self.admission.enter(timeout)
+        except BaseException as exc:
+            log_failed_call(self.provider_id, method, call_id, exc)
+            raise
         self.last_used = time.monotonic()
         try:
             result, in_flight, unbind = await self._call(method, args, kwargs, deadline, provider_data)
-        except BaseException:
+        except BaseException as exc:
             self.admission.leave()
+            log_failed_call(self.provider_id, method, call_id, exc)
             raise
         if hasattr(result, "__aiter__"):
             return AdmittedStream(result, functools.partial(self._release, in_flight, unbind))
@@ -875,3 +904,9 @@ def _retrieve(task: asyncio.Task[Any]) -> None:
 
 def _nothing() -> None:
     pass
+
+
+async def _kill_hung(worker: WorkerHandle, reason: str) -> None:
+    """Kill ``worker`` for ``reason``, with its threads' stacks (asked first) in the reason."""
+    stacks = await worker.dump_stacks()
+    worker.kill_for(reason + (f"; its threads were at:\n{stacks}" if stacks else ""))

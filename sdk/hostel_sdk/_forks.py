@@ -17,6 +17,7 @@ Two things a forked child of a worker would otherwise inherit:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -53,10 +54,8 @@ def reset_signals_in_children(signals: Iterable[int]) -> None:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
     def in_child() -> None:
-        try:
+        with contextlib.suppress(ValueError):  # not the main thread: cannot happen after a fork
             signal.set_wakeup_fd(-1)
-        except ValueError:
-            pass  # not the main thread (cannot happen after fork; kept for embedders)
         for sig in handled:
             signal.signal(sig, signal.SIG_DFL)
         asyncio.events._set_running_loop(None)  # Python 3.12 does this itself

@@ -18,6 +18,9 @@ PROTOCOL_VERSION = 2
 # Part of the process contract beside the line: on this signal a worker writes every thread's stack to
 # stderr (faulthandler's format); the host asks for them before it kills a hung worker.
 STACKS_SIGNAL = signal.SIGUSR1
+# Also beside it: a worker on a Unix socket answers, on this socket in the same directory, how many seconds its
+# event loop has been blocked (one line, then close), from a thread that runs while the loop is blocked.
+LIVENESS_SOCKET = "live.sock"
 
 MAGIC = "hostel"
 FAILURE_MAGIC = "hostel-start-failed"

@@ -33,6 +33,7 @@ from hostel_sdk._health import HealthService, health_handler  # noqa: E402
 from hostel_sdk._loader import StartError, load_provider  # noqa: E402
 from hostel_sdk._service import ProviderService  # noqa: E402
 from hostel_sdk._start import StartRequest  # noqa: E402
+from hostel_sdk._watchdog import LoopWatchdog, liveness_path  # noqa: E402
 from hostel_sdk._wire import TokenCheck, add_tcp_port, channel_options, worker_handler  # noqa: E402
 
 logger = logging.getLogger("hostel_sdk.worker")  # not __main__ under -m
@@ -103,6 +104,7 @@ class ServeOptions:
     stop_signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)
     honour_shutdown_rpc: bool = True
     sessions: bool = True
+    watchdog: bool = True
 
 
 async def serve(request: StartRequest, handshake_fd: int, options: ServeOptions = ServeOptions()) -> int:
@@ -153,12 +155,19 @@ async def serve(request: StartRequest, handshake_fd: int, options: ServeOptions 
     for sig in options.stop_signals:
         loop.add_signal_handler(sig, stop.set)
     _forks.reset_signals_in_children(options.stop_signals)
+    watchdog = (
+        LoopWatchdog(loop, liveness_path(request.socket_path), request.provider_id)
+        if options.watchdog and request.socket_path
+        else None
+    )
 
     _write_line(handshake_fd, Handshake(PROTOCOL_VERSION, network, address, os.getpid(), __version__).format())
     os.close(handshake_fd)
-    logger.info("provider %s serving on %s [pid %d]", request.provider_id, address, os.getpid())
+    logger.debug("provider %s serving on %s [pid %d]", request.provider_id, address, os.getpid())
 
     await stop.wait()
+    if watchdog is not None:
+        watchdog.close()
     service.drain()
     await server.stop(grace[0])
     shutdown = getattr(loaded.impl, "shutdown", None)

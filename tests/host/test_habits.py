@@ -4,13 +4,16 @@ in a plain Python process or in-process under Llama Stack."""
 
 from __future__ import annotations
 
+import concurrent.futures
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, make_config
+from tests.conftest import REPO, make_config, wait_until
 from tests.served import Served
 
 HABITPROV = REPO / "tests" / "providers" / "habitprov"
@@ -67,3 +70,70 @@ def test_a_provider_may_fork_children_as_multiprocessing_and_raw_fork_do(forking
         assert call(forking, provider, "signal_child") == "signal 15"
         assert call(forking, provider, "pid") == pid, provider
     assert "restarting" not in forking.log.read_text()
+
+
+def test_busy_is_not_hung_but_a_stopped_worker_is_killed(tmp_path: Path, hostel_home: Path) -> None:
+    """Default probe settings: a 25 s synchronous call in an async method completes (it used to be killed 11 s
+    in); a SIGSTOPped worker, whose watchdog cannot answer either, is killed and replaced."""
+    served = Served(habit_config(tmp_path, {"provider_id": "busy"}, {"provider_id": "stopped"}), hostel_home)
+    try:
+        busy_pid, stopped_pid = call(served, "busy", "pid"), call(served, "stopped", "pid")
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            blocking = pool.submit(call, served, "busy", "block", seconds=25)
+            os.kill(stopped_pid, signal.SIGSTOP)
+            assert blocking.result(timeout=120) == "blocked 25s"
+        assert call(served, "busy", "pid") == busy_pid
+        assert wait_until(lambda: served.get("/v1/providers/stopped").json().get("pid") not in (None, stopped_pid), 60)
+        log = served.log.read_text()
+        assert "provider busy [pid" in log and "is busy: its event loop has been blocked" in log
+        assert "event loop blocked for 10 s" in log and "in block" in log  # the worker says where, once
+        assert f"provider stopped [pid {stopped_pid}] did not answer 3 liveness probes" in log
+        assert f"provider busy [pid {busy_pid}] did not answer" not in log
+    finally:
+        served.stop()
+
+
+def test_provider_output_and_exceptions_are_in_the_log(tmp_path: Path, hostel_home: Path) -> None:
+    served = Served(habit_config(tmp_path, {"provider_id": "h"}), hostel_home)
+    try:
+        assert call(served, "h", "chatter", text="hello") == "said"
+        missing = served.post("/v1/providers/h/lookup", {"key": "nope"})
+        # A provider's own KeyError is its bug, not an unknown route: 500, as any other exception.
+        assert missing.status_code == 500 and missing.json()["error"]["type"] == "KeyError"
+        assert "Traceback" not in missing.text  # the reply never carries it
+        assert wait_until(lambda: "RuntimeError: thread died: hello" in served.log.read_text(), 10)
+    finally:
+        served.stop()
+    lines = served.log.read_text().splitlines()
+    assert "INFO hostel.provider.h: print: hello" in lines
+    assert any(line.startswith("INFO hostel.provider.h: INFO hostel_habitprov: log: hello") for line in lines)
+    # A dying thread's traceback, whole, at WARNING.
+    start = lines.index("WARNING hostel.provider.h: Exception in thread habit-thread:")
+    end = lines.index("WARNING hostel.provider.h: RuntimeError: thread died: hello")
+    assert all(line.startswith("WARNING hostel.provider.h: ") for line in lines[start : end + 1])
+    # The provider's exception: logged once by the host, with its traceback from the worker.
+    raised = [i for i, line in enumerate(lines) if "lookup() raised KeyError: 'nope' [call " in line]
+    assert len(raised) == 1 and lines[raised[0]].startswith("WARNING hostel.calls: provider h: ")
+    traceback = "\n".join(lines[raised[0] : raised[0] + 12])
+    assert "hostel_habitprov/__init__.py" in traceback and "in lookup" in traceback
+    assert any(line.startswith("INFO hostel.gateway: hostel serving 1 providers") for line in lines)
+
+
+def test_providers_report_their_own_health_as_llama_stack_does(tmp_path: Path, hostel_home: Path) -> None:
+    config = habit_config(
+        tmp_path,
+        {"provider_id": "up"},
+        {"provider_id": "down", "config": {"upstream_ok": False}},
+        {"provider_id": "later", "start": "lazy"},
+    )
+    served = Served(config, hostel_home)
+    try:
+        health = {p["provider_id"]: p["health"] for p in served.get("/v1/providers").json()["data"]}
+        assert health["up"] == {"status": "OK"}
+        assert health["down"] == {"status": "Error", "message": "upstream http://127.0.0.1:9/ is unreachable"}
+        assert health["later"] == {"status": "OK"}  # not started: its state speaks for it, nothing is started
+        assert served.get("/v1/providers/down").json()["health"]["status"] == "Error"
+        assert served.get("/v1/health").status_code == 200  # every worker serves: hostel's own health
+        assert served.get("/v1/providers").json()["data"][2]["state"] == "idle"
+    finally:
+        served.stop()

@@ -45,7 +45,7 @@ def test_the_cli_logs_json_lines_the_workers_included(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "hostel", "call", str(config), "t", "greet", "--args", '{"name": "x"}'],
         capture_output=True, text=True, timeout=300, check=False,
-        env={**os.environ, "HOSTEL_LOG_FORMAT": "json", "HOSTEL_LOG": "info"},
+        env={**os.environ, "HOSTEL_LOG_FORMAT": "json", "HOSTEL_LOG": "debug"},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in done.stderr.splitlines()]  # every line is JSON

@@ -135,6 +135,35 @@ async def test_a_worker_that_stops_answering_is_killed_with_its_stacks(
     await _until(lambda: slot.state == "ready" and slot.worker is not hung)
 
 
+async def test_a_busy_worker_whose_loop_is_blocked_but_whose_process_answers_is_not_killed(
+    running: tuple[Supervisor, FakeLauncher],
+) -> None:
+    supervisor, launcher = running
+    slot = supervisor.slots["t"]
+    busy = _worker_of(supervisor, "t")
+    launcher.behaviour.answers_health = False
+    launcher.behaviour.blocked_s = 30.0  # its watchdog thread answers: the loop is blocked, the process is not
+    probes = launcher.channels[-1].health_checks
+    await _until(lambda: launcher.channels[-1].health_checks >= probes + 6)  # twice the misses that would kill
+    assert busy.exit_info is None and busy.signals == [] and slot.state == "ready"
+    launcher.behaviour.answers_health, launcher.behaviour.blocked_s = True, None
+
+
+async def test_max_blocked_s_bounds_how_long_a_worker_may_block_its_loop(tmp_path: Path) -> None:
+    launcher = FakeLauncher(Behaviour(blocked_s=30.0))
+    supervisor = _supervisor(tmp_path, launcher, max_blocked_s=20)
+    await supervisor.start()
+    try:
+        blocked = _worker_of(supervisor, "t")
+        launcher.behaviour.answers_health = False
+        await _until(lambda: blocked.exit_info is not None)
+        assert "blocked its event loop for 30s (max_blocked_s=20)" in blocked.kill_reason
+        assert "in busy" in blocked.kill_reason  # where it was stuck
+    finally:
+        launcher.behaviour.answers_health, launcher.behaviour.blocked_s = True, None
+        await supervisor.stop()
+
+
 async def test_a_worker_past_its_memory_limit_is_killed(tmp_path: Path) -> None:
     launcher = FakeLauncher()
     supervisor = _supervisor(tmp_path, launcher)

@@ -77,8 +77,9 @@ def configure(*, debug: bool = False, environ: Mapping[str, str] | None = None, 
         for handler in logging.getLogger().handlers:
             handler.setFormatter(JsonFormatter())
     if lifecycle and not hostel_default and not debug:
-        logging.getLogger("hostel").setLevel(logging.INFO)  # a server says when workers start, crash, restart
-        logging.getLogger("hostel.provider").setLevel(logging.WARNING)  # but providers' own chatter stays quiet
+        # A server says when workers start, crash, restart, and shows what providers print and log at INFO
+        # (HOSTEL_LOG=hostel.provider=warning quiets them; their tracebacks are WARNINGs, shown whole).
+        logging.getLogger("hostel").setLevel(logging.INFO)
     for name, level in levels.items():
         if level in logging.getLevelNamesMapping():
             logging.getLogger(name).setLevel(level)

@@ -162,6 +162,9 @@ class HostelSettings(_Strict):
     probe_interval_s: float = Field(5.0, gt=0)  # liveness probe (grpc.health.v1) period
     probe_timeout_s: float = Field(2.0, gt=0)  # a probe not answered within this is missed
     probe_failures: int = Field(3, ge=1)  # missed probes in a row before the worker is killed and restarted
+    # A worker whose event loop is blocked but whose process answers (its watchdog thread) is busy, not hung:
+    # it is not killed, and its calls end at their deadlines. Set this to kill one blocked longer than this.
+    max_blocked_s: float | None = Field(None, gt=0)
     # Keep a spare worker per provider that has already started Python and imported its runtime: a
     # restart then costs the provider's own import and factory only (at ~35 MB of memory per provider).
     standby_workers: bool = False

@@ -32,6 +32,7 @@ from hostel.gateway.admin import refuse_without_token
 from hostel.gateway.auth import Authenticator
 from hostel.gateway.bodies import BodyBudget
 from hostel.gateway.guard import LOOPBACK_NAMES, Guard, is_loopback
+from hostel.gateway.health import ProviderHealth
 from hostel.gateway.metrics import Metrics
 from hostel.gateway.requests import (
     PROVIDER_DATA_HEADER,
@@ -49,6 +50,7 @@ from hostel.gateway.resources import resource_routes
 from hostel.gateway.shapes import SERVING, provider_info
 from hostel.host import Host
 from hostel.supervisor import ProviderStatus
+from hostel.transport.channel import Channel
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +71,7 @@ class Gateway:
         self.admin_token = admin_token
         self.metrics = Metrics(host)
         self.max_body = host.config.hostel.max_message_mb * 2**20
+        self.provider_health = ProviderHealth(self._running_channel)
 
     async def health(self, request: Request) -> Response:
         states = {s.provider_id: s.state for s in self.host.status()}
@@ -76,17 +79,24 @@ class Gateway:
             return json_response({"status": "OK"})
         return json_response({"status": "Error", "providers": states}, 503)
 
-    def _info(self, status: ProviderStatus) -> dict[str, Any]:
-        return provider_info(status, self.host.provider_config(status.provider_id))
+    def _running_channel(self, provider_id: str) -> Channel | None:
+        slot = self.host.supervisor.slots.get(provider_id)
+        if slot is None or slot.state not in ("ready", "replacing"):
+            return None
+        return slot.channel
+
+    async def _infos(self, statuses: list[ProviderStatus]) -> list[dict[str, Any]]:
+        health = await self.provider_health.reports(s.provider_id for s in statuses)
+        return [provider_info(s, self.host.provider_config(s.provider_id), health[s.provider_id]) for s in statuses]
 
     async def providers(self, request: Request) -> Response:
-        return json_response({"data": [self._info(s) for s in self.host.status(usage=True)]})
+        return json_response({"data": await self._infos(self.host.status(usage=True))})
 
     async def provider(self, request: Request) -> Response:
         provider_id = request.path_params["provider_id"]
         for status in self.host.status(usage=True):
             if status.provider_id == provider_id:
-                return json_response(self._info(status))
+                return json_response((await self._infos([status]))[0])
         return error_response(RoutingError(f"no provider {provider_id!r}", provider_id=provider_id))
 
     async def status(self, request: Request) -> Response:

@@ -163,4 +163,4 @@ async def _announce(
     if admin is not None:
         publish_admin_token(admin[0], port, admin[1])
     scheme = "https" if server.config.ssl_certfile else "http"
-    logger.warning("hostel serving %d providers on %s://%s:%d (Ctrl-C to stop)", providers, scheme, address, port)
+    logger.info("hostel serving %d providers on %s://%s:%d (Ctrl-C to stop)", providers, scheme, address, port)

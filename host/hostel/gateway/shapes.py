@@ -38,13 +38,17 @@ def redact_config(value: Any) -> Any:
 SERVING = frozenset({"ready", "idle", "replacing", "stopped"})
 
 
-def provider_info(status: ProviderStatus, config: Mapping[str, Any]) -> dict[str, Any]:
-    """Llama Stack's ``ProviderInfo`` for one provider, with hostel's status fields."""
-    health = (
-        {"status": "OK"}
-        if status.state in SERVING and status.state != "stopped"
-        else {"status": "Error", "message": f"provider is {status.state}"}
-    )
+def provider_info(
+    status: ProviderStatus, config: Mapping[str, Any], health: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Llama Stack's ``ProviderInfo`` for one provider, with hostel's status fields. ``health`` is what the
+    provider's own ``health()`` said (``hostel.gateway.health``); without it, what its state says."""
+    if health is None:
+        health = (
+            {"status": "OK"}
+            if status.state in SERVING and status.state != "stopped"
+            else {"status": "Error", "message": f"provider is {status.state}"}
+        )
     return {
         "api": status.api,
         "provider_id": status.provider_id,

@@ -83,6 +83,10 @@ class WorkerHandle(Protocol):
     async def dump_stacks(self) -> str:
         """Every thread's stack in the worker (asked before a hung worker is killed), or ``""``."""
 
+    async def loop_blocked_s(self, timeout: float) -> float | None:
+        """How long the worker's event loop has been blocked, as its watchdog thread answers beside the loop
+        (0 while it runs), or ``None`` if nothing answered within ``timeout`` (or the worker cannot be asked)."""
+
     def stderr_tail(self, lines: int = 40) -> str:
         """The last lines the worker wrote to stderr."""
 
@@ -135,6 +139,10 @@ class WorkerBase(abc.ABC):
     @abc.abstractmethod
     def stderr_tail(self, lines: int = 40) -> str:
         """The last lines the worker wrote to stderr."""
+
+    async def loop_blocked_s(self, timeout: float) -> float | None:
+        """Not askable here (a worker on TCP): only the gRPC probe judges it."""
+        return None
 
     def kill_for(self, reason: str) -> None:
         """SIGKILL the worker because of ``reason``; its crash is then reported with that reason."""
@@ -221,3 +229,20 @@ def socket_path(socket_dir: Path, plan: ProviderPlan, generation: int) -> Path:
 def provider_dir(socket_dir: Path, plan: ProviderPlan) -> Path:
     """The directory of one provider's worker directories."""
     return socket_dir / f"p{abs(hash(plan.provider_id)) % 10**8}"
+
+
+async def ask_watchdog(path: Path, timeout: float) -> float | None:
+    """The seconds a worker's event loop has been blocked, as its watchdog thread answers on ``path``
+    (``hostel_sdk._watchdog``), or ``None`` if it answered nothing within ``timeout``: a stopped worker's
+    socket still accepts the connection, but nothing in it writes the line."""
+    writer = None
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_unix_connection(str(path))
+            line = await reader.readline()
+        return float(line) if line.strip() else None
+    except (OSError, TimeoutError, ValueError):
+        return None
+    finally:
+        if writer is not None:
+            writer.close()

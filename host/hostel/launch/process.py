@@ -29,11 +29,21 @@ from hostel.config.plan import ProviderPlan
 from hostel.envs import Env
 from hostel.envs.process import SETPRIV as _SETPRIV
 from hostel.errors import ProviderStartError
-from hostel.launch.base import ExitInfo, GrpcConnect, LaunchContext, WorkerBase, WorkerHandle, socket_path
+from hostel.launch.base import (
+    ExitInfo,
+    GrpcConnect,
+    LaunchContext,
+    WorkerBase,
+    WorkerHandle,
+    ask_watchdog,
+    socket_path,
+)
 from hostel.launch.child import Child, FirstLine, LineRelay, collect_stacks
+from hostel.launch.output import StderrLevels
 from hostel.launch.zygote import ForkedChild, Zygotes, ZygoteSpec, ZygoteUnavailableError, fork_supported
 from hostel_sdk._handshake import (
     FAILURE_MAGIC,
+    LIVENESS_SOCKET,
     PROTOCOL_VERSION,
     STACKS_SIGNAL,
     Handshake,
@@ -45,13 +55,6 @@ from hostel_sdk._start import StartRequest
 
 logger = logging.getLogger(__name__)
 
-_LEVELS = {
-    "DEBUG": logging.DEBUG,
-    "INFO": logging.INFO,
-    "WARNING": logging.WARNING,
-    "ERROR": logging.ERROR,
-    "CRITICAL": logging.CRITICAL,
-}
 # After its exit, how long the worker's last output may take to arrive (its pipes may be held elsewhere).
 _DRAIN_S = 0.5
 # A SIGKILLed process is reaped at once unless the kernel holds it (uninterruptible I/O): wait this long.
@@ -186,6 +189,7 @@ class WorkerProcess(WorkerBase):
         self.token = ""  # set before start(): a standby learns its token only when it is used
         self.server_token: str | None = secrets.token_urlsafe(32)
         self.provider_logger = logging.getLogger(f"hostel.provider.{plan.provider_id}")
+        self._stderr_levels = StderrLevels()
         self._err = LineRelay(self._log_stderr, tail_lines=stderr_lines, what="stderr")
         self._out = LineRelay(self._log_stdout, tail_lines=1, what="stdout")
         self._stdout: FirstLine | None = None
@@ -352,8 +356,7 @@ class WorkerProcess(WorkerBase):
         return result
 
     def _log_stderr(self, line: str) -> None:
-        level_name, _, _ = line.partition(" ")
-        self.provider_logger.log(_LEVELS.get(level_name, logging.INFO), "%s", line)
+        self.provider_logger.log(self._stderr_levels.level(line), "%s", line)
 
     def _log_stdout(self, line: str) -> None:
         self.provider_logger.info("%s", line)
@@ -392,6 +395,12 @@ class WorkerProcess(WorkerBase):
         mark = self._err.lines
         self._child.signal_process(STACKS_SIGNAL)
         return await collect_stacks(self._err, mark)
+
+    async def loop_blocked_s(self, timeout: float) -> float | None:
+        """Ask the worker's watchdog thread (``hostel_sdk._watchdog``) on its socket beside the worker's."""
+        if self._child is None or self.exit_info is not None:
+            return None
+        return await ask_watchdog(self.socket_path.parent / LIVENESS_SOCKET, timeout)
 
     def rss_bytes(self) -> int | None:
         """The worker's resident memory, from /proc (Linux), or ``None``."""

@@ -24,6 +24,15 @@ class Config(BaseModel):
     pass
 
 
+def _hold_gil(seconds: float) -> None:
+    """A C call that never releases the GIL, as some extensions' do: nothing else in the process runs, the
+    worker's watchdog thread included (a signal interrupts ``sleep``; it resumes)."""
+    libc_holding_gil = ctypes.PyDLL(None)
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        libc_holding_gil.sleep(max(int(left), 1))
+
+
 class ChaosProvider:
     def __init__(self, deps: dict[Any, Any]) -> None:
         self.deps = deps
@@ -63,9 +72,14 @@ class ChaosProvider:
         return "flooding"
 
     async def block(self, seconds: float) -> str:
-        """Block the event loop (a synchronous call inside an async method)."""
+        """Block the event loop (a synchronous call inside an async method): busy, not hung."""
         time.sleep(seconds)
         return "unblocked"
+
+    async def hold_gil(self, seconds: float) -> str:
+        """Hang the whole process: a C call holding the GIL, so that not even the watchdog thread answers."""
+        _hold_gil(seconds)
+        return "released"
 
     async def be_stubborn(self) -> str:
         """Ignore SIGTERM from now on, and hang in shutdown()."""

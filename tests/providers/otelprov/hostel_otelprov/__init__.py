@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import time
 from collections.abc import AsyncIterator
@@ -48,7 +49,10 @@ class TracingProvider:
         await asyncio.sleep(seconds)  # holds its place in the provider's admission, not its event loop
 
     async def block(self, seconds: float) -> None:
-        time.sleep(seconds)  # the event loop with it: the liveness probe kills the worker
+        """Hang the whole process (a C call holding the GIL): the liveness probe kills the worker."""
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            ctypes.PyDLL(None).sleep(max(int(left), 1))
 
     async def fetch(self, url: str) -> int:
         """An upstream call, as a provider makes to its model server (instrumented with telemetry.instrument)."""
