@@ -137,3 +137,53 @@ def test_providers_report_their_own_health_as_llama_stack_does(tmp_path: Path, h
         assert served.get("/v1/providers").json()["data"][2]["state"] == "idle"
     finally:
         served.stop()
+
+
+def _draws(served: Served, provider: str, workers: int) -> dict[int, float]:
+    """pid -> the first value of the module-level generator, from ``workers`` distinct workers of ``provider``."""
+    seen: dict[int, float] = {}
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        for _ in range(20):
+            for draw in pool.map(lambda _: call(served, provider, "first_random", hold_s=0.3), range(workers)):
+                seen[draw["pid"]] = draw["value"]
+            if len(seen) == workers:
+                break
+    return seen
+
+
+def _restarted(served: Served, provider: str, times: int) -> list[float]:
+    """The draws of a provider's worker and of ``times`` restarts after SIGKILL; each restart is forked from the
+    provider's zygote (its parent is not the host)."""
+    values = []
+    for restart in range(times + 1):
+        draw = call(served, provider, "first_random")
+        values.append(draw["value"])
+        assert restart == 0 or draw["parent"] != served.proc.pid, "a restart was spawned, not forked"
+        os.kill(draw["pid"], signal.SIGKILL)
+        assert wait_until(lambda pid=draw["pid"]: _serving_pid(served, provider) not in (None, pid), 60)
+    return values
+
+
+def _serving_pid(served: Served, provider: str) -> int | None:
+    status = served.get(f"/v1/providers/{provider}").json()
+    return status.get("pid") if status.get("state") == "ready" else None
+
+
+def test_forked_workers_do_not_repeat_import_time_state(tmp_path: Path, hostel_home: Path) -> None:
+    config = habit_config(
+        tmp_path,
+        {"provider_id": "fresh"},
+        {"provider_id": "pair", "replicas": 2},
+        {"provider_id": "preloaded", "zygote": "preload"},
+    )
+    served = Served(config, hostel_home)
+    try:
+        restarts = _restarted(served, "fresh", 3)  # the first worker and three restarts, forked from the zygote
+        assert len(set(restarts)) == 4, restarts
+        pair = _draws(served, "pair", 2)
+        assert len(pair) == 2 and len(set(pair.values())) == 2, pair
+        # Opting in imports the module once, in the zygote: every restart starts from the same draw.
+        preloaded = _restarted(served, "preloaded", 2)
+        assert len(set(preloaded[1:])) == 1, preloaded
+    finally:
+        served.stop()

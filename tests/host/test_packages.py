@@ -81,8 +81,20 @@ async def test_a_provider_declared_only_by_an_entry_point(tmp_path: Path) -> Non
         "providers:\n  tool_runtime:\n    - provider_id: ep\n      provider_type: inline::epprov\n"
         f"      module: hostel_epprov\n      pip_packages: [{REPO / 'tests' / 'providers' / 'epprov'}]\n"
     )
+    envs = Path(os.environ["HOSTEL_HOME"]) / "envs"
+    before = set(envs.glob("ep-*"))
     async with Host.from_config(config) as host:
         assert await host.provider("ep").idna_version() == "3.7"  # the spec's own pip_packages were installed
+        used = host.supervisor.slots["ep"].env
+    # One env, built before the package's spec was known and kept once it was adopted (not a second one).
+    assert used is not None and len(set(envs.glob("ep-*")) - before) <= 1 and used.path in set(envs.glob("ep-*"))
+    # And pruning for this config keeps it.
+    pruned = subprocess.run(
+        [sys.executable, "-m", "hostel", "envs", "prune", str(config), "--dry-run"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert pruned.returncode == 0, pruned.stderr
+    assert str(used.path) not in pruned.stdout
 
 
 async def test_specs_shipped_as_package_data_are_extracted_and_run(tmp_path: Path) -> None:

@@ -96,7 +96,8 @@ def test_hostel_ps_and_the_providers_route_show_each_replica(tmp_path: Path, hos
     served = Served(_config(tmp_path), hostel_home)
     try:
         info = served.get("/v1/providers/t").json()
-        assert info["health"] == {"status": "OK"} and [r["replica"] for r in info["replicas"]] == [0, 1]
+        assert info["health"]["status"] == "Not Implemented"  # the test provider has no health()
+        assert [r["replica"] for r in info["replicas"]] == [0, 1]
         listed = served.cli("ps").stdout
         rows = {line.split()[0]: line.split() for line in listed.splitlines()[1:]}
         assert {"t", "t#0", "t#1"} <= set(rows) and rows["t"][4] == "-"

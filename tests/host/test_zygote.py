@@ -66,8 +66,8 @@ async def test_a_first_start_spawns_and_restarts_are_forks_of_the_envs_zygote(tm
         first = host.status()[0].pid
         assert _parent(first) == os.getpid()  # the first start does not wait for a zygote
         zygote = await _zygote(host)
-        # ... -m hostel_sdk.zygote FD hostel_testprov: the provider's module is imported before forking
-        assert zygote.cmdline()[-3] == "hostel_sdk.zygote" and zygote.cmdline()[-1] == "hostel_testprov"
+        # ... -m hostel_sdk.zygote FD: the runtime alone; each fork imports the provider's module itself
+        assert zygote.cmdline()[-2] == "hostel_sdk.zygote"
         second = await _restarted(host, first)
         assert _parent(second) == zygote.pid
         third = await _restarted(host, second)
@@ -109,7 +109,7 @@ async def test_a_module_that_starts_threads_is_not_imported_before_forking(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, "hostel.launch.zygote")
-    async with Host.from_config(_config(tmp_path, module="hostel_testprov.threaded")) as host:
+    async with Host.from_config(_config(tmp_path, module="hostel_testprov.threaded", zygote="preload")) as host:
         zygote = await _zygote(host)
         assert zygote.cmdline()[-2] == "hostel_sdk.zygote"  # the runtime alone: no module argument
         assert "importing hostel_testprov.threaded starts threads" in caplog.text
@@ -121,10 +121,10 @@ async def test_a_sandboxed_providers_zygote_is_confined_from_its_first_line(tmp_
     """A zygote runs its venv's .pth files at start: a sandboxed provider's zygote starts confined (python -S on
     hostel's bootstrap), imports the provider's module in there, and its forks narrow the sandbox to their own
     directory."""
-    async with Host.from_config(_config(tmp_path, sandbox=True)) as host:
+    async with Host.from_config(_config(tmp_path, sandbox=True, zygote="preload")) as host:
         zygote = await _zygote(host)
         assert zygote.cmdline()[1:3] == ["-S", "-c"] and zygote.cmdline()[-3] == "hostel_sdk.zygote"
-        assert zygote.cmdline()[-1] == "hostel_testprov"  # its module, imported inside the sandbox
+        assert zygote.cmdline()[-1] == "hostel_testprov"  # its module (zygote: preload), imported inside the sandbox
         restarted = await _restarted(host, host.status()[0].pid)
         assert _parent(restarted) == zygote.pid
         assert await host.provider("t").greet(name="s") == "hi, s"

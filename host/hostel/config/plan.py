@@ -64,6 +64,7 @@ class ProviderPlan:
     # With the Ray launcher: num_cpus, num_gpus, resources, node_id, soft, strategy (its entry's ray:).
     placement: Mapping[str, Any] | None = None
     zygote: bool = False  # fork its workers from a zygote (process launcher)
+    zygote_preload: bool = False  # and its zygote imports the provider's module (zygote: preload)
     replica: int = 0  # which of them a slot runs (0 for the provider's own plan)
     # What an OGX / Llama Stack server gives its providers besides config and deps, passed to the worker as is:
     # the storage backends their configs name (the run config's storage.backends, or the bridge's server's), and
@@ -217,6 +218,7 @@ def _plan_one(
     if tracing and sandbox is not None and sandbox["connect_ports"] is not None:
         sandbox["connect_ports"] = [*sandbox["connect_ports"], _collector_port(config.hostel, environ)]
     limits = entry.limits or Limits()
+    zygote = entry.zygote if entry.zygote is not None else config.hostel.zygote
     replicas = (os.cpu_count() or 1) if entry.replicas == "auto" else entry.replicas
     start = entry.start or config.hostel.start
     idle_stop_s = entry.idle_stop_s if entry.idle_stop_s is not None else config.hostel.idle_stop_s
@@ -266,7 +268,8 @@ def _plan_one(
         telemetry={"instrument": config.hostel.telemetry.instrument} if tracing else None,
         replicas=replicas,
         placement=entry.ray.model_dump(exclude_none=True) if entry.ray is not None else None,
-        zygote=(entry.zygote if entry.zygote is not None else config.hostel.zygote) and launcher == "process",
+        zygote=bool(zygote) and launcher == "process",
+        zygote_preload=zygote == "preload" and launcher == "process",
     )
 
 
@@ -492,6 +495,7 @@ def with_resolved_spec(plan: ProviderPlan, found: Mapping[str, Any]) -> Provider
     found = {**found, **{k: v for k, v in plan.overrides.items() if k != "pip_packages"}}
     spec = dataclasses.replace(
         plan.spec,
+        declared=plan.spec.declared or (plan.spec.module, plan.spec.config_class),
         module=str(found.get("module") or plan.spec.module),
         config_class=found.get("config_class") or plan.spec.config_class,
         provider_data_validator=found.get("provider_data_validator") or plan.spec.provider_data_validator,

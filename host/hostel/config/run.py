@@ -149,6 +149,9 @@ class TelemetrySettings(_Strict):
     instrument: bool = False  # load the OpenTelemetry instrumentors for the libraries in each provider's venv
 
 
+ZygoteMode = bool | Literal["preload"]
+
+
 class HostelSettings(_Strict):
     """hostel's own settings (the ``hostel:`` block of the run config)."""
 
@@ -187,9 +190,10 @@ class HostelSettings(_Strict):
     # How long a replaced or removed provider's old worker may finish its calls and streams before it is stopped.
     drain_grace_s: float = Field(30.0, ge=0)
     telemetry: TelemetrySettings = TelemetrySettings()
-    # Fork each provider's workers from a zygote that has imported the worker runtime (and, where safe, the
-    # provider's module): restarts and replicas in milliseconds (docs/supervision.md). Process launcher, Linux.
-    zygote: bool = True
+    # Fork each provider's workers from a zygote that has imported the worker runtime: restarts and replicas
+    # without a Python start (docs/supervision.md). Process launcher, Linux. "preload": the zygote imports each
+    # provider's module too (faster restarts; what the module makes at import is then the same in every worker).
+    zygote: ZygoteMode = True
     # Where registered benchmarks, datasets, scoring functions and training jobs persist (a SQLite file in
     # it); default: $HOSTEL_HOME/state/<config file name>-<hash of its path>; a config given as a dict: memory.
     state_dir: Path | None = None
@@ -235,7 +239,7 @@ class ProviderEntry(BaseModel):
     # Workers behind this provider id, each supervised on its own; "auto": one per CPU core.
     replicas: Annotated[int, Field(ge=1)] | Literal["auto"] = 1
     ray: RayPlacement | None = None  # with launcher: ray, where its workers go (docs/launchers.md)
-    zygote: bool | None = None  # fork its workers from a pre-imported process (None: hostel.zygote decides)
+    zygote: ZygoteMode | None = None  # fork its workers from a pre-imported process (None: hostel.zygote decides)
 
     @field_validator("env")
     @classmethod

@@ -37,6 +37,9 @@ class ProviderSpec:
     container_image: str | None = None
     source: Path | None = None
     from_package: bool = False  # a run-config `module:` entry: the real spec comes from inside the venv
+    # Such an entry's (module, config_class) as written, once the package's spec replaced them: its env stays
+    # keyed by what the entry says, so adopting the spec does not build a second env.
+    declared: tuple[str, str | None] | None = None
 
 
 class _SpecFields(BaseModel):

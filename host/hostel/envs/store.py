@@ -116,13 +116,15 @@ class EnvManager:
         except InterpreterNotFoundError as exc:
             raise EnvBuildError(str(exc), provider_id=plan.provider_id) from None
         requirements = [normalise(r) for r in plan.pip_packages]
-        package = provider_package(plan.spec.module, requirements)
+        # A `module:` entry's env is keyed by what the entry says, before and after its package's spec is adopted.
+        module, config_class = plan.spec.declared or (plan.spec.module, plan.spec.config_class)
+        package = provider_package(module, requirements)
         if package is not None:
             logger.info(
                 "provider %s: installing %s (provides module %s in the host env)",
                 plan.provider_id,
                 package,
-                plan.spec.module,
+                module,
             )
             requirements.append(normalise(package))
         if plan.telemetry is not None:  # the worker sets up the OpenTelemetry SDK (docs/observability.md)
@@ -139,10 +141,10 @@ class EnvManager:
             sdk=self._sdk_fingerprint(),
             probe=json.dumps(
                 {
-                    "module": plan.spec.module,
+                    "module": module,
                     "provider_type": plan.provider_type,
                     "api": plan.api,
-                    "config_class": plan.spec.config_class,
+                    "config_class": config_class,
                     "find_spec": plan.spec.from_package,
                     "overrides": {k: v for k, v in plan.overrides.items() if k in ("module", "config_class")},
                 },

@@ -284,9 +284,10 @@ class WorkerProcess(WorkerBase):
         self._watcher = asyncio.create_task(self._watch_exit(child))
 
     def _zygote_module(self) -> str | None:
-        # A sandboxed provider's zygote is inside its sandbox from its first line, so its module's import-time
-        # code runs there too (with its provider's worker directories to write, none of another provider's).
-        return self.plan.spec.module
+        # Only where the entry opts in (zygote: preload): what a module makes at import (a random.Random(), numpy's
+        # global generator, ids) would otherwise be the same in every worker forked after it. A sandboxed
+        # provider's zygote is inside its sandbox from its first line, so that import runs there too.
+        return self.plan.spec.module if self.plan.zygote_preload else None
 
     async def _fork(self, env: dict[str, str]) -> ForkedChild | None:
         """The worker forked from its env's zygote, or ``None`` (spawn it) if no zygote can fork it now. A

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
+
+
+@dataclasses.dataclass
+class Config:
+    """A config class that is a dataclass, not a pydantic model (hostel validates both)."""
 
 
 class EntryPointProvider:

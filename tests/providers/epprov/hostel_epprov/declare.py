@@ -10,7 +10,7 @@ def spec() -> dict[str, Any]:
         "api": "tool_runtime",
         "provider_type": "inline::epprov",
         "module": "hostel_epprov",
-        "config_class": None,
+        "config_class": "hostel_epprov.Config",  # the entry said none: adopting this spec keeps the env
         "pip_packages": ["idna==3.7"],
         "api_dependencies": [],
     }

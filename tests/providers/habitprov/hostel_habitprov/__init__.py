@@ -26,7 +26,7 @@ from pydantic import BaseModel
 logger = logging.getLogger(__name__)
 
 # Import-time state, as numpy's global generator or ids minted at import are.
-_IMPORT_RANDOM = random.Random()
+_FIRST_DRAW = random.Random().random()
 
 
 class Config(BaseModel):
@@ -115,9 +115,11 @@ class HabitProvider:
         """A provider's own bug: a ``KeyError`` from a dict lookup."""
         return {"known": "value"}[key]
 
-    async def first_random(self) -> float:
-        """The first value drawn from a generator made at import."""
-        return _IMPORT_RANDOM.random()
+    async def first_random(self, hold_s: float = 0) -> dict[str, Any]:
+        """This worker's pid and the first value drawn from a generator made when its module was imported (after
+        ``hold_s``: concurrent calls then reach each replica)."""
+        await asyncio.sleep(hold_s)
+        return {"pid": os.getpid(), "parent": os.getppid(), "value": _FIRST_DRAW}
 
     async def health(self) -> dict[str, Any]:
         if self.config.upstream_ok:
