@@ -176,9 +176,8 @@ class Host:
         if self.plan.telemetry:
             settings = self.plan.settings.telemetry
             try:
-                _telemetry.configure(
-                    endpoint=settings.endpoint, headers=settings.headers, service_name=settings.service_name
-                )
+                service_name = settings.service_name or os.environ.get("OTEL_SERVICE_NAME") or "hostel"
+                _telemetry.configure(endpoint=settings.endpoint, headers=settings.headers, service_name=service_name)
             except _telemetry.TelemetryUnavailableError as exc:
                 raise ConfigError([Problem(self.plan.config.label, "hostel.telemetry", str(exc))]) from None
         state = default_state_dir(self.plan.config, self.envs.home)

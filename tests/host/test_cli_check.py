@@ -69,3 +69,27 @@ def test_python_prints_the_interpreter_a_provider_would_get(capsys: pytest.Captu
     ).stdout.startswith(version)
     assert main(["python", "2.5"]) == 1
     assert "no Python 2.5 found on PATH, under pyenv or uv" in capsys.readouterr().err
+
+
+_IMPORTS = """
+import sys
+from hostel.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+heavy = ("grpc", "pydantic", "hostel.host", "hostel.supervisor", "hostel.launch", "hostel.gateway", "starlette")
+print("loaded:", *(name for name in heavy if name in sys.modules))
+"""
+
+
+def test_help_and_check_import_only_what_they_use(tmp_path: Path) -> None:
+    """`hostel --help` loads none of the host (it took 0.5 s before any output); `check` loads the config models
+    but not grpc, the supervisor or the HTTP stack."""
+    config = make_config(tmp_path)
+    loaded = {}
+    for command in (["--help"], ["check", str(config)]):
+        done = subprocess.run([sys.executable, "-c", _IMPORTS, *command], capture_output=True, text=True, check=False)
+        loaded[command[0]] = done.stdout.splitlines()[-1]
+    assert loaded["--help"] == "loaded:"
+    assert loaded["check"] == "loaded: pydantic"

@@ -55,6 +55,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver) -> Iter
         "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
         "OTEL_BSP_SCHEDULE_DELAY": "50",  # export within 50 ms instead of 5 s
         "OTEL_METRIC_EXPORT_INTERVAL": "500",
+        "OTEL_SERVICE_NAME": "stack-gateway",  # names the host's service, as the convention says
     }
     running = Served(config, tmp_path_factory.mktemp("telemetry-home"), env=env)
     yield running
@@ -82,7 +83,7 @@ def test_one_trace_from_the_callers_span_to_the_providers_own(server: Served, re
     names = {"POST /v1/providers/tools/work", "call tools.work", "serve tools.work", "provider.work"}
     spans = _spans(receiver, trace_id, names)
     http = spans["POST /v1/providers/tools/work"]  # the gateway's server span, a child of the caller's
-    assert http.kind == 2 and http.service == "hostel" and http.parent_id == caller
+    assert http.kind == 2 and http.service == "stack-gateway" and http.parent_id == caller
     assert spans["call tools.work"].parent_id == http.span_id
     assert spans["serve tools.work"].parent_id == spans["call tools.work"].span_id
     assert spans["provider.work"].parent_id == spans["serve tools.work"].span_id

@@ -12,10 +12,9 @@ import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
-from hostel.envs.store import default_home
 from hostel.errors import ConfigError, HostelError, Problem
-from hostel.gateway.admin import ADMIN_HEADER, admin_token_path
-from hostel.reload import ReloadReport
+
+# The CLI's commands import what they use when they run: `hostel --help` loads none of the host.
 
 
 class ReloadFailedError(HostelError):
@@ -37,6 +36,9 @@ def request(opts: argparse.Namespace, path: str, *, post: bool = False) -> Any:
     headers = {"Content-Type": "application/json"} if post else {}
     if opts.token:
         headers["Authorization"] = f"Bearer {opts.token}"
+    from hostel.envs.store import default_home
+    from hostel.gateway.admin import ADMIN_HEADER, admin_token_path
+
     with contextlib.suppress(OSError):  # the admin token of a host this user runs on that port, if there is one
         headers[ADMIN_HEADER] = admin_token_path(default_home(), opts.port).read_text().strip()
     req = urllib.request.Request(url, data=b"{}" if post else None, method="POST" if post else "GET", headers=headers)
@@ -114,4 +116,6 @@ def reload(opts: argparse.Namespace) -> int:
 
 
 def _report(report: dict[str, Any]) -> str:
+    from hostel.reload import ReloadReport
+
     return f"{ReloadReport.from_dict(report).summary()}\n({report['seconds']:.2f}s)"

@@ -12,19 +12,17 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hostel.cli import client as _client
-from hostel.cli import envs as _cli_envs
 from hostel.cli import log_setup as _logging
-from hostel.cli import specs as _cli_specs
-from hostel.config.envfile import environ_with
-from hostel.config.plan import Plan, load_plan
-from hostel.envs import EnvManager
-from hostel.envs.interpreters import InterpreterCache, InterpreterNotFoundError
-from hostel.envs.store import default_home
 from hostel.errors import ConfigError, HostelError
-from hostel.host import Host
-from hostel_sdk._blobs import Blob
+
+if TYPE_CHECKING:
+    from hostel.config.plan import Plan
+
+# Each command imports what it uses when it runs: `hostel --help` and argument errors load none of the host
+# (pydantic models, grpc, the supervisor), which takes seconds where bytecode cannot be written.
 
 logger = logging.getLogger(__name__)
 
@@ -154,6 +152,9 @@ def _env_file_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _load(opts: argparse.Namespace) -> Plan:
+    from hostel.config.envfile import environ_with
+    from hostel.config.plan import load_plan
+
     return load_plan(opts.config, environ=environ_with(getattr(opts, "env_file", None)))
 
 
@@ -185,6 +186,9 @@ def _error(message: str, debug: bool) -> None:
 
 
 async def _dispatch(opts: argparse.Namespace) -> int:
+    from hostel.cli import envs as _cli_envs
+    from hostel.cli import specs as _cli_specs
+
     if opts.command == "build":
         return await _cli_envs.build(opts.config, installer=opts.installer, locked=opts.locked)
     if opts.command == "lock":
@@ -219,6 +223,9 @@ async def _dispatch(opts: argparse.Namespace) -> int:
 
 
 async def _python(opts: argparse.Namespace) -> int:
+    from hostel.envs.interpreters import InterpreterCache, InterpreterNotFoundError
+    from hostel.envs.store import default_home
+
     try:
         found = await InterpreterCache(default_home() / "interpreters.json").find(opts.version)
     except InterpreterNotFoundError as exc:
@@ -231,6 +238,8 @@ async def _python(opts: argparse.Namespace) -> int:
 async def _check(opts: argparse.Namespace) -> int:
     plan = _load(opts)
     if opts.deep:
+        from hostel.cli import envs as _cli_envs
+
         failures = await _cli_envs.deep_check(plan)
         if failures:
             for message in failures:
@@ -244,6 +253,8 @@ async def _check(opts: argparse.Namespace) -> int:
 
 
 async def _list(opts: argparse.Namespace) -> int:
+    from hostel.envs import EnvManager
+
     plan = _load(opts)
     envs = EnvManager(installer=plan.settings.installer)
     rows = []
@@ -278,6 +289,7 @@ async def _list(opts: argparse.Namespace) -> int:
 
 async def _run(opts: argparse.Namespace) -> int:
     from hostel.gateway import serving as _serving  # the HTTP stack loads only for `hostel run`
+    from hostel.host import Host
 
     plan = _load(opts)
     if opts.ray:
@@ -318,6 +330,9 @@ async def _image_build(opts: argparse.Namespace) -> int:
 
 
 async def _call(opts: argparse.Namespace) -> int:
+    from hostel.host import Host
+    from hostel_sdk._blobs import Blob
+
     try:
         arguments = json.loads(opts.args)
         provider_data = json.loads(opts.provider_data) if opts.provider_data else None

@@ -145,7 +145,8 @@ class TelemetrySettings(_Strict):
     enabled: bool | None = None
     endpoint: str | None = None  # OTLP/HTTP base URL, e.g. http://collector:4318; default: the OTEL_ variables
     headers: dict[str, str] = Field(default_factory=dict)  # sent with every export (e.g. a collector's token)
-    service_name: str = "hostel"  # the host's service.name; workers are hostel-provider-<id>
+    # The host's service.name (default: $OTEL_SERVICE_NAME, else "hostel"); workers are hostel-provider-<id>.
+    service_name: str | None = None
     instrument: bool = False  # load the OpenTelemetry instrumentors for the libraries in each provider's venv
 
 
