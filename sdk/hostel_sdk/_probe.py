@@ -140,15 +140,56 @@ def probe(request: dict[str, Any]) -> dict[str, Any]:
         return {**result, "stage": "import", "error": _describe(exc)}
     if config_class:
         try:
-            _import_attr(config_class)
+            cls = _import_attr(config_class)
         except Exception as exc:  # noqa: BLE001 - reported with its cause
             return {**result, "stage": "config", "error": f"config_class {config_class!r}: {_describe(exc)}"}
+        if request.get("config_file"):  # hostel check --deep: the entry's config, validated as the worker will
+            with open(request["config_file"]) as stream:
+                config = json.load(stream)
+            result["unknown_keys"] = unknown_keys(cls, config)
+            error = validate_config(cls, config)
+            if error is not None:
+                return {**result, "stage": "config", "error": f"invalid config for {config_class}: {error}"}
     factory = "get_adapter_impl" if kind == "remote" else "get_provider_impl"
     if not callable(getattr(imported, factory, None)):
         return {**result, "stage": "factory", "error": f"module {module!r} has no {factory}()"}
     importlib.import_module("hostel_sdk.worker")  # and what the worker itself imports (grpc.aio …)
     compile_imported()
     return result
+
+
+def validate_config(cls: Any, config: dict[str, Any]) -> str | None:
+    """Why ``config`` does not build ``cls`` (a pydantic model or a dataclass), or None."""
+    from pydantic import TypeAdapter, ValidationError
+
+    try:
+        TypeAdapter(cls).validate_python(config)
+    except ValidationError as exc:
+        return str(exc)
+    except Exception as exc:  # noqa: BLE001 - a class pydantic cannot build from a mapping, say why
+        return _describe(exc)
+    return None
+
+
+def unknown_keys(cls: Any, config: dict[str, Any]) -> list[list[str]]:
+    """``[key, closest known key or ""]`` for each top-level key of ``config`` that ``cls`` has no field for (a
+    pydantic model that ignores extras would drop it silently)."""
+    import dataclasses
+    import difflib
+
+    fields: set[str] = set()
+    if hasattr(cls, "model_fields"):
+        for name, info in cls.model_fields.items():
+            fields.update(n for n in (name, getattr(info, "alias", None)) if isinstance(n, str))
+    elif dataclasses.is_dataclass(cls):
+        fields.update(f.name for f in dataclasses.fields(cls))
+    else:
+        return []
+    return [
+        [key, next(iter(difflib.get_close_matches(key, sorted(fields), n=1, cutoff=0.75)), "")]
+        for key in config
+        if key not in fields
+    ]
 
 
 def write_env_bytecode_on_import() -> bool:

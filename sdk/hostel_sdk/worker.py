@@ -124,7 +124,8 @@ async def serve(request: StartRequest, handshake_fd: int, options: ServeOptions 
     try:
         loaded = await load_provider(request, host_client)
     except StartError as exc:
-        traceback.print_exc(file=sys.stderr)
+        if exc.stage != "config":  # a config error says all there is in its message; a traceback would bury it
+            traceback.print_exc(file=sys.stderr)
         _write_line(handshake_fd, StartFailure(PROTOCOL_VERSION, exc.stage, exc.message).format())
         return 1
 

@@ -93,3 +93,34 @@ def test_help_and_check_import_only_what_they_use(tmp_path: Path) -> None:
         loaded[command[0]] = done.stdout.splitlines()[-1]
     assert loaded["--help"] == "loaded:"
     assert loaded["check"] == "loaded: pydantic"
+
+
+def test_a_misspelled_module_gets_a_did_you_mean_once_its_env_is_built(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.conftest import provider_spec
+
+    path = make_config(tmp_path, specs={"inline/tool_runtime/testprov": provider_spec(module="hostel_testprv")})
+    assert main(["check", "--deep", str(path)]) == 2
+    assert "did you mean 'hostel_testprov'?" in capsys.readouterr().err
+    assert main(["check", str(path)]) == 2  # the env is built now: the shallow check sees it too, without a build
+    err = capsys.readouterr().err
+    assert "module 'hostel_testprv' is not in its env" in err and "did you mean 'hostel_testprov'?" in err
+
+
+def test_check_deep_validates_each_config_against_its_class_in_its_env(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    providers = {
+        "tool_runtime": [
+            {"provider_id": "typo", "provider_type": "inline::testprov", "config": {"greting": "hi"}},
+            {"provider_id": "wrong", "provider_type": "inline::testprov", "config": {"greeting": ["not", "text"]}},
+        ]
+    }
+    path = make_config(tmp_path, providers=providers)
+    assert main(["check", "--deep", str(path)]) == 2
+    err = capsys.readouterr().err
+    # A key the class lacks is only a warning (the model ignores it), with the key it probably meant.
+    assert "provider typo: config key 'greting' is not a field of its config class (did you mean 'greeting'?)" in err
+    assert "provider 'wrong': invalid config for hostel_testprov.Config" in err and "greeting" in err
+    assert "provider 'typo': invalid" not in err  # failed at check time, not at start

@@ -53,7 +53,7 @@ def test_missing_env_var_is_named_with_its_key() -> None:
             environ={},
         )
     text = _problems(exc)
-    assert "NOPE_X is not set" in text and "providers.inference[0].config.url" in text
+    assert "NOPE_X is not set" in text and "providers.inference[p].config.url" in text
 
 
 def test_empty_provider_id_disables_the_provider_as_in_llama_stack() -> None:
@@ -200,9 +200,35 @@ def test_unknown_keys_in_a_provider_entry_or_hostel_are_errors_with_a_suggestion
             }
         )
     problems = _problems(caught)
-    assert "providers.inference[0].sandbx: unknown key 'sandbx' in a provider entry (did you mean 'sandbox'?)" in (
+    assert "providers.inference[p].sandbx: unknown key 'sandbx' in a provider entry (did you mean 'sandbox'?)" in (
         problems
     )
     assert "hostel.call_timeout: unknown key 'call_timeout' (did you mean 'call_timeout_s'?)" in problems
     assert "hostel.restart.max_restart: unknown key 'max_restart' (did you mean 'max_restarts'?)" in problems
     assert problems.count("unknown key") == 3
+
+
+def test_a_config_error_names_the_provider_and_the_one_union_branch_that_fits(tmp_path: Path) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        "providers:\n  tool_runtime:\n"
+        "    - {provider_id: boot, provider_type: 'inline::x', sandbox: {network: off}}\n"
+        "    - {provider_id: two, provider_type: 'inline::x', sandbox: maybe}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_run_config(config)
+    problems = _problems(caught)
+    assert len(caught.value.problems) == 2, problems  # not one line per union member the user never wrote
+    assert "providers.tool_runtime[boot].sandbox.network: Input should be 'any' or 'none', or a mapping (got False); " \
+        "YAML reads unquoted yes/no/on/off as true/false: quote the value" in problems  # fmt: skip
+    assert "providers.tool_runtime[two].sandbox: Input should be a valid boolean, unable to interpret input, or a " \
+        "mapping (got 'maybe')" in problems  # fmt: skip
+    assert "SandboxSettings" not in problems and ".bool" not in problems
+
+
+def test_a_yaml_error_names_the_file(tmp_path: Path) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text("providers: [\n")
+    with pytest.raises(ConfigError) as caught:
+        load_run_config(config)
+    assert f'in "{config}", line 2' in _problems(caught) and "<unicode string>" not in _problems(caught)

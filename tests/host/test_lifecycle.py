@@ -321,8 +321,10 @@ def test_a_config_that_does_not_validate_changes_nothing(
     assert _version(server, "p") == before
     done = server.cli("reload")
     assert done.returncode == 2 and "nothing changed" in done.stderr
+    refusals = lambda: server.log.read_text().count("reload refused, nothing changed")  # noqa: E731
+    assert refusals() == 2  # the server's log says so too, for the request and for `hostel reload`
     server.proc.send_signal(signal.SIGHUP)
-    assert wait_until(lambda: "reload refused, nothing changed" in server.log.read_text(), timeout=30)
+    assert wait_until(lambda: refusals() == 3, timeout=30)
     assert _version(server, "p") == before
 
 

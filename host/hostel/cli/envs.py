@@ -20,6 +20,7 @@ from rich.table import Table
 
 from hostel.config.plan import Plan, ProviderPlan, load_plan
 from hostel.envs import BUILD_CONCURRENCY, LAST_USED_FILE, EnvManager, InstallerName, dir_size, iter_envs
+from hostel.envs.builder import module_near_miss, top_level_modules
 from hostel.envs.hashes import artifact_hashes
 from hostel.envs.lock import LockedProvider, lock_path, read_lock, write_lock
 from hostel.envs.spec import EnvSpec
@@ -85,10 +86,53 @@ async def build_all(plan: Plan, envs: EnvManager, console: Console) -> list[Buil
     return list(await asyncio.gather(*(one(p, None) for p in providers)))
 
 
+async def module_problems(plan: Plan) -> list[str]:
+    """For each provider whose env is built: its module, if that module is not in the env (with the near miss it
+    probably meant). No installer and no subprocess: a glance at each env's site-packages."""
+    envs = manager(plan)
+    problems = []
+    for provider in (p for p in plan.providers if p.builds_env):
+        try:
+            spec = await envs.describe(provider)
+        except HostelError:
+            continue  # `check --deep` reports what keeps it from being described
+        path = envs.envs_dir / spec.dirname
+        module = (provider.spec.declared or (provider.spec.module, None))[0]
+        if envs.status(spec) != "built" or module.partition(".")[0] in top_level_modules(path):
+            continue
+        close = module_near_miss(module, path)
+        problems.append(
+            f"provider {provider.provider_id!r}: module {module!r} is not in its env ({path})"
+            + (f"; did you mean {close!r}?" if close else "; add the package that provides it to pip_packages")
+        )
+    return problems
+
+
 async def deep_check(plan: Plan) -> list[str]:
-    """Build every env (reusing built ones) and check each provider imports; the problems, if any."""
-    results = await build_all(plan, manager(plan), Console(stderr=True))
-    return [str(r.error) for r in results if r.error is not None]
+    """Build every env (reusing built ones), check each provider imports, and validate each provider's config
+    against its config class in its env; the problems, if any. Config keys the class has no field for are
+    warned about on stderr (a model that ignores extras would drop them silently)."""
+    err = Console(stderr=True)
+    envs = manager(plan)
+    results = await build_all(plan, envs, err)
+    problems = [str(r.error) for r in results if r.error is not None]
+    by_id = {p.provider_id: p for p in plan.providers}
+    for result in results:
+        if result.error is not None or result.spec is None:
+            continue
+        provider = by_id[result.provider_id]
+        env, _ = await envs.ensure(result.spec)
+        checked = await envs.check_config(provider, result.spec, env)
+        for key, close in checked.get("unknown_keys") or ():
+            hint = f" (did you mean {close!r}?)" if close else ""
+            err.print(
+                f"hostel: warning: provider {provider.provider_id}: config key {key!r} is not a field of its config "
+                f"class{hint}",
+                markup=False, highlight=False, soft_wrap=True,
+            )  # fmt: skip
+        if checked.get("error"):
+            problems.append(f"provider {provider.provider_id!r}: {checked['error']}")
+    return problems
 
 
 def summary(results: Sequence[BuildResult]) -> Table:

@@ -236,15 +236,14 @@ async def _python(opts: argparse.Namespace) -> int:
 
 
 async def _check(opts: argparse.Namespace) -> int:
-    plan = _load(opts)
-    if opts.deep:
-        from hostel.cli import envs as _cli_envs
+    from hostel.cli import envs as _cli_envs
 
-        failures = await _cli_envs.deep_check(plan)
-        if failures:
-            for message in failures:
-                _error(message, opts.debug)
-            return 2
+    plan = _load(opts)
+    failures = await (_cli_envs.deep_check(plan) if opts.deep else _cli_envs.module_problems(plan))
+    if failures:
+        for message in failures:
+            _error(message, opts.debug)
+        return 2
     print(
         f"{opts.config}: OK ({len(plan.providers)} providers: "
         f"{', '.join(p.provider_id for p in plan.providers) or 'none'})"

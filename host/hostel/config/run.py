@@ -415,16 +415,59 @@ def _pydantic_problems(
     label: str, prefix: str, exc: ValidationError, model: type[BaseModel] | None = None
 ) -> list[Problem]:
     problems = []
-    for err in exc.errors():
-        key = ".".join([prefix, *(str(p) for p in err["loc"])]) if prefix else ".".join(str(p) for p in err["loc"])
+    for loc, errors in _reduce_unions(exc.errors()).items():
+        key = ".".join([prefix, *(str(p) for p in loc)]) if prefix else ".".join(str(p) for p in loc)
+        err = errors[0]
         if err["type"] == "extra_forbidden":
-            name = str(err["loc"][-1])
+            name = str(loc[-1])
             hint = did_you_mean(name, _field_names(model)) if model is not None else ""
             problems.append(Problem(label, key, f"unknown key {name!r}{hint}; remove it or fix its spelling"))
             continue
+        message = ", or ".join(
+            [_MAPPING.sub("a mapping", e["msg"]) if i == 0 else _MAPPING.sub("a mapping", e["msg"]).removeprefix(
+                "Input should be ") for i, e in enumerate(errors)]
+        )  # fmt: skip
         value = f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) else ""
-        problems.append(Problem(label, key, f"{err['msg']}{value}"))
+        if isinstance(err.get("input"), bool) and "boolean" not in message:
+            value += "; YAML reads unquoted yes/no/on/off as true/false: quote the value"
+        problems.append(Problem(label, key, f"{message}{value}"))
     return problems
+
+
+_MAPPING = re.compile(r"a valid dictionary or instance of \w+")
+_SCALAR_TAGS = frozenset({"bool", "int", "float", "str", "none"})
+
+
+def _is_union_tag(part: Any) -> bool:
+    """Whether a part of a pydantic error's location names a union's member (``bool``, ``SandboxSettings``,
+    ``literal['any','none']``) rather than a key the user wrote (config keys are lower case)."""
+    return isinstance(part, str) and (part[:1].isupper() or "[" in part or "-" in part or part in _SCALAR_TAGS)
+
+
+def _reduce_unions(errors: list[Any]) -> dict[tuple[Any, ...], list[Any]]:
+    """Errors by the location the user wrote, union members dropped: at each union, only the members that got
+    furthest into what the user wrote count (a mapping given for ``bool | Settings`` is judged as Settings);
+    members that tie at one location are merged into one message."""
+    pending = [(tuple(err["loc"]), err) for err in errors]
+    while any(_is_union_tag(p) for loc, _ in pending for p in loc):
+        points: dict[tuple[Any, ...], int] = {}
+        for loc, _ in pending:
+            i = next((i for i, p in enumerate(loc) if _is_union_tag(p)), None)
+            if i is not None:
+                depth = sum(1 for p in loc[i + 1 :] if not _is_union_tag(p))
+                points[loc[:i]] = max(points.get(loc[:i], 0), depth)
+        reduced = []
+        for loc, err in pending:
+            i = next((i for i, p in enumerate(loc) if _is_union_tag(p)), None)
+            if i is None:
+                reduced.append((loc, err))
+            elif sum(1 for p in loc[i + 1 :] if not _is_union_tag(p)) == points[loc[:i]]:
+                reduced.append((loc[:i] + loc[i + 1 :], err))
+        pending = reduced
+    merged: dict[tuple[Any, ...], list[Any]] = {}
+    for loc, err in pending:
+        merged.setdefault(loc, []).append(err)
+    return merged
 
 
 def load_run_config(
@@ -453,7 +496,8 @@ def read_run_config(
         path = Path(source).resolve()
         base_dir = path.parent
         try:
-            raw = yaml.safe_load(path.read_text())
+            with path.open() as stream:  # a stream, so that a YAML error names the file
+                raw = yaml.safe_load(stream)
         except FileNotFoundError:
             raise ConfigError([Problem(str(path), "", "file not found; pass the path of a run config YAML")]) from None
         except (OSError, UnicodeDecodeError) as exc:
@@ -547,7 +591,8 @@ def _providers(value: Any, label: str, problems: list[Problem]) -> list[Provider
             problems.append(Problem(label, f"providers.{api}", "must be a list of provider entries"))
             continue
         for i, item in enumerate(entries):
-            key = f"providers.{api}[{i}]"
+            named = isinstance(item, dict) and isinstance(item.get("provider_id"), str) and item["provider_id"]
+            key = f"providers.{api}[{item['provider_id'] if named else i}]"  # the provider's id, as plan errors say
             if isinstance(item, dict) and "provider_id" in item and not item["provider_id"]:
                 # ${env.X:+id} that came out empty: the provider is disabled, as in Llama Stack
                 logger.info("%s: %s is disabled (empty provider_id)", label, key)

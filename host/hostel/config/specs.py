@@ -152,7 +152,8 @@ def load_specs(directory: Path) -> tuple[dict[tuple[str, str], ProviderSpec], li
                 continue
             for path in sorted([*api_dir.glob("*.yaml"), *api_dir.glob("*.yml")]):
                 try:
-                    data = yaml.safe_load(path.read_text())
+                    with path.open() as stream:  # a stream, so that a YAML error names the file
+                        data = yaml.safe_load(stream)
                 except yaml.YAMLError as exc:
                     problems.append(Problem(str(path), "", f"not valid YAML: {exc}"))
                     continue

@@ -7,6 +7,7 @@ logs it, bounds it by ``build_timeout_s`` and raises ``EnvBuildError`` with the 
 from __future__ import annotations
 
 import contextlib
+import difflib
 import importlib.metadata
 import json
 import logging
@@ -197,16 +198,34 @@ class EnvBuilder:
         checked = await self._probe(spec, python, request)
         return found_spec, {"ok": checked["error"] is None, "stage": checked["stage"], "error": checked["error"]}
 
-    async def _probe(self, spec: EnvSpec, python: Path, request: dict[str, Any]) -> dict[str, Any]:
+    async def check_config(
+        self, spec: EnvSpec, python: Path, module: str, config_class: str, config: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Validate a provider's ``config`` against its ``config_class`` inside its built env (``hostel check
+        --deep``): the probe's answer, with ``unknown_keys``. The config (it may hold secrets) goes in a 0600
+        file, never on a command line; a sandboxed provider's probe may read that file and nothing more."""
+        with tempfile.TemporaryDirectory(prefix="hostel-config-") as tmp:
+            path = Path(tmp) / "config.json"
+            path.touch(mode=0o600)
+            path.write_text(json.dumps(dict(config)))
+            request = {
+                **json.loads(spec.probe), "module": module, "config_class": config_class, "find_spec": False,
+                "config_file": str(path),
+            }  # fmt: skip
+            return await self._probe(spec, python, request, read=[str(path)])
+
+    async def _probe(
+        self, spec: EnvSpec, python: Path, request: dict[str, Any], *, read: Sequence[str] = ()
+    ) -> dict[str, Any]:
         command = [str(python), "-m", "hostel_sdk._probe", json.dumps(request)]
         if not spec.sandbox:
             done = await self._run(spec, command, [], what="checking")
         else:  # the provider's import-time code runs as its worker would: confined, in a minimal environment
             with tempfile.TemporaryDirectory(prefix="hostel-probe-") as tmp:
                 # It may write bytecode into the env being built, and tmp; nothing its provider's entry lists.
-                confined = sandbox_policy(
-                    json.loads(spec.sandbox), write=[str(python.parent.parent), tmp], root=Path(tmp) / "root"
-                )
+                sandbox = json.loads(spec.sandbox)
+                sandbox["read"] = [*(sandbox.get("read") or ()), *read]
+                confined = sandbox_policy(sandbox, write=[str(python.parent.parent), tmp], root=Path(tmp) / "root")
                 command = confined_command(
                     str(python), "hostel_sdk._probe", command[3:], sandbox=confined, limits={},
                     failure='{"spec": null, "found": [], "stage": "config", "error": {message}}',
@@ -268,9 +287,13 @@ class EnvBuilder:
         return done
 
 
-def hint(error: str) -> str:
+def hint(error: str, env_path: Path | None = None) -> str:
+    """What to do about a provider that does not import in its env (``env_path``: where to look for near misses)."""
     missing = re.search(r"No module named '([^']+)'", error)
     if missing:
+        close = module_near_miss(missing.group(1), env_path) if env_path is not None else None
+        if close is not None:
+            return f"did you mean {close!r}? (its env has that module); fix the spec's module"
         return (
             f"add the package that provides {missing.group(1)!r} to the provider's pip_packages, "
             "or pin a version that declares it with constraints"
@@ -279,6 +302,31 @@ def hint(error: str) -> str:
         "pin working versions with constraints (e.g. 'llama-stack==0.2.22'), "
         "or correct the published spec with spec_overrides (module, config_class)"
     )
+
+
+def top_level_modules(env_path: Path) -> set[str]:
+    """The importable top-level names in a venv's site-packages (packages, modules, extensions), read from the
+    directory, no subprocess."""
+    names = set()
+    for site in env_path.glob("lib/python*/site-packages"):
+        for entry in site.iterdir():
+            name = entry.name
+            if entry.is_dir() and name.isidentifier():
+                names.add(name)
+            elif name.endswith(".py") or ".cpython-" in name or name.endswith(".so"):
+                names.add(name.split(".", 1)[0])
+    return names
+
+
+def module_near_miss(module: str, env_path: Path) -> str | None:
+    """The name ``module`` probably meant, if its top level is not in the env at ``env_path`` and one close to it
+    is (``hostel_testprv.x`` -> ``hostel_testprov.x``); ``None`` otherwise."""
+    top, _, rest = module.partition(".")
+    known = top_level_modules(env_path)
+    if top in known:
+        return None
+    close = difflib.get_close_matches(top, sorted(known), n=1, cutoff=0.75)
+    return f"{close[0]}.{rest}" if close and rest else close[0] if close else None
 
 
 def installed_distributions(env_path: Path, built_from: Mapping[str, str] | None = None) -> list[str]:

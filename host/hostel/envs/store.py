@@ -159,6 +159,16 @@ class EnvManager:
             spec = dataclasses.replace(spec, pins=locked.pins, pin_hashes=tuple(sorted(locked.hashes.items())))
         return spec
 
+    async def check_config(self, plan: ProviderPlan, spec: EnvSpec, env: Env) -> dict[str, Any]:
+        """``plan``'s config validated against its config class inside its built ``env`` (``hostel check --deep``):
+        ``{"error", "stage", "unknown_keys": [[key, closest field or ""], ...]}``."""
+        found = env.metadata.get("provider_spec") or {}
+        module = str(found.get("module") or plan.spec.module)
+        config_class = plan.overrides.get("config_class") or found.get("config_class") or plan.spec.config_class
+        if not config_class:
+            return {"error": None, "stage": None, "unknown_keys": []}
+        return await self._builder.check_config(spec, env.python, module, str(config_class), plan.config)
+
     def status(self, spec: EnvSpec) -> EnvStatus:
         """``built`` (current env exists), ``stale`` (only an older env of this provider) or ``missing``."""
         if self._load(self.envs_dir / spec.dirname, spec.key) is not None:
@@ -251,7 +261,7 @@ def _checked(env: Env) -> Env:
     error = str(check.get("error"))
     raise EnvBuildError(
         f"provider {provider_id!r}: its env resolved and installed, but the provider does not work there "
-        f"(stage {check.get('stage')}): {error}; {hint(error)}",
+        f"(stage {check.get('stage')}): {error}; {hint(error, env.path)}",
         provider_id=provider_id,
         stage=str(check.get("stage") or "build"),
     )

@@ -152,8 +152,10 @@ class Gateway:
         try:
             report = await self.host.reload()
         except ConfigError as exc:  # the config file it re-read is the operator's to fix: nothing changed
+            logger.error("reload refused, nothing changed: %s", exc)
             return refused(error_body(exc), 400)
         except HostelError as exc:
+            logger.error("reload failed: %s", exc)
             return error_response(exc)
         if report.ok:
             return json_response(report.to_dict())
