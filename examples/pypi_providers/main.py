@@ -112,8 +112,12 @@ async def main() -> None:
     EVIDENCE.mkdir(exist_ok=True)
     kubernetes, detector = fake_kubernetes(), fake_detector()
     try:
+        # `hostel build` first, for its progress: the first run downloads and installs every provider's env
+        # (several GB from PyPI) and would otherwise be silent for minutes. Later runs find them built.
+        print("building the providers' envs (first run: minutes, several GB from PyPI)", file=sys.stderr, flush=True)
+        subprocess.run([sys.executable, "-m", "hostel", "build", str(HERE / "run.yaml")], check=True, stdout=sys.stderr)
         host = Host.from_config(HERE / "run.yaml")
-        await host.build()  # the evidence is signed with the csoai env's own `cryptography`
+        await host.build()  # reuses them; the evidence is signed with the csoai env's own `cryptography`
         csoai_python = host.supervisor.slots["csoai"].env.python  # type: ignore[union-attr]
         subprocess.run([str(csoai_python), str(HERE / "make_evidence.py"), str(EVIDENCE)], check=True)
         async with host:
