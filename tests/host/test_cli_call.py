@@ -60,3 +60,13 @@ def test_call_with_bad_config_exits_2(tmp_path: Path) -> None:
     path = make_config(tmp_path, providers={"tool_runtime": [{"provider_id": "t", "provider_type": "inline::nope"}]})
     done = _hostel("call", str(path), "t", "greet")
     assert done.returncode == 2 and "unknown provider type" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_call_debug_shows_the_providers_traceback_from_its_worker(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    done = _hostel("--debug", "call", str(config), "t", "fail", "--args", '{"message": "no such item"}')
+    assert done.returncode == 1
+    assert "hostel: error: provider 't' raised ValueError in fail(): no such item" in done.stderr
+    # Logged once by the host, with the traceback the worker sent: the line of the provider that raised.
+    assert done.stderr.count("fail() raised ValueError: no such item [call ") == 1
+    assert "hostel_testprov/__init__.py" in done.stderr and "raise ValueError(message)" in done.stderr

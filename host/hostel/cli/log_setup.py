@@ -80,6 +80,9 @@ def configure(*, debug: bool = False, environ: Mapping[str, str] | None = None, 
         # A server says when workers start, crash, restart, and shows what providers print and log at INFO
         # (HOSTEL_LOG=hostel.provider=warning quiets them; their tracebacks are WARNINGs, shown whole).
         logging.getLogger("hostel").setLevel(logging.INFO)
+    if not lifecycle and not hostel_default and not debug:
+        # A one-shot command's error line says what the provider raised; --debug adds the worker's traceback.
+        logging.getLogger("hostel.calls").setLevel(logging.ERROR)
     for name, level in levels.items():
         if level in logging.getLevelNamesMapping():
             logging.getLogger(name).setLevel(level)
