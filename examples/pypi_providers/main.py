@@ -113,8 +113,8 @@ async def main() -> None:
     kubernetes, detector = fake_kubernetes(), fake_detector()
     try:
         # `hostel build` first, for its progress: the first run downloads and installs every provider's env
-        # (several GB from PyPI) and would otherwise be silent for minutes. Later runs find them built.
-        print("building the providers' envs (first run: minutes, several GB from PyPI)", file=sys.stderr, flush=True)
+        # (1.6 GB from PyPI) and would otherwise be silent for minutes. Later runs find them built.
+        print("building the providers' envs (first run: minutes, 1.6 GB from PyPI)", file=sys.stderr, flush=True)
         subprocess.run([sys.executable, "-m", "hostel", "build", str(HERE / "run.yaml")], check=True, stdout=sys.stderr)
         host = Host.from_config(HERE / "run.yaml")
         await host.build()  # reuses them; the evidence is signed with the csoai env's own `cryptography`
