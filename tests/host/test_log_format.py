@@ -51,3 +51,27 @@ def test_the_cli_logs_json_lines_the_workers_included(tmp_path: Path) -> None:
     lines = [json.loads(line) for line in done.stderr.splitlines()]  # every line is JSON
     assert any(line.get("provider_id") == "t" for line in lines), lines  # the worker's own lines, relayed
     assert all({"time", "level", "logger", "message"} <= set(line) for line in lines)
+
+
+def test_a_workers_stderr_lines_get_their_records_level_and_tracebacks_are_warnings_whole() -> None:
+    from hostel.launch.output import StderrLevels
+
+    lines = [
+        ("print: hello", logging.INFO),
+        ("INFO my_provider: log: hello", logging.INFO),
+        ("WARNING hostel_sdk._watchdog: provider p: event loop blocked for 10 s in:", logging.WARNING),
+        ('  File "prov.py", line 9, in block', logging.WARNING),  # the stack under that warning
+        ("Exception in thread worker-1:", logging.WARNING),
+        ("Traceback (most recent call last):", logging.WARNING),
+        ('  File "prov.py", line 3, in run', logging.WARNING),
+        ("RuntimeError: thread died", logging.WARNING),  # its last line too
+        ("", logging.WARNING),
+        ("During handling of the above exception, another exception occurred:", logging.WARNING),
+        ("", logging.WARNING),
+        ("Traceback (most recent call last):", logging.WARNING),
+        ("ValueError: again", logging.WARNING),
+        ("done", logging.INFO),  # and then ordinary output again
+        ("DEBUG urllib3: connecting", logging.DEBUG),
+    ]
+    levels = StderrLevels()
+    assert [(line, levels.level(line)) for line, _ in lines] == lines
