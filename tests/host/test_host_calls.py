@@ -165,6 +165,7 @@ async def test_invalid_config_fails_at_stage_config_with_pydantic_message(tmp_pa
             pass
     assert exc.value.stage == "config" and exc.value.provider_id == "t"
     assert "Input should be a valid string" in str(exc.value)
+    assert "Traceback" not in str(exc.value)  # one paragraph that names the field, not the loader's traceback
 
 
 async def test_factory_failure_fails_at_stage_factory_with_stderr_tail(tmp_path: Path) -> None:
