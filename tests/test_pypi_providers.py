@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +15,8 @@ from tests.conftest import EXAMPLES, has_python
 
 @pytest.mark.skipif(not has_python("3.12"), reason="these providers need Python >= 3.12, not found here")
 def test_pypi_providers_example_runs_six_real_providers_side_by_side() -> None:
+    envs = Path(os.environ["HOSTEL_HOME"]) / "envs"
+    before = set(envs.glob("*")) if envs.is_dir() else set()
     done = subprocess.run(
         [sys.executable, str(EXAMPLES / "pypi_providers" / "main.py")],
         capture_output=True,
@@ -38,6 +42,19 @@ def test_pypi_providers_example_runs_six_real_providers_side_by_side() -> None:
     # ragas (inline) evaluated rows from the fake datasetio with the fake embeddings, both through deps
     assert "ragas: python 3.12" in done.stdout
     assert "ragas: answer_similarity per row [1.0, 0.64, 0.51]" in done.stdout
+    # One env per provider: a `module:` provider's env is not built again once its package's spec is adopted.
+    made = [path.name.rsplit("-", 1)[0] for path in set(envs.glob("*")) - before if not path.name.startswith(".")]
+    assert len(made) == len(set(made)), sorted(made)
+    # And pruning for this config removes none of the envs it runs on.
+    used = re.findall(r"env (\S+-[0-9a-f]{16})", done.stdout)
+    assert len(used) == 6, done.stdout
+    pruned = subprocess.run(
+        [sys.executable, "-m", "hostel", "envs", "prune", str(EXAMPLES / "pypi_providers" / "run.yaml"), "--dry-run"],
+        capture_output=True, text=True, timeout=300, check=False,
+        env={**os.environ, "CSOAI_DID_JSON": "/nonexistent", "FMS_DETECTOR_URL": "http://127.0.0.1:9"},
+    )  # fmt: skip
+    assert pruned.returncode == 0, pruned.stderr
+    assert not [name for name in used if name in pruned.stdout], pruned.stdout
 
 
 @pytest.mark.skipif(not has_python("3.12"), reason="these providers need Python >= 3.12, not found here")
