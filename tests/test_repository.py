@@ -62,3 +62,46 @@ def test_every_doc_the_readme_names_exists() -> None:
     assert missing == [], f"the README names docs that do not exist: {missing}"
     unnamed = sorted(p.name for p in (REPO / "docs").glob("*.md") if p.name not in named)
     assert unnamed == [], f"docs the README does not mention: {unnamed}"
+
+
+# A size budget for the code of host/ and sdk/: a module over MODULE_LINES or a function over FUNCTION_LINES must
+# be listed here at its current size. The list may only shrink: an entry that grows, or that fits the budget
+# again (then remove it), fails.
+MODULE_LINES, FUNCTION_LINES = 600, 80
+OVER_BUDGET = {
+    "host/hostel/slot.py": 912,
+    "host/hostel/cli/main.py:_parser": 109,
+    "host/hostel/config/plan.py:_plan_one": 99,
+    "host/hostel/config/run.py:read_run_config": 82,
+    "host/hostel/reload.py:apply_reload": 81,
+}
+
+
+def _sizes() -> dict[str, tuple[int, int]]:
+    """Every module and function of host/ and sdk/ (generated code aside): name -> (lines, budget)."""
+    import ast
+
+    sizes = {}
+    for root in ("host/hostel", "sdk/hostel_sdk"):
+        for path in sorted((REPO / root).rglob("*.py")):
+            if "_proto" in path.parts:
+                continue
+            name = str(path.relative_to(REPO))
+            text = path.read_text()
+            sizes[name] = (len(text.splitlines()), MODULE_LINES)
+            for node in ast.walk(ast.parse(text)):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno is not None:
+                    key, lines = f"{name}:{node.name}", node.end_lineno - node.lineno + 1
+                    sizes[key] = (max(lines, sizes.get(key, (0, 0))[0]), FUNCTION_LINES)  # the longest of a name
+    return sizes
+
+
+def test_modules_and_functions_keep_to_the_size_budget() -> None:
+    sizes = _sizes()
+    over = {name: lines for name, (lines, budget) in sizes.items() if lines > budget}
+    unlisted = {name: lines for name, lines in over.items() if name not in OVER_BUDGET}
+    grown = {name: (OVER_BUDGET[name], lines) for name, lines in over.items() if lines > OVER_BUDGET.get(name, lines)}
+    shrunk = sorted(name for name in OVER_BUDGET if name not in over)
+    assert unlisted == {}, f"over the budget ({MODULE_LINES} lines a module, {FUNCTION_LINES} a function): {unlisted}"
+    assert grown == {}, f"grew past its allowance (allowed, now): {grown}"
+    assert shrunk == [], f"within the budget now: remove from OVER_BUDGET: {shrunk}"
