@@ -226,8 +226,9 @@ FAST = {
 }
 
 
-async def until(predicate: Any, timeout: float = 5) -> None:
-    """Wait for ``predicate()`` to hold, failing the test after ``timeout`` seconds."""
+async def until(predicate: Any, timeout: float = 10) -> None:
+    """Wait for ``predicate()`` to hold, failing the test after ``timeout`` seconds: the tests' one async polling
+    helper (``tests.conftest.wait_until`` is the blocking one, for tests that run a server process)."""
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, "condition not reached in time"

@@ -22,7 +22,7 @@ from hostel.launch.base import LaunchContext, WorkerHandle, socket_path
 from hostel.launch.process import ProcessLauncher, WorkerProcess
 from hostel.supervisor import ProviderSlot, Supervisor, SupervisorContext
 from tests.conftest import REPO, make_config
-from tests.fakes import OneLauncher
+from tests.fakes import OneLauncher, until
 
 FAKE = REPO / "tests" / "fake_worker.py"
 
@@ -76,13 +76,6 @@ async def _call(slot: ProviderSlot, method: str, timeout: float = 30, **kwargs: 
     return await slot.call(method, (), kwargs, timeout=timeout, provider_data=None)
 
 
-async def _until(predicate: Any, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
-
-
 async def test_crash_fails_the_call_with_exit_code_and_stderr_then_restarts(supervisor: Supervisor) -> None:
     slot = _slot(supervisor)
     first_pid = await _call(slot, "pid")
@@ -91,7 +84,7 @@ async def test_crash_fails_the_call_with_exit_code_and_stderr_then_restarts(supe
     assert exc.value.exit_code == 3 and exc.value.signal is None and exc.value.pid == first_pid
     assert "crashing on purpose" in exc.value.stderr_tail and exc.value.provider_id == "t"
     assert "not retried" in str(exc.value)
-    await _until(lambda: slot.state == "ready")
+    await until(lambda: slot.state == "ready")
     assert await _call(slot, "pid") != first_pid
     status = slot.status()
     assert status.restarts == 1 and status.last_exit == "exited with code 3"
@@ -152,10 +145,10 @@ async def test_crash_loop_marks_the_provider_failed_and_calls_fail_fast(tmp_path
     try:
         slot = _slot(supervisor)
         for _ in range(3):
-            await _until(lambda: slot.state in ("ready", "failed"))
+            await until(lambda: slot.state in ("ready", "failed"))
             with pytest.raises(ProviderCrashedError):
                 await _call(slot, "crash")
-        await _until(lambda: slot.state == "failed")
+        await until(lambda: slot.state == "failed")
         started = time.monotonic()
         with pytest.raises(ProviderUnavailableError, match=r"is failed .*re-arm it with `hostel restart t`"):
             await _call(slot, "ping")
@@ -166,7 +159,7 @@ async def test_crash_loop_marks_the_provider_failed_and_calls_fail_fast(tmp_path
         assert slot.status().restarts == 3
         with pytest.raises(ProviderCrashedError):
             await _call(slot, "crash")
-        await _until(lambda: slot.state == "ready")  # its crash count started over: restarted, not failed
+        await until(lambda: slot.state == "ready")  # its crash count started over: restarted, not failed
     finally:
         await supervisor.stop()
 
@@ -179,7 +172,7 @@ async def test_a_hung_worker_is_killed_by_the_liveness_probe_and_restarted(tmp_p
         with pytest.raises(ProviderCrashedError) as exc:
             await _call(slot, "hang")
         assert "liveness probes" in str(exc.value) and exc.value.signal == 9
-        await _until(lambda: slot.state == "ready")
+        await until(lambda: slot.state == "ready")
         assert await _call(slot, "pid") != first
         last_exit = slot.status().last_exit or ""
         assert "liveness probes" in last_exit
@@ -204,10 +197,10 @@ async def test_a_killed_worker_is_seen_dead_while_a_forked_child_holds_its_pipes
     first = await _call(slot, "pid")
     holder = await _call(slot, "fork_holding_pipes")
     os.kill(first, signal.SIGKILL)
-    await _until(lambda: slot.state != "ready" or slot.status().pid != first)
-    await _until(lambda: slot.state == "ready")
+    await until(lambda: slot.state != "ready" or slot.status().pid != first)
+    await until(lambda: slot.state == "ready")
     assert await _call(slot, "pid") != first and slot.status().restarts == 1
-    await _until(lambda: not _alive(holder))  # what the dead worker forked went with it
+    await until(lambda: not _alive(holder))  # what the dead worker forked went with it
 
 
 async def test_one_huge_stderr_line_is_cut_and_the_worker_carries_on(supervisor: Supervisor) -> None:
@@ -215,7 +208,7 @@ async def test_one_huge_stderr_line_is_cut_and_the_worker_carries_on(supervisor:
     assert await _call(slot, "huge_stderr_line", megabytes=10) == "written"
     assert await _call(slot, "ping") == "pong"
     assert slot.worker is not None
-    await _until(lambda: "after the huge line" in slot.worker.stderr_tail() if slot.worker else False)
+    await until(lambda: "after the huge line" in slot.worker.stderr_tail() if slot.worker else False)
     tail = slot.worker.stderr_tail()
     assert f"[hostel: {(10 << 20) - 16384} more bytes cut]" in tail and len(tail) < 64 * 1024
 
@@ -256,14 +249,14 @@ async def test_a_standby_worker_takes_over_a_crash_and_is_replaced(tmp_path: Pat
     supervisor = await _supervised(tmp_path, standby_workers=True)
     try:
         slot = _slot(supervisor)
-        await _until(lambda: slot._standby is not None)
+        await until(lambda: slot._standby is not None)
         standby = slot._standby
         assert standby is not None and standby.pid is not None
         with pytest.raises(ProviderCrashedError):
             await _call(slot, "crash")
-        await _until(lambda: slot.state == "ready")
+        await until(lambda: slot.state == "ready")
         assert await _call(slot, "pid") == standby.pid  # the spare became the worker
-        await _until(lambda: slot._standby is not None and slot._standby is not standby)
+        await until(lambda: slot._standby is not None and slot._standby is not standby)
     finally:
         await supervisor.stop()
     assert standby.exit_info is not None and slot._standby is None
@@ -274,10 +267,10 @@ async def test_the_probe_of_a_crashed_worker_ends_quietly(tmp_path: Path, caplog
     try:
         slot = _slot(supervisor)
         for _ in range(3):
-            await _until(lambda: slot.state == "ready")
+            await until(lambda: slot.state == "ready")
             with pytest.raises(ProviderCrashedError):
                 await _call(slot, "crash")
-        await _until(lambda: slot.state == "ready")
+        await until(lambda: slot.state == "ready")
         await asyncio.sleep(0.3)  # old probes wake up after their workers died
         assert len([t for t in slot._tasks if not t.done()]) == 2  # the live worker's watch and probe only
     finally:

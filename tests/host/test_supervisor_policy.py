@@ -20,8 +20,7 @@ from hostel.config import RestartPolicy
 from hostel.errors import CallTimeoutError, ProviderCrashedError, ProviderStartError, ProviderUnavailableError
 from hostel.supervisor import Supervisor
 from hostel.transport.callbacks import CallbackServer
-from tests.fakes import Behaviour, FakeLauncher, fake_supervisor
-from tests.fakes import until as _until
+from tests.fakes import Behaviour, FakeLauncher, fake_supervisor, until
 
 
 def _supervisor(tmp_path: Path, launcher: FakeLauncher, *, callbacks: Any = None, **hostel: Any) -> Supervisor:
@@ -64,7 +63,7 @@ async def test_a_crash_is_restarted_and_counted(running: tuple[Supervisor, FakeL
     slot = supervisor.slots["t"]
     first = _worker_of(supervisor, "t")
     first.die(code=3)
-    await _until(lambda: slot.state == "ready" and slot.worker is not first)
+    await until(lambda: slot.state == "ready" and slot.worker is not first)
     assert slot.restarts == 1 and slot.status().last_exit == "exited with code 3"
 
 
@@ -74,12 +73,12 @@ async def test_a_crash_loop_fails_the_provider_and_its_calls_fail_fast(
     supervisor, _ = running
     slot = supervisor.slots["t"]
     for _ in range(4):
-        await _until(lambda: slot.state in ("ready", "failed"))
+        await until(lambda: slot.state in ("ready", "failed"))
         if slot.state == "failed":
             break
         _worker_of(supervisor, "t").die(code=1)
-        await _until(lambda: slot.state != "ready" or slot.worker is None or slot.worker.exit_info is None)
-    await _until(lambda: slot.state == "failed")
+        await until(lambda: slot.state != "ready" or slot.worker is None or slot.worker.exit_info is None)
+    await until(lambda: slot.state == "failed")
     with pytest.raises(ProviderUnavailableError, match="re-arm it"):
         await slot.call("pid", (), {}, timeout=5, provider_data=None)
     assert slot.restarts == 3
@@ -90,7 +89,7 @@ async def test_a_call_waits_through_a_restart_within_its_deadline(running: tuple
     slot = supervisor.slots["t"]
     launcher.behaviour.fail_start = True
     _worker_of(supervisor, "t").die(code=1)
-    await _until(lambda: slot.state == "restarting")
+    await until(lambda: slot.state == "restarting")
     waiting = asyncio.create_task(slot.call("pid", (), {}, timeout=5, provider_data=None))
     await asyncio.sleep(0.05)
     assert not waiting.done()  # its provider is down: it waits rather than fails
@@ -99,7 +98,7 @@ async def test_a_call_waits_through_a_restart_within_its_deadline(running: tuple
     with pytest.raises((ProviderUnavailableError, CallTimeoutError)):
         launcher.behaviour.fail_start = True
         _worker_of(supervisor, "t").die(code=1)
-        await _until(lambda: slot.state != "ready")
+        await until(lambda: slot.state != "ready")
         await slot.call("pid", (), {}, timeout=0.05, provider_data=None)
 
 
@@ -128,11 +127,11 @@ async def test_a_worker_that_stops_answering_is_killed_with_its_stacks(
     slot = supervisor.slots["t"]
     hung = _worker_of(supervisor, "t")
     launcher.behaviour.answers_health = False
-    await _until(lambda: hung.exit_info is not None)
+    await until(lambda: hung.exit_info is not None)
     launcher.behaviour.answers_health = True
     assert hung.signals == [signal.SIGKILL] and "3 liveness probes" in hung.kill_reason
     assert "in busy" in hung.kill_reason  # where it hung
-    await _until(lambda: slot.state == "ready" and slot.worker is not hung)
+    await until(lambda: slot.state == "ready" and slot.worker is not hung)
 
 
 async def test_a_busy_worker_whose_loop_is_blocked_but_whose_process_answers_is_not_killed(
@@ -144,7 +143,7 @@ async def test_a_busy_worker_whose_loop_is_blocked_but_whose_process_answers_is_
     launcher.behaviour.answers_health = False
     launcher.behaviour.blocked_s = 30.0  # its watchdog thread answers: the loop is blocked, the process is not
     probes = launcher.channels[-1].health_checks
-    await _until(lambda: launcher.channels[-1].health_checks >= probes + 6)  # twice the misses that would kill
+    await until(lambda: launcher.channels[-1].health_checks >= probes + 6)  # twice the misses that would kill
     assert busy.exit_info is None and busy.signals == [] and slot.state == "ready"
     launcher.behaviour.answers_health, launcher.behaviour.blocked_s = True, None
 
@@ -156,7 +155,7 @@ async def test_max_blocked_s_bounds_how_long_a_worker_may_block_its_loop(tmp_pat
     try:
         blocked = _worker_of(supervisor, "t")
         launcher.behaviour.answers_health = False
-        await _until(lambda: blocked.exit_info is not None)
+        await until(lambda: blocked.exit_info is not None)
         assert "blocked its event loop for 30s (max_blocked_s=20)" in blocked.kill_reason
         assert "in busy" in blocked.kill_reason  # where it was stuck
     finally:
@@ -171,7 +170,7 @@ async def test_a_worker_past_its_memory_limit_is_killed(tmp_path: Path) -> None:
     try:
         grown = _worker_of(supervisor, "dep")
         launcher.behaviour.rss_bytes = 60 * 2**20  # its limit is 50 MB
-        await _until(lambda: grown.exit_info is not None)
+        await until(lambda: grown.exit_info is not None)
         assert "memory limit of 50 MB" in grown.kill_reason
         assert _worker_of(supervisor, "t").exit_info is None  # its neighbour is untouched
     finally:
@@ -222,11 +221,11 @@ async def test_a_standby_worker_is_spawned_ahead_and_takes_over(tmp_path: Path) 
     await supervisor.start()
     try:
         slot = supervisor.slots["t"]
-        await _until(lambda: slot._standby is not None)
+        await until(lambda: slot._standby is not None)
         standby = slot._standby
         assert standby is not None and standby.spawned and not standby.started  # type: ignore[attr-defined]
         _worker_of(supervisor, "t").die(code=1)
-        await _until(lambda: slot.worker is standby and slot.state == "ready")
+        await until(lambda: slot.worker is standby and slot.state == "ready")
     finally:
         await supervisor.stop()
 
@@ -236,7 +235,7 @@ async def test_a_failed_provider_is_rearmed_with_a_fresh_budget(running: tuple[S
     slot = supervisor.slots["t"]
     launcher.behaviour.fail_start = True
     _worker_of(supervisor, "t").die(code=1)
-    await _until(lambda: slot.state == "failed")
+    await until(lambda: slot.state == "failed")
     with pytest.raises(ProviderStartError):
         await slot.rearm()  # still failing: says why, stays failed
     assert slot.state == "failed"
@@ -264,8 +263,8 @@ async def test_a_dead_workers_callback_token_is_revoked_at_once(tmp_path: Path) 
         worker = _worker_of(supervisor, "t")
         assert callbacks._known(worker.token.encode())
         worker.die(code=1)
-        await _until(lambda: not callbacks._known(worker.token.encode()))
-        await _until(lambda: supervisor.slots["t"].state == "ready")
+        await until(lambda: not callbacks._known(worker.token.encode()))
+        await until(lambda: supervisor.slots["t"].state == "ready")
         assert callbacks._known(_worker_of(supervisor, "t").token.encode())  # its successor has its own
     finally:
         await supervisor.stop()
