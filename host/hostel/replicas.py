@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import typing
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,9 +21,8 @@ from hostel.envs import Env
 from hostel.errors import HostelError
 from hostel.slot import ProviderSlot, ProviderStatus, State
 
-# A provider's state from its replicas': the best one any replica is in (it serves if any replica does).
-_STATE_ORDER: tuple[State, ...] = ("ready", "replacing", "restarting", "starting", "building", "idle", "failed",
-                                   "stopped")  # fmt: skip
+# A provider's state from its replicas': the best one any replica is in (State lists them best first).
+_STATE_ORDER: tuple[State, ...] = typing.get_args(State)
 
 
 class ReplicatedSlot(ProviderSlot):

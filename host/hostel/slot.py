@@ -43,7 +43,8 @@ from hostel.transport.channel import Channel
 
 logger = logging.getLogger(__name__)
 
-State = Literal["building", "starting", "ready", "restarting", "replacing", "idle", "failed", "stopped"]
+# Best first: a provider with replicas is in the best state any of its replicas is in (it serves if any does).
+State = Literal["ready", "replacing", "restarting", "starting", "building", "idle", "failed", "stopped"]
 # States in which the provider has a worker that is, or is about to be, running.
 RUNNING: frozenset[State] = frozenset({"starting", "ready", "restarting", "replacing"})
 
