@@ -69,7 +69,7 @@ def test_every_doc_the_readme_names_exists() -> None:
 # again (then remove it), fails.
 MODULE_LINES, FUNCTION_LINES = 600, 80
 OVER_BUDGET = {
-    "host/hostel/slot.py": 912,
+    "host/hostel/slot.py": 911,
     "host/hostel/cli/main.py:_parser": 109,
     "host/hostel/config/plan.py:_plan_one": 99,
     "host/hostel/config/run.py:read_run_config": 82,

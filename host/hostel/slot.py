@@ -316,11 +316,7 @@ class ProviderSlot:
                     f"provider {self.provider_id!r}: the host stopped while it started", provider_id=self.provider_id
                 )
         except BaseException:
-            if self.callbacks is not None:
-                self.callbacks.revoke(worker.token)
-            with contextlib.suppress(Exception):
-                await worker.kill()
-                await worker.close()
+            await self._discard(worker)
             raise
         finally:
             if task is not None:
@@ -352,20 +348,28 @@ class ProviderSlot:
         try:
             await standby.spawn()
         except BaseException:
-            await standby.kill()
-            await standby.close()
+            await self._discard(standby)
             raise
         if self._stopping:
-            await standby.kill()
-            await standby.close()
+            await self._discard(standby)
             return
         self._standby = standby
 
     async def _drop_standby(self) -> None:
         standby, self._standby = self._standby, None
         if standby is not None:
-            await standby.kill()
-            await standby.close()
+            await self._discard(standby)
+
+    async def _discard(self, worker: WorkerHandle, channel: Channel | None = None) -> None:
+        """Get rid of a worker that never served, or must not (a failed start or check, a standby, a replacement
+        the host stopped meanwhile): its callback token revoked, its channel closed, the process killed."""
+        if self.callbacks is not None and worker.token:
+            self.callbacks.revoke(worker.token)
+        if channel is not None:
+            await channel.close()
+        with contextlib.suppress(Exception):
+            await worker.kill()
+            await worker.close()
 
     async def wake(self, timeout: float | None) -> None:
         """Start a lazy (``idle``) provider for a call, waiting ``timeout`` seconds at most (``None``: as long as
@@ -695,9 +699,7 @@ class ProviderSlot:
             finally:
                 self._next = None
             if self._stopping:  # the host began to stop meanwhile
-                await channel.close()
-                await worker.kill()
-                await worker.close()
+                await self._discard(worker, channel)
                 return
             self._take(plan, env)
             await self._drop_standby()
@@ -721,11 +723,7 @@ class ProviderSlot:
                     pid=worker.pid,
                 )
         except BaseException:
-            if self.callbacks is not None:
-                self.callbacks.revoke(worker.token)
-            await channel.close()
-            await worker.kill()
-            await worker.close()
+            await self._discard(worker, channel)
             raise
 
     def _take(self, plan: ProviderPlan, env: Env | None) -> None:
