@@ -65,13 +65,13 @@ def test_every_doc_the_readme_names_exists() -> None:
 
 
 # A size budget for the code of host/ and sdk/: a module over MODULE_LINES or a function over FUNCTION_LINES must
-# be listed here at its current size. The list may only shrink: an entry that grows, or that fits the budget
-# again (then remove it), fails.
+# be listed here at its current size. The list may only shrink: an entry that grows fails, one that shrank must be
+# listed at its new size (a ratchet), and one that fits the budget again must be removed.
 MODULE_LINES, FUNCTION_LINES = 600, 80
 OVER_BUDGET = {
     "host/hostel/slot.py": 911,
     "host/hostel/cli/main.py:_parser": 109,
-    "host/hostel/config/plan.py:_plan_one": 99,
+    "host/hostel/config/plan.py:_plan_one": 97,
     "host/hostel/config/run.py:read_run_config": 82,
     "host/hostel/reload.py:apply_reload": 81,
 }
@@ -102,6 +102,8 @@ def test_modules_and_functions_keep_to_the_size_budget() -> None:
     unlisted = {name: lines for name, lines in over.items() if name not in OVER_BUDGET}
     grown = {name: (OVER_BUDGET[name], lines) for name, lines in over.items() if lines > OVER_BUDGET.get(name, lines)}
     shrunk = sorted(name for name in OVER_BUDGET if name not in over)
+    lower = {name: (OVER_BUDGET[name], lines) for name, lines in over.items() if lines < OVER_BUDGET.get(name, 0)}
     assert unlisted == {}, f"over the budget ({MODULE_LINES} lines a module, {FUNCTION_LINES} a function): {unlisted}"
     assert grown == {}, f"grew past its allowance (allowed, now): {grown}"
     assert shrunk == [], f"within the budget now: remove from OVER_BUDGET: {shrunk}"
+    assert lower == {}, f"shrank: lower its allowance in OVER_BUDGET to its size (allowed, now): {lower}"

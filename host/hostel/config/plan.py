@@ -172,6 +172,12 @@ def load_plan(
     )
 
 
+def _entry_or_default(entry: ProviderEntry, config: RunConfig, name: str) -> Any:
+    """A provider's own setting ``name``, or the ``hostel:`` block's for every provider when its entry has none."""
+    own = getattr(entry, name)
+    return own if own is not None else getattr(config.hostel, name)
+
+
 def _plan_one(
     config: RunConfig,
     provider: ProviderConfig,
@@ -218,10 +224,8 @@ def _plan_one(
     if tracing and sandbox is not None and sandbox["connect_ports"] is not None:
         sandbox["connect_ports"] = [*sandbox["connect_ports"], _collector_port(config.hostel, environ)]
     limits = entry.limits or Limits()
-    zygote = entry.zygote if entry.zygote is not None else config.hostel.zygote
+    zygote, start, idle_stop_s = (_entry_or_default(entry, config, name) for name in ("zygote", "start", "idle_stop_s"))
     replicas = (os.cpu_count() or 1) if entry.replicas == "auto" else entry.replicas
-    start = entry.start or config.hostel.start
-    idle_stop_s = entry.idle_stop_s if entry.idle_stop_s is not None else config.hostel.idle_stop_s
     if replicas > 1 and (start == "lazy" or idle_stop_s is not None):
         problems.append(
             Problem(
@@ -240,15 +244,15 @@ def _plan_one(
         pip_packages=spec.pip_packages + extras,
         constraints=tuple(entry.constraints),
         python=entry.python,
-        restart=entry.restart or config.hostel.restart,
-        memory_mb=entry.limits.memory_mb if entry.limits else None,
+        restart=_entry_or_default(entry, config, "restart"),
+        memory_mb=limits.memory_mb,
         dependencies=(),
         overrides=dict(entry.spec_overrides),
         launcher=launcher,
         container_image=image,
-        cpus=entry.limits.cpus if entry.limits else None,
-        max_concurrent_calls=(entry.limits or Limits()).max_concurrent_calls,
-        max_queued_calls=(entry.limits or Limits()).max_queued_calls,
+        cpus=limits.cpus,
+        max_concurrent_calls=limits.max_concurrent_calls,
+        max_queued_calls=limits.max_queued_calls,
         expose=tuple(entry.expose),
         env=_environment(config.hostel.pass_env, entry, environ)
         + (_otel_environment(config.hostel, environ) if tracing else ()),
@@ -262,7 +266,7 @@ def _plan_one(
             )
             if value is not None
         },
-        retain_freed_mb=_retained(config.hostel.retain_freed_mb, entry.limits.memory_mb if entry.limits else None),
+        retain_freed_mb=_retained(config.hostel.retain_freed_mb, limits.memory_mb),
         start=start,
         idle_stop_s=idle_stop_s,
         telemetry={"instrument": config.hostel.telemetry.instrument} if tracing else None,
