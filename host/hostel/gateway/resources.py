@@ -28,6 +28,7 @@ from hostel.gateway.requests import (
     refusal_headers,
     reply,
 )
+from hostel.resources import Registrar
 
 _Handler = Callable[[Request], Awaitable[Response]]
 _TRAINING_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -37,30 +38,15 @@ _TRAINING_DEFAULTS: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 
 
-class ResourceHost(Protocol):
-    """What the routes need of a host (``hostel.Host``, or the bridge's view of one on another loop)."""
+class ResourceHost(Registrar, Protocol):
+    """What the routes need of a host (``hostel.Host``, or the bridge's view of one on another loop): the
+    registry's surface (``hostel.resources.Registrar``), calls, and who owns what."""
 
     async def call(
         self, provider_id: str, method: str, args: Sequence[Any], kwargs: dict[str, Any], *,
         timeout: float | None = None, provider_data: Any = None,
     ) -> Any:  # fmt: skip
         """Call a provider's method."""
-        ...
-
-    async def register(self, kind: str, **fields: Any) -> dict[str, Any]:
-        """Register a resource with its provider."""
-        ...
-
-    async def unregister(self, kind: str, identifier: str) -> None:
-        """Unregister a resource."""
-        ...
-
-    def resources(self, kind: str) -> list[dict[str, Any]]:
-        """Every resource of ``kind``."""
-        ...
-
-    def resource(self, kind: str, identifier: str) -> dict[str, Any]:
-        """One resource (``RoutingError`` if none)."""
         ...
 
     def owner(self, kind: str, identifier: str) -> str:
