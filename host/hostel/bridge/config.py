@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hostel.bridge._server import BRIDGED_APIS
 from hostel.config.problems import did_you_mean
-from hostel.config.run import PROVIDER_KEYS
+from hostel.config.schema import PROVIDER_KEYS
 
 # A provider entry's keys that the bridge sets itself, or that name the provider rather than tune it.
 _OWN_KEYS = frozenset({"provider_id", "provider_type", "config", "module"})

@@ -1,11 +1,12 @@
-"""The run config layer: reading and validating a run config (``run``, ``server``), ``${env.…}``
-substitution (``envsubst``), provider specs (``specs``) and the plan that joins them (``plan``). Knows
-nothing of envs, workers, calls or front doors. ``hostel.config`` itself offers the run config's models.
-"""
+"""The run config layer: the run config's schema (``schema``, ``server``), reading and validating it (``run``,
+and its problems as a user reads them: ``problems``), ``${env.…}`` substitution (``envsubst``), provider specs
+(``specs``) and the plan that joins them (``plan``). Knows nothing of envs, workers, calls or front doors.
+``hostel.config`` itself offers the run config's models."""
 
 from __future__ import annotations
 
-from hostel.config.run import (
+from hostel.config.run import load_run_config, read_run_config
+from hostel.config.schema import (
     ContainerSettings,
     HostelSettings,
     Launcher,
@@ -22,8 +23,6 @@ from hostel.config.run import (
     StartMode,
     TelemetrySettings,
     TlsSettings,
-    load_run_config,
-    read_run_config,
 )
 from hostel.config.server import (
     AuthSettings,
