@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hostel.config.diff import diff_plans
-from hostel.config.plan import Plan, ProviderPlan, order_plans, starts_with_host, with_resolved_spec
+from hostel.config.plan import Plan, ProviderPlan, adopt_declared_spec, order_plans, starts_with_host
 from hostel.envs import BUILD_CONCURRENCY, Env
 from hostel.errors import ConfigError, EnvBuildError, HostelError, ProviderStartError
 from hostel.replicas import ReplicatedSlot
@@ -196,9 +196,7 @@ async def _prepare(
             except HostelError as exc:
                 failed[plan.provider_id] = _why(exc)
                 return
-        found = env.metadata.get("provider_spec") if env is not None else None
-        if found and plan.spec.from_package:
-            plan = with_resolved_spec(plan, found)
+        plan = adopt_declared_spec(plan, env.metadata if env is not None else None) or plan
         prepared[plan.provider_id] = (plan, env)
 
     await asyncio.gather(*(one(plan) for plan in plans))

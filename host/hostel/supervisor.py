@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from hostel._admission import HostGate
-from hostel.config.plan import ProviderPlan, order_plans, starts_with_host, with_resolved_spec
+from hostel.config.plan import ProviderPlan, adopt_declared_spec, order_plans, starts_with_host
 from hostel.envs import BUILD_CONCURRENCY
 from hostel.errors import ProviderBusyError
 from hostel.launch import Launchers
@@ -134,11 +134,9 @@ class Supervisor:
             resolved = False
             for provider_id in ids:
                 slot = self.slots[provider_id]
-                found = slot.env.metadata.get("provider_spec") if slot.env is not None else None
-                if found and slot.plan.spec.from_package and not slot.spec_resolved:
-                    slot.plan = with_resolved_spec(slot.plan, found)
-                    slot.spec_resolved = True
-                    resolved = True
+                adopted = adopt_declared_spec(slot.plan, slot.env.metadata if slot.env is not None else None)
+                if adopted is not None and not slot.spec_resolved:
+                    slot.plan, slot.spec_resolved, resolved = adopted, True, True
             if not resolved:
                 return ids
             ordered = order_plans(

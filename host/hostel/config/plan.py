@@ -494,6 +494,13 @@ def order_plans(
     return ordered
 
 
+def adopt_declared_spec(plan: ProviderPlan, env_metadata: Mapping[str, Any] | None) -> ProviderPlan | None:
+    """A ``module:`` provider's plan with the spec its package declared, as its env build recorded it in the env's
+    metadata; ``None`` if there is nothing to adopt (a spec-file provider, or no spec recorded)."""
+    found = (env_metadata or {}).get("provider_spec")
+    return with_resolved_spec(plan, found) if found and plan.spec.from_package else None
+
+
 def with_resolved_spec(plan: ProviderPlan, found: Mapping[str, Any]) -> ProviderPlan:
     """``plan`` with the spec a package declared (``get_provider_spec()`` or an entry point, run in its venv)."""
     found = {**found, **{k: v for k, v in plan.overrides.items() if k != "pip_packages"}}
