@@ -15,7 +15,8 @@ from tests.conftest import REPO
 HOST = REPO / "host" / "hostel"
 SDK = REPO / "sdk" / "hostel_sdk"
 CORE = {"hostel.host", "hostel.supervisor", "hostel.slot", "hostel.proxy", "hostel.router", "hostel.errors",
-        "hostel._admission", "hostel._restarts", "hostel.reload", "hostel.resources", "hostel.replicas"}  # fmt: skip
+        "hostel._admission", "hostel._restarts", "hostel.reload", "hostel.resources", "hostel.replicas",
+        "hostel.liveness"}  # fmt: skip
 
 
 def _module(path: Path, root: Path, package: str) -> str:

@@ -69,11 +69,10 @@ def test_every_doc_the_readme_names_exists() -> None:
 # listed at its new size (a ratchet), and one that fits the budget again must be removed.
 MODULE_LINES, FUNCTION_LINES = 600, 80
 OVER_BUDGET = {
-    "host/hostel/slot.py": 911,
+    "host/hostel/slot.py": 872,
     "host/hostel/cli/main.py:_parser": 109,
     "host/hostel/config/plan.py:_plan_one": 97,
     "host/hostel/config/run.py:read_run_config": 82,
-    "host/hostel/reload.py:apply_reload": 81,
 }
 
 

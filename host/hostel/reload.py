@@ -107,14 +107,13 @@ async def apply_reload(supervisor: Supervisor, old: Plan, new: Plan) -> tuple[Re
             replace.add(provider_id)
 
     for provider_id in diff.removed:
-        _leave(supervisor, supervisor.slots.pop(provider_id))
+        supervisor.remove(provider_id)
     for provider_id, fields in diff.updated.items():
         if provider_id not in replace and provider_id not in failed:
             slot = supervisor.slots[provider_id]
             slot.update_policy(dataclasses.replace(slot.plan, **{f: getattr(wanted[provider_id], f) for f in fields}))
     for provider_id in diff.added:
-        supervisor.slots[provider_id] = slot = supervisor.new_slot(wanted[provider_id])
-        slot.expect()
+        supervisor.add(wanted[provider_id])
 
     prepared = await _prepare(
         supervisor, [wanted[i] for i in (*diff.added, *sorted(replace)) if i not in failed], failed
@@ -123,7 +122,7 @@ async def apply_reload(supervisor: Supervisor, old: Plan, new: Plan) -> tuple[Re
     for provider_id in diff.added:
         if provider_id in failed:
             supervisor.slots[provider_id].fail(failed[provider_id])
-    supervisor.max_running = new.settings.max_running
+    supervisor.limit_running(new.settings.max_running)
 
     eager = set(starts_with_host(ordered))
 
@@ -131,7 +130,7 @@ async def apply_reload(supervisor: Supervisor, old: Plan, new: Plan) -> tuple[Re
         plan, env = prepared[slot.provider_id]
         try:
             if slot.provider_id in diff.added:
-                slot.plan, slot.env, slot.spec_resolved = plan, env, plan.spec.from_package
+                slot.prepared(plan, env)
                 if slot.provider_id in eager:
                     await slot.start_added()
                 else:
@@ -167,18 +166,6 @@ async def apply_reload(supervisor: Supervisor, old: Plan, new: Plan) -> tuple[Re
         seconds=time.monotonic() - began,
     )
     return report, dataclasses.replace(new, providers=declared)
-
-
-def _leave(supervisor: Supervisor, slot: ProviderSlot) -> None:
-    """A removed provider: no new calls reach it (it is no longer in the slots); it stops once its calls end."""
-
-    async def leave() -> None:
-        try:
-            await slot.stop_by_operator()
-        finally:
-            supervisor.leaving.pop(slot, None)
-
-    supervisor.leaving[slot] = asyncio.create_task(leave())
 
 
 async def _prepare(
@@ -232,5 +219,5 @@ def _order(
                     slot.plan, dependencies=plan.dependencies, optional_dependencies=plan.optional_dependencies
                 )
             )
-    supervisor.slots = {p.provider_id: supervisor.slots[p.provider_id] for p in ordered}
+    supervisor.reorder([p.provider_id for p in ordered])
     return ordered

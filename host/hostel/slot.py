@@ -38,6 +38,7 @@ from hostel.errors import (
 )
 from hostel.launch import Launchers
 from hostel.launch.base import LaunchContext, WorkerHandle, WorkerLauncher
+from hostel.liveness import probe_liveness
 from hostel.transport.callbacks import CallbackServer
 from hostel.transport.channel import Channel
 
@@ -331,7 +332,7 @@ class ProviderSlot:
         self._set_state("ready")
         self._ready.set()
         self._spawn(self._watch(worker))
-        self._spawn(self._probe(worker, channel))
+        self._spawn(probe_liveness(self.provider_id, worker, channel, self.settings, lambda: self._watches(worker)))
         if self.settings.standby_workers:
             self._spawn(self._prepare_standby(self._generation + 1))
         if self.plan.memory_mb and worker.rss_bytes() is not None:  # else its launcher enforces the limit
@@ -402,52 +403,9 @@ class ProviderSlot:
 
     # -- watching --------------------------------------------------------------------------------------
 
-    async def _probe(self, worker: WorkerHandle, channel: Channel) -> None:
-        """Liveness: a worker that misses ``probe_failures`` health checks in a row is killed (then restarted).
-
-        A miss while the worker's watchdog says its event loop is blocked is no miss: the worker is busy (a
-        synchronous call in an async method), logged once; only ``max_blocked_s`` bounds how long it may be."""
-        settings = self.settings
-        missed = 0
-        busy = False
-        while True:
-            await asyncio.sleep(settings.probe_interval_s)
-            if worker.exit_info is not None or worker is not self.worker or self._stopping:
-                return  # this worker is gone: its successor has a probe of its own
-            if await channel.check_health(settings.probe_timeout_s):
-                if busy:
-                    logger.info("provider %s [pid %s] serves again", self.provider_id, worker.pid)
-                missed, busy = 0, False
-                continue
-            blocked = await worker.loop_blocked_s(settings.probe_timeout_s)
-            if worker.exit_info is not None or worker is not self.worker or self._stopping:
-                return  # the miss was its death, or it is being dropped: not a hang
-            if blocked:
-                missed = 0
-                if not busy:
-                    busy = True
-                    logger.warning(
-                        "provider %s [pid %s] is busy: its event loop has been blocked for %.0f s (its process "
-                        "answers, so it is not killed; its calls end at their deadlines)",
-                        self.provider_id, worker.pid, blocked,
-                    )  # fmt: skip
-                if settings.max_blocked_s is not None and blocked > settings.max_blocked_s:
-                    await _kill_hung(
-                        worker, f"blocked its event loop for {blocked:.0f}s (max_blocked_s={settings.max_blocked_s:g})"
-                    )
-                    return
-                continue
-            missed += 1
-            logger.warning(
-                "provider %s [pid %s] missed liveness probe %d of %d",
-                self.provider_id, worker.pid, missed, settings.probe_failures,
-            )  # fmt: skip
-            if missed >= settings.probe_failures:
-                timeout = settings.probe_timeout_s
-                await _kill_hung(
-                    worker, f"did not answer {missed} liveness probes in a row (probe_timeout_s={timeout:g})"
-                )
-                return
+    def _watches(self, worker: WorkerHandle) -> bool:
+        """Whether ``worker`` is still this provider's to watch (not gone, replaced, or being stopped)."""
+        return worker.exit_info is None and worker is self.worker and not self._stopping
 
     async def _watch_memory(self, worker: WorkerHandle, limit_mb: int) -> None:
         """``limits.memory_mb``: a worker whose resident memory passes the limit is killed (then restarted)."""
@@ -726,6 +684,15 @@ class ProviderSlot:
             await self._discard(worker, channel)
             raise
 
+    def adopt_spec(self, plan: ProviderPlan) -> None:
+        """Its package's declared spec, read once its env was built (``module:`` providers), from now on."""
+        self.plan, self.spec_resolved = plan, True
+
+    def prepared(self, plan: ProviderPlan, env: Env | None) -> None:
+        """A reload built this new provider's env (and adopted its package's spec): start from them."""
+        self._take(plan, env)
+        self.spec_resolved = plan.spec.from_package
+
     def _take(self, plan: ProviderPlan, env: Env | None) -> None:
         """Adopt a new plan and env (the next worker starts from them), with a fresh restart budget."""
         self.plan, self.env = plan, env
@@ -903,9 +870,3 @@ def _retrieve(task: asyncio.Task[Any]) -> None:
 
 def _nothing() -> None:
     pass
-
-
-async def _kill_hung(worker: WorkerHandle, reason: str) -> None:
-    """Kill ``worker`` for ``reason``, with its threads' stacks (asked first) in the reason."""
-    stacks = await worker.dump_stacks()
-    worker.kill_for(reason + (f"; its threads were at:\n{stacks}" if stacks else ""))

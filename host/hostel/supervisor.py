@@ -46,6 +46,34 @@ class Supervisor:
         """A slot for one provider (and its replicas), sharing the host's call limit, woken through ``wake``."""
         return ReplicatedSlot(plan, self.context, self.launchers, self.gate, wake=self.wake)
 
+    # -- the provider set, as a reload changes it ---------------------------------------------------------
+
+    def add(self, plan: ProviderPlan) -> ProviderSlot:
+        """A new provider: its slot is listed at once, and its calls wait for it while it is brought up."""
+        self.slots[plan.provider_id] = slot = self.new_slot(plan)
+        slot.expect()
+        return slot
+
+    def remove(self, provider_id: str) -> None:
+        """A removed provider: no new call reaches it (it is no longer listed); it stops once its calls end."""
+        slot = self.slots.pop(provider_id)
+
+        async def leave() -> None:
+            try:
+                await slot.stop_by_operator()
+            finally:
+                self.leaving.pop(slot, None)
+
+        self.leaving[slot] = asyncio.create_task(leave())
+
+    def reorder(self, provider_ids: Sequence[str]) -> None:
+        """List the providers in this (start) order."""
+        self.slots = {provider_id: self.slots[provider_id] for provider_id in provider_ids}
+
+    def limit_running(self, max_running: int | None) -> None:
+        """``hostel.max_running`` from now on."""
+        self.max_running = max_running
+
     async def build(self, provider_ids: Sequence[str] | None = None, *, concurrency: int = BUILD_CONCURRENCY) -> None:
         """Build the envs of the given providers (all by default), a few at a time."""
         limit = asyncio.Semaphore(concurrency)
@@ -136,15 +164,16 @@ class Supervisor:
                 slot = self.slots[provider_id]
                 adopted = adopt_declared_spec(slot.plan, slot.env.metadata if slot.env is not None else None)
                 if adopted is not None and not slot.spec_resolved:
-                    slot.plan, slot.spec_resolved, resolved = adopted, True, True
+                    slot.adopt_spec(adopted)
+                    resolved = True
             if not resolved:
                 return ids
             ordered = order_plans(
                 "<specs declared by packages>", [s.plan for s in self.slots.values()], self.context.external_apis
             )
-            self.slots = {p.provider_id: self.slots[p.provider_id] for p in ordered}
+            self.reorder([p.provider_id for p in ordered])
             for plan in ordered:
-                self.slots[plan.provider_id].plan = plan
+                self.slots[plan.provider_id].update_policy(plan)  # the dependencies the adopted specs give
             wanted = set(ids)
             for provider_id in list(wanted):
                 wanted.update(self.slots[provider_id].plan.dependencies)
