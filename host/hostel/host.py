@@ -41,7 +41,7 @@ from hostel.resources import (
 from hostel.router import ApiRouter
 from hostel.slot import ProviderSlot
 from hostel.supervisor import ProviderStatus, Supervisor, SupervisorContext
-from hostel.transport.callbacks import ApiSource, CallbackServer
+from hostel.transport.callbacks import ApiHandle, ApiSource, CallbackServer
 from hostel.transport.channel import Channel
 
 logger = logging.getLogger(__name__)
@@ -307,14 +307,14 @@ class Host:
             raise RoutingError(f"no provider {provider_id!r}; providers: {known}", provider_id=provider_id)
         return ProviderProxy(self, provider_id, timeout=timeout, provider_data=provider_data)
 
-    def api(self, api: str, *, timeout: float | None = None, provider_data: Any = None) -> ApiRouter:
+    def api(self, api: str, *, timeout: float | None = None, provider_data: Any = None) -> ApiHandle:
         """A router for one API, routing by the ``models`` table."""
         _check_timeout(timeout)
         ids = self.providers_of(api)
         if not ids and self.external is not None and api in self.external.apis:
-            return self.external.api(api, timeout=timeout, provider_data=provider_data)  # type: ignore[no-any-return]
+            return self.external.api(api, timeout=timeout, provider_data=provider_data)
         if not ids and api in TABLE_APIS:
-            return TableApi(self, TABLE_APIS[api])  # type: ignore[return-value]
+            return TableApi(self, TABLE_APIS[api])
         if not ids:
             raise RoutingError(f"no provider serves API {api!r}")
         return ApiRouter(

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from hostel.config import RunConfig
 from hostel.errors import RoutingError
+from hostel.transport.callbacks import NamedMethods
 
 logger = logging.getLogger(__name__)
 
@@ -267,7 +268,7 @@ class Registrar(Protocol):
         ...
 
 
-class TableApi:
+class TableApi(NamedMethods):
     """``host.api("benchmarks")`` when no provider serves that API: the host's own table, answering what
     Llama Stack's routing tables answer a provider that depends on them (``list_benchmarks``,
     ``get_benchmark``, ``register_benchmark``, ``unregister_benchmark``; the same for datasets and scoring

@@ -9,11 +9,12 @@ from hostel.config import ModelEntry
 from hostel.errors import RoutingError
 from hostel.proxy import Caller
 from hostel.resources import ResourceTables
+from hostel.transport.callbacks import NamedMethods
 
 _MODEL_KEYS = ("model", "model_id")
 
 
-class ApiRouter:
+class ApiRouter(NamedMethods):
     """``host.api("inference")``: ``model="llama3"`` goes to the provider the models table names, as its
     ``provider_model_id``; with no model argument, the API's only provider answers."""
 
@@ -80,13 +81,3 @@ class ApiRouter:
         return await self._caller.call(
             provider_id, method, routed_args, routed_kwargs, timeout=self._timeout, provider_data=self._provider_data
         )
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-
-        async def method(*args: Any, **kwargs: Any) -> Any:
-            return await self.invoke(name, args, kwargs)
-
-        method.__name__ = name
-        return method

@@ -21,6 +21,7 @@ from pydantic_core import to_jsonable_python
 from starlette.datastructures import Headers
 
 from hostel.bridge._loop import iterate_on, run_on
+from hostel.transport.callbacks import NamedMethods
 from hostel_sdk import _received
 from hostel_sdk._llama_stack import SERVER_CONTEXT_KEY
 from hostel_sdk.codec import MethodBinder
@@ -153,7 +154,7 @@ async def _as_server_value(blob: _received.BlobFile, hint: Any) -> Any:
     return cls(io.BytesIO(data), size=len(data), filename=blob.filename, headers=headers)
 
 
-class _ServerApi:
+class _ServerApi(NamedMethods):
     __slots__ = ("_api", "_apis", "_provider_data")
 
     def __init__(self, apis: ServerApis, api: str, provider_data: Any) -> None:
@@ -164,12 +165,3 @@ class _ServerApi:
     async def invoke(self, method: str, args: Any, kwargs: Any) -> Any:
         """Call ``method`` of the server's router for this API."""
         return await self._apis.invoke(self._api, method, self._provider_data, args, kwargs)
-
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        if name.startswith("_"):
-            raise AttributeError(name)
-
-        async def method(*args: Any, **kwargs: Any) -> Any:
-            return await self.invoke(name, args, kwargs)
-
-        return method

@@ -10,7 +10,7 @@ import contextlib
 import hmac
 import logging
 import secrets
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,10 +37,40 @@ from hostel_sdk._wire import (
 logger = logging.getLogger(__name__)
 
 
+class ApiHandle(Protocol):
+    """One API as ``Host.api()`` gives it: ``await handle.invoke(method, args, kwargs)``, or
+    ``await handle.method(*args, **kwargs)`` (a provider router, the host's own table, a server's router)."""
+
+    async def invoke(self, method: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+        """Call ``method`` of this API, routed as the API routes."""
+        ...
+
+    def __getattr__(self, name: str) -> Any:
+        """``handle.method``: an async callable that invokes ``method``."""
+        ...
+
+
+class NamedMethods:
+    """``self.method(*args, **kwargs)`` as ``self.invoke("method", args, kwargs)``, for ``ApiHandle``s."""
+
+    async def invoke(self, method: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+
+        async def method(*args: Any, **kwargs: Any) -> Any:
+            return await self.invoke(name, args, kwargs)
+
+        method.__name__ = name
+        return method
+
+
 class ApiSource(Protocol):
     """What serves the callbacks (the host)."""
 
-    def api(self, api: str, *, timeout: float | None = None, provider_data: Any = None) -> Any:
+    def api(self, api: str, *, timeout: float | None = None, provider_data: Any = None) -> ApiHandle:
         """A router for ``api``: ``await router.invoke(method, args, kwargs)`` calls one of its methods."""
         ...
 
