@@ -89,6 +89,14 @@ def test_custom_ollama_with_curl_style_calls_and_the_openai_client(tmp_path: Pat
         assert client.returncode == 0, client.stderr
         assert "chat: You said: Hello, hostel" in client.stdout and "stream: You said: one two three" in client.stdout
         assert "embeddings: [8, 8]" in client.stdout and "models: ['llama3', 'embed']" in client.stdout
+        listed = httpx.get(f"{url}/v1/providers", timeout=60).json()["data"]
+        assert {p["provider_id"]: p["health"] for p in listed}["ollama"] == {"status": "OK"}  # its own health()
+    # With its Ollama down, the provider's worker still serves, and /v1/providers says what its health() says.
+    with _hostel_run(example / "run.yaml", tmp_path, OLLAMA_URL=f"http://127.0.0.1:{free_port()}") as url:
+        listed = httpx.get(f"{url}/v1/providers", timeout=60).json()["data"]
+        health = {p["provider_id"]: p["health"] for p in listed}["ollama"]
+        assert health["status"] == "Error" and "is unreachable" in health["message"], health
+        assert httpx.get(f"{url}/v1/health", timeout=60).status_code == 200  # hostel's own: its workers serve
     assert wait_until(lambda: not hostel_pids(str(hostel_home)), timeout=10)
 
 
