@@ -38,6 +38,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="debug logging and tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    _env_commands(sub)
+    _host_commands(sub)
+    return parser
+
+
+def _env_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The commands that read a run config and build or inspect provider envs, specs and images."""
     check = sub.add_parser("check", help="validate a run config and its provider specs")
     check.add_argument("config")
     _env_file_option(check)
@@ -70,6 +77,31 @@ def _parser() -> argparse.ArgumentParser:
     prune.add_argument("--older-than", type=float, default=None, metavar="DAYS", help="only envs unused for DAYS")
     prune.add_argument("--dry-run", action="store_true", help="print what would be removed")
 
+    specs = sub.add_parser("specs", help="provider specs shipped inside packages")
+    specs_sub = specs.add_subparsers(dest="specs_command", required=True, metavar="ACTION")
+    extract = specs_sub.add_parser("extract", help="copy the spec YAML a package ships into a providers.d tree")
+    extract.add_argument("requirement", help="a pip requirement, e.g. lightspeed-stack-providers==0.6.3")
+    extract.add_argument("--to", required=True, type=Path, help="the providers.d directory to copy into")
+    extract.add_argument("--python-version", default="3.12", help="Python the release must support (default 3.12)")
+
+    image = sub.add_parser("image", help="container images for the container launcher")
+    image_sub = image.add_subparsers(dest="image_command", required=True, metavar="ACTION")
+    image_build = image_sub.add_parser("build", help="build a provider's image: base + hostel-sdk + its packages")
+    image_build.add_argument("config")
+    image_build.add_argument("provider_id")
+    image_build.add_argument("--tag", default=None, help="default: the provider's container_image, if set")
+    image_build.add_argument("--base", default=None, help="an image with python3 (default python:3.11-slim)")
+    image_build.add_argument("--engine", choices=["auto", "podman", "docker"], default=None)
+
+    python = sub.add_parser(
+        "python",
+        help="print the interpreter hostel takes for python: VERSION (e.g. uv venv --python $(hostel python 3.12))",
+    )
+    python.add_argument("version", help='a version ("3.12") or a path, as a provider entry\'s python: takes it')
+
+
+def _host_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The commands that run a host (``run``, ``call``) or talk to a running one."""
     run = sub.add_parser("run", help="start every provider and serve HTTP until SIGINT/SIGTERM")
     run.add_argument("config")
     run.add_argument("--port", type=int, default=None, help="default: server.port of the config, else 8321")
@@ -89,22 +121,6 @@ def _parser() -> argparse.ArgumentParser:
         "'ray://head:10001', 'head:6379')",
     )
 
-    specs = sub.add_parser("specs", help="provider specs shipped inside packages")
-    specs_sub = specs.add_subparsers(dest="specs_command", required=True, metavar="ACTION")
-    extract = specs_sub.add_parser("extract", help="copy the spec YAML a package ships into a providers.d tree")
-    extract.add_argument("requirement", help="a pip requirement, e.g. lightspeed-stack-providers==0.6.3")
-    extract.add_argument("--to", required=True, type=Path, help="the providers.d directory to copy into")
-    extract.add_argument("--python-version", default="3.12", help="Python the release must support (default 3.12)")
-
-    image = sub.add_parser("image", help="container images for the container launcher")
-    image_sub = image.add_subparsers(dest="image_command", required=True, metavar="ACTION")
-    image_build = image_sub.add_parser("build", help="build a provider's image: base + hostel-sdk + its packages")
-    image_build.add_argument("config")
-    image_build.add_argument("provider_id")
-    image_build.add_argument("--tag", default=None, help="default: the provider's container_image, if set")
-    image_build.add_argument("--base", default=None, help="an image with python3 (default python:3.11-slim)")
-    image_build.add_argument("--engine", choices=["auto", "podman", "docker"], default=None)
-
     ps = sub.add_parser("ps", help="status of a running host: states, pids, memory (RSS, PSS) and CPU time")
     _client.add_client_options(ps)
     ps.add_argument("--json", action="store_true", help="print JSON")
@@ -122,12 +138,6 @@ def _parser() -> argparse.ArgumentParser:
         operation.add_argument("provider_id")
         _client.add_client_options(operation)
 
-    python = sub.add_parser(
-        "python",
-        help="print the interpreter hostel takes for python: VERSION (e.g. uv venv --python $(hostel python 3.12))",
-    )
-    python.add_argument("version", help='a version ("3.12") or a path, as a provider entry\'s python: takes it')
-
     call = sub.add_parser("call", help="start a provider (and its deps), call one method, print the result as JSON")
     call.add_argument("config")
     call.add_argument("provider_id")
@@ -139,7 +149,6 @@ def _parser() -> argparse.ArgumentParser:
     call.add_argument("--timeout", type=float, default=None, help="call timeout in seconds")
     call.add_argument("--locked", action="store_true", help="install exactly the pins of hostel.lock")
     _env_file_option(call)
-    return parser
 
 
 def _env_file_option(parser: argparse.ArgumentParser) -> None:
