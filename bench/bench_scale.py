@@ -30,7 +30,7 @@ sys.path.insert(0, str(HERE.parent))
 from _common import run_cli
 
 from hostel import Host
-from hostel.replicas import ReplicatedSlot
+from hostel.supervise.provider import Provider
 from tests.conftest import make_config
 
 
@@ -43,8 +43,8 @@ def _config(tmp: Path, replicas: int, zygote: bool = True) -> Path:
 async def _new_replica_ms(tmp: Path, zygote: bool, repeat: int = 5) -> float:
     samples = []
     async with Host.from_config(_config(tmp, 1, zygote)) as host:
-        slot = host.supervisor.slots["t"]
-        assert isinstance(slot, ReplicatedSlot)
+        slot = host.supervisor.providers["t"]
+        assert isinstance(slot, Provider)
         await asyncio.sleep(0.5)
         for _ in range(repeat):
             begin = time.perf_counter()

@@ -71,7 +71,7 @@ async def _hostel(tmp: Path, repeat: int) -> dict[str, float]:
     for _ in range(3):
         host = Host.from_config(config)
         await host.build()  # env cached: measure the worker start alone
-        env = host.supervisor.slots["t"].env
+        env = host.supervisor.providers["t"].env
         python = env.python if env is not None else None
         begin = time.perf_counter()
         await host.start()
@@ -86,7 +86,7 @@ async def _hostel(tmp: Path, repeat: int) -> dict[str, float]:
     standby_config = make_config(tmp / "standby", hostel={"restart": restart, "standby_workers": True, "zygote": False})
     _, standby_ready_ms = await _crashes(standby_config, repeat)
     async with Host.from_config(config) as host:
-        slot = host.supervisor.slots["t"]
+        slot = host.supervisor.providers["t"]
         await asyncio.sleep(1.0)
         assert slot.worker is not None and slot.worker.pid is not None
         rss = _rss_mb(slot.worker.pid)
@@ -133,7 +133,7 @@ async def _crashes(config: Path, repeat: int) -> tuple[list[float], list[float]]
     crash_ms, ready_ms = [], []
     async with Host.from_config(config) as host:
         provider = host.provider("t")
-        slot = host.supervisor.slots["t"]
+        slot = host.supervisor.providers["t"]
         await asyncio.sleep(1.0)
         for _ in range(repeat):
             assert slot.worker is not None and slot.worker.pid is not None

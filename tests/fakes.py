@@ -24,7 +24,8 @@ from hostel.envs import Env, EnvManager
 from hostel.errors import HostelError, ProviderStartError, ProviderUnavailableError
 from hostel.launch import Launchers
 from hostel.launch.base import ExitInfo, LaunchContext, WorkerLauncher
-from hostel.supervisor import Supervisor, SupervisorContext
+from hostel.supervise.context import SupervisorContext
+from hostel.supervise.supervisor import Supervisor
 from hostel_sdk._handshake import PROTOCOL_VERSION, Handshake
 from tests.conftest import make_config, provider_spec
 
@@ -81,7 +82,8 @@ class FakeWorker:
     async def spawn(self) -> None:
         self.spawned = True
 
-    async def start(self, timeout: float) -> Handshake:
+    async def start(self, timeout: float, *, token: str = "") -> Handshake:
+        self.token = token
         if self.behaviour.start_gate is not None:
             await self.behaviour.start_gate.wait()
         if self.behaviour.fail_start:

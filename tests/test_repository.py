@@ -69,7 +69,6 @@ def test_every_doc_the_readme_names_exists() -> None:
 # listed at its new size (a ratchet), and one that fits the budget again must be removed.
 MODULE_LINES, FUNCTION_LINES = 600, 80
 OVER_BUDGET = {
-    "host/hostel/slot.py": 872,
     "host/hostel/config/plan.py:_plan_one": 97,
     "host/hostel/config/run.py:read_run_config": 82,
 }

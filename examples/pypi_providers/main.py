@@ -29,7 +29,7 @@ async def csoai(host: Host) -> None:
 
 def report(host: Host) -> None:
     """Each provider's own Python and Llama Stack, read from its env's metadata."""
-    for provider_id, slot in host.supervisor.slots.items():
+    for provider_id, slot in host.supervisor.providers.items():
         assert slot.env is not None
         if "llama-stack" not in " ".join(slot.env.metadata["resolved"]):
             continue  # the fakes
@@ -118,7 +118,7 @@ async def main() -> None:
         subprocess.run([sys.executable, "-m", "hostel", "build", str(HERE / "run.yaml")], check=True, stdout=sys.stderr)
         host = Host.from_config(HERE / "run.yaml")
         await host.build()  # reuses them; the evidence is signed with the csoai env's own `cryptography`
-        csoai_python = host.supervisor.slots["csoai"].env.python  # type: ignore[union-attr]
+        csoai_python = host.supervisor.providers["csoai"].env.python  # type: ignore[union-attr]
         subprocess.run([str(csoai_python), str(HERE / "make_evidence.py"), str(EVIDENCE)], check=True)
         async with host:
             report(host)

@@ -25,8 +25,8 @@ from hostel.errors import (
 if TYPE_CHECKING:
     from hostel._usage import Usage
     from hostel.host import Host
-    from hostel.reload import ReloadReport
-    from hostel.supervisor import ProviderStatus
+    from hostel.supervise.reload import ReloadReport
+    from hostel.supervise.status import ProviderStatus
 
 __version__ = "0.1.0"
 
@@ -62,11 +62,11 @@ def __getattr__(name: str) -> Any:
 
         return Host
     if name == "ProviderStatus":
-        from hostel.supervisor import ProviderStatus
+        from hostel.supervise.status import ProviderStatus
 
         return ProviderStatus
     if name == "ReloadReport":
-        from hostel.reload import ReloadReport
+        from hostel.supervise.reload import ReloadReport
 
         return ReloadReport
     if name == "Usage":

@@ -27,7 +27,6 @@ from hostel.envs import EnvManager
 from hostel.envs.lock import lock_path
 from hostel.errors import ConfigError, MethodNotFoundError, Problem, ProviderUnavailableError, RoutingError
 from hostel.proxy import ProviderProxy
-from hostel.reload import ReloadReport, apply_reload
 from hostel.resources import (
     KINDS,
     OWNING_APIS,
@@ -39,8 +38,11 @@ from hostel.resources import (
     default_state_dir,
 )
 from hostel.router import ApiRouter
-from hostel.slot import ProviderSlot
-from hostel.supervisor import ProviderStatus, Supervisor, SupervisorContext
+from hostel.supervise.context import SupervisorContext
+from hostel.supervise.provider import Provider
+from hostel.supervise.reload import ReloadReport, apply_reload
+from hostel.supervise.status import ProviderStatus
+from hostel.supervise.supervisor import Supervisor
 from hostel.transport.callbacks import ApiHandle, ApiSource, CallbackServer
 from hostel.transport.channel import Channel
 
@@ -241,7 +243,7 @@ class Host:
         """Stop one provider until ``start_provider``: new calls are refused at once (503), calls in flight
         finish (``drain_grace_s``), then its worker stops."""
         slot = self._running_slot(provider_id)
-        await slot.stop_by_operator()
+        await slot.stop()
         return slot.status()
 
     async def start_provider(self, provider_id: str) -> ProviderStatus:
@@ -250,8 +252,8 @@ class Host:
         await slot.start_by_operator()
         return slot.status()
 
-    def _running_slot(self, provider_id: str) -> ProviderSlot:
-        slot = self.supervisor.slots.get(provider_id)
+    def _running_slot(self, provider_id: str) -> Provider:
+        slot = self.supervisor.providers.get(provider_id)
         if slot is None:
             raise RoutingError(f"no provider {provider_id!r}", provider_id=provider_id)
         if not self._running:
@@ -284,7 +286,7 @@ class Host:
                 self._tables.configure(self.plan.config, self._providers_by_api())
             if config is not None:
                 self._source = config
-            self._started = [i for i in self.supervisor.slots]
+            self._started = [i for i in self.supervisor.providers]
         level = logging.WARNING if report.failed or report.needs_restart else logging.INFO
         logger.log(level, "reloaded in %.2fs:\n%s", report.seconds, report.summary())
         return report
@@ -302,8 +304,8 @@ class Host:
         """A proxy for one provider; ``timeout`` (seconds, capped at ``call_timeout_s``) and ``provider_data``
         apply to each call through it."""
         _check_timeout(timeout)
-        if provider_id not in self.supervisor.slots:
-            known = ", ".join(self.supervisor.slots) or "none"
+        if provider_id not in self.supervisor.providers:
+            known = ", ".join(self.supervisor.providers) or "none"
             raise RoutingError(f"no provider {provider_id!r}; providers: {known}", provider_id=provider_id)
         return ProviderProxy(self, provider_id, timeout=timeout, provider_data=provider_data)
 
@@ -424,11 +426,11 @@ class Host:
     @property
     def provider_ids(self) -> list[str]:
         """Every provider's id, in start order."""
-        return list(self.supervisor.slots)
+        return list(self.supervisor.providers)
 
     def provider_config(self, provider_id: str) -> Mapping[str, Any]:
         """A provider's ``config`` as its worker got it (secrets included: redact before showing it)."""
-        slot = self.supervisor.slots.get(provider_id)
+        slot = self.supervisor.providers.get(provider_id)
         return slot.plan.config if slot is not None else self.plan.provider(provider_id).config
 
     def models(self, api: str = "inference") -> list[dict[str, Any]]:
@@ -440,7 +442,7 @@ class Host:
         """How long each built env took to build, by provider."""
         return {
             pid: float(slot.env.metadata["build_seconds"])
-            for pid, slot in self.supervisor.slots.items()
+            for pid, slot in self.supervisor.providers.items()
             if slot.env is not None and "build_seconds" in slot.env.metadata
         }
 
@@ -467,7 +469,7 @@ class Host:
     def status(self, *, usage: bool = False) -> list[ProviderStatus]:
         """The state of every provider, in start order; with ``usage``, each local worker's memory (RSS, PSS)
         and CPU time too (reading them costs about a millisecond per worker)."""
-        return [slot.status(usage=usage) for slot in self.supervisor.slots.values()]
+        return [slot.status(usage=usage) for slot in self.supervisor.providers.values()]
 
     def own_usage(self) -> Usage | None:
         """The host process's own memory (RSS, PSS) and CPU time."""
@@ -484,7 +486,7 @@ class Host:
         provider_data: Any = None,
     ) -> Any:
         """Call one provider method by name (what proxies use)."""
-        slot = self.supervisor.slots.get(provider_id)
+        slot = self.supervisor.providers.get(provider_id)
         if slot is None:
             raise RoutingError(f"no provider {provider_id!r}", provider_id=provider_id)
         if slot.state == "stopped" and provider_id not in self._started:
@@ -498,7 +500,7 @@ class Host:
         return await self._observed(slot, method, args, kwargs, timeout=timeout, provider_data=provider_data)
 
     async def _traced(
-        self, slot: ProviderSlot, method: str, args: Sequence[Any], kwargs: Mapping[str, Any], **options: Any
+        self, slot: Provider, method: str, args: Sequence[Any], kwargs: Mapping[str, Any], **options: Any
     ) -> Any:
         span = _telemetry.start_call(slot.provider_id, method, slot.plan.api)
         assert span is not None
@@ -517,7 +519,7 @@ class Host:
 
     async def _observed(
         self,
-        slot: ProviderSlot,
+        slot: Provider,
         method: str,
         args: Sequence[Any],
         kwargs: Mapping[str, Any],

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from hostel import Host, ProviderBusyError
-from hostel._admission import Admission, AdmittedStream, HostGate
 from hostel.errors import CallTimeoutError
+from hostel.supervise.admission import Admission, AdmittedStream, HostGate
 from tests.conftest import make_config
 
 

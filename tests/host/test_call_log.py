@@ -1,4 +1,4 @@
-"""hostel._call_log: what the host logs about a call that failed, once per call."""
+"""hostel.supervise.call_log: what the host logs about a call that failed, once per call."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
-from hostel._call_log import log_failed_call, next_call_id
 from hostel.errors import CallTimeoutError, MethodNotFoundError, RemoteError
+from hostel.supervise.call_log import log_failed_call, next_call_id
 
 
 def test_a_provider_exception_is_a_warning_with_its_remote_traceback(caplog: pytest.LogCaptureFixture) -> None:

@@ -78,7 +78,7 @@ try:
     main(sys.argv[1:])
 except SystemExit:
     pass
-heavy = ("grpc", "pydantic", "hostel.host", "hostel.supervisor", "hostel.launch", "hostel.gateway", "starlette")
+heavy = ("grpc", "pydantic", "hostel.host", "hostel.supervise", "hostel.launch", "hostel.gateway", "starlette")
 print("loaded:", *(name for name in heavy if name in sys.modules))
 """
 

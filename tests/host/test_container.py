@@ -160,8 +160,8 @@ async def test_a_container_worker_answers_beside_a_local_one(
         # directory; of the host's environment, nothing.
         sockets = host.supervisor.context.socket_dir
         seen = await host.provider("boxed").surroundings(directory=str(sockets))
-        own = host.supervisor.slots["boxed"].worker
-        local_dir = host.supervisor.slots["local"].worker
+        own = host.supervisor.providers["boxed"].worker
+        local_dir = host.supervisor.providers["local"].worker
         assert own is not None and local_dir is not None and isinstance(seen["entries"], list)
         # (a worker's directory is in its provider's: socket_dir/p<hash>/<generation>-<replica>)
         assert own.socket_path.parent.parent.name in seen["entries"]

@@ -15,7 +15,7 @@ import pytest
 
 from hostel.config.plan import load_plan
 from hostel.envs import EnvManager
-from hostel.envs import process as _process
+from hostel.envs import commands as env_commands
 from hostel.envs.sdkwheel import SDK_REQUIREMENTS, sdk_fingerprint, sdk_wheel
 from hostel.errors import EnvBuildError
 from tests.conftest import REPO, TESTPROV, make_config, provider_spec
@@ -47,7 +47,7 @@ async def test_unchanged_provider_reuses_its_env_without_any_subprocess(
     async def no_subprocess(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError(f"reuse ran a subprocess: {args}")
 
-    monkeypatch.setattr(_process, "run", no_subprocess)
+    monkeypatch.setattr(env_commands, "run", no_subprocess)
     again, built = await EnvManager().ensure(await EnvManager().describe(plan))
     assert (again.path, built) == (env.path, False)
     assert envs.status(await envs.describe(plan)) == "built"
@@ -113,13 +113,13 @@ async def test_a_local_provider_is_built_into_a_wheel_once_for_every_env_that_in
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     commands: list[tuple[str, ...]] = []
-    real_run = _process.run
+    real_run = env_commands.run
 
     async def recorded(command: Any, **kwargs: Any) -> Any:
         commands.append(tuple(command))
         return await real_run(command, **kwargs)
 
-    monkeypatch.setattr(_process, "run", recorded)
+    monkeypatch.setattr(env_commands, "run", recorded)
     envs = EnvManager(tmp_path / "home")
     loose = load_plan(make_config(tmp_path / "loose")).provider("t")
     constrained = load_plan(

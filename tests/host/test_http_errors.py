@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hostel.errors
-from hostel._http_errors import _STATUS, error_body, headers_for, status_for
 from hostel.errors import HostelError, MethodNotFoundError, ProviderBusyError, ProviderCrashedError, RemoteError
+from hostel.gateway.http_errors import _STATUS, error_body, headers_for, status_for
 
 
 def test_every_hostel_error_has_a_status() -> None:

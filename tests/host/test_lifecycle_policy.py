@@ -31,7 +31,7 @@ def _methods(release: asyncio.Event | None = None) -> dict[str, Any]:
 async def test_a_rolling_replace_serves_every_call_and_drains_the_old_worker(tmp_path: Path) -> None:
     release = asyncio.Event()
     async with supervising(tmp_path, Behaviour(methods=_methods(release))) as (supervisor, launcher):
-        slot = supervisor.slots["t"]
+        slot = supervisor.providers["t"]
         old = slot.worker
         in_flight = asyncio.create_task(slot.call("slow", (), {}, timeout=5, provider_data=None))
         await until(slot.busy)
@@ -49,7 +49,7 @@ async def test_a_rolling_replace_serves_every_call_and_drains_the_old_worker(tmp
 
 async def test_a_replacement_that_cannot_start_leaves_the_old_worker_serving(tmp_path: Path) -> None:
     async with supervising(tmp_path, Behaviour(methods=_methods())) as (supervisor, launcher):
-        slot = supervisor.slots["t"]
+        slot = supervisor.providers["t"]
         old = slot.worker
         launcher.behaviour.fail_start = True
         with pytest.raises(ProviderStartError, match="factory"):
@@ -66,7 +66,7 @@ async def test_a_replacement_that_cannot_start_leaves_the_old_worker_serving(tmp
 async def test_the_status_shows_both_pids_while_replacing(tmp_path: Path) -> None:
     gate = asyncio.Event()
     async with supervising(tmp_path, Behaviour(methods=_methods())) as (supervisor, launcher):
-        slot = supervisor.slots["t"]
+        slot = supervisor.providers["t"]
         old_pid = slot.status().pid
         launcher.behaviour.start_gate = gate
         replacing = asyncio.create_task(slot.replace(slot.plan, None))
@@ -82,7 +82,7 @@ async def test_the_status_shows_both_pids_while_replacing(tmp_path: Path) -> Non
 async def test_a_crash_of_the_old_worker_during_a_replace_starts_nothing_twice(tmp_path: Path) -> None:
     gate = asyncio.Event()
     async with supervising(tmp_path, Behaviour(methods=_methods())) as (supervisor, launcher):
-        slot = supervisor.slots["t"]
+        slot = supervisor.providers["t"]
         old = slot.worker
         assert old is not None
         launcher.behaviour.start_gate = gate
@@ -100,11 +100,11 @@ async def test_a_crash_of_the_old_worker_during_a_replace_starts_nothing_twice(t
 async def test_an_operator_stop_refuses_new_calls_finishes_old_ones_and_start_brings_it_back(tmp_path: Path) -> None:
     release = asyncio.Event()
     async with supervising(tmp_path, Behaviour(methods=_methods(release))) as (supervisor, _launcher):
-        slot = supervisor.slots["t"]
+        slot = supervisor.providers["t"]
         worker = slot.worker
         in_flight = asyncio.create_task(slot.call("slow", (), {}, timeout=5, provider_data=None))
         await until(slot.busy)
-        stopping = asyncio.create_task(slot.stop_by_operator())
+        stopping = asyncio.create_task(slot.stop())
         await until(lambda: slot.state == "stopped")
         with pytest.raises(ProviderUnavailableError, match=r"stopped by request.*hostel start t"):
             await slot.call("pid", (), {}, timeout=5, provider_data=None)
@@ -118,33 +118,33 @@ async def test_an_operator_stop_refuses_new_calls_finishes_old_ones_and_start_br
 
 async def test_a_call_waiting_for_a_restart_gives_up_as_soon_as_the_provider_is_stopped(tmp_path: Path) -> None:
     async with supervising(tmp_path, Behaviour(methods=_methods())) as (supervisor, launcher):
-        slot = supervisor.slots["t"]
+        slot = supervisor.providers["t"]
         launcher.behaviour.fail_start = True
         assert slot.worker is not None
         slot.worker.die(code=1)  # type: ignore[attr-defined]
         await until(lambda: slot.state == "restarting")
         waiting = asyncio.create_task(slot.call("pid", (), {}, timeout=30, provider_data=None))
         await asyncio.sleep(0.02)
-        await slot.stop_by_operator()
+        await slot.stop()
         with pytest.raises(ProviderUnavailableError, match="stopped"):
             await asyncio.wait_for(waiting, 2)  # not its 30 s deadline
 
 
 async def test_lazy_providers_start_on_their_first_call_dependencies_first(tmp_path: Path) -> None:
     async with supervising(tmp_path, Behaviour(methods=_methods()), entries=LAZY) as (supervisor, launcher):
-        assert {s.state for s in supervisor.slots.values()} == {"idle"} and launcher.made == []
-        t = supervisor.slots["t"]
+        assert {s.state for s in supervisor.providers.values()} == {"idle"} and launcher.made == []
+        t = supervisor.providers["t"]
         calls = [t.call("pid", (), {}, timeout=5, provider_data=None) for _ in range(5)]
         assert await asyncio.gather(*calls) == ["answered"] * 5
         assert [w.plan.provider_id for w in launcher.made] == ["dep", "t"]  # one start each, its dependency first
-        assert supervisor.slots["dep"].state == "ready" and t.state == "ready"
+        assert supervisor.providers["dep"].state == "ready" and t.state == "ready"
 
 
 async def test_a_lazy_start_that_fails_fails_its_call_and_the_provider(tmp_path: Path) -> None:
     async with supervising(
         tmp_path, Behaviour(methods=_methods(), fail_start=True), entries={"dep": {"start": "lazy"}}, start="lazy"
     ) as (supervisor, _launcher):
-        dep = supervisor.slots["dep"]
+        dep = supervisor.providers["dep"]
         with pytest.raises(ProviderStartError, match="factory"):
             await dep.call("pid", (), {}, timeout=5, provider_data=None)
         assert dep.state == "failed" and dep.status().last_exit == "start failed (factory)"
@@ -154,14 +154,14 @@ async def test_an_idle_worker_stops_and_the_next_call_starts_it_again(tmp_path: 
     async with supervising(
         tmp_path, Behaviour(methods=_methods()), entries={"t": {"start": "lazy", "idle_stop_s": 0.1}}
     ) as (supervisor, _launcher):
-        t = supervisor.slots["t"]
+        t = supervisor.providers["t"]
         assert await t.call("pid", (), {}, timeout=5, provider_data=None) == "answered"
         first = t.worker
         assert first is not None
         # "idle" comes first; the worker is then retired (drained and stopped): wait for both.
         await until(lambda: t.state == "idle" and first.exit_info is not None)
         assert first is not None and first.exit_info is not None and t.status().pid is None
-        assert supervisor.slots["dep"].state == "ready"  # it has no idle_stop_s
+        assert supervisor.providers["dep"].state == "ready"  # it has no idle_stop_s
         assert await t.call("pid", (), {}, timeout=5, provider_data=None) == "answered"
         assert t.worker is not first and t.state == "ready"
 
@@ -172,7 +172,7 @@ async def test_an_idle_stop_waits_for_calls_in_flight(tmp_path: Path) -> None:
         supervisor,
         _launcher,
     ):
-        t = supervisor.slots["t"]
+        t = supervisor.providers["t"]
         call = asyncio.create_task(t.call("slow", (), {}, timeout=5, provider_data=None))
         await asyncio.sleep(0.3)  # six idle periods
         assert t.state == "ready" and not call.done()
@@ -187,10 +187,11 @@ async def test_max_running_stops_the_least_recently_used_idle_lazy_worker(tmp_pa
     supervisor = fake_supervisor(
         tmp_path, launcher, entries={"dep": {"start": "lazy"}, "t": {"start": "lazy"}}, max_running=1
     )
-    supervisor.slots["t"].plan = dataclasses.replace(supervisor.slots["t"].plan, dependencies=())  # independent here
+    independent = dataclasses.replace(supervisor.providers["t"].plan, dependencies=())
+    supervisor.providers["t"].update_policy(independent)
     await supervisor.start()
     try:
-        dep, t = supervisor.slots["dep"], supervisor.slots["t"]
+        dep, t = supervisor.providers["dep"], supervisor.providers["t"]
         assert await dep.call("pid", (), {}, timeout=5, provider_data=None) == "answered"
         assert await t.call("pid", (), {}, timeout=5, provider_data=None) == "answered"
         assert dep.state == "idle" and t.state == "ready" and supervisor.running() == 1
@@ -210,7 +211,7 @@ async def test_max_running_stops_the_least_recently_used_idle_lazy_worker(tmp_pa
 async def test_a_restart_of_a_running_provider_is_rolling(tmp_path: Path) -> None:
     release = asyncio.Event()
     async with supervising(tmp_path, Behaviour(methods=_methods(release))) as (supervisor, _launcher):
-        t = supervisor.slots["t"]
+        t = supervisor.providers["t"]
         old = t.worker
         call = asyncio.create_task(t.call("slow", (), {}, timeout=5, provider_data=None))
         await until(t.busy)
@@ -225,7 +226,7 @@ async def test_stopping_the_host_stops_workers_still_draining(tmp_path: Path) ->
     launcher = FakeLauncher(Behaviour(methods=_methods(release)))
     supervisor = fake_supervisor(tmp_path, launcher, drain_grace_s=60)
     await supervisor.start()
-    t = supervisor.slots["t"]
+    t = supervisor.providers["t"]
     old = t.worker
     call = asyncio.create_task(t.call("slow", (), {}, timeout=30, provider_data=None))
     await until(t.busy)
@@ -241,10 +242,10 @@ async def test_stopping_the_host_during_a_lazy_start_leaves_no_worker(tmp_path: 
     launcher = FakeLauncher(Behaviour(methods=_methods(), start_gate=gate))
     supervisor = fake_supervisor(tmp_path, launcher, entries=LAZY)
     await supervisor.start()
-    call = asyncio.create_task(supervisor.slots["dep"].call("pid", (), {}, timeout=5, provider_data=None))
+    call = asyncio.create_task(supervisor.providers["dep"].call("pid", (), {}, timeout=5, provider_data=None))
     await until(lambda: len(launcher.made) == 1)  # its worker is starting
     await supervisor.stop()
     with pytest.raises(ProviderUnavailableError):
         await call
     assert launcher.made[0].exit_info is not None and len(launcher.made) == 1
-    assert {s.state for s in supervisor.slots.values()} == {"stopped"}
+    assert {s.state for s in supervisor.providers.values()} == {"stopped"}

@@ -35,13 +35,13 @@ async def host(tmp_path: Path) -> AsyncIterator[Host]:
 
 
 async def test_a_worker_cannot_call_or_stop_another_worker_through_its_socket(host: Host) -> None:
-    victim = host.supervisor.slots["victim"].worker
+    victim = host.supervisor.providers["victim"].worker
     assert victim is not None
     socket = str(victim.socket_path)  # suppose the evil provider found it (same uid: it can list the directory)
     for method in ("Shutdown", "Describe", "CallUnary"):
         assert await host.provider("evil").poke_socket(path=socket, method=method) == "UNAUTHENTICATED"
     assert await host.provider("victim").greet(name="still") == "hello, still"
-    assert host.supervisor.slots["victim"].worker is victim  # never restarted
+    assert host.supervisor.providers["victim"].worker is victim  # never restarted
     # Nor the host's callback service with a token of its own making: refused before the request is read.
     host_socket = str(host.callbacks.socket_path)
     assert await host.provider("evil").poke_host(path=host_socket, token="guess", junk_bytes=1 << 20) == (
@@ -111,7 +111,7 @@ async def test_a_sandboxed_worker_cannot_reach_its_neighbours_files_signals_or_p
     )
     async with allowed, other, Host.from_config(config) as host:
         evil = host.provider("evil")
-        victim = host.supervisor.slots["victim"]
+        victim = host.supervisor.providers["victim"]
         assert victim.env is not None and victim.worker is not None and victim.worker.pid is not None
         # What it may do still works: its own files, its allowed port, its deps over the callback socket.
         assert await evil.write_file(path=str(data / "note"), text="mine") == "written"
@@ -180,7 +180,7 @@ async def test_a_wheels_pth_code_runs_inside_the_sandbox_in_the_worker_and_in_th
             assert await host.provider("boxed").seen() == {
                 "who": "worker", "parent_environ": denied, "other_envs": denied
             }  # fmt: skip
-            boxed, opened = host.supervisor.slots["boxed"], host.supervisor.slots["open"]
+            boxed, opened = host.supervisor.providers["boxed"], host.supervisor.providers["open"]
             assert boxed.env is not None and opened.env is not None and boxed.worker is not None
             cmdline = Path(f"/proc/{boxed.worker.pid}/cmdline").read_bytes().split(b"\0")
             assert cmdline[1:3] == [b"-S", b"-c"] and cmdline[-2] == b"hostel_sdk.worker"

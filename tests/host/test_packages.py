@@ -85,7 +85,7 @@ async def test_a_provider_declared_only_by_an_entry_point(tmp_path: Path) -> Non
     before = set(envs.glob("ep-*"))
     async with Host.from_config(config) as host:
         assert await host.provider("ep").idna_version() == "3.7"  # the spec's own pip_packages were installed
-        used = host.supervisor.slots["ep"].env
+        used = host.supervisor.providers["ep"].env
     # One env, built before the package's spec was known and kept once it was adopted (not a second one).
     assert used is not None and len(set(envs.glob("ep-*")) - before) <= 1 and used.path in set(envs.glob("ep-*"))
     # And pruning for this config keeps it.

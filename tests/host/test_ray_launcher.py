@@ -92,7 +92,7 @@ async def test_a_crash_on_ray_is_reported_and_restarted_and_deps_call_back_over_
 async def test_a_ray_worker_refuses_calls_without_its_token(tmp_path: Path, ray_address: str) -> None:
     providers = {"tool_runtime": [{"provider_id": "t", "provider_type": "inline::testprov", "launcher": "ray"}]}
     async with Host.from_config(_ray_config(tmp_path, ray_address, providers)) as host:
-        channel = host.supervisor.slots["t"].channel
+        channel = host.supervisor.providers["t"].channel
         assert channel is not None and not channel.target.startswith("unix")
         async with grpc.aio.insecure_channel(channel.target) as raw:
             with pytest.raises(grpc.aio.AioRpcError) as exc:
@@ -126,7 +126,7 @@ async def test_mutual_tls_between_the_host_and_ray_workers(tmp_path: Path, ray_a
     config = _ray_config(tmp_path, ray_address, providers, ray={"address": ray_address, "tls": tls})
     async with Host.from_config(config) as host:
         assert await host.provider("store").greet_through_inference(name="tls") == "hello, tls"  # both directions
-        channel = host.supervisor.slots["infer"].channel
+        channel = host.supervisor.providers["infer"].channel
         assert channel is not None
         async with grpc.aio.insecure_channel(channel.target) as plain:  # no certificate: no connection at all
             with pytest.raises(grpc.aio.AioRpcError) as exc:
@@ -142,10 +142,10 @@ async def test_the_hosts_own_ca_gives_every_ray_worker_an_identity_of_its_own(tm
     config = _ray_config(tmp_path, ray_address, providers, ray={"address": ray_address, "tls": True})
     async with Host.from_config(config) as host:
         assert await host.provider("store").greet_through_inference(name="ca") == "hello, ca"  # both directions
-        infer, store = (host.supervisor.slots[p].worker for p in ("infer", "store"))
+        infer, store = (host.supervisor.providers[p].worker for p in ("infer", "store"))
         assert infer is not None and store is not None and infer.tls is not None and store.tls is not None
         assert infer.tls["server_name"] != store.tls["server_name"]  # each checked by a name of its own
-        channel = host.supervisor.slots["infer"].channel
+        channel = host.supervisor.providers["infer"].channel
         assert channel is not None
         for plain_or_wrong in (None, {**infer.tls, "server_name": store.tls["server_name"]}):
             async with tls_channel(channel.target, plain_or_wrong, []) as other:  # no certificate / not its name

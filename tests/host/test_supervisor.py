@@ -20,7 +20,9 @@ from hostel.envs import Env, EnvManager
 from hostel.errors import ProviderCrashedError, ProviderUnavailableError
 from hostel.launch.base import LaunchContext, WorkerHandle, socket_path
 from hostel.launch.process import ProcessLauncher, WorkerProcess
-from hostel.supervisor import ProviderSlot, Supervisor, SupervisorContext
+from hostel.supervise.context import SupervisorContext
+from hostel.supervise.provider import Provider
+from hostel.supervise.supervisor import Supervisor
 from tests.conftest import REPO, make_config
 from tests.fakes import OneLauncher, until
 
@@ -68,11 +70,11 @@ async def supervisor(tmp_path: Path) -> AsyncIterator[Supervisor]:
     await started.stop()
 
 
-def _slot(supervisor: Supervisor) -> ProviderSlot:
-    return supervisor.slots["t"]
+def _slot(supervisor: Supervisor) -> Provider:
+    return supervisor.providers["t"]
 
 
-async def _call(slot: ProviderSlot, method: str, timeout: float = 30, **kwargs: Any) -> Any:
+async def _call(slot: Provider, method: str, timeout: float = 30, **kwargs: Any) -> Any:
     return await slot.call(method, (), kwargs, timeout=timeout, provider_data=None)
 
 
@@ -226,7 +228,7 @@ async def test_stop_is_bounded_and_restarts_nothing_whatever_the_workers_do(tmp_
     await asyncio.wait_for(stopping, 20)
     with pytest.raises((ProviderCrashedError, ProviderUnavailableError)):
         await hung
-    assert slot.state == "stopped" and slot.restarts == 0 and slot.worker is worker
+    assert slot.state == "stopped" and slot.restarts == 0 and slot.worker is None  # released, none started
 
 
 def _alive(pid: int) -> bool:
@@ -249,17 +251,18 @@ async def test_a_standby_worker_takes_over_a_crash_and_is_replaced(tmp_path: Pat
     supervisor = await _supervised(tmp_path, standby_workers=True)
     try:
         slot = _slot(supervisor)
-        await until(lambda: slot._standby is not None)
-        standby = slot._standby
+        starter = slot.members[0]._starter
+        await until(lambda: starter.standby is not None)
+        standby = starter.standby
         assert standby is not None and standby.pid is not None
         with pytest.raises(ProviderCrashedError):
             await _call(slot, "crash")
         await until(lambda: slot.state == "ready")
         assert await _call(slot, "pid") == standby.pid  # the spare became the worker
-        await until(lambda: slot._standby is not None and slot._standby is not standby)
+        await until(lambda: starter.standby is not None and starter.standby is not standby)
     finally:
         await supervisor.stop()
-    assert standby.exit_info is not None and slot._standby is None
+    assert standby.exit_info is not None and starter.standby is None
 
 
 async def test_the_probe_of_a_crashed_worker_ends_quietly(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -272,7 +275,7 @@ async def test_the_probe_of_a_crashed_worker_ends_quietly(tmp_path: Path, caplog
                 await _call(slot, "crash")
         await until(lambda: slot.state == "ready")
         await asyncio.sleep(0.3)  # old probes wake up after their workers died
-        assert len([t for t in slot._tasks if not t.done()]) == 2  # the live worker's watch and probe only
+        assert len([t for t in slot.members[0]._tasks if not t.done()]) == 2  # the live worker's watch and probe only
     finally:
         await supervisor.stop()
     assert "Task exception was never retrieved" not in caplog.text and "UsageError" not in caplog.text

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from hostel._restarts import RestartBudget
 from hostel.config import RestartPolicy
 from hostel.errors import CallTimeoutError, ProviderCrashedError, ProviderStartError, ProviderUnavailableError
-from hostel.supervisor import Supervisor
+from hostel.supervise.restarts import RestartBudget
+from hostel.supervise.supervisor import Supervisor
 from hostel.transport.callbacks import CallbackServer
 from tests.fakes import Behaviour, FakeLauncher, fake_supervisor, until
 
@@ -40,7 +40,7 @@ async def running(tmp_path: Path) -> AsyncIterator[tuple[Supervisor, FakeLaunche
 
 
 def _worker_of(supervisor: Supervisor, provider_id: str) -> Any:
-    return supervisor.slots[provider_id].worker
+    return supervisor.providers[provider_id].worker
 
 
 def test_the_budget_backs_off_exponentially_up_to_its_cap_then_gives_up() -> None:
@@ -60,7 +60,7 @@ def test_crashes_that_left_the_window_are_forgotten() -> None:
 
 async def test_a_crash_is_restarted_and_counted(running: tuple[Supervisor, FakeLauncher]) -> None:
     supervisor, _ = running
-    slot = supervisor.slots["t"]
+    slot = supervisor.providers["t"]
     first = _worker_of(supervisor, "t")
     first.die(code=3)
     await until(lambda: slot.state == "ready" and slot.worker is not first)
@@ -71,7 +71,7 @@ async def test_a_crash_loop_fails_the_provider_and_its_calls_fail_fast(
     running: tuple[Supervisor, FakeLauncher],
 ) -> None:
     supervisor, _ = running
-    slot = supervisor.slots["t"]
+    slot = supervisor.providers["t"]
     for _ in range(4):
         await until(lambda: slot.state in ("ready", "failed"))
         if slot.state == "failed":
@@ -86,7 +86,7 @@ async def test_a_crash_loop_fails_the_provider_and_its_calls_fail_fast(
 
 async def test_a_call_waits_through_a_restart_within_its_deadline(running: tuple[Supervisor, FakeLauncher]) -> None:
     supervisor, launcher = running
-    slot = supervisor.slots["t"]
+    slot = supervisor.providers["t"]
     launcher.behaviour.fail_start = True
     _worker_of(supervisor, "t").die(code=1)
     await until(lambda: slot.state == "restarting")
@@ -110,7 +110,7 @@ async def test_a_call_in_flight_on_a_crashing_worker_fails_with_the_crash(tmp_pa
     supervisor = _supervisor(tmp_path, launcher)
     await supervisor.start()
     try:
-        call = asyncio.create_task(supervisor.slots["t"].call("slow", (), {}, timeout=5, provider_data=None))
+        call = asyncio.create_task(supervisor.providers["t"].call("slow", (), {}, timeout=5, provider_data=None))
         await asyncio.sleep(0.02)
         _worker_of(supervisor, "t").die(sig=signal.SIGSEGV)
         with pytest.raises(ProviderCrashedError) as exc:
@@ -124,7 +124,7 @@ async def test_a_worker_that_stops_answering_is_killed_with_its_stacks(
     running: tuple[Supervisor, FakeLauncher],
 ) -> None:
     supervisor, launcher = running
-    slot = supervisor.slots["t"]
+    slot = supervisor.providers["t"]
     hung = _worker_of(supervisor, "t")
     launcher.behaviour.answers_health = False
     await until(lambda: hung.exit_info is not None)
@@ -138,7 +138,7 @@ async def test_a_busy_worker_whose_loop_is_blocked_but_whose_process_answers_is_
     running: tuple[Supervisor, FakeLauncher],
 ) -> None:
     supervisor, launcher = running
-    slot = supervisor.slots["t"]
+    slot = supervisor.providers["t"]
     busy = _worker_of(supervisor, "t")
     launcher.behaviour.answers_health = False
     launcher.behaviour.blocked_s = 30.0  # its watchdog thread answers: the loop is blocked, the process is not
@@ -192,7 +192,7 @@ async def test_stopping_asks_dependents_first_and_restarts_nothing(running: tupl
     made = len(launcher.made)
     await supervisor.stop()
     assert order == ["t", "dep"]  # the dependent first: it may still call its dependency while it stops
-    assert len(launcher.made) == made and {s.state for s in supervisor.slots.values()} == {"stopped"}
+    assert len(launcher.made) == made and {s.state for s in supervisor.providers.values()} == {"stopped"}
 
 
 async def test_a_worker_deaf_to_every_stop_is_killed_within_the_grace(tmp_path: Path) -> None:
@@ -220,9 +220,9 @@ async def test_a_standby_worker_is_spawned_ahead_and_takes_over(tmp_path: Path) 
     supervisor = _supervisor(tmp_path, launcher, standby_workers=True)
     await supervisor.start()
     try:
-        slot = supervisor.slots["t"]
-        await until(lambda: slot._standby is not None)
-        standby = slot._standby
+        slot = supervisor.providers["t"]
+        await until(lambda: slot.members[0]._starter.standby is not None)
+        standby = slot.members[0]._starter.standby
         assert standby is not None and standby.spawned and not standby.started  # type: ignore[attr-defined]
         _worker_of(supervisor, "t").die(code=1)
         await until(lambda: slot.worker is standby and slot.state == "ready")
@@ -232,7 +232,7 @@ async def test_a_standby_worker_is_spawned_ahead_and_takes_over(tmp_path: Path) 
 
 async def test_a_failed_provider_is_rearmed_with_a_fresh_budget(running: tuple[Supervisor, FakeLauncher]) -> None:
     supervisor, launcher = running
-    slot = supervisor.slots["t"]
+    slot = supervisor.providers["t"]
     launcher.behaviour.fail_start = True
     _worker_of(supervisor, "t").die(code=1)
     await until(lambda: slot.state == "failed")
@@ -242,7 +242,7 @@ async def test_a_failed_provider_is_rearmed_with_a_fresh_budget(running: tuple[S
     launcher.behaviour.fail_start = False
     await slot.rearm()
     assert slot.state == "ready" and await slot.call("pid", (), {}, timeout=5, provider_data=None) == "answered"
-    assert slot._budget.crashes == 0
+    assert slot.members[0]._budget.crashes == 0
 
 
 async def test_a_start_failure_leaves_no_worker_running(tmp_path: Path) -> None:
@@ -264,7 +264,7 @@ async def test_a_dead_workers_callback_token_is_revoked_at_once(tmp_path: Path) 
         assert callbacks._known(worker.token.encode())
         worker.die(code=1)
         await until(lambda: not callbacks._known(worker.token.encode()))
-        await until(lambda: supervisor.slots["t"].state == "ready")
+        await until(lambda: supervisor.providers["t"].state == "ready")
         assert callbacks._known(_worker_of(supervisor, "t").token.encode())  # its successor has its own
     finally:
         await supervisor.stop()

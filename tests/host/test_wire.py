@@ -108,7 +108,7 @@ async def test_concurrent_calls_share_one_session_and_each_gets_its_own_answer_a
 
     assert await asyncio.gather(*(one(i, d) for i, d in enumerate(delays))) == delays
     assert finished.index(1) < finished.index(0)  # a quick answer is not held behind a slow one
-    session = host.supervisor.slots["infer"].channel._session  # type: ignore[union-attr]
+    session = host.supervisor.providers["infer"].channel._session  # type: ignore[union-attr]
     assert session is not None and session.failure is None  # they went over the session, which is still open
 
 

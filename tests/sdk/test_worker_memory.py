@@ -21,7 +21,7 @@ def _rss_mb(pid: int) -> float:
 async def _rss_growth_after_freeing(tmp_path: Path, **hostel: Any) -> float:
     """RSS of a worker after it allocated, touched and freed 24 MB, minus before."""
     async with Host.from_config(make_config(tmp_path, hostel=hostel)) as host:
-        slot = host.supervisor.slots["t"]
+        slot = host.supervisor.providers["t"]
         assert slot.worker is not None and slot.worker.pid is not None
         before = _rss_mb(slot.worker.pid)
         assert await host.provider("t").hog(megabytes=24, hold_s=0) == 24 * 2**20

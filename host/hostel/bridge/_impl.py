@@ -13,7 +13,6 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from hostel._http_errors import headers_for, status_for
 from hostel.bridge._crashes import CrashedRequests, fingerprint
 from hostel.bridge._deps import ServerApis
 from hostel.bridge._loop import HostLoop, iterate_on
@@ -26,6 +25,7 @@ from hostel.errors import (
     ProviderUnavailableError,
     RemoteError,
 )
+from hostel.gateway.http_errors import headers_for, status_for
 from hostel.host import Host
 from hostel_sdk import _exceptions, codec
 from hostel_sdk._blobs import Blob

@@ -116,6 +116,6 @@ def reload(opts: argparse.Namespace) -> int:
 
 
 def _report(report: dict[str, Any]) -> str:
-    from hostel.reload import ReloadReport
+    from hostel.supervise.reload import ReloadReport
 
     return f"{ReloadReport.from_dict(report).summary()}\n({report['seconds']:.2f}s)"

@@ -14,8 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hostel.cli import client as _client
-from hostel.cli import log_setup as _logging
+from hostel.cli import client, log_setup
 from hostel.errors import ConfigError, HostelError
 
 if TYPE_CHECKING:
@@ -122,13 +121,13 @@ def _host_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     )
 
     ps = sub.add_parser("ps", help="status of a running host: states, pids, memory (RSS, PSS) and CPU time")
-    _client.add_client_options(ps)
+    client.add_client_options(ps)
     ps.add_argument("--json", action="store_true", help="print JSON")
 
     reload = sub.add_parser(
         "reload", help="make a running host re-read its run config (and --env-file) and apply what changed"
     )
-    _client.add_client_options(reload)
+    client.add_client_options(reload)
     for name, text in (
         ("restart", "restart one provider of a running host, rolling (re-arms a failed one)"),
         ("stop", "stop one provider of a running host until `hostel start` (calls in flight finish)"),
@@ -136,7 +135,7 @@ def _host_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     ):
         operation = sub.add_parser(name, help=text)
         operation.add_argument("provider_id")
-        _client.add_client_options(operation)
+        client.add_client_options(operation)
 
     call = sub.add_parser("call", help="start a provider (and its deps), call one method, print the result as JSON")
     call.add_argument("config")
@@ -171,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     parser = _parser()
     opts = parser.parse_args(argv)
-    _logging.configure(debug=opts.debug, lifecycle=opts.command == "run")
+    log_setup.configure(debug=opts.debug, lifecycle=opts.command == "run")
     try:
         return asyncio.run(_dispatch(opts))
     except KeyboardInterrupt:
@@ -195,31 +194,31 @@ def _error(message: str, debug: bool) -> None:
 
 
 async def _dispatch(opts: argparse.Namespace) -> int:
-    from hostel.cli import envs as _cli_envs
-    from hostel.cli import specs as _cli_specs
+    from hostel.cli import envs as env_commands
+    from hostel.cli import specs as spec_commands
 
     if opts.command == "build":
-        return await _cli_envs.build(opts.config, installer=opts.installer, locked=opts.locked)
+        return await env_commands.build(opts.config, installer=opts.installer, locked=opts.locked)
     if opts.command == "lock":
-        return await _cli_envs.lock(opts.config, installer=opts.installer)
+        return await env_commands.lock(opts.config, installer=opts.installer)
     if opts.command == "envs":
         if opts.envs_command == "list":
-            return _cli_envs.envs_list()
+            return env_commands.envs_list()
         if not opts.configs and opts.older_than is None:
             raise UsageError("envs prune: name the run configs whose envs to keep, or give --older-than DAYS")
-        return await _cli_envs.envs_prune(opts.configs, older_than_days=opts.older_than, dry_run=opts.dry_run)
+        return await env_commands.envs_prune(opts.configs, older_than_days=opts.older_than, dry_run=opts.dry_run)
     if opts.command == "run":
         return await _run(opts)
     if opts.command == "ps":
-        return _client.ps(opts)
+        return client.ps(opts)
     if opts.command == "reload":
-        return _client.reload(opts)
+        return client.reload(opts)
     if opts.command in ("restart", "stop", "start"):
-        return _client.operate(opts)
+        return client.operate(opts)
     if opts.command == "image":
         return await _image_build(opts)
     if opts.command == "specs":
-        copied = await _cli_specs.extract(opts.requirement, opts.to, python_version=opts.python_version)
+        copied = await spec_commands.extract(opts.requirement, opts.to, python_version=opts.python_version)
         if not copied:
             raise UsageError(f"{opts.requirement} ships no {{remote,inline}}/<api>/<name>.yaml provider specs")
         for path in copied:
@@ -245,10 +244,10 @@ async def _python(opts: argparse.Namespace) -> int:
 
 
 async def _check(opts: argparse.Namespace) -> int:
-    from hostel.cli import envs as _cli_envs
+    from hostel.cli import envs as env_commands
 
     plan = _load(opts)
-    failures = await (_cli_envs.deep_check(plan) if opts.deep else _cli_envs.module_problems(plan))
+    failures = await (env_commands.deep_check(plan) if opts.deep else env_commands.module_problems(plan))
     if failures:
         for message in failures:
             _error(message, opts.debug)
@@ -288,7 +287,7 @@ async def _list(opts: argparse.Namespace) -> int:
     if opts.json:
         print(json.dumps(rows, indent=2))
     else:
-        _client.table(
+        client.table(
             ["PROVIDER", "API", "TYPE", "ENV"],
             [[r["provider_id"], r["api"], r["provider_type"], r["env"]] for r in rows],
         )
@@ -296,7 +295,7 @@ async def _list(opts: argparse.Namespace) -> int:
 
 
 async def _run(opts: argparse.Namespace) -> int:
-    from hostel.gateway import serving as _serving  # the HTTP stack loads only for `hostel run`
+    from hostel.gateway import serving  # the HTTP stack loads only for `hostel run`
     from hostel.host import Host
 
     plan = _load(opts)
@@ -305,7 +304,7 @@ async def _run(opts: argparse.Namespace) -> int:
     address = opts.address or plan.config.server.host or "127.0.0.1"
     port = opts.port if opts.port is not None else plan.config.server.port
     host = Host(plan, locked=opts.locked, env_file=opts.env_file)
-    await _serving.serve(host, address=address, port=port, insecure=opts.insecure)
+    await serving.serve(host, address=address, port=port, insecure=opts.insecure)
     return 0
 
 

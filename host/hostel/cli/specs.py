@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from hostel.envs import process as _process
+from hostel.envs import commands
 from hostel.errors import EnvBuildError
 from hostel_sdk.api import API_NAMES
 
@@ -37,12 +37,12 @@ async def extract(requirement: str, destination: Path, *, python_version: str = 
     with tempfile.TemporaryDirectory(prefix="hostel-specs-") as tmp:
         command = [uv.find_uv_bin(), "pip", "install", "--quiet", "--no-deps", "--target", tmp]
         command += ["--python-version", python_version, requirement]
-        done = await _process.run(command, timeout=600)
+        done = await commands.run(command, timeout=600)
         if done.returncode != 0:
             raise EnvBuildError(
                 f"cannot download {requirement!r} to look for its provider specs",
                 command=command,
-                stderr_tail=_process.tail(done.stderr),
+                stderr_tail=commands.tail(done.stderr),
             )
         copied = []
         for kind, api, path in find_spec_files(Path(tmp)):

@@ -27,7 +27,7 @@ from packaging.utils import canonicalize_name
 
 from hostel._confine import confined_command, sandbox_policy
 from hostel._environ import installer_environ, worker_environ
-from hostel.envs import process as _process
+from hostel.envs import commands
 from hostel.envs.localwheels import build_command, cached_wheel, distribution_sources, publish, wheel_dir
 from hostel.envs.sdkwheel import sdk_wheel
 from hostel.envs.spec import METADATA_FORMAT, EnvSpec, asks_instrumentations, local_dir, tree_hash
@@ -239,7 +239,7 @@ class EnvBuilder:
                 f"checking the env of provider {spec.provider_id!r} failed: the probe gave no answer",
                 provider_id=spec.provider_id,
                 command=command,
-                stderr_tail=_process.tail(done.stderr),
+                stderr_tail=commands.tail(done.stderr),
             ) from None
         return result
 
@@ -251,11 +251,11 @@ class EnvBuilder:
         *,
         what: str = "building",
         environ: Mapping[str, str] | None = None,
-    ) -> _process.Completed:
+    ) -> commands.Completed:
         try:
             if environ is None:
                 environ = installer_environ(os.environ, pass_env=self.pass_env)
-            done = await _process.run(command, timeout=self.build_timeout_s, env=environ)
+            done = await commands.run(command, timeout=self.build_timeout_s, env=environ)
         except TimeoutError:
             raise EnvBuildError(
                 f"{what} the env of provider {spec.provider_id!r} took longer than "
@@ -282,7 +282,7 @@ class EnvBuilder:
                 provider_id=spec.provider_id,
                 requirements=requirements,
                 command=command,
-                stderr_tail=_process.tail(done.stderr or done.stdout),
+                stderr_tail=commands.tail(done.stderr or done.stdout),
             )
         return done
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 
 from hostel._environ import installer_environ
-from hostel.envs import process as _process
+from hostel.envs import commands
 from hostel.errors import EnvBuildError
 
 
@@ -64,13 +64,13 @@ async def artifact_hashes(
             uv_bin, "pip", "compile", "--quiet", "--generate-hashes", "--no-deps", "--no-header", "--no-annotate",
             "--python-version", python_version, str(requirements),
         ]  # fmt: skip
-        done = await _process.run(command, timeout=600, env=installer_environ(os.environ, pass_env=pass_env))
+        done = await commands.run(command, timeout=600, env=installer_environ(os.environ, pass_env=pass_env))
     if done.returncode != 0:
         raise EnvBuildError(
             f"could not read the artifact hashes of provider {provider_id!r}'s pins from the index",
             provider_id=provider_id,
             command=command,
-            stderr_tail=_process.tail(done.stderr),
+            stderr_tail=commands.tail(done.stderr),
         )
     by_name = parse(done.stdout)
     hashes = {pin: by_name.get(_name(pin), []) for pin in wanted}

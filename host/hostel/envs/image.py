@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hostel.config.plan import ProviderPlan
-from hostel.envs import process as _process
+from hostel.envs import commands
 from hostel.envs.sdkwheel import sdk_wheel
 from hostel.envs.spec import is_path, local_dir
 from hostel.errors import EnvBuildError
@@ -89,12 +89,12 @@ async def build_image(
         context = write_context(plan, Path(tmp), base=base, sdk_cache=sdk_cache)
         command = [engine, "build", "--network", "host", "--tag", tag, "--file", str(context.path / "Containerfile")]
         command += [*engine_args, str(context.path)]
-        done = await _process.run(command, timeout=timeout)
+        done = await commands.run(command, timeout=timeout)
     if done.returncode != 0:
         raise EnvBuildError(
             f"building image {tag!r} for provider {plan.provider_id!r} failed",
             provider_id=plan.provider_id,
             command=command,
-            stderr_tail=_process.tail(done.stderr + done.stdout),
+            stderr_tail=commands.tail(done.stderr + done.stdout),
         )
     return done.stdout

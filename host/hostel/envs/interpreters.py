@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from hostel.envs import process as _process
+from hostel.envs import commands
 
 _PROBE = "import platform, sys; print(platform.python_version()); print(sys.executable)"
 
@@ -83,7 +83,7 @@ class InterpreterCache:
         if cached and cached[0] == mtime:
             return Interpreter(path, str(cached[1]))
         try:
-            done = await _process.run([path, "-c", _PROBE], timeout=30)
+            done = await commands.run([path, "-c", _PROBE], timeout=30)
         except OSError:
             return None
         if done.returncode != 0:

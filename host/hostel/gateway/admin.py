@@ -20,7 +20,7 @@ from pathlib import Path
 from starlette.requests import Request
 from starlette.responses import Response
 
-from hostel._http_errors import bad_request
+from hostel.gateway.http_errors import bad_request
 from hostel.gateway.requests import refused
 
 ADMIN_HEADER = "X-Hostel-Admin"

@@ -25,7 +25,6 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hostel import __version__
-from hostel._http_errors import bad_request, error_body, internal_error_body
 from hostel.config import CorsSettings
 from hostel.errors import ConfigError, HostelError, RoutingError
 from hostel.gateway.admin import refuse_without_token
@@ -33,6 +32,7 @@ from hostel.gateway.auth import Authenticator
 from hostel.gateway.bodies import BodyBudget
 from hostel.gateway.guard import LOOPBACK_NAMES, Guard, is_loopback
 from hostel.gateway.health import ProviderHealth
+from hostel.gateway.http_errors import bad_request, error_body, internal_error_body
 from hostel.gateway.metrics import Metrics
 from hostel.gateway.requests import (
     PROVIDER_DATA_HEADER,
@@ -49,7 +49,7 @@ from hostel.gateway.requests import (
 from hostel.gateway.resources import resource_routes
 from hostel.gateway.shapes import SERVING, provider_info
 from hostel.host import Host
-from hostel.supervisor import ProviderStatus
+from hostel.supervise.status import ProviderStatus
 from hostel.transport.channel import Channel
 
 logger = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ class Gateway:
         return json_response({"status": "Error", "providers": states}, 503)
 
     def _running_channel(self, provider_id: str) -> Channel | None:
-        slot = self.host.supervisor.slots.get(provider_id)
+        slot = self.host.supervisor.providers.get(provider_id)
         if slot is None or slot.state not in ("ready", "replacing"):
             return None
         return slot.channel

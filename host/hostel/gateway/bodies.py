@@ -18,7 +18,7 @@ from prometheus_client import Gauge
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hostel._http_errors import bad_request
+from hostel.gateway.http_errors import bad_request
 from hostel.gateway.requests import BadRequestError, refused
 
 logger = logging.getLogger(__name__)

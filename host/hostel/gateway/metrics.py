@@ -12,7 +12,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from hostel.errors import HostelError, MethodNotFoundError, RemoteError
-from hostel.supervisor import State
+from hostel.supervise.status import State
 
 if TYPE_CHECKING:
     from hostel.host import Host

@@ -11,10 +11,10 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from hostel._http_errors import error_body, headers_for, internal_error_body, status_for
 from hostel.errors import HostelError
 from hostel.gateway.auth import USER_KEY
 from hostel.gateway.guard import SCOPE_USER
+from hostel.gateway.http_errors import error_body, headers_for, internal_error_body, status_for
 from hostel_sdk import codec
 from hostel_sdk._blobs import Blob
 

@@ -17,8 +17,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from hostel._http_errors import bad_request, error_body, headers_for, status_for
 from hostel.errors import HostelError, RoutingError
+from hostel.gateway.http_errors import bad_request, error_body, headers_for, status_for
 from hostel.gateway.requests import (
     BadRequestError,
     call_timeout,

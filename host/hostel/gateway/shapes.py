@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from hostel._redact import redact
-from hostel.supervisor import ProviderStatus
+from hostel.supervise.status import ProviderStatus
 
 REDACTED = "********"
 # Config keys whose values are secrets, as Llama Stack and pydantic's SecretStr users name them.

@@ -49,7 +49,7 @@ class ExitInfo:
 class WorkerHandle(Protocol):
     """One worker, wherever it runs: started once, waited on, stopped or killed."""
 
-    token: str  # the callback token, set before ``start``
+    token: str  # the callback token, given at ``start`` ("" before, and for a host without a callback service)
     kill_reason: str | None  # why hostel killed it (hang, memory), if it did
     server_token: str | None  # what the host must send to the worker's server (workers on TCP), if anything
     tls: dict[str, str] | None  # mutual TLS to the worker (PEM ``cert``, ``key``, ``ca``), if configured
@@ -65,8 +65,9 @@ class WorkerHandle(Protocol):
     async def spawn(self) -> None:
         """Get the worker's runtime going ahead of ``start`` (a standby); may do nothing."""
 
-    async def start(self, timeout: float) -> Handshake:
-        """Start the worker and return its handshake; raise ``ProviderStartError`` leaving nothing running."""
+    async def start(self, timeout: float, *, token: str = "") -> Handshake:
+        """Start the worker with its callback ``token`` and return its handshake; raise ``ProviderStartError``
+        leaving nothing running."""
 
     async def wait(self) -> ExitInfo:
         """Wait for the worker to end."""

@@ -23,7 +23,7 @@ from pathlib import Path
 from hostel.config import ContainerSettings
 from hostel.config.plan import ProviderPlan
 from hostel.envs import Env
-from hostel.envs.process import run
+from hostel.envs.commands import run
 from hostel.errors import ProviderStartError
 from hostel.launch.base import ExitInfo, GrpcConnect, LaunchContext, WorkerHandle, socket_path
 from hostel.launch.process import WorkerProcess

@@ -27,7 +27,7 @@ from hostel._confine import confined_command, sandbox_policy
 from hostel._environ import worker_environ
 from hostel.config.plan import ProviderPlan
 from hostel.envs import Env
-from hostel.envs.process import SETPRIV as _SETPRIV
+from hostel.envs.commands import SETPRIV as _SETPRIV
 from hostel.errors import ProviderStartError
 from hostel.launch.base import (
     ExitInfo,
@@ -186,7 +186,7 @@ class WorkerProcess(WorkerBase):
             )  # fmt: skip
         if die_with_host:
             self._command[:0] = _SETPRIV
-        self.token = ""  # set before start(): a standby learns its token only when it is used
+        self.token = ""  # given at start(): a standby learns its token only when it is used
         self.server_token: str | None = secrets.token_urlsafe(32)
         self.provider_logger = logging.getLogger(f"hostel.provider.{plan.provider_id}")
         self._stderr_levels = StderrLevels()
@@ -320,11 +320,13 @@ class WorkerProcess(WorkerBase):
         tmpdir.mkdir(mode=0o700, exist_ok=True)
         return worker_environ(os.environ, env=self.plan.env, tmpdir=tmpdir)
 
-    async def start(self, timeout: float) -> Handshake:
-        """Send the start request (spawning first if needed) and wait for the handshake.
+    async def start(self, timeout: float, *, token: str = "") -> Handshake:
+        """Send the start request (spawning first if needed) with the callback ``token`` and wait for the
+        handshake.
 
         Raises ``ProviderStartError`` and leaves nothing running.
         """
+        self.token = token
         if self._child is None:
             await self.spawn()
         child, stdout, exited = self._child, self._stdout, self._exit

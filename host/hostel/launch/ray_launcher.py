@@ -173,8 +173,10 @@ class RayWorker(WorkerBase):
     async def spawn(self) -> None:
         """Nothing ahead of time: the actor is made by ``start``."""
 
-    async def start(self, timeout: float) -> Handshake:
-        """Make the actor (Ray builds its runtime_env), start the worker on its node, read the handshake."""
+    async def start(self, timeout: float, *, token: str = "") -> Handshake:
+        """Make the actor (Ray builds its runtime_env), start the worker on its node with its callback ``token``,
+        read the handshake."""
+        self.token = token
         launcher = self._launcher
         settings = launcher.settings
         try:

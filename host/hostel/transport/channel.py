@@ -1,7 +1,8 @@
-"""The narrow seam between the host's policy and a worker: one ``call`` that returns a value or a stream.
+"""The narrow seam between the host's policy and a worker: ``call`` (a value or a stream), ``check_health``,
+``request_shutdown`` and ``close``.
 
 ``GrpcChannel`` speaks the Worker service over a Unix socket (or TCP, for remote workers); tests may
-substitute any object with the same two methods.
+substitute any object with the same four methods (``tests/fakes.py`` does).
 """
 
 from __future__ import annotations

@@ -15,15 +15,16 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hostel.config.diff import diff_plans
+from hostel.config.diff import PlanDiff, diff_plans
 from hostel.config.plan import Plan, ProviderPlan, adopt_declared_spec, order_plans, starts_with_host
 from hostel.envs import BUILD_CONCURRENCY, Env
 from hostel.errors import ConfigError, EnvBuildError, HostelError, ProviderStartError
-from hostel.replicas import ReplicatedSlot
-from hostel.slot import ProviderSlot
-from hostel.supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from hostel.supervise.provider import Provider
+    from hostel.supervise.supervisor import Supervisor
 
 logger = logging.getLogger(__name__)
 
@@ -93,25 +94,15 @@ async def apply_reload(supervisor: Supervisor, old: Plan, new: Plan) -> tuple[Re
     diff = diff_plans(old, new)
     wanted = {p.provider_id: p for p in new.providers}
     failed: dict[str, str] = {}
-    replace = set(diff.replaced)
-    for provider_id in (*diff.unchanged, *diff.updated):  # same entry, but its local sources may have changed
-        slot = supervisor.slots[provider_id]
-        if slot.env is None or not wanted[provider_id].builds_env:
-            continue
-        try:
-            spec = await supervisor.context.envs.describe(wanted[provider_id])
-        except HostelError as exc:
-            failed[provider_id] = _why(exc)
-            continue
-        if spec.key != slot.env.key:
-            replace.add(provider_id)
-
+    replace = set(diff.replaced) | await _sources_changed(supervisor, diff, wanted, failed)
     for provider_id in diff.removed:
         supervisor.remove(provider_id)
     for provider_id, fields in diff.updated.items():
         if provider_id not in replace and provider_id not in failed:
-            slot = supervisor.slots[provider_id]
-            slot.update_policy(dataclasses.replace(slot.plan, **{f: getattr(wanted[provider_id], f) for f in fields}))
+            provider = supervisor.providers[provider_id]
+            provider.update_policy(
+                dataclasses.replace(provider.plan, **{f: getattr(wanted[provider_id], f) for f in fields})
+            )
     for provider_id in diff.added:
         supervisor.add(wanted[provider_id])
 
@@ -121,29 +112,29 @@ async def apply_reload(supervisor: Supervisor, old: Plan, new: Plan) -> tuple[Re
     ordered = _order(supervisor, new, prepared, failed)
     for provider_id in diff.added:
         if provider_id in failed:
-            supervisor.slots[provider_id].fail(failed[provider_id])
+            supervisor.providers[provider_id].fail(failed[provider_id])
     supervisor.limit_running(new.settings.max_running)
 
     eager = set(starts_with_host(ordered))
 
-    async def bring_up(slot: ProviderSlot) -> None:
-        plan, env = prepared[slot.provider_id]
+    async def bring_up(provider: Provider) -> None:
+        plan, env = prepared[provider.provider_id]
         try:
-            if slot.provider_id in diff.added:
-                slot.prepared(plan, env)
-                if slot.provider_id in eager:
-                    await slot.start_added()
+            if provider.provider_id in diff.added:
+                provider.prepared(plan, env)
+                if provider.provider_id in eager:
+                    await provider.start_added()
                 else:
-                    slot.idle()
+                    provider.idle()
             else:
-                await slot.replace(plan, env)
+                await provider.replace(plan, env)
         except HostelError as exc:
-            failed[slot.provider_id] = _why(exc)
+            failed[provider.provider_id] = _why(exc)
 
     await supervisor.start_in_order([p.provider_id for p in ordered if p.provider_id in prepared], bring_up)
     for provider_id, plan in wanted.items():  # replicas added or removed (docs/supervision.md)
-        member = supervisor.slots.get(provider_id)
-        if isinstance(member, ReplicatedSlot) and provider_id not in failed and len(member.members) != plan.replicas:
+        member = supervisor.providers.get(provider_id)
+        if member is not None and provider_id not in failed and len(member.members) != plan.replicas:
             try:
                 await member.resize(plan.replicas)
             except HostelError as exc:
@@ -168,6 +159,25 @@ async def apply_reload(supervisor: Supervisor, old: Plan, new: Plan) -> tuple[Re
     return report, dataclasses.replace(new, providers=declared)
 
 
+async def _sources_changed(
+    supervisor: Supervisor, diff: PlanDiff, wanted: Mapping[str, ProviderPlan], failed: dict[str, str]
+) -> set[str]:
+    """The providers whose entry is the same but whose env is not: their local sources changed."""
+    changed = set()
+    for provider_id in (*diff.unchanged, *diff.updated):
+        env = supervisor.providers[provider_id].env
+        if env is None or not wanted[provider_id].builds_env:
+            continue
+        try:
+            spec = await supervisor.context.envs.describe(wanted[provider_id])
+        except HostelError as exc:
+            failed[provider_id] = _why(exc)
+            continue
+        if spec.key != env.key:
+            changed.add(provider_id)
+    return changed
+
+
 async def _prepare(
     supervisor: Supervisor, plans: list[ProviderPlan], failed: dict[str, str]
 ) -> dict[str, tuple[ProviderPlan, Env | None]]:
@@ -179,7 +189,7 @@ async def _prepare(
     async def one(plan: ProviderPlan) -> None:
         async with limit:
             try:
-                env = await supervisor.slots[plan.provider_id].env_for(plan)
+                env = await supervisor.providers[plan.provider_id].env_for(plan)
             except HostelError as exc:
                 failed[plan.provider_id] = _why(exc)
                 return
@@ -193,9 +203,9 @@ async def _prepare(
 def _order(
     supervisor: Supervisor, new: Plan, prepared: dict[str, tuple[ProviderPlan, Env | None]], failed: dict[str, str]
 ) -> list[ProviderPlan]:
-    """The providers in start order, with the dependencies each now has; the slots re-ordered to match."""
+    """The providers in start order, with the dependencies each now has; the set re-ordered to match."""
     effective = [
-        prepared[p.provider_id][0] if p.provider_id in prepared else supervisor.slots[p.provider_id].plan
+        prepared[p.provider_id][0] if p.provider_id in prepared else supervisor.providers[p.provider_id].plan
         for p in new.providers
     ]
     try:
@@ -209,14 +219,14 @@ def _order(
         if plan.provider_id in prepared:
             prepared[plan.provider_id] = (plan, prepared[plan.provider_id][1])
             continue
-        slot = supervisor.slots[plan.provider_id]
-        if (slot.plan.dependencies, slot.plan.optional_dependencies) != (
+        provider = supervisor.providers[plan.provider_id]
+        if (provider.plan.dependencies, provider.plan.optional_dependencies) != (
             plan.dependencies,
             plan.optional_dependencies,
         ):
-            slot.update_policy(
+            provider.update_policy(
                 dataclasses.replace(
-                    slot.plan, dependencies=plan.dependencies, optional_dependencies=plan.optional_dependencies
+                    provider.plan, dependencies=plan.dependencies, optional_dependencies=plan.optional_dependencies
                 )
             )
     supervisor.reorder([p.provider_id for p in ordered])

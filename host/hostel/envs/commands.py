@@ -1,4 +1,5 @@
-"""One wrapper for the short-lived subprocesses hostel runs (installers, interpreter probes)."""
+"""One wrapper for the short-lived commands hostel runs and waits for (installers, interpreter probes); workers,
+which it supervises, are `hostel.launch.process`'s."""
 
 from __future__ import annotations
 
