@@ -14,7 +14,7 @@ from tests.conftest import REPO
 
 HOST = REPO / "host" / "hostel"
 SDK = REPO / "sdk" / "hostel_sdk"
-CORE = {"hostel.host", "hostel.proxy", "hostel.router", "hostel.errors", "hostel.resources"}
+CORE = {"hostel.host", "hostel.proxy", "hostel.router", "hostel.errors", "hostel.resources", "hostel.registry"}
 
 
 def _module(path: Path, root: Path, package: str) -> str:

@@ -68,10 +68,7 @@ def test_every_doc_the_readme_names_exists() -> None:
 # be listed here at its current size. The list may only shrink: an entry that grows fails, one that shrank must be
 # listed at its new size (a ratchet), and one that fits the budget again must be removed.
 MODULE_LINES, FUNCTION_LINES = 600, 80
-OVER_BUDGET = {
-    "host/hostel/config/plan.py:_plan_one": 97,
-    "host/hostel/config/run.py:read_run_config": 82,
-}
+OVER_BUDGET: dict[str, int] = {}  # empty: everything fits
 
 
 def _sizes() -> dict[str, tuple[int, int]]:

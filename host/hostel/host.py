@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import os
@@ -25,15 +24,12 @@ from hostel.config.envfile import environ_with
 from hostel.config.plan import Plan, ProviderPlan, load_plan
 from hostel.envs import EnvManager
 from hostel.envs.lock import lock_path
-from hostel.errors import ConfigError, MethodNotFoundError, Problem, ProviderUnavailableError, RoutingError
+from hostel.errors import ConfigError, Problem, ProviderUnavailableError, RoutingError
 from hostel.proxy import ProviderProxy
+from hostel.registry import HostRegistry
 from hostel.resources import (
-    KINDS,
     OWNING_APIS,
     TABLE_APIS,
-    Kind,
-    ResourceStore,
-    ResourceTables,
     TableApi,
     default_state_dir,
 )
@@ -138,9 +134,8 @@ class Host:
                 prime=self._prime,
             ),
         )
-        self._tables: ResourceTables | None = None
+        self.registry = HostRegistry(plan, self._tell, default_state_dir(plan.config, self.envs.home))
         self._state: StateClaim | None = None
-        self._state_elsewhere = False  # another host holds this config's state: registrations stay in memory
         self._started: list[str] = []  # the providers start() was asked for, and those reloads added
         self._running = False
         self._observers: list[CallObserver] = []
@@ -183,9 +178,10 @@ class Host:
             except _telemetry.TelemetryUnavailableError as exc:
                 raise ConfigError([Problem(self.plan.config.label, "hostel.telemetry", str(exc))]) from None
         state = default_state_dir(self.plan.config, self.envs.home)
-        if state is not None and self._state is None and self._tables is None:
+        if state is not None and self._state is None and not self.registry.opened:
             self._state = claim_state(state)
-            self._state_elsewhere = self._state is None
+            if self._state is None:  # another host holds this config's state: registrations stay in memory
+                self.registry.keep_in(None)
         if not self._socket_dir.exists():
             sweep_socket_dirs(self._socket_dir.parent)
             os.mkdir(self._socket_dir, 0o700)  # fails, rather than use it, if someone made it first
@@ -206,7 +202,7 @@ class Host:
                 return
             plan = self.plan.provider(pid)  # KeyError for an unknown id, reported by the caller
             wanted.add(pid)
-            for dep in plan.dependencies:
+            for dep in plan.policy.dependencies:
                 add(dep)
 
         for pid in provider_ids:
@@ -282,8 +278,7 @@ class Host:
             if self.plan.ray_address is not None:
                 new = new.with_ray(self.plan.ray_address)
             report, self.plan = await apply_reload(self.supervisor, self.plan, new)
-            if self._tables is not None:
-                self._tables.configure(self.plan.config, self._providers_by_api())
+            self.registry.configure(self.plan)
             if config is not None:
                 self._source = config
             self._started = [i for i in self.supervisor.providers]
@@ -312,11 +307,11 @@ class Host:
     def api(self, api: str, *, timeout: float | None = None, provider_data: Any = None) -> ApiHandle:
         """A router for one API, routing by the ``models`` table."""
         _check_timeout(timeout)
-        ids = self.providers_of(api)
+        ids = self.registry.providers_of(api)
         if not ids and self.external is not None and api in self.external.apis:
             return self.external.api(api, timeout=timeout, provider_data=provider_data)
         if not ids and api in TABLE_APIS:
-            return TableApi(self, TABLE_APIS[api])
+            return TableApi(self.registry, TABLE_APIS[api])
         if not ids:
             raise RoutingError(f"no provider serves API {api!r}")
         return ApiRouter(
@@ -326,92 +321,14 @@ class Host:
             self.plan.config.models,
             timeout=timeout,
             provider_data=provider_data,
-            resources=self.tables if api in OWNING_APIS else None,  # no state file for hosts without them
+            resources=self.registry.tables if api in OWNING_APIS else None,  # no state file for hosts without them
         )
 
-    # -- the benchmarks, datasets and scoring functions tables (docs/resources.md) -------------------------
-
-    @property
-    def tables(self) -> ResourceTables:
-        """The resource tables, opened on first use (their file is under the host's state directory)."""
-        if self._tables is None:
-            state = None if self._state_elsewhere else default_state_dir(self.plan.config, self.envs.home)
-            self._tables = ResourceTables(ResourceStore(state / "registry.sqlite3" if state else None))
-            self._tables.configure(self.plan.config, self._providers_by_api())
-        return self._tables
-
-    def _providers_by_api(self) -> dict[str, list[str]]:
-        by_api: dict[str, list[str]] = {}
-        for plan in self.plan.providers:
-            by_api.setdefault(plan.api, []).append(plan.provider_id)
-        return by_api
-
-    def _kind(self, kind: str) -> Kind:
-        for found in KINDS:
-            if kind in (found.name, found.table_api):
-                return found
-        raise RoutingError(f"no resource kind {kind!r}; kinds: {', '.join(k.name for k in KINDS)}")
-
-    def resources(self, kind: str) -> list[dict[str, Any]]:
-        """Every ``benchmark``, ``dataset`` or ``scoring_function`` in the tables, as Llama Stack's types have them."""
-        return self.tables.all(self._kind(kind))
-
-    def resource(self, kind: str, identifier: str) -> dict[str, Any]:
-        """One resource; ``RoutingError`` (HTTP 404) if the table has no such id."""
-        return self.tables.require(self._kind(kind), identifier)
-
-    def owner(self, kind: str, identifier: str) -> str:
-        """The id of the provider that owns a resource; ``RoutingError`` (HTTP 404) if the table has no such id."""
-        return self.tables.owner(self._kind(kind), identifier)
-
-    def providers_of(self, api: str) -> list[str]:
-        """The ids of the providers that serve ``api``, in start order."""
-        return self._providers_by_api().get(api, [])
-
-    def job_owner(self, job_id: str) -> str | None:
-        """The provider running a (post-training) job started through this host, if known."""
-        return self.tables.store.job_owner(job_id)
-
-    def remember_job(self, job_id: str, api: str, provider_id: str) -> None:
-        """Keep which provider runs a job (across restarts), so later calls about it reach that provider."""
-        self.tables.store.put_job(job_id, api, provider_id)
-
-    async def register(self, kind: str, **fields: Any) -> dict[str, Any]:
-        """Register a resource (``benchmark_id=..., dataset_id=..., scoring_functions=[...]`` for a benchmark)
-        with the provider that owns it (``provider_id``, or the API's only provider) and keep it across
-        restarts. The provider is told first (its ``register_benchmark``...); if it refuses, nothing is kept."""
-        found = self._kind(kind)
-        record = self.tables.record(found, fields)
-        await self._tell(record["provider_id"], found.register, record)
-        self.tables.register(found, record)
-        logger.info("registered %s %r with provider %s", found.name, record["identifier"], record["provider_id"])
-        return record
-
-    async def unregister(self, kind: str, identifier: str) -> None:
-        """Unregister a resource: its provider is told, then it is forgotten."""
-        found = self._kind(kind)
-        owner = self.tables.owner(found, identifier)
-        await self._tell(owner, found.unregister, identifier)
-        self.tables.unregister(found, identifier)
-
     async def _tell(self, provider_id: str, method: str, value: Any) -> None:
-        with contextlib.suppress(MethodNotFoundError):  # a provider with no registry of its own needs no telling
-            await self.call(provider_id, method, (value,), {})
+        await self.call(provider_id, method, (value,), {})
 
     async def _prime(self, plan: ProviderPlan, channel: Channel) -> None:
-        """Tell a new worker of the resources its provider owns (its registry lives in the worker's memory)."""
-        if plan.api not in OWNING_APIS:
-            return  # owns none: no state file to open
-        provider_id = plan.provider_id
-        for kind, record in self.tables.owned_by(provider_id):
-            try:
-                await channel.call(
-                    kind.register, (record,), {}, timeout=self.plan.settings.start_timeout_s, provider_data=None
-                )
-            except MethodNotFoundError:
-                return
-            except Exception as exc:  # noqa: BLE001 - one stale registration must not keep the provider down
-                logger.warning("provider %s refused %s %r: %s", provider_id, kind.name, record["identifier"], exc)
+        await self.registry.prime(plan, channel, self.plan.settings.start_timeout_s)
 
     @property
     def config(self) -> RunConfig:
@@ -431,7 +348,7 @@ class Host:
     def provider_config(self, provider_id: str) -> Mapping[str, Any]:
         """A provider's ``config`` as its worker got it (secrets included: redact before showing it)."""
         slot = self.supervisor.providers.get(provider_id)
-        return slot.plan.config if slot is not None else self.plan.provider(provider_id).config
+        return slot.plan.worker.config if slot is not None else self.plan.provider(provider_id).worker.config
 
     def models(self, api: str = "inference") -> list[dict[str, Any]]:
         """The models table's rows for providers of ``api``, with Llama Stack's ``Model`` fields."""

@@ -248,8 +248,9 @@ class ResourceTables:
         return str(self.require(kind, identifier)["provider_id"])
 
 
-class Registrar(Protocol):
-    """What serves the tables (the host)."""
+class Registry(Protocol):
+    """The host's resource registry as its users see it: the host's own tables (``TableApi``), the gateway's
+    routes, the bridge (``hostel.registry.HostRegistry``, or the bridge's view of one on another loop)."""
 
     async def register(self, kind: str, **fields: Any) -> dict[str, Any]:
         """Register a resource with the provider that owns it, and keep it."""
@@ -267,6 +268,22 @@ class Registrar(Protocol):
         """One resource; ``RoutingError`` if there is none."""
         ...
 
+    def owner(self, kind: str, identifier: str) -> str:
+        """The provider owning a resource (``RoutingError`` if none)."""
+        ...
+
+    def providers_of(self, api: str) -> list[str]:
+        """The providers serving ``api``, in start order."""
+        ...
+
+    def job_owner(self, job_id: str) -> str | None:
+        """The provider running a job started through the host, if known."""
+        ...
+
+    def remember_job(self, job_id: str, api: str, provider_id: str) -> None:
+        """Keep which provider runs a job."""
+        ...
+
 
 class TableApi(NamedMethods):
     """``host.api("benchmarks")`` when no provider serves that API: the host's own table, answering what
@@ -274,8 +291,8 @@ class TableApi(NamedMethods):
     ``get_benchmark``, ``register_benchmark``, ``unregister_benchmark``; the same for datasets and scoring
     functions). Arguments may come as keywords, as one request object, or as the id alone."""
 
-    def __init__(self, registrar: Registrar, kind: Kind) -> None:
-        self._registrar = registrar
+    def __init__(self, registry: Registry, kind: Kind) -> None:
+        self._registry = registry
         self.kind = kind
 
     async def invoke(self, method: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
@@ -287,16 +304,16 @@ class TableApi(NamedMethods):
         elif len(args) == 1 and isinstance(args[0], str):
             fields[kind.id_key] = args[0]
         if method == f"list_{kind.table_api}":
-            return {"data": self._registrar.resources(kind.name)}
+            return {"data": self._registry.resources(kind.name)}
         if method == kind.register:
-            return await self._registrar.register(kind.name, **fields)
+            return await self._registry.register(kind.name, **fields)
         identifier = fields.get(kind.id_key)
         if not isinstance(identifier, str):
             raise RoutingError(f"{kind.table_api}.{method}() needs {kind.id_key}")
         if method == f"get_{kind.name}":
-            return self._registrar.resource(kind.name, identifier)
+            return self._registry.resource(kind.name, identifier)
         if method == kind.unregister:
-            await self._registrar.unregister(kind.name, identifier)
+            await self._registry.unregister(kind.name, identifier)
             return None
         known = f"list_{kind.table_api}, get_{kind.name}, {kind.register}, {kind.unregister}"
         raise RoutingError(f"the {kind.table_api} table has no method {method!r}; it has: {known}")

@@ -101,7 +101,7 @@ def test_a_dependency_on_an_external_api_needs_no_provider_for_it(tmp_path: Path
     with pytest.raises(ConfigError, match="needs API 'inference'"):
         load_plan(config)
     plan = load_plan(config, external_apis=frozenset({"inference"}))
-    assert plan.providers[0].dependency_apis == ("inference",) and plan.providers[0].dependencies == ()
+    assert plan.providers[0].worker.dependency_apis == ("inference",) and plan.providers[0].policy.dependencies == ()
 
 
 def test_the_bridge_config_passes_a_launcher_through_to_the_plan(tmp_path: Path) -> None:
@@ -117,7 +117,7 @@ def test_the_bridge_config_passes_a_launcher_through_to_the_plan(tmp_path: Path)
     spec = {"module": "hostel_testprov", "config_class": "hostel_testprov.Config"}
     make_config(tmp_path, specs={"inline/tool_runtime/boxed": spec})  # writes providers.d
     plan = load_plan(bridged.run_config("boxed")).provider("boxed")
-    assert (plan.launcher, plan.container_image, plan.memory_mb, plan.cpus) == (
+    assert (plan.worker.launcher, plan.worker.container_image, plan.worker.memory_mb, plan.worker.cpus) == (
         "container", "registry.example/boxed:1", 64, 0.5,
     )  # fmt: skip
 
@@ -136,7 +136,8 @@ def test_a_bridge_config_takes_every_key_of_a_provider_entry_and_names_a_misspel
     )  # fmt: skip
     make_config(tmp_path, specs={"inline/tool_runtime/boxed": {"module": "hostel_testprov"}})
     plan = load_plan(bridged.run_config("boxed"), environ={"PLAIN": "yes"}).provider("boxed")
-    assert (dict(plan.env), plan.replicas, plan.zygote) == ({"TIKTOKEN_CACHE_DIR": "/cache", "PLAIN": "yes"}, 2, False)
+    assert dict(plan.worker.env) == {"TIKTOKEN_CACHE_DIR": "/cache", "PLAIN": "yes"}
+    assert (plan.policy.replicas, plan.worker.zygote) == (2, False)
     with pytest.raises(ValidationError, match=r"unknown key\(s\) 'replica' \(did you mean 'replicas'\?\)"):
         ToolRuntimeConfig(provider_type="inline::boxed", replica=2)
 
@@ -147,7 +148,7 @@ def test_a_storage_section_reaches_every_provider_plan(tmp_path: Path) -> None:
     backends = {"kv_default": {"type": "kv_sqlite", "db_path": str(tmp_path / "kv.db")}}
     raw["storage"] = {"backends": backends, "stores": {"metadata": {"backend": "kv_default"}}}
     plan = load_plan(raw, external_apis=frozenset({"inference"}))
-    assert plan.providers[0].storage == {"backends": backends}
+    assert plan.providers[0].worker.storage == {"backends": backends}
     raw["storage"] = {"backends": {"kv_default": {"db_path": "x"}}}
     with pytest.raises(ConfigError, match=r"storage\.backends: must map each backend name to its config with a `type`"):
         load_plan(raw, external_apis=frozenset({"inference"}))

@@ -146,7 +146,7 @@ def test_relative_paths_resolve_against_their_files(tmp_path: Path) -> None:
         },
     )
     plan = load_plan(path).provider("t")
-    assert plan.pip_packages == (str(tmp_path / "providers.d" / "pkg"), "requests>=2", str(tmp_path / "extra"))
+    assert plan.worker.pip_packages == (str(tmp_path / "providers.d" / "pkg"), "requests>=2", str(tmp_path / "extra"))
 
 
 def test_remote_spec_with_adapter_block_and_flat_inline_spec(tmp_path: Path) -> None:

@@ -66,8 +66,8 @@ def test_an_image_only_spec_defaults_to_the_container_launcher(tmp_path: Path) -
         {"provider_id": "forced", "provider_type": "inline::testprov", "launcher": "container", "container_image": "x"},
     ]
     plan = load_plan(_config(tmp_path, providers))
-    assert [p.launcher for p in plan.providers] == ["container", "process", "container"]
-    assert plan.provider("forced").container_image == "x"
+    assert [p.worker.launcher for p in plan.providers] == ["container", "process", "container"]
+    assert plan.provider("forced").worker.container_image == "x"
 
 
 def test_the_container_launcher_without_an_image_is_a_config_error(tmp_path: Path) -> None:

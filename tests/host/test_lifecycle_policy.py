@@ -4,7 +4,6 @@ lazy start, idle stop and ``max_running``. tests/host/test_lifecycle.py proves t
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +34,9 @@ async def test_a_rolling_replace_serves_every_call_and_drains_the_old_worker(tmp
         old = slot.worker
         in_flight = asyncio.create_task(slot.call("slow", (), {}, timeout=5, provider_data=None))
         await until(slot.busy)
-        new_plan = dataclasses.replace(slot.plan, config={"changed": True})
+        new_plan = slot.plan.with_worker(config={"changed": True})
         await slot.replace(new_plan, None)
-        assert slot.worker is not old and slot.state == "ready" and slot.plan.config == {"changed": True}
+        assert slot.worker is not old and slot.state == "ready" and slot.plan.worker.config == {"changed": True}
         await asyncio.sleep(0.1)  # stop_grace_s is 0.2: without the drain it would be gone by now
         assert old is not None and old.exit_info is None and not in_flight.done()  # finishing the call it has
         assert await slot.call("pid", (), {}, timeout=5, provider_data=None) == "answered"  # on the new one
@@ -53,13 +52,13 @@ async def test_a_replacement_that_cannot_start_leaves_the_old_worker_serving(tmp
         old = slot.worker
         launcher.behaviour.fail_start = True
         with pytest.raises(ProviderStartError, match="factory"):
-            await slot.replace(dataclasses.replace(slot.plan, config={"bad": True}), None)
-        assert slot.worker is old and slot.state == "ready" and slot.plan.config != {"bad": True}
+            await slot.replace(slot.plan.with_worker(config={"bad": True}), None)
+        assert slot.worker is old and slot.state == "ready" and slot.plan.worker.config != {"bad": True}
         assert await slot.call("pid", (), {}, timeout=5, provider_data=None) == "answered"
         launcher.behaviour.fail_start = False
         launcher.behaviour.answers_health = False  # starts, but does not answer its first health check
         with pytest.raises(ProviderStartError, match="health"):
-            await slot.replace(dataclasses.replace(slot.plan, config={"deaf": True}), None)
+            await slot.replace(slot.plan.with_worker(config={"deaf": True}), None)
         assert slot.worker is old and launcher.made[-1].exit_info is not None  # the deaf one was stopped
 
 
@@ -187,7 +186,7 @@ async def test_max_running_stops_the_least_recently_used_idle_lazy_worker(tmp_pa
     supervisor = fake_supervisor(
         tmp_path, launcher, entries={"dep": {"start": "lazy"}, "t": {"start": "lazy"}}, max_running=1
     )
-    independent = dataclasses.replace(supervisor.providers["t"].plan, dependencies=())
+    independent = supervisor.providers["t"].plan.with_policy(dependencies=())
     supervisor.providers["t"].update_policy(independent)
     await supervisor.start()
     try:

@@ -60,7 +60,7 @@ def test_each_kind_of_change_is_told_apart(tmp_path: Path) -> None:
 def test_a_rotated_secret_is_a_change_but_a_neighbours_is_not(tmp_path: Path) -> None:
     providers = {"tool_runtime": [_entry("a", env=["API_KEY"]), _entry("b", config={"key": "${env.B_KEY}"})]}
     old = _plan(tmp_path, providers, {"API_KEY": "one", "B_KEY": "x"})
-    assert dict(old.provider("a").env) == {"API_KEY": "one"}
+    assert dict(old.provider("a").worker.env) == {"API_KEY": "one"}
     assert diff_plans(old, _plan(tmp_path, providers, {"API_KEY": "two", "B_KEY": "x"})).replaced == {"a": ("env",)}
     assert diff_plans(old, _plan(tmp_path, providers, {"API_KEY": "one", "B_KEY": "y"})).replaced == {"b": ("config",)}
     assert diff_plans(old, _plan(tmp_path, providers, {"API_KEY": "one", "B_KEY": "x", "OTHER": "z"})).replaced == {}
@@ -85,8 +85,8 @@ def test_lazy_settings_and_max_running_are_checked(tmp_path: Path) -> None:
         {"tool_runtime": [_entry("a"), _entry("b", start="eager", idle_stop_s=5)]},
         hostel={"start": "lazy", "idle_stop_s": 60, "max_running": 1},
     )
-    assert (plan.provider("a").start, plan.provider("a").idle_stop_s) == ("lazy", 60)
-    assert (plan.provider("b").start, plan.provider("b").idle_stop_s) == ("eager", 5)
+    assert (plan.provider("a").policy.start, plan.provider("a").policy.idle_stop_s) == ("lazy", 60)
+    assert (plan.provider("b").policy.start, plan.provider("b").policy.idle_stop_s) == ("eager", 5)
     with pytest.raises(ConfigError, match=r"max_running: is 1, but 2 providers start with the host"):
         _plan(tmp_path, {"tool_runtime": [_entry("a"), _entry("b")]}, hostel={"max_running": 1})
     with pytest.raises(ConfigError, match="start"):

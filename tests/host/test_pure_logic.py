@@ -75,9 +75,10 @@ def test_dependencies_start_first_and_cycles_are_named(tmp_path: Path) -> None:
     plan = load_plan(make_config(tmp_path, specs=specs, providers=providers))
     assert [p.provider_id for p in plan.providers] == ["infer", "store", "agent"]
     store = plan.provider("store")
-    assert store.dependencies == ("infer",) and store.dependency_apis == ("inference",)  # safety is not served
+    assert store.policy.dependencies == ("infer",)
+    assert store.worker.dependency_apis == ("inference",)  # safety is not served
     infer = plan.provider("infer")
-    cyclic = dataclasses.replace(infer, spec=dataclasses.replace(infer.spec, api_dependencies=("agents",)))
+    cyclic = infer.with_worker(spec=dataclasses.replace(infer.spec, api_dependencies=("agents",)))
     with pytest.raises(ConfigError, match=r"API dependency cycle: .*infer"):
         order_plans("run.yaml", [cyclic, plan.provider("store"), plan.provider("agent")])
 

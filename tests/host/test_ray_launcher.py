@@ -59,7 +59,7 @@ def _ray_config(tmp_path: Path, address: str, providers: dict[str, list[dict[str
 
 async def test_conflicting_pins_stay_isolated_on_ray(ray_address: str) -> None:
     plan = load_plan(EXAMPLES / "conflicting_pins" / "run.yaml").with_ray(ray_address)  # as `hostel run --ray`
-    assert {p.launcher for p in plan.providers} == {"ray"}
+    assert {p.worker.launcher for p in plan.providers} == {"ray"}
     async with Host(plan) as host:
         old, new = await host.provider("old").versions(), await host.provider("new").versions()
         assert old["idna"] == "2.10" and new["idna"].startswith("3.")

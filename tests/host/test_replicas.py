@@ -87,7 +87,7 @@ def test_replicas_need_their_workers_running(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="replicas cannot be combined with start: lazy"):
         load_plan(_config(tmp_path, start="lazy"))
-    assert load_plan(_config(tmp_path, replicas="auto")).providers[0].replicas == os.cpu_count()
+    assert load_plan(_config(tmp_path, replicas="auto")).providers[0].policy.replicas == os.cpu_count()
 
 
 def test_hostel_ps_and_the_providers_route_show_each_replica(tmp_path: Path, hostel_home: Path) -> None:

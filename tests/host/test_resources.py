@@ -318,12 +318,14 @@ async def test_a_second_host_on_a_served_config_keeps_its_registrations_to_itsel
         caplog.set_level(logging.WARNING, "hostel._statelock")
         monkeypatch.setenv("HOSTEL_HOME", str(home))
         async with Host.from_config(config) as beside:
-            await beside.register("scoring_function", scoring_fn_id="beside_only", provider_id="judge")
-            assert "beside_only" in [f["identifier"] for f in beside.resources("scoring_function")]
+            await beside.registry.register("scoring_function", scoring_fn_id="beside_only", provider_id="judge")
+            assert "beside_only" in [f["identifier"] for f in beside.registry.resources("scoring_function")]
             # What a provider's deps see of the host's own table, its methods by name (Host.api's ApiHandle).
             listed = await beside.api("datasets").list_datasets()
             assert listed["data"], "the config registers datasets"
-            assert [d["identifier"] for d in listed["data"]] == [d["identifier"] for d in beside.resources("dataset")]
+            assert [d["identifier"] for d in listed["data"]] == [
+                d["identifier"] for d in beside.registry.resources("dataset")
+            ]
         assert "another host (pid" in caplog.text and f"pid {served.proc.pid})" in caplog.text
         listed = served.get("/v1/scoring-functions").json()["data"]
         assert "beside_only" not in [f["identifier"] for f in listed]

@@ -171,8 +171,8 @@ def test_no_telemetry_means_no_opentelemetry_in_the_venv(tmp_path: Path) -> None
     config = make_config(tmp_path)
     assert not load_plan(config, environ={}).telemetry
     traced = load_plan(config, environ={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1"})
-    assert traced.telemetry and traced.providers[0].telemetry == {"instrument": False}
-    assert dict(traced.providers[0].env)["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://127.0.0.1:1"
+    assert traced.telemetry and traced.providers[0].worker.telemetry == {"instrument": False}
+    assert dict(traced.providers[0].worker.env)["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://127.0.0.1:1"
     off = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://x", "OTEL_SDK_DISABLED": "true"}
     assert not load_plan(config, environ=off).telemetry
 

@@ -44,4 +44,4 @@ def test_a_memory_limit_caps_what_is_kept_at_a_quarter(tmp_path: Path) -> None:
         ]
     }
     plan = load_plan(make_config(tmp_path, providers=providers, hostel={"retain_freed_mb": 48}))
-    assert (plan.provider("free").retain_freed_mb, plan.provider("capped").retain_freed_mb) == (48, 25)
+    assert (plan.provider("free").worker.retain_freed_mb, plan.provider("capped").worker.retain_freed_mb) == (48, 25)

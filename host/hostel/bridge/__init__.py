@@ -98,7 +98,7 @@ async def get_adapter_impl(config: Any, deps: dict[Any, Any], policy: list[Any] 
         raise
     if policy:
         rules = tuple(as_json(rule) for rule in policy)
-        plan = dataclasses.replace(plan, providers=tuple(dataclasses.replace(p, policy=rules) for p in plan.providers))
+        plan = dataclasses.replace(plan, providers=tuple(p.with_worker(access_policy=rules) for p in plan.providers))
     thread = ServingLoop() if serving_loop_here() else LoopThread(f"hostel-{provider_id}")
 
     async def make_host() -> Host:

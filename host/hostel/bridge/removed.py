@@ -135,7 +135,7 @@ class HostOnLoop:
 
     def __init__(self, host: Host, thread: LoopThread) -> None:
         self.host = host
-        self._loop = thread.loop
+        self.loop = thread.loop  # the host's
         self.serving_loop: asyncio.AbstractEventLoop | None = None  # the hosted providers' deps calls go there
 
     async def call(
@@ -145,43 +145,57 @@ class HostOnLoop:
         """``Host.call`` on the host's loop."""
         self.serving_loop = asyncio.get_running_loop()
         result = await run_on(
-            self._loop,
+            self.loop,
             lambda: self.host.call(provider_id, method, args, kwargs, timeout=timeout, provider_data=provider_data),
         )
-        return iterate_on(self._loop, result) if hasattr(result, "__aiter__") else result
+        return iterate_on(self.loop, result) if hasattr(result, "__aiter__") else result
+
+    @property
+    def registry(self) -> RegistryOnLoop:
+        """The host's registry, seen from the server's loop."""
+        return RegistryOnLoop(self)
+
+
+class RegistryOnLoop:
+    """A host's registry seen from the server's loop: registering crosses over to the host's loop (where the
+    owning provider is told); the tables are read as they are (safe from any thread)."""
+
+    def __init__(self, view: HostOnLoop) -> None:
+        self._view = view
+        self._registry = view.host.registry
 
     async def register(self, kind: str, **fields: Any) -> dict[str, Any]:
-        """``Host.register`` on the host's loop."""
-        self.serving_loop = asyncio.get_running_loop()
-        return await run_on(self._loop, lambda: self.host.register(kind, **fields))
+        """``HostRegistry.register`` on the host's loop."""
+        self._view.serving_loop = asyncio.get_running_loop()
+        return await run_on(self._view.loop, lambda: self._registry.register(kind, **fields))
 
     async def unregister(self, kind: str, identifier: str) -> None:
-        """``Host.unregister`` on the host's loop."""
-        await run_on(self._loop, lambda: self.host.unregister(kind, identifier))
+        """``HostRegistry.unregister`` on the host's loop."""
+        await run_on(self._view.loop, lambda: self._registry.unregister(kind, identifier))
 
     def resources(self, kind: str) -> list[dict[str, Any]]:
-        """``Host.resources``."""
-        return self.host.resources(kind)
+        """``HostRegistry.resources``."""
+        return self._registry.resources(kind)
 
     def resource(self, kind: str, identifier: str) -> dict[str, Any]:
-        """``Host.resource``."""
-        return self.host.resource(kind, identifier)
+        """``HostRegistry.resource``."""
+        return self._registry.resource(kind, identifier)
 
     def owner(self, kind: str, identifier: str) -> str:
-        """``Host.owner``."""
-        return self.host.owner(kind, identifier)
+        """``HostRegistry.owner``."""
+        return self._registry.owner(kind, identifier)
 
     def providers_of(self, api: str) -> list[str]:
-        """``Host.providers_of``."""
-        return self.host.providers_of(api)
+        """``HostRegistry.providers_of``."""
+        return self._registry.providers_of(api)
 
     def job_owner(self, job_id: str) -> str | None:
-        """``Host.job_owner``."""
-        return self.host.job_owner(job_id)
+        """``HostRegistry.job_owner``."""
+        return self._registry.job_owner(job_id)
 
     def remember_job(self, job_id: str, api: str, provider_id: str) -> None:
-        """``Host.remember_job``."""
-        self.host.remember_job(job_id, api, provider_id)
+        """``HostRegistry.remember_job``."""
+        self._registry.remember_job(job_id, api, provider_id)
 
 
 class _Shared:

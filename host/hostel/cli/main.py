@@ -267,9 +267,9 @@ async def _list(opts: argparse.Namespace) -> int:
     rows = []
     for provider in plan.providers:
         status: str
-        if provider.launcher == "container":
-            status = f"container image {provider.container_image}"
-        elif provider.launcher == "ray":
+        if provider.worker.launcher == "container":
+            status = f"container image {provider.worker.container_image}"
+        elif provider.worker.launcher == "ray":
             status = "ray runtime_env"
         else:
             try:
@@ -318,7 +318,7 @@ async def _image_build(opts: argparse.Namespace) -> int:
     except KeyError:
         known = ", ".join(p.provider_id for p in plan.providers) or "none"
         raise UsageError(f"no provider {opts.provider_id!r} in {opts.config}; providers: {known}") from None
-    tag = opts.tag or provider.container_image
+    tag = opts.tag or provider.worker.container_image
     if not tag:
         raise UsageError(f"provider {opts.provider_id!r} has no container_image to build; name the image with --tag")
     settings = plan.settings.container

@@ -1,9 +1,10 @@
 """What changed between two plans of the same host, for a reload: pure comparison, no I/O.
 
-A provider's fields split in two: what its worker is made from (config, secrets, packages, Python, module,
-launcher, sandbox ...), whose change needs a new worker, and the host's policy for it (call limits, restart
-policy, start mode, idle time, which provider ids serve its dependencies), which a running worker takes
-as it is. Settings that only a host restart applies are named, never silently dropped.
+A provider's plan is in parts: what its worker is made from (``WorkerRecipe``: config, secrets, packages,
+Python, module, launcher, sandbox ...), whose change needs a new worker, and the host's policy for it
+(``ProviderPolicy``: call limits, restart policy, start mode, idle time, which provider ids serve its
+dependencies), which a running worker takes as it is. Settings that only a host restart applies are named,
+never silently dropped.
 """
 
 from __future__ import annotations
@@ -15,11 +16,6 @@ from typing import Any
 
 from hostel.config.plan import Plan, ProviderPlan
 
-# Fields of a provider's plan that its running worker does not depend on.
-POLICY_FIELDS = frozenset(
-    {"restart", "max_concurrent_calls", "max_queued_calls", "start", "idle_stop_s", "dependencies",
-     "optional_dependencies", "replicas"}
-)  # fmt: skip
 # hostel: settings a reload applies: through each provider's plan, or live.
 _RELOADED_SETTINGS = frozenset(
     {"restart", "pass_env", "sandbox", "launcher", "retain_freed_mb", "start", "idle_stop_s", "max_running", "zygote"}
@@ -39,18 +35,14 @@ class PlanDiff:
     needs_restart: tuple[str, ...] = ()  # settings that changed but only a host restart applies
 
 
-def _fields(plan: ProviderPlan) -> dict[str, Any]:
-    return {f.name: getattr(plan, f.name) for f in dataclasses.fields(plan)}
+def _changed(old: Any, new: Any) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(new) if getattr(old, f.name) != getattr(new, f.name))
 
 
 def provider_changes(old: ProviderPlan, new: ProviderPlan) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The fields that differ: those its worker is made from, and the policy ones."""
-    before, after = _fields(old), _fields(new)
-    changed = [name for name in after if before[name] != after[name]]
-    return (
-        tuple(name for name in changed if name not in POLICY_FIELDS),
-        tuple(name for name in changed if name in POLICY_FIELDS),
-    )
+    """The fields that differ: those its worker is made from (its API among them), and the policy ones."""
+    api = ("api",) if old.api != new.api else ()
+    return api + _changed(old.worker, new.worker), _changed(old.policy, new.policy)
 
 
 def diff_plans(old: Plan, new: Plan) -> PlanDiff:

@@ -23,33 +23,27 @@ from hostel.config import (
     StartMode,
     read_run_config,
 )
+from hostel.config.environment import collector_port, otel_environment, traces, worker_environment
 from hostel.config.specs import ProviderSpec, apply_overrides, load_specs, package_spec, resolve_requirement
 from hostel.errors import ConfigError, Problem
 
 
 @dataclass(frozen=True)
-class ProviderPlan:
-    """Everything needed to build and start one provider."""
+class WorkerRecipe:
+    """What a new worker of a provider is made from: a running worker cannot take a change to any of it."""
 
-    provider_id: str
-    api: str
     spec: ProviderSpec
     config: Mapping[str, Any]
-    pip_packages: tuple[str, ...]
-    constraints: tuple[str, ...]
-    python: str | None
-    restart: RestartPolicy
-    memory_mb: int | None
-    dependencies: tuple[str, ...]  # provider ids serving its api_dependencies
-    optional_dependencies: tuple[str, ...] = ()  # provider ids serving its optional_api_dependencies
+    pip_packages: tuple[str, ...] = ()
+    constraints: tuple[str, ...] = ()
+    python: str | None = None
+    memory_mb: int | None = None
     dependency_apis: tuple[str, ...] = ()  # the APIs its deps hold: required ones, and optional ones served
     overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # spec_overrides, kept for package specs
     launcher: Launcher = "process"  # where its worker runs: a local process, a container, a Ray actor
     container_image: str | None = None
     cpus: float | None = None
     retain_freed_mb: int = 0  # hostel.retain_freed_mb, capped at a quarter of memory_mb
-    max_concurrent_calls: int = Limits().max_concurrent_calls
-    max_queued_calls: int = Limits().max_queued_calls
     expose: tuple[str, ...] = ()  # methods callable besides the API protocol's (lifecycle methods never are)
     # The worker's environment besides the minimal one (hostel.pass_env and its entry's env:), with the values
     # the host's environment (and --env-file) gave when the config was read: a changed secret is a changed plan.
@@ -57,30 +51,65 @@ class ProviderPlan:
     # The worker's sandbox request (``read``, ``write``, ``connect_ports``: absolute paths, ports), if any.
     sandbox: Mapping[str, Any] | None = None
     rlimits: Mapping[str, int] = dataclasses.field(default_factory=dict)  # open_files, processes, cpu_seconds
-    start: StartMode = "eager"  # lazy: the worker starts on the first call
-    idle_stop_s: float | None = None  # stop the worker after this long without calls
     telemetry: Mapping[str, Any] | None = None  # set when the host traces: {"instrument": bool}
-    replicas: int = 1  # workers behind this provider id (its entry's replicas)
     # With the Ray launcher: num_cpus, num_gpus, resources, node_id, soft, strategy (its entry's ray:).
     placement: Mapping[str, Any] | None = None
     zygote: bool = False  # fork its workers from a zygote (process launcher)
     zygote_preload: bool = False  # and its zygote imports the provider's module (zygote: preload)
-    replica: int = 0  # which of them a slot runs (0 for the provider's own plan)
     # What an OGX / Llama Stack server gives its providers besides config and deps, passed to the worker as is:
     # the storage backends their configs name (the run config's storage.backends, or the bridge's server's), and
     # the server's access policy (the bridge's; a factory that takes ``policy`` gets it).
     storage: Mapping[str, Any] | None = None
-    policy: tuple[Any, ...] = ()
+    access_policy: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class ProviderPolicy:
+    """How the host runs a provider's workers: a running worker takes a change to any of it as it is."""
+
+    restart: RestartPolicy = dataclasses.field(default_factory=RestartPolicy)
+    max_concurrent_calls: int = Limits().max_concurrent_calls
+    max_queued_calls: int = Limits().max_queued_calls
+    start: StartMode = "eager"  # lazy: the worker starts on the first call
+    idle_stop_s: float | None = None  # stop the worker after this long without calls
+    dependencies: tuple[str, ...] = ()  # provider ids serving its api_dependencies
+    optional_dependencies: tuple[str, ...] = ()  # provider ids serving its optional_api_dependencies
+    replicas: int = 1  # workers behind this provider id (its entry's replicas)
+
+
+@dataclass(frozen=True)
+class ProviderPlan:
+    """Everything needed to build and start one provider: who it is, what its workers are made from (``worker``),
+    and how the host runs them (``policy``). A reload needs a new worker exactly when ``worker`` changed."""
+
+    provider_id: str
+    api: str
+    worker: WorkerRecipe
+    policy: ProviderPolicy = ProviderPolicy()
+    replica: int = 0  # which of its replicas a worker serves (0 for the provider's own plan)
+
+    @property
+    def spec(self) -> ProviderSpec:
+        """Its provider spec."""
+        return self.worker.spec
 
     @property
     def provider_type(self) -> str:
         """``remote::NAME`` or ``inline::NAME``."""
-        return self.spec.provider_type
+        return self.worker.spec.provider_type
 
     @property
     def builds_env(self) -> bool:
         """Whether its venv is built on this machine (the process launcher's workers run from it)."""
-        return self.launcher == "process"
+        return self.worker.launcher == "process"
+
+    def with_worker(self, **changes: Any) -> ProviderPlan:
+        """This plan with ``changes`` to its worker recipe."""
+        return dataclasses.replace(self, worker=dataclasses.replace(self.worker, **changes))
+
+    def with_policy(self, **changes: Any) -> ProviderPlan:
+        """This plan with ``changes`` to its policy."""
+        return dataclasses.replace(self, policy=dataclasses.replace(self.policy, **changes))
 
 
 @dataclass(frozen=True)
@@ -118,13 +147,13 @@ class Plan:
             launcher = _launcher(
                 entry,
                 plan.spec,
-                image=plan.container_image,
+                image=plan.worker.container_image,
                 default="ray",
                 key=f"providers.{plan.api}[{plan.provider_id}]",
                 label=config.label,
                 problems=problems,
             )
-            providers.append(dataclasses.replace(plan, launcher=launcher or plan.launcher))
+            providers.append(plan.with_worker(launcher=launcher or plan.worker.launcher))
         if problems:
             raise ConfigError(problems)
         return dataclasses.replace(self, config=config, providers=tuple(providers), ray_address=address)
@@ -160,7 +189,7 @@ def load_plan(
     for provider in config.providers:
         plan = _plan_one(config, provider, specs, problems, environ)
         if plan is not None:
-            plans.append(dataclasses.replace(plan, storage=storage) if storage is not None else plan)
+            plans.append(plan.with_worker(storage=storage) if storage is not None else plan)
     if not problems:
         plans = _order(config.label, plans, problems, external_apis)
     if not problems:
@@ -187,6 +216,28 @@ def _plan_one(
 ) -> ProviderPlan | None:
     entry = provider.entry
     key = f"providers.{provider.api}[{entry.provider_id}]"
+    spec = _spec(config, provider, specs, key, problems)
+    if spec is None:
+        return None
+    extras = tuple(resolve_requirement(r, config.base_dir) for r in entry.pip_packages)
+    if spec.from_package and any(_holds_package(r, spec.module) for r in extras):
+        spec = dataclasses.replace(spec, pip_packages=())  # a local directory in pip_packages provides the module
+    worker = _recipe(config, entry, spec, extras=extras, key=key, problems=problems, environ=environ)
+    policy = _policy(config, entry, key, problems)
+    if worker is None or policy is None:
+        return None
+    return ProviderPlan(provider_id=entry.provider_id, api=provider.api, worker=worker, policy=policy)
+
+
+def _spec(
+    config: RunConfig,
+    provider: ProviderConfig,
+    specs: Mapping[tuple[str, str], ProviderSpec],
+    key: str,
+    problems: list[Problem],
+) -> ProviderSpec | None:
+    """The provider's spec: its spec file's, or its package's (``module:``), with its ``spec_overrides``."""
+    entry = provider.entry
     spec = specs.get((provider.api, entry.provider_type))
     if spec is None and entry.module:
         spec = package_spec(provider.api, entry.provider_type, entry.module)
@@ -204,15 +255,26 @@ def _plan_one(
             )
         )
         return None
-    if entry.spec_overrides:
-        try:
-            spec = apply_overrides(spec, entry.spec_overrides)  # for a package spec: checked now, applied again later
-        except ValueError as exc:
-            problems.append(Problem(config.label, f"{key}.spec_overrides", str(exc)))
-            return None
-    extras = tuple(resolve_requirement(r, config.base_dir) for r in entry.pip_packages)
-    if spec.from_package and any(_holds_package(r, spec.module) for r in extras):
-        spec = dataclasses.replace(spec, pip_packages=())  # a local directory in pip_packages provides the module
+    if not entry.spec_overrides:
+        return spec
+    try:
+        return apply_overrides(spec, entry.spec_overrides)  # for a package spec: checked now, applied again later
+    except ValueError as exc:
+        problems.append(Problem(config.label, f"{key}.spec_overrides", str(exc)))
+        return None
+
+
+def _recipe(
+    config: RunConfig,
+    entry: ProviderEntry,
+    spec: ProviderSpec,
+    *,
+    extras: tuple[str, ...],
+    key: str,
+    problems: list[Problem],
+    environ: Mapping[str, str],
+) -> WorkerRecipe | None:
+    """What the provider's workers are made from."""
     image = entry.container_image or spec.container_image
     launcher = _launcher(
         entry, spec, image=image, default=config.hostel.launcher, key=key, label=config.label, problems=problems
@@ -222,9 +284,38 @@ def _plan_one(
     sandbox = _sandbox(entry, config, launcher, key=key, problems=problems)
     tracing = traces(config.hostel, environ)
     if tracing and sandbox is not None and sandbox["connect_ports"] is not None:
-        sandbox["connect_ports"] = [*sandbox["connect_ports"], _collector_port(config.hostel, environ)]
+        sandbox["connect_ports"] = [*sandbox["connect_ports"], collector_port(config.hostel, environ)]
     limits = entry.limits or Limits()
-    zygote, start, idle_stop_s = (_entry_or_default(entry, config, name) for name in ("zygote", "start", "idle_stop_s"))
+    zygote = _entry_or_default(entry, config, "zygote")
+    rlimits = {"open_files": limits.open_files, "processes": limits.processes, "cpu_seconds": limits.cpu_seconds}
+    return WorkerRecipe(
+        spec=spec,
+        config=entry.config,
+        pip_packages=spec.pip_packages + extras,
+        constraints=tuple(entry.constraints),
+        python=entry.python,
+        memory_mb=limits.memory_mb,
+        overrides=dict(entry.spec_overrides),
+        launcher=launcher,
+        container_image=image,
+        cpus=limits.cpus,
+        expose=tuple(entry.expose),
+        env=worker_environment(config.hostel.pass_env, entry, environ)
+        + (otel_environment(config.hostel, environ) if tracing else ()),
+        sandbox=sandbox,
+        rlimits={name: value for name, value in rlimits.items() if value is not None},
+        retain_freed_mb=_retained(config.hostel.retain_freed_mb, limits.memory_mb),
+        telemetry={"instrument": config.hostel.telemetry.instrument} if tracing else None,
+        placement=entry.ray.model_dump(exclude_none=True) if entry.ray is not None else None,
+        zygote=bool(zygote) and launcher == "process",
+        zygote_preload=zygote == "preload" and launcher == "process",
+    )
+
+
+def _policy(config: RunConfig, entry: ProviderEntry, key: str, problems: list[Problem]) -> ProviderPolicy | None:
+    """How the host runs the provider's workers (dependencies are filled in once every provider is known)."""
+    limits = entry.limits or Limits()
+    start, idle_stop_s = _entry_or_default(entry, config, "start"), _entry_or_default(entry, config, "idle_stop_s")
     replicas = (os.cpu_count() or 1) if entry.replicas == "auto" else entry.replicas
     if replicas > 1 and (start == "lazy" or idle_stop_s is not None):
         problems.append(
@@ -236,44 +327,13 @@ def _plan_one(
             )
         )
         return None
-    return ProviderPlan(
-        provider_id=entry.provider_id,
-        api=provider.api,
-        spec=spec,
-        config=entry.config,
-        pip_packages=spec.pip_packages + extras,
-        constraints=tuple(entry.constraints),
-        python=entry.python,
+    return ProviderPolicy(
         restart=_entry_or_default(entry, config, "restart"),
-        memory_mb=limits.memory_mb,
-        dependencies=(),
-        overrides=dict(entry.spec_overrides),
-        launcher=launcher,
-        container_image=image,
-        cpus=limits.cpus,
         max_concurrent_calls=limits.max_concurrent_calls,
         max_queued_calls=limits.max_queued_calls,
-        expose=tuple(entry.expose),
-        env=_environment(config.hostel.pass_env, entry, environ)
-        + (_otel_environment(config.hostel, environ) if tracing else ()),
-        sandbox=sandbox,
-        rlimits={
-            key: value
-            for key, value in (
-                ("open_files", limits.open_files),
-                ("processes", limits.processes),
-                ("cpu_seconds", limits.cpu_seconds),
-            )
-            if value is not None
-        },
-        retain_freed_mb=_retained(config.hostel.retain_freed_mb, limits.memory_mb),
         start=start,
         idle_stop_s=idle_stop_s,
-        telemetry={"instrument": config.hostel.telemetry.instrument} if tracing else None,
         replicas=replicas,
-        placement=entry.ray.model_dump(exclude_none=True) if entry.ray is not None else None,
-        zygote=bool(zygote) and launcher == "process",
-        zygote_preload=zygote == "preload" and launcher == "process",
     )
 
 
@@ -302,57 +362,6 @@ def _storage(config: RunConfig, problems: list[Problem]) -> Mapping[str, Any] | 
     return storage
 
 
-_OTLP_ENDPOINTS = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
-# Set per worker by the host, or meant for the host's own process alone.
-_OTEL_NOT_PASSED = ("OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_PYTHON_")
-
-
-def traces(settings: HostelSettings, environ: Mapping[str, str]) -> bool:
-    """Whether the host traces: ``hostel.telemetry.enabled``, else whether an OTLP endpoint is configured."""
-    telemetry = settings.telemetry
-    if telemetry.enabled is not None:
-        return telemetry.enabled
-    if environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
-        return False
-    return telemetry.endpoint is not None or any(environ.get(name) for name in _OTLP_ENDPOINTS)
-
-
-def _otel_environment(settings: HostelSettings, environ: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
-    """What a tracing worker's exporter reads: the host's ``OTEL_`` variables, and ``hostel.telemetry``'s
-    endpoint and headers over them."""
-    values = {k: v for k, v in environ.items() if k.startswith("OTEL_") and not k.startswith(_OTEL_NOT_PASSED)}
-    telemetry = settings.telemetry
-    if telemetry.endpoint is not None:
-        values["OTEL_EXPORTER_OTLP_ENDPOINT"] = telemetry.endpoint
-        values.pop("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", None)
-    if telemetry.headers:
-        values["OTEL_EXPORTER_OTLP_HEADERS"] = ",".join(f"{k}={v}" for k, v in telemetry.headers.items())
-    return tuple(sorted(values.items()))
-
-
-def _collector_port(settings: HostelSettings, environ: Mapping[str, str]) -> int:
-    """The TCP port traces are exported to (a sandboxed worker with network rules may connect to it)."""
-    from urllib.parse import urlsplit
-
-    url = settings.telemetry.endpoint or next((environ[n] for n in _OTLP_ENDPOINTS if environ.get(n)), "")
-    parts = urlsplit(url or "http://localhost:4318")
-    return parts.port or (443 if parts.scheme == "https" else 80 if url else 4318)
-
-
-def _environment(
-    pass_env: Sequence[str], entry: ProviderEntry, environ: Mapping[str, str]
-) -> tuple[tuple[str, str], ...]:
-    """The variables a worker gets besides the minimal ones: ``pass_env`` and its ``env:`` names that are set, and
-    the values its ``env:`` sets."""
-    values: dict[str, str] = {name: environ[name] for name in pass_env if name in environ}
-    for name, value in entry.environment:
-        if value is not None:
-            values[name] = value
-        elif name in environ:
-            values[name] = environ[name]
-    return tuple(values.items())
-
-
 def _check_max_running(config: RunConfig, plans: Sequence[ProviderPlan], problems: list[Problem]) -> None:
     """``hostel.max_running`` must leave room for every provider that starts with the host."""
     limit = config.hostel.max_running
@@ -379,11 +388,11 @@ def starts_with_host(plans: Sequence[ProviderPlan]) -> list[str]:
         if provider_id in wanted or provider_id not in by_id:
             return
         wanted.add(provider_id)
-        for dep in by_id[provider_id].dependencies:
+        for dep in by_id[provider_id].policy.dependencies:
             add(dep)
 
     for plan in plans:
-        if plan.start == "eager":
+        if plan.policy.start == "eager":
             add(plan.provider_id)
     return [p.provider_id for p in plans if p.provider_id in wanted]
 
@@ -397,7 +406,7 @@ def _sandbox(
     entry: ProviderEntry, config: RunConfig, launcher: Launcher, *, key: str, problems: list[Problem]
 ) -> dict[str, Any] | None:
     """The worker's sandbox request, from its entry or the host-wide default; paths made absolute."""
-    asked = entry.sandbox if entry.sandbox is not None else config.hostel.sandbox
+    asked = _entry_or_default(entry, config, "sandbox")
     if asked is False:
         return None
     if launcher != "process":
@@ -503,7 +512,7 @@ def adopt_declared_spec(plan: ProviderPlan, env_metadata: Mapping[str, Any] | No
 
 def with_resolved_spec(plan: ProviderPlan, found: Mapping[str, Any]) -> ProviderPlan:
     """``plan`` with the spec a package declared (``get_provider_spec()`` or an entry point, run in its venv)."""
-    found = {**found, **{k: v for k, v in plan.overrides.items() if k != "pip_packages"}}
+    found = {**found, **{k: v for k, v in plan.worker.overrides.items() if k != "pip_packages"}}
     spec = dataclasses.replace(
         plan.spec,
         declared=plan.spec.declared or (plan.spec.module, plan.spec.config_class),
@@ -514,7 +523,7 @@ def with_resolved_spec(plan: ProviderPlan, found: Mapping[str, Any]) -> Provider
         optional_api_dependencies=tuple(found.get("optional_api_dependencies") or ()),
         container_image=found.get("container_image") or plan.spec.container_image,
     )
-    return dataclasses.replace(plan, spec=spec)
+    return plan.with_worker(spec=spec)
 
 
 # Routing tables the host serves itself when no provider is configured for them (hostel.resources).
@@ -546,17 +555,10 @@ def _order(
         for api in plan.spec.optional_api_dependencies:
             optional.extend(by_api.get(api, []))
         pid = plan.provider_id
-        resolved[pid] = ProviderPlan(
-            **{
-                **plan.__dict__,
-                "dependencies": tuple(d for d in deps if d != pid),
-                "dependency_apis": tuple(
-                    dict.fromkeys(
-                        [*plan.spec.api_dependencies, *(a for a in plan.spec.optional_api_dependencies if a in by_api)]
-                    )
-                ),
-                "optional_dependencies": tuple(d for d in optional if d != pid and d not in deps),
-            }
+        served = [*plan.spec.api_dependencies, *(a for a in plan.spec.optional_api_dependencies if a in by_api)]
+        resolved[pid] = plan.with_worker(dependency_apis=tuple(dict.fromkeys(served))).with_policy(
+            dependencies=tuple(d for d in deps if d != pid),
+            optional_dependencies=tuple(d for d in optional if d != pid and d not in deps),
         )
     ordered: list[ProviderPlan] = []
     state: dict[str, str] = {}
@@ -571,9 +573,9 @@ def _order(
             problems.append(Problem(label, "providers", f"API dependency cycle: {cycle}; remove one dependency"))
             return
         state[pid] = "visiting"
-        for dep in resolved[pid].dependencies:
+        for dep in resolved[pid].policy.dependencies:
             visit(dep, [*chain, pid])
-        for dep in resolved[pid].optional_dependencies:
+        for dep in resolved[pid].policy.optional_dependencies:
             visit(dep, [*chain, pid], optional=True)
         state[pid] = "done"
         ordered.append(resolved[pid])

@@ -63,22 +63,8 @@ def read_run_config(
     An unreadable file still raises ``ConfigError`` at once: there is nothing else to check.
     """
     environ = os.environ if environ is None else environ
-    if isinstance(source, Mapping):
-        raw: Any = dict(source)
-        path: Path | None = None
-        base_dir = Path.cwd()
-    else:
-        path = Path(source).resolve()
-        base_dir = path.parent
-        try:
-            with path.open() as stream:  # a stream, so that a YAML error names the file
-                raw = yaml.safe_load(stream)
-        except FileNotFoundError:
-            raise ConfigError([Problem(str(path), "", "file not found; pass the path of a run config YAML")]) from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError([Problem(str(path), "", f"cannot read: {exc}")]) from None
-        except yaml.YAMLError as exc:
-            raise ConfigError([Problem(str(path), "", f"not valid YAML: {exc}")]) from None
+    raw, path = _read(source)
+    base_dir = path.parent if path is not None else Path.cwd()
     label = str(path) if path else "<run config>"
     if not isinstance(raw, dict):
         raise ConfigError([Problem(label, "", f"must be a YAML mapping, got {type(raw).__name__}")])
@@ -108,21 +94,9 @@ def read_run_config(
     if raw.get("external_providers_dir"):
         ext_dir = (base_dir / os.path.expanduser(str(raw["external_providers_dir"]))).resolve()
 
-    ids = [p.provider_id for p in providers]
-    for pid in sorted({i for i in ids if ids.count(i) > 1}):
-        problems.append(Problem(label, "providers", f"provider_id {pid!r} is used more than once; ids must be unique"))
     tables: dict[str, Sequence[Any]] = {"models": models, "benchmarks": benchmarks, "datasets": datasets,
                                         "scoring_fns": scoring_fns}  # fmt: skip
-    for name, rows in tables.items():
-        for i, row in enumerate(rows):
-            if row.provider_id is not None and row.provider_id not in ids:
-                problems.append(
-                    Problem(
-                        label,
-                        f"{_resources_key(raw, name)}[{i}].provider_id",
-                        f"no provider {row.provider_id!r}; known: {', '.join(ids) or 'none'}",
-                    )
-                )
+    _check_ids(raw, label, [p.provider_id for p in providers], tables, problems)
     return RunConfig(
         providers=tuple(providers),
         models=tuple(models),
@@ -137,6 +111,40 @@ def read_run_config(
         datasets=tuple(datasets),
         scoring_fns=tuple(scoring_fns),
     ), problems
+
+
+def _read(source: str | os.PathLike[str] | Mapping[str, Any]) -> tuple[Any, Path | None]:
+    """The run config's raw YAML and its path (``None`` for a mapping); ``ConfigError`` if it cannot be read."""
+    if isinstance(source, Mapping):
+        return dict(source), None
+    path = Path(source).resolve()
+    try:
+        with path.open() as stream:  # a stream, so that a YAML error names the file
+            return yaml.safe_load(stream), path
+    except FileNotFoundError:
+        raise ConfigError([Problem(str(path), "", "file not found; pass the path of a run config YAML")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([Problem(str(path), "", f"cannot read: {exc}")]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([Problem(str(path), "", f"not valid YAML: {exc}")]) from None
+
+
+def _check_ids(
+    raw: Mapping[str, Any], label: str, ids: list[str], tables: Mapping[str, Sequence[Any]], problems: list[Problem]
+) -> None:
+    """Provider ids are unique, and every resource row's ``provider_id`` names a provider."""
+    for pid in sorted({i for i in ids if ids.count(i) > 1}):
+        problems.append(Problem(label, "providers", f"provider_id {pid!r} is used more than once; ids must be unique"))
+    for name, rows in tables.items():
+        for i, row in enumerate(rows):
+            if row.provider_id is not None and row.provider_id not in ids:
+                problems.append(
+                    Problem(
+                        label,
+                        f"{_resources_key(raw, name)}[{i}].provider_id",
+                        f"no provider {row.provider_id!r}; known: {', '.join(ids) or 'none'}",
+                    )
+                )
 
 
 def _section(model: type[BaseModel], value: Any, label: str, key: str, problems: list[Problem]) -> Any:

@@ -39,7 +39,7 @@ def write_context(plan: ProviderPlan, directory: Path, *, base: str, sdk_cache: 
     wheel = sdk_wheel(sdk_cache)
     shutil.copyfile(wheel, directory / "wheels" / wheel.name)
     requirements = [f"/tmp/hostel/wheels/{wheel.name}"]
-    for i, requirement in enumerate(plan.pip_packages):
+    for i, requirement in enumerate(plan.worker.pip_packages):
         if is_path(requirement):
             source = Path(local_dir(requirement))
             shutil.copytree(source, directory / "pkgs" / f"{i}-{source.name}", ignore=_IGNORED)
@@ -47,8 +47,8 @@ def write_context(plan: ProviderPlan, directory: Path, *, base: str, sdk_cache: 
         else:
             requirements.append(requirement)
     pip = [f"{VENV}/bin/pip", "install", "--no-cache-dir", "--disable-pip-version-check"]
-    if plan.constraints:
-        (directory / "constraints.txt").write_text("\n".join(plan.constraints) + "\n")
+    if plan.worker.constraints:
+        (directory / "constraints.txt").write_text("\n".join(plan.worker.constraints) + "\n")
         pip += ["--constraint", "/tmp/hostel/constraints.txt"]
     labels = {
         "hostel.provider_type": plan.provider_type,

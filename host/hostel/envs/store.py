@@ -112,10 +112,10 @@ class EnvManager:
     async def describe(self, plan: ProviderPlan) -> EnvSpec:
         """Work out what determines ``plan``'s env (no installer runs). With a lock, check it and pin."""
         try:
-            python = await self._interpreters.find(plan.python)
+            python = await self._interpreters.find(plan.worker.python)
         except InterpreterNotFoundError as exc:
             raise EnvBuildError(str(exc), provider_id=plan.provider_id) from None
-        requirements = [normalise(r) for r in plan.pip_packages]
+        requirements = [normalise(r) for r in plan.worker.pip_packages]
         # A `module:` entry's env is keyed by what the entry says, before and after its package's spec is adopted.
         module, config_class = plan.spec.declared or (plan.spec.module, plan.spec.config_class)
         package = provider_package(module, requirements)
@@ -127,8 +127,11 @@ class EnvManager:
                 module,
             )
             requirements.append(normalise(package))
-        if plan.telemetry is not None:  # the worker sets up the OpenTelemetry SDK (docs/observability.md)
-            extra = [*TELEMETRY_REQUIREMENTS, *(INSTRUMENT_REQUIREMENTS if plan.telemetry.get("instrument") else ())]
+        if plan.worker.telemetry is not None:  # the worker sets up the OpenTelemetry SDK (docs/observability.md)
+            extra = [
+                *TELEMETRY_REQUIREMENTS,
+                *(INSTRUMENT_REQUIREMENTS if plan.worker.telemetry.get("instrument") else ()),
+            ]
             requirements += [normalise(r) for r in extra]
         sources = tuple((r, tree_hash(Path(r))) for r in requirements if is_path(r) and Path(r).is_dir())
         spec = EnvSpec(
@@ -136,7 +139,7 @@ class EnvManager:
             provider_type=plan.provider_type,
             python=python,
             requirements=tuple(requirements),
-            constraints=tuple(plan.constraints),
+            constraints=tuple(plan.worker.constraints),
             sources=sources,
             sdk=self._sdk_fingerprint(),
             probe=json.dumps(
@@ -146,11 +149,11 @@ class EnvManager:
                     "api": plan.api,
                     "config_class": config_class,
                     "find_spec": plan.spec.from_package,
-                    "overrides": {k: v for k, v in plan.overrides.items() if k in ("module", "config_class")},
+                    "overrides": {k: v for k, v in plan.worker.overrides.items() if k in ("module", "config_class")},
                 },
                 sort_keys=True,
             ),
-            sandbox=json.dumps(dict(plan.sandbox), sort_keys=True) if plan.sandbox is not None else "",
+            sandbox=json.dumps(dict(plan.worker.sandbox), sort_keys=True) if plan.worker.sandbox is not None else "",
         )
         if self._lock is not None:
             if isinstance(self._lock, Path):
@@ -164,10 +167,10 @@ class EnvManager:
         ``{"error", "stage", "unknown_keys": [[key, closest field or ""], ...]}``."""
         found = env.metadata.get("provider_spec") or {}
         module = str(found.get("module") or plan.spec.module)
-        config_class = plan.overrides.get("config_class") or found.get("config_class") or plan.spec.config_class
+        config_class = plan.worker.overrides.get("config_class") or found.get("config_class") or plan.spec.config_class
         if not config_class:
             return {"error": None, "stage": None, "unknown_keys": []}
-        return await self._builder.check_config(spec, env.python, module, str(config_class), plan.config)
+        return await self._builder.check_config(spec, env.python, module, str(config_class), plan.worker.config)
 
     def status(self, spec: EnvSpec) -> EnvStatus:
         """``built`` (current env exists), ``stale`` (only an older env of this provider) or ``missing``."""

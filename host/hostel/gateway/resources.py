@@ -28,7 +28,7 @@ from hostel.gateway.requests import (
     refusal_headers,
     reply,
 )
-from hostel.resources import Registrar
+from hostel.resources import Registry
 
 _Handler = Callable[[Request], Awaitable[Response]]
 _TRAINING_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -38,31 +38,20 @@ _TRAINING_DEFAULTS: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 
 
-class ResourceHost(Registrar, Protocol):
-    """What the routes need of a host (``hostel.Host``, or the bridge's view of one on another loop): the
-    registry's surface (``hostel.resources.Registrar``), calls, and who owns what."""
+class ResourceHost(Protocol):
+    """What the routes need of a host (``hostel.Host``, or the bridge's view of one on another loop): calls, and
+    its registry (``hostel.resources.Registry``)."""
+
+    @property
+    def registry(self) -> Registry:
+        """The host's resource registry."""
+        ...
 
     async def call(
         self, provider_id: str, method: str, args: Sequence[Any], kwargs: dict[str, Any], *,
         timeout: float | None = None, provider_data: Any = None,
     ) -> Any:  # fmt: skip
         """Call a provider's method."""
-        ...
-
-    def owner(self, kind: str, identifier: str) -> str:
-        """The provider owning a resource (``RoutingError`` if none)."""
-        ...
-
-    def providers_of(self, api: str) -> list[str]:
-        """The providers serving ``api``."""
-        ...
-
-    def job_owner(self, job_id: str) -> str | None:
-        """The provider running a job, if known."""
-        ...
-
-    def remember_job(self, job_id: str, api: str, provider_id: str) -> None:
-        """Keep which provider runs a job."""
         ...
 
 
@@ -104,7 +93,7 @@ class ResourceRoutes:
         )
 
     def _only(self, api: str) -> str:
-        ids = self.host.providers_of(api)
+        ids = self.host.registry.providers_of(api)
         if len(ids) != 1:
             raise RoutingError(f"{len(ids)} {api} providers ({', '.join(ids) or 'none'}); this route needs one")
         return ids[0]
@@ -115,16 +104,16 @@ class ResourceRoutes:
         """List and register at ``path``; get and unregister at ``path/{id}``."""
 
         async def listing(request: Request) -> Any:
-            return {"data": self.host.resources(kind)}
+            return {"data": self.host.registry.resources(kind)}
 
         async def register(request: Request) -> Any:
-            return await self.host.register(kind, **await json_body(request, self.max_body))
+            return await self.host.registry.register(kind, **await json_body(request, self.max_body))
 
         async def get(request: Request) -> Any:
-            return self.host.resource(kind, request.path_params[id_param])
+            return self.host.registry.resource(kind, request.path_params[id_param])
 
         async def unregister(request: Request) -> Any:
-            await self.host.unregister(kind, request.path_params[id_param])
+            await self.host.registry.unregister(kind, request.path_params[id_param])
             return None
 
         return [
@@ -139,7 +128,7 @@ class ResourceRoutes:
     def _benchmark_call(self, method: str, *, job: bool = False, body: bool = False) -> _Handler:
         async def work(request: Request) -> Any:
             benchmark_id = request.path_params["benchmark_id"]
-            owner = self.host.owner("benchmark", benchmark_id)
+            owner = self.host.registry.owner("benchmark", benchmark_id)
             kwargs: dict[str, Any] = {"benchmark_id": benchmark_id}
             if job:
                 kwargs["job_id"] = request.path_params["job_id"]
@@ -178,12 +167,12 @@ class ResourceRoutes:
                     if not value.lstrip("-").isdigit():
                         raise BadRequestError(f"{name} must be an integer, got {value!r}")
                     kwargs[name] = int(value)
-            owner = self.host.owner("dataset", dataset_id)
+            owner = self.host.registry.owner("dataset", dataset_id)
             return await self._call(request, owner, "iterrows", kwargs)
 
         async def append_rows(request: Request) -> Any:
             dataset_id = request.path_params["dataset_id"]
-            owner = self.host.owner("dataset", dataset_id)
+            owner = self.host.registry.owner("dataset", dataset_id)
             body = await json_body(request, self.max_body)
             return await self._call(request, owner, "append_rows", {"dataset_id": dataset_id, **body})
 
@@ -200,7 +189,7 @@ class ResourceRoutes:
         def owner(functions: Any) -> str:
             if not isinstance(functions, dict) or not functions:
                 raise BadRequestError("scoring_functions must be an object of scoring function ids to their params")
-            owners = {self.host.owner("scoring_function", fn) for fn in functions}
+            owners = {self.host.registry.owner("scoring_function", fn) for fn in functions}
             if len(owners) > 1:
                 raise BadRequestError(f"these scoring functions belong to {len(owners)} providers; score with one")
             return owners.pop()
@@ -231,7 +220,7 @@ class ResourceRoutes:
                 provider_id = body.pop("provider_id", None) or self._only("post_training")
                 job_uuid = body.setdefault("job_uuid", f"job-{uuid.uuid4().hex}")
                 result = await self._call(request, provider_id, method, body)
-                self.host.remember_job(str(job_uuid), "post_training", provider_id)
+                self.host.registry.remember_job(str(job_uuid), "post_training", provider_id)
                 return result
 
             return self._handler(work)
@@ -239,9 +228,9 @@ class ResourceRoutes:
         def job_owner(job_uuid: Any) -> str:
             if not isinstance(job_uuid, str) or not job_uuid:
                 raise BadRequestError("job_uuid is required")
-            owner = self.host.job_owner(job_uuid)
+            owner = self.host.registry.job_owner(job_uuid)
             if owner is None:
-                ids = self.host.providers_of("post_training")
+                ids = self.host.registry.providers_of("post_training")
                 if len(ids) != 1:
                     raise RoutingError(f"training job {job_uuid!r} not found (not started through this host)")
                 owner = ids[0]
@@ -259,7 +248,7 @@ class ResourceRoutes:
 
         async def jobs(request: Request) -> Any:
             found: list[Any] = []
-            for provider_id in self.host.providers_of("post_training"):
+            for provider_id in self.host.registry.providers_of("post_training"):
                 listed = await self._call(request, provider_id, "get_training_jobs", {})
                 found.extend(listed.get("data", []) if isinstance(listed, dict) else listed or [])
             return {"data": found}

@@ -55,25 +55,26 @@ def run_command(
 
     ``mounts``: what it may see of the host, each at the same path: its own socket directory and the host's
     callback socket, never another worker's."""
-    assert plan.container_image, "the plan checked that a container provider has an image"
+    assert plan.worker.container_image, "the plan checked that a container provider has an image"
     command = [
         engine, "run", "-i", "--rm", "--name", name,
         "--label", f"hostel.provider={plan.provider_id}", "--label", f"hostel.host_pid={os.getpid()}",
         *(["--network", settings.network] if settings.network else []),
         # Hardened: no capabilities, no privilege gain, bounded processes, a read-only root but for /tmp, and
         # the host's own user (whose private socket directory it must use), never more.
-        "--cap-drop=ALL", "--security-opt=no-new-privileges", f"--pids-limit={plan.rlimits.get('processes', 1024)}",
+        "--cap-drop=ALL", "--security-opt=no-new-privileges",
+        f"--pids-limit={plan.worker.rlimits.get('processes', 1024)}",
         "--read-only", "--tmpfs=/tmp", *_user(engine),
         *(arg for mount in mounts for arg in ("--volume", f"{mount}:{mount}")),
         "--env", "PYTHONUNBUFFERED=1",
         # Names only: their values come from the engine client's environment, never from its command line.
-        *(arg for name in sorted({name for name, _ in plan.env}) for arg in ("--env", name)),
+        *(arg for name in sorted({name for name, _ in plan.worker.env}) for arg in ("--env", name)),
     ]  # fmt: skip
-    if plan.memory_mb:
-        command += ["--memory", f"{plan.memory_mb}m"]
-    if plan.cpus:
-        command += ["--cpus", f"{plan.cpus:g}"]
-    return [*command, *settings.run_args, plan.container_image, settings.python, "-m", "hostel_sdk.worker"]
+    if plan.worker.memory_mb:
+        command += ["--memory", f"{plan.worker.memory_mb}m"]
+    if plan.worker.cpus:
+        command += ["--cpus", f"{plan.worker.cpus:g}"]
+    return [*command, *settings.run_args, plan.worker.container_image, settings.python, "-m", "hostel_sdk.worker"]
 
 
 def _user(engine: str) -> list[str]:
@@ -114,7 +115,7 @@ class ContainerWorker(WorkerProcess):
     def _environment(self) -> dict[str, str]:
         """The engine client's: the host's (it needs its own configuration); the container gets only the
         provider's ``env`` names (``--env NAME``), with the values set here."""
-        return {**os.environ, **dict(self.plan.env)}
+        return {**os.environ, **dict(self.plan.worker.env)}
 
     def _request(self) -> StartRequest:
         # The worker's parent inside the container is not the host: it watches its stdin instead.
@@ -142,10 +143,10 @@ class ContainerWorker(WorkerProcess):
         info = (
             ExitInfo(None, returncode - 128) if 128 < returncode <= 128 + 64 else ExitInfo.from_returncode(returncode)
         )
-        if info.signal == signals.SIGKILL and self.plan.memory_mb and self.kill_reason is None:
+        if info.signal == signals.SIGKILL and self.plan.worker.memory_mb and self.kill_reason is None:
             # The container is gone (--rm) before its OOM flag could be read: say what is nearly always so.
             self.kill_reason = (
-                f"most likely exceeded its memory limit of {self.plan.memory_mb} MB "
+                f"most likely exceeded its memory limit of {self.plan.worker.memory_mb} MB "
                 "(limits.memory_mb, the engine's --memory)"
             )
         return info

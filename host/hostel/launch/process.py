@@ -74,17 +74,17 @@ def start_request(
     with ``dataclasses.replace`` (where to listen, how to reach the host, their identity)."""
     spec = plan.spec
     telemetry = None
-    if plan.telemetry is not None:  # the worker's OpenTelemetry resource (docs/observability.md)
+    if plan.worker.telemetry is not None:  # the worker's OpenTelemetry resource (docs/observability.md)
         resource = {
             "service.name": f"hostel-provider-{plan.provider_id}",
             "hostel.provider.id": plan.provider_id,
             "hostel.provider.type": spec.provider_type,
             "hostel.api": plan.api,
-            "hostel.launcher": plan.launcher,
+            "hostel.launcher": plan.worker.launcher,
             "hostel.version": hostel_version,
             **({"hostel.env.key": env_key} if env_key else {}),
         }
-        telemetry = {**plan.telemetry, "resource": resource}
+        telemetry = {**plan.worker.telemetry, "resource": resource}
     return StartRequest(
         provider_id=plan.provider_id,
         api=plan.api,
@@ -92,19 +92,19 @@ def start_request(
         kind=spec.kind,
         module=spec.module,
         config_class=spec.config_class,
-        config=dict(plan.config),
+        config=dict(plan.worker.config),
         provider_data_validator=spec.provider_data_validator,
-        deps=tuple(plan.dependency_apis),
-        storage=plan.storage,
-        policy=plan.policy,
-        expose=tuple(plan.expose),
+        deps=tuple(plan.worker.dependency_apis),
+        storage=plan.worker.storage,
+        policy=plan.worker.access_policy,
+        expose=tuple(plan.worker.expose),
         token=token,
         host_pid=os.getpid(),
         log_level=log_level,
         max_message_bytes=max_message_bytes,
         grace_s=grace_s,
-        retain_freed_bytes=plan.retain_freed_mb * 2**20,
-        limits=dict(plan.rlimits),
+        retain_freed_bytes=plan.worker.retain_freed_mb * 2**20,
+        limits=dict(plan.worker.rlimits),
         telemetry=telemetry,
     )
 
@@ -178,10 +178,10 @@ class WorkerProcess(WorkerBase):
         self._command = list(command) if command else [str(python), "-m", "hostel_sdk.worker"]
         # A sandboxed worker is confined before its venv's first byte runs (hostel._confine): spawned so, or forked
         # from its provider's zygote, which was started so (and the fork confines itself further to its own).
-        self._confined = plan.sandbox is not None and not command
+        self._confined = plan.worker.sandbox is not None and not command
         if self._confined:
             self._command = confined_command(
-                str(python), "hostel_sdk.worker", [], sandbox=self._sandbox() or {}, limits=plan.rlimits,
+                str(python), "hostel_sdk.worker", [], sandbox=self._sandbox() or {}, limits=plan.worker.rlimits,
                 failure=f"{FAILURE_MAGIC}|{PROTOCOL_VERSION}|config|{{message}}",
             )  # fmt: skip
         if die_with_host:
@@ -242,12 +242,12 @@ class WorkerProcess(WorkerBase):
         """The plan's sandbox, with the worker's own directory (socket, private tmp) its to write (a zygote: its
         provider's directory, where its forks' are), and a private root built in it (``own_root``: a fork lives
         in its zygote's)."""
-        if self.plan.sandbox is None:
+        if self.plan.worker.sandbox is None:
             return None
         own = self.socket_path.parent.parent if zygote else self.socket_path.parent
         return sandbox_policy(
-            self.plan.sandbox,
-            write=[*self.plan.sandbox["write"], str(own)],
+            self.plan.worker.sandbox,
+            write=[*self.plan.worker.sandbox["write"], str(own)],
             root=(own / ("zygote-root" if zygote else "root")) if own_root else None,
             sockets=[str(self._host_socket)] if self._host_socket else [],
         )
@@ -255,7 +255,7 @@ class WorkerProcess(WorkerBase):
     def _zygote_spec(self, env: Mapping[str, str]) -> ZygoteSpec:
         """The zygote this worker may be forked from (a sandboxed provider's starts inside its sandbox)."""
         sandbox = self._sandbox(zygote=True)
-        confine = None if sandbox is None else {"sandbox": sandbox, "limits": dict(self.plan.rlimits)}
+        confine = None if sandbox is None else {"sandbox": sandbox, "limits": dict(self.plan.worker.rlimits)}
         return ZygoteSpec(self.python, env, self._cwd(), confine)
 
     async def spawn(self) -> None:
@@ -287,7 +287,7 @@ class WorkerProcess(WorkerBase):
         # Only where the entry opts in (zygote: preload): what a module makes at import (a random.Random(), numpy's
         # global generator, ids) would otherwise be the same in every worker forked after it. A sandboxed
         # provider's zygote is inside its sandbox from its first line, so that import runs there too.
-        return self.plan.spec.module if self.plan.zygote_preload else None
+        return self.plan.spec.module if self.plan.worker.zygote_preload else None
 
     async def _fork(self, env: dict[str, str]) -> ForkedChild | None:
         """The worker forked from its env's zygote, or ``None`` (spawn it) if no zygote can fork it now. A
@@ -295,7 +295,7 @@ class WorkerProcess(WorkerBase):
         once the worker is up, for its restarts)."""
         assert self._zygotes is not None and self._stdout is not None
         try:
-            if self.plan.replicas > 1:
+            if self.plan.policy.replicas > 1:
                 zygote = await self._zygotes.get(self.plan.provider_id, self._zygote_spec(env), self._zygote_module())
             else:
                 found = self._zygotes.running(self.plan.provider_id, self._zygote_spec(env))
@@ -318,7 +318,7 @@ class WorkerProcess(WorkerBase):
         """The worker's environment: minimal, plus its provider's ``env`` (hostel._environ); a private TMPDIR."""
         tmpdir = self.socket_path.parent / "tmp"
         tmpdir.mkdir(mode=0o700, exist_ok=True)
-        return worker_environ(os.environ, env=self.plan.env, tmpdir=tmpdir)
+        return worker_environ(os.environ, env=self.plan.worker.env, tmpdir=tmpdir)
 
     async def start(self, timeout: float, *, token: str = "") -> Handshake:
         """Send the start request (spawning first if needed) with the callback ``token`` and wait for the
@@ -465,7 +465,7 @@ class ProcessLauncher(GrpcConnect):
             grace_s=context.settings.stop_grace_s,
             host_socket=context.callbacks.socket_path if context.callbacks else None,
             env_key=env.key if env is not None else None,
-            zygotes=self.zygotes if plan.zygote and env is not None else None,
+            zygotes=self.zygotes if plan.worker.zygote and env is not None else None,
         )
 
     async def close(self) -> None:

@@ -60,15 +60,15 @@ def load_tls(settings: TlsSettings, base_dir: Path) -> dict[str, str]:
 def runtime_env(plan: ProviderPlan, settings: RaySettings) -> dict[str, Any]:
     """The actor's Ray ``runtime_env``: the provider's packages under ``uv`` (or ``pip``)."""
     env: dict[str, Any] = {"env_vars": {"PYTHONUNBUFFERED": "1"}}
-    if plan.pip_packages:
-        env[settings.installer] = {"packages": list(plan.pip_packages)}
+    if plan.worker.pip_packages:
+        env[settings.installer] = {"packages": list(plan.worker.pip_packages)}
     return env
 
 
 def placement(plan: ProviderPlan, settings: RaySettings) -> dict[str, Any]:
     """The actor's placement options: the provider entry's ``ray:`` block over ``hostel.ray``'s defaults; its
     replicas spread across nodes unless it says otherwise."""
-    own = dict(plan.placement or {})
+    own = dict(plan.worker.placement or {})
     options: dict[str, Any] = {
         "num_cpus": own.get("num_cpus", settings.num_cpus),
         "resources": own.get("resources", settings.resources) or None,
@@ -79,7 +79,7 @@ def placement(plan: ProviderPlan, settings: RaySettings) -> dict[str, Any]:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id=own["node_id"], soft=own["soft"])
-    elif own.get("strategy", "SPREAD" if plan.replicas > 1 else None):
+    elif own.get("strategy", "SPREAD" if plan.policy.replicas > 1 else None):
         options["scheduling_strategy"] = own.get("strategy", "SPREAD")
     return options
 
@@ -218,7 +218,7 @@ class RayWorker(WorkerBase):
             server_token=self.server_token,
             tls=launcher.worker_tls(self._tls_name),
         )
-        line_ref = self._actor.start.remote(request.to_json() + b"\n", self.plan.memory_mb)
+        line_ref = self._actor.start.remote(request.to_json() + b"\n", self.plan.worker.memory_mb)
         try:
             line = await _get(line_ref, timeout)
         except TimeoutError:

@@ -41,7 +41,7 @@ class Provider:
         self.env: Env | None = None
         self.spec_resolved = False  # a `module:` provider's plan takes the spec its package declares
         self._context, self._launchers, self._gate, self._wake = context, launchers, gate, wake
-        self.members: list[Replica] = [self._member(i) for i in range(plan.replicas)]
+        self.members: list[Replica] = [self._member(i) for i in range(plan.policy.replicas)]
 
     def _member(self, index: int) -> Replica:
         plan = dataclasses.replace(self.plan, replica=index)
@@ -102,7 +102,7 @@ class Provider:
     async def env_for(self, plan: ProviderPlan) -> Env | None:
         """Build (or reuse) the env ``plan`` needs, if its launcher runs workers from a local env (``None`` for
         launchers that bring their own); the provider's own env is left as it is."""
-        if not self._launchers.get(plan.launcher).uses_env:
+        if not self._launchers.get(plan.worker.launcher).uses_env:
             return None
         envs = self._context.envs
         return (await envs.ensure(await envs.describe(plan)))[0]
@@ -110,7 +110,7 @@ class Provider:
     async def build(self) -> Env | None:
         """Build (or reuse) the env once (``building`` meanwhile, ``failed`` if it cannot be); every replica runs
         from it."""
-        if not self._launchers.get(self.plan.launcher).uses_env:
+        if not self._launchers.get(self.plan.worker.launcher).uses_env:
             return None
         self.expect()
         try:
@@ -129,7 +129,7 @@ class Provider:
     def prepared(self, plan: ProviderPlan, env: Env | None) -> None:
         """A reload built this new provider's env (and adopted its package's spec): start from them."""
         self.spec_resolved = plan.spec.from_package
-        self.plan, self.env = dataclasses.replace(plan, replicas=len(self.members)), env
+        self.plan, self.env = plan.with_policy(replicas=len(self.members)), env
         self._each_takes(plan, env)
 
     def _each_takes(self, plan: ProviderPlan, env: Env | None) -> None:
@@ -138,7 +138,7 @@ class Provider:
 
     def update_policy(self, plan: ProviderPlan) -> None:
         """Take new call limits, restart policy ... on every replica (``resize`` changes their number)."""
-        self.plan = dataclasses.replace(plan, replicas=len(self.members))
+        self.plan = plan.with_policy(replicas=len(self.members))
         for member in self.members:
             member.update_policy(dataclasses.replace(plan, replica=member.plan.replica))
 
@@ -222,7 +222,7 @@ class Provider:
         for member in self.members:
             await member.replace(dataclasses.replace(plan, replica=member.plan.replica), env)
             if member is self.members[0]:  # the provider serves the new plan from its first replica on
-                self.plan, self.env = dataclasses.replace(plan, replicas=len(self.members)), env
+                self.plan, self.env = plan.with_policy(replicas=len(self.members)), env
 
     async def rearm(self) -> None:
         """Restart every replica, one after the other."""
@@ -243,4 +243,4 @@ class Provider:
             self.members.append(member)
         while len(self.members) > replicas:
             await self.members.pop().stop()
-        self.plan = dataclasses.replace(self.plan, replicas=replicas)
+        self.plan = self.plan.with_policy(replicas=replicas)

@@ -101,7 +101,7 @@ async def apply_reload(supervisor: Supervisor, old: Plan, new: Plan) -> tuple[Re
         if provider_id not in replace and provider_id not in failed:
             provider = supervisor.providers[provider_id]
             provider.update_policy(
-                dataclasses.replace(provider.plan, **{f: getattr(wanted[provider_id], f) for f in fields})
+                provider.plan.with_policy(**{f: getattr(wanted[provider_id].policy, f) for f in fields})
             )
     for provider_id in diff.added:
         supervisor.add(wanted[provider_id])
@@ -134,9 +134,9 @@ async def apply_reload(supervisor: Supervisor, old: Plan, new: Plan) -> tuple[Re
     await supervisor.start_in_order([p.provider_id for p in ordered if p.provider_id in prepared], bring_up)
     for provider_id, plan in wanted.items():  # replicas added or removed (docs/supervision.md)
         member = supervisor.providers.get(provider_id)
-        if member is not None and provider_id not in failed and len(member.members) != plan.replicas:
+        if member is not None and provider_id not in failed and len(member.members) != plan.policy.replicas:
             try:
-                await member.resize(plan.replicas)
+                await member.resize(plan.policy.replicas)
             except HostelError as exc:
                 failed[provider_id] = _why(exc)
 
@@ -220,13 +220,13 @@ def _order(
             prepared[plan.provider_id] = (plan, prepared[plan.provider_id][1])
             continue
         provider = supervisor.providers[plan.provider_id]
-        if (provider.plan.dependencies, provider.plan.optional_dependencies) != (
-            plan.dependencies,
-            plan.optional_dependencies,
+        if (provider.plan.policy.dependencies, provider.plan.policy.optional_dependencies) != (
+            plan.policy.dependencies,
+            plan.policy.optional_dependencies,
         ):
             provider.update_policy(
-                dataclasses.replace(
-                    provider.plan, dependencies=plan.dependencies, optional_dependencies=plan.optional_dependencies
+                provider.plan.with_policy(
+                    dependencies=plan.policy.dependencies, optional_dependencies=plan.policy.optional_dependencies
                 )
             )
     supervisor.reorder([p.provider_id for p in ordered])

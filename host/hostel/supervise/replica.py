@@ -70,8 +70,8 @@ class Replica:
         self.plan = plan
         self.admission = Admission(
             plan.provider_id,
-            concurrent=plan.max_concurrent_calls,
-            queued=plan.max_queued_calls,
+            concurrent=plan.policy.max_concurrent_calls,
+            queued=plan.policy.max_queued_calls,
             host=gate,
         )
         self.callbacks = context.callbacks
@@ -85,7 +85,7 @@ class Replica:
         self._waking: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()  # one lifecycle change at a time: start, replace, stop, sleep
         self._stopping = False
-        self._budget = RestartBudget(plan.restart)
+        self._budget = RestartBudget(plan.policy.restart)
         self._tasks: set[asyncio.Task[None]] = set()  # the current worker's watchers, and a restart loop
         self._background: set[asyncio.Task[None]] = set()  # retiring old workers, idle stops
         self._starter = Starter(plan.provider_id, launchers, context, self._explain)
@@ -195,10 +195,10 @@ class Replica:
         self._spawn(probe_liveness(self.provider_id, worker, running.channel, self.settings, watched))
         if self.settings.standby_workers:
             self._spawn(self._starter.prepare_standby(self.plan, self.env, lambda: self._stopping))
-        if self.plan.memory_mb and worker.rss_bytes() is not None:  # else its launcher enforces the limit
-            self._spawn(watch_memory(worker, self.plan.memory_mb))
-        if self.plan.idle_stop_s is not None:
-            self._spawn(watch_idle(self, worker, self.plan.idle_stop_s))
+        if self.plan.worker.memory_mb and worker.rss_bytes() is not None:  # else its launcher enforces the limit
+            self._spawn(watch_memory(worker, self.plan.worker.memory_mb))
+        if self.plan.policy.idle_stop_s is not None:
+            self._spawn(watch_idle(self, worker, self.plan.policy.idle_stop_s))
 
     async def wake(self, timeout: float | None) -> None:
         """Start a lazy (``idle``) provider for a call, waiting ``timeout`` seconds at most (``None``: as long as
@@ -444,15 +444,15 @@ class Replica:
     def prepared(self, plan: ProviderPlan, env: Env | None) -> None:
         """Start from this plan and env from now on (a reload built them), with a fresh restart budget."""
         self.env = env
-        self._budget = RestartBudget(plan.restart)
+        self._budget = RestartBudget(plan.policy.restart)
         self.update_policy(plan)
 
     def update_policy(self, plan: ProviderPlan) -> None:
         """Take what of ``plan`` needs no new worker: call limits, restart policy, start mode, idle time."""
         self.plan = plan
-        self.admission.concurrent = plan.max_concurrent_calls
-        self.admission.queued = plan.max_queued_calls
-        self._budget.policy = plan.restart
+        self.admission.concurrent = plan.policy.max_concurrent_calls
+        self.admission.queued = plan.policy.max_queued_calls
+        self._budget.policy = plan.policy.restart
 
     async def _start_fresh(self) -> None:
         """Start with a fresh restart budget; ``failed`` (and the error raised) if the worker cannot start."""

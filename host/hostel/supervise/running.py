@@ -148,7 +148,9 @@ async def start_worker(
     callbacks = context.callbacks
     token = ""
     if callbacks is not None:  # a token per worker: a dead worker's token is worth nothing
-        token = callbacks.grant(plan.provider_id, plan.dependency_apis, max_in_flight=plan.max_concurrent_calls)
+        token = callbacks.grant(
+            plan.provider_id, plan.worker.dependency_apis, max_in_flight=plan.policy.max_concurrent_calls
+        )
     try:
         handshake = await worker.start(context.settings.start_timeout_s, token=token)
         channel = launcher.connect(worker, handshake, provider_id=plan.provider_id, explain=explain)

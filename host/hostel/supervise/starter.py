@@ -66,7 +66,7 @@ class Starter:
             )
         standby = await self._take_standby() if use_standby else None
         self._generation += 1
-        launcher = self._launchers.get(plan.launcher)
+        launcher = self._launchers.get(plan.worker.launcher)
         worker = standby or launcher.new_worker(plan, env, self._generation)
         if replacement:
             self.next = worker
@@ -95,7 +95,7 @@ class Starter:
 
     async def prepare_standby(self, plan: ProviderPlan, env: Env | None, unwanted: Callable[[], bool]) -> None:
         """``standby_workers``: spawn the next worker now (dropped if ``unwanted()`` once it is up)."""
-        standby = self._launchers.get(plan.launcher).new_worker(plan, env, self._generation + 1)
+        standby = self._launchers.get(plan.worker.launcher).new_worker(plan, env, self._generation + 1)
         try:
             await standby.spawn()
         except BaseException:

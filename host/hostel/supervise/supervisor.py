@@ -110,7 +110,7 @@ class Supervisor:
         started = {i: asyncio.Event() for i in ids}
 
         async def one(provider: Provider) -> None:
-            for dep in (*provider.plan.dependencies, *provider.plan.optional_dependencies):
+            for dep in _depends_on(provider.plan):
                 if dep in started:
                     await started[dep].wait()
             await (start(provider) if start is not None else provider.start())
@@ -121,7 +121,7 @@ class Supervisor:
     async def wake(self, provider: Provider) -> None:
         """Start a lazy provider for its first call: its idle dependencies first, then itself, stopping the
         least recently used idle lazy worker if ``max_running`` workers already run."""
-        for dep in provider.plan.dependencies:
+        for dep in provider.plan.policy.dependencies:
             dependency = self.providers.get(dep)
             if dependency is not None and dependency.state == "idle":
                 await dependency.wake(None)
@@ -143,8 +143,9 @@ class Supervisor:
             candidates = [
                 s
                 for s in self.providers.values()
-                if s.plan.start == "lazy" and s.state == "ready" and not s.busy()
-                and s is not provider and s.provider_id not in (*passed, *self._reserved, *provider.plan.dependencies)
+                if s.plan.policy.start == "lazy" and s.state == "ready" and not s.busy()
+                and s is not provider
+                and s.provider_id not in (*passed, *self._reserved, *provider.plan.policy.dependencies)
             ]  # fmt: skip
             if not candidates:
                 raise ProviderBusyError(
@@ -180,7 +181,7 @@ class Supervisor:
                 self.providers[plan.provider_id].update_policy(plan)  # the dependencies the adopted specs give
             wanted = set(ids)
             for provider_id in list(wanted):
-                wanted.update(self.providers[provider_id].plan.dependencies)
+                wanted.update(self.providers[provider_id].plan.policy.dependencies)
             ids = [p.provider_id for p in ordered if p.provider_id in wanted]
 
     def kill_all(self) -> None:
@@ -203,9 +204,7 @@ class Supervisor:
         stopped = {provider.provider_id: asyncio.Event() for provider in providers}
 
         async def in_order(provider: Provider) -> None:
-            dependents = [
-                p for p in providers if provider.provider_id in (*p.plan.dependencies, *p.plan.optional_dependencies)
-            ]
+            dependents = [p for p in providers if provider.provider_id in _depends_on(p.plan)]
             with contextlib.suppress(asyncio.TimeoutError):
                 waits = [stopped[p.provider_id].wait() for p in dependents]
                 await asyncio.wait_for(asyncio.gather(*waits), max(deadline - time.monotonic(), 0))
@@ -225,6 +224,11 @@ class Supervisor:
         await asyncio.gather(*self.leaving.values(), return_exceptions=True)
         self.leaving.clear()
         await self.launchers.close()
+
+
+def _depends_on(plan: ProviderPlan) -> tuple[str, ...]:
+    """The providers ``plan`` depends on, required or optional."""
+    return (*plan.policy.dependencies, *plan.policy.optional_dependencies)
 
 
 async def _all_or_first_error(coros: Sequence[Any]) -> None:
