@@ -19,7 +19,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from hostel.config.plan import Plan, ProviderPlan, load_plan
-from hostel.envs import BUILD_CONCURRENCY, LAST_USED_FILE, EnvManager, InstallerName, dir_size, iter_envs
+from hostel.envs import LAST_USED_FILE, EnvManager, InstallerName, dir_size, iter_envs
 from hostel.envs.builder import module_near_miss, top_level_modules
 from hostel.envs.hashes import artifact_hashes
 from hostel.envs.lock import LockedProvider, lock_path, read_lock, write_lock
@@ -54,30 +54,28 @@ async def build_all(plan: Plan, envs: EnvManager, console: Console) -> list[Buil
 
     Providers run by the container or Ray launcher have no local env (their image / runtime_env holds them).
     """
-    limit = asyncio.Semaphore(BUILD_CONCURRENCY)
     live = console.is_terminal
     providers = [p for p in plan.providers if p.builds_env]
 
     async def one(provider: ProviderPlan, progress: Progress | None) -> BuildResult:
-        async with limit:
-            started = time.monotonic()
-            task = progress.add_task(f"{provider.provider_id}: building", total=None) if progress else None
-            if not live:
-                console.print(f"{provider.provider_id}: building env")
-            try:
-                spec = await envs.describe(provider)
-                env, built = await envs.ensure(spec)
-                result = BuildResult(
-                    provider.provider_id, "built" if built else "reused", time.monotonic() - started, spec, env.path
-                )
-            except HostelError as exc:
-                result = BuildResult(provider.provider_id, "failed", time.monotonic() - started, error=exc)
-            line = f"{provider.provider_id}: {result.status} in {result.seconds:.2f}s"
-            if progress is not None and task is not None:
-                progress.update(task, description=line, completed=1, total=1)
-            else:
-                console.print(line)
-            return result
+        started = time.monotonic()
+        task = progress.add_task(f"{provider.provider_id}: building", total=None) if progress else None
+        if not live:
+            console.print(f"{provider.provider_id}: building env")
+        try:
+            spec = await envs.describe(provider)
+            env, built = await envs.ensure(spec)
+            # A build's own time, not the wait for one of the manager's build slots.
+            seconds = float(env.metadata.get("build_seconds", 0)) if built else time.monotonic() - started
+            result = BuildResult(provider.provider_id, "built" if built else "reused", seconds, spec, env.path)
+        except HostelError as exc:
+            result = BuildResult(provider.provider_id, "failed", time.monotonic() - started, error=exc)
+        line = f"{provider.provider_id}: {result.status} in {result.seconds:.2f}s"
+        if progress is not None and task is not None:
+            progress.update(task, description=line, completed=1, total=1)
+        else:
+            console.print(line)
+        return result
 
     if live:
         columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())

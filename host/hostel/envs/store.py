@@ -77,7 +77,8 @@ class Env:
 
 
 class EnvManager:
-    """Builds and reuses provider envs under ``<home>/envs``."""
+    """Builds and reuses provider envs under ``<home>/envs``: at most ``BUILD_CONCURRENCY`` builds at a time,
+    whoever asks (a start, a reload, ``hostel build``), so that callers may ask for every env at once."""
 
     def __init__(
         self,
@@ -103,6 +104,14 @@ class EnvManager:
             self.home, installer=installer, build_timeout_s=build_timeout_s, pass_env=self.pass_env
         )
         self._sdk: str | None = None
+        self._building: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
+
+    def _build_slot(self) -> asyncio.Semaphore:
+        """The running loop's build slots (a manager may outlive one loop, as a CLI's does)."""
+        loop = asyncio.get_running_loop()
+        if self._building is None or self._building[0] is not loop:
+            self._building = (loop, asyncio.Semaphore(BUILD_CONCURRENCY))
+        return self._building[1]
 
     def _sdk_fingerprint(self) -> str:
         if self._sdk is None:
@@ -238,7 +247,8 @@ class EnvManager:
                 shutil.rmtree(leftover, ignore_errors=True)  # from a killed build; we hold the lock
             tmp = self.envs_dir / f".{spec.dirname}.build-{os.getpid()}-{secrets.token_hex(4)}"
             try:
-                metadata = await self._builder.build(spec, tmp)
+                async with self._build_slot():
+                    metadata = await self._builder.build(spec, tmp)
                 _write_json(tmp / METADATA_FILE, redact_all(metadata))
                 touch(tmp / LAST_USED_FILE)
                 if final.exists():

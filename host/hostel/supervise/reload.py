@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from hostel.config.diff import PlanDiff, diff_plans
-from hostel.config.plan import Plan, ProviderPlan, adopt_declared_spec, order_plans, starts_with_host
-from hostel.envs import BUILD_CONCURRENCY, Env
+from hostel.config.plan import Plan, ProviderPlan, adopt_declared_spec, starts_with_host
+from hostel.envs import Env
 from hostel.errors import ConfigError, EnvBuildError, HostelError, ProviderStartError
 
 if TYPE_CHECKING:
@@ -181,18 +181,16 @@ async def _sources_changed(
 async def _prepare(
     supervisor: Supervisor, plans: list[ProviderPlan], failed: dict[str, str]
 ) -> dict[str, tuple[ProviderPlan, Env | None]]:
-    """Build (or reuse) the env of each new or changed provider, a few at a time, while the old ones serve; a
-    ``module:`` provider's plan takes the spec its package declares."""
-    limit = asyncio.Semaphore(BUILD_CONCURRENCY)
+    """Build (or reuse) the env of each new or changed provider while the old ones serve; a ``module:``
+    provider's plan takes the spec its package declares."""
     prepared: dict[str, tuple[ProviderPlan, Env | None]] = {}
 
     async def one(plan: ProviderPlan) -> None:
-        async with limit:
-            try:
-                env = await supervisor.providers[plan.provider_id].env_for(plan)
-            except HostelError as exc:
-                failed[plan.provider_id] = _why(exc)
-                return
+        try:
+            env = await supervisor.providers[plan.provider_id].env_for(plan)
+        except HostelError as exc:
+            failed[plan.provider_id] = _why(exc)
+            return
         plan = adopt_declared_spec(plan, env.metadata if env is not None else None) or plan
         prepared[plan.provider_id] = (plan, env)
 
@@ -203,31 +201,18 @@ async def _prepare(
 def _order(
     supervisor: Supervisor, new: Plan, prepared: dict[str, tuple[ProviderPlan, Env | None]], failed: dict[str, str]
 ) -> list[ProviderPlan]:
-    """The providers in start order, with the dependencies each now has; the set re-ordered to match."""
-    effective = [
-        prepared[p.provider_id][0] if p.provider_id in prepared else supervisor.providers[p.provider_id].plan
-        for p in new.providers
-    ]
+    """The providers in start order (the set re-ordered to match), the prepared plans with the dependencies
+    they now have; if their declared specs need an API nobody serves, they fail and the set is ordered without."""
+    ids = [p.provider_id for p in new.providers]
+    pending = {provider_id: plan for provider_id, (plan, _env) in prepared.items()}
     try:
-        ordered = order_plans(new.config.label, effective, new.external_apis)
-    except ConfigError as exc:  # a package's declared spec needs an API nobody serves
+        ordered = supervisor.order(new.config.label, ids, pending)
+    except ConfigError as exc:
         for provider_id in list(prepared):
             failed[provider_id] = f"config: {exc}"
             del prepared[provider_id]
-        ordered = effective
+        ordered = supervisor.order(new.config.label, ids)
     for plan in ordered:
         if plan.provider_id in prepared:
             prepared[plan.provider_id] = (plan, prepared[plan.provider_id][1])
-            continue
-        provider = supervisor.providers[plan.provider_id]
-        if (provider.plan.policy.dependencies, provider.plan.policy.optional_dependencies) != (
-            plan.policy.dependencies,
-            plan.policy.optional_dependencies,
-        ):
-            provider.update_policy(
-                provider.plan.with_policy(
-                    dependencies=plan.policy.dependencies, optional_dependencies=plan.policy.optional_dependencies
-                )
-            )
-    supervisor.reorder([p.provider_id for p in ordered])
     return ordered

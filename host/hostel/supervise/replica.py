@@ -3,8 +3,9 @@
 A ``Replica`` starts or refuses, restarts a crash with the ``RestartBudget``'s backoff, admits calls within
 its limits, replaces its worker without dropping a call (start the new one, switch, drain the old), starts
 lazily on the first call and sleeps when idle, and stops within a deadline. Its current worker is a
-``RunningWorker``; the watchdogs (liveness, memory) are loops attached to it. It reaches its worker only
-through the launcher seam (``WorkerHandle``, ``Channel``). A provider is a set of replicas
+``RunningWorker`` (made by its ``Starter``); the watchdogs (liveness, memory, idle) are loops attached to it;
+its calls take its ``CallPath``, and its ``Readiness`` tells them whether to go, wait or give up. It reaches
+its worker only through the launcher seam (``WorkerHandle``, ``Channel``). A provider is a set of replicas
 (``hostel.supervise.provider``); with ``replicas: 1``, a set of one.
 
 Its ways to stop are ``stop(deadline)`` (idempotent: no new calls, drain, ask, force) and ``kill()``;
@@ -17,7 +18,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import math
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
@@ -26,7 +26,6 @@ from hostel._usage import process_usage
 from hostel.config.plan import ProviderPlan
 from hostel.envs import Env
 from hostel.errors import (
-    CallTimeoutError,
     HostelError,
     ProviderCrashedError,
     ProviderStartError,
@@ -34,8 +33,8 @@ from hostel.errors import (
 )
 from hostel.launch import Launchers
 from hostel.launch.base import WorkerHandle
-from hostel.supervise.admission import Admission, AdmittedStream, HostGate, InFlight
-from hostel.supervise.call_log import log_failed_call, next_call_id
+from hostel.supervise.admission import Admission, HostGate
+from hostel.supervise.calls import CallPath
 from hostel.supervise.context import SupervisorContext
 from hostel.supervise.readiness import Readiness
 from hostel.supervise.restarts import RestartBudget
@@ -77,10 +76,13 @@ class Replica:
         self.callbacks = context.callbacks
         self.settings = context.settings
         self.readiness = Readiness(plan.provider_id)
+        self.calls = CallPath(
+            plan.provider_id, context.settings, self.admission, self.readiness, current=lambda: self.current,
+            wake=self.wake,
+        )  # fmt: skip
         self.env: Env | None = None
         self.current: RunningWorker | None = None
         self.restarts = 0
-        self.last_used = time.monotonic()  # when a call last began or ended
         self._wake_hook = wake
         self._waking: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()  # one lifecycle change at a time: start, replace, stop, sleep
@@ -106,6 +108,11 @@ class Replica:
     def channel(self) -> Channel | None:
         """The channel to the worker that serves, if any."""
         return self.current.channel if self.current is not None else None
+
+    @property
+    def last_used(self) -> float:
+        """When a call last began or ended (monotonic)."""
+        return self.calls.last_used
 
     @property
     def state(self) -> State:
@@ -188,7 +195,7 @@ class Replica:
         """Make ``running`` the worker that serves, and watch it."""
         self.current = running
         worker = running.worker
-        self.last_used = time.monotonic()
+        self.calls.touch()
         self.readiness.serve()
         self._spawn(self._watch(worker))
         watched = functools.partial(self._watches, worker)
@@ -334,57 +341,8 @@ class Replica:
     async def call(
         self, method: str, args: Sequence[Any], kwargs: Mapping[str, Any], *, timeout: float | None, provider_data: Any
     ) -> Any:
-        """Forward one call to the current worker, waiting for a start or restart up to the call's deadline.
-
-        ``timeout`` is capped at ``call_timeout_s`` (its default): no caller, a provider calling its ``deps``
-        included, can make a call outlive what the operator configured."""
-        limit = self.settings.call_timeout_s
-        timeout = min(timeout, limit) if timeout is not None and not math.isnan(timeout) else limit
-        deadline = time.monotonic() + timeout
-        call_id = next_call_id()
-        try:
-            self.readiness.refuse_if_down()
-            await self.admission.enter(timeout)
-        except BaseException as exc:
-            log_failed_call(self.provider_id, method, call_id, exc)
-            raise
-        self.last_used = time.monotonic()
-        try:
-            result, in_flight, unbind = await self._call(method, args, kwargs, deadline, provider_data)
-        except BaseException as exc:
-            self.admission.leave()
-            log_failed_call(self.provider_id, method, call_id, exc)
-            raise
-        if hasattr(result, "__aiter__"):
-            return AdmittedStream(result, functools.partial(self._release, in_flight, unbind))
-        self._release(in_flight, unbind)
-        return result
-
-    def _release(self, in_flight: InFlight, unbind: Callable[[], None]) -> None:
-        unbind()
-        in_flight.leave()
-        self.admission.leave()
-        self.last_used = time.monotonic()
-
-    async def _call(
-        self, method: str, args: Sequence[Any], kwargs: Mapping[str, Any], deadline: float, provider_data: Any
-    ) -> tuple[Any, InFlight, Callable[[], None]]:
-        if self.state == "idle":
-            await self.wake(deadline - time.monotonic())
-        if not self.readiness.ready:
-            await self.readiness.wait(deadline)
-        running = self.current
-        if running is None:
-            raise ProviderUnavailableError(
-                f"provider {self.provider_id!r} is {self.state}", provider_id=self.provider_id
-            )
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise CallTimeoutError(
-                f"call {method}() on provider {self.provider_id!r} timed out", provider_id=self.provider_id
-            )
-        result, unbind = await running.call(method, args, kwargs, remaining, provider_data)
-        return result, running.in_flight, unbind
+        """Forward one call (``CallPath.call``)."""
+        return await self.calls.call(method, args, kwargs, timeout=timeout, provider_data=provider_data)
 
     # -- changing one provider -----------------------------------------------------------------------------
 

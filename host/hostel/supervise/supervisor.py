@@ -11,11 +11,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from hostel.config.plan import ProviderPlan, adopt_declared_spec, order_plans, starts_with_host
-from hostel.envs import BUILD_CONCURRENCY
 from hostel.errors import ProviderBusyError
 from hostel.launch import Launchers
 from hostel.supervise.admission import HostGate
@@ -74,16 +73,10 @@ class Supervisor:
         """``hostel.max_running`` from now on."""
         self.max_running = max_running
 
-    async def build(self, provider_ids: Sequence[str] | None = None, *, concurrency: int = BUILD_CONCURRENCY) -> None:
-        """Build the envs of the given providers (all by default), a few at a time."""
-        limit = asyncio.Semaphore(concurrency)
-
-        async def one(provider: Provider) -> None:
-            async with limit:
-                await provider.build()
-
+    async def build(self, provider_ids: Sequence[str] | None = None) -> None:
+        """Build the envs of the given providers (all by default; the env manager builds a few at a time)."""
         ids = list(provider_ids) if provider_ids is not None else list(self.providers)
-        await _all_or_first_error([one(self.providers[i]) for i in ids])
+        await _all_or_first_error([self.providers[i].build() for i in ids])
 
     async def start(self, provider_ids: Sequence[str] | None = None) -> None:
         """Start the given providers (all by default): each after its dependencies; all or none. Lazy ones
@@ -162,27 +155,48 @@ class Supervisor:
         """Build envs; adopt the specs ``module:`` providers declare inside them; re-order; add new dependencies."""
         while True:
             await self.build(ids)
-            resolved = False
+            adopted: dict[str, ProviderPlan] = {}
             for provider_id in ids:
                 provider = self.providers[provider_id]
-                adopted = adopt_declared_spec(
-                    provider.plan, provider.env.metadata if provider.env is not None else None
-                )
-                if adopted is not None and not provider.spec_resolved:
-                    provider.adopt_spec(adopted)
-                    resolved = True
-            if not resolved:
+                metadata = provider.env.metadata if provider.env is not None else None
+                found = adopt_declared_spec(provider.plan, metadata)
+                if found is not None and not provider.spec_resolved:
+                    adopted[provider_id] = found
+            if not adopted:
                 return ids
-            ordered = order_plans(
-                "<specs declared by packages>", [s.plan for s in self.providers.values()], self.context.external_apis
-            )
-            self.reorder([p.provider_id for p in ordered])
+            ordered = self.order("<specs declared by packages>", list(self.providers), adopted)
             for plan in ordered:
-                self.providers[plan.provider_id].update_policy(plan)  # the dependencies the adopted specs give
+                if plan.provider_id in adopted:
+                    self.providers[plan.provider_id].adopt_spec(plan)
             wanted = set(ids)
             for provider_id in list(wanted):
                 wanted.update(self.providers[provider_id].plan.policy.dependencies)
             ids = [p.provider_id for p in ordered if p.provider_id in wanted]
+
+    def order(
+        self, label: str, provider_ids: Sequence[str], pending: Mapping[str, ProviderPlan] | None = None
+    ) -> list[ProviderPlan]:
+        """Put the set in start order, ``provider_ids`` giving the order among independent ones: the plans in
+        ``pending`` (a package's declared spec, a reload's new plan; not taken yet) stand in for their providers'
+        own and are returned with their dependencies resolved; the other providers take the dependencies they now
+        have. ``ConfigError`` (nothing changed) if they cannot be ordered."""
+        pending = pending or {}
+        effective = [pending.get(i, self.providers[i].plan) for i in provider_ids]
+        ordered = order_plans(label, effective, self.context.external_apis)
+        for plan in ordered:
+            provider = self.providers[plan.provider_id]
+            now, then = plan.policy, provider.plan.policy
+            if plan.provider_id not in pending and (now.dependencies, now.optional_dependencies) != (
+                then.dependencies,
+                then.optional_dependencies,
+            ):
+                provider.update_policy(
+                    provider.plan.with_policy(
+                        dependencies=plan.policy.dependencies, optional_dependencies=plan.policy.optional_dependencies
+                    )
+                )
+        self.reorder([p.provider_id for p in ordered])
+        return ordered
 
     def kill_all(self) -> None:
         """SIGKILL every worker now (a forced stop), restarting none; a ``stop`` then finishes at once."""
