@@ -78,6 +78,18 @@ def fields(data: bytes | memoryview, *, views: bool = False) -> Iterator[tuple[i
         yield number, wire, value
 
 
+def skip_field(data: bytes | memoryview, pos: int, wire: int) -> int:
+    """Where the next field starts, after the value of wire type ``wire`` starting at ``pos``."""
+    if wire == VARINT:
+        return read_varint(data, pos)[1]
+    if wire == LENGTH:
+        size, pos = read_varint(data, pos)
+        return pos + size
+    if wire in (FIXED64, FIXED32):
+        return pos + (8 if wire == FIXED64 else 4)
+    raise ValueError(f"unsupported protobuf wire type {wire}")
+
+
 def field_key(number: int, wire: int) -> bytes:
     return varint(number << 3 | wire)
 

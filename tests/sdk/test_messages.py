@@ -74,6 +74,18 @@ def test_call_reply_oneof_matches_generated_code(kind: dict[str, Any]) -> None:
     assert gen.CallReply.FromString(ours.SerializeToString()) == theirs
 
 
+def test_stream_items_of_every_length_match_generated_code_and_unknown_fields_are_skipped() -> None:
+    """Items shorter than 128 bytes take a fast path each way; longer ones, and fields no version defines, the
+    general one."""
+    items = [bytes([i % 256]) * size for i, size in enumerate([0, 1, 2, 126, 127, 128, 129, 300, 16383, 16384, 70000])]
+    items += [b"%d" % i for i in range(1000)]
+    theirs = gen.StreamItems(items_json=items).SerializeToString()
+    assert hand.StreamItems(items_json=items).SerializeToString() == theirs
+    assert hand.StreamItems.FromString(theirs).items_json == items
+    unknown = b"\x10\x05" + b"\x1a\x02hi" + b"\x21" + bytes(8) + b"\x2d" + bytes(4)  # varint, bytes, fixed64, 32
+    assert hand.StreamItems.FromString(unknown + theirs + unknown).items_json == items
+
+
 def test_call_reply_with_mutations_matches_generated_code() -> None:
     ours = hand.CallReply(value_json=b"null", mutations_json=b'{"messages":[]}')
     theirs = gen.CallReply(value_json=b"null", mutations_json=b'{"messages":[]}')
