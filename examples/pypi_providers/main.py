@@ -29,15 +29,16 @@ async def csoai(host: Host) -> None:
 
 def report(host: Host) -> None:
     """Each provider's own Python and Llama Stack, read from its env's metadata."""
-    for provider_id, slot in host.supervisor.providers.items():
-        assert slot.env is not None
-        if "llama-stack" not in " ".join(slot.env.metadata["resolved"]):
+    for provider_id in host.provider_ids:
+        env = host.env(provider_id)
+        assert env is not None
+        if "llama-stack" not in " ".join(env.metadata["resolved"]):
             continue  # the fakes
-        pins = dict(p.split("==", 1) for p in slot.env.metadata["resolved"] if "==" in p)
-        python = slot.env.metadata["spec"]["python"]["version"]
+        pins = dict(p.split("==", 1) for p in env.metadata["resolved"] if "==" in p)
+        python = env.metadata["spec"]["python"]["version"]
         print(
             f"{provider_id}: python {python}, llama-stack {pins.get('llama-stack', '-')}, "
-            f"llama-stack-api {pins.get('llama-stack-api', '-')}, env {slot.env.path.name}"
+            f"llama-stack-api {pins.get('llama-stack-api', '-')}, env {env.path.name}"
         )
 
 
@@ -118,7 +119,7 @@ async def main() -> None:
         subprocess.run([sys.executable, "-m", "hostel", "build", str(HERE / "run.yaml")], check=True, stdout=sys.stderr)
         host = Host.from_config(HERE / "run.yaml")
         await host.build()  # reuses them; the evidence is signed with the csoai env's own `cryptography`
-        csoai_python = host.supervisor.providers["csoai"].env.python  # type: ignore[union-attr]
+        csoai_python = host.env("csoai").python  # type: ignore[union-attr]
         subprocess.run([str(csoai_python), str(HERE / "make_evidence.py"), str(EVIDENCE)], check=True)
         async with host:
             report(host)

@@ -22,7 +22,7 @@ from hostel._usage import Usage, process_usage
 from hostel.config import ModelEntry, RunConfig
 from hostel.config.envfile import environ_with
 from hostel.config.plan import Plan, ProviderPlan, load_plan
-from hostel.envs import EnvManager
+from hostel.envs import Env, EnvManager
 from hostel.envs.lock import lock_path
 from hostel.errors import ConfigError, Problem, ProviderUnavailableError, RoutingError
 from hostel.proxy import ProviderProxy
@@ -355,12 +355,21 @@ class Host:
         served = {p.provider_id for p in self.plan.providers if p.api == api}
         return [_model_fields(m) for m in self.plan.config.models if m.provider_id in served]
 
+    def env(self, provider_id: str) -> Env | None:
+        """The env a provider's workers run from (its path, its Python, the metadata of its build), once built;
+        ``None`` for a launcher that brings its own (container, Ray). ``RoutingError`` for an unknown id."""
+        provider = self.supervisor.providers.get(provider_id)
+        if provider is None:
+            raise RoutingError(f"no provider {provider_id!r}", provider_id=provider_id)
+        return provider.env
+
     def build_seconds(self) -> dict[str, float]:
         """How long each built env took to build, by provider."""
+        envs = {pid: provider.env for pid, provider in self.supervisor.providers.items()}
         return {
-            pid: float(slot.env.metadata["build_seconds"])
-            for pid, slot in self.supervisor.providers.items()
-            if slot.env is not None and "build_seconds" in slot.env.metadata
+            pid: float(env.metadata["build_seconds"])
+            for pid, env in envs.items()
+            if env is not None and "build_seconds" in env.metadata
         }
 
     async def model_record(self, model_id: str) -> dict[str, Any] | None:

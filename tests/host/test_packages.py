@@ -11,6 +11,7 @@ import pytest
 
 from hostel import Host
 from hostel.envs.spec import provider_package
+from hostel.errors import RoutingError
 from tests.conftest import EXAMPLES, SEEDPROV, make_config
 
 
@@ -85,7 +86,10 @@ async def test_a_provider_declared_only_by_an_entry_point(tmp_path: Path) -> Non
     before = set(envs.glob("ep-*"))
     async with Host.from_config(config) as host:
         assert await host.provider("ep").idna_version() == "3.7"  # the spec's own pip_packages were installed
-        used = host.supervisor.providers["ep"].env
+        used = host.env("ep")
+        assert used is not None and used.python.is_file() and used.metadata["provider_id"] == "ep"
+        with pytest.raises(RoutingError, match="no provider 'nope'"):
+            host.env("nope")
     # One env, built before the package's spec was known and kept once it was adopted (not a second one).
     assert used is not None and len(set(envs.glob("ep-*")) - before) <= 1 and used.path in set(envs.glob("ep-*"))
     # And pruning for this config keeps it.
