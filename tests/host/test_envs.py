@@ -125,7 +125,7 @@ async def test_a_local_provider_is_built_into_a_wheel_once_for_every_env_that_in
     constrained = load_plan(
         make_config(tmp_path / "constrained", specs={"inline/tool_runtime/testprov": provider_spec()})
     ).provider("t")
-    constrained = dataclasses.replace(constrained, constraints=["pydantic>=2"])
+    constrained = constrained.with_worker(constraints=("pydantic>=2",))
 
     def wheel_builds() -> int:
         return sum(1 for c in commands if "build" in c[1:3] or "wheel" in c)
