@@ -40,7 +40,15 @@ def _run(tree: Path, name: str, out: Path) -> list[dict[str, Any]]:
 
 
 def _figures(rows: list[dict[str, Any]]) -> dict[str, float]:
-    return {str(r["metric"]): float(r["hostel"]) for r in rows if isinstance(r.get("hostel"), (int, float))}
+    """Each row's hostel figure by its name (the benchmarks name them ``metric`` or ``what``, and the figure
+    ``hostel``, ``value`` or ``figure``)."""
+    figures: dict[str, float] = {}
+    for row in rows:
+        name = row.get("metric", row.get("what"))
+        value = next((row[k] for k in ("hostel", "value", "figure") if isinstance(row.get(k), (int, float))), None)
+        if name is not None and value is not None:
+            figures[str(name)] = float(value)
+    return figures
 
 
 def main() -> None:
@@ -68,6 +76,8 @@ def main() -> None:
             for tree in trees.values():
                 if tree != REPO:
                     subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)], check=False)
+    if opts.json is not None:
+        opts.json.write_text(json.dumps(seen, indent=2) + "\n")
     print(f"| benchmark | figure | before ({opts.before}) | after ({opts.after or 'working tree'}) | after / before |")
     print("| --- | --- | --- | --- | --- |")
     for name, metrics in seen.items():
@@ -77,10 +87,9 @@ def main() -> None:
             cells = [
                 f"{statistics.median(v):.4g} ({min(v):.4g}-{max(v):.4g})" for v in (sides["before"], sides["after"])
             ]
-            ratio = statistics.median(sides["after"]) / statistics.median(sides["before"])
-            print(f"| {name} | {metric} | {cells[0]} | {cells[1]} | {ratio:.2f} |")
-    if opts.json is not None:
-        opts.json.write_text(json.dumps(seen, indent=2) + "\n")
+            before, after = statistics.median(sides["before"]), statistics.median(sides["after"])
+            ratio = f"{after / before:.2f}" if before else "-"
+            print(f"| {name} | {metric} | {cells[0]} | {cells[1]} | {ratio} |")
 
 
 if __name__ == "__main__":

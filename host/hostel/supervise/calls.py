@@ -7,10 +7,11 @@ flight until it (or the stream it returned) ends. A failure is logged once (``ca
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import math
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 from hostel.config import HostelSettings
@@ -32,13 +33,36 @@ class CallPath:
         readiness: Readiness,
         *,
         current: Callable[[], RunningWorker | None],
-        wake: Callable[[float], Awaitable[None]],
+        start: Callable[[], Coroutine[Any, Any, None]],
     ) -> None:
-        """``current``: the worker that serves now, if any; ``wake``: starts a lazy replica (within a timeout)."""
+        """``current``: the worker that serves now, if any; ``start``: starts a lazy replica (the supervisor's
+        way: its dependencies first, within ``max_running``)."""
         self.provider_id = provider_id
         self.admission = admission
         self.last_used = time.monotonic()  # when a call last began or ended
-        self._settings, self._readiness, self._current, self._wake = settings, readiness, current, wake
+        self._settings, self._readiness, self._current, self._start = settings, readiness, current, start
+        self._waking: asyncio.Task[None] | None = None
+
+    async def wake(self, timeout: float | None) -> None:
+        """Start a lazy (``idle``) replica for a call, waiting ``timeout`` seconds at most (``None``: as long as
+        its start takes); callers arriving meanwhile share the one start. ``ProviderStartError`` if it cannot."""
+        if self._waking is None or self._waking.done():
+            self._waking = asyncio.create_task(self._start())
+            self._waking.add_done_callback(retrieve)
+        try:
+            await asyncio.wait_for(asyncio.shield(self._waking), None if timeout is None else max(timeout, 0))
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # this call itself was cancelled
+            raise ProviderUnavailableError(
+                f"provider {self.provider_id!r} stopped while it started", provider_id=self.provider_id
+            ) from None
+        except TimeoutError:
+            raise ProviderUnavailableError(
+                f"provider {self.provider_id!r} was still starting when the call's {timeout:g}s deadline passed",
+                provider_id=self.provider_id,
+            ) from None
 
     def touch(self) -> None:
         """Count as used now (a new worker has not been idle)."""
@@ -84,7 +108,7 @@ class CallPath:
     ) -> tuple[Any, InFlight, Callable[[], None]]:
         readiness = self._readiness
         if readiness.state == "idle":
-            await self._wake(deadline - time.monotonic())
+            await self.wake(deadline - time.monotonic())
         if not readiness.ready:
             await readiness.wait(deadline)
         running = self._current()
@@ -99,3 +123,9 @@ class CallPath:
             )
         result, unbind = await running.call(method, args, kwargs, remaining, provider_data)
         return result, running.in_flight, unbind
+
+
+def retrieve(task: asyncio.Task[Any]) -> None:
+    """Mark a background task's failure as seen (those who waited for it were told): a done callback."""
+    if not task.cancelled():
+        task.exception()

@@ -34,7 +34,7 @@ from hostel.errors import (
 from hostel.launch import Launchers
 from hostel.launch.base import WorkerHandle
 from hostel.supervise.admission import Admission, HostGate
-from hostel.supervise.calls import CallPath
+from hostel.supervise.calls import CallPath, retrieve
 from hostel.supervise.context import SupervisorContext
 from hostel.supervise.readiness import Readiness
 from hostel.supervise.restarts import RestartBudget
@@ -78,13 +78,11 @@ class Replica:
         self.readiness = Readiness(plan.provider_id)
         self.calls = CallPath(
             plan.provider_id, context.settings, self.admission, self.readiness, current=lambda: self.current,
-            wake=self.wake,
+            start=functools.partial(wake, self),
         )  # fmt: skip
         self.env: Env | None = None
         self.current: RunningWorker | None = None
         self.restarts = 0
-        self._wake_hook = wake
-        self._waking: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()  # one lifecycle change at a time: start, replace, stop, sleep
         self._stopping = False
         self._budget = RestartBudget(plan.policy.restart)
@@ -208,25 +206,8 @@ class Replica:
             self._spawn(watch_idle(self, worker, self.plan.policy.idle_stop_s))
 
     async def wake(self, timeout: float | None) -> None:
-        """Start a lazy (``idle``) provider for a call, waiting ``timeout`` seconds at most (``None``: as long as
-        its start takes); callers arriving meanwhile share the one start. ``ProviderStartError`` if it cannot."""
-        if self._waking is None or self._waking.done():
-            self._waking = asyncio.create_task(self._wake_hook(self))
-            self._waking.add_done_callback(_retrieve)
-        try:
-            await asyncio.wait_for(asyncio.shield(self._waking), None if timeout is None else max(timeout, 0))
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise  # this call itself was cancelled
-            raise ProviderUnavailableError(
-                f"provider {self.provider_id!r} stopped while it started", provider_id=self.provider_id
-            ) from None
-        except TimeoutError:
-            raise ProviderUnavailableError(
-                f"provider {self.provider_id!r} was still starting when the call's {timeout:g}s deadline passed",
-                provider_id=self.provider_id,
-            ) from None
+        """Start a lazy (``idle``) provider for a call (``CallPath.wake``)."""
+        await self.calls.wake(timeout)
 
     async def start_if_idle(self) -> None:
         """Start the worker of an ``idle`` provider (a lazy one, or one stopped for being idle)."""
@@ -252,7 +233,7 @@ class Replica:
         task = asyncio.create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-        task.add_done_callback(_retrieve)
+        task.add_done_callback(retrieve)
 
     async def _explain(self, worker: WorkerHandle, error: HostelError) -> HostelError:
         """A transport failure on a worker that died is a crash, with its exit and stderr tail."""
@@ -541,9 +522,3 @@ class Replica:
             if running is not None:
                 running.kill()
         self._starter.kill()
-
-
-def _retrieve(task: asyncio.Task[Any]) -> None:
-    """Mark a background task's failure as seen (its callers, if any, were told)."""
-    if not task.cancelled():
-        task.exception()
