@@ -26,9 +26,10 @@ from hostel_sdk._protowire import (
     fields,
     length_field,
     map_entry,
+    read_items,
     read_varint,
-    skip_field,
     varint,
+    write_items,
 )
 
 # ErrorKind
@@ -294,11 +295,6 @@ class StreamBegin(Message):
     """Marks the start of a stream result."""
 
 
-# The key and length of an item shorter than 128 bytes, by length: most stream items (tokens, chunks of a
-# completion) are, and each batch may hold thousands, so they skip the general field writer and reader.
-_SHORT_ITEM = [bytes((0x0A, size)) for size in range(0x80)]
-
-
 class StreamItems(Message):
     """A batch of stream items, in order (``repeated bytes items_json = 1``)."""
 
@@ -306,33 +302,11 @@ class StreamItems(Message):
         self.items_json = list(items_json or [])
 
     def SerializeToString(self) -> bytes:  # noqa: N802 - the protobuf API name
-        out = bytearray()
-        short = _SHORT_ITEM
-        for item in self.items_json:
-            size = len(item)
-            out += short[size] if size < 0x80 else b"\x0a" + varint(size)
-            out += item
-        return bytes(out)
+        return write_items(self.items_json)
 
     @classmethod
     def FromString(cls, data: bytes) -> StreamItems:  # noqa: N802 - the protobuf API name
-        data = bytes(data)
-        items: list[bytes] = []
-        append = items.append
-        pos, end = 0, len(data)
-        while pos < end:
-            if data[pos] == 0x0A and data[pos + 1] < 0x80:  # field 1, a short item: the common case
-                size = data[pos + 1]
-                pos += 2
-            else:
-                key, pos = read_varint(data, pos)
-                if key != 0x0A:  # another field (none is defined): skipped, as protobuf does
-                    pos = skip_field(data, pos, key & 7)
-                    continue
-                size, pos = read_varint(data, pos)
-            append(data[pos : pos + size])
-            pos += size
-        return cls(items)
+        return cls(read_items(data))
 
 
 class CallReply:

@@ -90,6 +90,43 @@ def skip_field(data: bytes | memoryview, pos: int, wire: int) -> int:
     raise ValueError(f"unsupported protobuf wire type {wire}")
 
 
+# The key and length of an item shorter than 128 bytes, by length: most stream items (tokens, chunks of a
+# completion) are, and a batch may hold thousands, so they skip the general field writer and reader.
+_SHORT_ITEM = [bytes((0x0A, size)) for size in range(0x80)]
+
+
+def write_items(items: list[bytes]) -> bytes:
+    """``items`` as ``repeated bytes`` field 1."""
+    out = bytearray()
+    short = _SHORT_ITEM
+    for item in items:
+        size = len(item)
+        out += short[size] if size < 0x80 else b"\x0a" + varint(size)
+        out += item
+    return bytes(out)
+
+
+def read_items(data: bytes | memoryview) -> list[bytes]:
+    """The values of ``repeated bytes`` field 1; other fields are skipped, as protobuf does."""
+    data = bytes(data)
+    items: list[bytes] = []
+    append = items.append
+    pos, end = 0, len(data)
+    while pos < end:
+        if data[pos] == 0x0A and data[pos + 1] < 0x80:  # field 1, a short item: the common case
+            size = data[pos + 1]
+            pos += 2
+        else:
+            key, pos = read_varint(data, pos)
+            if key != 0x0A:
+                pos = skip_field(data, pos, key & 7)
+                continue
+            size, pos = read_varint(data, pos)
+        append(data[pos : pos + size])
+        pos += size
+    return items
+
+
 def field_key(number: int, wire: int) -> bytes:
     return varint(number << 3 | wire)
 

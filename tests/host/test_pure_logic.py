@@ -10,7 +10,8 @@ import pytest
 
 from hostel.config import ModelEntry
 from hostel.config.envsubst import substitute
-from hostel.config.plan import load_plan, order_plans
+from hostel.config.order import order_plans
+from hostel.config.plan import load_plan
 from hostel.envs.lock import LockedProvider, Lockfile, read_lock, write_lock
 from hostel.errors import ConfigError, RoutingError
 from hostel.router import ApiRouter

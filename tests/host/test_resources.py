@@ -257,7 +257,7 @@ def _client_075(tmp_path: Path) -> Path:
 
 
 def test_resource_kinds_match_the_table_apis_the_plan_accepts() -> None:
-    from hostel.config.plan import HOST_TABLE_APIS
+    from hostel.config.order import HOST_TABLE_APIS
     from hostel.resources import TABLE_APIS
 
     assert set(TABLE_APIS) == set(HOST_TABLE_APIS)

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from hostel.config.diff import PlanDiff, diff_plans
-from hostel.config.plan import Plan, ProviderPlan, adopt_declared_spec, starts_with_host
+from hostel.config.order import starts_with_host
+from hostel.config.plan import Plan, ProviderPlan, adopt_declared_spec
 from hostel.envs import Env
 from hostel.errors import ConfigError, EnvBuildError, HostelError, ProviderStartError
 

@@ -14,7 +14,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from hostel.config.plan import ProviderPlan, adopt_declared_spec, order_plans, starts_with_host
+from hostel.config.order import order_plans, starts_with_host
+from hostel.config.plan import ProviderPlan, adopt_declared_spec
 from hostel.errors import ProviderBusyError
 from hostel.launch import Launchers
 from hostel.supervise.admission import HostGate
