@@ -231,32 +231,32 @@ class Host:
         """Start one provider afresh, re-arming it when it is ``failed``; its crash count starts over. A running
         one is replaced rolling: its new worker serves before the old one stops, so no call fails. Raises
         ``ProviderStartError`` if it cannot start (a running one then keeps its old worker)."""
-        slot = self._running_slot(provider_id)
-        await slot.rearm()
-        return slot.status()
+        provider = self._known(provider_id)
+        await provider.rearm()
+        return provider.status()
 
     async def stop_provider(self, provider_id: str) -> ProviderStatus:
         """Stop one provider until ``start_provider``: new calls are refused at once (503), calls in flight
         finish (``drain_grace_s``), then its worker stops."""
-        slot = self._running_slot(provider_id)
-        await slot.stop()
-        return slot.status()
+        provider = self._known(provider_id)
+        await provider.stop()
+        return provider.status()
 
     async def start_provider(self, provider_id: str) -> ProviderStatus:
         """Start a stopped, idle or failed provider now; a running one is left as it is."""
-        slot = self._running_slot(provider_id)
-        await slot.start_by_operator()
-        return slot.status()
+        provider = self._known(provider_id)
+        await provider.start_by_operator()
+        return provider.status()
 
-    def _running_slot(self, provider_id: str) -> Provider:
-        slot = self.supervisor.providers.get(provider_id)
-        if slot is None:
+    def _known(self, provider_id: str) -> Provider:
+        provider = self.supervisor.providers.get(provider_id)
+        if provider is None:
             raise RoutingError(f"no provider {provider_id!r}", provider_id=provider_id)
         if not self._running:
             raise ProviderUnavailableError(
                 f"provider {provider_id!r} is not started; start the host first", provider_id=provider_id
             )
-        return slot
+        return provider
 
     async def reload(self, config: str | os.PathLike[str] | Mapping[str, Any] | None = None) -> ReloadReport:
         """Apply a new run config (default: read the same file, and ``env_file``, again) without a restart:
@@ -347,13 +347,21 @@ class Host:
 
     def provider_config(self, provider_id: str) -> Mapping[str, Any]:
         """A provider's ``config`` as its worker got it (secrets included: redact before showing it)."""
-        slot = self.supervisor.providers.get(provider_id)
-        return slot.plan.worker.config if slot is not None else self.plan.provider(provider_id).worker.config
+        provider = self.supervisor.providers.get(provider_id)
+        return provider.plan.worker.config if provider is not None else self.plan.provider(provider_id).worker.config
 
     def models(self, api: str = "inference") -> list[dict[str, Any]]:
         """The models table's rows for providers of ``api``, with Llama Stack's ``Model`` fields."""
         served = {p.provider_id for p in self.plan.providers if p.api == api}
         return [_model_fields(m) for m in self.plan.config.models if m.provider_id in served]
+
+    def serving_channel(self, provider_id: str) -> Channel | None:
+        """The channel to a provider's worker if one serves now (its first replica's), else ``None``: for asking
+        it something (its ``health()``) without starting it, waiting for it, or queueing behind its calls."""
+        provider = self.supervisor.providers.get(provider_id)
+        if provider is None or provider.state not in ("ready", "replacing"):
+            return None
+        return provider.channel
 
     def env(self, provider_id: str) -> Env | None:
         """The env a provider's workers run from (its path, its Python, the metadata of its build), once built;

@@ -50,7 +50,6 @@ from hostel.gateway.resources import resource_routes
 from hostel.gateway.shapes import SERVING, provider_info
 from hostel.host import Host
 from hostel.supervise.status import ProviderStatus
-from hostel.transport.channel import Channel
 
 logger = logging.getLogger(__name__)
 
@@ -71,19 +70,13 @@ class Gateway:
         self.admin_token = admin_token
         self.metrics = Metrics(host)
         self.max_body = host.config.hostel.max_message_mb * 2**20
-        self.provider_health = ProviderHealth(self._running_channel)
+        self.provider_health = ProviderHealth(host.serving_channel)
 
     async def health(self, request: Request) -> Response:
         states = {s.provider_id: s.state for s in self.host.status()}
         if all(state in SERVING for state in states.values()):
             return json_response({"status": "OK"})
         return json_response({"status": "Error", "providers": states}, 503)
-
-    def _running_channel(self, provider_id: str) -> Channel | None:
-        slot = self.host.supervisor.providers.get(provider_id)
-        if slot is None or slot.state not in ("ready", "replacing"):
-            return None
-        return slot.channel
 
     async def _infos(self, statuses: list[ProviderStatus]) -> list[dict[str, Any]]:
         health = await self.provider_health.reports(s.provider_id for s in statuses)

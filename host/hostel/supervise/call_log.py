@@ -1,4 +1,4 @@
-"""What the host logs about a call that failed: once, where every call passes (``ProviderSlot.call``).
+"""What the host logs about a call that failed: once, where every call passes (``CallPath.call``).
 
 A provider's own exception is logged at WARNING with its remote traceback (the HTTP reply never carries it);
 every other failure (timeouts, crashes, busy, unavailable) at INFO, one line: provider, method, error type.
