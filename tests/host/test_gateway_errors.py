@@ -22,6 +22,9 @@ class _BrokenHost:
     def add_observer(self, observer: Any) -> None:
         pass
 
+    def serving_channel(self, provider_id: str) -> None:
+        return None
+
     async def call(self, *args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("secret internals /srv/keys")
 
