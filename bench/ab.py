@@ -41,11 +41,18 @@ def _run(tree: Path, name: str, out: Path) -> list[dict[str, Any]]:
 
 def _figures(rows: list[dict[str, Any]]) -> dict[str, float]:
     """Each row's hostel figure by its name (the benchmarks name them ``metric`` or ``what``, and the figure
-    ``hostel``, ``value`` or ``figure``)."""
+    ``hostel``, ``value``, ``figure``, or for the bridge its ratio to the same providers in process)."""
     figures: dict[str, float] = {}
     for row in rows:
         name = row.get("metric", row.get("what"))
-        value = next((row[k] for k in ("hostel", "value", "figure") if isinstance(row.get(k), (int, float))), None)
+        value = next(
+            (
+                row[k]
+                for k in ("hostel", "value", "figure", "bridged/in_process")
+                if isinstance(row.get(k), (int, float))
+            ),
+            None,
+        )
         if name is not None and value is not None:
             figures[str(name)] = float(value)
     return figures
