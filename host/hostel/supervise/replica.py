@@ -73,7 +73,6 @@ class Replica:
             queued=plan.policy.max_queued_calls,
             host=gate,
         )
-        self.callbacks = context.callbacks
         self.settings = context.settings
         self.readiness = Readiness(plan.provider_id)
         self.calls = CallPath(
@@ -195,7 +194,7 @@ class Replica:
         worker = running.worker
         self.calls.touch()
         self.readiness.serve()
-        self._spawn(self._watch(worker))
+        self._spawn(self._watch(running))
         watched = functools.partial(self._watches, worker)
         self._spawn(probe_liveness(self.provider_id, worker, running.channel, self.settings, watched))
         if self.settings.standby_workers:
@@ -254,11 +253,11 @@ class Replica:
             reason=worker.kill_reason or "",
         )
 
-    async def _watch(self, worker: WorkerHandle) -> None:
+    async def _watch(self, running: RunningWorker) -> None:
+        worker = running.worker
         info = await worker.wait()
-        if self.callbacks is not None:  # a dead worker's token is worth nothing, from the moment it died
-            self.callbacks.revoke(worker.token)
-        if self._stopping or worker is not self.worker:
+        running.revoke()  # a dead worker's token is worth nothing, from the moment it died
+        if self._stopping or running is not self.current:
             return
         self._mark_down(worker)
         self.readiness.last_exit = str(info) + (f" ({worker.kill_reason})" if worker.kill_reason else "")
