@@ -81,8 +81,7 @@ class RunningWorker:
 
     def revoke(self) -> None:
         """Revoke its callback token."""
-        if self._callbacks is not None and self.worker.token:
-            self._callbacks.revoke(self.worker.token)
+        _revoke(self.worker, self._callbacks)
 
     async def ask_to_stop(self, deadline: float) -> None:
         """Ask the worker to stop (finishing its calls and its provider's ``shutdown()``); wait until
@@ -170,13 +169,17 @@ async def start_worker(
 async def discard(worker: WorkerHandle, callbacks: CallbackServer | None, channel: Channel | None = None) -> None:
     """Get rid of a worker that never served, or must not (a failed start, a standby): its callback token
     revoked, its channel closed, the process killed."""
-    if callbacks is not None and worker.token:
-        callbacks.revoke(worker.token)
+    _revoke(worker, callbacks)
     if channel is not None:
         await channel.close()
     with contextlib.suppress(Exception):
         await worker.kill()
         await worker.close()
+
+
+def _revoke(worker: WorkerHandle, callbacks: CallbackServer | None) -> None:
+    if callbacks is not None and worker.token:
+        callbacks.revoke(worker.token)
 
 
 def _nothing() -> None:

@@ -185,17 +185,10 @@ class Supervisor:
         effective = [pending.get(i, self.providers[i].plan) for i in provider_ids]
         ordered = order_plans(label, effective, self.context.external_apis)
         for plan in ordered:
-            provider = self.providers[plan.provider_id]
-            now, then = plan.policy, provider.plan.policy
-            if plan.provider_id not in pending and (now.dependencies, now.optional_dependencies) != (
-                then.dependencies,
-                then.optional_dependencies,
-            ):
-                provider.update_policy(
-                    provider.plan.with_policy(
-                        dependencies=plan.policy.dependencies, optional_dependencies=plan.policy.optional_dependencies
-                    )
-                )
+            if plan.provider_id not in pending:
+                provider, policy = self.providers[plan.provider_id], plan.policy
+                deps = {"dependencies": policy.dependencies, "optional_dependencies": policy.optional_dependencies}
+                provider.update_policy(provider.plan.with_policy(**deps))
         self.reorder([p.provider_id for p in ordered])
         return ordered
 
