@@ -29,6 +29,7 @@ from hostel.proxy import ProviderProxy
 from hostel.registry import HostRegistry
 from hostel.resources import (
     OWNING_APIS,
+    SHIELD,
     TABLE_APIS,
     TableApi,
     default_state_dir,
@@ -389,15 +390,9 @@ class Host:
 
     async def shield_record(self, shield_id: str) -> dict[str, Any] | None:
         """A row of the shields table with Llama Stack's ``Shield`` fields (else the external source's), or ``None``."""
-        for shield in self.plan.config.shields:
-            if shield.shield_id == shield_id:
-                return {
-                    "identifier": shield.shield_id,
-                    "provider_id": shield.provider_id or "",
-                    "provider_resource_id": shield.provider_shield_id or shield.shield_id,
-                    "params": shield.params or {},
-                    "type": "shield",
-                }
+        record = self.registry.tables.get(SHIELD, shield_id)
+        if record is not None:
+            return {"params": {}, **record}
         return await self.external.shield_record(shield_id) if self.external is not None else None
 
     def status(self, *, usage: bool = False) -> list[ProviderStatus]:

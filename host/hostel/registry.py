@@ -1,4 +1,5 @@
-"""The host's resource registry: the benchmarks, datasets and scoring functions tables (docs/resources.md).
+"""The host's resource registry: the benchmarks, datasets, scoring functions and shields tables
+(docs/resources.md).
 
 Each resource is owned by one provider, told of it when it is registered (its ``register_benchmark`` ...;
 if it refuses, nothing is kept), when it is unregistered, and at every start of one of its workers (a
@@ -75,7 +76,8 @@ class HostRegistry:
         raise RoutingError(f"no resource kind {kind!r}; kinds: {', '.join(k.name for k in KINDS)}")
 
     def resources(self, kind: str) -> list[dict[str, Any]]:
-        """Every ``benchmark``, ``dataset`` or ``scoring_function`` in the tables, as Llama Stack's types have them."""
+        """Every ``benchmark``, ``dataset``, ``scoring_function`` or ``shield`` in the tables, as Llama Stack's
+        types have them."""
         return self.tables.all(self.kind(kind))
 
     def resource(self, kind: str, identifier: str) -> dict[str, Any]:
@@ -89,6 +91,10 @@ class HostRegistry:
     def providers_of(self, api: str) -> list[str]:
         """The ids of the providers that serve ``api``, in start order."""
         return self._by_api().get(api, [])
+
+    def moderation_shield(self, model: str | None) -> dict[str, Any]:
+        """The shield a moderation request naming ``model`` uses (``ResourceTables.moderation_shield``)."""
+        return self.tables.moderation_shield(model)
 
     def job_owner(self, job_id: str) -> str | None:
         """The provider running a (post-training) job started through this host, if known."""

@@ -1,11 +1,12 @@
 """The routing tables hostel keeps itself, as Llama Stack's server does (docs/resources.md).
 
-Benchmarks, datasets and scoring functions are resources a provider owns: the run config may list them
-(``benchmarks:``, ``datasets:``, ``scoring_fns:``, top-level or under ``registered_resources``), and
-callers register more at run time. Calls that name one (``run_eval(benchmark_id=...)``,
-``iterrows(dataset_id=...)``, ``score(scoring_functions={...})``) go to the provider that owns it, and a
-provider that declares ``benchmarks``, ``datasets`` or ``scoring_functions`` among its ``api_dependencies``
-reads these tables through its ``deps``. Registrations and which provider runs which post-training job
+Benchmarks, datasets, scoring functions and shields are resources a provider owns: the run config may list
+them (``benchmarks:``, ``datasets:``, ``scoring_fns:``, ``shields:``, top-level or under
+``registered_resources``), and callers register more at run time. Calls that name one
+(``run_eval(benchmark_id=...)``, ``iterrows(dataset_id=...)``, ``score(scoring_functions={...})``,
+``run_shield(shield_id=...)``) go to the provider that owns it, and a provider that declares ``benchmarks``,
+``datasets``, ``scoring_functions`` or ``shields`` among its ``api_dependencies`` reads these tables through
+its ``deps``. Registrations and which provider runs which post-training job
 persist in a SQLite file under the host's state directory, so a restart of the host loses none; every
 worker that starts (restarts and replacements included) is told again of the resources it owns, since a
 provider keeps its own registry in memory.
@@ -57,7 +58,8 @@ DATASET = Kind("dataset", "datasets", "datasetio", "dataset_id", "provider_datas
 SCORING_FUNCTION = Kind(
     "scoring_function", "scoring_functions", "scoring", "scoring_fn_id", "provider_scoring_fn_id", "scoring_fns"
 )
-KINDS: tuple[Kind, ...] = (BENCHMARK, DATASET, SCORING_FUNCTION)
+SHIELD = Kind("shield", "shields", "safety", "shield_id", "provider_shield_id", "shields")
+KINDS: tuple[Kind, ...] = (BENCHMARK, DATASET, SCORING_FUNCTION, SHIELD)
 TABLE_APIS: dict[str, Kind] = {kind.table_api: kind for kind in KINDS}
 # The APIs whose calls the tables route (by resource or training job), and whose providers own resources.
 OWNING_APIS = frozenset({*(kind.api for kind in KINDS), "post_training"})
@@ -132,18 +134,20 @@ def _config_record(kind: Kind, row: Any) -> dict[str, Any]:
 
 
 class ResourceTables:
-    """The benchmarks, datasets and scoring functions tables: the run config's rows and the registered ones
+    """The benchmarks, datasets, scoring functions and shields tables: the run config's rows and the registered ones
     (a registered row with a config row's id replaces it), each owned by one provider."""
 
     def __init__(self, store: ResourceStore) -> None:
         self.store = store
         self._configured: dict[str, dict[str, dict[str, Any]]] = {kind.name: {} for kind in KINDS}
         self._providers: dict[str, list[str]] = {}
+        self._default_shield: str | None = None
 
     def configure(self, config: RunConfig, providers_by_api: Mapping[str, Sequence[str]]) -> None:
         """Take the config's rows and providers (at start and after every reload); rows whose provider is
         missing are ``ConfigError``s already, so every one here resolves."""
         self._providers = {api: list(ids) for api, ids in providers_by_api.items()}
+        self._default_shield = config.safety.default_shield_id
         for kind in KINDS:
             rows = getattr(config, kind.config_key)
             records = [self.record(kind, _config_record(kind, row)) for row in rows if self._serves(kind, row)]
@@ -203,7 +207,7 @@ class ResourceTables:
 
     def route(self, api: str, kwargs: Mapping[str, Any]) -> str | None:
         """The provider that owns what a call of ``api`` with these arguments names: a benchmark, a dataset,
-        a scoring function or a training job; ``None`` when it names none in the tables."""
+        a scoring function, a shield or a training job; ``None`` when it names none in the tables."""
         for kind in KINDS:
             if kind.api != api:
                 continue
@@ -247,6 +251,31 @@ class ResourceTables:
         """The provider that owns ``identifier``; ``RoutingError`` (404) if it is not in the table."""
         return str(self.require(kind, identifier)["provider_id"])
 
+    def moderation_shield(self, model: str | None) -> dict[str, Any]:
+        """The shield a moderation request uses, as Llama Stack's safety router picks it: the one whose
+        ``provider_resource_id`` (or, here also, whose id) is ``model``; with no model, ``safety.default_shield_id``
+        or else the only shield. ``RoutingError`` (404) when none fits, naming the ones there are."""
+        shields = self.all(SHIELD)
+        known = ", ".join(s["identifier"] for s in shields) or "none registered"
+        if model is None:
+            if self._default_shield is None and len(shields) == 1:
+                return shields[0]
+            if self._default_shield is None:
+                raise RoutingError(
+                    f"the request names no moderation model and the run config sets no safety.default_shield_id; "
+                    f"name one of the shields as model: {known}"
+                )
+            return self.require(SHIELD, self._default_shield)
+        matches = [s for s in shields if s["identifier"] == model] or [
+            s for s in shields if s["provider_resource_id"] == model
+        ]
+        if len(matches) > 1:
+            ids = ", ".join(s["identifier"] for s in matches)
+            raise RoutingError(f"moderation model {model!r} is the provider's id of several shields ({ids}); name one")
+        if not matches:
+            raise RoutingError(f"no shield is moderation model {model!r}; shields: {known}. Register it first")
+        return matches[0]
+
 
 class Registry(Protocol):
     """The host's resource registry as its users see it: the host's own tables (``TableApi``), the gateway's
@@ -280,6 +309,10 @@ class Registry(Protocol):
         """The provider running a job started through the host, if known."""
         ...
 
+    def moderation_shield(self, model: str | None) -> dict[str, Any]:
+        """The shield a moderation request naming ``model`` (or none) uses."""
+        ...
+
     def remember_job(self, job_id: str, api: str, provider_id: str) -> None:
         """Keep which provider runs a job."""
         ...
@@ -288,8 +321,8 @@ class Registry(Protocol):
 class TableApi(NamedMethods):
     """``host.api("benchmarks")`` when no provider serves that API: the host's own table, answering what
     Llama Stack's routing tables answer a provider that depends on them (``list_benchmarks``,
-    ``get_benchmark``, ``register_benchmark``, ``unregister_benchmark``; the same for datasets and scoring
-    functions). Arguments may come as keywords, as one request object, or as the id alone."""
+    ``get_benchmark``, ``register_benchmark``, ``unregister_benchmark``; the same for datasets, scoring
+    functions and shields). Arguments may come as keywords, as one request object, or as the id alone."""
 
     def __init__(self, registry: Registry, kind: Kind) -> None:
         self._registry = registry
@@ -307,7 +340,8 @@ class TableApi(NamedMethods):
             return {"data": self._registry.resources(kind.name)}
         if method == kind.register:
             return await self._registry.register(kind.name, **fields)
-        identifier = fields.get(kind.id_key)
+        # Newer Llama Stacks ask with a request object: ``get_shield(GetShieldRequest(identifier=...))``.
+        identifier = fields.get(kind.id_key, fields.get("identifier"))
         if not isinstance(identifier, str):
             raise RoutingError(f"{kind.table_api}.{method}() needs {kind.id_key}")
         if method == f"get_{kind.name}":

@@ -1,5 +1,5 @@
-"""The tables hostel keeps itself (benchmarks, datasets, scoring functions, training jobs) and the routes of the
-APIs OGX removed, through ``hostel run``: Llama Stack's shapes, routing by owner, persistence, re-priming."""
+"""The tables hostel keeps itself (benchmarks, datasets, scoring functions, shields, training jobs) and the routes
+of the APIs OGX removed, through ``hostel run``: Llama Stack's shapes, routing by owner, persistence, re-priming."""
 
 from __future__ import annotations
 
@@ -35,18 +35,25 @@ def resource_config(tmp: Path) -> Path:
             "inline/datasetio/evalprov": _spec(),
             "inline/scoring/evalprov": _spec(),
             "inline/post_training/evalprov": _spec(),
+            "inline/safety/evalprov": _spec(),
         },
         providers={
             "datasetio": [_entry("rows", "datasetio")],
             "eval": [_entry("lm", "eval", name="lm"), _entry("rg", "eval", name="rg")],
             "scoring": [_entry("judge", "scoring")],
             "post_training": [_entry("trainer", "post_training")],
+            "safety": [_entry("guard", "safety", name="guard"), _entry("strict", "safety", name="strict")],
         },
+        safety={"default_shield_id": "preset-guard"},
         hostel={"restart": {"backoff_initial_s": 0.05}},
         registered_resources={
             "datasets": [{"dataset_id": "qa", "provider_id": "rows", "source": {"type": "rows", "rows": QA_ROWS}}],
             "benchmarks": [
                 {"benchmark_id": "preset", "dataset_id": "qa", "scoring_functions": ["acc"], "provider_id": "lm"}
+            ],
+            "shields": [
+                {"shield_id": "preset-guard", "provider_id": "guard", "provider_shield_id": "guard-v1",
+                 "params": {"words": ["bomb"]}}
             ],
         },
     )  # fmt: skip
@@ -96,6 +103,8 @@ def test_an_unknown_id_is_a_404_in_llama_stacks_shape(server: Served) -> None:
         server.get("/v1alpha/eval/benchmarks/nope"),
         server.post("/v1alpha/eval/benchmarks/nope/jobs", {"benchmark_config": {}}),
         server.get("/v1beta/datasetio/iterrows/nope"),
+        server.get("/v1/shields/nope"),
+        server.post("/v1/safety/run-shield", {"shield_id": "nope", "messages": []}),
     ):
         assert response.status_code == 404
         error = response.json()["error"]
@@ -162,6 +171,55 @@ def test_scoring_goes_to_the_provider_of_its_functions(server: Served) -> None:
     assert server.post("/v1/scoring/score", {"input_rows": [], "scoring_functions": {"nope": None}}).status_code == 404
 
 
+def test_shields_register_and_run_shield_goes_to_their_provider(server: Served) -> None:
+    registered = server.post("/v1/shields", {"shield_id": "pii", "provider_id": "strict", "params": {"words": ["ssn"]}})
+    assert registered.status_code == 200, registered.text
+    assert registered.json() == {
+        "identifier": "pii", "provider_id": "strict", "provider_resource_id": "pii", "type": "shield",
+        "params": {"words": ["ssn"]},
+    }  # fmt: skip
+    listed = server.get("/v1/shields").json()["data"]
+    assert [(s["identifier"], s["provider_id"]) for s in listed] == [("preset-guard", "guard"), ("pii", "strict")]
+    assert server.get("/v1/shields/preset-guard").json()["provider_resource_id"] == "guard-v1"
+    assert _known(server, "strict") == ["pii"] and _known(server, "guard") == ["preset-guard"]
+    flagged = server.post(
+        "/v1/safety/run-shield", {"shield_id": "pii", "messages": [{"role": "user", "content": "my ssn"}]}
+    )
+    assert flagged.json() == {"violation": {"violation_level": "error", "user_message": "strict blocked it",
+                                            "metadata": {"words": ["ssn"], "shield": "pii"}}}  # fmt: skip
+    passed = server.post("/v1/safety/run-shield", {"shield_id": "pii", "messages": [{"role": "user", "content": "hi"}]})
+    assert passed.json() == {"violation": None}
+    refused = server.post("/v1/shields", {"shield_id": "empty", "provider_id": "guard"})
+    assert refused.status_code == 400 and "params.words is required" in refused.json()["error"]["detail"]
+    assert server.get("/v1/shields/empty").status_code == 404
+    assert server.post("/v1/safety/run-shield", {"shield_id": "pii"}).status_code == 400
+
+
+def test_moderations_pick_the_shield_their_model_names_or_the_default(server: Served) -> None:
+    server.post("/v1/shields", {"shield_id": "words", "provider_id": "strict", "provider_shield_id": "words-v2",
+                                "params": {"words": ["darn"]}})  # fmt: skip
+
+    def moderate(body: dict[str, Any], query: str = "") -> Any:
+        return server.post("/v1/moderations" + query, body)
+
+    # By the shield's id or its provider's id (as Llama Stack's router matches), sent as the provider's id.
+    for model in ("words", "words-v2"):
+        result = moderate({"input": ["oh darn", "fine"], "model": model}).json()
+        assert result["model"] == "words-v2"
+        assert [r["flagged"] for r in result["results"]] == [True, False]
+        assert result["results"][0]["metadata"] == {"provider": "strict", "words": ["darn"]}
+    # No model: safety.default_shield_id; `?model=` in the URL for callers that post only the input.
+    default = moderate({"input": "a bomb"}).json()
+    assert default["model"] == "guard-v1" and default["results"][0]["flagged"] is True
+    assert moderate({"input": "a bomb"}, "?model=words").json()["results"][0]["flagged"] is False
+    unknown = moderate({"input": "x", "model": "nope"})
+    assert unknown.status_code == 404 and "no shield is moderation model 'nope'" in unknown.json()["error"]["detail"]
+    assert moderate({"input": 3}).status_code == 400
+    gone = server.request("DELETE", "/v1/shields/words")
+    assert gone.status_code == 200 and server.get("/v1/shields/words").status_code == 404
+    assert "words" not in _known(server, "strict")
+
+
 def test_a_training_job_is_routed_to_the_provider_that_runs_it(server: Served) -> None:
     started = server.post("/v1alpha/post-training/supervised-fine-tune", {"model": "m", "training_config": {}}).json()
     job = started["job_uuid"]
@@ -187,6 +245,8 @@ def test_registrations_survive_a_restart_of_the_host(server: Served, config: Pat
         assert _known(again, "rg") == ["arc"]
         assert again.get("/v1/scoring-functions/exact").status_code == 200
         assert [b["identifier"] for b in again.get("/v1alpha/eval/benchmarks").json()["data"]] == ["preset", "arc"]
+        assert again.get("/v1/shields/pii").json()["provider_id"] == "strict"
+        assert _known(again, "strict") == ["pii"]
     finally:
         again.stop()
 
@@ -211,6 +271,16 @@ try:
     client.alpha.benchmarks.retrieve("nope")
 except NotFoundError:
     print("missing benchmark: NotFoundError")
+client.shields.register(shield_id="curse", provider_id="guard", params={"words": ["darn"]})
+print("shields", [(s.identifier, s.provider_id) for s in client.shields.list()])
+print("run_shield", client.safety.run_shield(shield_id="curse", messages=[{"role": "user", "content": "darn"}])
+      .violation.metadata)
+print("moderation", [r.flagged for r in client.moderations.create(input=["darn", "ok"], model="curse").results])
+client.shields.delete("curse")
+try:
+    client.shields.retrieve("curse")
+except NotFoundError:
+    print("missing shield: NotFoundError")
 """
 
 
@@ -235,6 +305,10 @@ def test_llama_stack_client_075_speaks_to_these_routes(tmp_path: Path, hostel_ho
         "scores {'accuracy': 0.5}",
         "dataset tiny rows [{'q': 1}]",
         "missing benchmark: NotFoundError",
+        "shields [('preset-guard', 'guard'), ('curse', 'guard')]",
+        "run_shield {'words': ['darn'], 'shield': 'curse'}",
+        "moderation [True, False]",
+        "missing shield: NotFoundError",
     ]
 
 
@@ -279,12 +353,33 @@ def test_a_resource_naming_an_unknown_provider_is_a_config_error(tmp_path: Path)
     assert "no provider 'nobody'" in str(caught.value)
 
 
+def test_a_shield_owned_by_a_provider_of_another_api_is_a_config_error(tmp_path: Path) -> None:
+    import yaml
+
+    from hostel.config import load_run_config
+    from hostel.errors import ConfigError
+
+    config = resource_config(tmp_path)
+    raw = yaml.safe_load(config.read_text())
+    raw["registered_resources"]["shields"][0]["provider_id"] = "judge"
+    raw["safety"] = {"default_shield": "typo"}
+    config.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError) as caught:
+        load_run_config(config)
+    assert (
+        "registered_resources.shields[0].provider_id: 'judge' is a scoring provider; shields belong to safety "
+        "providers (guard, strict)" in str(caught.value)
+    )
+    assert "safety.default_shield" in str(caught.value)
+
+
 def test_tables_route_by_owner_and_forget_config_rows_until_read_again(tmp_path: Path) -> None:
     from hostel.config import load_run_config
     from hostel.resources import BENCHMARK, DATASET, SCORING_FUNCTION, ResourceStore, ResourceTables
 
     config = load_run_config(resource_config(tmp_path))
-    providers = {"eval": ["lm", "rg"], "datasetio": ["rows"], "scoring": ["judge"], "post_training": ["trainer"]}
+    providers = {"eval": ["lm", "rg"], "datasetio": ["rows"], "scoring": ["judge"], "post_training": ["trainer"],
+                 "safety": ["guard", "strict"]}  # fmt: skip
     tables = ResourceTables(ResourceStore(tmp_path / "state" / "registry.sqlite3"))
     tables.configure(config, providers)
     assert tables.route("eval", {"benchmark_id": "preset"}) == "lm"

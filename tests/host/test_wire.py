@@ -165,18 +165,20 @@ async def test_routing_by_the_models_table(tmp_path: Path) -> None:
         "inference": [
             {"provider_id": "a", "provider_type": "inline::testprov", "config": {"greeting": "A"}},
             {"provider_id": "b", "provider_type": "inline::testprov", "config": {"greeting": "B"}},
-        ]
+        ],
+        "safety": [{"provider_id": "guard", "provider_type": "inline::testprov", "config": {"greeting": "G"}}],
     }
     models = [
         {"model_id": "llama3", "provider_id": "a", "provider_model_id": "llama3.2:1b"},
         {"model_id": "other", "provider_id": "b"},
     ]
     shields = [
-        {"shield_id": "guard", "provider_id": "a", "provider_shield_id": "llama-guard-3", "params": {"threshold": 0.5}}
-    ]
+        {"shield_id": "guard", "provider_id": "guard", "provider_shield_id": "llama-guard-3",
+         "params": {"threshold": 0.5}}
+    ]  # fmt: skip
     config = make_config(
         tmp_path,
-        specs={"inline/inference/testprov": provider_spec()},
+        specs={"inline/inference/testprov": provider_spec(), "inline/safety/testprov": provider_spec()},
         providers=providers,
         models=models,
         shields=shields,
@@ -189,8 +191,8 @@ async def test_routing_by_the_models_table(tmp_path: Path) -> None:
             await inference.which_model(model="ghost")
         with pytest.raises(RoutingError, match="has 2 providers"):
             await inference.greet(name="x")
-        with pytest.raises(RoutingError, match="no provider serves API 'safety'"):
-            host.api("safety")
+        with pytest.raises(RoutingError, match="no provider serves API 'vector_io'"):
+            host.api("vector_io")
         # The stack-injected model_store reads the same table, from inside the worker.
         assert await host.provider("b").model_info(model_id="llama3") == {
             "provider_resource_id": "llama3.2:1b",
@@ -199,7 +201,7 @@ async def test_routing_by_the_models_table(tmp_path: Path) -> None:
         with pytest.raises(RemoteError, match="model 'ghost' not found"):
             await host.provider("a").model_info(model_id="ghost")
         # and shield_store reads the shields table
-        assert await host.provider("a").shield_info(shield_id="guard") == {
+        assert await host.provider("guard").shield_info(shield_id="guard") == {
             "provider_resource_id": "llama-guard-3",
             "params": {"threshold": 0.5},
         }

@@ -1,4 +1,4 @@
-"""The APIs OGX removed — eval, datasetio, scoring, post_training — offered to an OGX 1.x server as external
+"""The APIs OGX removed — eval, datasetio, scoring, post_training, safety — offered to an OGX 1.x server as external
 APIs (its ``external_apis_dir``), served by hostel (docs/llama-stack-bridge.md, docs/resources.md).
 
 One YAML file per API in the server's ``external_apis_dir`` names this module::
@@ -17,9 +17,11 @@ and one provider entry per API in the server's run config names a hostel run con
 
 The server then asks this module for its providers (``available_providers``), builds the entry with
 ``get_adapter_impl`` and mounts ``create_router``'s routes: the same routes ``hostel run`` serves for these
-APIs, with the benchmarks, datasets and scoring functions tables kept by hostel. Every entry naming the same
-hostel run config shares one ``Host``, started on the first and stopped with the last; its providers run in
-their own venvs and processes, and may use the server's own APIs (inference, files, ...) through ``deps``.
+APIs, with the benchmarks, datasets, scoring functions and shields tables kept by hostel (``safety`` brings
+``/v1/shields``, ``/v1/safety/run-shield`` and ``/v1/moderations``, which OGX's own Responses provider can
+name as its ``moderation_endpoint``). Every entry naming the same hostel run config shares one ``Host``,
+started on the first and stopped with the last; its providers run in their own venvs and processes, and may
+use the server's own APIs (inference, files, ...) through ``deps``.
 """
 
 from __future__ import annotations
@@ -62,6 +64,10 @@ class PostTraining(Protocol):
     """The post_training API's protocol."""
 
 
+class Safety(Protocol):
+    """The safety API's protocol (with the shields table)."""
+
+
 class RemovedApiConfig(BaseModel):
     """A provider entry's ``config``: the hostel run config whose providers serve the API."""
 
@@ -94,8 +100,14 @@ class PostTrainingConfig(RemovedApiConfig):
     api: ClassVar[str] = "post_training"
 
 
+class SafetyConfig(RemovedApiConfig):
+    """``remote::hostel-safety``."""
+
+    api: ClassVar[str] = "safety"
+
+
 _CONFIGS: dict[str, type[RemovedApiConfig]] = {
-    c.api: c for c in (EvalConfig, DatasetIOConfig, ScoringConfig, PostTrainingConfig)
+    c.api: c for c in (EvalConfig, DatasetIOConfig, ScoringConfig, PostTrainingConfig, SafetyConfig)
 }
 
 
@@ -188,6 +200,10 @@ class RegistryOnLoop:
     def providers_of(self, api: str) -> list[str]:
         """``HostRegistry.providers_of``."""
         return self._registry.providers_of(api)
+
+    def moderation_shield(self, model: str | None) -> dict[str, Any]:
+        """``HostRegistry.moderation_shield``."""
+        return self._registry.moderation_shield(model)
 
     def job_owner(self, job_id: str) -> str | None:
         """``HostRegistry.job_owner``."""

@@ -18,6 +18,7 @@ from hostel.config.schema import (
     RaySettings,
     RestartPolicy,
     RunConfig,
+    SafetySettings,
     SandboxSettings,
     ShieldEntry,
     StartMode,
@@ -37,6 +38,6 @@ from hostel.config.server import (
 __all__ = [
     "AuthSettings", "BearerAuth", "ContainerSettings", "CorsSettings", "CustomAuth", "HostelSettings", "JwksSettings",
     "Launcher", "Limits", "ModelEntry", "NetworkRules", "OAuth2TokenAuth", "ProviderConfig", "ProviderEntry",
-    "RaySettings", "RestartPolicy", "RunConfig", "SandboxSettings", "ServerSettings", "ShieldEntry", "StartMode",
-    "TelemetrySettings", "TlsSettings", "load_run_config", "read_run_config",
+    "RaySettings", "RestartPolicy", "RunConfig", "SafetySettings", "SandboxSettings", "ServerSettings", "ShieldEntry",
+    "StartMode", "TelemetrySettings", "TlsSettings", "load_run_config", "read_run_config",
 ]  # fmt: skip

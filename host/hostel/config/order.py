@@ -28,7 +28,7 @@ def order_plans(
 
 
 # Routing tables the host serves itself when no provider is configured for them (hostel.resources).
-HOST_TABLE_APIS = ("benchmarks", "datasets", "scoring_functions")
+HOST_TABLE_APIS = ("benchmarks", "datasets", "scoring_functions", "shields")
 
 
 def resolve_order(

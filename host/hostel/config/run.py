@@ -26,6 +26,7 @@ from hostel.config.schema import (
     ProviderConfig,
     ProviderEntry,
     RunConfig,
+    SafetySettings,
     ScoringFnEntry,
     ShieldEntry,
 )
@@ -89,14 +90,15 @@ def read_run_config(
     scoring_fns = _resources(raw, "scoring_fns", ScoringFnEntry, label, problems)
     server = _section(ServerSettings, raw.get("server"), label, "server", problems) or ServerSettings()
     settings = _section(HostelSettings, raw.get("hostel"), label, "hostel", problems) or HostelSettings()
+    safety = _section(SafetySettings, raw.get("safety"), label, "safety", problems) or SafetySettings()
 
     ext_dir: Path | None = None
     if raw.get("external_providers_dir"):
         ext_dir = (base_dir / os.path.expanduser(str(raw["external_providers_dir"]))).resolve()
 
     tables: dict[str, Sequence[Any]] = {"models": models, "benchmarks": benchmarks, "datasets": datasets,
-                                        "scoring_fns": scoring_fns}  # fmt: skip
-    _check_ids(raw, label, [p.provider_id for p in providers], tables, problems)
+                                        "scoring_fns": scoring_fns, "shields": shields}  # fmt: skip
+    _check_ids(raw, label, [(p.provider_id, p.api) for p in providers], tables, problems)
     return RunConfig(
         providers=tuple(providers),
         models=tuple(models),
@@ -110,6 +112,7 @@ def read_run_config(
         benchmarks=tuple(benchmarks),
         datasets=tuple(datasets),
         scoring_fns=tuple(scoring_fns),
+        safety=safety,
     ), problems
 
 
@@ -129,22 +132,36 @@ def _read(source: str | os.PathLike[str] | Mapping[str, Any]) -> tuple[Any, Path
         raise ConfigError([Problem(str(path), "", f"not valid YAML: {exc}")]) from None
 
 
+# The API of the providers that own each resource table's rows (the models table routes any API).
+_OWNING_API = {"benchmarks": "eval", "datasets": "datasetio", "scoring_fns": "scoring", "shields": "safety"}
+
+
 def _check_ids(
-    raw: Mapping[str, Any], label: str, ids: list[str], tables: Mapping[str, Sequence[Any]], problems: list[Problem]
-) -> None:
-    """Provider ids are unique, and every resource row's ``provider_id`` names a provider."""
+    raw: Mapping[str, Any], label: str, providers: Sequence[tuple[str, str]], tables: Mapping[str, Sequence[Any]],
+    problems: list[Problem],
+) -> None:  # fmt: skip
+    """Provider ids are unique, and every resource row's ``provider_id`` names a provider, of the API that owns
+    such rows."""
+    ids = [pid for pid, _ in providers]
+    apis = dict(providers)
     for pid in sorted({i for i in ids if ids.count(i) > 1}):
         problems.append(Problem(label, "providers", f"provider_id {pid!r} is used more than once; ids must be unique"))
     for name, rows in tables.items():
+        owning = _OWNING_API.get(name)
         for i, row in enumerate(rows):
-            if row.provider_id is not None and row.provider_id not in ids:
+            key = f"{_resources_key(raw, name)}[{i}].provider_id"
+            if row.provider_id is not None and row.provider_id not in apis:
+                known = ", ".join(ids) or "none"
+                problems.append(Problem(label, key, f"no provider {row.provider_id!r}; known: {known}"))
+            elif row.provider_id is not None and owning is not None and apis[row.provider_id] != owning:
+                owners = ", ".join(pid for pid, api in apis.items() if api == owning) or "none configured"
                 problems.append(
                     Problem(
-                        label,
-                        f"{_resources_key(raw, name)}[{i}].provider_id",
-                        f"no provider {row.provider_id!r}; known: {', '.join(ids) or 'none'}",
+                        label, key,
+                        f"{row.provider_id!r} is a {apis[row.provider_id]} provider; {name} belong to {owning} "
+                        f"providers ({owners})",
                     )
-                )
+                )  # fmt: skip
 
 
 def _section(model: type[BaseModel], value: Any, label: str, key: str, problems: list[Problem]) -> Any:

@@ -274,6 +274,15 @@ class ModelEntry(BaseModel):
     model_type: str | None = None
 
 
+class SafetySettings(BaseModel):
+    """The run config's ``safety:`` section, as Llama Stack has it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # The shield ``/v1/moderations`` uses when a request names no model (else the only shield, if one).
+    default_shield_id: str | None = None
+
+
 class ShieldEntry(BaseModel):
     """One row of the shields table (what a safety provider's ``shield_store`` answers)."""
 
@@ -352,6 +361,7 @@ class RunConfig:
     benchmarks: tuple[BenchmarkEntry, ...] = ()
     datasets: tuple[DatasetEntry, ...] = ()
     scoring_fns: tuple[ScoringFnEntry, ...] = ()
+    safety: SafetySettings = field(default_factory=SafetySettings)
 
     def provider(self, provider_id: str) -> ProviderConfig:
         """The provider with that id; ``KeyError`` if none."""

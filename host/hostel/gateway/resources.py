@@ -1,10 +1,11 @@
 """The routes of the APIs Llama Stack served until OGX removed them, as its last release that had them
 served them (llama-stack-client 0.7.5 speaks them): benchmarks and eval under ``/v1alpha/eval``, datasets and
 datasetio under ``/v1beta``, scoring functions and scoring under ``/v1``, post-training under
-``/v1alpha/post-training`` (and ``/v1/post-training``, where older clients look). See docs/resources.md.
+``/v1alpha/post-training`` (and ``/v1/post-training``, where older clients look), shields and safety under
+``/v1`` with the OpenAI ``/v1/moderations``. See docs/resources.md and docs/safety.md.
 
 Each call goes to the provider that owns what it names (the benchmark, the dataset, the scoring function,
-the training job), as Llama Stack's routers route it; an id the tables do not know is a 404.
+the shield, the training job), as Llama Stack's routers route it; an id the tables do not know is a 404.
 """
 
 from __future__ import annotations
@@ -101,7 +102,9 @@ class ResourceRoutes:
     # -- tables -------------------------------------------------------------------------------------------
 
     def table_routes(self, kind: str, path: str, id_param: str) -> list[Route]:
-        """List and register at ``path``; get and unregister at ``path/{id}``."""
+        """List and register at ``path``; get and unregister at ``path/{id}`` (``id_param`` may carry a
+        converter: ``identifier:path`` for ids with slashes)."""
+        name = id_param.split(":", 1)[0]
 
         async def listing(request: Request) -> Any:
             return {"data": self.host.registry.resources(kind)}
@@ -110,10 +113,10 @@ class ResourceRoutes:
             return await self.host.registry.register(kind, **await json_body(request, self.max_body))
 
         async def get(request: Request) -> Any:
-            return self.host.registry.resource(kind, request.path_params[id_param])
+            return self.host.registry.resource(kind, request.path_params[name])
 
         async def unregister(request: Request) -> Any:
-            await self.host.registry.unregister(kind, request.path_params[id_param])
+            await self.host.registry.unregister(kind, request.path_params[name])
             return None
 
         return [
@@ -206,6 +209,40 @@ class ResourceRoutes:
             Route(prefix + "/score-batch", scores("score_batch"), methods=["POST"]),
         ]
 
+    # -- safety -------------------------------------------------------------------------------------------
+
+    def safety_routes(self, prefix: str) -> list[Route]:
+        """run_shield, routed by its shield's provider; the OpenAI moderations route, by the shield its model
+        names (``ResourceTables.moderation_shield``; ``?model=`` in the URL stands for the body's, for
+        callers such as OGX's ``moderation_endpoint`` that post only the input)."""
+
+        async def run_shield(request: Request) -> Any:
+            body = await json_body(request, self.max_body)
+            shield_id = body.get("shield_id")
+            if not isinstance(shield_id, str) or not shield_id:
+                raise BadRequestError("shield_id is required: one of GET /v1/shields")
+            if not isinstance(body.get("messages"), list):
+                raise BadRequestError("messages must be a list of messages")
+            owner = self.host.registry.owner("shield", shield_id)
+            return await self._call(request, owner, "run_shield", body)
+
+        async def moderations(request: Request) -> Any:
+            body = await json_body(request, self.max_body)
+            text = body.get("input")
+            if not isinstance(text, str) and not (isinstance(text, list) and all(isinstance(t, str) for t in text)):
+                raise BadRequestError("input must be a string or a list of strings")
+            model = body.get("model") or request.query_params.get("model")
+            if model is not None and not isinstance(model, str):
+                raise BadRequestError("model must be a string: a shield (GET /v1/shields)")
+            shield = self.host.registry.moderation_shield(model)
+            kwargs = {**body, "model": shield["provider_resource_id"]}
+            return await self._call(request, shield["provider_id"], "run_moderation", kwargs)
+
+        return [
+            Route(prefix + "/safety/run-shield", self._handler(run_shield), methods=["POST"]),
+            Route(prefix + "/moderations", self._handler(moderations), methods=["POST"]),
+        ]
+
     # -- post-training ------------------------------------------------------------------------------------
 
     def post_training_routes(self, prefix: str) -> list[Route]:
@@ -264,12 +301,12 @@ class ResourceRoutes:
 
 
 # The APIs these routes serve, each with the table it owns.
-ROUTED_APIS = ("eval", "datasetio", "scoring", "post_training")
+ROUTED_APIS = ("eval", "datasetio", "scoring", "post_training", "safety")
 
 
 def routes_for(api: str, host: ResourceHost, max_body: int) -> list[Route]:
     """The routes of one API (``eval`` brings the benchmarks table's, ``datasetio`` the datasets', ``scoring``
-    the scoring functions')."""
+    the scoring functions', ``safety`` the shields')."""
     routes = ResourceRoutes(host, max_body)
     if api == "eval":
         return [*routes.table_routes("benchmark", "/v1alpha/eval/benchmarks", "benchmark_id"),
@@ -280,6 +317,8 @@ def routes_for(api: str, host: ResourceHost, max_body: int) -> list[Route]:
     if api == "scoring":
         return [*routes.table_routes("scoring_function", "/v1/scoring-functions", "scoring_fn_id"),
                 *routes.scoring_routes("/v1/scoring")]  # fmt: skip
+    if api == "safety":
+        return [*routes.table_routes("shield", "/v1/shields", "identifier:path"), *routes.safety_routes("/v1")]
     if api == "post_training":
         return [*routes.post_training_routes("/v1alpha/post-training"),
                 *routes.post_training_routes("/v1/post-training")]  # fmt: skip

@@ -143,7 +143,50 @@ class PostTraining:
         self.jobs[job_uuid] = "cancelled"
 
 
-_ROLES = {"eval": Eval, "datasetio": DatasetIO, "scoring": Scoring, "post_training": PostTraining}
+class Safety:
+    """A safety provider shaped as Llama Stack's: shields registered with it (in memory), each flagging the words
+    its ``params`` name; ``run_moderation`` answers for the shield whose provider id is the model."""
+
+    def __init__(self, config: dict[str, Any], deps: dict[Any, Any]) -> None:
+        self.name = config.get("name", "safety")
+        self.shields: dict[str, dict[str, Any]] = {}
+
+    async def register_shield(self, shield: dict[str, Any]) -> None:
+        if not shield.get("params", {}).get("words"):
+            raise ValueError(f"{self.name} refuses shield {shield['identifier']!r}: params.words is required")
+        self.shields[shield["identifier"]] = shield
+
+    async def unregister_shield(self, identifier: str) -> None:
+        self.shields.pop(identifier, None)
+
+    async def known(self) -> list[str]:
+        return sorted(self.shields)
+
+    def _flags(self, shield: dict[str, Any], text: str) -> list[str]:
+        return [word for word in shield["params"]["words"] if word in text]
+
+    async def run_shield(self, shield_id: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
+        shield = self.shields[shield_id]
+        found = [w for m in messages for w in self._flags(shield, str(m.get("content", "")))]
+        if not found:
+            return {"violation": None}
+        return {"violation": {"violation_level": "error", "user_message": f"{self.name} blocked it",
+                              "metadata": {"words": found, "shield": shield_id}}}  # fmt: skip
+
+    async def run_moderation(self, input: str | list[str], model: str | None = None) -> dict[str, Any]:
+        shield = next(s for s in self.shields.values() if s["provider_resource_id"] == model)
+        texts = [input] if isinstance(input, str) else input
+        results = []
+        for text in texts:
+            found = self._flags(shield, text)
+            results.append({"flagged": bool(found), "categories": {"words": bool(found)},
+                            "metadata": {"provider": self.name, "words": found}})  # fmt: skip
+        return {"id": "modr-1", "model": model, "results": results}
+
+
+_ROLES = {
+    "eval": Eval, "datasetio": DatasetIO, "scoring": Scoring, "post_training": PostTraining, "safety": Safety,
+}  # fmt: skip
 
 
 async def get_provider_impl(config: Any, deps: dict[Any, Any]) -> Any:
