@@ -6,15 +6,20 @@ index only)."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from tests.conftest import EXAMPLES, REPO, python_path
+from tests.served import Served, free_port
 
 EXAMPLE = EXAMPLES / "guardrails"
 PY312 = python_path("3.12")
@@ -67,22 +72,90 @@ def _tiktoken_cache(workdir: Path) -> Path:
     return cache
 
 
-def test_an_ogx_server_serves_the_shields_and_its_responses_guardrails_use_them(tmp_path: Path) -> None:
-    """`ogx run` with the example's external_apis_dir: the same clients get the same answers from OGX, and a
-    Responses call with guardrails is refused when hostel's shield flags it (and answered when it does not)."""
+@pytest.fixture(scope="module")
+def ogx(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """`ogx` from a Python 3.12 venv with OGX 1.5, what the example's config runs in process, and this hostel; and
+    the tiktoken cache it needs here."""
     import uv
 
     assert PY312 is not None
-    venv = tmp_path / "ogx-venv"
+    workdir = tmp_path_factory.mktemp("ogx")
+    venv = workdir / "venv"
     subprocess.run([uv.find_uv_bin(), "venv", "--quiet", "--python", PY312, str(venv)], check=True)
     subprocess.run(
         [uv.find_uv_bin(), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"),
          "-r", str(EXAMPLE / "ogx" / "requirements.txt"), str(REPO)],
         check=True,
     )  # fmt: skip
-    env = {**os.environ, "TIKTOKEN_CACHE_DIR": str(_tiktoken_cache(tmp_path))}
-    assert _run("--ogx", str(venv / "bin" / "ogx"), env=env) == [
-        *EXPECTED,
-        "responses 'my ssn is 123-45-6789': Content blocked by safety guardrails (flagged for: sensitive_data)",
-        "responses 'hello': echo from Llama Stack 0.7.3: hello ",
-    ]
+    return venv / "bin" / "ogx", _tiktoken_cache(workdir)
+
+
+def _environ(tiktoken: Path) -> dict[str, str]:
+    """This test's environment (its HOSTEL_HOME) with the tiktoken cache."""
+    return {**os.environ, "TIKTOKEN_CACHE_DIR": str(tiktoken)}
+
+
+def test_an_ogx_server_serves_the_shields_and_its_responses_guardrails_use_them(
+    ogx: tuple[Path, Path],
+) -> None:
+    """`ogx run` with the example's external_apis_dir: the same clients get the same answers from OGX, and a
+    Responses call with guardrails is refused when hostel's shield flags it (and answered when it does not)."""
+    ogx_bin, tiktoken = ogx
+    assert _run("--ogx", str(ogx_bin), env=_environ(tiktoken)) == [*EXPECTED, *RESPONSES]
+
+
+RESPONSES = [
+    "responses 'my ssn is 123-45-6789': Content blocked by safety guardrails (flagged for: sensitive_data)",
+    "responses 'hello': echo from Llama Stack 0.7.3: hello ",
+]
+
+
+def _example_main() -> Any:
+    spec = importlib.util.spec_from_file_location("guardrails_main", EXAMPLE / "main.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_an_ogx_servers_moderation_endpoint_can_be_hostel_run(
+    ogx: tuple[Path, Path], tmp_path: Path, hostel_home: Path
+) -> None:
+    """OGX without the Safety API: its Responses provider's moderation_endpoint is a separate `hostel run`."""
+    ogx_bin, tiktoken = ogx
+    config = tmp_path / "hostel"
+    shutil.copytree(EXAMPLE / "providers.d", config / "providers.d")
+    shutil.copy(EXAMPLE / "run.yaml", config / "run.yaml")
+    hostel = Served(config / "run.yaml", hostel_home)
+    server = None
+    try:
+        raw = yaml.safe_load((EXAMPLE / "ogx" / "ogx.yaml").read_text())
+        raw["apis"].remove("safety")
+        del raw["external_apis_dir"], raw["providers"]["safety"]
+        raw["providers"]["responses"][0]["config"]["moderation_endpoint"] = (
+            f"{hostel.url}/v1/moderations?model=redaction"
+        )
+        (tmp_path / "ogx.yaml").write_text(yaml.safe_dump(raw))
+        port = free_port()
+        server_env = {**_environ(tiktoken), "PORT": str(port), "SQLITE_STORE_DIR": str(tmp_path),
+                      "BRIDGEPROV_DIR": str(REPO / "tests" / "providers" / "bridgeprov")}  # fmt: skip
+        with (tmp_path / "ogx.log").open("wb") as log:
+            server = subprocess.Popen(
+                [str(ogx_bin), "run", "ogx.yaml", "--insecure"], cwd=tmp_path, env=server_env, stdout=log, stderr=log
+            )
+        main = _example_main()
+        url = f"http://127.0.0.1:{port}"
+        main.wait_healthy(url, server, timeout=600)
+        done = subprocess.run(
+            [str(main.client_python()), str(EXAMPLE / "client.py"), url, "responses"],
+            capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:] + (tmp_path / "ogx.log").read_text()[-3000:]
+        # "sensitive_data" is the redaction provider's own category: hostel run answered OGX's moderation call
+        # (OGX, failing closed, would refuse with "moderation service unavailable" otherwise).
+        assert done.stdout.splitlines() == RESPONSES
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=60)
+        hostel.stop()

@@ -8,7 +8,7 @@ from typing import Any
 from hostel.config import ModelEntry
 from hostel.errors import RoutingError
 from hostel.proxy import Caller
-from hostel.resources import ResourceTables
+from hostel.resources import SHIELD, ResourceTables
 from hostel.transport.callbacks import NamedMethods
 
 _MODEL_KEYS = ("model", "model_id")
@@ -29,8 +29,8 @@ class ApiRouter(NamedMethods):
         provider_data: Any = None,
         resources: ResourceTables | None = None,
     ) -> None:
-        """``resources``: routes calls that name a benchmark, dataset, scoring function or training job to
-        the provider that owns it."""
+        """``resources``: routes calls that name a benchmark, dataset, scoring function, shield or training
+        job to the provider that owns it (a safety API's ``run_moderation`` by the shield its model names)."""
         self._resources = resources
         self._caller = caller
         self.api = api
@@ -51,6 +51,10 @@ class ApiRouter(NamedMethods):
     def route(self, kwargs: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         """The provider id for a call with these keyword arguments, and the arguments as rewritten for it."""
         rewritten = dict(kwargs)
+        if self.api == SHIELD.api and self._resources is not None and "input" in kwargs:
+            # run_moderation: its model names a shield (the shields table's rules, as /v1/moderations has them).
+            shield = self._resources.moderation_shield(kwargs.get("model"))
+            return str(shield["provider_id"]), {**rewritten, "model": shield["provider_resource_id"]}
         for key in _MODEL_KEYS:
             model = kwargs.get(key)
             if not isinstance(model, str):

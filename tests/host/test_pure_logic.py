@@ -62,6 +62,33 @@ async def test_routing_by_model_rewrites_it_to_the_providers_name() -> None:
     assert await single.run_shield(shield_id="s") == "guard"  # one provider: it answers without a model
 
 
+async def test_safety_calls_route_by_the_shields_table() -> None:
+    from hostel.config import load_run_config
+    from hostel.resources import ResourceStore, ResourceTables
+
+    config = load_run_config(
+        {"version": 2,
+         "providers": {"safety": [{"provider_id": p, "provider_type": "inline::x"} for p in ("fms", "redact")]},
+         "shields": [{"shield_id": "pii", "provider_id": "fms", "provider_shield_id": "pii-v2"},
+                     {"shield_id": "ssn", "provider_id": "redact"}],
+         "safety": {"default_shield_id": "ssn"}}
+    )  # fmt: skip
+    tables = ResourceTables(ResourceStore(None))
+    tables.configure(config, {"safety": ["fms", "redact"]})
+    calls = _Recorder()
+    router = ApiRouter(calls, "safety", ["fms", "redact"], [], resources=tables)
+    assert await router.run_shield(shield_id="ssn", messages=[]) == "redact"
+    # run_moderation: its model names a shield (by id or provider id), sent on as the provider's id
+    assert await router.run_moderation(input="x", model="pii") == "fms"
+    assert await router.run_moderation({"input": "x", "model": "pii-v2"}) == "fms"
+    assert await router.run_moderation(input="x") == "redact"  # safety.default_shield_id
+    assert calls.calls[1][3] == {"input": "x", "model": "pii-v2"}
+    assert calls.calls[2][2] == ({"input": "x", "model": "pii-v2"},)
+    assert calls.calls[3][3] == {"input": "x", "model": "ssn"}
+    with pytest.raises(RoutingError, match="no shield is moderation model 'nope'; shields: pii, ssn"):
+        await router.run_moderation(input="x", model="nope")
+
+
 def test_dependencies_start_first_and_cycles_are_named(tmp_path: Path) -> None:
     specs = {
         "inline/inference/testprov": provider_spec(),
