@@ -137,6 +137,24 @@ def ogx_client_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return venv / "bin" / "python"
 
 
+def ogx_server_venv(venv: Path, requirements: Path) -> Path:
+    """A Python 3.12 venv at ``venv`` with an example's OGX server requirements and this repository's hostel (what a
+    user installs to serve hostel's APIs from OGX); its ``ogx``."""
+    import subprocess
+
+    import uv
+
+    python = python_path("3.12")
+    assert python is not None, "OGX 1.5 needs Python >= 3.12"
+    subprocess.run([uv.find_uv_bin(), "venv", "--quiet", "--python", python, str(venv)], check=True)
+    subprocess.run(
+        [uv.find_uv_bin(), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"),
+         "-r", str(requirements), str(REPO)],
+        check=True,
+    )  # fmt: skip
+    return venv / "bin" / "ogx"
+
+
 def write_yaml(path: Path, data: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))

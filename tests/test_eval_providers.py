@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLES, REPO, python_path
+from tests.conftest import EXAMPLES, ogx_server_venv, python_path
 
 EXAMPLE = EXAMPLES / "eval_providers"
 PY312 = python_path("3.12")
@@ -44,14 +44,5 @@ def test_llama_stack_client_075_evaluates_with_lmeval_and_ragas() -> None:
 
 def test_an_ogx_server_answers_the_removed_apis_through_hostel(tmp_path: Path) -> None:
     """`ogx run` with the example's external_apis_dir: the same client, the same answers, from OGX."""
-    import uv
-
-    assert PY312 is not None
-    venv = tmp_path / "ogx-venv"
-    subprocess.run([uv.find_uv_bin(), "venv", "--quiet", "--python", PY312, str(venv)], check=True)
-    subprocess.run(
-        [uv.find_uv_bin(), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"),
-         "-r", str(EXAMPLE / "ogx" / "requirements.txt"), str(REPO)],
-        check=True,
-    )  # fmt: skip
-    assert _run("--ogx", str(venv / "bin" / "ogx")) == EXPECTED
+    ogx = ogx_server_venv(tmp_path / "ogx-venv", EXAMPLE / "ogx" / "requirements.txt")
+    assert _run("--ogx", str(ogx)) == EXPECTED

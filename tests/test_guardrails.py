@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import EXAMPLES, REPO, python_path
+from tests.conftest import EXAMPLES, REPO, ogx_server_venv, python_path
 from tests.served import Served, free_port
 
 EXAMPLE = EXAMPLES / "guardrails"
@@ -76,18 +76,8 @@ def _tiktoken_cache(workdir: Path) -> Path:
 def ogx(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """`ogx` from a Python 3.12 venv with OGX 1.5, what the example's config runs in process, and this hostel; and
     the tiktoken cache it needs here."""
-    import uv
-
-    assert PY312 is not None
     workdir = tmp_path_factory.mktemp("ogx")
-    venv = workdir / "venv"
-    subprocess.run([uv.find_uv_bin(), "venv", "--quiet", "--python", PY312, str(venv)], check=True)
-    subprocess.run(
-        [uv.find_uv_bin(), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"),
-         "-r", str(EXAMPLE / "ogx" / "requirements.txt"), str(REPO)],
-        check=True,
-    )  # fmt: skip
-    return venv / "bin" / "ogx", _tiktoken_cache(workdir)
+    return ogx_server_venv(workdir / "venv", EXAMPLE / "ogx" / "requirements.txt"), _tiktoken_cache(workdir)
 
 
 def _environ(tiktoken: Path) -> dict[str, str]:
