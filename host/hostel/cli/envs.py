@@ -19,8 +19,9 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from hostel.config.plan import Plan, ProviderPlan, load_plan
-from hostel.envs import LAST_USED_FILE, EnvManager, InstallerName, dir_size, iter_envs
+from hostel.envs import LAST_USED_FILE, EnvManager, InstallerName, default_home, dir_size, iter_envs
 from hostel.envs.builder import module_near_miss, top_level_modules
+from hostel.envs.bundle import open_bundle
 from hostel.envs.hashes import artifact_hashes
 from hostel.envs.lock import LockedProvider, lock_path, read_lock, write_lock
 from hostel.envs.spec import EnvSpec
@@ -39,23 +40,28 @@ class BuildResult:
     error: HostelError | None = None
 
 
-def manager(plan: Plan, *, installer: str | None = None, locked: bool = False) -> EnvManager:
-    """The EnvManager for a plan, honouring ``--installer`` and ``--locked``."""
+def manager(
+    plan: Plan, *, installer: str | None = None, locked: bool = False, bundle: Path | None = None
+) -> EnvManager:
+    """The EnvManager for a plan, honouring ``--installer``, ``--locked`` and ``--bundle`` (unpacked and checked
+    here, before any build)."""
     return EnvManager(
         installer=cast(InstallerName, installer or plan.settings.installer),
         build_timeout_s=plan.settings.build_timeout_s,
         lock=read_lock(lock_path(plan.config)) if locked else None,
         pass_env=plan.settings.pass_env,
+        bundle=open_bundle(bundle.resolve(), default_home()) if bundle is not None else None,
     )
 
 
-async def build_all(plan: Plan, envs: EnvManager, console: Console) -> list[BuildResult]:
-    """Build every local provider env, a few at a time; one failure does not stop the others.
+async def build_all(plan: Plan, envs: EnvManager, console: Console, only: Sequence[str] = ()) -> list[BuildResult]:
+    """Build every local provider env (or those ``only`` names), a few at a time; one failure does not stop the
+    others.
 
     Providers run by the container or Ray launcher have no local env (their image / runtime_env holds them).
     """
     live = console.is_terminal
-    providers = [p for p in plan.providers if p.builds_env]
+    providers = [p for p in plan.providers if p.builds_env and (not only or p.provider_id in only)]
 
     async def one(provider: ProviderPlan, progress: Progress | None) -> BuildResult:
         started = time.monotonic()
@@ -150,7 +156,7 @@ def _human(n: float) -> str:
     return f"{n:.1f} GB"
 
 
-def _report(results: Sequence[BuildResult], err: Console) -> int:
+def report(results: Sequence[BuildResult], err: Console) -> int:
     Console().print(summary(results))
     failures = [r for r in results if r.error is not None]
     for r in failures:
@@ -158,11 +164,12 @@ def _report(results: Sequence[BuildResult], err: Console) -> int:
     return 1 if failures else 0
 
 
-async def build(config: str, *, installer: str | None, locked: bool) -> int:
+async def build(config: str, *, installer: str | None, locked: bool, bundle: Path | None = None) -> int:
     """``hostel build``."""
     plan = load_plan(config)
     err = Console(stderr=True)
-    return _report(await build_all(plan, manager(plan, installer=installer, locked=locked), err), err)
+    envs = manager(plan, installer=installer, locked=locked, bundle=bundle)
+    return report(await build_all(plan, envs, err), err)
 
 
 async def lock(config: str, *, installer: str | None) -> int:
@@ -170,7 +177,7 @@ async def lock(config: str, *, installer: str | None) -> int:
     plan = load_plan(config)
     err = Console(stderr=True)
     results = await build_all(plan, manager(plan, installer=installer), err)
-    code = _report(results, err)
+    code = report(results, err)
     if code:
         err.print("hostel: no lock written: fix the failed builds first")
         return code

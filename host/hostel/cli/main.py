@@ -61,6 +61,17 @@ def _env_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     build.add_argument("config")
     build.add_argument("--locked", action="store_true", help="install exactly the pins of hostel.lock")
     build.add_argument("--installer", choices=["auto", "uv", "pip"], default=None, help="default: uv, pip as fallback")
+    build.add_argument(
+        "--bundle", type=Path, default=None, metavar="FILE",
+        help="with --locked: install from this `hostel pack` bundle alone, no index (offline)",
+    )  # fmt: skip
+
+    pack = sub.add_parser("pack", help="write one file with everything a --locked build needs, for offline machines")
+    pack.add_argument("config")
+    pack.add_argument("-o", "--output", type=Path, required=True, metavar="FILE", help="the bundle to write")
+    pack.add_argument(
+        "--provider", action="append", default=[], metavar="ID", help="pack only this provider (repeatable)"
+    )
 
     lock = sub.add_parser("lock", help="build every env and write hostel.lock beside the config")
     lock.add_argument("config")
@@ -198,7 +209,13 @@ async def _dispatch(opts: argparse.Namespace) -> int:
     from hostel.cli import specs as spec_commands
 
     if opts.command == "build":
-        return await env_commands.build(opts.config, installer=opts.installer, locked=opts.locked)
+        if opts.bundle is not None and not opts.locked:
+            raise UsageError("build --bundle installs a lock's pins: give --locked too")
+        return await env_commands.build(opts.config, installer=opts.installer, locked=opts.locked, bundle=opts.bundle)
+    if opts.command == "pack":
+        from hostel.cli import pack as pack_command
+
+        return await pack_command.pack(opts.config, opts.output, providers=opts.provider)
     if opts.command == "lock":
         return await env_commands.lock(opts.config, installer=opts.installer)
     if opts.command == "envs":

@@ -28,6 +28,7 @@ from packaging.utils import canonicalize_name
 from hostel._confine import confined_command, sandbox_policy
 from hostel._environ import installer_environ, worker_environ
 from hostel.envs import commands
+from hostel.envs.bundle import Bundle
 from hostel.envs.localwheels import build_command, cached_wheel, distribution_sources, publish, wheel_dir
 from hostel.envs.sdkwheel import sdk_wheel
 from hostel.envs.spec import METADATA_FORMAT, EnvSpec, asks_instrumentations, local_dir, tree_hash
@@ -39,8 +40,18 @@ logger = logging.getLogger(__name__)
 class EnvBuilder:
     """Builds env directories; knows nothing of where finished envs live or who uses them."""
 
-    def __init__(self, home: Path, *, installer: str, build_timeout_s: float, pass_env: Sequence[str]) -> None:
+    def __init__(
+        self,
+        home: Path,
+        *,
+        installer: str,
+        build_timeout_s: float,
+        pass_env: Sequence[str],
+        bundle: Bundle | None = None,
+    ) -> None:
+        """``bundle``: install from it alone, the installer offline (``hostel build --locked --bundle``)."""
         self.home = home
+        self.bundle = bundle
         self.local_wheels_dir = home / "wheels" / "local"
         self.installer = installer
         self.build_timeout_s = build_timeout_s
@@ -65,7 +76,11 @@ class EnvBuilder:
         tmp.mkdir(parents=True)
         # Locked: exactly the pinned set, no resolution (hostel-sdk is always the host's own).
         requirements = [*(spec.pins or spec.requirements), str(wheel)]
-        hashes = dict(spec.pin_hashes)
+        hashes = {pin: list(found) for pin, found in spec.pin_hashes}
+        if self.bundle is not None:
+            for pin, found in self.bundle.extra_hashes(spec.provider_id).items():
+                hashes[pin] = [*hashes.get(pin, []), *found]
+            self.bundle.place_local_wheels(spec.provider_id, self.local_wheels_dir)
         req_file = tmp / "hostel-requirements.txt"
         req_file.write_text("\n".join(r for r in requirements if not local_dir(r) and r not in hashes) + "\n")
         python = tmp / "bin" / "python"
@@ -85,6 +100,9 @@ class EnvBuilder:
         else:
             create = [spec.python.path, "-m", "venv", "--without-pip", str(tmp)]
             install_base = [sys.executable, "-m", "pip", "--python", str(python), "install"]
+        if self.bundle is not None:  # nothing from an index: the bundle's wheels, the lock's hashes
+            install_base += ["--no-index", "--find-links", str(self.bundle.wheelhouse)]
+            install_base += ["--offline"] if installer == "uv" else []
         if spec.constraints and not spec.pins:
             constraints_file = tmp / "hostel-constraints.txt"
             constraints_file.write_text("\n".join(spec.constraints) + "\n")
@@ -271,12 +289,18 @@ class EnvBuilder:
                 command=command,
             ) from None
         if done.returncode != 0:
-            todo = (
-                "the index served bytes that differ from the hashes hostel.lock recorded (the installer names the "
-                "distribution below); if that change is expected, run `hostel lock` again"
-                if "--require-hashes" in command
-                else "fix its pip_packages or add constraints, then build again"
-            )
+            if self.bundle is not None:
+                todo = (
+                    "the bundle lacks a distribution this build installs, or holds other bytes for it (the installer "
+                    "names it below): pack the bundle again from this config's lock, `hostel pack CONFIG -o FILE`"
+                )
+            elif "--require-hashes" in command:
+                todo = (
+                    "the index served bytes that differ from the hashes hostel.lock recorded (the installer names "
+                    "the distribution below); if that change is expected, run `hostel lock` again"
+                )
+            else:
+                todo = "fix its pip_packages or add constraints, then build again"
             raise EnvBuildError(
                 f"{what} the env of provider {spec.provider_id!r} failed (exit code {done.returncode}); {todo}",
                 provider_id=spec.provider_id,

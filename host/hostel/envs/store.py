@@ -27,6 +27,7 @@ from typing import Any, Literal
 from hostel._redact import redact_all
 from hostel.config.plan import ProviderPlan
 from hostel.envs.builder import EnvBuilder, hint, touch
+from hostel.envs.bundle import Bundle
 from hostel.envs.interpreters import InterpreterCache, InterpreterNotFoundError
 from hostel.envs.lock import Lockfile, read_lock
 from hostel.envs.sdkwheel import sdk_fingerprint
@@ -88,10 +89,11 @@ class EnvManager:
         build_timeout_s: float = 600.0,
         lock: Lockfile | Path | None = None,
         pass_env: Sequence[str] = (),
+        bundle: Bundle | None = None,
     ) -> None:
         """``lock``: build exactly the pins of a ``hostel.lock`` (``--locked``), or the path of one, read when
         the first env is described. ``pass_env``: environment variables installers and probes get besides the
-        minimal ones and the installer's own."""
+        minimal ones and the installer's own. ``bundle``: build from it alone, offline (it needs ``lock``)."""
         self.pass_env = tuple(pass_env)
         self.home = (home or default_home()).expanduser()
         self._lock = lock
@@ -101,7 +103,7 @@ class EnvManager:
         self.build_timeout_s = build_timeout_s
         self._interpreters = InterpreterCache(self.home / "interpreters.json")
         self._builder = EnvBuilder(
-            self.home, installer=installer, build_timeout_s=build_timeout_s, pass_env=self.pass_env
+            self.home, installer=installer, build_timeout_s=build_timeout_s, pass_env=self.pass_env, bundle=bundle
         )
         self._sdk: str | None = None
         self._building: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None

@@ -1,0 +1,131 @@
+"""Air-gapped builds: `hostel pack` on a connected machine, `hostel build --locked --bundle` where there is no network
+(a network namespace of its own, `unshare -n`, with empty installer caches and a new HOSTEL_HOME), then a call.
+
+The project is the README's example (two local packages pinning different idna) plus one real PyPI provider on
+another Python (TrustyAI FMS on 3.12)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import EXAMPLES, python_path
+
+FMS = {
+    "provider_id": "fms", "provider_type": "remote::trustyai_fms", "module": "llama_stack_provider_trustyai_fms==0.4.0",
+    "python": "3.12", "pip_packages": ["llama-stack-api", "httpx"],
+    "config": {"shields": {"pii": {"type": "content", "detector_url": "http://127.0.0.1:18090"}}},
+}  # fmt: skip
+
+
+def _can_unshare() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    return subprocess.run(["unshare", "-n", "true"], capture_output=True, check=False).returncode == 0
+
+
+pytestmark = [
+    pytest.mark.skipif(not _can_unshare(), reason="needs `unshare -n` (a namespace with no network) to prove offline"),
+    pytest.mark.skipif(not python_path("3.12"), reason="the FMS provider runs on Python 3.12, not found here"),
+]
+
+
+def hostel(*args: str, home: Path, cwd: Path, offline: bool = False, extra: dict[str, str] | None = None) -> Any:
+    """``hostel ARGS`` as a user runs it; offline: in a network namespace of its own, with empty installer caches."""
+    env = {**os.environ, "HOSTEL_HOME": str(home), **(extra or {})}
+    command = [sys.executable, "-m", "hostel", *args]
+    if offline:
+        caches = home / "empty-caches"
+        env |= {"UV_CACHE_DIR": str(caches / "uv"), "PIP_CACHE_DIR": str(caches / "pip"), "UV_NO_CACHE": "1"}
+        command = ["unshare", "-n", *command]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=1200, check=False)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory, hostel_home: Path) -> Path:
+    """The project, locked and packed (whole, and with provider ``old`` only) on this connected machine."""
+    root = tmp_path_factory.mktemp("pack") / "project"
+    shutil.copytree(EXAMPLES / "conflicting_pins", root)
+    raw = yaml.safe_load((root / "run.yaml").read_text())
+    raw["providers"]["safety"] = [FMS]
+    (root / "run.yaml").write_text(yaml.safe_dump(raw))
+    for args in (("lock", "run.yaml"), ("pack", "run.yaml", "-o", "all.bundle"),
+                 ("pack", "run.yaml", "-o", "old.bundle", "--provider", "old")):  # fmt: skip
+        done = hostel(*args, home=hostel_home, cwd=root)
+        assert done.returncode == 0, done.stderr[-3000:]
+    return root
+
+
+def _envs(home: Path) -> set[str]:
+    return {p.name for p in (home / "envs").iterdir() if not p.name.startswith(".")}
+
+
+def test_a_bundle_builds_every_env_offline_as_a_connected_locked_build_does(
+    project: Path, hostel_home: Path, tmp_path: Path
+) -> None:
+    offline_home = tmp_path / "home"
+    built = hostel("build", "--locked", "--bundle", "all.bundle", "run.yaml", home=offline_home, cwd=project,
+                   offline=True)  # fmt: skip
+    assert built.returncode == 0, built.stderr[-3000:]
+    # The same envs (the same keys) as the connected machine's locked build, which `hostel pack` made.
+    assert len(_envs(offline_home)) == 3 and _envs(offline_home) <= _envs(hostel_home)
+    old = hostel("call", "--locked", "run.yaml", "old", "versions", home=offline_home, cwd=project, offline=True)
+    assert old.returncode == 0, old.stderr[-3000:]
+    assert json.loads(old.stdout)["idna"] == "2.10" and str(offline_home) in json.loads(old.stdout)["prefix"]
+    # FMS on its own Python answers too; its detector is out of reach (no network here), which it reports.
+    fms = hostel("call", "--locked", "run.yaml", "fms", "run_moderation", "--args", '{"input": "hi", "model": "pii"}',
+                 home=offline_home, cwd=project, offline=True)  # fmt: skip
+    assert fms.returncode == 0, fms.stderr[-3000:]
+    result = json.loads(fms.stdout)["results"][0]
+    assert result["flagged"] is False and "connection attempts failed" in result["metadata"]["error"]
+
+
+def test_a_bundle_that_lacks_a_provider_is_refused_naming_it(project: Path, tmp_path: Path) -> None:
+    done = hostel("build", "--locked", "--bundle", "old.bundle", "run.yaml", home=tmp_path / "home", cwd=project,
+                  offline=True)  # fmt: skip
+    assert done.returncode == 1
+    assert "the bundle lacks provider 'new' (it holds: old)" in done.stderr
+    assert "the bundle lacks provider 'fms'" in done.stderr
+    assert "old: built" in done.stderr  # what it has, it builds
+
+
+def test_a_tampered_bundle_is_refused_by_hash(project: Path, tmp_path: Path) -> None:
+    tampered = tmp_path / "tampered.bundle"
+    with tarfile.open(project / "all.bundle") as source, tarfile.open(tampered, "w") as out:
+        for member in source.getmembers():
+            data = source.extractfile(member).read()  # type: ignore[union-attr]
+            if member.name.startswith("wheels/idna-2.10"):
+                data = data[:-1] + bytes([data[-1] ^ 1])
+            out.addfile(member, io.BytesIO(data))
+    done = hostel("build", "--locked", "--bundle", str(tampered), "run.yaml", home=tmp_path / "home", cwd=project,
+                  offline=True)  # fmt: skip
+    assert done.returncode == 2
+    assert "wheels/idna-2.10-py2.py3-none-any.whl does not match its manifest" in done.stderr
+    assert not (tmp_path / "home" / "envs").exists()
+
+
+def test_pack_refuses_a_config_without_a_lock_or_with_a_stale_one(project: Path, hostel_home: Path) -> None:
+    bare = project.parent / "unlocked"
+    shutil.copytree(project, bare, ignore=shutil.ignore_patterns("hostel.lock", "*.bundle"))
+    done = hostel("pack", "run.yaml", "-o", "x.bundle", home=hostel_home, cwd=bare)
+    assert done.returncode == 2 and "no lock" in done.stderr and "run `hostel lock CONFIG`" in done.stderr
+    shutil.copy(project / "hostel.lock", bare / "hostel.lock")
+    raw = yaml.safe_load((bare / "run.yaml").read_text())
+    raw["providers"]["safety"][0]["pip_packages"].append("rich")
+    (bare / "run.yaml").write_text(yaml.safe_dump(raw))
+    done = hostel("pack", "run.yaml", "-o", "x.bundle", home=hostel_home, cwd=bare)
+    said = " ".join(done.stderr.split())  # as printed, wrapped to the terminal's width
+    assert (
+        done.returncode == 1 and "the spec of provider 'fms'" in said and "changed since the lock was written" in said
+    )
+    assert "no bundle written" in said and not (bare / "x.bundle").exists()
