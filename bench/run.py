@@ -30,6 +30,7 @@ import bench_gateway
 import bench_gateway_security
 import bench_launchers
 import bench_lifecycle
+import bench_pack
 import bench_ray_baseline
 import bench_sandbox
 import bench_scale
@@ -39,7 +40,7 @@ from _common import print_table
 
 PARTS = (
     "calls", "supervisor", "gateway", "gateway_security", "envs", "ray", "launchers", "containment", "chaos", "sandbox",
-    "lifecycle", "telemetry", "scale", "bridge",
+    "lifecycle", "telemetry", "scale", "bridge", "pack",
 )  # fmt: skip
 
 
@@ -68,6 +69,8 @@ async def run_part(name: str, quick: bool) -> list[dict[str, Any]]:
         return await bench_telemetry.bench(500 if quick else 2000)
     if name == "lifecycle":
         return await bench_lifecycle.bench(10 if quick else 30, 200)
+    if name == "pack":  # quick: the README's example; else the seven PyPI providers (GBs, minutes)
+        return await bench_pack.bench("conflicting_pins" if quick else "pypi_providers", "")
     if name == "bridge":
         return await bench_bridge.bench(100 if quick else 400, 1000 if quick else 5000, 10 if quick else 50)
     return await bench_envs.bench(["uv"] if quick else ["uv", "pip"], 10 if quick else 50)
@@ -93,6 +96,9 @@ def main() -> None:
             continue
         if name == "bridge" and not bench_bridge.python312():
             print("\nbridge: skipped (OGX 1.5 needs a Python 3.12: hostel python 3.12 finds none)")
+            continue
+        if name == "pack" and not bench_pack.can_unshare():
+            print("\npack: skipped (needs `unshare -n`, a network namespace, to build offline)")
             continue
         rows = asyncio.run(run_part(name, opts.quick))
         print_table(name, rows)
