@@ -2,7 +2,7 @@
 (a network namespace of its own, `unshare -n`, with empty installer caches and a new HOSTEL_HOME), then a call.
 
 The project is the README's example (two local packages pinning different idna) plus one real PyPI provider on
-another Python (TrustyAI FMS on 3.12)."""
+another Python (TrustyAI FMS on 3.12). A provider's container image builds from the same bundle with no network."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from tests.conftest import EXAMPLES, python_path
+from tests.container_env import BASE_IMAGE, engine_unavailable
 
 FMS = {
     "provider_id": "fms", "provider_type": "remote::trustyai_fms", "module": "llama_stack_provider_trustyai_fms==0.4.0",
@@ -129,3 +130,28 @@ def test_pack_refuses_a_config_without_a_lock_or_with_a_stale_one(project: Path,
         done.returncode == 1 and "the spec of provider 'fms'" in said and "changed since the lock was written" in said
     )
     assert "no bundle written" in said and not (bare / "x.bundle").exists()
+
+
+def test_a_provider_image_builds_from_the_bundle_with_no_network(project: Path, hostel_home: Path) -> None:
+    """`hostel image build --bundle`: the image's venv gets the provider's locked pins from the bundle (the engine
+    builds with `--network none`); the container launcher then runs the provider from it."""
+    reason = engine_unavailable()  # sets CONTAINERS_CONF for this sandbox
+    if reason:
+        if os.environ.get("HOSTEL_REQUIRE_CONTAINERS") == "1":
+            pytest.fail(f"containers required but unavailable: {reason}")
+        pytest.skip(reason)
+    tag = f"localhost/hostel-pack-test:{os.getpid()}"
+    try:
+        built = hostel("image", "build", "run.yaml", "old", "--tag", tag, "--base", BASE_IMAGE, "--bundle",
+                       "all.bundle", home=hostel_home, cwd=project)  # fmt: skip
+        assert built.returncode == 0, built.stderr[-3000:]
+        raw = yaml.safe_load((project / "run.yaml").read_text())
+        raw["providers"] = {"tool_runtime": [{**raw["providers"]["tool_runtime"][0], "launcher": "container",
+                                              "container_image": tag}]}  # fmt: skip
+        (project / "boxed.yaml").write_text(yaml.safe_dump(raw))
+        called = hostel("call", "boxed.yaml", "old", "versions", home=hostel_home, cwd=project)
+        assert called.returncode == 0, called.stderr[-3000:]
+        versions = json.loads(called.stdout)
+        assert versions["idna"] == "2.10" and versions["prefix"] == "/opt/hostel"
+    finally:
+        subprocess.run(["podman", "rmi", "--force", tag], capture_output=True, check=False)

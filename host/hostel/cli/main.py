@@ -102,6 +102,10 @@ def _env_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     image_build.add_argument("--tag", default=None, help="default: the provider's container_image, if set")
     image_build.add_argument("--base", default=None, help="an image with python3 (default python:3.11-slim)")
     image_build.add_argument("--engine", choices=["auto", "podman", "docker"], default=None)
+    image_build.add_argument(
+        "--bundle", type=Path, default=None, metavar="FILE",
+        help="install the provider's locked pins from this `hostel pack` bundle, with no network",
+    )  # fmt: skip
 
     python = sub.add_parser(
         "python",
@@ -345,10 +349,18 @@ async def _image_build(opts: argparse.Namespace) -> int:
         engine = find_engine(settings)
     except FileNotFoundError as exc:
         raise UsageError(str(exc)) from None
+    locked = None
+    if opts.bundle is not None:
+        from hostel.cli.envs import manager
+
+        envs = manager(plan, locked=True, bundle=opts.bundle)
+        assert envs.bundle is not None
+        locked = image.Locked(await envs.describe(provider), envs.bundle)
     print(f"building {tag} for provider {provider.provider_id} with {engine}", file=sys.stderr)
     await image.build_image(
-        provider, tag=tag, engine=engine, base=opts.base or image.DEFAULT_BASE, sdk_cache=default_home() / "wheels"
-    )
+        provider, tag=tag, engine=engine, base=opts.base or image.DEFAULT_BASE, sdk_cache=default_home() / "wheels",
+        locked=locked,
+    )  # fmt: skip
     print(tag)
     return 0
 

@@ -29,6 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.version import Version
+
 from hostel import __version__
 from hostel._environ import installer_environ
 from hostel.envs import commands
@@ -76,6 +80,12 @@ class Bundle:
                 provider_id=provider_id,
             )
         return entry
+
+    def wheels(self, provider_id: str) -> list[Path]:
+        """The wheels of the provider's pinned distributions, and of its local packages."""
+        entry = self.provider(provider_id)
+        names = [self.wheelhouse / name for name in entry.get("wheels", {}).values()]
+        return names + [self.root / relpath for relpath in entry.get("local_wheels", {}).values()]
 
     def extra_hashes(self, provider_id: str) -> dict[str, list[str]]:
         """For pins the index had only as an sdist: the sha256 of the wheel ``hostel pack`` built from it."""
@@ -162,6 +172,7 @@ class Packer:
             for pin in indexed:  # one at a time: which have a wheel, which only an sdist
                 if not await self._download(spec, [pin], hashes, binary_only=True):
                     entry["built_from_sdist"][pin] = await self._wheel_from_sdist(spec, pin, hashes)
+        entry["wheels"] = _pin_wheels(indexed, self.root / "wheels")
         for pin in spec.pins:
             source = local_dir(pin)
             if source:
@@ -262,6 +273,22 @@ class Packer:
             if os.path.exists(tmp):
                 os.unlink(tmp)
         return manifest
+
+
+def _pin_wheels(pins: Sequence[str], wheelhouse: Path) -> dict[str, str]:
+    """Which wheel in ``wheelhouse`` is each ``name==version`` pin's (what an image build copies)."""
+    by_release: dict[tuple[str, str], str] = {}
+    for wheel in wheelhouse.glob("*.whl"):
+        name, release, _, _ = parse_wheel_filename(wheel.name)
+        by_release[(str(name), str(release))] = wheel.name
+    found = {}
+    for pin in pins:
+        requirement = Requirement(pin)
+        pinned = next((s.version for s in requirement.specifier if s.operator == "=="), None)
+        key = (str(canonicalize_name(requirement.name)), str(Version(pinned)) if pinned else "")
+        if key in by_release:
+            found[pin] = by_release[key]
+    return found
 
 
 def _plain(info: tarfile.TarInfo) -> tarfile.TarInfo:

@@ -102,6 +102,7 @@ class EnvManager:
         self.installer = installer
         self.build_timeout_s = build_timeout_s
         self._interpreters = InterpreterCache(self.home / "interpreters.json")
+        self.bundle = bundle
         self._builder = EnvBuilder(
             self.home, installer=installer, build_timeout_s=build_timeout_s, pass_env=self.pass_env, bundle=bundle
         )
