@@ -5,8 +5,9 @@ rolling replacement under load.
 
 Every figure is measured on ``hostel run`` processes (envs built beforehand):
 
-- N providers with ``start: lazy`` against the same N eager: seconds from ``hostel run`` to ``/v1/health``
-  answering 200, and the memory of the host and its workers then (PSS: shared pages counted once);
+- N providers with ``start: lazy`` against the same N eager, and eager with ``zygote: false`` (every worker
+  spawned rather than forked from its provider's zygote): seconds from ``hostel run`` to ``/v1/health``
+  answering 200, and the memory of the host, its zygotes and its workers then (PSS: shared pages counted once);
 - the first call to a cold provider against a warm call and the worker start it includes;
 - a config reload that replaces a provider while clients call it at ``rate`` calls/s: failed calls, the
   longest call during the change against the longest before it (the switch-over gap), how long the reload
@@ -37,12 +38,12 @@ from hostel import Host
 from tests.conftest import make_config
 
 
-def _config(tmp: Path, n: int, start: str, greeting: str = "v1") -> Path:
+def _config(tmp: Path, n: int, start: str, greeting: str = "v1", *, zygote: bool = True) -> Path:
     providers = [
         {"provider_id": f"p{i}", "provider_type": "inline::testprov", "config": {"greeting": greeting}}
         for i in range(n)
     ]
-    hostel = {"start": start, "drain_grace_s": 30}
+    hostel = {"start": start, "drain_grace_s": 30, "zygote": zygote}
     return make_config(tmp, providers={"tool_runtime": providers}, hostel=hostel)
 
 
@@ -80,8 +81,10 @@ def _call_ms(client: httpx.Client, url: str, provider_id: str) -> float:
 
 async def _idle_costs(tmp: Path, n: int) -> list[dict[str, Any]]:
     rows = []
-    for start in ("lazy", "eager"):
-        config = _config(tmp / start, n, start)
+    # Eager with zygotes (every worker, the first too, forked from its provider's zygote) against eager spawned.
+    for start, zygote in (("lazy", True), ("eager", True), ("eager", False)):
+        label = start if zygote else f"{start}, zygote: false"
+        config = _config(tmp / label.replace(":", "").replace(", ", "-").replace(" ", ""), n, start, zygote=zygote)
         await _build(config)
         run = _Run(config)
         try:
@@ -89,19 +92,19 @@ async def _idle_costs(tmp: Path, n: int) -> list[dict[str, Any]]:
             memory = run.memory_mb()
             rows.append(
                 {
-                    "metric": f"{n} providers, start: {start}: ready (s)",
+                    "metric": f"{n} providers, start: {label}: ready (s)",
                     "value": round(run.ready_s, 3),
                     "detail": f"{memory['workers']:.0f} workers",
                 }
             )
             rows.append(
                 {
-                    "metric": f"{n} providers, start: {start}: host + workers PSS (MB)",
+                    "metric": f"{n} providers, start: {label}: host + workers PSS (MB)",
                     "value": round(memory["all_pss"], 1),
                     "detail": f"host PSS {memory['host_pss']:.1f}, RSS {memory['host_rss']:.1f}",
                 }
             )
-            if start == "lazy":
+            if start == "lazy" and zygote:
                 with httpx.Client(timeout=60) as client:
                     _call_ms(client, run.url, "p1")  # the connection, not the provider, is warm after this
                     first = _call_ms(client, run.url, "p0")
@@ -115,12 +118,14 @@ async def _idle_costs(tmp: Path, n: int) -> list[dict[str, Any]]:
                 )
         finally:
             run.stop()
-    rows.append({"metric": "worker start, env cached (ms)", "value": round(await _start_ms(tmp), 1), "detail": ""})
+    spawned = await _start_ms(tmp, zygote=False)
+    rows.append({"metric": "worker start, env cached (ms)", "value": round(await _start_ms(tmp), 1),
+                 "detail": f"forked from its zygote; spawned (zygote: false) {spawned:.1f} ms"})  # fmt: skip
     return rows
 
 
-async def _start_ms(tmp: Path) -> float:
-    config = _config(tmp / "one", 1, "eager")
+async def _start_ms(tmp: Path, *, zygote: bool = True) -> float:
+    config = _config(tmp / f"one-{zygote}", 1, "eager", zygote=zygote)
     samples = []
     for _ in range(3):
         host = Host.from_config(config)

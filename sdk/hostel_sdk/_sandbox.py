@@ -188,7 +188,8 @@ def _allow(libc: Any, ruleset: int, path: str, access: int, *, required: bool) -
 def apply(request: Mapping[str, Any]) -> int:
     """The start request's ``sandbox``: ``{"read": [...], "write": [...], "connect_ports": [...] | None}``, and
     with ``root`` (an empty directory of its own to build it in) a private root first, which holds only those
-    paths and the ``sockets`` named (see ``private_root``).
+    paths and the ``sockets`` named (see ``private_root``). ``private_shm``: this process lives in a private
+    root already (forked from a zygote that made one), whose ``/dev/shm`` it may write.
 
     The venv and the interpreter this worker runs are always readable."""
     read = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable))}
@@ -199,6 +200,8 @@ def apply(request: Mapping[str, Any]) -> int:
         keep = [*SYSTEM_READ, *SYSTEM_WRITE, *read, *write, *(request.get("sockets") or ())]
         if private_root(request["root"], keep):
             write.append(_SHM)
+    elif request.get("private_shm"):  # forked from a zygote in a private root: its /dev/shm is that provider's own
+        write.append(_SHM)
     return restrict(read=sorted(read), write=write, connect_ports=request.get("connect_ports"))
 
 

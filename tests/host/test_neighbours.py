@@ -9,13 +9,14 @@ import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from hostel import ConfigError, Host, ProviderStartError
 from hostel.config.plan import load_plan
 from hostel.launch.process import ProcessLauncher
 from hostel_sdk._sandbox import landlock_abi
-from tests.conftest import REPO, chaos_spec, make_config, provider_spec, wait_until
+from tests.conftest import REPO, chaos_spec, make_config, provider_spec
 
 PTHPROV = REPO / "tests" / "providers" / "pthprov"
 
@@ -167,32 +168,44 @@ async def test_a_wheels_pth_code_runs_inside_the_sandbox_in_the_worker_and_in_th
                          pip_packages=[str(PTHPROV)])  # fmt: skip
     entries = [
         {"provider_id": "boxed", "provider_type": "inline::pth", "sandbox": True},
+        {"provider_id": "spawned", "provider_type": "inline::pth", "sandbox": True, "zygote": False},
         {"provider_id": "open", "provider_type": "inline::pth"},
     ]
     config = make_config(tmp_path, specs={"inline/tool_runtime/pth": spec}, providers={"tool_runtime": entries})
     os.environ["HOSTEL_TEST_SECRET"] = "in the host's environment"
     try:
         async with Host.from_config(config) as host:
+            # Every worker is forked from its provider's zygote, where the .pth code ran: unconfined there ...
             assert await host.provider("open").seen() == {
-                "who": "worker", "parent_environ": "allowed", "other_envs": "allowed"
+                "who": "zygote", "parent_environ": "allowed", "other_envs": "allowed"
             }  # fmt: skip
             denied = "denied: Permission denied"
+            # ... and confined from the zygote's first line for a sandboxed provider,
             assert await host.provider("boxed").seen() == {
-                "who": "worker", "parent_environ": denied, "other_envs": denied
+                "who": "zygote", "parent_environ": denied, "other_envs": denied
             }  # fmt: skip
-            boxed, opened = host.supervisor.providers["boxed"], host.supervisor.providers["open"]
-            assert boxed.env is not None and opened.env is not None and boxed.worker is not None
-            cmdline = Path(f"/proc/{boxed.worker.pid}/cmdline").read_bytes().split(b"\0")
-            assert cmdline[1:3] == [b"-S", b"-c"] and cmdline[-2] == b"hostel_sdk.worker"
-            # Its zygote ran the .pth code too, confined as well: a restart is forked from it and keeps what it saw.
             launcher = host.supervisor.launchers.get("process")
             assert isinstance(launcher, ProcessLauncher) and launcher.zygotes is not None
-            zygotes = launcher.zygotes
-            assert await asyncio.to_thread(wait_until, lambda: len(zygotes.pids()) == 2, 60)
+            zygote_pids = launcher.zygotes.pids()
+            boxed_zygote = psutil.Process(host.supervisor.providers["boxed"].worker.pid).ppid()  # type: ignore[union-attr]
+            assert boxed_zygote in zygote_pids
+            cmdline = Path(f"/proc/{boxed_zygote}/cmdline").read_bytes().split(b"\0")
+            assert cmdline[1:3] == [b"-S", b"-c"] and cmdline[-3] == b"hostel_sdk.zygote"  # ... zygote FD
+            # ... as a spawned worker's is from its own (zygote: false).
+            assert await host.provider("spawned").seen() == {
+                "who": "worker", "parent_environ": denied, "other_envs": denied
+            }  # fmt: skip
+            spawned = host.supervisor.providers["spawned"].worker
+            assert spawned is not None
+            cmdline = Path(f"/proc/{spawned.pid}/cmdline").read_bytes().split(b"\0")
+            assert cmdline[1:3] == [b"-S", b"-c"] and cmdline[-2] == b"hostel_sdk.worker"
+            # A restart is forked from the same zygote and keeps what it saw.
             await host.restart("boxed")
             assert await host.provider("boxed").seen() == {
                 "who": "zygote", "parent_environ": denied, "other_envs": denied
             }  # fmt: skip
+            boxed, opened = host.supervisor.providers["boxed"], host.supervisor.providers["open"]
+            assert boxed.env is not None and opened.env is not None
     finally:
         del os.environ["HOSTEL_TEST_SECRET"]
 

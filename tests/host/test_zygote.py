@@ -39,7 +39,7 @@ def _zygotes() -> list[psutil.Process]:
 
 
 async def _zygote(host: Host) -> psutil.Process:
-    """The host's zygote, once it has warmed (after its provider's first worker started) and can fork."""
+    """The host's zygote (started for its provider's first worker), once it can fork."""
     launcher = host.supervisor.launchers.get("process")
     assert isinstance(launcher, ProcessLauncher) and launcher.zygotes is not None
     zygotes = launcher.zygotes
@@ -61,11 +61,11 @@ async def _restarted(host: Host, old: int | None) -> int:
     return pid
 
 
-async def test_a_first_start_spawns_and_restarts_are_forks_of_the_envs_zygote(tmp_path: Path) -> None:
+async def test_the_first_worker_and_its_restarts_are_forks_of_the_envs_zygote(tmp_path: Path) -> None:
     async with Host.from_config(_config(tmp_path)) as host:
         first = host.status()[0].pid
-        assert _parent(first) == os.getpid()  # the first start does not wait for a zygote
         zygote = await _zygote(host)
+        assert _parent(first) == zygote.pid  # the first too: it shares the zygote's pages with every later one
         # ... -m hostel_sdk.zygote FD: the runtime alone; each fork imports the provider's module itself
         assert zygote.cmdline()[-2] == "hostel_sdk.zygote"
         second = await _restarted(host, first)

@@ -232,7 +232,7 @@ class WorkerProcess(WorkerBase):
             host_socket=str(self._host_socket) if self._host_socket else None,
             server_token=self.server_token,
             # Spawned confined: nothing more to do. Forked: within its zygote's sandbox, narrowed to its own.
-            sandbox=None if self._confined and not self._forked else self._sandbox(own_root=not self._forked),
+            sandbox=None if self._confined and not self._forked else self._forked_sandbox(),
             # A forked worker's parent is its zygote, which may die before it; it watches the host's pipe.
             host_pid=None if self._forked else request.host_pid,
             parent_death=not self._forked,
@@ -251,6 +251,17 @@ class WorkerProcess(WorkerBase):
             root=(own / ("zygote-root" if zygote else "root")) if own_root else None,
             sockets=[str(self._host_socket)] if self._host_socket else [],
         )
+
+    def _forked_sandbox(self) -> dict[str, Any] | None:
+        """The sandbox a worker applies to itself: spawned, with a private root of its own; forked, none (it lives
+        in its zygote's), but the zygote's private ``/dev/shm`` to write (multiprocessing's semaphores)."""
+        if not self._forked:
+            return self._sandbox()
+        policy = self._sandbox(own_root=False)
+        zygote = self._sandbox(zygote=True)
+        if policy is not None and zygote is not None and "root" in zygote:
+            policy["private_shm"] = True
+        return policy
 
     def _zygote_spec(self, env: Mapping[str, str]) -> ZygoteSpec:
         """The zygote this worker may be forked from (a sandboxed provider's starts inside its sandbox)."""
@@ -290,18 +301,12 @@ class WorkerProcess(WorkerBase):
         return self.plan.spec.module if self.plan.worker.zygote_preload else None
 
     async def _fork(self, env: dict[str, str]) -> ForkedChild | None:
-        """The worker forked from its env's zygote, or ``None`` (spawn it) if no zygote can fork it now. A
-        provider with replicas waits for its zygote; otherwise a first start does not (the zygote is warmed
-        once the worker is up, for its restarts)."""
+        """The worker forked from its env's zygote (started first if none runs), or ``None`` (spawn it) if no
+        zygote can fork it. The first worker too: forked, it shares the zygote's pages (grpc, pydantic,
+        hostel-sdk) with every later one, where a spawned one would share none."""
         assert self._zygotes is not None and self._stdout is not None
         try:
-            if self.plan.policy.replicas > 1:
-                zygote = await self._zygotes.get(self.plan.provider_id, self._zygote_spec(env), self._zygote_module())
-            else:
-                found = self._zygotes.running(self.plan.provider_id, self._zygote_spec(env))
-                if found is None:
-                    return None
-                zygote = found
+            zygote = await self._zygotes.get(self.plan.provider_id, self._zygote_spec(env), self._zygote_module())
             child = ForkedChild(self._stdout.feed, self._err.feed)
             await child.spawn_from(zygote, env, self._cwd())
         except (ZygoteUnavailableError, OSError) as exc:
@@ -354,8 +359,6 @@ class WorkerProcess(WorkerBase):
             await (self.wait() if result.worker_exits else self.kill())
             raise self._start_error(result.message, result.stage)
         logger.info("started provider %s [pid %s]", self.plan.provider_id, child.pid)
-        if self._zygotes is not None and not self._forked:
-            self._zygotes.warm(self.plan.provider_id, self._zygote_spec(self._env), self._zygote_module())
         return result
 
     def _log_stderr(self, line: str) -> None:

@@ -1,7 +1,9 @@
 """Zygotes: one pre-imported process per provider env that forks its workers (``hostel_sdk.zygote``).
 
-A restart or a new replica then costs a ``fork()`` of an interpreter that has imported grpc, pydantic,
-hostel-sdk and (where safe) the provider's module, instead of a Python start and those imports. The worker
+Every worker of a provider, the first included, is a ``fork()`` of an interpreter that has imported grpc,
+pydantic, hostel-sdk and (where safe) the provider's module: a restart or a new replica costs no Python start
+and no runtime import, and all of them share those pages with the zygote (a first worker spawned beside its
+zygote would share none). The worker
 is the zygote's child, not the host's: ``ForkedChild`` gives the process launcher the same handle as
 ``Child`` — pipes the host created and passed over, the exit from the zygote (which reaps it), and from a
 pidfd if the zygote died first. A zygote that dies is started again for the next fork; running workers do
@@ -307,14 +309,18 @@ class ForkedChild(Signals):
 
 
 class Zygotes:
-    """The zygotes of one host: one per provider (its env and worker environment), started on first use. When
-    a reload gives a provider another env or environment, its zygote is replaced by one for the new."""
+    """The zygotes of one host: one per provider (its env and worker environment), started for its first worker.
+    When a reload gives a provider another env or environment, its zygote is replaced by one for the new."""
 
     def __init__(self) -> None:
         self._by_owner: dict[str, Zygote] = {}
         self._unsafe: set[tuple[Path, str]] = set()  # (python, module) that start threads at import
-        self._lock = asyncio.Lock()
-        self._warming: dict[str, asyncio.Task[None]] = {}
+        # One per provider: providers starting together start their zygotes together.
+        self._locks: dict[str, asyncio.Lock] = {}
+        # Zygotes that could not start, by provider: its workers are spawned without trying again (a hung start
+        # would cost each worker start the ready timeout) until its env or environment changes.
+        self._broken: dict[str, ZygoteSpec] = {}
+        self._closed = False
 
     def running(self, owner: str, spec: ZygoteSpec) -> Zygote | None:
         """``owner``'s zygote if one is running and ready for ``spec``, else ``None`` (no waiting)."""
@@ -325,30 +331,16 @@ class Zygotes:
         """The pids of the zygotes running and ready to fork."""
         return [z.pid for z in self._by_owner.values() if z.alive and z.pid is not None]
 
-    def warm(self, owner: str, spec: ZygoteSpec, module: str | None) -> None:
-        """Start ``owner``'s zygote in the background, if none runs, for its next worker (a restart): a first
-        start does not wait for it. Zygotes warm one at a time, so a host starting many providers is not
-        slowed by as many imports again."""
-        if owner in self._warming or self.running(owner, spec) is not None:
-            return
-
-        async def start() -> None:
-            try:
-                await self.get(owner, spec, module)
-            except ZygoteUnavailableError as exc:
-                logger.info("no zygote for provider %s: %s; its workers are spawned", owner, exc)
-            finally:
-                self._warming.pop(owner, None)
-
-        self._warming[owner] = asyncio.create_task(start())
-
     async def get(self, owner: str, spec: ZygoteSpec, module: str | None) -> Zygote:
         """``owner``'s running zygote for this env, started (or replaced) if needed; ``ZygoteUnavailableError``
         if none can run."""
-        async with self._lock:
+        async with self._locks.setdefault(owner, asyncio.Lock()):
             current = self.running(owner, spec)
             if current is not None:
                 return current
+            broken = self._broken.get(owner)
+            if broken is not None and broken.fits(spec):
+                raise ZygoteUnavailableError("its zygote could not start before")
             stale = self._by_owner.pop(owner, None)
             if stale is not None:
                 await stale.stop()
@@ -356,7 +348,7 @@ class Zygotes:
                 module = None
             zygote = Zygote(spec, module)
             try:
-                await zygote.start()
+                await (zygote.start() if module else self._start(owner, zygote))
             except ZygoteUnavailableError:
                 if not module:
                     raise
@@ -367,16 +359,26 @@ class Zygotes:
                 )
                 self._unsafe.add((spec.python, module))
                 zygote = Zygote(spec, None)
-                await zygote.start()
+                await self._start(owner, zygote)
+            if self._closed:  # the host stopped while this one started: it must not outlive the host
+                await zygote.stop()
+                raise ZygoteUnavailableError("the host is stopping")
             self._by_owner[owner] = zygote
             logger.debug("zygote for provider %s ready [pid %s]", owner, zygote.pid)
             return zygote
 
+    async def _start(self, owner: str, zygote: Zygote) -> None:
+        """Start a zygote of the runtime alone; if even that fails, remember it for ``owner``."""
+        try:
+            await zygote.start()
+        except ZygoteUnavailableError:
+            self._broken[owner] = zygote.spec
+            raise
+        self._broken.pop(owner, None)
+
     async def close(self) -> None:
-        """Stop every zygote (and the ones warming)."""
-        for task in self._warming.values():
-            task.cancel()
-        await asyncio.gather(*self._warming.values(), return_exceptions=True)
+        """Stop every zygote (one starting now stops once started)."""
+        self._closed = True
         zygotes, self._by_owner = list(self._by_owner.values()), {}
         await asyncio.gather(*(z.stop() for z in zygotes))
 
