@@ -115,6 +115,14 @@ def test_a_tampered_bundle_is_refused_by_hash(project: Path, tmp_path: Path) -> 
     assert not (tmp_path / "home" / "envs").exists()
 
 
+def test_a_file_that_is_no_bundle_is_refused_naming_it(project: Path, tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("not a tar file")
+    done = hostel("build", "--locked", "--bundle", str(tmp_path / "notes.txt"), "run.yaml", home=tmp_path / "home",
+                  cwd=project, offline=True)  # fmt: skip
+    assert done.returncode == 2 and "notes.txt" in done.stderr and "not a hostel bundle" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_pack_refuses_a_config_without_a_lock_or_with_a_stale_one(project: Path, hostel_home: Path) -> None:
     bare = project.parent / "unlocked"
     shutil.copytree(project, bare, ignore=shutil.ignore_patterns("hostel.lock", "*.bundle"))

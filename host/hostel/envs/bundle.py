@@ -111,8 +111,13 @@ def open_bundle(path: Path, home: Path) -> Bundle:
     if not (root / ".checked").exists():
         staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=_mkdir(root.parent)))
         try:
-            with tarfile.open(path) as archive:
-                archive.extractall(staging, filter="data")
+            try:
+                with tarfile.open(path) as archive:
+                    archive.extractall(staging, filter="data")
+            except (tarfile.TarError, OSError) as exc:
+                raise ConfigError(
+                    [Problem(str(path), "", f"not a hostel bundle ({exc}); make one with `hostel pack CONFIG -o FILE`")]
+                ) from None
             _check(path, staging)
             (staging / ".checked").touch()
             if root.exists():
