@@ -29,6 +29,7 @@ from hostel._confine import confined_command, sandbox_policy
 from hostel._environ import installer_environ, worker_environ
 from hostel.envs import commands
 from hostel.envs.bundle import Bundle
+from hostel.envs.hashes import hashed_requirements
 from hostel.envs.localwheels import build_command, cached_wheel, distribution_sources, publish, wheel_dir
 from hostel.envs.sdkwheel import sdk_wheel
 from hostel.envs.spec import METADATA_FORMAT, EnvSpec, asks_instrumentations, local_dir, tree_hash
@@ -112,8 +113,7 @@ class EnvBuilder:
         wheels = await self._local_wheels(spec, installer, uv_bin, python, [local_dir(r) for r in requirements])
         if hashes:  # the lock's pins, in hash-checking mode: different bytes fail, naming the distribution
             hashed = tmp / "hostel-hashed-requirements.txt"
-            lines = (f"{pin} {' '.join(f'--hash={h}' for h in found)}\n" for pin, found in hashes.items())
-            hashed.write_text("".join(lines))
+            hashed.write_text(hashed_requirements(hashes.items()))
             await self._run(spec, [*install_base, "--require-hashes", "--no-deps", "-r", str(hashed)], list(hashes))
             hashed.unlink()
         install = [*install_base, "-r", str(req_file), *map(str, wheels), *(["--no-deps"] if spec.pins else [])]

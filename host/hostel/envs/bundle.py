@@ -36,7 +36,7 @@ from packaging.version import Version
 from hostel import __version__
 from hostel._environ import installer_environ
 from hostel.envs import commands
-from hostel.envs.hashes import hashable
+from hostel.envs.hashes import hashable, hashed_requirements
 from hostel.envs.localwheels import cached_wheel, wheel_dir
 from hostel.envs.sdkwheel import sdk_wheel
 from hostel.envs.spec import EnvSpec, local_dir, tree_hash
@@ -193,7 +193,7 @@ class Packer:
             return True
         with tempfile.TemporaryDirectory(prefix="hostel-pack-") as tmp:
             requirements = Path(tmp) / "pins.txt"
-            requirements.write_text("".join(f"{p} {' '.join(f'--hash={h}' for h in hashes[p])}\n" for p in pins))
+            requirements.write_text(hashed_requirements((p, hashes[p]) for p in pins))
             target = self.root / "wheels" if binary_only else Path(tmp) / "sdist"
             command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--require-hashes",
                        "--dest", str(target), "-r", str(requirements)]  # fmt: skip

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
@@ -19,6 +19,11 @@ from packaging.utils import canonicalize_name
 from hostel._environ import installer_environ
 from hostel.envs import commands
 from hostel.errors import EnvBuildError
+
+
+def hashed_requirements(pins: Iterable[tuple[str, Sequence[str]]]) -> str:
+    """A requirements file for the installers' hash-checking mode: ``pin --hash=sha256:... ...`` per line."""
+    return "".join(f"{pin} {' '.join(f'--hash={h}' for h in found)}\n" for pin, found in pins)
 
 
 def hashable(pin: str) -> bool:

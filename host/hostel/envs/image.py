@@ -20,6 +20,7 @@ from pathlib import Path
 from hostel.config.plan import ProviderPlan
 from hostel.envs import commands
 from hostel.envs.bundle import Bundle
+from hostel.envs.hashes import hashed_requirements
 from hostel.envs.sdkwheel import sdk_wheel
 from hostel.envs.spec import EnvSpec, is_path, local_dir
 from hostel.errors import EnvBuildError
@@ -46,12 +47,13 @@ def write_context(
     wheel = sdk_wheel(sdk_cache)
     shutil.copyfile(wheel, directory / "wheels" / wheel.name)
     pip = [f"{VENV}/bin/pip", "install", "--no-cache-dir", "--disable-pip-version-check"]
-    installs = [[*pip, *_requirements(plan, directory, wheel.name)]] if locked is None else []
     if locked is not None:
         installs = _locked_installs(locked, directory, pip, wheel.name)
-    elif plan.worker.constraints:
-        (directory / "constraints.txt").write_text("\n".join(plan.worker.constraints) + "\n")
-        installs[0][len(pip) : len(pip)] = ["--constraint", "/tmp/hostel/constraints.txt"]
+    else:
+        if plan.worker.constraints:
+            (directory / "constraints.txt").write_text("\n".join(plan.worker.constraints) + "\n")
+            pip += ["--constraint", "/tmp/hostel/constraints.txt"]
+        installs = [[*pip, *_requirements(plan, directory, wheel.name)]]
     labels = {
         "hostel.provider_type": plan.provider_type,
         "hostel.module": plan.spec.module,
@@ -102,8 +104,7 @@ def _locked_installs(locked: Locked, directory: Path, pip: list[str], sdk: str) 
     hashes = {pin: list(found) for pin, found in locked.spec.pin_hashes}
     for pin, found in locked.bundle.extra_hashes(provider_id).items():
         hashes[pin] = [*hashes.get(pin, []), *found]
-    lines = (f"{pin} {' '.join(f'--hash={h}' for h in found)}\n" for pin, found in sorted(hashes.items()))
-    (directory / "requirements.txt").write_text("".join(lines))
+    (directory / "requirements.txt").write_text(hashed_requirements(sorted(hashes.items())))
     local = [
         f"/tmp/hostel/wheels/{Path(rel).name}" for rel in locked.bundle.provider(provider_id)["local_wheels"].values()
     ]
