@@ -276,25 +276,23 @@ def test_one_trace_across_the_llama_stack_server_and_a_bridged_worker(
             body = {"model": "echo-new/new", "messages": [{"role": "user", "content": "traced"}]}
             response = httpx.post(f"{traced.url}/v1/chat/completions", json=body, headers=headers, timeout=120)
             assert response.status_code == 200, response.text
-            names = {"call echo-new.openai_chat_completion", "serve echo-new.openai_chat_completion"}
 
-            def arrived() -> bool:  # the server's own span ends (and is exported) after the response, last
-                spans = receiver.trace(trace_id)
-                server_span = any(s.service == "llama-stack" and "chat/completions" in s.name for s in spans)
-                return server_span and names <= {s.name for s in spans}
+            def chain() -> list[tuple[str, str]]:  # the worker's span, then its ancestors that have arrived
+                spans = {s.span_id: s for s in receiver.trace(trace_id)}
+                span = next((s for s in spans.values() if s.name == "serve echo-new.openai_chat_completion"), None)
+                found = []
+                while span is not None:
+                    found.append((span.name, span.service))
+                    span = spans.get(span.parent_id)
+                return found
 
-            assert wait_until(arrived, timeout=60), [(s.name, s.service) for s in receiver.trace(trace_id)]
-            spans = {s.span_id: s for s in receiver.trace(trace_id)}
-            worker = next(s for s in spans.values() if s.name == "serve echo-new.openai_chat_completion")
-            assert worker.service == "hostel-provider-echo-new"
-            ancestors, span = [], worker
-            while span.parent_id in spans:
-                span = spans[span.parent_id]
-                ancestors.append((span.name, span.service))
-            assert ancestors[0] == ("call echo-new.openai_chat_completion", "llama-stack")  # hostel, in the server
-            assert any(service == "llama-stack" and "chat/completions" in name for name, service in ancestors), (
-                ancestors
-            )
+            def arrived() -> bool:  # spans are exported in batches, the server's own last: wait for the whole chain
+                return any(service == "llama-stack" and "chat/completions" in name for name, service in chain())
+
+            assert wait_until(arrived, timeout=60), (chain(), [(s.name, s.service) for s in receiver.trace(trace_id)])
+            found = chain()
+            assert found[0] == ("serve echo-new.openai_chat_completion", "hostel-provider-echo-new")
+            assert found[1] == ("call echo-new.openai_chat_completion", "llama-stack")  # hostel, in the server
     finally:
         receiver.close()
 
