@@ -32,6 +32,7 @@ import bench_launchers
 import bench_lifecycle
 import bench_pack
 import bench_ray_baseline
+import bench_ray_multihost
 import bench_sandbox
 import bench_scale
 import bench_supervisor
@@ -40,7 +41,7 @@ from _common import print_table
 
 PARTS = (
     "calls", "supervisor", "gateway", "gateway_security", "envs", "ray", "launchers", "containment", "chaos", "sandbox",
-    "lifecycle", "telemetry", "scale", "bridge", "pack",
+    "lifecycle", "telemetry", "scale", "bridge", "pack", "ray_multihost",
 )  # fmt: skip
 
 
@@ -71,6 +72,8 @@ async def run_part(name: str, quick: bool) -> list[dict[str, Any]]:
         return await bench_lifecycle.bench(10 if quick else 30, 200)
     if name == "pack":  # quick: the README's example; else the seven PyPI providers (GBs, minutes)
         return await bench_pack.bench("conflicting_pins" if quick else "pypi_providers", "")
+    if name == "ray_multihost":
+        return await bench_ray_multihost.bench(500 if quick else 2000)
     if name == "bridge":
         return await bench_bridge.bench(100 if quick else 400, 1000 if quick else 5000, 10 if quick else 50)
     return await bench_envs.bench(["uv"] if quick else ["uv", "pip"], 10 if quick else 50)
@@ -91,8 +94,11 @@ def main() -> None:
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     for name in opts.only:
-        if name == "ray" and importlib.util.find_spec("ray") is None:
-            print("\nray: skipped (pip install ray to measure the Ray baselines)")
+        if name in ("ray", "ray_multihost") and importlib.util.find_spec("ray") is None:
+            print(f"\n{name}: skipped (pip install ray to measure the Ray baselines)")
+            continue
+        if name == "ray_multihost" and (why := bench_ray_multihost.netns.available()) is not None:
+            print(f"\nray_multihost: skipped ({why})")
             continue
         if name == "bridge" and not bench_bridge.python312():
             print("\nbridge: skipped (OGX 1.5 needs a Python 3.12: hostel python 3.12 finds none)")

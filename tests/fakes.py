@@ -43,6 +43,7 @@ class Behaviour:
     ignores_sigterm: bool = False
     rss_bytes: int | None = 10 * 2**20
     start_gate: asyncio.Event | None = None  # a start waits for it (to watch what happens meanwhile)
+    waiting_for: str | None = None  # what a start held by start_gate says it waits for (WorkerHandle.waiting_for)
     methods: dict[str, Callable[..., Awaitable[Any]]] = field(default_factory=dict)
 
 
@@ -59,6 +60,7 @@ class FakeWorker:
         self.kill_reason: str | None = None
         self.server_token: str | None = None
         self.tls: dict[str, str] | None = None
+        self.waiting_for: str | None = None
         self._pid = next(self._pids)
         self._exit: asyncio.Future[ExitInfo] = asyncio.get_running_loop().create_future()
         self.spawned = False
@@ -85,7 +87,9 @@ class FakeWorker:
     async def start(self, timeout: float, *, token: str = "") -> Handshake:
         self.token = token
         if self.behaviour.start_gate is not None:
+            self.waiting_for = self.behaviour.waiting_for
             await self.behaviour.start_gate.wait()
+            self.waiting_for = None
         if self.behaviour.fail_start:
             self.die(code=1)
             raise ProviderStartError("factory refused", provider_id=self.plan.provider_id, stage="factory")
@@ -138,6 +142,7 @@ class FakeChannel:
 
     def __init__(self, worker: FakeWorker, explain: Callable[[HostelError], Awaitable[HostelError]]) -> None:
         self.worker = worker
+        self.target = f"unix:/fake/{worker.pid}.sock"
         self._explain = explain
         self.shutdowns: list[float] = []
         self.health_checks = 0

@@ -248,3 +248,24 @@ async def test_stopping_the_host_during_a_lazy_start_leaves_no_worker(tmp_path: 
         await call
     assert launcher.made[0].exit_info is not None and len(launcher.made) == 1
     assert {s.state for s in supervisor.providers.values()} == {"stopped"}
+
+
+async def test_calls_are_refused_at_once_while_a_restart_waits_for_what_may_never_come(tmp_path: Path) -> None:
+    gate = asyncio.Event()
+    async with supervising(tmp_path, Behaviour(methods=_methods())) as (supervisor, launcher):
+        slot = supervisor.providers["t"]
+        old = slot.worker
+        assert old is not None
+        launcher.behaviour.start_gate = gate
+        launcher.behaviour.waiting_for = "a Ray node with {'far': 1}"  # as the Ray launcher says when none has it
+        old.die(code=1)  # type: ignore[attr-defined]
+        await until(lambda: slot.state == "restarting" and launcher.made[-1] is not old)
+        with pytest.raises(ProviderUnavailableError, match=r"restarting, waiting for a Ray node with \{'far': 1\}"):
+            await slot.call("pid", (), {}, timeout=30, provider_data=None)  # not left waiting 30 s
+        launcher.behaviour.waiting_for = None  # the next start waits for nothing that could be missing
+        launcher.made[-1].waiting_for = None  # type: ignore[attr-defined]
+        waiting = asyncio.create_task(slot.call("pid", (), {}, timeout=30, provider_data=None))
+        await asyncio.sleep(0.7)  # longer than a waiting call takes to look again
+        assert not waiting.done()  # a start that will finish: the call waits for it
+        gate.set()
+        assert await waiting == "answered"

@@ -113,3 +113,45 @@ def test_placement_needs_the_ray_launcher(tmp_path: Path) -> None:
                              "ray": {"num_gpus": 1}}  # fmt: skip
     with pytest.raises(ConfigError, match="Ray placement needs launcher: ray"):
         load_plan(make_config(tmp_path, providers={"tool_runtime": [entry]}))
+
+
+def _plan(tmp_path: Path, hostel: dict[str, Any] | None = None, **entry: Any) -> Any:
+    row = {"provider_id": "t", "provider_type": "inline::testprov", "launcher": "ray", **entry}
+    return load_plan(make_config(tmp_path, providers={"tool_runtime": [row]}, hostel=hostel or {}))
+
+
+GPU_NODE = "ab" * 28  # Ray's node ids are 28 bytes, in hex
+
+
+def test_a_start_says_when_no_live_node_could_ever_hold_its_actor(tmp_path: Path) -> None:
+    from hostel.launch.ray_launcher import placement, unplaceable
+
+    plan = _plan(tmp_path, ray={"num_cpus": 1, "resources": {"gpu_node": 1}})
+    wanted = placement(plan.providers[0], plan.settings.ray)
+    head = {"NodeID": "h", "Alive": True, "Resources": {"CPU": 4.0}}
+    gpu = {"NodeID": GPU_NODE, "Alive": True, "Resources": {"CPU": 1.0, "gpu_node": 1.0}}
+    assert (
+        unplaceable(wanted, [head])
+        == "a Ray node with {'CPU': 1, 'gpu_node': 1} (no live node of the cluster has them)"
+    )
+    assert unplaceable(wanted, [head, {**gpu, "Alive": False}]) is not None  # a dead node holds nothing
+    assert unplaceable(wanted, [head, gpu]) is None  # busy or not, it fits there: waiting is worth it
+    assert unplaceable(wanted, [head, {**gpu, "Resources": {"CPU": 0.5, "gpu_node": 1.0}}]) is not None
+
+    pinned = _plan(tmp_path, ray={"node_id": GPU_NODE})
+    wanted = placement(pinned.providers[0], pinned.settings.ray)
+    assert unplaceable(wanted, [head]) == f"the Ray node {GPU_NODE} (it is not in the cluster)"
+    assert unplaceable(wanted, [head, gpu]) is None
+    soft = _plan(tmp_path, ray={"node_id": GPU_NODE, "soft": True})
+    assert unplaceable(placement(soft.providers[0], soft.settings.ray), [head]) is None  # anywhere will do
+
+
+def test_the_nodes_installer_takes_the_options_given(tmp_path: Path) -> None:
+    from hostel.launch.ray_launcher import runtime_env
+
+    plan = _plan(tmp_path, hostel={"ray": {"install_options": ["--offline"]}})
+    assert runtime_env(plan.providers[0], plan.settings.ray)["uv"]["uv_pip_install_options"] == ["--offline"]
+    plan = _plan(tmp_path, hostel={"ray": {"installer": "pip", "install_options": ["--no-index"]}})
+    assert runtime_env(plan.providers[0], plan.settings.ray)["pip"]["pip_install_options"] == ["--no-index"]
+    plan = _plan(tmp_path)
+    assert "uv_pip_install_options" not in runtime_env(plan.providers[0], plan.settings.ray)["uv"]  # Ray's default

@@ -109,6 +109,10 @@ class RaySettings(_Strict):
     # The address workers use to call back into the host (deps, model_store); by default this node's IP.
     callback_host: str | None = None
     installer: Literal["uv", "pip"] = "uv"  # which runtime_env field carries the provider's packages
+    # The installer's options on the nodes (Ray's uv_pip_install_options / pip_install_options); None: Ray's
+    # own (uv: --no-cache). Nodes without an index: ["--offline"] (a shared uv cache), or
+    # ["--no-index", "--find-links", DIR].
+    install_options: list[str] | None = None
     num_cpus: float = Field(0, ge=0)  # the actor's CPU reservation
     resources: dict[str, float] = Field(default_factory=dict)  # custom Ray resources, to pin a provider to nodes
     # true: mutual TLS with a CA the host makes at start and a certificate per worker (recommended);

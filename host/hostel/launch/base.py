@@ -53,6 +53,9 @@ class WorkerHandle(Protocol):
     kill_reason: str | None  # why hostel killed it (hang, memory), if it did
     server_token: str | None  # what the host must send to the worker's server (workers on TCP), if anything
     tls: dict[str, str] | None  # mutual TLS to the worker (PEM ``cert``, ``key``, ``ca``), if configured
+    # While it starts: what it waits for that may never come (a Ray node with its resources), so calls are
+    # refused at once, saying so, instead of waiting for it.
+    waiting_for: str | None
 
     @property
     def pid(self) -> int | None:
@@ -106,6 +109,7 @@ class WorkerBase(abc.ABC):
 
     plan: ProviderPlan
     kill_reason: str | None
+    waiting_for: str | None = None
 
     @property
     @abc.abstractmethod

@@ -46,6 +46,8 @@ logger = logging.getLogger(__name__)
 _KILL_WAIT_S = 10.0
 # How long the cluster's address may take to accept a TCP connection before the start fails.
 _PROBE_S = 5.0
+# How often a start waiting for placement checks that some live node could hold the actor.
+_PLACEMENT_CHECK_S = 1.0
 
 
 def load_tls(settings: TlsSettings, base_dir: Path) -> dict[str, str]:
@@ -58,10 +60,14 @@ def load_tls(settings: TlsSettings, base_dir: Path) -> dict[str, str]:
 
 
 def runtime_env(plan: ProviderPlan, settings: RaySettings) -> dict[str, Any]:
-    """The actor's Ray ``runtime_env``: the provider's packages under ``uv`` (or ``pip``)."""
+    """The actor's Ray ``runtime_env``: the provider's packages under ``uv`` (or ``pip``), installed with
+    ``hostel.ray.install_options`` if given."""
     env: dict[str, Any] = {"env_vars": {"PYTHONUNBUFFERED": "1"}}
     if plan.worker.pip_packages:
         env[settings.installer] = {"packages": list(plan.worker.pip_packages)}
+        if settings.install_options is not None:
+            key = "uv_pip_install_options" if settings.installer == "uv" else "pip_install_options"
+            env[settings.installer][key] = list(settings.install_options)
     return env
 
 
@@ -82,6 +88,25 @@ def placement(plan: ProviderPlan, settings: RaySettings) -> dict[str, Any]:
     elif own.get("strategy", "SPREAD" if plan.policy.replicas > 1 else None):
         options["scheduling_strategy"] = own.get("strategy", "SPREAD")
     return options
+
+
+def unplaceable(options: dict[str, Any], nodes: list[dict[str, Any]]) -> str | None:
+    """What an actor with placement ``options`` waits for, if no live node in ``nodes`` (``ray.nodes()``) has
+    the resources it asks for at all (a busy node will free them; a missing one may never come), else ``None``."""
+    wanted = {"CPU": options.get("num_cpus") or 0, "GPU": options.get("num_gpus") or 0,
+              **(options.get("resources") or {})}  # fmt: skip
+    wanted = {name: int(amount) if float(amount).is_integer() else amount for name, amount in wanted.items() if amount}
+    strategy = options.get("scheduling_strategy")
+    node_id = getattr(strategy, "node_id", None)
+    soft = getattr(strategy, "soft", False)
+    alive = [node for node in nodes if node.get("Alive")]
+    if node_id and not soft:
+        alive = [node for node in alive if node.get("NodeID") == node_id]
+        if not alive:
+            return f"the Ray node {node_id} (it is not in the cluster)"
+    if any(all(node.get("Resources", {}).get(k, 0) >= v for k, v in wanted.items()) for node in alive):
+        return None
+    return f"a Ray node with {wanted} (no live node of the cluster has them)"
 
 
 async def _reachable(address: str | None) -> None:
@@ -193,7 +218,7 @@ class RayWorker(WorkerBase):
             max_concurrency=8,
         ).remote()
         try:
-            node = await _get(self._actor.node.remote(), settings.build_timeout_s)
+            node = await self._placed(settings.build_timeout_s)
         except TimeoutError:
             await self.close()
             raise self._start_error(
@@ -230,6 +255,21 @@ class RayWorker(WorkerBase):
             raise self._start_error(f"the worker's Ray actor died: {exc}", "handshake") from None
         self._watcher = asyncio.create_task(self._watch())
         return await self._handshake(line)
+
+    async def _placed(self, timeout: float) -> str:
+        """The node the actor runs on once Ray has placed it and built its runtime_env; meanwhile
+        ``waiting_for`` says so whenever no live node of the cluster could ever hold it."""
+        placed = asyncio.ensure_future(_get(self._actor.node.remote(), timeout))
+        wanted = placement(self.plan, self._launcher.settings.ray)
+        try:
+            while not placed.done():
+                self.waiting_for = await asyncio.to_thread(lambda: unplaceable(wanted, ray.nodes()))  # type: ignore[no-untyped-call]
+                await asyncio.wait({placed}, timeout=_PLACEMENT_CHECK_S)
+        finally:
+            self.waiting_for = None
+            if not placed.done():
+                placed.cancel()
+        return str(placed.result())
 
     async def _handshake(self, line: str) -> Handshake:
         if not line:

@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 from hostel.errors import ProviderUnavailableError
 from hostel.supervise.status import State
 
 _REARM = "; re-arm it with `hostel restart {id}`, POST /v1/providers/{id}/restart or Host.restart({id!r})"
 _RESTART = "; start it with `hostel start {id}`, POST /v1/hostel/providers/{id}/start or Host.start_provider({id!r})"
+
+
+# How often a waiting call looks again at what the start under way waits for.
+_RECHECK_S = 0.5
 
 
 class Readiness:
@@ -23,6 +28,8 @@ class Readiness:
         self.stopped_by: str | None = None  # why an operator stopped it, so calls are told
         self._ready = asyncio.Event()
         self._settled = asyncio.Event()  # set while it is failed or stopped: waiting calls give up
+        # What the start under way waits for that may never come (a Ray node that is gone): calls give up too.
+        self.waiting_for: Callable[[], str | None] = lambda: None
 
     @property
     def ready(self) -> bool:
@@ -59,18 +66,29 @@ class Readiness:
             )
 
     async def wait(self, deadline: float) -> None:
-        """Wait for a worker to serve, until ``deadline``; give up at once if it fails or stops."""
+        """Wait for a worker to serve, until ``deadline``; give up at once if it fails or stops, or while its
+        start waits for something that may never come."""
         timeout = deadline - time.monotonic()
         ready = asyncio.ensure_future(self._ready.wait())
         settled = asyncio.ensure_future(self._settled.wait())
         try:
-            await asyncio.wait({ready, settled}, timeout=max(timeout, 0), return_when=asyncio.FIRST_COMPLETED)
+            while not (ready.done() or settled.done() or self.waiting_for() or time.monotonic() >= deadline):
+                left = deadline - time.monotonic()
+                await asyncio.wait(
+                    {ready, settled}, timeout=min(max(left, 0), _RECHECK_S), return_when="FIRST_COMPLETED"
+                )
         finally:
             ready.cancel()
             settled.cancel()
         if self._ready.is_set():
             return
         self.refuse_if_down()
+        if (waiting := self.waiting_for()) is not None:
+            raise ProviderUnavailableError(
+                f"provider {self.provider_id!r} is {self.state}, waiting for {waiting}; its calls are refused "
+                "until then",
+                provider_id=self.provider_id,
+            )
         raise ProviderUnavailableError(
             f"provider {self.provider_id!r} was still {self.state} when the call's {timeout:g}s deadline passed",
             provider_id=self.provider_id,

@@ -88,6 +88,7 @@ class Replica:
         self._tasks: set[asyncio.Task[None]] = set()  # the current worker's watchers, and a restart loop
         self._background: set[asyncio.Task[None]] = set()  # retiring old workers, idle stops
         self._starter = Starter(plan.provider_id, launchers, context, self._explain)
+        self.readiness.waiting_for = self._starter.waiting_for
         self._retiring: set[RunningWorker] = set()  # old workers finishing their calls after a replacement
         self._closing: set[asyncio.Task[None]] = set()
 
@@ -138,6 +139,7 @@ class Replica:
             rss_bytes=figures.rss_bytes if figures else None,
             pss_bytes=figures.pss_bytes if figures else None,
             cpu_seconds=figures.cpu_seconds if figures else None,
+            address=self.channel.target if live is not None and self.channel is not None else None,
         )
 
     def busy(self) -> bool:

@@ -33,6 +33,7 @@ class Starter:
         self.provider_id = provider_id
         self.standby: WorkerHandle | None = None
         self.next: WorkerHandle | None = None  # a replacement being started (its pid is shown as ``new_pid``)
+        self.starting: WorkerHandle | None = None  # the worker being started, if any
         self._launchers, self._context, self._explain = launchers, context, explain
         self._closed = False
         self._generation = 0
@@ -73,14 +74,21 @@ class Starter:
         task = asyncio.current_task()
         if task is not None:
             self._launching.add(task)
+        self.starting = worker
         try:
             return await start_worker(
                 launcher, worker, plan, self._context, explain=functools.partial(self._explain, worker),
                 cancelled=lambda: self._closed,
             )  # fmt: skip
         finally:
+            if self.starting is worker:
+                self.starting = None
             if task is not None:
                 self._launching.discard(task)
+
+    def waiting_for(self) -> str | None:
+        """What the worker being started waits for that may never come (``WorkerHandle.waiting_for``)."""
+        return self.starting.waiting_for if self.starting is not None else None
 
     def replaced(self) -> None:
         """The replacement under way serves, or was given up."""

@@ -38,6 +38,7 @@ class ProviderStatus:
     cpu_seconds: float | None = None  # user + system CPU time of the current worker
     replica: int | None = None  # in ``replicas``: which replica this is
     replicas: tuple[ProviderStatus, ...] = ()  # with ``replicas: N`` > 1: each replica's own status
+    address: str | None = None  # where the host reaches the current worker (its socket, or host:port on its Ray node)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""

@@ -35,6 +35,8 @@ SESSION_MAX_REQUEST_BYTES = codec.LONG_TEXT
 class Channel(Protocol):
     """How the host reaches one worker."""
 
+    target: str  # where: ``unix:PATH``, or ``host:port`` for a worker on TCP
+
     async def call(
         self, method: str, args: Sequence[Any], kwargs: Mapping[str, Any], *, timeout: float | None, provider_data: Any
     ) -> Any:
