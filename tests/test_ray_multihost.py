@@ -118,10 +118,11 @@ def test_providers_on_other_machines_answer_and_a_lost_machine_fails_only_its_ow
     head, b = site.lab.machines["head"], site.lab.machines["b"]
     config = netns.two_node_config(tmp_path, site.cluster.address)
     log = tmp_path / "hostel.log"
+    env = netns.ray_env(HOSTEL_HOME=str(tmp_path / "home"))  # `hostel ps` finds the host's admin token there
     server = site.lab.popen(
         "head",
         [sys.executable, "-m", "hostel", "run", str(config), "--port", str(PORT)],
-        netns.ray_env(HOSTEL_HOME=str(tmp_path / "home")),
+        env,
         stdout=subprocess.DEVNULL,
         stderr=log.open("wb"),
     )
@@ -138,6 +139,9 @@ def test_providers_on_other_machines_answer_and_a_lost_machine_fails_only_its_ow
         assert wait_until(lambda: ready({"near": head.address, "far": b.address}), 300, 1), log.read_text()
         assert site.http("/v1/providers/far/greet", {"name": "b"}) == (200, "hi, b")  # across the network
         assert site.http("/v1/providers/near/greet", {"name": "head"}) == (200, "hi, head")
+        ps = site.lab.run("head", [sys.executable, "-m", "hostel", "ps", "--port", str(PORT)], env)
+        rows = {line.split()[0]: line.split() for line in ps.splitlines()[1:]}
+        assert rows["far"][4].endswith(f"@{b.address}") and rows["near"][4].endswith(f"@{head.address}"), ps
 
         probe = json.loads(
             site.lab.run("head", [sys.executable, "-c", TLS_PROBE, str(config)], netns.ray_env(), timeout=300)

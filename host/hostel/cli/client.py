@@ -79,7 +79,8 @@ def _cpu(value: float | None) -> str:
 
 
 def ps(opts: argparse.Namespace) -> int:
-    """``hostel ps``: every provider's state, pid, memory and CPU time, and the host's own."""
+    """``hostel ps``: every provider's state, pid (``pid@node`` for a worker on another node), memory and CPU
+    time, and the host's own."""
     status = request(opts, "/v1/hostel/status")
     if opts.json:
         print(json.dumps(status, indent=2))
@@ -93,6 +94,9 @@ def ps(opts: argparse.Namespace) -> int:
             name = r["provider_id"] if row is r else f"{r['provider_id']}#{row['replica']}"
             pid = f"{row['pid']}->{row['new_pid']}" if row.get("new_pid") else row["pid"] or "-"
             pid = "-" if row is r and r.get("replicas") else pid
+            address = row.get("address") or ""
+            if pid != "-" and address and not address.startswith("unix:"):  # a worker on another node: where
+                pid = f"{pid}@{address.rpartition(':')[0]}"
             rows.append(
                 [name, row["api"], row["provider_type"], row["state"], pid, row["restarts"], _mb(row["rss_bytes"]),
                  _mb(row["pss_bytes"]), _cpu(row["cpu_seconds"]), row["last_exit"] or "-"]
