@@ -2,7 +2,8 @@
 (a network namespace of its own, `unshare -n`, with empty installer caches and a new HOSTEL_HOME), then a call.
 
 The project is the README's example (two local packages pinning different idna) plus one real PyPI provider on
-another Python (TrustyAI FMS on 3.12). A provider's container image builds from the same bundle with no network."""
+another Python (TrustyAI FMS on 3.12). A provider's container image builds from the same bundle with no network.
+A managed Python travels in the bundle to a target that has none."""
 
 from __future__ import annotations
 
@@ -163,3 +164,66 @@ def test_a_provider_image_builds_from_the_bundle_with_no_network(project: Path, 
         assert versions["idna"] == "2.10" and versions["prefix"] == "/opt/hostel"
     finally:
         subprocess.run(["podman", "rmi", "--force", tag], capture_output=True, check=False)
+
+
+def _uv_style_python(version: str, root: Path) -> Path:
+    """A relocatable CPython laid out as ``uv python install`` lays them out (``cpython-<v>-<platform>``), made
+    from this machine's pyenv one (uv's downloads are not reachable here): a copy, its library path made relative
+    to the binary with patchelf, as python-build-standalone's are."""
+    source = python_path(version)
+    assert source is not None
+    prefix = Path(subprocess.run([source, "-c", "import sys; print(sys.base_prefix)"], capture_output=True,
+                                 text=True, check=True).stdout.strip())  # fmt: skip
+    full = subprocess.run([source, "-c", "import platform; print(platform.python_version())"], capture_output=True,
+                          text=True, check=True).stdout.strip()  # fmt: skip
+    install = root / f"cpython-{full}-linux-x86_64-gnu"
+    shutil.copytree(prefix, install, symlinks=True, ignore=shutil.ignore_patterns("test", "__pycache__", "tkinter"))
+    binary = install / "bin" / f"python{version}"
+    patchelf = shutil.which("patchelf", path=str(Path(sys.executable).parent)) or "patchelf"
+    subprocess.run([patchelf, "--set-rpath", "$ORIGIN/../lib", str(binary)], check=True)
+    return install
+
+
+def test_a_managed_python_travels_in_the_bundle(tmp_path: Path, hostel_home: Path) -> None:
+    """A provider on a Python the target lacks: `hostel pack` carries the uv-managed interpreter its env was built
+    with; the offline machine builds and runs the provider on it, the original interpreter gone."""
+    from tests.conftest import make_config
+
+    managed = tmp_path / "uv-python"
+    install = _uv_style_python("3.12", managed)
+    make_config(  # run.yaml and its providers.d
+        tmp_path, providers={"tool_runtime": [{"provider_id": "t", "provider_type": "inline::testprov",
+                                               "python": "3.12", "config": {"greeting": "hi"}}]},
+    )  # fmt: skip
+    # Only the managed Python is a 3.12 here: no pyenv, nothing on PATH.
+    only = {"UV_PYTHON_INSTALL_DIR": str(managed), "PYENV_ROOT": str(tmp_path / "no-pyenv"),
+            "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}  # fmt: skip
+    for args in (("lock", "run.yaml"), ("pack", "run.yaml", "-o", "py.bundle"),
+                 ("pack", "run.yaml", "-o", "bare.bundle", "--no-interpreters")):  # fmt: skip
+        done = hostel(*args, home=hostel_home, cwd=tmp_path, extra=only)
+        assert done.returncode == 0, done.stderr[-3000:]
+    with tarfile.open(tmp_path / "py.bundle") as bundle:
+        manifest = json.load(bundle.extractfile("manifest.json"))  # type: ignore[arg-type]
+    assert manifest["providers"]["t"]["interpreter"] == install.name
+    assert f"interpreters/{install.name}/bin/python3.12" in manifest["files"]
+    with tarfile.open(tmp_path / "bare.bundle") as bundle:
+        bare = json.load(bundle.extractfile("manifest.json"))  # type: ignore[arg-type]
+    assert bare["providers"]["t"]["interpreter"] is None and not any(
+        f.startswith("interpreters/") for f in bare["files"]
+    )
+
+    shutil.rmtree(managed)  # the target has no 3.12 at all
+    without = hostel("build", "--locked", "--bundle", "bare.bundle", "run.yaml", home=tmp_path / "bare-home",
+                     cwd=tmp_path, offline=True, extra=only)  # fmt: skip
+    assert without.returncode == 1 and "no Python 3.12 found" in without.stderr, without.stderr[-3000:]
+    offline_home = tmp_path / "home"
+    built = hostel("build", "--locked", "--bundle", "py.bundle", "run.yaml", home=offline_home, cwd=tmp_path,
+                   offline=True, extra=only)  # fmt: skip
+    assert built.returncode == 0, built.stderr[-3000:]
+    who = hostel("call", "--locked", "run.yaml", "t", "whoami", home=offline_home, cwd=tmp_path, offline=True,
+                 extra=only)  # fmt: skip
+    assert who.returncode == 0, who.stderr[-3000:]
+    answer = json.loads(who.stdout)
+    assert answer["python"].startswith("3.12.") and answer["base_prefix"] == str(
+        offline_home / "interpreters" / install.name
+    )

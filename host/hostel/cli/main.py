@@ -72,6 +72,10 @@ def _env_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     pack.add_argument(
         "--provider", action="append", default=[], metavar="ID", help="pack only this provider (repeatable)"
     )
+    pack.add_argument(
+        "--no-interpreters", dest="interpreters", action="store_false",
+        help="leave out the managed Pythons (uv's) the envs are built with: the target has its own",
+    )  # fmt: skip
 
     lock = sub.add_parser("lock", help="build every env and write hostel.lock beside the config")
     lock.add_argument("config")
@@ -219,7 +223,9 @@ async def _dispatch(opts: argparse.Namespace) -> int:
     if opts.command == "pack":
         from hostel.cli import pack as pack_command
 
-        return await pack_command.pack(opts.config, opts.output, providers=opts.provider)
+        return await pack_command.pack(
+            opts.config, opts.output, providers=opts.provider, interpreters=opts.interpreters
+        )
     if opts.command == "lock":
         return await env_commands.lock(opts.config, installer=opts.installer)
     if opts.command == "envs":

@@ -17,8 +17,9 @@ from hostel.envs.lock import lock_path
 from hostel.errors import ConfigError, Problem
 
 
-async def pack(config: str, output: Path, *, providers: Sequence[str] = ()) -> int:
-    """Build (or find built) each provider's locked env, then write the bundle of what those builds installed.
+async def pack(config: str, output: Path, *, providers: Sequence[str] = (), interpreters: bool = True) -> int:
+    """Build (or find built) each provider's locked env, then write the bundle of what those builds installed
+    (``interpreters``: and the managed Pythons they were built with).
 
     Refuses a config without a lock, or whose lock is stale for a provider, naming what to run."""
     plan = load_plan(config)
@@ -41,11 +42,15 @@ async def pack(config: str, output: Path, *, providers: Sequence[str] = ()) -> i
     home = default_home()
     output = output.resolve()
     with tempfile.TemporaryDirectory(prefix=".hostel-pack-", dir=output.parent) as staging:
-        packer = Packer(home, Path(staging) / "bundle", pass_env=plan.settings.pass_env)
+        packer = Packer(home, Path(staging) / "bundle", pass_env=plan.settings.pass_env, interpreters=interpreters)
         for result in results:
             assert result.spec is not None
             err.print(f"{result.provider_id}: packing {len(result.spec.pins)} pins")
             await packer.add(result.spec)
+            if packer.providers[result.provider_id].get("interpreter"):
+                err.print(
+                    f"{result.provider_id}: packing its Python, {packer.providers[result.provider_id]['interpreter']}"
+                )
         packer.add_files([(lock, lock.name), *_spec_files(plan.config.external_providers_dir)])
         manifest = packer.write(output)
     size = output.stat().st_size

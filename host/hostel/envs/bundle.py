@@ -3,11 +3,13 @@
 ``hostel pack`` (on a connected machine, after ``hostel lock``) writes a tar file holding, for every provider
 it packs, a wheel for each pinned distribution (the index's own file, checked against the lock's hashes, or a
 wheel built here from the index's sdist when there is no wheel for this platform and Python), the wheels of
-the provider's local packages, and the hostel-sdk wheel; beside them the lock and the provider specs the run
-config reads, and ``manifest.json``, which lists every file with its sha256.
+the provider's local packages, the hostel-sdk wheel, and the managed Python (uv's) the env is built with, if it
+is one (``--no-interpreters``: not); beside them the lock and the provider specs the run config reads, and
+``manifest.json``, which lists every file with its sha256.
 
 ``hostel build --locked --bundle FILE`` unpacks it under ``$HOSTEL_HOME/bundles/`` (once per bundle), checks
-every file against the manifest, and builds each env with the installer offline, finding distributions in the
+every file against the manifest, places its Pythons under ``$HOSTEL_HOME/interpreters``, and builds each env
+with the installer offline, finding distributions in the
 bundle only; the lock's hashes are checked as in any locked build. The envs are the same as a connected
 locked build's, under the same keys. See docs/envs.md.
 """
@@ -37,6 +39,7 @@ from hostel import __version__
 from hostel._environ import installer_environ
 from hostel.envs import commands
 from hostel.envs.hashes import hashable, hashed_requirements
+from hostel.envs.interpreters import MANAGED_DIR, managed_install, uv_python_dir
 from hostel.envs.localwheels import cached_wheel, wheel_dir
 from hostel.envs.sdkwheel import sdk_wheel
 from hostel.envs.spec import EnvSpec, local_dir, tree_hash
@@ -125,7 +128,26 @@ def open_bundle(path: Path, home: Path) -> Bundle:
             os.rename(staging, root)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+    _place_interpreters(root / MANAGED_DIR, home / MANAGED_DIR)
     return Bundle(root, json.loads((root / MANIFEST).read_text()))
+
+
+def _place_interpreters(packed: Path, managed: Path) -> None:
+    """Copy the managed Pythons a bundle holds to where hostel looks for them (``$HOSTEL_HOME/interpreters``),
+    each whole or not at all."""
+    if not packed.is_dir():
+        return
+    for install in sorted(packed.iterdir()):
+        target = managed / install.name
+        if target.exists():
+            continue
+        staging = Path(tempfile.mkdtemp(prefix=f".{install.name}.", dir=_mkdir(managed)))
+        try:
+            shutil.copytree(install, staging, dirs_exist_ok=True)
+            os.rename(staging, target)
+            logger.info("installed Python %s from the bundle into %s", install.name, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def _mkdir(path: Path) -> Path:
@@ -160,10 +182,12 @@ def _check(label: Path, root: Path) -> None:
 class Packer:
     """Collects one bundle's files in a staging directory, then writes the tar file."""
 
-    def __init__(self, home: Path, staging: Path, *, pass_env: Sequence[str] = ()) -> None:
+    def __init__(self, home: Path, staging: Path, *, pass_env: Sequence[str] = (), interpreters: bool = True) -> None:
+        """``interpreters``: also pack the managed Python (uv's) each provider's env is built with."""
         self.home = home
         self.root = staging
         self.pass_env = tuple(pass_env)
+        self.interpreters = interpreters
         self.providers: dict[str, dict[str, Any]] = {}
         (staging / "wheels").mkdir(parents=True)
 
@@ -184,7 +208,19 @@ class Packer:
                 entry["local_wheels"].update(self._local_wheel(spec, source))
         sdk = sdk_wheel(self.home / "wheels", spec.sdk)
         _copy(sdk, self.root / "sdk" / sdk.name)
+        entry["interpreter"] = self._interpreter(spec) if self.interpreters else None
         self.providers[spec.provider_id] = entry
+
+    def _interpreter(self, spec: EnvSpec) -> str | None:
+        """Pack the provider's Python if it is a managed, relocatable one (uv's, or one a bundle brought): the
+        target may not have it. Others (the system's, pyenv's) are tied to their paths: the target needs its own."""
+        install = managed_install(spec.python.path, [uv_python_dir(), self.home / MANAGED_DIR])
+        if install is None:
+            return None
+        target = self.root / MANAGED_DIR / install.name
+        if not target.exists():
+            shutil.copytree(install, target, ignore=shutil.ignore_patterns("__pycache__"))
+        return install.name
 
     async def _download(self, spec: EnvSpec, pins: list[str], hashes: Mapping[str, Sequence[str]], *,
                         binary_only: bool) -> bool:  # fmt: skip

@@ -1,6 +1,7 @@
 """Finds the Python a provider's venv is built with: the host's own, a path, or a version ("3.12").
 
-Versions are looked up where users keep interpreters: PATH, pyenv, and uv-managed Pythons.
+Versions are looked up where users keep interpreters: PATH, pyenv, uv-managed Pythons, and the managed Pythons
+a bundle brought (``$HOSTEL_HOME/interpreters``, docs/envs.md).
 """
 
 from __future__ import annotations
@@ -11,10 +12,14 @@ import os
 import platform
 import shutil
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from hostel.envs import commands
+
+# Under $HOSTEL_HOME: the managed Pythons bundles brought, one ``cpython-<version>-<platform>`` directory each.
+MANAGED_DIR = "interpreters"
 
 _PROBE = "import platform, sys; print(platform.python_version()); print(sys.executable)"
 
@@ -44,7 +49,26 @@ def host_interpreter() -> Interpreter:
     return Interpreter(sys.executable, platform.python_version())
 
 
-def _candidates(wanted: str) -> list[str]:
+def uv_python_dir() -> Path:
+    """Where uv keeps the Pythons it installs (``uv python install``)."""
+    return Path(os.environ.get("UV_PYTHON_INSTALL_DIR", os.path.expanduser("~/.local/share/uv/python")))
+
+
+def managed_install(path: str, roots: Sequence[Path]) -> Path | None:
+    """The installation directory (``cpython-<version>-<platform>``) of the interpreter at ``path`` if it is a
+    managed, relocatable one kept under one of ``roots`` (uv's, a bundle's), else ``None``."""
+    resolved = Path(path).resolve()
+    for root in roots:
+        try:
+            parts = resolved.relative_to(root.resolve()).parts
+        except (ValueError, OSError):
+            continue
+        if len(parts) > 1 and parts[0].startswith("cpython-"):
+            return root.resolve() / parts[0]
+    return None
+
+
+def _candidates(wanted: str, managed: Sequence[Path] = ()) -> list[str]:
     paths: list[str] = []
     for name in (f"python{wanted}", "python3", "python"):
         found = shutil.which(name)
@@ -52,16 +76,18 @@ def _candidates(wanted: str) -> list[str]:
             paths.append(found)
     pyenv_root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
     paths += sorted(glob.glob(os.path.join(pyenv_root, "versions", f"{wanted}*", "bin", "python3")), reverse=True)
-    uv_dir = os.environ.get("UV_PYTHON_INSTALL_DIR", os.path.expanduser("~/.local/share/uv/python"))
-    paths += sorted(glob.glob(os.path.join(uv_dir, f"cpython-{wanted}*", "bin", "python3")), reverse=True)
+    for root in (uv_python_dir(), *managed):
+        paths += sorted(glob.glob(os.path.join(root, f"cpython-{wanted}*", "bin", "python3")), reverse=True)
     return list(dict.fromkeys(paths))
 
 
 class InterpreterCache:
     """Remembers probed interpreter versions by path and mtime, so an unchanged setup runs no probe."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, managed: Sequence[Path] = ()) -> None:
+        """``path``: the cache file; ``managed``: more directories of managed Pythons to look in."""
         self._path = path
+        self._managed = tuple(managed)
         self._loaded: dict[str, list[object]] | None = None  # read on first use: constructors do no I/O
 
     @property
@@ -109,7 +135,7 @@ class InterpreterCache:
                 raise InterpreterNotFoundError(wanted, [])
             return found
         seen = []
-        for path in _candidates(wanted):
+        for path in _candidates(wanted, self._managed):
             found = await self.probe(path)
             if found is None:
                 continue

@@ -137,7 +137,8 @@ class TestProvider:
         return {"env": sorted(os.environ), "entries": entries, "uid": os.getuid()}
 
     async def whoami(self) -> dict[str, Any]:
-        return {"pid": os.getpid(), "prefix": sys.prefix, "python": platform.python_version()}
+        return {"pid": os.getpid(), "prefix": sys.prefix, "base_prefix": sys.base_prefix,
+                "python": platform.python_version()}  # fmt: skip
 
     async def burn(self, ms: float) -> int:
         """CPU-bound work holding the event loop and the GIL, as real Python work does; its worker's pid."""
