@@ -35,13 +35,14 @@ import bench_ray_baseline
 import bench_ray_multihost
 import bench_sandbox
 import bench_scale
+import bench_server_workers
 import bench_supervisor
 import bench_telemetry
 from _common import print_table
 
 PARTS = (
     "calls", "supervisor", "gateway", "gateway_security", "envs", "ray", "launchers", "containment", "chaos", "sandbox",
-    "lifecycle", "telemetry", "scale", "bridge", "pack", "ray_multihost",
+    "lifecycle", "telemetry", "scale", "bridge", "server_workers", "pack", "ray_multihost",
 )  # fmt: skip
 
 
@@ -74,6 +75,8 @@ async def run_part(name: str, quick: bool) -> list[dict[str, Any]]:
         return await bench_pack.bench("conflicting_pins" if quick else "pypi_providers", "")
     if name == "ray_multihost":
         return await bench_ray_multihost.bench(500 if quick else 2000)
+    if name == "server_workers":
+        return await bench_server_workers.bench(["1", "4"])
     if name == "bridge":
         return await bench_bridge.bench(100 if quick else 400, 1000 if quick else 5000, 10 if quick else 50)
     return await bench_envs.bench(["uv"] if quick else ["uv", "pip"], 10 if quick else 50)
@@ -100,8 +103,8 @@ def main() -> None:
         if name == "ray_multihost" and (why := bench_ray_multihost.netns.available()) is not None:
             print(f"\nray_multihost: skipped ({why})")
             continue
-        if name == "bridge" and not bench_bridge.python312():
-            print("\nbridge: skipped (OGX 1.5 needs a Python 3.12: hostel python 3.12 finds none)")
+        if name in ("bridge", "server_workers") and not bench_bridge.python312():
+            print(f"\n{name}: skipped (OGX 1.5 needs a Python 3.12: hostel python 3.12 finds none)")
             continue
         if name == "pack" and not bench_pack.can_unshare():
             print("\npack: skipped (needs `unshare -n`, a network namespace, to build offline)")
