@@ -263,7 +263,11 @@ class RayWorker(WorkerBase):
         wanted = placement(self.plan, self._launcher.settings.ray)
         try:
             while not placed.done():
-                self.waiting_for = await asyncio.to_thread(lambda: unplaceable(wanted, ray.nodes()))  # type: ignore[no-untyped-call]
+                try:
+                    nodes = await asyncio.to_thread(ray.nodes)
+                except Exception:  # noqa: BLE001 - the cluster's state is unreadable now: claim nothing
+                    nodes = None
+                self.waiting_for = unplaceable(wanted, nodes) if nodes is not None else None
                 await asyncio.wait({placed}, timeout=_PLACEMENT_CHECK_S)
         finally:
             self.waiting_for = None
