@@ -224,6 +224,8 @@ def test_a_managed_python_travels_in_the_bundle(tmp_path: Path, hostel_home: Pat
                  extra=only)  # fmt: skip
     assert who.returncode == 0, who.stderr[-3000:]
     answer = json.loads(who.stdout)
+    found = hostel("python", "3.12", home=offline_home, cwd=tmp_path, offline=True, extra=only)
+    assert found.stdout.strip() == str(offline_home / "interpreters" / install.name / "bin" / "python3"), found.stderr
     assert answer["python"].startswith("3.12.") and answer["base_prefix"] == str(
         offline_home / "interpreters" / install.name
     )

@@ -46,7 +46,7 @@ def client_python() -> Path:
     python = venv / "bin" / "python"
     if not python.exists():
         # Found where hostel finds a provider's `python: "3.12"`: PATH, pyenv, uv's own.
-        python312 = asyncio.run(InterpreterCache(venv.parent / "interpreters.json").find("3.12")).path
+        python312 = asyncio.run(InterpreterCache(venv.parent).find("3.12")).path
         subprocess.run([uv.find_uv_bin(), "venv", "--quiet", "--python", python312, str(venv)], check=True)
         subprocess.run([uv.find_uv_bin(), "pip", "install", "--quiet", "--python", str(python), *CLIENTS], check=True)
     return python

@@ -319,7 +319,7 @@ def _client_075(tmp_path: Path) -> Path:
 
     from hostel.envs.interpreters import InterpreterCache
 
-    python312 = asyncio.run(InterpreterCache(tmp_path / "interpreters.json").find("3.12")).path
+    python312 = asyncio.run(InterpreterCache(tmp_path).find("3.12")).path
     venv = tmp_path / "lsc075"
     subprocess.run([uv.find_uv_bin(), "venv", "--quiet", "--python", str(python312), str(venv)], check=True)
     subprocess.run(

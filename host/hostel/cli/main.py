@@ -262,7 +262,7 @@ async def _python(opts: argparse.Namespace) -> int:
     from hostel.envs.store import default_home
 
     try:
-        found = await InterpreterCache(default_home() / "interpreters.json").find(opts.version)
+        found = await InterpreterCache(default_home()).find(opts.version)
     except InterpreterNotFoundError as exc:
         _error(str(exc), opts.debug)
         return 1

@@ -39,7 +39,7 @@ from hostel import __version__
 from hostel._environ import installer_environ
 from hostel.envs import commands
 from hostel.envs.hashes import hashable, hashed_requirements
-from hostel.envs.interpreters import MANAGED_DIR, managed_install, uv_python_dir
+from hostel.envs.interpreters import MANAGED_DIR, managed_install, managed_roots
 from hostel.envs.localwheels import cached_wheel, wheel_dir
 from hostel.envs.sdkwheel import sdk_wheel
 from hostel.envs.spec import EnvSpec, local_dir, tree_hash
@@ -214,7 +214,7 @@ class Packer:
     def _interpreter(self, spec: EnvSpec) -> str | None:
         """Pack the provider's Python if it is a managed, relocatable one (uv's, or one a bundle brought): the
         target may not have it. Others (the system's, pyenv's) are tied to their paths: the target needs its own."""
-        install = managed_install(spec.python.path, [uv_python_dir(), self.home / MANAGED_DIR])
+        install = managed_install(spec.python.path, managed_roots(self.home))
         if install is None:
             return None
         target = self.root / MANAGED_DIR / install.name

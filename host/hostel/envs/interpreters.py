@@ -54,6 +54,11 @@ def uv_python_dir() -> Path:
     return Path(os.environ.get("UV_PYTHON_INSTALL_DIR", os.path.expanduser("~/.local/share/uv/python")))
 
 
+def managed_roots(home: Path) -> list[Path]:
+    """Where managed (relocatable) Pythons are kept: uv's directory, and the one under ``home`` that bundles fill."""
+    return [uv_python_dir(), home / MANAGED_DIR]
+
+
 def managed_install(path: str, roots: Sequence[Path]) -> Path | None:
     """The installation directory (``cpython-<version>-<platform>``) of the interpreter at ``path`` if it is a
     managed, relocatable one kept under one of ``roots`` (uv's, a bundle's), else ``None``."""
@@ -68,7 +73,7 @@ def managed_install(path: str, roots: Sequence[Path]) -> Path | None:
     return None
 
 
-def _candidates(wanted: str, managed: Sequence[Path] = ()) -> list[str]:
+def _candidates(wanted: str, managed: Sequence[Path]) -> list[str]:
     paths: list[str] = []
     for name in (f"python{wanted}", "python3", "python"):
         found = shutil.which(name)
@@ -76,7 +81,7 @@ def _candidates(wanted: str, managed: Sequence[Path] = ()) -> list[str]:
             paths.append(found)
     pyenv_root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
     paths += sorted(glob.glob(os.path.join(pyenv_root, "versions", f"{wanted}*", "bin", "python3")), reverse=True)
-    for root in (uv_python_dir(), *managed):
+    for root in managed:
         paths += sorted(glob.glob(os.path.join(root, f"cpython-{wanted}*", "bin", "python3")), reverse=True)
     return list(dict.fromkeys(paths))
 
@@ -84,10 +89,10 @@ def _candidates(wanted: str, managed: Sequence[Path] = ()) -> list[str]:
 class InterpreterCache:
     """Remembers probed interpreter versions by path and mtime, so an unchanged setup runs no probe."""
 
-    def __init__(self, path: Path, managed: Sequence[Path] = ()) -> None:
-        """``path``: the cache file; ``managed``: more directories of managed Pythons to look in."""
-        self._path = path
-        self._managed = tuple(managed)
+    def __init__(self, home: Path) -> None:
+        """``home``: the HOSTEL_HOME whose cache file it keeps and whose bundled Pythons it finds."""
+        self._home = home
+        self._path = home / "interpreters.json"
         self._loaded: dict[str, list[object]] | None = None  # read on first use: constructors do no I/O
 
     @property
@@ -135,7 +140,7 @@ class InterpreterCache:
                 raise InterpreterNotFoundError(wanted, [])
             return found
         seen = []
-        for path in _candidates(wanted, self._managed):
+        for path in _candidates(wanted, managed_roots(self._home)):
             found = await self.probe(path)
             if found is None:
                 continue

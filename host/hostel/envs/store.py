@@ -28,7 +28,7 @@ from hostel._redact import redact_all
 from hostel.config.plan import ProviderPlan
 from hostel.envs.builder import EnvBuilder, hint, touch
 from hostel.envs.bundle import Bundle
-from hostel.envs.interpreters import MANAGED_DIR, InterpreterCache, InterpreterNotFoundError
+from hostel.envs.interpreters import InterpreterCache, InterpreterNotFoundError
 from hostel.envs.lock import Lockfile, read_lock
 from hostel.envs.sdkwheel import sdk_fingerprint
 from hostel.envs.spec import (
@@ -101,7 +101,7 @@ class EnvManager:
         self.local_wheels_dir = self.home / "wheels" / "local"
         self.installer = installer
         self.build_timeout_s = build_timeout_s
-        self._interpreters = InterpreterCache(self.home / "interpreters.json", [self.home / MANAGED_DIR])
+        self._interpreters = InterpreterCache(self.home)
         self.bundle = bundle
         self._builder = EnvBuilder(
             self.home, installer=installer, build_timeout_s=build_timeout_s, pass_env=self.pass_env, bundle=bundle
