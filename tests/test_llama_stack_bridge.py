@@ -6,14 +6,19 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
+from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
+import yaml
 
 from tests.conftest import EXAMPLES, REPO, hostel_pids, python_path, wait_until, worker_pids
 from tests.served import free_port
@@ -240,6 +245,74 @@ def test_ogx_serves_the_same_bridged_providers(ogx_venv: Path, tmp_path_factory:
         server.proc.kill()  # a server killed outright: its workers go with it (parent-death signal)
         server.proc.wait(timeout=30)
         assert wait_until(lambda: not hostel_pids(str(server.home)), timeout=15)
+
+
+def _hubs() -> dict[int, int]:
+    """Live hostel hubs: pid -> parent pid."""
+    return {
+        p.pid: p.ppid()
+        for p in psutil.process_iter(["cmdline"])
+        if "hostel.bridge.hub" in " ".join(p.info["cmdline"] or ())
+    }
+
+
+def _recall(server: Server, count: int) -> list[str]:
+    """``count`` chat completions at once, each on a connection of its own (the kernel hands them to the server's
+    processes): what the provider recalls in each."""
+
+    def one(_: int) -> str:
+        with httpx.Client(headers={"connection": "close"}) as client:
+            body = {"model": "echo-new/new", "messages": [{"role": "user", "content": "recall"}]}
+            reply = client.post(f"{server.url}/v1/chat/completions", json=body, timeout=120)
+        assert reply.status_code == 200, reply.text
+        return str(reply.json()["choices"][0]["message"]["content"])
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        return list(pool.map(one, range(count)))
+
+
+def test_the_processes_of_a_multi_worker_ogx_server_share_one_worker_per_bridged_provider(
+    ogx_venv: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """`ogx run` with `server.workers: 4`: each bridged provider runs once (a hub per provider, started by the first
+    server process, the others attached); what one server process's call leaves in the provider's memory, calls
+    through the others see; a server process killed (the hub's own parent) harms no call through the others;
+    the server's stop stops every hub and worker."""
+    tmp = tmp_path_factory.mktemp("ogx-workers")
+    config = yaml.safe_load((EXAMPLE / "config.yaml").read_text())
+    command = [str(ogx_venv / "bin" / "ogx"), "run", "--insecure"]
+    with _running(command, tmp, config=str(EXAMPLE / "config.yaml")):
+        pass  # OGX's own SQLite stores race when four processes create them at once: created by one first
+    config["server"] = {**config.get("server", {}), "workers": 4, "host": "127.0.0.1"}
+    (tmp / "workers.yaml").write_text(yaml.safe_dump(config))
+    with _running(command, tmp, config=str(tmp / "workers.yaml")) as server:
+        hubs = _hubs()
+        assert len(hubs) == 2  # one per bridged provider
+        workers = worker_pids(str(server.home))
+        assert len(workers) == 2, workers  # not one per server process
+        remembered = _chat(server, "echo-new/new", "remember apple")
+        assert remembered.status_code == 200, remembered.text
+        recalled = _recall(server, 48)
+        assert len(set(recalled)) == 1 and recalled[0].endswith("recalls: apple"), recalled
+
+        server_processes = [p for p in psutil.Process(server.proc.pid).children() if p.pid not in hubs]
+        assert len(server_processes) >= 4
+        parent = psutil.Process(next(iter(hubs.values())))
+        assert parent.pid in {p.pid for p in server_processes}
+        parent.kill()  # the server process that started a hub
+        parent.wait(timeout=10)
+        after = _recall(server, 24)
+        assert after == [recalled[0]] * 24
+        assert sorted(worker_pids(str(server.home))) == sorted(workers) and set(_hubs()) == set(hubs)
+    assert wait_until(lambda: not _hubs() and not hostel_pids(str(server.home)), timeout=30)
+    log = server.log.read_text(errors="replace")
+    calls = {"echo-old": Counter[str](), "echo-new": Counter[str]()}
+    for hub, process, count in re.findall(r"hostel hub (echo-\w+): server process (\d+) detached \((\d+) calls\)", log):
+        calls[hub][process] += int(count)
+    # echo-old had only the calls a server process makes at its start, echo-new those and this test's 73
+    beyond_start = calls["echo-new"] - calls["echo-old"]
+    assert beyond_start.total() == 73 and len(beyond_start) >= 2, calls  # through more than one server process
+    assert "hostel hub echo-new: stopping:" in log and "hostel hub echo-old: stopping:" in log
 
 
 def test_one_trace_across_the_llama_stack_server_and_a_bridged_worker(

@@ -17,7 +17,7 @@ from typing import Any
 
 from hostel_sdk import _blobs, _client, _llama_stack, _telemetry, codec
 from hostel_sdk import _messages as pb
-from hostel_sdk._context import current_request
+from hostel_sdk._context import RequestContext, current_request
 from hostel_sdk._wire import MODEL_STORE_API, SHIELD_STORE_API, TOKEN_METADATA, HostStub, channel_options, tls_channel
 from hostel_sdk.api import Api
 
@@ -69,6 +69,13 @@ class HostClient:
         future = asyncio.run_coroutine_threadsafe(self._call(api, method, args, kwargs, request_context), self._loop)
         result = await asyncio.wrap_future(future)
         return _ForeignStream(result, self._loop) if hasattr(result, "__aiter__") else result
+
+    async def call_in(
+        self, request_context: RequestContext, api: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """``call`` with that request's provider data and deadline, on this client's loop: for a process that relays
+        the calls of workers of its own (a shared host, ``hostel.bridge.hub``)."""
+        return await self._call(api, method, args, kwargs, request_context)
 
     async def _call(
         self, api: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], request_context: Any

@@ -35,8 +35,20 @@ _PARKED_STREAM_TTL_S = 60.0
 _MAX_PARKED_STREAMS = 1024
 
 
+class RelayedError(Exception):
+    """An error another process described, to be answered exactly as described: a provider object that forwards
+    calls to another worker (a shared host's, hostel.bridge.hub) raises it to pass that worker's error on."""
+
+    def __init__(self, error: pb.RemoteError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
 def error_reply(exc: BaseException, kind: int = pb.ERROR_KIND_PROVIDER_RAISED) -> pb.CallReply:
-    """A reply carrying ``exc`` with its type, base types, HTTP status (if it has one), message and traceback."""
+    """A reply carrying ``exc`` with its type, base types, HTTP status (if it has one), message and traceback
+    (a ``RelayedError`` error: as it was described)."""
+    if isinstance(exc, RelayedError):
+        return pb.CallReply(error=exc.error)
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     bases, status = _exceptions.describe(exc)
     error = pb.RemoteError(

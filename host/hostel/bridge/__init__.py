@@ -37,15 +37,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hostel.bridge import mirror
+from hostel.bridge import _shared, mirror
 from hostel.bridge._deps import ServerApis
 from hostel.bridge._impl import Bridge, bridge_class
 from hostel.bridge._loop import LoopThread, ServingLoop, serving_loop_here
 from hostel.bridge._server import Server, as_json, current
+from hostel.bridge._shared import BridgedHost
 from hostel.bridge.config import BridgeConfig, BridgeOptions, provider_id_for
-from hostel.config.plan import load_plan
-from hostel.errors import ConfigError, HostelError
+from hostel.config.plan import Plan, load_plan
+from hostel.errors import ConfigError, HostelError, ProviderUnavailableError
 from hostel.host import Host
+from hostel.supervise.status import ProviderStatus
 
 __all__ = ["Bridge", "BridgeConfig", "get_adapter_impl"]
 
@@ -72,6 +74,15 @@ def _real_provider(config: Any, server: Server) -> tuple[str, str, BridgeOptions
     return api, provider_type, options, raw
 
 
+def bridge_plan(raw: dict[str, Any], external_apis: frozenset[str], policy: list[Any]) -> Plan:
+    """The hostel plan of a bridged provider's run config: its workers get the server's access ``policy``."""
+    plan = load_plan(raw, external_apis=external_apis)
+    if policy:
+        rules = tuple(policy)
+        plan = dataclasses.replace(plan, providers=tuple(p.with_worker(access_policy=rules) for p in plan.providers))
+    return plan
+
+
 async def get_adapter_impl(config: Any, deps: dict[Any, Any], policy: list[Any] | None = None) -> Bridge:
     """Build the real provider's env, start its worker, and return the server's object for it.
 
@@ -79,48 +90,64 @@ async def get_adapter_impl(config: Any, deps: dict[Any, Any], policy: list[Any] 
     server's own provider, by its type). The worker gets the server's storage backends and ``policy``.
     A config that does not validate always fails the server's start. A provider that cannot start fails
     it too unless ``required: false``; then the server comes up and the provider's calls fail with 503.
+    In a server with several processes (``workers: N``), they share one worker of it (``hostel.bridge.hub``)
+    unless ``shared_host: false``.
     """
-    _show_hostel_logs()
+    show_hostel_logs()
     server = current()
     api, provider_type, options, raw = _real_provider(config, server)
     provider_id = raw["providers"][api][0]["provider_id"]
     storage = server.storage()
     if storage is not None:
         raw["storage"] = storage
+    shared = options.shared_host if options.shared_host is not None else _shared.in_server_worker()
     bridges: list[Bridge] = []
     external = ServerApis(
-        deps, lambda: bridges[0] if bridges else None, server.provider_data_var(), asyncio.get_running_loop()
+        deps,
+        lambda: bridges[0] if bridges else None,
+        server.provider_data_var(),
+        asyncio.get_running_loop(),
+        key_prefix=f"{_shared.server_key()}." if shared else "",
     )
+    rules = [as_json(rule) for rule in policy or ()]
     try:
-        plan = load_plan(raw, external_apis=external.apis)
+        plan = bridge_plan(raw, external.apis, rules)
     except ConfigError as exc:
         logger.error("hostel bridge for %s: %s", api, exc)
         raise
-    if policy:
-        rules = tuple(as_json(rule) for rule in policy)
-        plan = dataclasses.replace(plan, providers=tuple(p.with_worker(access_policy=rules) for p in plan.providers))
     thread = ServingLoop() if serving_loop_here() else LoopThread(f"hostel-{provider_id}")
+    home = options.home
 
-    async def make_host() -> Host:
-        return Host(plan, home=Path(options.home) if options.home else None, external=external)
+    async def make_host() -> BridgedHost:
+        if shared:
+            return await _shared.attach(
+                api=api, provider_id=provider_id, run_config=raw, home=home, policy=rules, server_apis=external,
+                max_message_bytes=plan.settings.max_message_mb * 2**20,
+            )  # fmt: skip
+        host = Host(plan, home=Path(home) if home else None, external=external)
+        try:
+            await host.start()
+        except BaseException:
+            await host.stop()
+            raise
+        return host
 
-    host = await thread.run(make_host)
     start_error: HostelError | None = None
     logger.info(
-        "hostel: starting %s (%s) for the %s API in its own venv and process (%s %s server)",
+        "hostel: starting %s (%s) for the %s API in its own venv and process (%s %s server)%s",
         provider_id, provider_type, api, server.name, server.version,
+        ", shared by the server's processes" if shared else "",
     )  # fmt: skip
+    host: BridgedHost = _Unstarted(provider_id, api, provider_type)
     try:
-        await thread.run(host.start)
+        host = await thread.run(make_host)
     except HostelError as exc:
-        await thread.run(host.stop)
         logger.error("hostel: provider %s (%s) did not start: %s", provider_id, provider_type, exc)
         if options.required:
             thread.close()
             raise
         start_error = exc
     except BaseException:
-        await thread.run(host.stop)
         thread.close()
         raise
     else:
@@ -139,7 +166,25 @@ async def get_adapter_impl(config: Any, deps: dict[Any, Any], policy: list[Any] 
     return bridge
 
 
-def _show_hostel_logs() -> None:
+class _Unstarted:
+    """The host of a provider that did not start (``required: false``): its calls fail before they get here."""
+
+    def __init__(self, provider_id: str, api: str, provider_type: str) -> None:
+        self._status = ProviderStatus(provider_id, api, provider_type, "failed", None, 0, "did not start", None)
+
+    async def call(
+        self, provider_id: str, method: str, args: Any, kwargs: Any, *, timeout: float | None, provider_data: Any
+    ) -> Any:
+        raise ProviderUnavailableError(f"provider {provider_id!r} did not start", provider_id=provider_id)
+
+    def status(self) -> list[ProviderStatus]:
+        return [self._status]
+
+    async def stop(self) -> None:
+        pass
+
+
+def show_hostel_logs() -> None:
     """Make hostel's progress (env builds, starts, restarts, provider stderr) reach the server's log."""
     hostel_logger = logging.getLogger("hostel")
     if hostel_logger.handlers:

@@ -39,10 +39,13 @@ class ServerApis:
         bridge: Callable[[], Any],
         provider_data_var: ContextVar[Any] | None,
         factory_loop: asyncio.AbstractEventLoop,
+        *,
+        key_prefix: str = "",
     ) -> None:
         """``deps``: what the server passed to the bridge's factory (keyed by its ``Api`` enum).
         ``bridge``: the bridge object, on which the server sets ``model_store`` / ``shield_store``, and
-        which knows the loop the server serves requests from."""
+        which knows the loop the server serves requests from. ``key_prefix``: what the keys of this server
+        process's calls begin with (a shared host routes their deps calls back by it)."""
         self._targets = {str(getattr(api, "value", api)): target for api, target in deps.items()}
         self.apis = frozenset(self._targets)
         self._bridge = bridge
@@ -50,6 +53,7 @@ class ServerApis:
         self._var = provider_data_var
         self._binders: dict[tuple[str, str], MethodBinder] = {}
         self._calls: OrderedDict[str, contextvars.Context] = OrderedDict()
+        self._key_prefix = key_prefix
 
     def enter_call(self) -> str:
         """Keep the context of the server request the caller is in (its context variables: provider data, the user,
@@ -57,7 +61,7 @@ class ServerApis:
         it started for it (a file batch processed in the background: in process, such a task keeps the request's
         context too); the key to send along, in the call's provider data (``SERVER_CONTEXT_KEY``), which the
         worker echoes in those calls. The last ``_KEPT_CONTEXTS`` are kept."""
-        key = secrets.token_hex(16)
+        key = self._key_prefix + secrets.token_hex(16)
         self._calls[key] = contextvars.copy_context()
         while len(self._calls) > _KEPT_CONTEXTS:
             self._calls.popitem(last=False)

@@ -17,6 +17,7 @@ from hostel.bridge._crashes import CrashedRequests, fingerprint
 from hostel.bridge._deps import ServerApis
 from hostel.bridge._loop import HostLoop, iterate_on
 from hostel.bridge._server import Server, return_types
+from hostel.bridge._shared import BridgedHost
 from hostel.errors import (
     BadArgumentsError,
     HostelError,
@@ -26,7 +27,6 @@ from hostel.errors import (
     RemoteError,
 )
 from hostel.gateway.http_errors import headers_for, status_for
-from hostel.host import Host
 from hostel_sdk import _exceptions, codec
 from hostel_sdk._blobs import Blob
 from hostel_sdk._llama_stack import PROTOCOLS, SERVER_CONTEXT_KEY, protocol_methods
@@ -99,7 +99,7 @@ class Bridge:
         *,
         server: Server,
         api: str,
-        host: Host,
+        host: BridgedHost,
         thread: HostLoop,
         provider_id: str,
         server_apis: ServerApis,
@@ -118,8 +118,8 @@ class Bridge:
         self._server_apis = server_apis
 
     @property
-    def hostel(self) -> Host:
-        """The host running the real provider (its status, its proxy)."""
+    def hostel(self) -> BridgedHost:
+        """The host running the real provider (its status): a ``hostel.Host``, or the server's shared one's."""
         return self._host
 
     async def initialize(self) -> None:

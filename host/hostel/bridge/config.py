@@ -40,6 +40,11 @@ class BridgeOptions(BaseModel):
         True,
         description="false: a provider that cannot start leaves the server up, its calls failing with 503",
     )
+    shared_host: bool | None = Field(
+        None,
+        description="whether the processes of a multi-process server share one worker of the provider "
+        "(default: when the server runs several; false: one per server process)",
+    )
 
     @model_validator(mode="after")
     def _known_keys(self) -> BridgeOptions:

@@ -18,7 +18,8 @@ from typing import Any, Protocol
 import grpc
 
 from hostel import _telemetry
-from hostel.errors import HostelError, RemoteError
+from hostel.errors import HostelError
+from hostel.transport.grpc_errors import to_remote
 from hostel_sdk import _blobs, _received, codec
 from hostel_sdk import _messages as pb
 from hostel_sdk._exposure import callable_name
@@ -117,20 +118,6 @@ def _bound_user(provider_data: Any, grant: Grant) -> Any:
 
 def _remote_reply(kind: int, type_name: str, message: str, tb: str = "") -> pb.CallReply:
     return pb.CallReply(error=pb.RemoteError(kind=kind, type_name=type_name, message=message, traceback=tb))
-
-
-def _hostel_error_reply(exc: HostelError) -> pb.CallReply:
-    if isinstance(exc, RemoteError):  # the provider behind the API raised: pass its exception through as is
-        error = pb.RemoteError(
-            kind=pb.ERROR_KIND_PROVIDER_RAISED,
-            type_name=exc.type_name,
-            message=exc.remote_message,
-            traceback=exc.remote_traceback,
-            bases=list(exc.bases),
-            status_code=exc.status_code or 0,
-        )
-        return pb.CallReply(error=error)
-    return _remote_reply(pb.ERROR_KIND_HOST_ERROR, f"hostel.errors.{type(exc).__name__}", str(exc))
 
 
 class CallbackServer:
@@ -323,7 +310,7 @@ class CallbackServer:
                 async for item in result:
                     yield pb.CallReply(items=pb.StreamItems(items_json=[codec.dumps(item)]))
         except HostelError as exc:
-            yield _hostel_error_reply(exc)
+            yield pb.CallReply(error=to_remote(exc))
         except Exception as exc:  # noqa: BLE001 - an API served in process (the bridge's server) raised: pass it on
             yield error_reply(exc, pb.ERROR_KIND_PROVIDER_RAISED)
         finally:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import grpc
 
+from hostel import errors as _errors
 from hostel.errors import (
     BadArgumentsError,
     CallTimeoutError,
@@ -66,9 +67,13 @@ _KIND_ERRORS: dict[int, type[RemoteError]] = {
 
 
 def from_remote(error: pb.RemoteError, *, provider_id: str, method: str) -> HostelError:
-    """Translate an in-band error reply into ``RemoteError`` (or its subclass) or ``ProviderDataError``."""
+    """Translate an in-band error reply into ``RemoteError`` (or its subclass), ``ProviderDataError``, or the hostel
+    error a host relayed (``to_remote``: a shared host's, ``hostel.bridge.hub``)."""
     if error.kind == pb.ERROR_KIND_BAD_PROVIDER_DATA:
         return ProviderDataError(f"provider {provider_id!r}: {error.message}", provider_id=provider_id)
+    relayed = _hostel_error(error, provider_id) if error.kind == pb.ERROR_KIND_HOST_ERROR else None
+    if relayed is not None:
+        return relayed
     cls = _KIND_ERRORS.get(error.kind, RemoteError)
     return cls(
         provider_id=provider_id,
@@ -79,3 +84,46 @@ def from_remote(error: pb.RemoteError, *, provider_id: str, method: str) -> Host
         bases=tuple(error.bases),
         status_code=error.status_code or None,
     )
+
+
+_HOSTEL_PREFIX = f"{_errors.__name__}."
+
+
+def _hostel_error(error: pb.RemoteError, provider_id: str) -> HostelError | None:
+    """The hostel error another host named (``hostel.errors.ProviderCrashedError`` ...), with its message; ``None``
+    for a name that is not one."""
+    name = error.type_name.removeprefix(_HOSTEL_PREFIX)
+    cls = getattr(_errors, name, None) if error.type_name.startswith(_HOSTEL_PREFIX) else None
+    if not (isinstance(cls, type) and issubclass(cls, HostelError)) or issubclass(cls, RemoteError):
+        return None
+    made = cls.__new__(cls)
+    HostelError.__init__(made, error.message, provider_id=provider_id)
+    if isinstance(made, _errors.ProviderCrashedError):  # what it said of the exit is in the message
+        made.exit_code = made.signal = made.pid = None
+        made.stderr_tail = made.reason = ""
+    return made
+
+
+_REMOTE_KINDS: dict[type[RemoteError], int] = {
+    MethodNotFoundError: pb.ERROR_KIND_NO_SUCH_METHOD,
+    BadArgumentsError: pb.ERROR_KIND_BAD_ARGUMENTS,
+}
+
+
+def to_remote(exc: HostelError) -> pb.RemoteError:
+    """``exc`` as an in-band error reply, for a host that relays calls to its own callers: what a provider raised
+    as it raised it (type, bases, status, traceback, and whether the method existed), hostel's own errors by name
+    (``from_remote`` turns both back)."""
+    if isinstance(exc, RemoteError):
+        return pb.RemoteError(
+            kind=_REMOTE_KINDS.get(type(exc), pb.ERROR_KIND_PROVIDER_RAISED),
+            type_name=exc.type_name,
+            message=exc.remote_message,
+            traceback=exc.remote_traceback,
+            bases=list(exc.bases),
+            status_code=exc.status_code or 0,
+        )
+    if isinstance(exc, ProviderDataError):
+        return pb.RemoteError(kind=pb.ERROR_KIND_BAD_PROVIDER_DATA, type_name="ProviderDataError", message=str(exc))
+    name = _HOSTEL_PREFIX + type(exc).__name__
+    return pb.RemoteError(kind=pb.ERROR_KIND_HOST_ERROR, type_name=name, message=str(exc))

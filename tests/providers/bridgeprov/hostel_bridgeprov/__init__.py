@@ -2,7 +2,8 @@
 
 With llama-stack-api (Llama Stack >= 0.3) ``openai_chat_completion`` takes one request model; with
 Llama Stack 0.2.x it takes keyword arguments. Replies name the Llama Stack version the provider sees.
-A message "crash" makes the worker exit mid-request.
+A message "crash" makes the worker exit mid-request; "remember X" keeps X in the worker's memory, and "recall"
+answers with what it keeps (state that lives in one process, as a provider's registries and caches do).
 """
 
 from __future__ import annotations
@@ -42,11 +43,18 @@ def _llama_stack_version() -> str:
 LLAMA_STACK = _llama_stack_version()
 
 
+_MEMORY: list[str] = []
+
+
 def _reply_text(prefix: str, messages: list[Any]) -> str:
     last = messages[-1]
     content = last["content"] if isinstance(last, dict) else last.content
     if content == "crash":
         os._exit(7)
+    if content.startswith("remember "):
+        _MEMORY.append(content.removeprefix("remember "))
+    if content == "recall":
+        return f"{prefix} [pid {os.getpid()}] recalls: {', '.join(_MEMORY)}"
     return f"{prefix} from Llama Stack {LLAMA_STACK}: {content}"
 
 

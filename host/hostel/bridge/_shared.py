@@ -1,0 +1,288 @@
+"""A server process's side of a shared host (``hostel.bridge.hub``): find the hub of a bridged provider, starting it
+if this process is the first, and attach to it.
+
+The processes of one server share a hub per bridged provider: its directory is named after the server's main
+process (pid and start time) and the provider's hostel config, under ``$TMPDIR/hostel-hub-<uid>/`` (0700). A lock
+file there elects the process that starts the hub; the others wait on it (the first start may build the
+provider's env), then attach.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import psutil
+
+from hostel.bridge._deps import ServerApis
+from hostel.bridge._server import current
+from hostel.errors import HostelError, ProviderUnavailableError
+from hostel.supervise.status import ProviderStatus
+from hostel.transport.callbacks import CallbackServer
+from hostel.transport.channel import GrpcChannel
+from hostel.transport.grpc_errors import from_remote
+from hostel_sdk import _messages as pb
+from hostel_sdk._llama_stack import protocol_methods
+
+logger = logging.getLogger(__name__)
+
+# Socket and file names in a hub's directory.
+WORKER_SOCKET = "hub.sock"
+ATTACH_SOCKET = "attach.sock"
+# How long the hub waits for its first server process, and lingers after the last one detached (a server
+# process that uvicorn replaces attaches again within it).
+FIRST_ATTACH_S = 120.0
+LINGER_S = 3.0
+# How often attached server processes are sent the provider's status.
+STATUS_EVERY_S = 1.0
+
+
+@dataclass(frozen=True)
+class HubSpec:
+    """What the server process that starts a hub tells it (one JSON line on its stdin)."""
+
+    directory: str
+    token: str
+    run_config: dict[str, Any]
+    api: str
+    provider_id: str
+    external_apis: list[str]
+    methods: list[str]  # what the server calls on the provider
+    watch: tuple[int, float]  # the server's main process: pid and start time
+    home: str | None = None
+    policy: list[Any] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        """One line of JSON."""
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, line: str) -> HubSpec:
+        """Read ``to_json``'s line."""
+        raw = json.loads(line)
+        raw["watch"] = tuple(raw["watch"])
+        return cls(**raw)
+
+
+_FAILED = "failed.json"
+_TOKEN = "token"
+
+
+class BridgedHost(Protocol):
+    """What a bridge needs of the host running its provider: a ``hostel.Host``, or a hub's (``SharedHost``)."""
+
+    async def call(
+        self, provider_id: str, method: str, args: Any, kwargs: Any, *, timeout: float | None, provider_data: Any
+    ) -> Any:
+        """Call the provider."""
+        ...
+
+    def status(self) -> list[ProviderStatus]:
+        """The provider's status."""
+        ...
+
+    async def stop(self) -> None:
+        """Stop (or let go of) the provider."""
+        ...
+
+
+def in_server_worker() -> bool:
+    """Whether this process is one of a multi-process server's workers (uvicorn's ``workers: N`` start each with
+    ``multiprocessing``): the default for sharing a host."""
+    return multiprocessing.parent_process() is not None
+
+
+def server_key() -> str:
+    """This server process's id among its server's processes (the prefix of its requests' keys)."""
+    return str(os.getpid())
+
+
+def _hub_directory(run_config: dict[str, Any], home: str | None, policy: list[Any]) -> tuple[Path, tuple[int, float]]:
+    main_pid = os.getppid()
+    watch = (main_pid, psutil.Process(main_pid).create_time())
+    identity = json.dumps({"server": watch, "config": run_config, "home": home, "policy": policy}, sort_keys=True)
+    base = Path(tempfile.gettempdir()) / f"hostel-hub-{os.getuid()}"
+    base.mkdir(mode=0o700, exist_ok=True)
+    if base.stat().st_uid != os.getuid() or base.stat().st_mode & 0o077:
+        raise ProviderUnavailableError(f"{base} is not private to this user (mode 0700, owned by it); remove it")
+    directory = base / hashlib.sha256(identity.encode()).hexdigest()[:20]
+    directory.mkdir(mode=0o700, exist_ok=True)
+    return directory, watch
+
+
+def _method_names(api: str) -> list[str]:
+    """What the server calls on a provider of ``api``: its protocol's methods, its routing tables', ``health``."""
+    server = current()
+    names: dict[str, None] = {"health": None}
+    for protocol in (server.private_protocol(api), server.protocol(api)):
+        if protocol is not None:
+            names.update(dict.fromkeys(protocol_methods(protocol)))
+    for own in ("initialize", "shutdown"):
+        names.pop(own, None)
+    return list(names)
+
+
+class SharedHost:
+    """A hub's host as this server process sees it: calls go to the hub, its provider's status comes from it."""
+
+    def __init__(
+        self,
+        provider_id: str,
+        channel: GrpcChannel,
+        callbacks: CallbackServer,
+        connection: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+        status: ProviderStatus,
+    ) -> None:
+        self._provider_id = provider_id
+        self._channel = channel
+        self._callbacks = callbacks
+        self._reader, self._writer = connection
+        self._status = status
+        self._lost: str | None = None
+        self._watch = asyncio.ensure_future(self._follow())
+
+    async def _follow(self) -> None:
+        """Keep the provider's status as the hub sends it; the hub gone, say so."""
+        while line := await self._reader.readline():
+            with contextlib.suppress(ValueError, TypeError):
+                self._status = ProviderStatus(**{**json.loads(line), "replicas": ()})
+        self._lost = "its shared hostel host (hub) is gone"
+        self._status = ProviderStatus(
+            self._status.provider_id, self._status.api, self._status.provider_type, "failed", None,
+            self._status.restarts, self._lost, self._status.env_path,
+        )  # fmt: skip
+        logger.error("provider %s: %s; restart the server", self._provider_id, self._lost)
+
+    async def call(
+        self, provider_id: str, method: str, args: Any, kwargs: Any, *, timeout: float | None, provider_data: Any
+    ) -> Any:
+        """Call the provider through the hub."""
+        if self._lost is not None:
+            raise ProviderUnavailableError(f"provider {provider_id!r}: {self._lost}", provider_id=provider_id)
+        return await self._channel.call(method, args, kwargs, timeout=timeout, provider_data=provider_data)
+
+    def status(self) -> list[ProviderStatus]:
+        """The provider's status as the hub last sent it (every second)."""
+        return [self._status]
+
+    async def stop(self) -> None:
+        """Detach: the hub stops the provider when the last server process has."""
+        self._watch.cancel()
+        self._writer.close()
+        await self._channel.close()
+        await self._callbacks.stop()
+
+
+async def attach(
+    *,
+    api: str,
+    provider_id: str,
+    run_config: dict[str, Any],
+    home: str | None,
+    policy: list[Any],
+    server_apis: ServerApis,
+    max_message_bytes: int,
+) -> SharedHost:
+    """Attach to the hub of this provider for this server, starting it if there is none (``HostelError``: it did
+    not start, as ``Host.start`` would say)."""
+    directory, watch = _hub_directory(run_config, home, policy)
+    lock = os.open(directory / "lock", os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        await asyncio.to_thread(fcntl.flock, lock, fcntl.LOCK_EX)  # the first may be building the env: minutes
+        connection = await _connect(directory)
+        if connection is None:
+            spec = HubSpec(
+                directory=str(directory),
+                token=secrets.token_urlsafe(32),
+                run_config=run_config,
+                api=api,
+                provider_id=provider_id,
+                external_apis=sorted(server_apis.apis),
+                methods=_method_names(api),
+                watch=watch,
+                home=home,
+                policy=policy,
+            )
+            await _start_hub(spec)
+            connection = await _connect(directory)
+            if connection is None:
+                raise ProviderUnavailableError(f"the hostel hub of {provider_id!r} started but cannot be reached")
+    finally:
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        os.close(lock)
+    token = (directory / _TOKEN).read_text()
+    callbacks = CallbackServer(server_apis, directory / f"cb-{server_key()}.sock", max_message_bytes=max_message_bytes)
+    await callbacks.start()
+    reader, writer = connection
+    hello = {
+        "token": token,
+        "key": server_key(),
+        "callback": f"unix://{callbacks.socket_path}",
+        "callback_token": callbacks.grant("hub", server_apis.apis),
+    }
+    writer.write(json.dumps(hello).encode() + b"\n")
+    first = await reader.readline()
+    if not first:
+        await callbacks.stop()
+        raise ProviderUnavailableError(f"the hostel hub of {provider_id!r} refused this server process")
+    status = ProviderStatus(**{**json.loads(first), "replicas": ()})
+    channel = GrpcChannel(
+        provider_id, f"unix:{directory / WORKER_SOCKET}", max_message_bytes=max_message_bytes, token=token
+    )
+    logger.info("hostel: server process %s attached to the shared host of %s", server_key(), provider_id)
+    return SharedHost(provider_id, channel, callbacks, (reader, writer), status)
+
+
+async def _connect(directory: Path) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+    try:
+        return await asyncio.open_unix_connection(str(directory / ATTACH_SOCKET))
+    except OSError:
+        return None
+
+
+async def _start_hub(spec: HubSpec) -> None:
+    """Start the hub in a session of its own and wait until it serves (or says why not; that stays said for the
+    server's other processes, which would fail the same way)."""
+    directory = Path(spec.directory)
+    failed = directory / _FAILED
+    if failed.exists():
+        _raise(json.loads(failed.read_text()), spec.provider_id)
+    token_file = directory / _TOKEN
+    token_file.touch(mode=0o600)
+    token_file.write_text(spec.token)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hostel.bridge.hub"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True, text=True,
+    )  # fmt: skip
+    assert process.stdin is not None and process.stdout is not None
+    process.stdin.write(spec.to_json() + "\n")
+    process.stdin.close()
+    line = await asyncio.to_thread(process.stdout.readline)
+    process.stdout.close()
+    try:
+        outcome = json.loads(line) if line else {"error": f"the hub exited with code {process.wait()} before it served"}
+    except ValueError:
+        outcome = {"error": f"the hub said {line!r}"}
+    if not outcome.get("ready"):
+        failed.write_text(json.dumps(outcome))
+        _raise(outcome, spec.provider_id)
+
+
+def _raise(outcome: dict[str, Any], provider_id: str) -> None:
+    type_name = f"hostel.errors.{outcome.get('type', 'ProviderUnavailableError')}"
+    error = pb.RemoteError(kind=pb.ERROR_KIND_HOST_ERROR, type_name=type_name, message=str(outcome.get("error")))
+    raised: HostelError = from_remote(error, provider_id=provider_id, method="start")
+    raise raised
