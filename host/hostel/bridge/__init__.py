@@ -120,10 +120,11 @@ async def get_adapter_impl(config: Any, deps: dict[Any, Any], policy: list[Any] 
 
     async def make_host() -> BridgedHost:
         if shared:
-            return await _shared.attach(
-                api=api, provider_id=provider_id, run_config=raw, home=home, policy=rules, server_apis=external,
-                max_message_bytes=plan.settings.max_message_mb * 2**20,
+            request = _shared.HubRequest(
+                api, provider_id, raw, home, rules, external, plan.settings.max_message_mb * 2**20,
+                methods=_shared.method_names(api), key=_shared.server_key(),
             )  # fmt: skip
+            return await _shared.attach(request)
         host = Host(plan, home=Path(home) if home else None, external=external)
         try:
             await host.start()

@@ -21,6 +21,7 @@ import secrets
 import subprocess
 import sys
 import tempfile
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -123,7 +124,7 @@ def _hub_directory(run_config: dict[str, Any], home: str | None, policy: list[An
     return directory, watch
 
 
-def _method_names(api: str) -> list[str]:
+def method_names(api: str) -> list[str]:
     """What the server calls on a provider of ``api``: its protocol's methods, its routing tables', ``health``."""
     server = current()
     names: dict[str, None] = {"health": None}
@@ -135,44 +136,81 @@ def _method_names(api: str) -> list[str]:
     return list(names)
 
 
-class SharedHost:
-    """A hub's host as this server process sees it: calls go to the hub, its provider's status comes from it."""
+@dataclass(frozen=True)
+class HubRequest:
+    """What a server process attaches to a hub with (``attach``'s arguments)."""
 
-    def __init__(
-        self,
-        provider_id: str,
-        channel: GrpcChannel,
-        callbacks: CallbackServer,
-        connection: tuple[asyncio.StreamReader, asyncio.StreamWriter],
-        status: ProviderStatus,
-    ) -> None:
-        self._provider_id = provider_id
-        self._channel = channel
-        self._callbacks = callbacks
-        self._reader, self._writer = connection
-        self._status = status
-        self._lost: str | None = None
+    api: str
+    provider_id: str
+    run_config: dict[str, Any]
+    home: str | None
+    policy: list[Any]
+    server_apis: ServerApis
+    max_message_bytes: int
+    methods: list[str]  # what the server calls on the provider (``method_names``)
+    key: str  # this server process's id among its server's (``server_key``)
+
+
+@dataclass
+class _Attachment:
+    """One attachment to a hub: the provider's channel, this process's callback service, the open connection."""
+
+    channel: GrpcChannel
+    callbacks: CallbackServer
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    status: ProviderStatus
+
+    async def close(self) -> None:
+        self.writer.close()
+        await self.channel.close()
+        await self.callbacks.stop()
+
+
+class SharedHost:
+    """A hub's host as this server process sees it: calls go to the hub, its provider's status comes from it. If
+    the hub dies, the calls in flight fail and the next call attaches again (the first server process to call
+    starts a new hub, as at the server's start)."""
+
+    def __init__(self, request: HubRequest, attachment: _Attachment) -> None:
+        self._request = request
+        self._attachment = attachment
+        self._status = attachment.status
+        self._lost = False
+        self._again = asyncio.Lock()
         self._watch = asyncio.ensure_future(self._follow())
 
     async def _follow(self) -> None:
         """Keep the provider's status as the hub sends it; the hub gone, say so."""
-        while line := await self._reader.readline():
+        while line := await self._attachment.reader.readline():
             with contextlib.suppress(ValueError, TypeError):
                 self._status = ProviderStatus(**{**json.loads(line), "replicas": ()})
-        self._lost = "its shared hostel host (hub) is gone"
+        self._lost = True
+        status = self._status
         self._status = ProviderStatus(
-            self._status.provider_id, self._status.api, self._status.provider_type, "failed", None,
-            self._status.restarts, self._lost, self._status.env_path,
+            status.provider_id, status.api, status.provider_type, "restarting", None, status.restarts,
+            "its shared hostel host (hub) is gone", status.env_path,
         )  # fmt: skip
-        logger.error("provider %s: %s; restart the server", self._provider_id, self._lost)
+        logger.error("provider %s: its shared hostel host (hub) is gone; the next call starts another",
+                     self._request.provider_id)  # fmt: skip
+
+    async def _reattach(self) -> None:
+        async with self._again:
+            if not self._lost:
+                return
+            await self._attachment.close()
+            self._attachment = await _attach(self._request)
+            self._status, self._lost = self._attachment.status, False
+            self._watch = asyncio.ensure_future(self._follow())
 
     async def call(
         self, provider_id: str, method: str, args: Any, kwargs: Any, *, timeout: float | None, provider_data: Any
     ) -> Any:
         """Call the provider through the hub."""
-        if self._lost is not None:
-            raise ProviderUnavailableError(f"provider {provider_id!r}: {self._lost}", provider_id=provider_id)
-        return await self._channel.call(method, args, kwargs, timeout=timeout, provider_data=provider_data)
+        if self._lost:
+            await self._reattach()
+        channel = self._attachment.channel
+        return await channel.call(method, args, kwargs, timeout=timeout, provider_data=provider_data)
 
     def status(self) -> list[ProviderStatus]:
         """The provider's status as the hub last sent it (every second)."""
@@ -181,24 +219,17 @@ class SharedHost:
     async def stop(self) -> None:
         """Detach: the hub stops the provider when the last server process has."""
         self._watch.cancel()
-        self._writer.close()
-        await self._channel.close()
-        await self._callbacks.stop()
+        await self._attachment.close()
 
 
-async def attach(
-    *,
-    api: str,
-    provider_id: str,
-    run_config: dict[str, Any],
-    home: str | None,
-    policy: list[Any],
-    server_apis: ServerApis,
-    max_message_bytes: int,
-) -> SharedHost:
+async def attach(request: HubRequest) -> SharedHost:
     """Attach to the hub of this provider for this server, starting it if there is none (``HostelError``: it did
     not start, as ``Host.start`` would say)."""
-    directory, watch = _hub_directory(run_config, home, policy)
+    return SharedHost(request, await _attach(request))
+
+
+async def _attach(request: HubRequest) -> _Attachment:
+    directory, watch = _hub_directory(request.run_config, request.home, request.policy)
     lock = os.open(directory / "lock", os.O_CREAT | os.O_RDWR, 0o600)
     try:
         await asyncio.to_thread(fcntl.flock, lock, fcntl.LOCK_EX)  # the first may be building the env: minutes
@@ -207,43 +238,54 @@ async def attach(
             spec = HubSpec(
                 directory=str(directory),
                 token=secrets.token_urlsafe(32),
-                run_config=run_config,
-                api=api,
-                provider_id=provider_id,
-                external_apis=sorted(server_apis.apis),
-                methods=_method_names(api),
+                run_config=request.run_config,
+                api=request.api,
+                provider_id=request.provider_id,
+                external_apis=sorted(request.server_apis.apis),
+                methods=request.methods,
                 watch=watch,
-                home=home,
-                policy=policy,
+                home=request.home,
+                policy=request.policy,
             )
             await _start_hub(spec)
             connection = await _connect(directory)
             if connection is None:
-                raise ProviderUnavailableError(f"the hostel hub of {provider_id!r} started but cannot be reached")
+                raise ProviderUnavailableError(
+                    f"the hostel hub of {request.provider_id!r} started but cannot be reached",
+                    provider_id=request.provider_id,
+                )
     finally:
         fcntl.flock(lock, fcntl.LOCK_UN)
         os.close(lock)
     token = (directory / _TOKEN).read_text()
-    callbacks = CallbackServer(server_apis, directory / f"cb-{server_key()}.sock", max_message_bytes=max_message_bytes)
+    callbacks = CallbackServer(
+        request.server_apis, directory / f"cb-{request.key}.sock", max_message_bytes=request.max_message_bytes
+    )
     await callbacks.start()
     reader, writer = connection
     hello = {
         "token": token,
-        "key": server_key(),
+        "key": request.key,
         "callback": f"unix://{callbacks.socket_path}",
-        "callback_token": callbacks.grant("hub", server_apis.apis),
+        "callback_token": callbacks.grant("hub", request.server_apis.apis),
     }
     writer.write(json.dumps(hello).encode() + b"\n")
     first = await reader.readline()
     if not first:
+        writer.close()
         await callbacks.stop()
-        raise ProviderUnavailableError(f"the hostel hub of {provider_id!r} refused this server process")
+        raise ProviderUnavailableError(
+            f"the hostel hub of {request.provider_id!r} refused this server process", provider_id=request.provider_id
+        )
     status = ProviderStatus(**{**json.loads(first), "replicas": ()})
     channel = GrpcChannel(
-        provider_id, f"unix:{directory / WORKER_SOCKET}", max_message_bytes=max_message_bytes, token=token
+        request.provider_id,
+        f"unix:{directory / WORKER_SOCKET}",
+        max_message_bytes=request.max_message_bytes,
+        token=token,
     )
-    logger.info("hostel: server process %s attached to the shared host of %s", server_key(), provider_id)
-    return SharedHost(provider_id, channel, callbacks, (reader, writer), status)
+    logger.info("hostel: server process %s attached to the shared host of %s", request.key, request.provider_id)
+    return _Attachment(channel, callbacks, reader, writer, status)
 
 
 async def _connect(directory: Path) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
@@ -277,8 +319,11 @@ async def _start_hub(spec: HubSpec) -> None:
     except ValueError:
         outcome = {"error": f"the hub said {line!r}"}
     if not outcome.get("ready"):
+        await asyncio.to_thread(process.wait)
         failed.write_text(json.dumps(outcome))
         _raise(outcome, spec.provider_id)
+    # Reaped when it exits, while this process lives (it outlives this process otherwise, and init reaps it).
+    threading.Thread(target=process.wait, name=f"hostel-hub-{spec.provider_id}", daemon=True).start()
 
 
 def _raise(outcome: dict[str, Any], provider_id: str) -> None:
