@@ -9,16 +9,20 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import httpx
+import psutil
 import pytest
 import yaml
 
-from tests.conftest import EXAMPLES, REPO, ogx_server_venv, python_path
+from tests.conftest import EXAMPLES, REPO, hostel_pids, ogx_server_venv, python_path, wait_until, worker_pids
 from tests.served import Served, free_port
 
 EXAMPLE = EXAMPLES / "guardrails"
@@ -149,3 +153,105 @@ def test_an_ogx_servers_moderation_endpoint_can_be_hostel_run(
             server.terminate()
             server.wait(timeout=60)
         hostel.stop()
+
+
+SSN = "my ssn is 123-45-6789"
+
+
+def _ogx_server(ogx_bin: Path, config: Path, env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    with log.open("ab") as out:
+        server = subprocess.Popen(
+            [str(ogx_bin), "run", str(config), "--insecure", "--port", str(port)],
+            cwd=config.parent, env=env, stdout=out, stderr=out, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    _example_main().wait_healthy(url, server, timeout=600)
+    return server, url
+
+
+def _stop(server: subprocess.Popen[bytes]) -> None:
+    server.send_signal(signal.SIGTERM)
+    try:
+        server.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
+def _hubs() -> dict[int, int]:
+    return {
+        p.pid: p.ppid()
+        for p in psutil.process_iter(["cmdline"])
+        if "hostel.bridge.hub" in " ".join(p.info["cmdline"] or ())
+    }
+
+
+def _moderate_many(url: str, shield: str, count: int) -> list[bool]:
+    """``count`` moderations at once, each on a connection of its own (spread over the server's processes)."""
+
+    def one(_: int) -> bool:
+        with httpx.Client(headers={"connection": "close"}, timeout=120) as client:
+            reply = client.post(f"{url}/v1/moderations", json={"input": SSN, "model": shield})
+        assert reply.status_code == 200, reply.text
+        return bool(reply.json()["results"][0]["flagged"])
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        return list(pool.map(one, range(count)))
+
+
+def test_a_multi_worker_ogx_server_keeps_one_shields_table_and_one_worker_per_provider(
+    ogx: tuple[Path, Path], tmp_path: Path, hostel_home: Path
+) -> None:
+    """`ogx run` with `server.workers: 4`, the Safety API from a hostel run config (the redaction shield) and an
+    echo provider bridged: the run config's providers and the bridged one each run once, in hubs the server's
+    processes share; a shield registered through one process is there for the others (retrieved and used by
+    requests spread over all of them); killing a server process (a hub's parent) harms no call; the server's stop
+    leaves nothing."""
+    ogx_bin, tiktoken = ogx
+    shutil.copytree(EXAMPLE / "providers.d", tmp_path / "providers.d")
+    run = yaml.safe_load((EXAMPLE / "run.yaml").read_text())
+    del run["providers"]["safety"][0]  # FMS wants its detector service; the redaction shield needs nothing
+    run["shields"] = [{"shield_id": "redaction", "provider_id": "redaction"}]
+    del run["safety"]
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(run))
+    raw = yaml.safe_load((EXAMPLE / "ogx" / "ogx.yaml").read_text())
+    raw["apis"] = ["inference", "safety"]
+    raw["external_apis_dir"] = str(EXAMPLE / "ogx" / "apis")
+    raw["providers"] = {
+        "safety": [{**raw["providers"]["safety"][0], "config": {"run_config": str(tmp_path / "run.yaml")}}],
+        "inference": raw["providers"]["inference"],
+    }
+    raw["server"] = {"host": "127.0.0.1"}  # the port: --port
+    (tmp_path / "one.yaml").write_text(yaml.safe_dump(raw))
+    raw["server"]["workers"] = 4
+    (tmp_path / "four.yaml").write_text(yaml.safe_dump(raw))
+    env = {**_environ(tiktoken), "SQLITE_STORE_DIR": str(tmp_path / "state"),
+           "BRIDGEPROV_DIR": str(REPO / "tests" / "providers" / "bridgeprov")}  # fmt: skip
+    log = tmp_path / "ogx.log"
+    server, _ = _ogx_server(ogx_bin, tmp_path / "one.yaml", env, log)  # OGX's SQLite stores: made by one first
+    _stop(server)
+    before = set(_hubs())
+    server, url = _ogx_server(ogx_bin, tmp_path / "four.yaml", env, log)
+    try:
+        assert wait_until(lambda: log.read_text(errors="replace").count("attached to the shared host") >= 8, 300)
+        hubs = {pid: parent for pid, parent in _hubs().items() if pid not in before}
+        assert len(hubs) == 2  # the run config's providers, the bridged echo
+        assert len(worker_pids(str(hostel_home))) == 2  # not one per server process
+        registered = httpx.post(f"{url}/v1/shields", json={"shield_id": "late", "provider_id": "redaction"}, timeout=60)
+        assert registered.status_code == 200, registered.text
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            found = list(pool.map(lambda _: httpx.get(f"{url}/v1/shields/late", timeout=60).status_code, range(32)))
+        assert found == [200] * 32
+        assert _moderate_many(url, "late", 32) == [True] * 32
+        parent = psutil.Process(next(iter(hubs.values())))
+        parent.kill()  # a server process that started a hub
+        parent.wait(timeout=10)
+        assert _moderate_many(url, "late", 16) == [True] * 16
+        assert set(hubs) <= set(_hubs()) and len(worker_pids(str(hostel_home))) == 2
+    finally:
+        _stop(server)
+    assert wait_until(lambda: not (set(_hubs()) - before), timeout=30)
+    assert wait_until(lambda: not hostel_pids(str(hostel_home)), timeout=30)
+    text = log.read_text(errors="replace")
+    assert "hostel hub run.yaml: stopping:" in text and "hostel hub echo: stopping:" in text

@@ -18,7 +18,9 @@ SHARED_WITH_HOST = frozenset(
         "hostel_sdk._health",  # the liveness probe's stub
         "hostel_sdk._handshake",  # the handshake line, protocol version, the stacks signal
         "hostel_sdk._start",  # the start request
-        "hostel_sdk._service",  # error replies (the callback service answers as a worker does)
+        "hostel_sdk._service",  # error replies (the callback service answers as a worker does); a hub serves as one
+        "hostel_sdk._context",  # a call's provider data and deadline (a hub relays them)
+        "hostel_sdk._deps",  # the callback client (a hub calls its server processes' APIs as a worker would)
         "hostel_sdk._exposure",  # which method names a caller may name
         "hostel_sdk._llama_stack",  # API protocols (the Llama Stack bridge)
         "hostel_sdk._blobs",  # bytes, files and responses beside a call (SendBlob, ReadBlob, the Blob result)

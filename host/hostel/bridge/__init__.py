@@ -74,9 +74,10 @@ def _real_provider(config: Any, server: Server) -> tuple[str, str, BridgeOptions
     return api, provider_type, options, raw
 
 
-def bridge_plan(raw: dict[str, Any], external_apis: frozenset[str], policy: list[Any]) -> Plan:
-    """The hostel plan of a bridged provider's run config: its workers get the server's access ``policy``."""
-    plan = load_plan(raw, external_apis=external_apis)
+def bridge_plan(raw: dict[str, Any] | str, external_apis: frozenset[str], policy: list[Any]) -> Plan:
+    """The hostel plan of a bridged provider's run config (or of the run config at a path): its workers get the
+    server's access ``policy``."""
+    plan = load_plan(Path(raw) if isinstance(raw, str) else raw, external_apis=external_apis)
     if policy:
         rules = tuple(policy)
         plan = dataclasses.replace(plan, providers=tuple(p.with_worker(access_policy=rules) for p in plan.providers))
@@ -116,23 +117,6 @@ async def get_adapter_impl(config: Any, deps: dict[Any, Any], policy: list[Any] 
         logger.error("hostel bridge for %s: %s", api, exc)
         raise
     thread = ServingLoop() if serving_loop_here() else LoopThread(f"hostel-{provider_id}")
-    home = options.home
-
-    async def make_host() -> BridgedHost:
-        if shared:
-            request = _shared.HubRequest(
-                api, provider_id, raw, home, rules, external, plan.settings.max_message_mb * 2**20,
-                methods=_shared.method_names(api), key=_shared.server_key(),
-            )  # fmt: skip
-            return await _shared.attach(request)
-        host = Host(plan, home=Path(home) if home else None, external=external)
-        try:
-            await host.start()
-        except BaseException:
-            await host.stop()
-            raise
-        return host
-
     start_error: HostelError | None = None
     logger.info(
         "hostel: starting %s (%s) for the %s API in its own venv and process (%s %s server)%s",
@@ -141,7 +125,7 @@ async def get_adapter_impl(config: Any, deps: dict[Any, Any], policy: list[Any] 
     )  # fmt: skip
     host: BridgedHost = _Unstarted(provider_id, api, provider_type)
     try:
-        host = await thread.run(make_host)
+        host = await thread.run(lambda: _start(plan, raw, rules, options.home, external, shared=shared))
     except HostelError as exc:
         logger.error("hostel: provider %s (%s) did not start: %s", provider_id, provider_type, exc)
         if options.required:
@@ -165,6 +149,26 @@ async def get_adapter_impl(config: Any, deps: dict[Any, Any], policy: list[Any] 
     )
     bridges.append(bridge)
     return bridge
+
+
+async def _start(
+    plan: Plan, raw: dict[str, Any], rules: list[Any], home: str | None, external: ServerApis, *, shared: bool
+) -> BridgedHost:
+    """The provider's host, started: this process's own, or the hub the server's processes share."""
+    provider = plan.providers[0]
+    if shared:
+        request = _shared.HubRequest(
+            provider.api, provider.provider_id, raw, home, rules, external, plan.settings.max_message_mb * 2**20,
+            methods=_shared.method_names(provider.api), key=_shared.server_key(),
+        )  # fmt: skip
+        return await _shared.attach(request)
+    host = Host(plan, home=Path(home) if home else None, external=external)
+    try:
+        await host.start()
+    except BaseException:
+        await host.stop()
+        raise
+    return host
 
 
 class _Unstarted:

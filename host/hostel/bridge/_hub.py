@@ -35,7 +35,16 @@ from typing import Any
 import grpc
 import psutil
 
-from hostel.bridge._shared import ATTACH_SOCKET, FIRST_ATTACH_S, LINGER_S, STATUS_EVERY_S, WORKER_SOCKET, HubSpec
+from hostel.bridge._hub_http import serve_routes
+from hostel.bridge._shared import (
+    ATTACH_SOCKET,
+    FIRST_ATTACH_S,
+    HTTP_SOCKET,
+    LINGER_S,
+    STATUS_EVERY_S,
+    WORKER_SOCKET,
+    HubSpec,
+)
 from hostel.config.plan import Plan
 from hostel.errors import HostelError, ProviderUnavailableError
 from hostel.host import Host
@@ -71,7 +80,11 @@ class HubApis:
 
     def count(self, provider_data: Any) -> None:
         """Count a call for the server process whose request it serves."""
-        attached = self.attached.get(_origin(provider_data))
+        self.count_for(_origin(provider_data))
+
+    def count_for(self, key: str) -> None:
+        """Count a call for the server process ``key``."""
+        attached = self.attached.get(key)
         if attached is not None:
             attached.calls += 1
 
@@ -204,7 +217,7 @@ class Attachments:
                 await self._server.wait_closed()
 
     def _status(self) -> bytes:
-        return json.dumps(self._host.status()[0].to_dict()).encode() + b"\n"
+        return json.dumps([status.to_dict() for status in self._host.status()]).encode() + b"\n"
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -284,24 +297,29 @@ async def serve(spec: HubSpec, plan: Plan, report: Callable[[dict[str, Any]], No
     directory = Path(spec.directory)
     server.add_insecure_port(f"unix:{directory / WORKER_SOCKET}")
     await server.start()
+    stop_http = None
+    if spec.http:
+        stop_http = await serve_routes(host, max_bytes, directory / HTTP_SOCKET, spec.token, hub.count_for)
     attachments = Attachments(spec, hub, host, max_bytes)
     await attachments.start(directory / ATTACH_SOCKET)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    status = host.status()[0]
-    logger.info("hostel hub %s: serving [pid %s] for the server's processes", spec.provider_id, status.pid)
+    pids = ", ".join(str(status.pid) for status in host.status())
+    logger.info("hostel hub %s: serving [pid %s] for the server's processes", spec.provider_id, pids)
     report({"ready": True})
     try:
         reason = await _until_done(spec, attachments, hub, stop)
         logger.info("hostel hub %s: stopping: %s", spec.provider_id, reason)
     finally:
         await attachments.close()
+        if stop_http is not None:
+            await stop_http()
         service.drain()
         await server.stop(5)
         await host.stop()
-        for name in (ATTACH_SOCKET, WORKER_SOCKET):
+        for name in (ATTACH_SOCKET, WORKER_SOCKET, HTTP_SOCKET):
             with contextlib.suppress(OSError):
                 (directory / name).unlink()
     return 0

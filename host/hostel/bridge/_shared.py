@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -43,6 +44,7 @@ logger = logging.getLogger(__name__)
 # Socket and file names in a hub's directory.
 WORKER_SOCKET = "hub.sock"
 ATTACH_SOCKET = "attach.sock"
+HTTP_SOCKET = "http.sock"
 # How long the hub waits for its first server process, and lingers after the last one detached (a server
 # process that uvicorn replaces attaches again within it).
 FIRST_ATTACH_S = 120.0
@@ -57,14 +59,15 @@ class HubSpec:
 
     directory: str
     token: str
-    run_config: dict[str, Any]
+    run_config: dict[str, Any] | str  # a bridged provider's run config, or the path of one (the removed APIs')
     api: str
-    provider_id: str
+    provider_id: str  # what the hub calls itself in the log: the bridged provider, or the run config's file
     external_apis: list[str]
-    methods: list[str]  # what the server calls on the provider
+    methods: list[str]  # what the server calls on the provider (through the Worker service)
     watch: tuple[int, float]  # the server's main process: pid and start time
     home: str | None = None
     policy: list[Any] = field(default_factory=list)
+    http: bool = False  # serve the removed APIs' routes (hostel.bridge._hub_http)
 
     def to_json(self) -> str:
         """One line of JSON."""
@@ -111,7 +114,9 @@ def server_key() -> str:
     return str(os.getpid())
 
 
-def _hub_directory(run_config: dict[str, Any], home: str | None, policy: list[Any]) -> tuple[Path, tuple[int, float]]:
+def _hub_directory(
+    run_config: dict[str, Any] | str, home: str | None, policy: list[Any]
+) -> tuple[Path, tuple[int, float]]:
     main_pid = os.getppid()
     watch = (main_pid, psutil.Process(main_pid).create_time())
     identity = json.dumps({"server": watch, "config": run_config, "home": home, "policy": policy}, sort_keys=True)
@@ -142,13 +147,14 @@ class HubRequest:
 
     api: str
     provider_id: str
-    run_config: dict[str, Any]
+    run_config: dict[str, Any] | str
     home: str | None
     policy: list[Any]
     server_apis: ServerApis
     max_message_bytes: int
     methods: list[str]  # what the server calls on the provider (``method_names``)
     key: str  # this server process's id among its server's (``server_key``)
+    http: bool = False  # the hub serves the removed APIs' routes
 
 
 @dataclass
@@ -159,7 +165,9 @@ class _Attachment:
     callbacks: CallbackServer
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
-    status: ProviderStatus
+    status: list[ProviderStatus]
+    directory: Path
+    token: str
 
     async def close(self) -> None:
         self.writer.close()
@@ -184,15 +192,28 @@ class SharedHost:
         """Keep the provider's status as the hub sends it; the hub gone, say so."""
         while line := await self._attachment.reader.readline():
             with contextlib.suppress(ValueError, TypeError):
-                self._status = ProviderStatus(**{**json.loads(line), "replicas": ()})
+                self._status = _statuses(line)
         self._lost = True
-        status = self._status
-        self._status = ProviderStatus(
-            status.provider_id, status.api, status.provider_type, "restarting", None, status.restarts,
-            "its shared hostel host (hub) is gone", status.env_path,
-        )  # fmt: skip
+        gone = "its shared hostel host (hub) is gone"
+        self._status = [
+            dataclasses.replace(status, state="restarting", pid=None, last_exit=gone) for status in self._status
+        ]
         logger.error("provider %s: its shared hostel host (hub) is gone; the next call starts another",
                      self._request.provider_id)  # fmt: skip
+
+    async def ensure(self) -> None:
+        """Attach again if the hub is gone (the first server process to get here starts another)."""
+        if self._lost:
+            await self._reattach()
+
+    @property
+    def key(self) -> str:
+        """This server process's id among its server's."""
+        return self._request.key
+
+    def http_address(self) -> tuple[Path, str]:
+        """The hub's HTTP socket and token (a hub serving the removed APIs' routes)."""
+        return self._attachment.directory / HTTP_SOCKET, self._attachment.token
 
     async def _reattach(self) -> None:
         async with self._again:
@@ -207,14 +228,13 @@ class SharedHost:
         self, provider_id: str, method: str, args: Any, kwargs: Any, *, timeout: float | None, provider_data: Any
     ) -> Any:
         """Call the provider through the hub."""
-        if self._lost:
-            await self._reattach()
+        await self.ensure()
         channel = self._attachment.channel
         return await channel.call(method, args, kwargs, timeout=timeout, provider_data=provider_data)
 
     def status(self) -> list[ProviderStatus]:
-        """The provider's status as the hub last sent it (every second)."""
-        return [self._status]
+        """The providers' status as the hub last sent it (every second)."""
+        return self._status
 
     async def stop(self) -> None:
         """Detach: the hub stops the provider when the last server process has."""
@@ -246,6 +266,7 @@ async def _attach(request: HubRequest) -> _Attachment:
                 watch=watch,
                 home=request.home,
                 policy=request.policy,
+                http=request.http,
             )
             await _start_hub(spec)
             connection = await _connect(directory)
@@ -277,7 +298,7 @@ async def _attach(request: HubRequest) -> _Attachment:
         raise ProviderUnavailableError(
             f"the hostel hub of {request.provider_id!r} refused this server process", provider_id=request.provider_id
         )
-    status = ProviderStatus(**{**json.loads(first), "replicas": ()})
+    status = _statuses(first)
     channel = GrpcChannel(
         request.provider_id,
         f"unix:{directory / WORKER_SOCKET}",
@@ -285,7 +306,11 @@ async def _attach(request: HubRequest) -> _Attachment:
         token=token,
     )
     logger.info("hostel: server process %s attached to the shared host of %s", request.key, request.provider_id)
-    return _Attachment(channel, callbacks, reader, writer, status)
+    return _Attachment(channel, callbacks, reader, writer, status, directory, token)
+
+
+def _statuses(line: bytes) -> list[ProviderStatus]:
+    return [ProviderStatus(**{**fields, "replicas": ()}) for fields in json.loads(line)]
 
 
 async def _connect(directory: Path) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:

@@ -35,12 +35,16 @@ from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, Field
 
+from hostel.bridge import _shared as _shared_hosts
 from hostel.bridge._deps import ServerApis
+from hostel.bridge._hub_http import HubRoutes
 from hostel.bridge._loop import LoopThread, iterate_on, run_on
 from hostel.bridge._server import current
-from hostel.config.plan import load_plan
+from hostel.bridge._shared import SharedHost
+from hostel.config.plan import Plan, load_plan
 from hostel.gateway.resources import ROUTED_APIS, routes_for
 from hostel.host import Host
+from hostel.supervise.status import ProviderStatus
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +78,11 @@ class RemovedApiConfig(BaseModel):
     api: ClassVar[str] = ""
     run_config: str = Field(description="a hostel run config (absolute, or relative to the server's directory)")
     home: str | None = Field(None, description="hostel's env cache (default: $HOSTEL_HOME or ~/.cache/hostel)")
+    shared_host: bool | None = Field(
+        None,
+        description="whether the processes of a multi-process server share one host of the run config, its tables "
+        "and workers (default: when the server runs several; false: one per server process)",
+    )
 
 
 class EvalConfig(RemovedApiConfig):
@@ -215,13 +224,36 @@ class RegistryOnLoop:
 
 
 class _Shared:
-    """One started host for every entry that names the same run config (``path``)."""
+    """One started host for every entry that names the same run config (``path``): in this process (``view`` on
+    its ``thread``), or the hub this server's processes share (``hub``, reached through ``routes``)."""
 
-    def __init__(self, path: Path, view: HostOnLoop, thread: LoopThread) -> None:
+    def __init__(
+        self,
+        path: Path,
+        max_body: int,
+        view: HostOnLoop | None = None,
+        thread: LoopThread | None = None,
+        hub: tuple[SharedHost, HubRoutes] | None = None,
+    ) -> None:
         self.path = path
+        self.max_body = max_body
         self.view = view
         self.thread = thread
+        self.hub = hub
         self.users = 0
+
+    def status(self) -> list[ProviderStatus]:
+        """Every provider's status."""
+        return self.hub[0].status() if self.hub is not None else self.view.host.status() if self.view else []
+
+    async def stop(self) -> None:
+        """Stop the host, or detach from the hub."""
+        if self.hub is not None:
+            await self.hub[1].close()
+            await self.hub[0].stop()
+        if self.thread is not None and self.view is not None and not self.thread.loop.is_closed():
+            await self.thread.run(self.view.host.stop)
+            self.thread.close()
 
 
 _SHARED: dict[Path, _Shared] = {}
@@ -233,6 +265,7 @@ class RemovedApi:
     def __init__(self, api: str, shared: _Shared, max_body: int) -> None:
         self.api = api
         self.view = shared.view
+        self.hub_routes = shared.hub[1] if shared.hub is not None else None
         self.max_body = max_body
         self._shared = shared
 
@@ -243,51 +276,79 @@ class RemovedApi:
         """Stop the host when the last API using it shuts down."""
         shared = self._shared
         shared.users -= 1
-        if shared.users == 0 and not shared.thread.loop.is_closed():
+        if shared.users == 0:
             _SHARED.pop(shared.path, None)
-            await shared.thread.run(shared.view.host.stop)
-            shared.thread.close()
+            await shared.stop()
 
     async def health(self) -> dict[str, Any]:
         """OK when every hosted provider serves."""
-        states = {s.provider_id: s.state for s in self.view.host.status()}
+        states = {s.provider_id: s.state for s in self._shared.status()}
         bad = {pid: state for pid, state in states.items() if state not in ("ready", "idle", "replacing")}
         return {"status": "Error", "message": f"providers not serving: {bad}"} if bad else {"status": "OK"}
 
 
 async def get_adapter_impl(config: RemovedApiConfig, deps: dict[Any, Any]) -> RemovedApi:
-    """Start (or join) the host of ``config.run_config`` and return the server's object for ``config.api``."""
+    """Start (or join) the host of ``config.run_config`` and return the server's object for ``config.api``. In a
+    server with several processes, they share one (``hostel.bridge.hub``) unless ``shared_host: false``."""
     path = Path(config.run_config).expanduser().resolve()
     shared = _SHARED.get(path)
     if shared is None:
         views: list[HostOnLoop] = []
         server = current()
+        hubbed = config.shared_host if config.shared_host is not None else _shared_hosts.in_server_worker()
         external = ServerApis(
-            deps, lambda: views[0] if views else None, server.provider_data_var(), asyncio.get_running_loop()
+            deps,
+            lambda: views[0] if views else None,
+            server.provider_data_var(),
+            asyncio.get_running_loop(),
+            key_prefix=f"{_shared_hosts.server_key()}." if hubbed else "",
         )
         plan = load_plan(path, external_apis=external.apis)
-        thread = LoopThread(f"hostel-{path.stem}")
-
-        async def make_host() -> Host:
-            return Host(plan, home=Path(config.home) if config.home else None, external=external)
-
-        host = await thread.run(make_host)
-        logger.info("hostel: starting the providers of %s for the %s API (%s)", path, config.api, server.name)
-        try:
-            await thread.run(host.start)
-        except BaseException:
-            await thread.run(host.stop)
-            thread.close()
-            raise
-        shared = _SHARED[path] = _Shared(path, HostOnLoop(host, thread), thread)
-        views.append(shared.view)
+        if hubbed:
+            shared = _SHARED[path] = await _join_hub(path, config, plan, external)
+        else:
+            shared = _SHARED[path] = await _start_here(path, config, plan, external)
+            assert shared.view is not None
+            views.append(shared.view)
     shared.users += 1
-    return RemovedApi(config.api, shared, shared.view.host.config.hostel.max_message_mb * 2**20)
+    return RemovedApi(config.api, shared, shared.max_body)
+
+
+async def _start_here(path: Path, config: RemovedApiConfig, plan: Plan, external: ServerApis) -> _Shared:
+    thread = LoopThread(f"hostel-{path.stem}")
+
+    async def make_host() -> Host:
+        return Host(plan, home=Path(config.home) if config.home else None, external=external)
+
+    host = await thread.run(make_host)
+    logger.info("hostel: starting the providers of %s for the %s API (%s)", path, config.api, current().name)
+    try:
+        await thread.run(host.start)
+    except BaseException:
+        await thread.run(host.stop)
+        thread.close()
+        raise
+    return _Shared(path, plan.settings.max_message_mb * 2**20, view=HostOnLoop(host, thread), thread=thread)
+
+
+async def _join_hub(path: Path, config: RemovedApiConfig, plan: Plan, external: ServerApis) -> _Shared:
+    logger.info("hostel: the providers of %s serve the %s API, shared by the server's processes", path, config.api)
+    max_body = plan.settings.max_message_mb * 2**20
+    request = _shared_hosts.HubRequest(
+        api="", provider_id=path.name, run_config=str(path), home=config.home, policy=[], server_apis=external,
+        max_message_bytes=max_body, methods=[], key=_shared_hosts.server_key(), http=True,
+    )  # fmt: skip
+    hub = await _shared_hosts.attach(request)
+    return _Shared(path, max_body, hub=(hub, HubRoutes(hub)))
 
 
 def create_router(impl: RemovedApi) -> Any:
     """The server's router for ``impl``'s API: the routes ``hostel run`` serves for it."""
     fastapi = importlib.import_module("fastapi")  # the server's; hostel does not depend on it
     router = fastapi.APIRouter()
-    router.routes.extend(routes_for(impl.api, impl.view, impl.max_body))
+    if impl.hub_routes is not None:
+        router.routes.extend(impl.hub_routes.routes(impl.api))
+    else:
+        assert impl.view is not None
+        router.routes.extend(routes_for(impl.api, impl.view, impl.max_body))
     return router

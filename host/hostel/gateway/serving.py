@@ -46,7 +46,9 @@ def check_bind(address: str, server: ServerSettings, *, insecure: bool) -> None:
     )
 
 
-class _Server(uvicorn.Server):
+class SignalFreeServer(uvicorn.Server):
+    """A uvicorn server that leaves SIGINT and SIGTERM to its caller."""
+
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         # hostel handles SIGINT/SIGTERM itself: uvicorn would re-raise them once it has shut down,
@@ -77,7 +79,7 @@ async def _serve(
     host: Host, config: uvicorn.Config, *, grace: float, authenticator: Any, admin_token: str | None
 ) -> None:
     """Serve ``config`` until a signal, then stop ``host`` within ``grace``."""
-    server = _Server(config)
+    server = SignalFreeServer(config)
     loop = asyncio.get_running_loop()
     received: list[int] = []
 
