@@ -24,6 +24,7 @@ import hmac
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import time
@@ -319,9 +320,7 @@ async def serve(spec: HubSpec, plan: Plan, report: Callable[[dict[str, Any]], No
         service.drain()
         await server.stop(5)
         await host.stop()
-        for name in (ATTACH_SOCKET, WORKER_SOCKET, HTTP_SOCKET):
-            with contextlib.suppress(OSError):
-                (directory / name).unlink()
+        shutil.rmtree(directory, ignore_errors=True)  # its sockets, token, lock: the next start makes its own
     return 0
 
 

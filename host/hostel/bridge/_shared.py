@@ -19,6 +19,7 @@ import logging
 import multiprocessing
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -82,6 +83,7 @@ class HubSpec:
 
 
 _FAILED = "failed.json"
+_SERVER = "server.json"  # the server's main process: pid and start time
 _TOKEN = "token"
 
 
@@ -125,8 +127,26 @@ def _hub_directory(
     if base.stat().st_uid != os.getuid() or base.stat().st_mode & 0o077:
         raise ProviderUnavailableError(f"{base} is not private to this user (mode 0700, owned by it); remove it")
     directory = base / hashlib.sha256(identity.encode()).hexdigest()[:20]
+    if not directory.exists():
+        _sweep(base)
     directory.mkdir(mode=0o700, exist_ok=True)
+    (directory / _SERVER).write_text(json.dumps(watch))
     return directory, watch
+
+
+def _sweep(base: Path) -> None:
+    """Remove the hub directories of servers that are gone (a hub that was killed, or never started, leaves its
+    directory behind; one that stops removes it)."""
+    for directory in base.iterdir():
+        try:
+            pid, started = json.loads((directory / _SERVER).read_text())
+            gone = abs(psutil.Process(pid).create_time() - started) >= 1.0
+        except psutil.NoSuchProcess:
+            gone = True
+        except (OSError, ValueError, TypeError, psutil.Error):
+            continue
+        if gone:
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def method_names(api: str) -> list[str]:
