@@ -36,7 +36,6 @@ from typing import Any
 import grpc
 import psutil
 
-from hostel.bridge._hub_http import serve_routes
 from hostel.bridge._shared import (
     ATTACH_SOCKET,
     FIRST_ATTACH_S,
@@ -45,6 +44,8 @@ from hostel.bridge._shared import (
     STATUS_EVERY_S,
     WORKER_SOCKET,
     HubSpec,
+    bridge_plan,
+    show_hostel_logs,
 )
 from hostel.config.plan import Plan
 from hostel.errors import HostelError, ProviderUnavailableError
@@ -300,6 +301,8 @@ async def serve(spec: HubSpec, plan: Plan, report: Callable[[dict[str, Any]], No
     await server.start()
     stop_http = None
     if spec.http:
+        from hostel.bridge._hub_http import serve_routes  # the removed APIs' routes: hostel's gateway
+
         stop_http = await serve_routes(host, max_bytes, directory / HTTP_SOCKET, spec.token, hub.count_for)
     attachments = Attachments(spec, hub, host, max_bytes)
     await attachments.start(directory / ATTACH_SOCKET)
@@ -326,8 +329,6 @@ async def serve(spec: HubSpec, plan: Plan, report: Callable[[dict[str, Any]], No
 
 def main() -> int:
     """The hub process (``python -m hostel.bridge.hub``): the spec on stdin, one JSON line of outcome on stdout."""
-    from hostel.bridge import bridge_plan, show_hostel_logs
-
     show_hostel_logs()
     spec = HubSpec.from_json(sys.stdin.readline())
     out = os.fdopen(os.dup(sys.stdout.fileno()), "w")

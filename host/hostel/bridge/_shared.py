@@ -32,6 +32,7 @@ import psutil
 
 from hostel.bridge._deps import ServerApis
 from hostel.bridge._server import current
+from hostel.config.plan import Plan, load_plan
 from hostel.errors import HostelError, ProviderUnavailableError
 from hostel.supervise.status import ProviderStatus
 from hostel.transport.callbacks import CallbackServer
@@ -376,3 +377,25 @@ def _raise(outcome: dict[str, Any], provider_id: str) -> None:
     error = pb.RemoteError(kind=pb.ERROR_KIND_HOST_ERROR, type_name=type_name, message=str(outcome.get("error")))
     raised: HostelError = from_remote(error, provider_id=provider_id, method="start")
     raise raised
+
+
+def bridge_plan(raw: dict[str, Any] | str, external_apis: frozenset[str], policy: list[Any]) -> Plan:
+    """The hostel plan of a bridged provider's run config (or of the run config at a path): its workers get the
+    server's access ``policy``."""
+    plan = load_plan(Path(raw) if isinstance(raw, str) else raw, external_apis=external_apis)
+    if policy:
+        rules = tuple(policy)
+        plan = dataclasses.replace(plan, providers=tuple(p.with_worker(access_policy=rules) for p in plan.providers))
+    return plan
+
+
+def show_hostel_logs() -> None:
+    """Make hostel's progress (env builds, starts, restarts, provider stderr) reach the server's log."""
+    hostel_logger = logging.getLogger("hostel")
+    if hostel_logger.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    hostel_logger.addHandler(handler)
+    hostel_logger.setLevel(logging.INFO)
+    hostel_logger.propagate = False
