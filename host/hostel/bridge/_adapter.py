@@ -60,14 +60,14 @@ async def get_adapter_impl(config: Any, deps: dict[Any, Any], policy: list[Any] 
     storage = server.storage()
     if storage is not None:
         raw["storage"] = storage
-    shared = options.shared_host if options.shared_host is not None else _shared.in_server_worker()
+    shared, key_prefix = _shared.sharing(options.shared_host)
     bridges: list[Bridge] = []
     external = ServerApis(
         deps,
         lambda: bridges[0] if bridges else None,
         server.provider_data_var(),
         asyncio.get_running_loop(),
-        key_prefix=f"{_shared.server_key()}." if shared else "",
+        key_prefix=key_prefix,
     )
     rules = [as_json(rule) for rule in policy or ()]
     try:

@@ -112,6 +112,13 @@ def in_server_worker() -> bool:
     return multiprocessing.parent_process() is not None
 
 
+def sharing(setting: bool | None) -> tuple[bool, str]:
+    """Whether this process shares a host with its server's others (``shared_host``; ``None``: when it is one of
+    several, ``in_server_worker``), and what its requests' keys then begin with (``ServerApis(key_prefix=...)``)."""
+    shared = setting if setting is not None else in_server_worker()
+    return shared, f"{server_key()}." if shared else ""
+
+
 def server_key() -> str:
     """This server process's id among its server's processes (the prefix of its requests' keys)."""
     return str(os.getpid())

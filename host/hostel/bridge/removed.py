@@ -295,13 +295,13 @@ async def get_adapter_impl(config: RemovedApiConfig, deps: dict[Any, Any]) -> Re
     if shared is None:
         views: list[HostOnLoop] = []
         server = current()
-        hubbed = config.shared_host if config.shared_host is not None else _shared_hosts.in_server_worker()
+        hubbed, key_prefix = _shared_hosts.sharing(config.shared_host)
         external = ServerApis(
             deps,
             lambda: views[0] if views else None,
             server.provider_data_var(),
             asyncio.get_running_loop(),
-            key_prefix=f"{_shared_hosts.server_key()}." if hubbed else "",
+            key_prefix=key_prefix,
         )
         plan = load_plan(path, external_apis=external.apis)
         if hubbed:
