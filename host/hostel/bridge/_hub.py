@@ -90,7 +90,8 @@ class HubApis:
         if attached is not None:
             attached.calls += 1
 
-    def _pick(self, provider_data: Any) -> Attached:
+    def pick(self, provider_data: Any) -> Attached:
+        """The server process a call belongs to; another if it is gone."""
         attached = self.attached.get(_origin(provider_data))
         if attached is None and self.attached:  # the request's server process is gone: another serves it
             attached = next(reversed(self.attached.values()))
@@ -112,7 +113,7 @@ class HubApis:
 
     async def _lookup(self, store: str, method: str, identifier: str) -> dict[str, Any] | None:
         try:
-            found = await self._pick(None).client.call_in(RequestContext(), store, method, (identifier,), {})
+            found = await self.pick(None).client.call_in(RequestContext(), store, method, (identifier,), {})
         except Exception:  # noqa: BLE001 - not found (the server says so with an exception), or nobody to ask
             return None
         return found if isinstance(found, dict) else None
@@ -140,7 +141,7 @@ class _ServerProcessApi(NamedMethods):
             raw_provider_data=codec.dumps(data) if data is not None else b"",
             deadline=None if self._timeout is None else time.monotonic() + self._timeout,
         )
-        return await self._hub._pick(data).client.call_in(request, self._api, method, tuple(args), dict(kwargs))
+        return await self._hub.pick(data).client.call_in(request, self._api, method, tuple(args), dict(kwargs))
 
 
 def forwarders(host: Host, provider_id: str, names: Sequence[str], hub: HubApis) -> dict[str, Callable[..., Any]]:
@@ -204,7 +205,6 @@ class Attachments:
         self._max = max_message_bytes
         self._server: asyncio.AbstractServer | None = None
         self.ever_attached = False
-        self.changed = asyncio.Event()
 
     async def start(self, path: Path) -> None:
         """Listen on ``path``."""
@@ -252,7 +252,6 @@ class Attachments:
             )  # fmt: skip
             await client.close()
             writer.close()
-            self.changed.set()
 
 
 def _alive(pid: int, started: float) -> bool:
