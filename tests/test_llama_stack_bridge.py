@@ -285,8 +285,9 @@ def test_the_processes_of_a_multi_worker_ogx_server_share_one_worker_per_bridged
         pass  # OGX's own SQLite stores race when four processes create them at once: created by one first
     config["server"] = {**config.get("server", {}), "workers": 4, "host": "127.0.0.1"}
     (tmp / "workers.yaml").write_text(yaml.safe_dump(config))
+    before = set(_hubs())
     with _running(command, tmp, config=str(tmp / "workers.yaml")) as server:
-        hubs = _hubs()
+        hubs = {pid: parent for pid, parent in _hubs().items() if pid not in before}
         assert len(hubs) == 2  # one per bridged provider
         workers = worker_pids(str(server.home))
         assert len(workers) == 2, workers  # not one per server process
@@ -303,15 +304,17 @@ def test_the_processes_of_a_multi_worker_ogx_server_share_one_worker_per_bridged
         parent.wait(timeout=10)
         after = _recall(server, 24)
         assert after == [recalled[0]] * 24
-        assert sorted(worker_pids(str(server.home))) == sorted(workers) and set(_hubs()) == set(hubs)
-    assert wait_until(lambda: not _hubs() and not hostel_pids(str(server.home)), timeout=30)
+        assert sorted(worker_pids(str(server.home))) == sorted(workers) and set(_hubs()) - before == set(hubs)
+    assert wait_until(lambda: not set(_hubs()) - before and not hostel_pids(str(server.home)), timeout=30)
     log = server.log.read_text(errors="replace")
     calls = {"echo-old": Counter[str](), "echo-new": Counter[str]()}
     for hub, process, count in re.findall(r"hostel hub (echo-\w+): server process (\d+) detached \((\d+) calls\)", log):
         calls[hub][process] += int(count)
-    # echo-old had only the calls a server process makes at its start, echo-new those and this test's 73
-    beyond_start = calls["echo-new"] - calls["echo-old"]
-    assert beyond_start.total() == 73 and len(beyond_start) >= 2, calls  # through more than one server process
+    # echo-old had only the calls a server process makes at its start and in OGX's periodic model refresh (one
+    # more or less where the stop cut in), echo-new those and this test's 73
+    beyond = {process: count - calls["echo-old"][process] for process, count in calls["echo-new"].items()}
+    assert abs(sum(beyond.values()) - 73) <= 5, calls
+    assert sum(1 for n in beyond.values() if n >= 6) >= 2, calls  # the calls came through more than one process
     assert "hostel hub echo-new: stopping:" in log and "hostel hub echo-old: stopping:" in log
 
 
