@@ -49,8 +49,8 @@ def _threads() -> int:
 def _warm_pydantic() -> None:
     """Do once here what every worker does at its start: pydantic imports its schema machinery on the first model
     or adapter built (a provider's config class, hostel's method binders), and a worker that did that after the
-    fork would copy the zygote's pages its allocations land in (4 MB a worker, measured): built here, it is shared
-    instead."""
+    fork copied the zygote's pages its allocations and imports wrote to: built here, it is shared instead (1.5 MB
+    less per provider, docs/performance.md)."""
     from pydantic import BaseModel, TypeAdapter
 
     class _Warm(BaseModel):
