@@ -53,6 +53,10 @@ class Served:
 
     def _up(self) -> bool:
         assert self.proc.poll() is None, self.log.read_text()
+        # The server answers as soon as it listens; it publishes its admin token (what ``get`` sends) just after,
+        # then logs that it serves: wait for that line too, or a first admin call may go without the token.
+        if "hostel serving" not in self.log.read_text(errors="replace"):
+            return False
         try:
             return httpx.get(f"{self.url}/v1/health", timeout=2, verify=self.verify).status_code == 200
         except httpx.HTTPError:
