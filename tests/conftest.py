@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,6 +67,29 @@ def hostel_pids(marker: str) -> list[int]:
     """Pids of every live worker and zygote whose command line mentions ``marker`` (what must not outlive a
     host)."""
     return list(_hostel_processes(marker))
+
+
+def hub_pids() -> dict[int, int]:
+    """Live hostel hubs (``python -m hostel.bridge.hub``): pid -> parent pid."""
+    import psutil
+
+    return {
+        p.pid: p.ppid()
+        for p in psutil.process_iter(["cmdline"])
+        if "hostel.bridge.hub" in " ".join(p.info["cmdline"] or ())
+    }
+
+
+def stop_server(proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    """SIGTERM a server this test started and wait for it; SIGKILL it if it has not stopped within ``timeout``."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def python_path(version: str) -> str | None:

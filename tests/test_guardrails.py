@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import zipfile
@@ -22,7 +21,17 @@ import psutil
 import pytest
 import yaml
 
-from tests.conftest import EXAMPLES, REPO, hostel_pids, ogx_server_venv, python_path, wait_until, worker_pids
+from tests.conftest import (
+    EXAMPLES,
+    REPO,
+    hostel_pids,
+    hub_pids,
+    ogx_server_venv,
+    python_path,
+    stop_server,
+    wait_until,
+    worker_pids,
+)
 from tests.served import Served, free_port
 
 EXAMPLE = EXAMPLES / "guardrails"
@@ -170,23 +179,6 @@ def _ogx_server(ogx_bin: Path, config: Path, env: dict[str, str], log: Path) -> 
     return server, url
 
 
-def _stop(server: subprocess.Popen[bytes]) -> None:
-    server.send_signal(signal.SIGTERM)
-    try:
-        server.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
-
-
-def _hubs() -> dict[int, int]:
-    return {
-        p.pid: p.ppid()
-        for p in psutil.process_iter(["cmdline"])
-        if "hostel.bridge.hub" in " ".join(p.info["cmdline"] or ())
-    }
-
-
 def _moderate_many(url: str, shield: str, count: int) -> list[bool]:
     """``count`` moderations at once, each on a connection of its own (spread over the server's processes)."""
 
@@ -230,12 +222,12 @@ def test_a_multi_worker_ogx_server_keeps_one_shields_table_and_one_worker_per_pr
            "BRIDGEPROV_DIR": str(REPO / "tests" / "providers" / "bridgeprov")}  # fmt: skip
     log = tmp_path / "ogx.log"
     server, _ = _ogx_server(ogx_bin, tmp_path / "one.yaml", env, log)  # OGX's SQLite stores: made by one first
-    _stop(server)
-    before = set(_hubs())
+    stop_server(server)
+    before = set(hub_pids())
     server, url = _ogx_server(ogx_bin, tmp_path / "four.yaml", env, log)
     try:
         assert wait_until(lambda: log.read_text(errors="replace").count("attached to the shared host") >= 8, 300)
-        hubs = {pid: parent for pid, parent in _hubs().items() if pid not in before}
+        hubs = {pid: parent for pid, parent in hub_pids().items() if pid not in before}
         assert len(hubs) == 2  # the run config's providers, the bridged echo
         assert len(worker_pids(str(hostel_home))) == 2  # not one per server process
         registered = httpx.post(f"{url}/v1/shields", json={"shield_id": "late", "provider_id": "redaction"}, timeout=60)
@@ -248,10 +240,10 @@ def test_a_multi_worker_ogx_server_keeps_one_shields_table_and_one_worker_per_pr
         parent.kill()  # a server process that started a hub
         parent.wait(timeout=10)
         assert _moderate_many(url, "late", 16) == [True] * 16
-        assert set(hubs) <= set(_hubs()) and len(worker_pids(str(hostel_home))) == 2
+        assert set(hubs) <= set(hub_pids()) and len(worker_pids(str(hostel_home))) == 2
     finally:
-        _stop(server)
-    assert wait_until(lambda: not (set(_hubs()) - before), timeout=30)
+        stop_server(server)
+    assert wait_until(lambda: not (set(hub_pids()) - before), timeout=30)
     assert wait_until(lambda: not hostel_pids(str(hostel_home)), timeout=30)
     text = log.read_text(errors="replace")
     assert "hostel hub run.yaml: stopping:" in text and "hostel hub echo: stopping:" in text

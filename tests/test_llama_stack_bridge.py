@@ -20,7 +20,7 @@ import psutil
 import pytest
 import yaml
 
-from tests.conftest import EXAMPLES, REPO, hostel_pids, python_path, wait_until, worker_pids
+from tests.conftest import EXAMPLES, REPO, hostel_pids, hub_pids, python_path, stop_server, wait_until, worker_pids
 from tests.served import free_port
 
 EXAMPLE = EXAMPLES / "llama_stack_bridge"
@@ -88,13 +88,7 @@ def _running(
         assert wait_until(up, timeout=600, interval=0.5)
         yield server
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_server(proc, timeout=30)
         for pid in worker_pids(str(server.home)):  # only if a test failed before checking the stop
             os.kill(pid, signal.SIGKILL)
 
@@ -247,15 +241,6 @@ def test_ogx_serves_the_same_bridged_providers(ogx_venv: Path, tmp_path_factory:
         assert wait_until(lambda: not hostel_pids(str(server.home)), timeout=15)
 
 
-def _hubs() -> dict[int, int]:
-    """Live hostel hubs: pid -> parent pid."""
-    return {
-        p.pid: p.ppid()
-        for p in psutil.process_iter(["cmdline"])
-        if "hostel.bridge.hub" in " ".join(p.info["cmdline"] or ())
-    }
-
-
 def _recall(server: Server, count: int) -> list[str]:
     """``count`` chat completions at once, each on a connection of its own (the kernel hands them to the server's
     processes): what the provider recalls in each."""
@@ -285,9 +270,9 @@ def test_the_processes_of_a_multi_worker_ogx_server_share_one_worker_per_bridged
         pass  # OGX's own SQLite stores race when four processes create them at once: created by one first
     config["server"] = {**config.get("server", {}), "workers": 4, "host": "127.0.0.1"}
     (tmp / "workers.yaml").write_text(yaml.safe_dump(config))
-    before = set(_hubs())
+    before = set(hub_pids())
     with _running(command, tmp, config=str(tmp / "workers.yaml")) as server:
-        hubs = {pid: parent for pid, parent in _hubs().items() if pid not in before}
+        hubs = {pid: parent for pid, parent in hub_pids().items() if pid not in before}
         assert len(hubs) == 2  # one per bridged provider
         workers = worker_pids(str(server.home))
         assert len(workers) == 2, workers  # not one per server process
@@ -304,8 +289,8 @@ def test_the_processes_of_a_multi_worker_ogx_server_share_one_worker_per_bridged
         parent.wait(timeout=10)
         after = _recall(server, 24)
         assert after == [recalled[0]] * 24
-        assert sorted(worker_pids(str(server.home))) == sorted(workers) and set(_hubs()) - before == set(hubs)
-    assert wait_until(lambda: not set(_hubs()) - before and not hostel_pids(str(server.home)), timeout=30)
+        assert sorted(worker_pids(str(server.home))) == sorted(workers) and set(hub_pids()) - before == set(hubs)
+    assert wait_until(lambda: not set(hub_pids()) - before and not hostel_pids(str(server.home)), timeout=30)
     log = server.log.read_text(errors="replace")
     calls = {"echo-old": Counter[str](), "echo-new": Counter[str]()}
     for hub, process, count in re.findall(r"hostel hub (echo-\w+): server process (\d+) detached \((\d+) calls\)", log):

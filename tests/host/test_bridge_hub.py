@@ -16,7 +16,7 @@ from hostel.bridge import _shared
 from hostel.bridge._deps import ServerApis
 from hostel.errors import MethodNotFoundError, RemoteError
 from hostel_sdk._llama_stack import SERVER_CONTEXT_KEY
-from tests.conftest import make_config, provider_spec, wait_until, worker_pids
+from tests.conftest import hub_pids, make_config, provider_spec, wait_until, worker_pids
 from tests.host.test_bridge_deps import PROVIDER_DATA, PROVIDERS, FakeBridge, ServerInference
 
 SPECS = {
@@ -25,10 +25,6 @@ SPECS = {
     ),
 }
 METHODS = ["greet_through_inference", "stream_through_inference", "inference_error", "dep_keys", "no_such_method"]
-
-
-def _hubs() -> set[int]:
-    return {p.pid for p in psutil.process_iter(["cmdline"]) if "hostel.bridge.hub" in " ".join(p.info["cmdline"] or ())}
 
 
 async def _attach(raw: dict[str, Any], key: str) -> tuple[_shared.SharedHost, ServerApis, ServerInference]:
@@ -56,10 +52,10 @@ async def test_two_server_processes_share_one_hub_and_each_gets_its_own_deps_cal
 ) -> None:
     raw = yaml.safe_load(make_config(tmp_path, specs=SPECS, providers=PROVIDERS).read_text())
     raw["external_providers_dir"] = str(tmp_path / "providers.d")
-    before = _hubs()
+    before = set(hub_pids())
     first = await _attach(raw, "a")
     second = await _attach(raw, "b")
-    hubs = _hubs() - before
+    hubs = set(hub_pids()) - before
     try:
         assert len(hubs) == 1 and len(worker_pids(str(hostel_home))) == 1
         assert first[0].status()[0].pid == second[0].status()[0].pid is not None
@@ -77,7 +73,7 @@ async def test_two_server_processes_share_one_hub_and_each_gets_its_own_deps_cal
     finally:
         await first[0].stop()
         await second[0].stop()
-    assert wait_until(lambda: not (_hubs() & hubs), timeout=30)  # the last one out stopped it
+    assert wait_until(lambda: not (set(hub_pids()) & hubs), timeout=30)  # the last one out stopped it
 
 
 async def test_a_provider_that_cannot_start_fails_each_server_process_with_the_hubs_reason(tmp_path: Path) -> None:
@@ -88,19 +84,19 @@ async def test_a_provider_that_cannot_start_fails_each_server_process_with_the_h
         with pytest.raises(Exception, match="hostel_no_such_module") as failed:
             await _attach(raw, key)
         assert type(failed.value).__module__ == "hostel.errors"
-    assert not _hubs() & {p.pid for p in psutil.Process().children(recursive=True)}
+    assert not set(hub_pids()) & {p.pid for p in psutil.Process().children(recursive=True)}
 
 
 async def test_a_hub_killed_is_started_again_by_the_next_call(tmp_path: Path, hostel_home: Path) -> None:
     """Calls in flight when the hub dies fail; its worker goes with it; the next call starts another hub."""
     raw = yaml.safe_load(make_config(tmp_path, specs=SPECS, providers=PROVIDERS).read_text())
     raw["external_providers_dir"] = str(tmp_path / "providers.d")
-    before = _hubs()
+    before = set(hub_pids())
     attached = await _attach(raw, "a")
     shared = attached[0]
     try:
         assert await _call(attached, "greet_through_inference", name="a") == "server greets a"
-        (hub,) = _hubs() - before
+        (hub,) = set(hub_pids()) - before
         worker = shared.status()[0].pid
         psutil.Process(hub).kill()
         for _ in range(100):  # the loss is seen on this test's loop
@@ -110,8 +106,8 @@ async def test_a_hub_killed_is_started_again_by_the_next_call(tmp_path: Path, ho
         assert "hub) is gone" in str(shared.status()[0].last_exit)
         assert wait_until(lambda: not psutil.pid_exists(worker or 0), timeout=10)  # no orphaned worker
         assert await _call(attached, "greet_through_inference", name="again") == "server greets again"
-        (new_hub,) = _hubs() - before
+        (new_hub,) = set(hub_pids()) - before
         assert new_hub != hub and shared.status()[0].pid not in (None, worker)
     finally:
         await shared.stop()
-    assert wait_until(lambda: not (_hubs() - before), timeout=30)
+    assert wait_until(lambda: not (set(hub_pids()) - before), timeout=30)
