@@ -395,7 +395,9 @@ def test_lazy_providers_start_on_demand_stop_when_idle_and_share_max_running(
     assert status["host"]["rss_bytes"] > 0 and status["host"]["pss_bytes"] > 0
     live = [r for r in status["providers"] if r["state"] == "ready"]
     assert all(r["rss_bytes"] > 10 * 2**20 and 0 < r["pss_bytes"] <= r["rss_bytes"] for r in live)
-    assert all(r["cpu_seconds"] > 0 for r in live)
+    # a worker forked from a warm zygote may not have used one 10 ms clock tick yet, so 0.0 is a fair reading
+    assert all(isinstance(r["cpu_seconds"], float) and r["cpu_seconds"] >= 0 for r in live)
+    assert status["host"]["cpu_seconds"] > 0
     metrics = server.get("/metrics").text
     assert 'hostel_worker_pss_bytes{provider_id="dependent"}' in metrics and "hostel_host_rss_bytes" in metrics
     ps = server.cli("ps")
