@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from hostel.errors import (
+from hostel_sdk import _grpc_env
+
+_grpc_env.prefer_epoll_polling()  # before anything of hostel imports grpc
+
+from hostel.errors import (  # noqa: E402 - after gRPC's polling is chosen
     BadArgumentsError,
     CallTimeoutError,
     ConfigError,

@@ -22,6 +22,8 @@ BASE_NAMES = frozenset(
     }
 )  # fmt: skip
 BASE_PREFIXES = ("LC_",)
+# How gRPC polls (hostel_sdk/_grpc_env.py): the host's choice, or the user's, holds in its workers too.
+GRPC_NAMES = frozenset({"GRPC_EXPERIMENTS", "HOSTEL_GRPC_EXPERIMENTS"})
 # What installers read: their own settings and index credentials, the caches and config they keep, git.
 INSTALLER_NAMES = frozenset(
     {"XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "NETRC", "SSH_AUTH_SOCK", "PYENV_ROOT"}
@@ -43,7 +45,7 @@ def worker_environ(
 ) -> dict[str, str]:
     """A worker's environment: the minimal one, ``pass_env`` names, and its own ``env`` entries (a value to
     set, or ``None`` to pass the host's value through), with ``TMPDIR`` its private directory."""
-    result = _picked(environ, BASE_NAMES | set(pass_env), BASE_PREFIXES)
+    result = _picked(environ, BASE_NAMES | GRPC_NAMES | set(pass_env), BASE_PREFIXES)
     for name, value in env:
         if value is not None:
             result[name] = value

@@ -20,11 +20,12 @@ import threading
 import traceback
 from dataclasses import dataclass
 
-from hostel_sdk import _forks
+from hostel_sdk import _forks, _grpc_env
 
 _forks.disable_grpc_fork_handlers()
+_grpc_env.prefer_epoll_polling()
 
-import grpc  # noqa: E402 - after the fork support setting, which gRPC reads when imported
+import grpc  # noqa: E402 - after the settings gRPC reads when imported
 
 from hostel_sdk import __version__, _llama_stack, _sandbox, _telemetry  # noqa: E402
 from hostel_sdk._deps import HostClient  # noqa: E402

@@ -120,9 +120,10 @@ def main() -> int:
     control = socket.socket(fileno=int(sys.argv[1]))
     module = sys.argv[2] if len(sys.argv) > 2 else None
     # The worker runtime, and what the provider imports, once for every worker this zygote forks.
-    from hostel_sdk import _forks
+    from hostel_sdk import _forks, _grpc_env
 
     _forks.disable_grpc_fork_handlers()
+    _grpc_env.prefer_epoll_polling()
     import grpc.aio  # noqa: F401
 
     from hostel_sdk import worker  # noqa: F401

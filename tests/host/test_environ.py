@@ -23,6 +23,12 @@ def test_a_worker_gets_the_minimal_environment_and_what_its_entry_names() -> Non
     }  # fmt: skip
 
 
+def test_a_worker_gets_the_hosts_grpc_poller_choice() -> None:
+    chosen = {"GRPC_EXPERIMENTS": "-event_engine_client", "HOSTEL_GRPC_EXPERIMENTS": "default"}
+    env = worker_environ({**HOST, **chosen})
+    assert {name: env[name] for name in chosen} == chosen
+
+
 def test_an_installer_gets_its_own_variables_but_no_provider_secret() -> None:
     env = installer_environ(HOST, pass_env=["LANG"])
     assert env["UV_INDEX_URL"] == HOST["UV_INDEX_URL"] and env["PIP_INDEX_URL"] == HOST["PIP_INDEX_URL"]
