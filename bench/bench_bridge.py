@@ -1,18 +1,20 @@
 """What the Llama Stack bridge costs, measured with OGX 1.5 itself: the same providers in process, then bridged.
 
-    python bench/bench_bridge.py [--json bench/results.json] [--requests 400] [--items 5000] [--file-mb 50]
+    python bench/bench_bridge.py [--json bench/results.json] [--requests 400] [--items 5000] [--streams 7]
+                                 [--file-mb 50] [--rounds 3]
 
 Needs a Python 3.12 (OGX 1.5 does; `hostel python 3.12` finds it). Sets up, once, a venv under the work directory
 with `ogx==1.5.0`, this repository's hostel and `bench/providers/ogxbench` (an OGX inference provider that answers
-at once, so what is measured is the path to it), then runs `ogx run` on 127.0.0.1 twice, one after the other:
+at once, so what is measured is the path to it), then runs `ogx run` on 127.0.0.1 in turns, --rounds times each:
 
 - in process: ogxbench by `module: hostel_ogxbench`, OGX's own `inline::localfs` files provider;
 - bridged: `remote::hostel-inference` naming ogxbench, and `inline::localfs` by its own type with `module: hostel`.
 
-and measures over HTTP, with the same client both times: the latency of a small non-streaming chat completion
-(p50, p99 of --requests), streamed chunks per second (one stream of --items chunks, read as server-sent events),
-and a file's upload and download through the Files API in MB/s (--file-mb; OGX itself reads an upload into
-memory and caps it at 100 MiB).
+and measures over HTTP, with the same client every time: the latency of a small non-streaming chat completion
+(p50, p99 of --requests), streamed chunks per second (the median of --streams streams of --items chunks each,
+read as server-sent events), and a file's upload and download through the Files API in MB/s (--file-mb; OGX
+itself reads an upload into memory and caps it at 100 MiB). Each figure is the median over the rounds; the
+ratio's range over the rounds (each round's bridged / in process) says how much the machine moved them.
 """
 
 from __future__ import annotations
@@ -95,7 +97,7 @@ def _config(bridged: bool) -> dict[str, Any]:
     }
 
 
-def _measure(url: str, requests: int, items: int, file_mb: int) -> dict[str, float]:
+def _measure(url: str, requests: int, items: int, streams: int, file_mb: int) -> dict[str, float]:
     chat = f"{url}/v1/chat/completions"
     body = {"model": "bench/bench", "messages": [{"role": "user", "content": "hello"}]}
     with httpx.Client(timeout=600) as client:
@@ -107,11 +109,13 @@ def _measure(url: str, requests: int, items: int, file_mb: int) -> dict[str, flo
             client.post(chat, json=body).raise_for_status()
             latencies.append(time.perf_counter() - started)
         stream = {"model": "bench/bench", "stream": True, "messages": [{"role": "user", "content": str(items)}]}
-        started = time.perf_counter()
-        with client.stream("POST", chat, json=stream) as response:
-            chunks = sum(1 for line in response.iter_lines() if line.startswith("data: {"))
-        stream_s = time.perf_counter() - started
-        assert chunks == items, (chunks, items)
+        stream_times = []
+        for _ in range(streams):  # one stream lasts a fraction of a second: the median of a few, not one
+            started = time.perf_counter()
+            with client.stream("POST", chat, json=stream) as response:
+                chunks = sum(1 for line in response.iter_lines() if line.startswith("data: {"))
+            stream_times.append(time.perf_counter() - started)
+            assert chunks == items, (chunks, items)
         payload = os.urandom(1 << 20) * file_mb
         started = time.perf_counter()
         stored = client.post(f"{url}/v1/files", files={"file": ("bench.bin", payload)}, data={"purpose": "assistants"})
@@ -127,7 +131,7 @@ def _measure(url: str, requests: int, items: int, file_mb: int) -> dict[str, flo
     return {
         "p50_ms": statistics.median(latencies) * 1000,
         "p99_ms": ordered[int(len(ordered) * 0.99) - 1] * 1000,
-        "stream_items_s": items / stream_s,
+        "stream_items_s": items / statistics.median(stream_times),
         "upload_mb_s": file_mb / upload_s,
         "download_mb_s": file_mb / download_s,
     }
@@ -142,13 +146,17 @@ def _serve_and_measure(venv: Path, workdir: Path, bridged: bool, **sizes: int) -
         return _measure(url, **sizes)
 
 
-async def bench(requests: int = 400, items: int = 5000, file_mb: int = 50, workdir: str = "") -> list[dict[str, Any]]:
+async def bench(
+    *, requests: int = 400, items: int = 5000, streams: int = 7, file_mb: int = 50, rounds: int = 3, workdir: str = ""
+) -> list[dict[str, Any]]:
     where = Path(workdir or Path(tempfile.gettempdir()) / "hostel-bench-bridge")
     where.mkdir(parents=True, exist_ok=True)
     venv = _venv(where)
-    sizes = {"requests": requests, "items": items, "file_mb": file_mb}
-    in_process = _serve_and_measure(venv, where, False, **sizes)
-    bridged = _serve_and_measure(venv, where, True, **sizes)
+    sizes = {"requests": requests, "items": items, "streams": streams, "file_mb": file_mb}
+    runs: dict[bool, list[dict[str, float]]] = {False: [], True: []}
+    for round_ in range(rounds):  # in process and bridged in turns, each first every other round
+        for bridged in (False, True) if round_ % 2 == 0 else (True, False):
+            runs[bridged].append(_serve_and_measure(venv, where, bridged, **sizes))
     rows = []
     for metric, label, higher_better in (
         ("p50_ms", "chat completion p50 (ms)", False),
@@ -157,15 +165,20 @@ async def bench(requests: int = 400, items: int = 5000, file_mb: int = 50, workd
         ("upload_mb_s", f"upload {file_mb} MB (MB/s)", True),
         ("download_mb_s", f"download {file_mb} MB (MB/s)", True),
     ):
-        ratio = bridged[metric] / in_process[metric]
-        rows.append({"metric": label, "in_process": in_process[metric], "bridged": bridged[metric],
-                     "bridged/in_process": ratio, "better": "higher" if higher_better else "lower"})  # fmt: skip
+        in_process = statistics.median(run[metric] for run in runs[False])
+        bridged = statistics.median(run[metric] for run in runs[True])
+        each = sorted(b[metric] / i[metric] for i, b in zip(runs[False], runs[True], strict=True))
+        rows.append({"metric": label, "in_process": in_process, "bridged": bridged,
+                     "bridged/in_process": bridged / in_process, "rounds": f"{each[0]:.2f}-{each[-1]:.2f}",
+                     "better": "higher" if higher_better else "lower"})  # fmt: skip
     return rows
 
 
 def main() -> None:
     title = "OGX 1.5: the same providers in process and through hostel's bridge (HTTP, one client)"
-    run_cli(__doc__ or "", "bridge", title, bench, requests=400, items=5000, file_mb=50, workdir="")
+    run_cli(
+        __doc__ or "", "bridge", title, bench, requests=400, items=5000, streams=7, file_mb=50, rounds=3, workdir=""
+    )
 
 
 if __name__ == "__main__":

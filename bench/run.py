@@ -78,7 +78,10 @@ async def run_part(name: str, quick: bool) -> list[dict[str, Any]]:
     if name == "server_workers":
         return await bench_server_workers.bench(["1", "4"])
     if name == "bridge":
-        return await bench_bridge.bench(100 if quick else 400, 1000 if quick else 5000, 10 if quick else 50)
+        return await bench_bridge.bench(
+            requests=100 if quick else 400, items=1000 if quick else 5000, streams=3 if quick else 7,
+            file_mb=10 if quick else 50, rounds=1 if quick else 3,
+        )  # fmt: skip
     return await bench_envs.bench(["uv"] if quick else ["uv", "pip"], 10 if quick else 50)
 
 
