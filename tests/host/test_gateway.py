@@ -245,6 +245,8 @@ def test_ps_shows_the_running_host(server: Served) -> None:
         env={**os.environ, "HOSTEL_HOME": str(server.home)},
     )  # fmt: skip
     assert second.returncode != 0
+    assert f":{server.port}" in second.stderr and "pick another port" in second.stderr, second.stderr
+    assert "Traceback" not in second.stderr
     assert server.cli("ps").returncode == 0
 
 

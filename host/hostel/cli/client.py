@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import urllib.error
@@ -29,38 +28,56 @@ def add_client_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--token", default=os.environ.get("HOSTEL_TOKEN"), help="bearer token (default $HOSTEL_TOKEN)")
 
 
+def _admin_token(port: int) -> str | None:
+    """The admin token of a host this user runs on ``port``, if there is one."""
+    from hostel.envs.store import default_home
+    from hostel.gateway.admin import admin_token_path
+
+    try:
+        return admin_token_path(default_home(), port).read_text().strip()
+    except OSError:
+        return None
+
+
 def request(opts: argparse.Namespace, path: str, *, post: bool = False) -> Any:
     """The JSON answer of a running host to ``path``; ``HostelError`` saying what went wrong (``ConfigError``
     for a reload whose config does not validate, ``ReloadFailedError`` for one that failed in part)."""
+    from hostel.gateway.admin import ADMIN_HEADER
+
     url = f"{'https' if opts.https else 'http'}://{opts.address}:{opts.port}{path}"
     headers = {"Content-Type": "application/json"} if post else {}
     if opts.token:
         headers["Authorization"] = f"Bearer {opts.token}"
-    from hostel.envs.store import default_home
-    from hostel.gateway.admin import ADMIN_HEADER, admin_token_path
-
-    with contextlib.suppress(OSError):  # the admin token of a host this user runs on that port, if there is one
-        headers[ADMIN_HEADER] = admin_token_path(default_home(), opts.port).read_text().strip()
-    req = urllib.request.Request(url, data=b"{}" if post else None, method="POST" if post else "GET", headers=headers)
-    try:
-        with urllib.request.urlopen(req, timeout=900) as response:
-            return json.loads(response.read())
-    except urllib.error.HTTPError as exc:
+    for last in (False, True):
+        admin = _admin_token(opts.port)
+        if admin is not None:
+            headers[ADMIN_HEADER] = admin
+        req = urllib.request.Request(url, data=b"{}" if post else None, method="POST" if post else "GET",
+                                     headers=headers)  # fmt: skip
         try:
-            body = json.loads(exc.read())
-            error = body["error"]
-        except (ValueError, KeyError, TypeError):
-            body, error = {}, {"message": f"HTTP {exc.code}", "type": ""}
-        if error.get("type") == "ConfigError":
-            raise ConfigError(
-                [Problem(url, "", f"the host refused the reload, nothing changed: {error['message']}")]
-            ) from None
-        if error.get("type") == "ReloadFailed":
-            raise ReloadFailedError(_report(body["reload"])) from None
-        hint = "; give its token with --token or HOSTEL_TOKEN" if exc.code == 401 else ""
-        raise HostelError(f"{url}: {error['message']}{hint}") from None
-    except (OSError, ValueError) as exc:
-        raise HostelError(f"no hostel answering at {url} ({exc}); start one with `hostel run CONFIG`") from None
+            with urllib.request.urlopen(req, timeout=900) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            if exc.code == 403 and not last and _admin_token(opts.port) != admin:
+                continue  # a host that had just started published its token meanwhile: ask again with it
+            raise _refusal(url, exc) from None
+        except (OSError, ValueError) as exc:
+            raise HostelError(f"no hostel answering at {url} ({exc}); start one with `hostel run CONFIG`") from None
+    raise AssertionError("unreachable: the second try returns or raises")
+
+
+def _refusal(url: str, exc: urllib.error.HTTPError) -> HostelError:
+    try:
+        body = json.loads(exc.read())
+        error = body["error"]
+    except (ValueError, KeyError, TypeError):
+        body, error = {}, {"message": f"HTTP {exc.code}", "type": ""}
+    if error.get("type") == "ConfigError":
+        return ConfigError([Problem(url, "", f"the host refused the reload, nothing changed: {error['message']}")])
+    if error.get("type") == "ReloadFailed":
+        return ReloadFailedError(_report(body["reload"]))
+    hint = "; give its token with --token or HOSTEL_TOKEN" if exc.code == 401 else ""
+    return HostelError(f"{url}: {error['message']}{hint}")
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

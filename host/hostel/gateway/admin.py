@@ -37,8 +37,8 @@ def new_admin_token() -> str:
 
 
 def publish_admin_token(home: Path, port: int, token: str) -> None:
-    """Put ``token`` where the CLI finds it: once the server listens (a second ``hostel run`` on a port in use
-    never gets that far, so it cannot replace the first's token)."""
+    """Put ``token`` where the CLI finds it: once the server's socket listens (a second ``hostel run`` on a port
+    in use never gets that far, so it cannot replace the first's token)."""
     path = admin_token_path(home, port)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     staged = path.with_name(f".{path.name}.{os.getpid()}")

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -107,14 +108,20 @@ async def _serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
     loop.add_signal_handler(signal.SIGHUP, on_hangup)
+    sock = _bind(config)  # a port in use is refused before any worker starts
     try:
         await host.start()
         if not received:
-            admin = (host.envs.home, admin_token) if admin_token else None
-            listening = asyncio.create_task(_announce(server, config.host, config.port, len(host.status()), admin))
-            await server.serve()
+            _listen(sock, config)
+            # Listening first, then the token: a CLI call made once it can read the token queues until
+            # uvicorn accepts, and never meets a server whose token it could not yet read.
+            if admin_token is not None:
+                publish_admin_token(host.envs.home, config.port, admin_token)
+            listening = asyncio.create_task(_announce(server, config.host, config.port, len(host.status())))
+            await server.serve(sockets=[sock])
             listening.cancel()
     finally:
+        sock.close()
         for task in reloads:
             task.cancel()
         await asyncio.gather(*reloads, return_exceptions=True)
@@ -156,13 +163,41 @@ def _tls_options(server: ServerSettings, base: Path) -> dict[str, Any]:
     return options
 
 
-async def _announce(
-    server: uvicorn.Server, address: str, port: int, providers: int, admin: tuple[Path, str] | None
-) -> None:
-    """Once listening: the admin token where the CLI finds it (``admin``: home and token), and the log line."""
+def _in_use(config: uvicorn.Config, exc: OSError) -> ConfigError:
+    return ConfigError([Problem("server", "port", (
+        f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}; another server (another hostel run?) "
+        "may be there: stop it, or pick another port (server.port, or --port)"
+    ))])  # fmt: skip
+
+
+def _bind(config: uvicorn.Config) -> socket.socket:
+    """A socket bound to the server's address, not yet listening, or ``ConfigError`` naming the address."""
+    try:
+        family, kind, proto, _, where = socket.getaddrinfo(
+            config.host, config.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise _in_use(config, exc) from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart need not wait out TIME_WAIT
+        sock.bind(where)
+    except OSError as exc:
+        sock.close()
+        raise _in_use(config, exc) from None
+    return sock
+
+
+def _listen(sock: socket.socket, config: uvicorn.Config) -> None:
+    try:  # two servers bound at once (SO_REUSEADDR allows it until one listens): the second fails here
+        sock.listen(config.backlog)
+    except OSError as exc:
+        raise _in_use(config, exc) from None
+
+
+async def _announce(server: uvicorn.Server, address: str, port: int, providers: int) -> None:
+    """Once uvicorn accepts connections: the log line that says so."""
     while not server.started:
         await asyncio.sleep(0.01)
-    if admin is not None:
-        publish_admin_token(admin[0], port, admin[1])
     scheme = "https" if server.config.ssl_certfile else "http"
     logger.info("hostel serving %d providers on %s://%s:%d (Ctrl-C to stop)", providers, scheme, address, port)
