@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -14,9 +11,10 @@ import pytest
 from hostel.cli.client import request
 from hostel.errors import HostelError
 from hostel.gateway.admin import ADMIN_HEADER, admin_token_path
+from tests.json_http import JsonHandler, serving
 
 
-class _JustStarted(BaseHTTPRequestHandler):
+class _JustStarted(JsonHandler):
     """A host that answers its first admin request before its token file exists, and publishes it then."""
 
     home: Path
@@ -31,37 +29,19 @@ class _JustStarted(BaseHTTPRequestHandler):
             if not token.exists():
                 token.parent.mkdir(parents=True, exist_ok=True)
                 token.write_text("the-token\n")
-            self._answer(403, {"error": {"message": "needs this host's admin token", "type": "PermissionError"}})
+            self.answer(403, {"error": {"message": "needs this host's admin token", "type": "PermissionError"}})
         else:
-            self._answer(200, {"providers": []})
-
-    def _answer(self, status: int, body: dict[str, object]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+            self.answer(200, {"providers": []})
 
 
 @pytest.fixture
 def host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[argparse.Namespace, list[str | None]]]:
     monkeypatch.setenv("HOSTEL_HOME", str(tmp_path))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _JustStarted)
     seen: list[str | None] = []
-    _JustStarted.home, _JustStarted.port, _JustStarted.seen = tmp_path, server.server_port, seen
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        opts = argparse.Namespace(https=False, address="127.0.0.1", port=server.server_port, token=None)
-        yield opts, seen
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    handler = type("Handler", (_JustStarted,), {"home": tmp_path, "seen": seen})
+    with serving(handler) as server:
+        handler.port = server.server_port
+        yield argparse.Namespace(https=False, address="127.0.0.1", port=server.server_port, token=None), seen
 
 
 Running = tuple[argparse.Namespace, list[str | None]]

@@ -7,10 +7,8 @@ import os
 import ssl
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -24,6 +22,7 @@ from hostel.config import ServerSettings
 from hostel.errors import ConfigError
 from hostel.gateway.serving import check_bind
 from tests.conftest import make_config, provider_spec
+from tests.json_http import JsonHandler, serving
 from tests.served import Served, free_port
 
 TOKEN = "a-long-enough-bearer-token-1"
@@ -135,38 +134,24 @@ def test_the_cli_reaches_an_authenticated_host_with_its_token(bearer: Served) ->
     assert done.returncode == 0 and "infer" in done.stdout
 
 
-class _JsonHandler(BaseHTTPRequestHandler):
+class _JsonHandler(JsonHandler):
     routes: ClassVar[dict[str, Any]] = {}
 
-    def _answer(self, status: int, body: Any) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
     def do_GET(self) -> None:
-        self._answer(200, self.routes[self.path])
+        self.answer(200, self.routes[self.path])
 
     def do_POST(self) -> None:
         request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         status, body = self.routes[self.path](request)
-        self._answer(status, body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+        self.answer(status, body)
 
 
 @pytest.fixture(scope="module")
 def identity_server() -> Iterator[tuple[str, type[_JsonHandler]]]:
     """A JWKS and a custom auth endpoint on loopback, as an identity provider would serve them."""
     handler = type("Handler", (_JsonHandler,), {"routes": {}})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", handler
-    server.shutdown()
+    with serving(handler) as server:
+        yield f"http://127.0.0.1:{server.server_address[1]}", handler
 
 
 def _rsa() -> rsa.RSAPrivateKey:
