@@ -29,6 +29,10 @@ _BATCH_BYTES = 256 * 1024
 # Items encoded but not yet handed to gRPC: past this, the provider's generator waits, as it would in
 # process for a consumer that stopped reading (gRPC itself holds no more than the HTTP/2 window).
 _MAX_PENDING_BYTES = 4 * _BATCH_BYTES
+# A generator that never awaits (its items are at hand, or made by CPU) gives the loop back after this many
+# bytes of items, so that what it produced is sent while it produces more. A batch's worth: yielding more often
+# made smaller messages and cost a quarter of a fast stream's items/s.
+_YIELD_BYTES = _BATCH_BYTES
 # A stream returned through CallUnary waits this long for its OpenStream before it is closed; at most this
 # many wait at once (the host opens each at once: more means a peer that never opens them).
 _PARKED_STREAM_TTL_S = 60.0
@@ -387,7 +391,8 @@ async def _stream(source: Any, request_context: RequestContext) -> AsyncIterator
     A producer task encodes items as the provider yields them; each reply carries every item produced
     since the last one was sent, so a fast stream travels in few messages and a slow one is never held back.
     The producer runs at most ``_MAX_PENDING_BYTES`` ahead of what gRPC took: a reader that stops reading
-    pauses the generator.
+    pauses the generator. It gives the loop back after an item that found nothing pending and every
+    ``_YIELD_BYTES``, so a generator that never awaits still has its first item sent at once.
     """
     pending: deque[bytes] = deque()
     pending_bytes = 0
@@ -399,15 +404,24 @@ async def _stream(source: Any, request_context: RequestContext) -> AsyncIterator
 
     async def produce() -> None:
         nonlocal done, failure, pending_bytes
+        unyielded = 0
         try:
             async for item in source:
                 data = codec.dumps(item)
+                first = not pending
                 pending.append(data)
                 pending_bytes += len(data)
+                unyielded += len(data)
                 ready.set()
                 if pending_bytes >= _MAX_PENDING_BYTES:
                     room.clear()
                     await room.wait()
+                    unyielded = 0
+                elif first or unyielded >= _YIELD_BYTES:
+                    # Without this, a generator that never awaits fills the whole window before the first
+                    # item leaves: the sender ships the first item now, and sends while this produces.
+                    unyielded = 0
+                    await asyncio.sleep(0)
         except Exception as exc:  # noqa: BLE001 - relayed to the caller after the items before it
             failure = exc
         finally:

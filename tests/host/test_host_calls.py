@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,19 @@ async def test_a_timeout_must_be_finite_and_positive(host: Host, timeout: float)
 async def test_stream_of_thousands_of_items_in_order(host: Host) -> None:
     stream = await host.provider("t").count(n=5000)
     assert [x async for x in stream] == list(range(5000))
+
+
+async def test_a_generator_that_never_awaits_sends_its_first_item_at_once(host: Host) -> None:
+    # 8 KiB items, 3 ms of CPU each: a worker that let the generator fill its whole send window (1 MiB) first
+    # delivered item 0 after item 128 was made; now it leaves as the generator goes on.
+    stream = await host.provider("t").busy_stream(n=200, size=8192, busy_s=0.003)
+    items = []
+    async for item in stream:
+        if not items:
+            first_received = time.monotonic()  # CLOCK_MONOTONIC: one clock for both processes
+        items.append(item)
+    assert [item["i"] for item in items] == list(range(200))
+    assert first_received < items[64]["made"]
 
 
 async def test_method_that_returns_a_value_or_a_stream(host: Host) -> None:

@@ -80,6 +80,14 @@ class TestProvider:
         for i in range(n):
             yield i
 
+    async def busy_stream(self, n: int, size: int, busy_s: float) -> AsyncIterator[dict[str, Any]]:
+        """Items that take CPU to make and never await (a tokenizer, a local model): each says when it was made."""
+        for i in range(n):
+            until = time.monotonic() + busy_s
+            while time.monotonic() < until:
+                pass
+            yield {"i": i, "made": time.monotonic(), "pad": "x" * size}
+
     async def timed_stream(self, n: int, interval: float) -> AsyncIterator[float]:
         for _ in range(n):
             await asyncio.sleep(interval)
