@@ -172,16 +172,11 @@ def _in_use(config: uvicorn.Config, exc: OSError) -> ConfigError:
 
 def _bind(config: uvicorn.Config) -> socket.socket:
     """A socket bound to the server's address, not yet listening, or ``ConfigError`` naming the address."""
-    try:
-        family, kind, proto, _, where = socket.getaddrinfo(
-            config.host, config.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-        sock = socket.socket(family, kind, proto)
-    except OSError as exc:
-        raise _in_use(config, exc) from None
+    # The address family as uvicorn chooses it when it binds by itself ("localhost" is IPv4's).
+    sock = socket.socket(socket.AF_INET6 if ":" in config.host else socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart need not wait out TIME_WAIT
-        sock.bind(where)
+        sock.bind((config.host, config.port))
     except OSError as exc:
         sock.close()
         raise _in_use(config, exc) from None
