@@ -248,6 +248,15 @@ def test_ps_shows_the_running_host(server: Served) -> None:
     assert f":{server.port}" in second.stderr and "pick another port" in second.stderr, second.stderr
     assert "Traceback" not in second.stderr
     assert server.cli("ps").returncode == 0
+    # An address this machine does not have (TEST-NET-1: nothing is sent, bind refuses it) is named as such.
+    elsewhere = subprocess.run(
+        [sys.executable, "-m", "hostel", "run", str(server.config), "--host", "192.0.2.77", "--insecure",
+         "--port", str(free_port())],
+        capture_output=True, text=True, check=False, timeout=300,
+        env={**os.environ, "HOSTEL_HOME": str(server.home)},
+    )  # fmt: skip
+    assert elsewhere.returncode != 0 and "cannot listen on 192.0.2.77" in elsewhere.stderr, elsewhere.stderr
+    assert "another server" not in elsewhere.stderr and "Traceback" not in elsewhere.stderr
 
 
 def test_a_provider_is_restarted_over_http_and_by_the_cli(server: Served) -> None:

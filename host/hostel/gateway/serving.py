@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import signal
 import socket
@@ -164,9 +165,11 @@ def _tls_options(server: ServerSettings, base: Path) -> dict[str, Any]:
 
 
 def _in_use(config: uvicorn.Config, exc: OSError) -> ConfigError:
+    if exc.errno != errno.EADDRINUSE:  # an address this machine does not have, a port below 1024 ...
+        return ConfigError([Problem("server", "host", f"cannot listen on {config.host}:{config.port}: {exc}")])
     return ConfigError([Problem("server", "port", (
-        f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}; another server (another hostel run?) "
-        "may be there: stop it, or pick another port (server.port, or --port)"
+        f"cannot listen on {config.host}:{config.port}: another server (another hostel run?) is there: "
+        "stop it, or pick another port (server.port, or --port)"
     ))])  # fmt: skip
 
 
