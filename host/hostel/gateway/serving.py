@@ -106,16 +106,16 @@ async def _serve(
         reloads.add(task)
         task.add_done_callback(reloads.discard)
 
+    sock = _bind(config)  # a port in use is refused before any worker starts
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
     loop.add_signal_handler(signal.SIGHUP, on_hangup)
-    sock = _bind(config)  # a port in use is refused before any worker starts
     try:
         await host.start()
         if not received:
             _listen(sock, config)
-            # Listening first, then the token: a CLI call made once it can read the token queues until
-            # uvicorn accepts, and never meets a server whose token it could not yet read.
+            # Listening first, then the token: the file never names a run that does not hold the port, and
+            # a CLI call made once it is there waits in the backlog until uvicorn accepts.
             if admin_token is not None:
                 publish_admin_token(host.envs.home, config.port, admin_token)
             listening = asyncio.create_task(_announce(server, config.host, config.port, len(host.status())))
