@@ -11,10 +11,11 @@ at once, so what is measured is the path to it), then runs `ogx run` on 127.0.0.
 - bridged: `remote::hostel-inference` naming ogxbench, and `inline::localfs` by its own type with `module: hostel`.
 
 and measures over HTTP, with the same client every time: the latency of a small non-streaming chat completion
-(p50, p99 of --requests), streamed chunks per second (the median of --streams streams of --items chunks each,
-read as server-sent events), and a file's upload and download through the Files API in MB/s (--file-mb; OGX
-itself reads an upload into memory and caps it at 100 MiB). Each figure is the median over the rounds; the
-ratio's range over the rounds (each round's bridged / in process) says how much the machine moved them.
+(p50, p99 of --requests), streamed chunks per second (the median of --streams streams of --items chunks each, read
+as server-sent events) and how long the first of them took, and a file's upload and download through the Files API
+in MB/s (--file-mb; OGX itself reads an upload into memory and caps it at 100 MiB). Each figure is the median over
+the rounds; the ratio's range over the rounds (each round's bridged / in process) says how much the machine moved
+them.
 """
 
 from __future__ import annotations
@@ -109,11 +110,16 @@ def _measure(url: str, requests: int, items: int, streams: int, file_mb: int) ->
             client.post(chat, json=body).raise_for_status()
             latencies.append(time.perf_counter() - started)
         stream = {"model": "bench/bench", "stream": True, "messages": [{"role": "user", "content": str(items)}]}
-        stream_times = []
+        stream_times, first_chunks = [], []
         for _ in range(streams):  # one stream lasts a fraction of a second: the median of a few, not one
             started = time.perf_counter()
+            chunks = 0
             with client.stream("POST", chat, json=stream) as response:
-                chunks = sum(1 for line in response.iter_lines() if line.startswith("data: {"))
+                for line in response.iter_lines():
+                    if line.startswith("data: {"):
+                        if not chunks:
+                            first_chunks.append(time.perf_counter() - started)
+                        chunks += 1
             stream_times.append(time.perf_counter() - started)
             assert chunks == items, (chunks, items)
         payload = os.urandom(1 << 20) * file_mb
@@ -132,6 +138,7 @@ def _measure(url: str, requests: int, items: int, streams: int, file_mb: int) ->
         "p50_ms": statistics.median(latencies) * 1000,
         "p99_ms": ordered[int(len(ordered) * 0.99) - 1] * 1000,
         "stream_items_s": items / statistics.median(stream_times),
+        "first_chunk_ms": statistics.median(first_chunks) * 1000,
         "upload_mb_s": file_mb / upload_s,
         "download_mb_s": file_mb / download_s,
     }
@@ -162,6 +169,7 @@ async def bench(
         ("p50_ms", "chat completion p50 (ms)", False),
         ("p99_ms", "chat completion p99 (ms)", False),
         ("stream_items_s", "streamed chunks/s", True),
+        ("first_chunk_ms", "stream's first chunk (ms)", False),
         ("upload_mb_s", f"upload {file_mb} MB (MB/s)", True),
         ("download_mb_s", f"download {file_mb} MB (MB/s)", True),
     ):
