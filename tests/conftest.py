@@ -34,7 +34,7 @@ def hostel_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("hostel-home")
 
 
-def _hostel_processes(marker: str) -> dict[int, tuple[str, int]]:
+def hostel_processes(marker: str) -> dict[int, tuple[str, int]]:
     """Live processes whose command line mentions ``marker`` and runs a hostel worker or zygote: pid ->
     (command line, parent pid)."""
     found = {}
@@ -55,7 +55,7 @@ def _hostel_processes(marker: str) -> dict[int, tuple[str, int]]:
 def worker_pids(marker: str) -> list[int]:
     """Pids of the live workers whose command line mentions ``marker``: spawned ones, and ones forked by a
     zygote (which keep the zygote's command line; their parent is the zygote)."""
-    found = _hostel_processes(marker)
+    found = hostel_processes(marker)
     return [
         pid
         for pid, (cmdline, parent) in found.items()
@@ -66,7 +66,7 @@ def worker_pids(marker: str) -> list[int]:
 def hostel_pids(marker: str) -> list[int]:
     """Pids of every live worker and zygote whose command line mentions ``marker`` (what must not outlive a
     host)."""
-    return list(_hostel_processes(marker))
+    return list(hostel_processes(marker))
 
 
 def hub_pids() -> dict[int, int]:

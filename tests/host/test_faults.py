@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from hostel import Host, ProviderCrashedError, ProviderStartError, RemoteError
-from tests.conftest import hostel_pids, make_config, provider_spec, wait_until, worker_pids
+from tests.conftest import hostel_pids, hostel_processes, make_config, provider_spec, wait_until, worker_pids
 
 FAST_RESTART = {"restart": {"max_restarts": 5, "window_s": 60, "backoff_initial_s": 0.05, "backoff_max_s": 1}}
 SPECS = {
@@ -100,10 +100,12 @@ async def test_start_or_refuse_leaves_no_worker_running(tmp_path: Path, hostel_h
         ]
     }
     host = Host.from_config(make_config(tmp_path, providers=providers))
+    before = set(hostel_pids(str(hostel_home)))  # the session's home: an earlier test's may still be exiting
     with pytest.raises(ProviderStartError) as exc:
         await host.start()
     assert exc.value.provider_id == "bad" and exc.value.stage == "factory"
-    assert hostel_pids(str(hostel_home)) == []
+    left = {pid: cmd for pid, (cmd, _) in hostel_processes(str(hostel_home)).items() if pid not in before}
+    assert left == {}
     assert {s.state for s in host.status()} <= {"stopped", "failed"}
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, _hostel_processes, make_config, wait_until
+from tests.conftest import REPO, hostel_processes, make_config, wait_until
 from tests.served import Served
 
 HABITPROV = REPO / "tests" / "providers" / "habitprov"
@@ -179,7 +179,7 @@ def test_forked_workers_do_not_repeat_import_time_state(tmp_path: Path, hostel_h
     served = Served(config, hostel_home)
     try:
         # Each provider's zygote is started for its first worker, which it forks (and every restart).
-        zygotes = lambda: [p for p, (cmd, parent) in _hostel_processes(str(hostel_home)).items()  # noqa: E731
+        zygotes = lambda: [p for p, (cmd, parent) in hostel_processes(str(hostel_home)).items()  # noqa: E731
                            if "hostel_sdk.zygote" in cmd and parent == served.proc.pid]  # fmt: skip
         assert wait_until(lambda: len(zygotes()) == 3, 60), zygotes()
         restarts = _restarted(served, "fresh", 3)  # the first worker and three restarts, forked from the zygote

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 from hostel import Host
 from hostel.errors import ProviderCrashedError
 from hostel.launch.process import ProcessLauncher
+from hostel.launch.zygote import Zygote, ZygoteSpec
 from tests.conftest import make_config, provider_spec, wait_until
 
 
@@ -143,3 +145,36 @@ async def test_a_reload_that_changes_the_workers_environment_replaces_the_zygote
         assert new.pid != old.pid and not old.is_running()
         assert _parent(await _restarted(host, host.status()[0].pid)) == new.pid
         assert new.environ().get("FLAVOUR") == "two"
+
+
+async def test_a_fork_cancelled_while_it_waits_for_its_pid_leaves_no_worker_and_no_stale_reply() -> None:
+    """The host stops while a provider starts: the fork's caller is cancelled after the zygote got the request.
+    The zygote forks all the same; that worker must not outlive the cancellation, and the next fork must get
+    its own pid, not the abandoned one's."""
+    zygote = Zygote(ZygoteSpec(python=Path(sys.executable), env=dict(os.environ), cwd=None), None)
+    await zygote.start()
+    pipes: list[int] = []
+
+    def stdio() -> tuple[int, int, int]:
+        stdin_r, stdin_w = os.pipe()  # kept open: a worker waits on it for its start request
+        out_r, out_w = os.pipe()
+        pipes.extend((stdin_r, stdin_w, out_r, out_w))
+        return stdin_r, out_w, out_w
+
+    try:
+        assert zygote.pid is not None
+        forks = psutil.Process(zygote.pid)
+        fork = asyncio.create_task(zygote.fork({}, None, stdio()))
+        await asyncio.sleep(0)  # the request is sent: it waits for the pid
+        fork.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await fork
+        pid = await zygote.fork({}, None, stdio())
+        await asyncio.sleep(0.5)  # time for a wrongly answered fork to show as a second child
+        assert [c.pid for c in forks.children() if c.status() != psutil.STATUS_ZOMBIE] == [pid]
+        os.kill(pid, signal.SIGKILL)
+        await asyncio.wait_for(zygote.exit_of(pid), 5)
+    finally:
+        await zygote.stop()
+        for fd in pipes:
+            os.close(fd)

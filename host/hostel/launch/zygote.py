@@ -156,12 +156,34 @@ class Zygote:
                 socket.send_fds(self._socket, [message], list(fds))
             except OSError as exc:
                 raise ZygoteUnavailableError(f"the zygote is gone ({exc})") from None
-            reply = await self._replies.get()
+            try:
+                reply = await self._replies.get()
+            except asyncio.CancelledError:
+                await self._abandon_fork()
+                raise
         if "pid" not in reply:
             raise ZygoteUnavailableError(str(reply.get("error", "no pid")))
         pid = int(reply["pid"])
         self._exits.setdefault(pid, asyncio.get_running_loop().create_future())
         return pid
+
+    async def _abandon_fork(self) -> None:
+        """The caller of a fork was cancelled while it waited for the pid (the host stops while a provider
+        starts), but the zygote forks all the same: take its reply, or the next fork would read it as its own,
+        and kill that worker, which nobody would otherwise stop; wait until the zygote has reaped it."""
+        try:
+            reply = await asyncio.wait_for(self._replies.get(), _STATUS_WAIT_S)
+        except TimeoutError:
+            return  # it is not answering: it is stopped with the rest, and its fork sees its stdin closed
+        if "pid" not in reply:
+            return
+        pid = int(reply["pid"])
+        exited = self.exit_of(pid)
+        for kill in (os.kill, os.killpg):  # itself, then its group (it may not have made its own group yet)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                kill(pid, signal.SIGKILL)
+        await asyncio.wait({exited}, timeout=_STATUS_WAIT_S)
+        self.forget(pid)
 
     def exit_of(self, pid: int) -> asyncio.Future[int]:
         """Resolves with the worker's return code once the zygote has reaped it."""
@@ -238,16 +260,25 @@ class ForkedChild(Signals):
             for fd in (stdin_r, stdout_w, stderr_w):
                 os.close(fd)
         self.exited = loop.create_future()
-        for fd, on_data in zip((stdout_r, stderr_r), self._on, strict=True):
-            closed: asyncio.Future[None] = loop.create_future()
-            transport, _ = await loop.connect_read_pipe(
-                lambda on_data=on_data, closed=closed: _PipeReader(on_data, closed),  # type: ignore[misc]
-                os.fdopen(fd, "rb", buffering=0),
-            )
-            self._readers.append(transport)
-            self._closed.append(closed)
-        self._stdin, _ = await loop.connect_write_pipe(asyncio.BaseProtocol, os.fdopen(stdin_w, "wb", buffering=0))
         self._watch = asyncio.create_task(self._watch_exit(zygote, pid))
+        files = [os.fdopen(fd, mode, buffering=0) for fd, mode in ((stdout_r, "rb"), (stderr_r, "rb"), (stdin_w, "wb"))]
+        try:
+            for file, on_data in zip(files[:2], self._on, strict=True):
+                closed: asyncio.Future[None] = loop.create_future()
+                transport, _ = await loop.connect_read_pipe(
+                    lambda on_data=on_data, closed=closed: _PipeReader(on_data, closed),  # type: ignore[misc]
+                    file,
+                )
+                self._readers.append(transport)
+                self._closed.append(closed)
+            self._stdin, _ = await loop.connect_write_pipe(asyncio.BaseProtocol, files[2])
+        except BaseException:  # cancelled (the host stops while it starts): the worker must not outlive it
+            self.signal_process(signal.SIGKILL)  # it may not have made its own group yet
+            self.signal_group(signal.SIGKILL)
+            self.close()
+            for file in files:
+                file.close()
+            raise
 
     async def _watch_exit(self, zygote: Zygote, pid: int) -> None:
         """The exit as the zygote reports it; if the zygote died first, as a pidfd sees it (code unknown)."""
