@@ -15,6 +15,8 @@ import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from hostel_sdk._client import StreamWrapper
+
 logger = logging.getLogger(__name__)
 
 
@@ -203,7 +205,7 @@ def start_call(provider_id: str, method: str, api: str) -> CallSpan | None:
     return CallSpan(span, token, {"provider": provider_id}, time.perf_counter())  # method names are unbounded
 
 
-class TracedStream:
+class TracedStream(StreamWrapper):
     """A stream whose call span ends when it ends (its error recorded), is closed, or is dropped."""
 
     def __init__(self, stream: Any, span: CallSpan) -> None:
@@ -227,11 +229,6 @@ class TracedStream:
         span, self._span = self._span, None
         if span is not None:
             span.end(error)
-
-    def take_received(self, limit: int) -> list[Any]:
-        """Items already received, without waiting (``hostel_sdk._client.ReplyStream.take_received``)."""
-        take = getattr(self._stream, "take_received", None)
-        return take(limit) if take is not None else []
 
     async def aclose(self) -> None:
         """Stop the stream (the provider's generator is cancelled)."""

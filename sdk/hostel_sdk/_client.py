@@ -161,6 +161,12 @@ class ReplyStream(AsyncIterator[Any]):
         self._errors = errors
         self._buffer: collections.deque[bytes] = collections.deque()
         self._done = False
+        self._decode: Callable[[bytes], Any] = codec.loads
+
+    def decode_with(self, decode: Callable[[bytes], Any]) -> None:
+        """Make each item from its JSON with ``decode`` instead of ``codec.loads``: a reader that wants the items as
+        its own types (the Llama Stack bridge: the server's models) validates the JSON into them in one step."""
+        self._decode = decode
 
     def __aiter__(self) -> ReplyStream:
         return self
@@ -183,15 +189,13 @@ class ReplyStream(AsyncIterator[Any]):
                 self._done = True
                 self._call.cancel()
                 raise self._errors.protocol(f"unexpected {kind!r} reply inside a stream")
-        return codec.loads(self._buffer.popleft())
+        return self._decode(self._buffer.popleft())
 
     def take_received(self, limit: int) -> list[Any]:
         """Up to ``limit`` items already received, without waiting for more (a reader that hands items on in
         batches takes these after each ``__anext__``)."""
-        taken: list[Any] = []
-        while self._buffer and len(taken) < limit:
-            taken.append(codec.loads(self._buffer.popleft()))
-        return taken
+        decode, take = self._decode, self._buffer.popleft
+        return [decode(take()) for _ in range(min(limit, len(self._buffer)))]
 
     async def aclose(self) -> None:
         """Stop the stream; the producer at the other end is cancelled."""
@@ -204,6 +208,31 @@ class ReplyStream(AsyncIterator[Any]):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+
+class StreamWrapper:
+    """Base of a stream that wraps a ``ReplyStream`` (or another wrapper) to act when it ends: what it does not
+    change, it passes on to the stream it wraps (``_stream``)."""
+
+    _stream: Any
+
+    def take_received(self, limit: int) -> list[Any]:
+        """Items already received, without waiting (``ReplyStream.take_received``)."""
+        take = getattr(self._stream, "take_received", None)
+        return take(limit) if take is not None else []
+
+    def decode_with(self, decode: Callable[[bytes], Any]) -> bool:
+        """Have the wrapped stream make its items with ``decode`` (``ReplyStream.decode_with``); whether it can."""
+        return decodes_with(self._stream, decode)
+
+
+def decodes_with(stream: Any, decode: Callable[[bytes], Any]) -> bool:
+    """Have ``stream`` (a ``ReplyStream``, or a ``StreamWrapper`` around one) make its items from their JSON with
+    ``decode``; ``False``, and nothing changed, for any other async iterator."""
+    hook = getattr(stream, "decode_with", None)
+    if hook is None:
+        return False
+    return hook(decode) is not False
 
 
 class RemoteCallError(Exception):

@@ -165,6 +165,16 @@ def _jsonable(value: Any, blobs: _blobs.Outbox | None = None, as_arguments: bool
 _decoder = json.JSONDecoder()
 
 
+def _model_dumps(model: BaseModel) -> bytes | None:
+    """A model as ``dumps`` writes it (``_jsonable``: its own serializer, JSON mode, by alias), in one step instead
+    of a Python value that is then encoded: half the time for a stream's chunk. ``None`` if it cannot be: the
+    general path then says why."""
+    try:
+        return model.__pydantic_serializer__.to_json(model, by_alias=True, warnings=False)
+    except PydanticSerializationError:
+        return None
+
+
 def _standard_dumps(value: Any, default: Callable[[Any], Any]) -> bytes:
     return json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=default).encode(value).encode()
 
@@ -180,6 +190,10 @@ try:  # orjson: 2-7x faster on both sides of every call; the standard library if
         and the class of a model in a field its class does not type); with
         ``blobs``, bytes, files and responses become markers whose sources ``blobs`` keeps (``hostel_sdk._blobs``).
         ``TypeError`` for a value that cannot be encoded."""
+        if not as_arguments and isinstance(value, BaseModel):
+            data = _model_dumps(value)
+            if data is not None:
+                return data
         default = (
             _jsonable
             if blobs is None and not as_arguments
@@ -371,12 +385,25 @@ def _request_param(signature: inspect.Signature, hints: dict[str, Any]) -> str |
 _ADAPTERS: dict[Any, TypeAdapter[Any] | None] = {}
 
 
-def rebuild(value: Any, annotation: Any) -> Any:
-    """Rebuild a JSON value into ``annotation`` (e.g. a pydantic model); plain values pass through."""
+def _cached_adapter(annotation: Any) -> TypeAdapter[Any] | None:
     try:
         adapter = _ADAPTERS[annotation]
     except KeyError:
         adapter = _ADAPTERS[annotation] = _adapter(annotation)
     except TypeError:  # an unhashable annotation: build it each time
         adapter = _adapter(annotation)
+    return adapter
+
+
+def rebuild(value: Any, annotation: Any) -> Any:
+    """Rebuild a JSON value into ``annotation`` (e.g. a pydantic model); plain values pass through."""
+    adapter = _cached_adapter(annotation)
     return value if adapter is None else adapter.validate_python(value)
+
+
+def rebuild_json(data: bytes, annotation: Any) -> Any:
+    """``rebuild(loads(data), annotation)`` in one step: validated straight from the JSON where ``annotation`` needs
+    rebuilding (``pydantic.ValidationError``, a ``ValueError``, if it does not fit); ``null`` stays
+    ``None``."""
+    adapter = _cached_adapter(annotation)
+    return loads(data) if adapter is None or data == b"null" else adapter.validate_json(data)

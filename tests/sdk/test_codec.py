@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from hostel_sdk import codec
 
@@ -138,7 +138,7 @@ def test_a_request_model_is_sent_with_the_fields_that_were_set() -> None:
     """OGX's request models refuse an explicit null (``dimensions: null``): send what the caller set, as in process."""
     from typing import Annotated, Literal
 
-    from pydantic import BaseModel, Field, field_validator
+    from pydantic import BaseModel, field_validator
 
     class EmbeddingsRequest(BaseModel):
         model: str
@@ -212,3 +212,35 @@ def test_a_model_in_a_field_its_class_does_not_type_is_rebuilt_as_its_class() ->
         ]
     finally:
         sys.modules.pop(module.__name__, None)
+
+
+def test_rebuild_json_validates_straight_from_the_json_as_rebuild_does_from_its_value() -> None:
+    data = codec.dumps(Point(x=1, y=2))
+    assert codec.rebuild_json(data, Point) == codec.rebuild(codec.loads(data), Point) == Point(x=1, y=2)
+    assert codec.rebuild_json(b"null", Point) is None
+    assert codec.rebuild_json(b'{"a": [1]}', dict) == {"a": [1]}  # a plain annotation: just decoded
+    with pytest.raises(ValueError, match="y"):
+        codec.rebuild_json(b'{"x": 1}', Point)
+
+
+class Chunk(BaseModel):
+    """A stream's item with what a model's JSON can hold: an alias, a datetime, bytes, a nested model, None."""
+
+    model_config = {"populate_by_name": True}
+    kind: str = Field(alias="object")
+    at: datetime
+    raw: bytes
+    corner: Point
+    note: str | None = None
+
+
+def test_a_model_is_written_in_one_step_exactly_as_its_value_would_be() -> None:
+    chunk = Chunk(kind="chunk", at=datetime(2026, 1, 2, 3, tzinfo=UTC), raw=b"ab", corner=Point(x=1, y=2))
+    one_step = codec.dumps(chunk)
+    assert one_step == codec.dumps({"wrapped": chunk})[len(b'{"wrapped":') : -1]  # the general path, inside a dict
+    assert codec.loads(one_step) == {
+        "object": "chunk", "at": "2026-01-02T03:00:00Z", "raw": "ab", "corner": {"x": 1, "y": 2, "color": "red"},
+        "note": None,
+    }  # fmt: skip
+    with pytest.raises(TypeError, match="cannot encode"):  # what it cannot write, the general path names
+        codec.dumps(Point.model_construct(x=object(), y=1))

@@ -8,10 +8,13 @@ into the server's own pydantic types from the protocol's return annotations.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
+
+from pydantic import ValidationError
 
 from hostel.bridge._crashes import CrashedRequests, fingerprint
 from hostel.bridge._deps import ServerApis
@@ -29,6 +32,7 @@ from hostel.errors import (
 from hostel.gateway.http_errors import headers_for, status_for
 from hostel_sdk import _exceptions, codec
 from hostel_sdk._blobs import Blob
+from hostel_sdk._client import decodes_with
 from hostel_sdk._llama_stack import PROTOCOLS, SERVER_CONTEXT_KEY, protocol_methods
 
 logger = logging.getLogger(__name__)
@@ -205,12 +209,23 @@ class Bridge:
         body = iterate_on(self._thread.loop, blob.chunks())
         return StreamingResponse(body, status_code=blob.status_code, headers=headers, media_type=blob.media_type)
 
-    async def _stream(self, method: str, stream: Any, item_type: Any) -> AsyncIterator[Any]:
+    def _stream(self, method: str, stream: Any, item_type: Any) -> AsyncIterator[Any]:
+        """The items as the server's ``item_type``: each validated straight from its JSON as the server takes it
+        (one step, where decoding and then rebuilding took two), else rebuilt from its decoded value."""
+        if item_type is not None and decodes_with(stream, bytes):
+            return iterate_on(self._thread.loop, stream, for_server, functools.partial(self._decode, method, item_type))
+        return self._rebuilt(method, stream, item_type)
+
+    async def _rebuilt(self, method: str, stream: Any, item_type: Any) -> AsyncIterator[Any]:
+        async for item in iterate_on(self._thread.loop, stream, for_server):
+            yield self._rebuild(method, item, item_type)
+
+    def _decode(self, method: str, annotation: Any, data: bytes) -> Any:
         try:
-            async for item in iterate_on(self._thread.loop, stream):
-                yield self._rebuild(method, item, item_type)
-        except HostelError as exc:
-            raise for_server(exc) from None
+            return codec.rebuild_json(data, annotation)
+        except ValueError as exc:  # another version's shape (a ValidationError): pass the JSON on, say so once
+            self._unfit(method, annotation, exc)
+            return codec.loads(data)
 
     def _rebuild(self, method: str, value: Any, annotation: Any) -> Any:
         if annotation is None or value is None:
@@ -218,13 +233,26 @@ class Bridge:
         try:
             return codec.rebuild(value, annotation)
         except Exception as exc:  # noqa: BLE001 - another version's shape: pass the JSON on, say so once
-            if method not in self._unrebuilt:
-                self._unrebuilt.add(method)
-                logger.warning(
-                    "%s.%s(): the result does not fit the server's %s; passing it on as JSON (%s)",
-                    self._provider_id, method, annotation, str(exc).splitlines()[0],
-                )  # fmt: skip
+            self._unfit(method, annotation, exc)
             return value
+
+    def _unfit(self, method: str, annotation: Any, exc: Exception) -> None:
+        if method not in self._unrebuilt:
+            self._unrebuilt.add(method)
+            logger.warning(
+                "%s.%s(): the result does not fit the server's %s; passing it on as JSON (%s)",
+                self._provider_id, method, annotation, _first_error(exc),
+            )  # fmt: skip
+
+
+def _first_error(exc: Exception) -> str:
+    """What a validation error is about, in a line: its first field and why (the values it names may be large)."""
+    if isinstance(exc, ValidationError) and exc.errors():
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the value"
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        return f"{where}: {first['msg']}{more}"
+    return str(exc).splitlines()[0]
 
 
 def _forwarder(name: str, function: Any, fallback: Fallback | None) -> Callable[..., Any]:

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from hostel import _telemetry
+from hostel.errors import HostelError
 
 T = TypeVar("T")
 
@@ -129,14 +130,29 @@ class _Batches:
             await aclose()
 
 
-async def iterate_on(loop: asyncio.AbstractEventLoop, stream: Any) -> AsyncIterator[Any]:
+async def iterate_on(
+    loop: asyncio.AbstractEventLoop,
+    stream: Any,
+    translate: Callable[[HostelError], Exception] | None = None,
+    make: Callable[[Any], Any] | None = None,
+) -> AsyncIterator[Any]:
     """Iterate an async iterator that belongs to ``loop`` from another loop, a batch of ready items per hop;
-    closed on exit."""
+    closed on exit. ``translate``: what to raise instead of a ``HostelError`` the stream raises; ``make``: what to
+    yield for each item, made as it is yielded (a batch of made items alive at once costs the garbage collector
+    more than making them)."""
     batches = _Batches(stream)
     try:
         while items := await run_on(loop, batches.next):
-            for item in items:
-                yield item
+            if make is None:
+                for item in items:
+                    yield item
+            else:
+                for item in items:
+                    yield make(item)
+    except HostelError as exc:
+        if translate is None:
+            raise
+        raise translate(exc) from None
     finally:
         if not loop.is_closed():
             await run_on(loop, batches.aclose)

@@ -15,6 +15,7 @@ from typing import Any
 
 from hostel import _telemetry
 from hostel.errors import CallTimeoutError, ProviderBusyError
+from hostel_sdk._client import StreamWrapper
 
 
 class HostGate:
@@ -125,7 +126,7 @@ class InFlight:
         return True
 
 
-class AdmittedStream(AsyncIterator[Any]):
+class AdmittedStream(StreamWrapper, AsyncIterator[Any]):
     """A stream that holds its call's place until it ends, is closed, or is dropped unclosed: ``release`` runs
     once, then."""
 
@@ -142,11 +143,6 @@ class AdmittedStream(AsyncIterator[Any]):
         except BaseException:
             self._done()
             raise
-
-    def take_received(self, limit: int) -> list[Any]:
-        """Items already received, without waiting (``hostel_sdk._client.ReplyStream.take_received``)."""
-        take = getattr(self._stream, "take_received", None)
-        return take(limit) if take is not None else []
 
     async def aclose(self) -> None:
         """Stop the stream (the provider's generator is cancelled) and give the place back."""
