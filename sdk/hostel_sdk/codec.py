@@ -401,9 +401,27 @@ def rebuild(value: Any, annotation: Any) -> Any:
     return value if adapter is None else adapter.validate_python(value)
 
 
-def rebuild_json(data: bytes, annotation: Any) -> Any:
-    """``rebuild(loads(data), annotation)`` in one step: validated straight from the JSON where ``annotation`` needs
-    rebuilding (``pydantic.ValidationError``, a ``ValueError``, if it does not fit); ``null`` stays
-    ``None``."""
-    adapter = _cached_adapter(annotation)
-    return loads(data) if adapter is None or data == b"null" else adapter.validate_json(data)
+def json_rebuilder(annotation: Any) -> Callable[[bytes], Any]:
+    """What makes a value of ``annotation`` from its JSON in one step, as ``rebuild(loads(data), annotation)`` does in
+    two: validated straight from the JSON where ``annotation`` needs rebuilding (``pydantic.ValidationError``, a
+    ``ValueError``, if it does not fit), else just decoded; ``null`` stays ``None``. Meant to be taken once and called
+    per item (a stream's)."""
+    try:
+        return _JSON_REBUILDERS[annotation]
+    except KeyError:
+        made = _JSON_REBUILDERS[annotation] = _json_rebuilder(annotation)
+        return made
+    except TypeError:  # an unhashable annotation: build it each time
+        return _json_rebuilder(annotation)
+
+
+def _json_rebuilder(annotation: Any) -> Callable[[bytes], Any]:
+    if _adapter(annotation) is None:
+        return loads
+    try:  # nullable: pydantic takes null as None itself, and reports what else does not fit as the model's own errors
+        return TypeAdapter(typing.Optional[annotation]).validate_json  # noqa: UP045 - any type form, not just a class
+    except Exception:  # noqa: BLE001 - an exotic hint just means "pass the JSON value through"
+        return loads
+
+
+_JSON_REBUILDERS: dict[Any, Callable[[bytes], Any]] = {}
