@@ -222,8 +222,24 @@ def test_ogx_files_provider_bridged_by_its_own_type(ogx_venv: Path, tmp_path_fac
         assert (Path(server.home).parent / "store" / "sql_store.db").exists()  # the server's backend, shared
 
 
-def test_ogx_serves_the_same_bridged_providers(ogx_venv: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """OGX, Llama Stack's renamed successor, as the server: same config, same bridge."""
+OGX_STREAM_SCRIPT = """
+import sys, warnings
+warnings.simplefilter("ignore")  # ogx-client's own models warn about their own serialisation
+from ogx_client import OgxClient
+from ogx_client.models.open_ai_chat_completion_request_with_extra_body import OpenAIChatCompletionRequestWithExtraBody
+client = OgxClient(base_url=sys.argv[1])
+for model in ("echo-old/old", "echo-new/new"):
+    chat = {"model": model, "messages": [{"role": "user", "content": "one two three"}], "stream": True}
+    chunks = list(client.chat.completions.create(OpenAIChatCompletionRequestWithExtraBody.from_dict(chat)))
+    print(model, len(chunks), "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).strip())
+"""
+
+
+def test_ogx_serves_the_same_bridged_providers(
+    ogx_venv: Path, ogx_client_python: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """OGX, Llama Stack's renamed successor, as the server: same config, same bridge; streams read by OGX's own
+    client, unmodified (each chunk validated into OGX's chunk model in the server, from its JSON)."""
     venv = ogx_venv
     command = [str(venv / "bin" / "ogx"), "run", "--insecure"]
     with _running(command, tmp_path_factory.mktemp("ogx")) as server:
@@ -231,6 +247,18 @@ def test_ogx_serves_the_same_bridged_providers(ogx_venv: Path, tmp_path_factory:
         assert old.json()["choices"][0]["message"]["content"] == "old echo from Llama Stack 0.2.22: hello ogx"
         new = _chat(server, "echo-new/new", "hello ogx")
         assert new.json()["choices"][0]["message"]["content"] == "new echo from Llama Stack 0.7.3: hello ogx"
+        streamed = subprocess.run(
+            [str(ogx_client_python), "-c", OGX_STREAM_SCRIPT, server.url],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert streamed.returncode == 0, streamed.stderr[-3000:]
+        lines = streamed.stdout.splitlines()
+        assert [line.split(" ", 2)[::2] for line in lines] == [
+            ["echo-old/old", "old echo from Llama Stack 0.2.22: one two three"],
+            ["echo-new/new", "new echo from Llama Stack 0.7.3: one two three"],
+        ]
+        assert all(int(line.split(" ", 2)[1]) > 1 for line in lines)  # streamed in chunks, not as one
+        assert "does not fit the server's" not in server.log.read_text(errors="replace")
         crashed = _chat(server, "echo-old/old", "crash")
         assert crashed.status_code == 503 and "exited with code 7" in crashed.text
         assert wait_until(lambda: _chat(server, "echo-old/old", "back").status_code == 200, timeout=30)
