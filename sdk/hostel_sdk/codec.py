@@ -382,22 +382,27 @@ def _request_param(signature: inspect.Signature, hints: dict[str, Any]) -> str |
     return params[0].name if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
 
 
-_ADAPTERS: dict[Any, TypeAdapter[Any] | None] = {}
+T = typing.TypeVar("T")
 
 
-def _cached_adapter(annotation: Any) -> TypeAdapter[Any] | None:
+def _memo(cache: dict[Any, T], annotation: Any, make: Callable[[Any], T]) -> T:
+    """``make(annotation)``, kept in ``cache`` (an unhashable annotation is made each time)."""
     try:
-        adapter = _ADAPTERS[annotation]
+        return cache[annotation]
     except KeyError:
-        adapter = _ADAPTERS[annotation] = _adapter(annotation)
-    except TypeError:  # an unhashable annotation: build it each time
-        adapter = _adapter(annotation)
-    return adapter
+        made = cache[annotation] = make(annotation)
+        return made
+    except TypeError:
+        return make(annotation)
+
+
+_ADAPTERS: dict[Any, TypeAdapter[Any] | None] = {}
+_JSON_REBUILDERS: dict[Any, Callable[[bytes], Any]] = {}
 
 
 def rebuild(value: Any, annotation: Any) -> Any:
     """Rebuild a JSON value into ``annotation`` (e.g. a pydantic model); plain values pass through."""
-    adapter = _cached_adapter(annotation)
+    adapter = _memo(_ADAPTERS, annotation, _adapter)
     return value if adapter is None else adapter.validate_python(value)
 
 
@@ -406,22 +411,13 @@ def json_rebuilder(annotation: Any) -> Callable[[bytes], Any]:
     two: validated straight from the JSON where ``annotation`` needs rebuilding (``pydantic.ValidationError``, a
     ``ValueError``, if it does not fit), else just decoded; ``null`` stays ``None``. Meant to be taken once and called
     per item (a stream's)."""
-    try:
-        return _JSON_REBUILDERS[annotation]
-    except KeyError:
-        made = _JSON_REBUILDERS[annotation] = _json_rebuilder(annotation)
-        return made
-    except TypeError:  # an unhashable annotation: build it each time
-        return _json_rebuilder(annotation)
+    return _memo(_JSON_REBUILDERS, annotation, _json_rebuilder)
 
 
 def _json_rebuilder(annotation: Any) -> Callable[[bytes], Any]:
-    if _adapter(annotation) is None:
+    if _memo(_ADAPTERS, annotation, _adapter) is None:
         return loads
     try:  # nullable: pydantic takes null as None itself, and reports what else does not fit as the model's own errors
         return TypeAdapter(typing.Optional[annotation]).validate_json  # noqa: UP045 - any type form, not just a class
     except Exception:  # noqa: BLE001 - an exotic hint just means "pass the JSON value through"
         return loads
-
-
-_JSON_REBUILDERS: dict[Any, Callable[[bytes], Any]] = {}

@@ -88,7 +88,7 @@ async def test_an_error_mid_stream_is_raised_as_the_providers_after_the_items_be
 
 
 async def test_a_host_stream_hands_each_items_json_to_the_decoder_it_is_given(bridge: tuple[Host, Bridge]) -> None:
-    host, _ = bridge
+    host, made = bridge
     stream = await host.provider("t").count(n=300)  # through the host's wrappers (admission)
     assert decodes_with(stream, lambda data: ("json", bytes(data)))
     assert [item async for item in stream] == [("json", str(i).encode()) for i in range(300)]
@@ -97,3 +97,8 @@ async def test_a_host_stream_hands_each_items_json_to_the_decoder_it_is_given(br
         yield 1
 
     assert not decodes_with(plain(), int)  # not hostel's: left to make its items its own way
+
+    async def values() -> AsyncIterator[dict[str, Any]]:
+        yield {"i": 1, "made": 0.5, "pad": ""}
+
+    assert await _items(made, values(), Item) == [Item(i=1, made=0.5, pad="")]  # rebuilt from its value instead

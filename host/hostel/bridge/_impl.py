@@ -8,6 +8,7 @@ into the server's own pydantic types from the protocol's return annotations.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -212,12 +213,10 @@ class Bridge:
         """The items as the server's ``item_type``: each validated straight from its JSON as the server takes it
         (one step, where decoding and then rebuilding took two), else rebuilt from its decoded value."""
         if item_type is not None and decodes_with(stream, bytes):
-            return iterate_on(self._thread.loop, stream, for_server, self._decoder(method, item_type))
-        return self._rebuilt(method, stream, item_type)
-
-    async def _rebuilt(self, method: str, stream: Any, item_type: Any) -> AsyncIterator[Any]:
-        async for item in iterate_on(self._thread.loop, stream, for_server):
-            yield self._rebuild(method, item, item_type)
+            make = self._decoder(method, item_type)
+        else:
+            make = functools.partial(self._rebuild, method, annotation=item_type)
+        return iterate_on(self._thread.loop, stream, for_server, make)
 
     def _decoder(self, method: str, annotation: Any) -> Callable[[bytes], Any]:
         rebuild = codec.json_rebuilder(annotation)
