@@ -23,6 +23,9 @@ from hostel_sdk._blobs import marker_of, materialize
 _QUEUED_CHUNKS = 4
 # Bytes of a received blob kept in memory for seeking back; the rest spills to a temporary file.
 _SPOOL_BYTES = 1 << 20
+# A read of all that remains takes at most this much in memory at once (the chunks, then them joined); past it,
+# what remains goes through the spool.
+_KEEP_BYTES = 256 << 20
 
 
 class Incoming:
@@ -33,8 +36,9 @@ class Incoming:
     def __init__(self) -> None:
         self._queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(_QUEUED_CHUNKS)
         self._spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES)  # noqa: SIM115 - closed by close()
-        self._position = 0  # the reader's offset in the spool
-        self._received = 0  # bytes spooled so far
+        self._kept = b""  # the last bytes received, read in one piece and kept in memory instead of spooled
+        self._position = 0  # the reader's offset in what was received
+        self._received = 0  # bytes received so far: spooled, then kept
         self._ended = False
         self.closed = asyncio.Event()
 
@@ -53,19 +57,66 @@ class Incoming:
             elif isinstance(chunk, BaseException):
                 raise chunk
             else:
-                self._spool.seek(self._received)
-                self._spool.write(chunk)
-                self._received += len(chunk)
+                self._spool_chunk(chunk)
+
+    def _spool_chunk(self, chunk: bytes) -> None:
+        self._spool.seek(self._received)
+        self._spool.write(chunk)
+        self._received += len(chunk)
+
+    async def _read_rest(self) -> bytes:
+        """Everything still to come, in one piece, kept in memory rather than spooled: the reader holds it all
+        anyway, and a file's round trip through the spool cost as much as sending it (past ``_KEEP_BYTES``, or if
+        the sender fails, what was taken is spooled and the usual path goes on)."""
+        chunks: list[bytes] = []
+        taken = 0
+        try:
+            while not self._ended and taken <= _KEEP_BYTES:
+                chunk = await self._queue.get()
+                if chunk is None:
+                    self._ended = True
+                elif isinstance(chunk, BaseException):
+                    raise chunk
+                else:
+                    chunks.append(chunk)
+                    taken += len(chunk)
+        finally:
+            if not self._ended:
+                for chunk in chunks:
+                    self._spool_chunk(chunk)
+        if not self._ended:
+            await self._fill(-1)
+            return self._take(-1)
+        self._kept = b"".join(chunks)
+        self._received += len(self._kept)
+        self._position = self._received
+        return self._kept
+
+    def _take(self, size: int) -> bytes:
+        """Up to ``size`` received bytes from the reader's offset (-1: all), from the spool, then the kept bytes."""
+        spooled = self._received - len(self._kept)
+        data = b""
+        if self._position < spooled:
+            self._spool.seek(self._position)
+            data = self._spool.read(spooled - self._position if size < 0 else min(size, spooled - self._position))
+            self._position += len(data)
+        wanted = -1 if size < 0 else size - len(data)
+        if self._kept and self._position >= spooled and wanted != 0:
+            start = self._position - spooled
+            kept = self._kept[start:] if wanted < 0 else self._kept[start : start + wanted]
+            self._position += len(kept)
+            data = data + kept if data else kept
+        return data
 
     async def read(self, size: int = -1) -> bytes:
         """Up to ``size`` bytes (all that remain if ``size`` < 0), waiting for the sender as needed."""
         if self.closed.is_set():
             raise ValueError("I/O operation on closed file")
-        await self._fill(size if size is not None and size >= 0 else -1)
-        self._spool.seek(self._position)
-        data = self._spool.read(size if size is not None and size >= 0 else -1)
-        self._position += len(data)
-        return data
+        whole = size is None or size < 0
+        if whole and self._position == self._received and not self._ended:
+            return await self._read_rest()
+        await self._fill(-1 if whole else size)
+        return self._take(-1 if whole else size)
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         """Move the reader within what was received (seeking forward past it reads on at the next ``read``)."""
@@ -81,6 +132,7 @@ class Incoming:
         if not self.closed.is_set():
             self.closed.set()
             self._spool.close()
+            self._kept = b""
             while not self._queue.empty():
                 self._queue.get_nowait()
 

@@ -91,3 +91,56 @@ def test_markers_anywhere_in_a_result_are_opened() -> None:
     opened = _blobs.materialize(value, lambda marker: _blobs.Blob(marker, None))
     assert isinstance(opened["a"][0], _blobs.Blob) and opened["b"] == 1
     assert _blobs.marker_of({"$hostel_blob": {}, "other": 1}) is None  # only a one-key object is a marker
+
+
+async def _sent(incoming: _received.Incoming, chunks: list[bytes]) -> None:
+    for chunk in chunks:
+        await incoming.put(chunk)
+    await incoming.put(None)
+
+
+async def test_a_read_of_everything_keeps_it_in_memory_instead_of_spooling_it() -> None:
+    chunks = [bytes([i]) * (1 << 20) for i in range(3)]  # past the 1 MiB a spool keeps in memory
+    incoming = _received.Incoming()
+    sender = asyncio.create_task(_sent(incoming, chunks))
+    data = await incoming.read()
+    await sender
+    assert data == b"".join(chunks)
+    assert not incoming._spool._rolled  # type: ignore[attr-defined]  # no temporary file written and read back
+    assert await incoming.read() == b""
+    incoming.seek(1 << 20)
+    assert await incoming.read(2) == b"\x01\x01"  # seeking back still works
+    assert await incoming.read() == data[(1 << 20) + 2 :]
+
+
+async def test_a_read_of_the_rest_after_a_partial_read_joins_spool_and_kept_bytes() -> None:
+    incoming = _received.Incoming()
+    sender = asyncio.create_task(_sent(incoming, [b"abc", b"def", b"ghi"]))
+    assert await incoming.read(4) == b"abcd"
+    assert await incoming.read() == b"efghi"
+    await sender
+    incoming.seek(2)
+    assert await incoming.read(5) == b"cdefg"  # across what was spooled and what was kept
+
+
+async def test_a_read_of_everything_past_the_keep_limit_goes_through_the_spool(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_received, "_KEEP_BYTES", 4)
+    incoming = _received.Incoming()
+    sender = asyncio.create_task(_sent(incoming, [b"abc", b"def", b"ghi"]))
+    assert await incoming.read() == b"abcdefghi"
+    await sender
+    assert incoming._kept == b""
+    incoming.seek(0)
+    assert await incoming.read() == b"abcdefghi"
+
+
+async def test_a_sender_failing_during_a_read_of_everything_loses_nothing_already_taken() -> None:
+    incoming = _received.Incoming()
+    await incoming.put(b"abc")
+    await incoming.put(ConnectionError("the upload broke off"))
+    with pytest.raises(ConnectionError):
+        await incoming.read()
+    incoming.seek(0)
+    assert await incoming.read(3) == b"abc"
