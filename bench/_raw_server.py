@@ -51,6 +51,21 @@ async def stream(request: bytes, context: Any) -> AsyncIterator[bytes]:
         yield item
 
 
+async def echo_stream(requests: AsyncIterator[bytes], context: Any) -> AsyncIterator[bytes]:
+    """Each message back on one long-lived stream: the cheapest round trip grpc.aio has (hostel's sessions)."""
+    async for request in requests:
+        yield request
+
+
+_MEBIBYTE = b"x" * (1 << 20)
+
+
+async def mebibytes(request: bytes, context: Any) -> AsyncIterator[bytes]:
+    """As many 1 MiB messages as asked: bytes moved one way between two processes, and nothing else."""
+    for _ in range(int(request)):
+        yield _MEBIBYTE
+
+
 async def main(path: str) -> None:
     limit = 64 * 1024 * 1024
     server = grpc.aio.server(
@@ -74,6 +89,12 @@ async def main(path: str) -> None:
         ),
         "Stream": grpc.unary_stream_rpc_method_handler(
             stream, request_deserializer=_identity, response_serializer=_identity
+        ),
+        "EchoStream": grpc.stream_stream_rpc_method_handler(
+            echo_stream, request_deserializer=_identity, response_serializer=_identity
+        ),
+        "Mebibytes": grpc.unary_stream_rpc_method_handler(
+            mebibytes, request_deserializer=_identity, response_serializer=_identity
         ),
     }
     server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("bench.Raw", handlers)])

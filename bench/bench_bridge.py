@@ -10,13 +10,19 @@ at once, so what is measured is the path to it), then runs `ogx run` on 127.0.0.
 - in process: ogxbench by `module: hostel_ogxbench`, OGX's own `inline::localfs` files provider;
 - bridged: `remote::hostel-inference` naming ogxbench, and `inline::localfs` by its own type with `module: hostel`.
 
-and measures over HTTP, with the same client every time: the latency of a small non-streaming chat completion
-(p50, p99 of --requests sent --rate a second, one at a time; and the p50 of as many sent back to back, measured
-last), streamed chunks per second (the median of --streams streams of --items chunks each, read
-as server-sent events) and how long the first of them took, and a file's upload and download through the Files API
-in MB/s (--file-mb; OGX itself reads an upload into memory and caps it at 100 MiB). Each figure is the median over
-the rounds; the ratio's range over the rounds (each round's bridged / in process) says how much the machine moved
-them.
+and measures over HTTP, with the same client every time: the latency of a small non-streaming chat completion (p50,
+p99 of --requests sent --rate a second, one at a time; and the p50 of as many sent back to back, measured last),
+streamed chunks per second (the median of --streams streams of --items chunks each, read as server-sent events) and
+how long the first of them took, and a file's upload and download through the Files API in MB/s (the median of 3
+each, and the server's first upload apart; --file-mb: OGX itself reads an upload into memory and caps it at 100
+MiB). Each figure is the median over the rounds; the ratio's range over the rounds (each round's bridged / in
+process) says how much the machine moved them.
+
+Each round also measures a bare crossing to another process, with nothing of hostel's or OGX's: a grpc.aio server in
+its own process on a Unix socket (bench/_raw_server.py), a ~100-byte round trip on one long-lived stream on the same
+schedules, and the file's size one way in 1 MiB messages. ``bound`` is the best ratio a bridge costing nothing but
+that crossing could reach in the round (the in-process time plus one round trip, or plus the file's transfer after
+the side that holds the file has all of it): a goal beyond it is beyond any bridge between two processes here.
 
 Why a rate: OGX writes every chat completion to its inference store in a task of its own (on SQLite, with no write
 queue). Back to back, a few hundred a second, those writes fall a second and more behind and keep threads busy that
@@ -25,6 +31,7 @@ the requests then wait for; the back-to-back p50 measures that backlog as much a
 
 from __future__ import annotations
 
+import asyncio
 import os
 import statistics
 import subprocess
@@ -117,6 +124,67 @@ def _latencies(client: httpx.Client, chat: str, body: dict[str, Any], requests: 
     return latencies
 
 
+async def _bare(*, requests: int, rate: float, file_mb: int) -> dict[str, float]:
+    """What crossing to another process costs on this machine with nothing of hostel's or OGX's: a bare grpc.aio
+    server in a process of its own, on a Unix socket. The round trip is one ~100-byte message each way on one
+    long-lived stream (the cheapest grpc.aio has, what hostel's sessions use), on the same schedules as the chat
+    completions; the transfer is ``file_mb`` 1 MiB messages one way (median of 3)."""
+    from hostel_sdk import _grpc_env
+
+    _grpc_env.prefer_epoll_polling()  # before bench_calls imports grpc: the bare pair polls as hostel's processes do
+    from bench_calls import PAYLOAD, _Raw
+
+    with tempfile.TemporaryDirectory(prefix="hostel-bench-bare-") as tmp:
+        raw = _Raw(Path(tmp))
+        stream = raw.echo_stream()
+        try:
+
+            async def round_trips(pace: float) -> list[float]:
+                latencies = []
+                start = time.perf_counter()
+                for i in range(requests):
+                    if pace:
+                        await asyncio.sleep(max(0.0, start + i / pace - time.perf_counter()))
+                    started = time.perf_counter()
+                    await stream.write(PAYLOAD.encode())
+                    await stream.read()
+                    latencies.append(time.perf_counter() - started)
+                return latencies
+
+            await round_trips(0)
+            paced, back_to_back = await round_trips(rate), await round_trips(0)
+            transfers = []
+            for _ in range(3):
+                started = time.perf_counter()
+                received = sum([len(chunk) async for chunk in raw.mebibytes(str(file_mb).encode())])
+                transfers.append(file_mb / (time.perf_counter() - started))
+                assert received == file_mb << 20, received
+        finally:
+            await stream.done_writing()
+            await raw.close()
+    return {
+        "p50_ms": statistics.median(paced) * 1000,
+        "b2b_p50_ms": statistics.median(back_to_back) * 1000,
+        "transfer_mb_s": statistics.median(transfers),
+    }
+
+
+def _bounds(in_process: dict[str, float], bare: dict[str, float], file_mb: int) -> dict[str, float]:
+    """The best bridged / in-process ratio a bridge could reach in this round if it cost nothing but one bare
+    crossing (``_bare``) on top of the in-process path: a call adds a round trip; a download adds the file's
+    transfer after the provider has read it (OGX's localfs reads the whole file, then answers: the first byte's
+    time in process), an upload adds it after the server has read the upload (OGX reads it whole, then calls)."""
+    transfer_s = file_mb / bare["transfer_mb_s"]
+    download_s = file_mb / in_process["download_mb_s"]
+    upload_s = file_mb / in_process["upload_mb_s"]
+    return {
+        "p50_ms": (in_process["p50_ms"] + bare["p50_ms"]) / in_process["p50_ms"],
+        "b2b_p50_ms": (in_process["b2b_p50_ms"] + bare["b2b_p50_ms"]) / in_process["b2b_p50_ms"],
+        "download_mb_s": download_s / (in_process["download_first_byte_ms"] / 1000 + transfer_s),
+        "upload_mb_s": upload_s / (upload_s + transfer_s),
+    }
+
+
 def _p99(values: list[float]) -> float:
     ordered = sorted(values)
     return ordered[int(len(ordered) * 0.99) - 1]
@@ -143,16 +211,22 @@ def _measure(url: str, *, requests: int, rate: float, items: int, streams: int, 
             stream_times.append(time.perf_counter() - started)
             assert chunks == items, (chunks, items)
         payload = os.urandom(1 << 20) * file_mb
-        started = time.perf_counter()
-        stored = client.post(f"{url}/v1/files", files={"file": ("bench.bin", payload)}, data={"purpose": "assistants"})
-        upload_s = time.perf_counter() - started
-        stored.raise_for_status()
-        file_id = stored.json()["id"]
-        started = time.perf_counter()
-        with client.stream("GET", f"{url}/v1/files/{file_id}/content") as response:
-            received = sum(len(chunk) for chunk in response.iter_bytes())
-        download_s = time.perf_counter() - started
-        assert received == len(payload), (received, len(payload))
+        uploads, downloads, first_bytes = [], [], []
+        for _ in range(3):  # the first of a server's uploads is the slowest: the median of 3, the first apart
+            started = time.perf_counter()
+            stored = client.post(f"{url}/v1/files", files={"file": ("bench.bin", payload)},
+                                 data={"purpose": "assistants"})  # fmt: skip
+            uploads.append(time.perf_counter() - started)
+            stored.raise_for_status()
+            started = time.perf_counter()
+            received, first_byte_s = 0, 0.0
+            with client.stream("GET", f"{url}/v1/files/{stored.json()['id']}/content") as response:
+                for chunk in response.iter_bytes():
+                    first_byte_s = first_byte_s or time.perf_counter() - started
+                    received += len(chunk)
+            downloads.append(time.perf_counter() - started)
+            first_bytes.append(first_byte_s)
+            assert received == len(payload), (received, len(payload))
         # Last: back to back, OGX's inference store falls behind (above), and what it leaves running would weigh
         # on whatever came after.
         back_to_back = _latencies(client, chat, body, requests, 0)
@@ -162,8 +236,10 @@ def _measure(url: str, *, requests: int, rate: float, items: int, streams: int, 
         "b2b_p50_ms": statistics.median(back_to_back) * 1000,
         "stream_items_s": items / statistics.median(stream_times),
         "first_chunk_ms": statistics.median(first_chunks) * 1000,
-        "upload_mb_s": file_mb / upload_s,
-        "download_mb_s": file_mb / download_s,
+        "first_upload_mb_s": file_mb / uploads[0],
+        "upload_mb_s": file_mb / statistics.median(uploads),
+        "download_mb_s": file_mb / statistics.median(downloads),
+        "download_first_byte_ms": statistics.median(first_bytes) * 1000,
     }
 
 
@@ -191,9 +267,12 @@ async def bench(
     venv = _venv(where)
     sizes = {"requests": requests, "rate": rate, "items": items, "streams": streams, "file_mb": file_mb}
     runs: dict[bool, list[dict[str, float]]] = {False: [], True: []}
+    bounds, bares = [], []
     for round_ in range(rounds):  # in process and bridged in turns, each first every other round
         for bridged in (False, True) if round_ % 2 == 0 else (True, False):
             runs[bridged].append(_serve_and_measure(venv, where, bridged, **sizes))
+        bares.append(await _bare(requests=requests, rate=rate, file_mb=file_mb))
+        bounds.append(_bounds(runs[False][-1], bares[-1], file_mb))
     rows = []
     for metric, label, higher_better in (
         ("p50_ms", f"chat completion p50 (ms), {rate:g}/s", False),
@@ -202,14 +281,25 @@ async def bench(
         ("stream_items_s", "streamed chunks/s", True),
         ("first_chunk_ms", "stream's first chunk (ms)", False),
         ("upload_mb_s", f"upload {file_mb} MB (MB/s)", True),
+        ("first_upload_mb_s", f"a server's first upload of {file_mb} MB (MB/s)", True),
         ("download_mb_s", f"download {file_mb} MB (MB/s)", True),
     ):
         in_process = statistics.median(run[metric] for run in runs[False])
         bridged = statistics.median(run[metric] for run in runs[True])
         each = sorted(b[metric] / i[metric] for i, b in zip(runs[False], runs[True], strict=True))
+        bound = statistics.median(b[metric] for b in bounds) if metric in bounds[0] else "-"
         rows.append({"metric": label, "in_process": in_process, "bridged": bridged,
                      "bridged/in_process": bridged / in_process, "rounds": f"{each[0]:.2f}-{each[-1]:.2f}",
-                     "better": "higher" if higher_better else "lower"})  # fmt: skip
+                     "bound": bound, "better": "higher" if higher_better else "lower"})  # fmt: skip
+    for metric, label, higher_better in (
+        ("p50_ms", f"bare crossing: round trip p50 (ms), {rate:g}/s", False),
+        ("b2b_p50_ms", "bare crossing: round trip p50 back to back (ms)", False),
+        ("transfer_mb_s", f"bare crossing: {file_mb} MB one way (MB/s)", True),
+    ):
+        values = sorted(b[metric] for b in bares)
+        rows.append({"metric": label, "in_process": "-", "bridged": statistics.median(values),
+                     "bridged/in_process": "-", "rounds": f"{values[0]:.2f}-{values[-1]:.2f}",
+                     "bound": "-", "better": "higher" if higher_better else "lower"})  # fmt: skip
     return rows
 
 

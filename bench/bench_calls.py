@@ -72,6 +72,12 @@ class _Raw:
         self.timed = self.channel.unary_stream(
             "/bench.Raw/TimedStream", request_serializer=_identity, response_deserializer=_identity
         )
+        self.echo_stream = self.channel.stream_stream(
+            "/bench.Raw/EchoStream", request_serializer=_identity, response_deserializer=_identity
+        )
+        self.mebibytes = self.channel.unary_stream(
+            "/bench.Raw/Mebibytes", request_serializer=_identity, response_deserializer=_identity
+        )
         self.envelope = self.channel.unary_unary(
             "/bench.Raw/Envelope",
             request_serializer=pb.CallRequest.SerializeToString,
