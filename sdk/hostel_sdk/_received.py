@@ -51,13 +51,17 @@ class Incoming:
     async def _fill(self, wanted: int) -> None:
         """Take chunks from the queue into the spool until ``wanted`` bytes are past the reader (-1: all)."""
         while not self._ended and (wanted < 0 or self._received - self._position < wanted):
-            chunk = await self._queue.get()
-            if chunk is None:
-                self._ended = True
-            elif isinstance(chunk, BaseException):
-                raise chunk
-            else:
+            chunk = await self._next()
+            if chunk is not None:
                 self._spool_chunk(chunk)
+
+    async def _next(self) -> bytes | None:
+        """The next chunk, waiting for it; ``None`` at the end. What the sender failed with is raised."""
+        chunk = await self._queue.get()
+        if isinstance(chunk, BaseException):
+            raise chunk
+        self._ended = chunk is None
+        return chunk
 
     def _spool_chunk(self, chunk: bytes) -> None:
         self._spool.seek(self._received)
@@ -72,12 +76,8 @@ class Incoming:
         taken = 0
         try:
             while not self._ended and taken <= _KEEP_BYTES:
-                chunk = await self._queue.get()
-                if chunk is None:
-                    self._ended = True
-                elif isinstance(chunk, BaseException):
-                    raise chunk
-                else:
+                chunk = await self._next()
+                if chunk is not None:
                     chunks.append(chunk)
                     taken += len(chunk)
         finally:
