@@ -30,9 +30,10 @@ def _literal(annotation: Any) -> bool:
 
 
 @functools.cache
-def _literal_fields(cls: type[BaseModel]) -> frozenset[str]:
-    """The fields of a model class typed ``Literal`` (a union's discriminator may be one)."""
-    return frozenset(name for name, field in cls.model_fields.items() if _literal(field.annotation))
+def _droppable_fields(cls: type[BaseModel]) -> frozenset[str]:
+    """The fields of a model class left out of its JSON when nobody set them: all but those typed ``Literal`` (a
+    union's discriminator may be one)."""
+    return frozenset(name for name, field in cls.model_fields.items() if not _literal(field.annotation))
 
 
 def _unset(value: Any) -> dict[Any, Any]:
@@ -42,13 +43,12 @@ def _unset(value: Any) -> dict[Any, Any]:
     discriminator the receiver picks the model by."""
     spec: dict[Any, Any] = {}
     if isinstance(value, BaseModel):
-        literal = _literal_fields(type(value))
-        for name in type(value).model_fields:
-            if name not in value.model_fields_set:
-                if name not in literal:
-                    spec[name] = True
-            elif inner := _unset(getattr(value, name, None)):
-                spec[name] = inner
+        fields_set = value.model_fields_set
+        spec = dict.fromkeys(_droppable_fields(type(value)) - fields_set, True)
+        for name in fields_set & type(value).model_fields.keys():
+            inner = getattr(value, name, None)
+            if isinstance(inner, (BaseModel, *_CONTAINERS)) and (inner_spec := _unset(inner)):
+                spec[name] = inner_spec
     elif isinstance(value, (list, tuple)):
         spec = {i: inner for i, item in enumerate(value) if (inner := _unset(item))}
     elif isinstance(value, dict):
@@ -83,7 +83,9 @@ def _model_json(model: BaseModel) -> dict[str, Any]:
     """A model as an argument travels: the fields that were set (``_unset``), and a model inside a list or dict, or
     in a field typed ``Any``, tagged with its class (at any depth)."""
     data: dict[str, Any] = model.model_dump(mode="json", by_alias=True, exclude=_unset(model) or None)
-    for name, field in type(model).model_fields.items():
+    fields = type(model).model_fields
+    for name in model.model_fields_set & fields.keys():  # an unset field is left out; a Literal one holds no model
+        field = fields[name]
         key = field.alias or name
         value = getattr(model, name, None)
         if key not in data or not isinstance(value, (BaseModel, *_CONTAINERS)):
