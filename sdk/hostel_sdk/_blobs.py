@@ -21,6 +21,7 @@ import io
 import itertools
 import logging
 import os
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
@@ -61,6 +62,14 @@ def is_blob(value: Any) -> bool:
     return _is_response(value) or _is_upload(value) or isinstance(value, io.IOBase) or _is_file_object(value)
 
 
+def _in_memory(file: Any) -> bool:
+    """Whether an upload's file is in memory, where reading it blocks nobody: a ``BytesIO``, or a spooled
+    temporary file that has not rolled over to disk."""
+    return isinstance(file, io.BytesIO) or (
+        isinstance(file, tempfile.SpooledTemporaryFile) and not getattr(file, "_rolled", True)
+    )
+
+
 def _is_file_object(value: Any) -> bool:
     return callable(getattr(value, "read", None)) and hasattr(value, "seek") and not hasattr(value, "model_dump")
 
@@ -82,8 +91,13 @@ class Source:
             async for chunk in _response_chunks(value, size):
                 yield chunk
         elif _is_upload(value):
-            while chunk := await value.read(size):
-                yield bytes(chunk)
+            file: Any = getattr(value, "file", None)
+            if _in_memory(file):  # e.g. OGX's PreReadUploadFile: starlette would read each chunk in a thread
+                while chunk := file.read(size):
+                    yield bytes(chunk)
+            else:
+                while chunk := await value.read(size):
+                    yield bytes(chunk)
         else:  # a file object: read in a thread unless it is in memory
             in_memory = isinstance(value, (io.BytesIO, io.StringIO))
             while True:

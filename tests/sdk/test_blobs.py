@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import tempfile
 
 import pytest
 from starlette.datastructures import UploadFile
@@ -144,3 +145,31 @@ async def test_a_sender_failing_during_a_read_of_everything_loses_nothing_alread
         await incoming.read()
     incoming.seek(0)
     assert await incoming.read(3) == b"abc"
+
+
+class _NoThreadUpload(UploadFile):
+    async def read(self, size: int = -1) -> bytes:
+        raise AssertionError("read through starlette's thread pool")
+
+
+async def test_an_upload_held_in_memory_is_sent_without_a_thread_per_chunk() -> None:
+    data = bytes(range(256)) * 8192  # 2 MiB: two chunks of 1 MiB
+    upload = _NoThreadUpload(io.BytesIO(data), filename="a.bin")  # as OGX's PreReadUploadFile holds an upload
+    chunks = [chunk async for chunk in _blobs.Source(upload).chunks(1 << 20)]
+    assert [len(chunk) for chunk in chunks] == [1 << 20, 1 << 20] and b"".join(chunks) == data
+
+
+async def test_an_upload_on_disk_is_read_through_its_own_read() -> None:
+    class Counted(UploadFile):
+        reads = 0
+
+        async def read(self, size: int = -1) -> bytes:
+            Counted.reads += 1
+            return await super().read(size)
+
+    spooled = tempfile.SpooledTemporaryFile(max_size=10)  # noqa: SIM115 - closed below
+    spooled.write(b"x" * 100)  # past max_size: rolled over to a file on disk
+    spooled.seek(0)
+    with spooled:
+        chunks = [chunk async for chunk in _blobs.Source(Counted(spooled, filename="b.bin")).chunks(64)]
+    assert b"".join(chunks) == b"x" * 100 and Counted.reads == 3
