@@ -63,9 +63,9 @@ def is_blob(value: Any) -> bool:
 
 
 def _in_memory(file: Any) -> bool:
-    """Whether an upload's file is in memory, where reading it blocks nobody: a ``BytesIO``, or a spooled
+    """Whether a file is in memory, where reading it blocks nobody: a ``BytesIO`` or ``StringIO``, or a spooled
     temporary file that has not rolled over to disk."""
-    return isinstance(file, io.BytesIO) or (
+    return isinstance(file, (io.BytesIO, io.StringIO)) or (
         isinstance(file, tempfile.SpooledTemporaryFile) and not getattr(file, "_rolled", True)
     )
 
@@ -90,18 +90,15 @@ class Source:
         elif _is_response(value):
             async for chunk in _response_chunks(value, size):
                 yield chunk
-        elif _is_upload(value):
-            file: Any = getattr(value, "file", None)
-            if _in_memory(file):  # e.g. OGX's PreReadUploadFile: starlette would read each chunk in a thread
-                while chunk := file.read(size):
-                    yield bytes(chunk)
-            else:
-                while chunk := await value.read(size):
-                    yield bytes(chunk)
-        else:  # a file object: read in a thread unless it is in memory
-            in_memory = isinstance(value, (io.BytesIO, io.StringIO))
+        elif _is_upload(value) and not _in_memory(getattr(value, "file", None)):
+            while chunk := await value.read(size):
+                yield bytes(chunk)
+        else:  # a file object, or an upload's own in memory (OGX's PreReadUploadFile: starlette would read each
+            # chunk in a thread): read in a thread unless it is in memory
+            file = value.file if _is_upload(value) else value
+            in_memory = _in_memory(file)
             while True:
-                chunk = value.read(size) if in_memory else await asyncio.to_thread(value.read, size)
+                chunk = file.read(size) if in_memory else await asyncio.to_thread(file.read, size)
                 if not chunk:
                     return
                 yield chunk.encode() if isinstance(chunk, str) else bytes(chunk)

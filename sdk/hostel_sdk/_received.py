@@ -68,10 +68,10 @@ class Incoming:
         self._spool.write(chunk)
         self._received += len(chunk)
 
-    async def _read_rest(self) -> bytes:
+    async def _keep_rest(self) -> bytes | None:
         """Everything still to come, in one piece, kept in memory rather than spooled: the reader holds it all
-        anyway, and a file's round trip through the spool cost as much as sending it (past ``_KEEP_BYTES``, or if
-        the sender fails, what was taken is spooled and the usual path goes on)."""
+        anyway, and a file's round trip through the spool cost as much as sending it. ``None`` past ``_KEEP_BYTES``
+        (what was taken is spooled; the usual path goes on); if the sender fails, what was taken is spooled too."""
         chunks: list[bytes] = []
         taken = 0
         try:
@@ -85,8 +85,7 @@ class Incoming:
                 for chunk in chunks:
                     self._spool_chunk(chunk)
         if not self._ended:
-            await self._fill(-1)
-            return self._take(-1)
+            return None
         self._kept = b"".join(chunks)
         self._received += len(self._kept)
         self._position = self._received
@@ -114,7 +113,9 @@ class Incoming:
             raise ValueError("I/O operation on closed file")
         whole = size is None or size < 0
         if whole and self._position == self._received and not self._ended:
-            return await self._read_rest()
+            kept = await self._keep_rest()
+            if kept is not None:
+                return kept
         await self._fill(-1 if whole else size)
         return self._take(-1 if whole else size)
 
