@@ -80,13 +80,14 @@ class Source:
     def __init__(self, value: Any) -> None:
         self.value = value
 
-    async def chunks(self, size: int = CHUNK_BYTES) -> AsyncIterator[bytes]:
-        """The blob's bytes in chunks of at most ``size``."""
+    async def chunks(self, size: int = CHUNK_BYTES) -> AsyncIterator[bytes | memoryview]:
+        """The blob's bytes in chunks of at most ``size``; those of a ``bytes`` value (or a ``Response``'s body)
+        as views into it: the message they go into is their only copy."""
         value = self.value
         if isinstance(value, (bytes, bytearray, memoryview)):
-            view = memoryview(value)
+            view = memoryview(value).cast("B")
             for start in range(0, len(view), size):
-                yield bytes(view[start : start + size])
+                yield view[start : start + size]
         elif _is_response(value):
             async for chunk in _response_chunks(value, size):
                 yield chunk
@@ -104,7 +105,7 @@ class Source:
                 yield chunk.encode() if isinstance(chunk, str) else bytes(chunk)
 
 
-async def _response_chunks(response: Any, size: int) -> AsyncIterator[bytes]:
+async def _response_chunks(response: Any, size: int) -> AsyncIterator[bytes | memoryview]:
     body = getattr(response, "body", None)
     if isinstance(body, (bytes, bytearray, memoryview)) and not hasattr(response, "body_iterator"):
         async for chunk in Source(body).chunks(size):

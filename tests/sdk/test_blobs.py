@@ -173,3 +173,12 @@ async def test_an_upload_on_disk_is_read_through_its_own_read() -> None:
     with spooled:
         chunks = [chunk async for chunk in _blobs.Source(Counted(spooled, filename="b.bin")).chunks(64)]
     assert b"".join(chunks) == b"x" * 100 and Counted.reads == 3
+
+
+async def test_a_bytes_body_is_sent_as_views_into_it_not_copies() -> None:
+    body = bytes(range(256)) * 8192  # 2 MiB
+    for value in (body, Response(body, media_type="application/octet-stream")):
+        chunks = [chunk async for chunk in _blobs.Source(value).chunks(1 << 20)]
+        assert all(isinstance(chunk, memoryview) and chunk.obj is body for chunk in chunks)
+        messages = [_blobs.pb.BlobChunk(data=chunk).SerializeToString() for chunk in chunks]
+        assert b"".join(_blobs.pb.BlobChunk.FromString(m).data for m in messages) == body
