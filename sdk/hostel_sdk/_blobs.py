@@ -237,7 +237,9 @@ class Blob:
     ``kind`` is ``bytes``, ``file`` or ``response``; a response has ``status_code``, ``headers`` and
     ``media_type``, a file ``filename`` and ``content_type``."""
 
-    def __init__(self, marker: Mapping[str, Any], fetch: Callable[[], AsyncIterator[bytes]] | None) -> None:
+    def __init__(
+        self, marker: Mapping[str, Any], fetch: Callable[[], AsyncIterator[bytes | memoryview]] | None
+    ) -> None:
         self.kind: str = str(marker.get("kind", "bytes"))
         self.size: int | None = marker.get("size")
         self.filename: str | None = marker.get("filename")
@@ -248,7 +250,7 @@ class Blob:
         self._data = base64.b64decode(marker["data"]) if "data" in marker else None
         self._fetch = fetch
         self._taken = False
-        self._reader: AsyncIterator[bytes] | None = None
+        self._reader: AsyncIterator[bytes | memoryview] | None = None
         self._buffer = bytearray()
 
     @property
@@ -258,6 +260,12 @@ class Blob:
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """The bytes in chunks; a blob that was not inline can be read once."""
+        async for chunk in self.views():
+            yield bytes(chunk)
+
+    async def views(self) -> AsyncIterator[bytes | memoryview]:
+        """The bytes in chunks as they arrived, without copying them out of the messages that carried them (views
+        into them): for code that passes them on, to a socket or a file. Read once, as ``chunks``."""
         if self._data is not None:
             if self._data:
                 yield self._data
@@ -272,7 +280,7 @@ class Blob:
         """The next ``size`` bytes (all that remain if ``size`` < 0), as a file's ``read``; a blob's bytes are read
         once (those returned are not kept)."""
         if self._reader is None:
-            self._reader = self.chunks()
+            self._reader = self.views()
             self._buffer = bytearray()
         while size < 0 or len(self._buffer) < size:
             try:
@@ -371,13 +379,13 @@ async def send_chunks(source: Source, context: Any = None, blob_id: int = 0) -> 
 Translate = Callable[[grpc.aio.AioRpcError], Awaitable[BaseException]]
 
 
-async def fetch_chunks(call: Any, translate: Translate | None = None) -> AsyncIterator[bytes]:
-    """The bytes of a ``ReadBlob`` call's chunks; the call is cancelled if the reader stops early. A failed call
-    raises what ``translate`` makes of it."""
+async def fetch_chunks(call: Any, translate: Translate | None = None) -> AsyncIterator[bytes | memoryview]:
+    """The bytes of a ``ReadBlob`` call's chunks (views into its messages); the call is cancelled if the reader
+    stops early. A failed call raises what ``translate`` makes of it."""
     try:
         async for chunk in call:
             if chunk.data:
-                yield bytes(chunk.data)
+                yield chunk.data
     except grpc.aio.AioRpcError as exc:
         if translate is None:
             raise

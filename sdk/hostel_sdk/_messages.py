@@ -269,6 +269,18 @@ class BlobChunk(Message):
     id: int
     data: Bytes
 
+    @classmethod
+    def FromString(cls, data: bytes) -> BlobChunk:  # noqa: N802 - the protobuf API name
+        """Parse the wire format, ``data`` a view into the received message: a chunk (1 MiB) is not copied out of
+        it, so that code passing it on (to a socket, a file, a join) makes its only copy."""
+        message = cls()
+        for number, wire, value in fields(data, views=True):
+            if number == 1 and wire == VARINT:
+                message.id = value
+            elif number == 2 and wire == LENGTH:
+                message.data = value
+        return message
+
 
 class BlobRequest(Message):
     """Names a blob to read."""

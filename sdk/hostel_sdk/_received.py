@@ -34,7 +34,7 @@ class Incoming:
     seek back."""
 
     def __init__(self) -> None:
-        self._queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(_QUEUED_CHUNKS)
+        self._queue: asyncio.Queue[bytes | memoryview | BaseException | None] = asyncio.Queue(_QUEUED_CHUNKS)
         self._spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES)  # noqa: SIM115 - closed by close()
         self._kept = b""  # the last bytes received, read in one piece and kept in memory instead of spooled
         self._position = 0  # the reader's offset in what was received
@@ -42,7 +42,7 @@ class Incoming:
         self._ended = False
         self.closed = asyncio.Event()
 
-    async def put(self, chunk: bytes | BaseException | None) -> None:
+    async def put(self, chunk: bytes | memoryview | BaseException | None) -> None:
         """Queue a chunk (``None``: the end; an exception: the sender failed); waits while the queue is full."""
         if self.closed.is_set():
             raise EOFError("the reader closed the blob")
@@ -55,7 +55,7 @@ class Incoming:
             if chunk is not None:
                 self._spool_chunk(chunk)
 
-    async def _next(self) -> bytes | None:
+    async def _next(self) -> bytes | memoryview | None:
         """The next chunk, waiting for it; ``None`` at the end. What the sender failed with is raised."""
         chunk = await self._queue.get()
         if isinstance(chunk, BaseException):
@@ -63,7 +63,7 @@ class Incoming:
         self._ended = chunk is None
         return chunk
 
-    def _spool_chunk(self, chunk: bytes) -> None:
+    def _spool_chunk(self, chunk: bytes | memoryview) -> None:
         self._spool.seek(self._received)
         self._spool.write(chunk)
         self._received += len(chunk)
@@ -72,7 +72,7 @@ class Incoming:
         """Everything still to come, in one piece, kept in memory rather than spooled: the reader holds it all
         anyway, and a file's round trip through the spool cost as much as sending it. ``None`` past ``_KEEP_BYTES``
         (what was taken is spooled; the usual path goes on); if the sender fails, what was taken is spooled too."""
-        chunks: list[bytes] = []
+        chunks: list[bytes | memoryview] = []
         taken = 0
         try:
             while not self._ended and taken <= _KEEP_BYTES:
@@ -303,7 +303,7 @@ class Inbox:
             async for chunk in chunks:
                 if incoming is None:
                     incoming = self.get(chunk.id)
-                await incoming.put(bytes(chunk.data))
+                await incoming.put(chunk.data)
                 taken += len(chunk.data)
             if incoming is not None:
                 await incoming.put(None)

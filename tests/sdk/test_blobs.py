@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import tempfile
+from collections.abc import AsyncIterator
 
 import pytest
 from starlette.datastructures import UploadFile
@@ -182,3 +183,21 @@ async def test_a_bytes_body_is_sent_as_views_into_it_not_copies() -> None:
         assert all(isinstance(chunk, memoryview) and chunk.obj is body for chunk in chunks)
         messages = [_blobs.pb.BlobChunk(data=chunk).SerializeToString() for chunk in chunks]
         assert b"".join(_blobs.pb.BlobChunk.FromString(m).data for m in messages) == body
+
+
+async def test_a_received_chunk_is_a_view_into_its_message_until_asked_for_bytes() -> None:
+    message = _blobs.pb.BlobChunk(id=3, data=b"x" * 1000).SerializeToString()
+    chunk = _blobs.pb.BlobChunk.FromString(message)
+    assert chunk.id == 3 and isinstance(chunk.data, memoryview) and chunk.data.obj is message
+
+    def blob() -> _blobs.Blob:
+        async def fetch() -> AsyncIterator[bytes | memoryview]:
+            for message in (b"ab", b"cd"):
+                yield memoryview(message)
+
+        return _blobs.Blob({"id": 1, "kind": "bytes"}, fetch)
+
+    assert [type(part) for part in [part async for part in blob().views()]] == [memoryview, memoryview]
+    chunks = [part async for part in blob().chunks()]
+    assert chunks == [b"ab", b"cd"] and all(type(part) is bytes for part in chunks)  # bytes, as its API says
+    assert await blob().read() == b"abcd"

@@ -179,7 +179,7 @@ def _blob(blob: Blob) -> Any:
     from starlette.responses import StreamingResponse
 
     return StreamingResponse(
-        blob.chunks(), status_code=blob.status_code, headers=dict(blob.headers), media_type=blob.media_type
+        blob.views(), status_code=blob.status_code, headers=dict(blob.headers), media_type=blob.media_type
     )
 
 

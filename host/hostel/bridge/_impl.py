@@ -206,7 +206,7 @@ class Bridge:
         headers = dict(blob.headers)
         if blob.inline is not None:
             return Response(blob.inline, status_code=blob.status_code, headers=headers, media_type=blob.media_type)
-        body = iterate_on(self._thread.loop, blob.chunks())
+        body = iterate_on(self._thread.loop, blob.views())
         return StreamingResponse(body, status_code=blob.status_code, headers=headers, media_type=blob.media_type)
 
     def _stream(self, method: str, stream: Any, item_type: Any) -> AsyncIterator[Any]:

@@ -396,7 +396,7 @@ async def _call(opts: argparse.Namespace) -> int:
             async for item in result:
                 print(json.dumps(item, ensure_ascii=False), flush=True)
         elif isinstance(result, Blob):  # bytes, a file's content: as they are
-            async for chunk in result.chunks():
+            async for chunk in result.views():
                 sys.stdout.buffer.write(chunk)
             sys.stdout.buffer.flush()
         else:

@@ -150,6 +150,6 @@ def reply(result: Any, *, openai: bool = False) -> Response:
     if isinstance(result, Blob):  # bytes, a file's content, a Response: sent as the worker streams them
         media_type = result.media_type or result.content_type or "application/octet-stream"
         return StreamingResponse(
-            result.chunks(), status_code=result.status_code, headers=dict(result.headers), media_type=media_type
+            result.views(), status_code=result.status_code, headers=dict(result.headers), media_type=media_type
         )
     return json_response(result)
