@@ -10,13 +10,15 @@ at once, so what is measured is the path to it), then runs `ogx run` on 127.0.0.
 - in process: ogxbench by `module: hostel_ogxbench`, OGX's own `inline::localfs` files provider;
 - bridged: `remote::hostel-inference` naming ogxbench, and `inline::localfs` by its own type with `module: hostel`.
 
-and measures over HTTP, with the same client every time: the latency of a small non-streaming chat completion (p50,
-p99 of --requests sent --rate a second, one at a time; and the p50 of as many sent back to back, measured last),
-streamed chunks per second (the median of --streams streams of --items chunks each, server-sent events counted in
-the raw bytes) and how long the first of them took, and a file's upload and download through the Files API in MB/s
-(a server's first upload apart, then the median of 3 of each; --file-mb: OGX itself reads an upload into memory and
-caps it at 100 MiB). Each figure is the median over the rounds; the ratio's range over the rounds (each round's
-bridged / in process) says how much the machine moved them.
+and measures over HTTP, with the same clients every time: the latency of a small non-streaming chat completion
+(httpx; p50, p99 of --requests sent --rate a second, one at a time; and the p50 of as many sent back to back,
+measured last), streamed chunks per second (the median of --streams streams of --items chunks each, server-sent
+events counted in the raw bytes) and how long the first of them took, and a file's upload and download through the
+Files API in MB/s (a server's first upload apart, then the median of 3 of each; --file-mb: OGX itself reads an
+upload into memory and caps it at 100 MiB). Streams and files are read straight off a socket (``_request``): a real
+client runs on another machine, and here every cycle the client spends is one the server and worker lack. Each
+figure is the median over the rounds; the ratio's range over the rounds (each round's bridged / in process) says how
+much the machine moved them.
 
 Each round also measures a bare crossing to another process, with nothing of hostel's or OGX's: a grpc.aio server in
 its own process on a Unix socket (bench/_raw_server.py), a ~100-byte round trip on one long-lived stream on the same
@@ -32,7 +34,9 @@ the requests then wait for; the back-to-back p50 measures that backlog as much a
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -203,6 +207,47 @@ def _count_events(parts: Iterator[bytes]) -> tuple[int, float]:
     return count, first_at
 
 
+def _request(url: str, method: str, path: str, body: bytes = b"", content_type: str = "") -> Iterator[bytes]:
+    """One HTTP/1.1 request on a connection of its own, its answer read straight off the socket: the response's
+    body in the parts it arrives in (``ValueError`` for a status other than 200). For the streams and files: on 2
+    cores the client takes CPU the server (and, bridged, the worker) then lack, where a real client runs elsewhere,
+    and httpx took 2-3 times as much as this (16 against 7 us a streamed event, 0.3 against 0.1 ms a MB down, 1.8
+    ms a MB up)."""
+    host, _, port = url.removeprefix("http://").partition(":")
+    head = f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {len(body)}\r\n"
+    if content_type:
+        head += f"Content-Type: {content_type}\r\n"
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(head.encode() + b"\r\n")
+        sock.sendall(body)
+        buffer = bytearray(1 << 20)
+        view = memoryview(buffer)
+        received = b""
+        while (end := received.find(b"\r\n\r\n")) < 0:
+            size = sock.recv_into(buffer)
+            if not size:
+                raise ValueError(f"{method} {path}: the server closed the connection before answering")
+            received += view[:size]
+        status = received.split(b" ", 2)[1]
+        if status != b"200":
+            raise ValueError(f"{method} {path} answered {status.decode()}: {received[end + 4 :][:500]!r}")
+        if rest := received[end + 4 :]:
+            yield rest
+        while size := sock.recv_into(buffer):
+            yield bytes(view[:size])
+
+
+def _form(payload: bytes) -> tuple[bytes, str]:
+    """A Files API upload of ``payload`` (a multipart form, as OGX's clients send it) and its content type."""
+    boundary = "hostel-bench-" + os.urandom(8).hex()
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nassistants\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="bench.bin"\r\n'
+        f"Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    return b"".join((head, payload, f"\r\n--{boundary}--\r\n".encode())), f"multipart/form-data; boundary={boundary}"
+
+
 def _p99(values: list[float]) -> float:
     ordered = sorted(values)
     return ordered[int(len(ordered) * 0.99) - 1]
@@ -219,28 +264,25 @@ def _measure(url: str, *, requests: int, rate: float, items: int, streams: int, 
         stream_times, first_chunks = [], []
         for _ in range(streams):  # one stream lasts a fraction of a second: the median of a few, not one
             started = time.perf_counter()
-            with client.stream("POST", chat, json=stream) as response:
-                chunks, first_at = _count_events(response.iter_raw())
+            chunks, first_at = _count_events(_request(url, "POST", "/v1/chat/completions", json.dumps(stream).encode(),
+                                                      "application/json"))  # fmt: skip
             stream_times.append(time.perf_counter() - started)
             first_chunks.append(first_at - started)
             assert chunks == items, (chunks, items)
-        payload = os.urandom(1 << 20) * file_mb
+        form, form_type = _form(os.urandom(1 << 20) * file_mb)
         uploads, downloads, first_bytes = [], [], []
         for _ in range(4):  # a server's first upload is the slowest (first use): apart, then the median of 3 more
             started = time.perf_counter()
-            stored = client.post(f"{url}/v1/files", files={"file": ("bench.bin", payload)},
-                                 data={"purpose": "assistants"})  # fmt: skip
+            file_id = json.loads(b"".join(_request(url, "POST", "/v1/files", form, form_type)))["id"]
             uploads.append(time.perf_counter() - started)
-            stored.raise_for_status()
             started = time.perf_counter()
             received, first_byte_s = 0, 0.0
-            with client.stream("GET", f"{url}/v1/files/{stored.json()['id']}/content") as response:
-                for chunk in response.iter_bytes():
-                    first_byte_s = first_byte_s or time.perf_counter() - started
-                    received += len(chunk)
+            for chunk in _request(url, "GET", f"/v1/files/{file_id}/content"):
+                first_byte_s = first_byte_s or time.perf_counter() - started
+                received += len(chunk)
             downloads.append(time.perf_counter() - started)
             first_bytes.append(first_byte_s)
-            assert received == len(payload), (received, len(payload))
+            assert received == file_mb << 20, (received, file_mb << 20)
         # Last: back to back, OGX's inference store falls behind (above), and what it leaves running would weigh
         # on whatever came after.
         back_to_back = _latencies(client, chat, body, requests, 0)
