@@ -201,3 +201,24 @@ async def test_a_received_chunk_is_a_view_into_its_message_until_asked_for_bytes
     chunks = [part async for part in blob().chunks()]
     assert chunks == [b"ab", b"cd"] and all(type(part) is bytes for part in chunks)  # bytes, as its API says
     assert await blob().read() == b"abcd"
+
+
+async def test_a_result_blob_is_asked_for_when_opened_not_when_first_read() -> None:
+    asked: list[int] = []
+
+    class Stub:
+        def read_blob(self, request: _blobs.pb.BlobRequest, metadata: object = None) -> object:
+            asked.append(request.id)
+
+            class Call:
+                async def __aiter__(self) -> AsyncIterator[_blobs.pb.BlobChunk]:
+                    yield _blobs.pb.BlobChunk(id=request.id, data=b"abc")
+
+                def cancel(self) -> None:
+                    pass
+
+            return Call()
+
+    opened = _blobs.Transfer(Stub()).values({"content": {_blobs.BLOB_KEY: {"id": 7, "kind": "bytes"}}})
+    assert asked == [7]  # on its way while the caller handles the rest of the result
+    assert await opened["content"].read() == b"abc" and asked == [7]
