@@ -5,20 +5,22 @@
 
 Needs a Python 3.12 (OGX 1.5 does; `hostel python 3.12` finds it). Sets up, once, a venv under the work directory
 with `ogx==1.5.0`, this repository's hostel and `bench/providers/ogxbench` (an OGX inference provider that answers
-at once, so what is measured is the path to it), then runs `ogx run` on 127.0.0.1 in turns, --rounds times each:
+at once, so what is measured is the path to it), then runs two `ogx run` servers on 127.0.0.1 side by side,
+--rounds times:
 
 - in process: ogxbench by `module: hostel_ogxbench`, OGX's own `inline::localfs` files provider;
 - bridged: `remote::hostel-inference` naming ogxbench, and `inline::localfs` by its own type with `module: hostel`.
 
-and measures over HTTP, with the same clients every time: the latency of a small non-streaming chat completion
-(httpx; p50, p99 of --requests sent --rate a second, one at a time; and the p50 of as many sent back to back,
-measured last), streamed chunks per second (the median of --streams streams of --items chunks each, server-sent
-events counted in the raw bytes) and how long the first of them took, and a file's upload and download through the
-Files API in MB/s (a server's first upload apart, then the median of 3 of each; --file-mb: OGX itself reads an
-upload into memory and caps it at 100 MiB). Streams and files are read straight off a socket (``_request``): a real
-client runs on another machine, and here every cycle the client spends is one the server and worker lack. Each
-figure is the median over the rounds; the ratio's range over the rounds (each round's bridged / in process) says how
-much the machine moved them.
+and measures them over HTTP in turns, a block at a time (50 calls, a stream, a file: one server, then the other, who
+goes first alternating), so that the machine's drift weighs on both alike, with the same clients: the latency of a
+small non-streaming chat completion (httpx; p50, p99 of --requests sent --rate a second, one at a time; and the p50
+of as many sent back to back, measured last, one server after the other), streamed chunks per second (the median of
+--streams streams of --items chunks each, server-sent events counted in the raw bytes) and how long the first of
+them took, and a file's upload and download through the Files API in MB/s (a server's first upload apart, then the
+median of 3 of each; --file-mb: OGX itself reads an upload into memory and caps it at 100 MiB). Streams and files
+are read straight off a socket (``_request``): a real client runs on another machine, and here every cycle the
+client spends is one the server and worker lack. Each figure is the median over the rounds; the ratio's range over
+the rounds (each round's bridged / in process) says how much the machine moved them.
 
 Each round also measures a bare crossing to another process, with nothing of hostel's or OGX's: a grpc.aio server in
 its own process on a Unix socket (bench/_raw_server.py), a ~100-byte round trip on one long-lived stream on the same
@@ -34,6 +36,7 @@ the requests then wait for; the back-to-back p50 measures that backlog as much a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -253,59 +256,95 @@ def _p99(values: list[float]) -> float:
     return ordered[int(len(ordered) * 0.99) - 1]
 
 
-def _measure(url: str, *, requests: int, rate: float, items: int, streams: int, file_mb: int) -> dict[str, float]:
-    chat = f"{url}/v1/chat/completions"
+# Latency is taken in blocks of this many calls, each server's in turn.
+_BLOCK = 50
+
+
+def _measure(urls: dict[bool, str], first: bool, *, requests: int, rate: float, items: int, streams: int,
+             file_mb: int) -> dict[bool, dict[str, float]]:  # fmt: skip
+    """Both servers (``urls``: bridged or not -> URL) measured in turns, a block at a time: a block of calls, a
+    stream, a file to one, then the same to the other (``first`` starts; who does alternates), so that the
+    machine's drift weighs on both alike (run one after the other, 15 minutes apart, the same in-process p50
+    moved by a third)."""
+    chat = "/v1/chat/completions"
     body = {"model": "bench/bench", "messages": [{"role": "user", "content": "hello"}]}
-    with httpx.Client(timeout=600) as client:
-        for _ in range(20):  # warm up: connections, the first call's imports, caches
-            client.post(chat, json=body).raise_for_status()
-        latencies = _latencies(client, chat, body, requests, rate)
-        stream = {"model": "bench/bench", "stream": True, "messages": [{"role": "user", "content": str(items)}]}
-        stream_times, first_chunks = [], []
-        for _ in range(streams):  # one stream lasts a fraction of a second: the median of a few, not one
-            started = time.perf_counter()
-            chunks, first_at = _count_events(_request(url, "POST", "/v1/chat/completions", json.dumps(stream).encode(),
-                                                      "application/json"))  # fmt: skip
-            stream_times.append(time.perf_counter() - started)
-            first_chunks.append(first_at - started)
-            assert chunks == items, (chunks, items)
-        form, form_type = _form(os.urandom(1 << 20) * file_mb)
-        uploads, downloads, first_bytes = [], [], []
-        for _ in range(4):  # a server's first upload is the slowest (first use): apart, then the median of 3 more
-            started = time.perf_counter()
-            file_id = json.loads(b"".join(_request(url, "POST", "/v1/files", form, form_type)))["id"]
-            uploads.append(time.perf_counter() - started)
-            started = time.perf_counter()
-            received, first_byte_s = 0, 0.0
-            for chunk in _request(url, "GET", f"/v1/files/{file_id}/content"):
-                first_byte_s = first_byte_s or time.perf_counter() - started
-                received += len(chunk)
-            downloads.append(time.perf_counter() - started)
-            first_bytes.append(first_byte_s)
-            assert received == file_mb << 20, (received, file_mb << 20)
-        # Last: back to back, OGX's inference store falls behind (above), and what it leaves running would weigh
-        # on whatever came after.
-        back_to_back = _latencies(client, chat, body, requests, 0)
+    stream = json.dumps({"model": "bench/bench", "stream": True, "messages": [{"role": "user", "content": str(items)}]})
+    form, form_type = _form(os.urandom(1 << 20) * file_mb)
+    found: dict[bool, dict[str, list[float]]] = {bridged: {} for bridged in urls}
+
+    def turns(i: int) -> tuple[bool, bool]:
+        return (first, not first) if i % 2 == 0 else (not first, first)
+
+    def add(bridged: bool, metric: str, *values: float) -> None:
+        found[bridged].setdefault(metric, []).extend(values)
+
+    with httpx.Client(timeout=600) as a, httpx.Client(timeout=600) as b:
+        clients = {first: a, not first: b}
+        for bridged, client in clients.items():
+            for _ in range(20):  # warm up: connections, the first call's imports, caches
+                client.post(urls[bridged] + chat, json=body).raise_for_status()
+        for i in range(max(1, requests // _BLOCK)):
+            for bridged in turns(i):
+                add(bridged, "latency", *_latencies(clients[bridged], urls[bridged] + chat, body, _BLOCK, rate))
+        for i in range(streams):  # one stream lasts a fraction of a second: the median of a few, not one
+            for bridged in turns(i):
+                started = time.perf_counter()
+                chunks, first_at = _count_events(_request(urls[bridged], "POST", chat, stream.encode(),
+                                                          "application/json"))  # fmt: skip
+                add(bridged, "stream", time.perf_counter() - started)
+                add(bridged, "first_chunk", first_at - started)
+                assert chunks == items, (chunks, items)
+        for i in range(4):  # a server's first upload is the slowest (first use): apart, then the median of 3 more
+            for bridged in turns(i):
+                url = urls[bridged]
+                started = time.perf_counter()
+                file_id = json.loads(b"".join(_request(url, "POST", "/v1/files", form, form_type)))["id"]
+                add(bridged, "upload", time.perf_counter() - started)
+                started = time.perf_counter()
+                received, first_byte_s = 0, 0.0
+                for chunk in _request(url, "GET", f"/v1/files/{file_id}/content"):
+                    first_byte_s = first_byte_s or time.perf_counter() - started
+                    received += len(chunk)
+                add(bridged, "download", time.perf_counter() - started)
+                add(bridged, "first_byte", first_byte_s)
+                assert received == file_mb << 20, (received, file_mb << 20)
+        # Last, one server after the other: back to back, OGX's inference store falls behind (above), and what it
+        # leaves running would weigh on whatever came after; the pause lets the first's backlog drain.
+        for bridged in turns(0):
+            add(bridged, "back_to_back", *_latencies(clients[bridged], urls[bridged] + chat, body, requests, 0))
+            time.sleep(_DRAIN_S)
+    return {bridged: _figures(runs, items, file_mb) for bridged, runs in found.items()}
+
+
+# How long a server's backlog of inference-store writes after calls sent back to back may take to drain.
+_DRAIN_S = 10.0
+
+
+def _figures(found: dict[str, list[float]], items: int, file_mb: int) -> dict[str, float]:
     return {
-        "p50_ms": statistics.median(latencies) * 1000,
-        "p99_ms": _p99(latencies) * 1000,
-        "b2b_p50_ms": statistics.median(back_to_back) * 1000,
-        "stream_items_s": items / statistics.median(stream_times),
-        "first_chunk_ms": statistics.median(first_chunks) * 1000,
-        "first_upload_mb_s": file_mb / uploads[0],
-        "upload_mb_s": file_mb / statistics.median(uploads[1:]),
-        "download_mb_s": file_mb / statistics.median(downloads[1:]),
-        "download_first_byte_ms": statistics.median(first_bytes[1:]) * 1000,
+        "p50_ms": statistics.median(found["latency"]) * 1000,
+        "p99_ms": _p99(found["latency"]) * 1000,
+        "b2b_p50_ms": statistics.median(found["back_to_back"]) * 1000,
+        "stream_items_s": items / statistics.median(found["stream"]),
+        "first_chunk_ms": statistics.median(found["first_chunk"]) * 1000,
+        "first_upload_mb_s": file_mb / found["upload"][0],
+        "upload_mb_s": file_mb / statistics.median(found["upload"][1:]),
+        "download_mb_s": file_mb / statistics.median(found["download"][1:]),
+        "download_first_byte_ms": statistics.median(found["first_byte"][1:]) * 1000,
     }
 
 
-def _serve_and_measure(venv: Path, workdir: Path, bridged: bool, **sizes: Any) -> dict[str, float]:
-    run_dir = Path(tempfile.mkdtemp(prefix="bridged-" if bridged else "in-process-", dir=workdir))
-    config = run_dir / "config.yaml"
-    config.write_text(yaml.safe_dump(_config(bridged), sort_keys=False))
-    env = {**os.environ, "STATE": str(run_dir / "state"), "HOSTEL_HOME": str(workdir / "hostel-home")}
-    with server(venv, config, env, run_dir / "server.log") as url:
-        return _measure(url, **sizes)
+def _serve_and_measure(venv: Path, workdir: Path, first: bool, **sizes: Any) -> dict[bool, dict[str, float]]:
+    """Both servers up at once (in process, bridged), measured in turns."""
+    with contextlib.ExitStack() as stack:
+        urls = {}
+        for bridged in (False, True):
+            run_dir = Path(tempfile.mkdtemp(prefix="bridged-" if bridged else "in-process-", dir=workdir))
+            config = run_dir / "config.yaml"
+            config.write_text(yaml.safe_dump(_config(bridged), sort_keys=False))
+            env = {**os.environ, "STATE": str(run_dir / "state"), "HOSTEL_HOME": str(workdir / "hostel-home")}
+            urls[bridged] = stack.enter_context(server(venv, config, env, run_dir / "server.log"))
+        return _measure(urls, first, **sizes)
 
 
 async def bench(
@@ -324,9 +363,9 @@ async def bench(
     sizes = {"requests": requests, "rate": rate, "items": items, "streams": streams, "file_mb": file_mb}
     runs: dict[bool, list[dict[str, float]]] = {False: [], True: []}
     bounds, bares = [], []
-    for round_ in range(rounds):  # in process and bridged in turns, each first every other round
-        for bridged in (False, True) if round_ % 2 == 0 else (True, False):
-            runs[bridged].append(_serve_and_measure(venv, where, bridged, **sizes))
+    for round_ in range(rounds):  # in process and bridged side by side, each first every other round
+        for bridged, figures in _serve_and_measure(venv, where, round_ % 2 == 1, **sizes).items():
+            runs[bridged].append(figures)
         bares.append(await _bare(requests=requests, rate=rate, file_mb=file_mb))
         bounds.append(_bounds(runs[False][-1], bares[-1], file_mb))
     rows = []
