@@ -85,9 +85,8 @@ class Source:
         as views into it: the message they go into is their only copy."""
         value = self.value
         if isinstance(value, (bytes, bytearray, memoryview)):
-            view = memoryview(value).cast("B")
-            for start in range(0, len(view), size):
-                yield view[start : start + size]
+            for piece in _split(memoryview(value).cast("B"), size):
+                yield piece
         elif _is_response(value):
             async for chunk in _response_chunks(value, size):
                 yield chunk
@@ -129,7 +128,7 @@ async def _response_chunks(response: Any, size: int) -> AsyncIterator[bytes | me
                 yield piece
 
 
-def _split(data: bytes, size: int) -> Iterator[bytes]:
+def _split(data: bytes | memoryview, size: int) -> Iterator[bytes | memoryview]:
     for start in range(0, len(data), size):
         yield data[start : start + size]
 
