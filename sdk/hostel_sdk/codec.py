@@ -7,6 +7,8 @@ rebuilt on the receiving side from the type hints of the method being called.
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import enum
 import functools
 import inspect
 import json
@@ -29,33 +31,6 @@ def _literal(annotation: Any) -> bool:
     return typing.get_origin(annotation) is typing.Literal or any(_literal(a) for a in typing.get_args(annotation))
 
 
-@functools.cache
-def _droppable_fields(cls: type[BaseModel]) -> frozenset[str]:
-    """The fields of a model class left out of its JSON when nobody set them: all but those typed ``Literal`` (a
-    union's discriminator may be one)."""
-    return frozenset(name for name, field in cls.model_fields.items() if not _literal(field.annotation))
-
-
-def _unset(value: Any) -> dict[Any, Any]:
-    """A pydantic ``exclude`` spec of the fields of ``value`` (and of the models inside it) that nobody set, so the
-    receiver's model has the same fields set as the sender's (a request model may refuse an explicit null, and a
-    server may send on only the fields that were set); a ``Literal`` field is kept, set or not: it may be the
-    discriminator the receiver picks the model by."""
-    spec: dict[Any, Any] = {}
-    if isinstance(value, BaseModel):
-        fields_set = value.model_fields_set
-        spec = dict.fromkeys(_droppable_fields(type(value)) - fields_set, True)
-        for name in fields_set & type(value).model_fields.keys():
-            inner = getattr(value, name, None)
-            if isinstance(inner, (BaseModel, *_CONTAINERS)) and (inner_spec := _unset(inner)):
-                spec[name] = inner_spec
-    elif isinstance(value, (list, tuple)):
-        spec = {i: inner for i, item in enumerate(value) if (inner := _unset(item))}
-    elif isinstance(value, dict):
-        spec = {key: inner for key, item in value.items() if (inner := _unset(item))}
-    return spec
-
-
 # A model inside a list or dict, or in a field typed ``Any``, travels as ``{"$hostel_model": "module.Class", "value":
 # {...}}`` in arguments, so the receiver rebuilds it as that class: its own class may not say (``dict[str, Any]``),
 # or say wrong (OGX's CompoundFilter declares list[Filter] but validates list[Any]).
@@ -70,6 +45,48 @@ def _untyped(annotation: Any) -> bool:
 
 
 _CONTAINERS = (dict, list, tuple)
+# Annotations that never hold a model: a field typed only with these (``str | None``, ``list[float]``) is left to
+# pydantic's dump without being looked into.
+_SCALARS = (str, int, float, bool, bytes, type(None), datetime.date, datetime.time, datetime.timedelta, enum.Enum)
+
+
+def _may_hold_model(annotation: Any) -> bool:
+    if isinstance(annotation, type) and issubclass(annotation, _SCALARS):
+        return False
+    if typing.get_origin(annotation) is typing.Literal:
+        return False
+    args = typing.get_args(annotation)
+    if not args:  # a model, Any, a bare list or dict, a class pydantic takes as it is: it may
+        return annotation not in (type(None), None)
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _may_hold_model(args[0])
+    return any(_may_hold_model(arg) for arg in args if arg is not Ellipsis)
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """What sending a model class as an argument needs to know of it, worked out once per class."""
+
+    droppable: frozenset[str]  # left out when nobody set them: all fields but those typed ``Literal``
+    deep: tuple[tuple[str, str, bool], ...]  # (name, JSON key, typed ``Any``) of fields that may hold a model
+    plain: bool  # no model serializer of its own: its JSON keys are its fields'
+
+
+@functools.cache
+def _shape(cls: type[BaseModel]) -> _Shape:
+    fields = cls.__pydantic_fields__
+    decorators = getattr(cls, "__pydantic_decorators__", None)
+    return _Shape(
+        # A Literal field is kept, set or not: it may be the discriminator the receiver picks the model by.
+        droppable=frozenset(name for name, field in fields.items() if not _literal(field.annotation)),
+        deep=tuple(
+            (name, field.serialization_alias or field.alias or name, _untyped(field.annotation))
+            for name, field in fields.items()
+            if _may_hold_model(field.annotation) and not field.exclude
+        ),
+        plain=not (decorators is not None and decorators.model_serializers),
+    )
 
 
 def _holds_model(value: Any) -> bool:
@@ -80,21 +97,65 @@ def _holds_model(value: Any) -> bool:
 
 
 def _model_json(model: BaseModel) -> dict[str, Any]:
-    """A model as an argument travels: the fields that were set (``_unset``), and a model inside a list or dict, or
-    in a field typed ``Any``, tagged with its class (at any depth)."""
-    data: dict[str, Any] = model.model_dump(mode="json", by_alias=True, exclude=_unset(model) or None)
-    fields = type(model).model_fields
-    for name in model.model_fields_set & fields.keys():  # an unset field is left out; a Literal one holds no model
-        field = fields[name]
-        key = field.alias or name
+    """A model as an argument travels: the fields that were set, so the receiver's model has the same fields set as
+    the sender's (a request model may refuse an explicit null, and a server may send on only the fields that were
+    set), and a model inside a list or dict, or in a field typed ``Any``, tagged with its class (at any depth).
+
+    One dump by pydantic of the fields that hold no model; each field that holds one is written by this function
+    instead (the model's own fields that were set, or tagged), not dumped twice."""
+    shape = _shape(type(model))
+    if not shape.plain:
+        return _model_json_dumped(model)
+    fields_set = model.model_fields_set
+    exclude = set(shape.droppable - fields_set)
+    written: dict[str, Any] = {}
+    for name, key, untyped in shape.deep:
+        if name not in fields_set:
+            continue
         value = getattr(model, name, None)
-        if key not in data or not isinstance(value, (BaseModel, *_CONTAINERS)):
+        if isinstance(value, BaseModel):
+            written[key] = _tagged(value) if untyped else _model_json(value)
+        elif isinstance(value, _CONTAINERS) and _holds_model(value):
+            written[key] = _tagged(value)
+        else:
+            continue
+        exclude.add(name)
+    data: dict[str, Any] = model.model_dump(mode="json", by_alias=True, exclude=exclude or None)
+    if written:
+        data.update(written)
+    return data
+
+
+def _model_json_dumped(model: BaseModel) -> dict[str, Any]:
+    """``_model_json`` for a model with a serializer of its own, whose keys may not be its fields': dumped by it
+    (told which fields nobody set, at any depth), then each model it holds in a field it wrote written over."""
+    data: dict[str, Any] = model.model_dump(mode="json", by_alias=True, exclude=_unset(model) or None)
+    for name, key, untyped in _shape(type(model)).deep:
+        value = getattr(model, name, None)
+        if name not in model.model_fields_set or key not in data or not isinstance(value, (BaseModel, *_CONTAINERS)):
             continue
         if isinstance(value, BaseModel):
-            data[key] = _tagged(value) if _untyped(field.annotation) else _model_json(value)
+            data[key] = _tagged(value) if untyped else _model_json(value)
         elif _holds_model(value):
             data[key] = _tagged(value)
     return data
+
+
+def _unset(value: Any) -> dict[Any, Any]:
+    """A pydantic ``exclude`` spec of the fields of ``value`` (and of the models inside it) that nobody set."""
+    spec: dict[Any, Any] = {}
+    if isinstance(value, BaseModel):
+        fields_set = value.model_fields_set
+        spec = dict.fromkeys(_shape(type(value)).droppable - fields_set, True)
+        for name in fields_set & type(value).__pydantic_fields__.keys():
+            inner = getattr(value, name, None)
+            if isinstance(inner, (BaseModel, *_CONTAINERS)) and (inner_spec := _unset(inner)):
+                spec[name] = inner_spec
+    elif isinstance(value, (list, tuple)):
+        spec = {i: inner for i, item in enumerate(value) if (inner := _unset(item))}
+    elif isinstance(value, dict):
+        spec = {key: inner for key, item in value.items() if (inner := _unset(item))}
+    return spec
 
 
 def _tagged(value: Any) -> Any:
@@ -132,12 +193,23 @@ def untag(value: Any) -> Any:
     return value
 
 
+# Tagged class names found: (its module, the class), good while that module is the one imported under its name.
+_FOUND_MODELS: dict[str, tuple[Any, type[BaseModel]]] = {}
+
+
 def _imported_model(name: str) -> type[BaseModel] | None:
     module_name, _, qualname = name.rpartition(".")
-    found: Any = sys.modules.get(module_name)
+    module = sys.modules.get(module_name)
+    known = _FOUND_MODELS.get(name)
+    if known is not None and known[0] is module:
+        return known[1]
+    found: Any = module
     for part in qualname.split("."):
         found = getattr(found, part, None) if found is not None else None
-    return found if isinstance(found, type) and issubclass(found, BaseModel) else None
+    if not (isinstance(found, type) and issubclass(found, BaseModel)):
+        return None
+    _FOUND_MODELS[name] = (module, found)
+    return found
 
 
 def _jsonable(value: Any, blobs: _blobs.Outbox | None = None, as_arguments: bool = False) -> Any:
@@ -288,6 +360,7 @@ class MethodBinder:
     var_keyword: bool = False  # the method takes **kwargs
     request_param: str | None = None  # the one parameter of a method that takes a whole request model
     annotations: dict[str, Any] = dataclasses.field(default_factory=dict)  # each parameter's type hint
+    positional: tuple[str, ...] = ()  # parameters that may be passed by position, in order
 
     @classmethod
     def for_callable(cls, name: str, func: Callable[..., Any]) -> MethodBinder:
@@ -314,19 +387,15 @@ class MethodBinder:
             var_keyword=any(p.kind == p.VAR_KEYWORD for p in params),
             request_param=_request_param(signature, hints),
             annotations={p.name: hints.get(p.name, p.annotation) for p in params},
+            positional=tuple(p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)),
         )
 
     def annotation(self, position: int | str) -> Any:
         """The type hint of a parameter, by name or position (``None`` if it has none)."""
         if isinstance(position, int):
-            names = [
-                p.name
-                for p in self.signature.parameters.values()
-                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-            ]
-            if position >= len(names):
+            if position >= len(self.positional):
                 return None
-            position = names[position]
+            position = self.positional[position]
         found = self.annotations.get(position)
         return None if found is inspect.Parameter.empty else found
 
@@ -362,10 +431,13 @@ class MethodBinder:
                 args, kwargs = [], spread
         names = kwargs.keys()
         if not args and self.required <= names and (self.var_keyword or names <= self.keyword_names):
-            # The common case, keyword arguments that fit: no Signature.bind on the hot path.
+            # The common cases, keyword arguments that fit or positional ones that do: no Signature.bind on the
+            # hot path.
             if not self.adapters:
                 return [], kwargs
             return [], {k: self._rebuild(k, v) for k, v in kwargs.items()}
+        if not kwargs and len(args) <= len(self.positional) and self.required <= set(self.positional[: len(args)]):
+            return [self._rebuild(name, value) for name, value in zip(self.positional, args, strict=False)], {}
         try:
             bound = self.signature.bind(*args, **kwargs)
         except TypeError as exc:

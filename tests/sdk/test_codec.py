@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_serializer
 
 from hostel_sdk import codec
 
@@ -212,6 +212,55 @@ def test_a_model_in_a_field_its_class_does_not_type_is_rebuilt_as_its_class() ->
         ]
     finally:
         sys.modules.pop(module.__name__, None)
+
+
+class Labelled(BaseModel):
+    """A model whose own serializer adds a key: the fields it writes are still sent as arguments are."""
+
+    name: str
+    points: list[Point] = []
+    note: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _with_kind(self, handler: Any) -> dict[str, Any]:
+        return {**handler(self), "kind": "labelled"}
+
+
+class Holder(BaseModel):
+    """Fields that cannot hold a model, one that may, and one pydantic never writes."""
+
+    tags: list[str] = []
+    weights: dict[str, float] = {}
+    anything: Any = None
+    hidden: Point | None = Field(default=None, exclude=True)
+
+
+def test_arguments_keep_what_each_model_writes_and_tag_only_models_inside_containers_or_any() -> None:
+    sent = codec.loads(codec.dumps([Labelled(name="a", points=[Point(x=1, y=2)])], as_arguments=True))[0]
+    assert sent == {
+        "name": "a", "kind": "labelled",
+        "points": [{codec.MODEL_KEY: f"{__name__}.Point", "value": {"x": 1, "y": 2}}],
+    }  # fmt: skip
+    holder = Holder(tags=["x"], weights={"w": 0.5}, anything=Point(x=3, y=4), hidden=Point(x=5, y=6))
+    assert codec.loads(codec.dumps(holder, as_arguments=True)) == {
+        "tags": ["x"], "weights": {"w": 0.5},
+        "anything": {codec.MODEL_KEY: f"{__name__}.Point", "value": {"x": 3, "y": 4}},
+    }  # fmt: skip
+    assert codec.untag(codec.loads(codec.dumps(holder, as_arguments=True)))["anything"] == Point(x=3, y=4)
+
+
+def _positional(a: Point, b: int = 0, /, *, c: str = "") -> None: ...
+
+
+def test_positional_arguments_that_fit_are_bound_by_position_and_those_that_do_not_are_refused() -> None:
+    binder = codec.MethodBinder.for_callable("p", _positional)
+    assert binder.bind([{"x": 1, "y": 2}, "3"], {}) == ([Point(x=1, y=2), 3], {})
+    with pytest.raises(codec.ArgumentError, match=r"argument 'a'"):
+        binder.bind([{"x": 1}], {})
+    with pytest.raises(codec.ArgumentError, match="too many positional"):
+        binder.bind([{"x": 1, "y": 2}, 3, 4], {})
+    with pytest.raises(codec.ArgumentError, match="missing a required argument"):
+        binder.bind([], {"c": "x"})
 
 
 def test_json_rebuilder_validates_straight_from_the_json_as_rebuild_does_from_its_value() -> None:
