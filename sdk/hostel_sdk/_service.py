@@ -149,13 +149,17 @@ class ProviderService:
             binder = self._binders[name] = codec.MethodBinder.for_callable(name, func)
         return binder
 
-    def _provider_data(self, raw: bytes | memoryview) -> Any:
+    def _provider_data(self, raw: bytes | memoryview) -> tuple[Any, Any]:
+        """The call's provider data decoded, and as the provider sees it (validated, hostel's keys left out)."""
         if not raw:
-            return None
+            return None, None
         try:
-            data = codec.loads(raw)
+            decoded = codec.loads(raw)
         except ValueError as exc:
             raise ProviderDataError(f"provider data is not valid JSON: {exc}") from None
+        return decoded, self._for_provider(decoded)
+
+    def _for_provider(self, data: Any) -> Any:
         hidden = (_llama_stack.USER_KEY, *_llama_stack.HOSTEL_KEYS)  # who asked, where from: not the validator's
         if isinstance(data, dict) and any(key in data for key in hidden):
             data = {k: v for k, v in data.items() if k not in hidden} or None
@@ -218,7 +222,7 @@ class ProviderService:
     ) -> tuple[pb.CallReply | None, Any, RequestContext]:
         request_context = RequestContext()
         try:
-            provider_data = self._provider_data(request.provider_data_json)
+            decoded, provider_data = self._provider_data(request.provider_data_json)
         except ProviderDataError as exc:
             return error_reply(exc, pb.ERROR_KIND_BAD_PROVIDER_DATA), None, request_context
         remaining = request.timeout_s or context.time_remaining()
@@ -233,9 +237,7 @@ class ProviderService:
         token = enter_request(request_context)
         ls_token = None
         if self._ls_provider_data is not None and request.provider_data_json:
-            ls_token = self._ls_provider_data.set(
-                _llama_stack.stack_provider_data(codec.loads(request.provider_data_json))
-            )
+            ls_token = self._ls_provider_data.set(_llama_stack.stack_provider_data(decoded))
         try:
             with _telemetry.active(span):
                 result = self._methods[request.method](*call_args, **call_kwargs)
