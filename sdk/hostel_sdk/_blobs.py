@@ -70,6 +70,16 @@ def _in_memory(file: Any) -> bool:
     )
 
 
+def _bytes_held(file: Any) -> tuple[io.BytesIO, memoryview] | None:
+    """A ``BytesIO`` (a spooled file's, before it rolls over) and a view of the bytes it holds: ``getvalue()`` hands
+    them over without copying (the ``BytesIO`` shares them until written to), where ``read`` copies out each chunk."""
+    if isinstance(file, tempfile.SpooledTemporaryFile) and not getattr(file, "_rolled", True):
+        file = getattr(file, "_file", None)
+    if not isinstance(file, io.BytesIO):
+        return None
+    return file, memoryview(file.getvalue())
+
+
 def _is_file_object(value: Any) -> bool:
     return callable(getattr(value, "read", None)) and hasattr(value, "seek") and not hasattr(value, "model_dump")
 
@@ -96,6 +106,13 @@ class Source:
         else:  # a file object, or an upload's own in memory (OGX's PreReadUploadFile: starlette would read each
             # chunk in a thread): read in a thread unless it is in memory
             file = value.file if _is_upload(value) else value
+            held = _bytes_held(file)
+            if held is not None:  # views into the bytes it holds, instead of a copy read out of them
+                buffer, data = held
+                for piece in _split(data[buffer.tell() :], size):
+                    buffer.seek(len(piece), io.SEEK_CUR)
+                    yield piece
+                return
             in_memory = _in_memory(file)
             while True:
                 chunk = file.read(size) if in_memory else await asyncio.to_thread(file.read, size)

@@ -153,11 +153,20 @@ class _NoThreadUpload(UploadFile):
         raise AssertionError("read through starlette's thread pool")
 
 
-async def test_an_upload_held_in_memory_is_sent_without_a_thread_per_chunk() -> None:
+async def test_an_upload_held_in_memory_is_sent_as_views_without_a_thread_per_chunk() -> None:
     data = bytes(range(256)) * 8192  # 2 MiB: two chunks of 1 MiB
     upload = _NoThreadUpload(io.BytesIO(data), filename="a.bin")  # as OGX's PreReadUploadFile holds an upload
     chunks = [chunk async for chunk in _blobs.Source(upload).chunks(1 << 20)]
     assert [len(chunk) for chunk in chunks] == [1 << 20, 1 << 20] and b"".join(chunks) == data
+    assert all(isinstance(chunk, memoryview) and chunk.obj is data for chunk in chunks)  # no copy read out
+    assert upload.file.tell() == len(data)  # read to its end, as reading it would leave it
+
+    spooled = tempfile.SpooledTemporaryFile(max_size=1 << 30)  # noqa: SIM115 - closed below
+    with spooled:
+        spooled.write(data)
+        spooled.seek(100)  # what was read already is not sent again
+        sent = b"".join([chunk async for chunk in _blobs.Source(_NoThreadUpload(spooled)).chunks(1 << 20)])
+        assert sent == data[100:] and spooled.tell() == len(data)
 
 
 async def test_an_upload_on_disk_is_read_through_its_own_read() -> None:
