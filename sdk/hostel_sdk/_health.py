@@ -119,11 +119,13 @@ def health_handler(service: HealthService) -> grpc.GenericRpcHandler:
 class HealthStub:
     """Client side: ``await stub.check("", timeout=1.0)`` gives the status number."""
 
-    def __init__(self, channel: grpc.aio.Channel) -> None:
+    def __init__(self, channel: grpc.aio.Channel, metadata: tuple[tuple[str, str], ...] = ()) -> None:
+        """``metadata`` goes with every check (hostel's token, for a worker that checks it)."""
         self._check = channel.unary_unary(
             f"/{SERVICE}/Check", request_serializer=_identity, response_deserializer=_identity
         )
+        self._metadata = metadata
 
     async def check(self, service: str = "", *, timeout: float) -> int:
         """The serving status of ``service``."""
-        return decode_response(await self._check(encode_request(service), timeout=timeout))
+        return decode_response(await self._check(encode_request(service), timeout=timeout, metadata=self._metadata))

@@ -170,21 +170,39 @@ def _blob_stubs(channel: grpc.aio.Channel, service: str) -> tuple[Any, Any]:
     return send, _stream(channel, f"/{service}/ReadBlob", pb.BlobRequest, pb.BlobChunk)
 
 
-class WorkerStub:
-    """Client side of the Worker service on one ``grpc.aio`` channel."""
+class WithMetadata:
+    """A ``grpc.aio`` multicallable that sends ``metadata`` (hostel's token) with every call, besides any the call
+    gives: what a client interceptor would add, without grpc.aio's intercepted calls, which pass every message of
+    a stream through one more task and queue each way (docs/performance.md)."""
 
-    def __init__(self, channel: grpc.aio.Channel) -> None:
-        self.call = _stream(channel, f"/{SERVICE}/Call", pb.CallRequest, pb.CallReply)
-        self.call_unary = _unary(channel, f"/{SERVICE}/CallUnary", pb.CallRequest, pb.CallReply)
-        self.session = channel.stream_stream(
-            f"/{SERVICE}/Session",
-            request_serializer=pb.SessionRequest.SerializeToString,
-            response_deserializer=pb.SessionReply.FromString,
+    def __init__(self, multicallable: Any, metadata: tuple[tuple[str, str], ...]) -> None:
+        self._multicallable = multicallable
+        self._metadata = metadata
+
+    def __call__(self, *args: Any, metadata: Any = None, **kwargs: Any) -> Any:
+        return self._multicallable(*args, metadata=(*self._metadata, *(metadata or ())), **kwargs)
+
+
+class WorkerStub:
+    """Client side of the Worker service on one ``grpc.aio`` channel; ``metadata`` goes with every call."""
+
+    def __init__(self, channel: grpc.aio.Channel, metadata: tuple[tuple[str, str], ...] = ()) -> None:
+        def sent(multicallable: Any) -> Any:
+            return WithMetadata(multicallable, metadata) if metadata else multicallable
+
+        self.call = sent(_stream(channel, f"/{SERVICE}/Call", pb.CallRequest, pb.CallReply))
+        self.call_unary = sent(_unary(channel, f"/{SERVICE}/CallUnary", pb.CallRequest, pb.CallReply))
+        self.session = sent(
+            channel.stream_stream(
+                f"/{SERVICE}/Session",
+                request_serializer=pb.SessionRequest.SerializeToString,
+                response_deserializer=pb.SessionReply.FromString,
+            )
         )
-        self.open_stream = _stream(channel, f"/{SERVICE}/OpenStream", pb.StreamHandle, pb.CallReply)
-        self.describe = _unary(channel, f"/{SERVICE}/Describe", pb.DescribeRequest, pb.DescribeReply)
-        self.shutdown = _unary(channel, f"/{SERVICE}/Shutdown", pb.ShutdownRequest, pb.ShutdownReply)
-        self.send_blob, self.read_blob = _blob_stubs(channel, SERVICE)
+        self.open_stream = sent(_stream(channel, f"/{SERVICE}/OpenStream", pb.StreamHandle, pb.CallReply))
+        self.describe = sent(_unary(channel, f"/{SERVICE}/Describe", pb.DescribeRequest, pb.DescribeReply))
+        self.shutdown = sent(_unary(channel, f"/{SERVICE}/Shutdown", pb.ShutdownRequest, pb.ShutdownReply))
+        self.send_blob, self.read_blob = (sent(stub) for stub in _blob_stubs(channel, SERVICE))
 
 
 def add_tcp_port(server: grpc.aio.Server, address: str, tls: dict[str, str] | None) -> int:
@@ -198,18 +216,16 @@ def add_tcp_port(server: grpc.aio.Server, address: str, tls: dict[str, str] | No
     return int(server.add_secure_port(address, credentials))
 
 
-def tls_channel(
-    target: str, tls: dict[str, str] | None, options: list[tuple[str, Any]], interceptors: Any = None
-) -> grpc.aio.Channel:
+def tls_channel(target: str, tls: dict[str, str] | None, options: list[tuple[str, Any]]) -> grpc.aio.Channel:
     """A channel to ``target``: plain, or mutual TLS with the same ``cert``/``key``/``ca`` the servers use."""
     if not tls:
-        return grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)
+        return grpc.aio.insecure_channel(target, options=options)
     credentials = grpc.ssl_channel_credentials(
         root_certificates=tls["ca"].encode(), private_key=tls["key"].encode(), certificate_chain=tls["cert"].encode()
     )
     if tls.get("server_name"):
         options = [*options, ("grpc.ssl_target_name_override", tls["server_name"])]
-    return grpc.aio.secure_channel(target, credentials, options=options, interceptors=interceptors)
+    return grpc.aio.secure_channel(target, credentials, options=options)
 
 
 class TokenCheck(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc.aio ships no stubs for it
@@ -242,42 +258,6 @@ class TokenCheck(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc.aio 
         return self._deny
 
 
-class _TokenMetadata:
-    """Adds ``hostel-token`` to a call's metadata."""
-
-    def __init__(self, token: str) -> None:
-        self._metadata = (TOKEN_METADATA, token)
-
-    def _details(self, details: Any) -> Any:
-        metadata = grpc.aio.Metadata(*(details.metadata or ()), self._metadata)
-        return grpc.aio.ClientCallDetails(
-            details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
-        )
-
-
-class _UnaryUnaryToken(_TokenMetadata, grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
-    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        return await continuation(self._details(details), request)
-
-
-class _UnaryStreamToken(_TokenMetadata, grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]
-    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
-        return await continuation(self._details(details), request)
-
-
-class _StreamStreamToken(_TokenMetadata, grpc.aio.StreamStreamClientInterceptor):  # type: ignore[misc]
-    async def intercept_stream_stream(self, continuation: Any, details: Any, request_iterator: Any) -> Any:
-        return await continuation(self._details(details), request_iterator)
-
-
-class _StreamUnaryToken(_TokenMetadata, grpc.aio.StreamUnaryClientInterceptor):  # type: ignore[misc]
-    async def intercept_stream_unary(self, continuation: Any, details: Any, request_iterator: Any) -> Any:
-        return await continuation(self._details(details), request_iterator)
-
-
-def token_interceptors(token: str) -> list[Any]:
-    """Client interceptors adding ``hostel-token`` to every call of a channel (to workers that check it).
-
-    One per call kind: grpc.aio files each interceptor under the first kind it implements only.
-    """
-    return [_UnaryUnaryToken(token), _UnaryStreamToken(token), _StreamStreamToken(token), _StreamUnaryToken(token)]
+def token_metadata(token: str | None) -> tuple[tuple[str, str], ...]:
+    """The metadata that carries ``token`` to a server that checks it (``TokenCheck``); none without a token."""
+    return ((TOKEN_METADATA, token),) if token else ()

@@ -23,7 +23,7 @@ from hostel.transport.session import CallExpired, Session
 from hostel_sdk import _blobs, _client, codec
 from hostel_sdk import _messages as pb
 from hostel_sdk._health import HealthStub
-from hostel_sdk._wire import WorkerStub, channel_options, tls_channel, token_interceptors
+from hostel_sdk._wire import WorkerStub, channel_options, tls_channel, token_metadata
 
 logger = logging.getLogger(__name__)
 
@@ -105,12 +105,10 @@ class GrpcChannel:
         self.target = target
         self.explain = explain
         self._max = max_message_bytes
-        interceptors = token_interceptors(token) if token else None
-        self._channel = tls_channel(
-            target, tls, channel_options(max_message_bytes, local=target.startswith("unix:")), interceptors
-        )
-        self.stub = WorkerStub(self._channel)
-        self.health = HealthStub(self._channel)
+        self._channel = tls_channel(target, tls, channel_options(max_message_bytes, local=target.startswith("unix:")))
+        metadata = token_metadata(token)
+        self.stub = WorkerStub(self._channel, metadata)
+        self.health = HealthStub(self._channel, metadata)
         self._blobs = _blobs.Transfer(self.stub, translate=_HostErrors(self, "ReadBlob").status)
         self._session: Session | None = None
         self._sessions = True  # until the worker turns out not to serve Worker.Session
