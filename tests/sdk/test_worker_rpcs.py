@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 from hostel_sdk import _messages as pb
 from hostel_sdk._start import Listen, StartRequest
+from hostel_sdk._wire import TOKEN_METADATA, WithMetadata, token_metadata
 from hostel_sdk.testing import serve
 
 
@@ -54,3 +55,20 @@ def test_the_start_request_round_trips_and_ignores_what_it_does_not_know() -> No
         assert "lacks a field" in str(exc)
     else:
         raise AssertionError("a start request without its required fields was accepted")
+
+
+def test_a_stub_with_metadata_sends_it_with_every_call_beside_the_calls_own() -> None:
+    sent: list[dict[str, object]] = []
+
+    def multicallable(*args: object, **kwargs: object) -> str:
+        sent.append({"args": args, **kwargs})
+        return "call"
+
+    with_token = WithMetadata(multicallable, token_metadata("t0k"))
+    assert with_token("request", timeout=2) == "call"
+    with_token("request", metadata=(("x-trace", "1"),))
+    assert sent == [
+        {"args": ("request",), "metadata": ((TOKEN_METADATA, "t0k"),), "timeout": 2},
+        {"args": ("request",), "metadata": ((TOKEN_METADATA, "t0k"), ("x-trace", "1"))},
+    ]
+    assert token_metadata(None) == ()
