@@ -39,6 +39,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -335,16 +336,23 @@ def _figures(found: dict[str, list[float]], items: int, file_mb: int) -> dict[st
 
 
 def _serve_and_measure(venv: Path, workdir: Path, first: bool, **sizes: Any) -> dict[bool, dict[str, float]]:
-    """Both servers up at once (in process, bridged), measured in turns."""
+    """Both servers up at once (in process, bridged), measured in turns. Their run directories (config, log, what
+    they stored: the uploaded files) are removed once they have stopped, unless the round failed (then the logs are
+    there to read)."""
+    run_dirs = []
     with contextlib.ExitStack() as stack:
         urls = {}
         for bridged in (False, True):
             run_dir = Path(tempfile.mkdtemp(prefix="bridged-" if bridged else "in-process-", dir=workdir))
+            run_dirs.append(run_dir)
             config = run_dir / "config.yaml"
             config.write_text(yaml.safe_dump(_config(bridged), sort_keys=False))
             env = {**os.environ, "STATE": str(run_dir / "state"), "HOSTEL_HOME": str(workdir / "hostel-home")}
             urls[bridged] = stack.enter_context(server(venv, config, env, run_dir / "server.log"))
-        return _measure(urls, first, **sizes)
+        measured = _measure(urls, first, **sizes)
+    for run_dir in run_dirs:  # ~200 MB a round: every run used to leave them behind
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return measured
 
 
 async def bench(

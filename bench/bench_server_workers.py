@@ -15,6 +15,7 @@ is initialised by a one-worker run first: OGX 1.5's own SQLite stores race when 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -73,6 +74,7 @@ def _measure(venv: Path, workdir: Path, state: Path, workers: int, shared: bool 
         spawned = {p.pid for p in processes if "hostel_sdk.worker" in " ".join(p.cmdline())}
         pss = sum(p.memory_full_info().pss for p in processes) / 2**20
         hub_pss = sum(p.memory_full_info().pss for p in hubs) / 2**20
+    shutil.rmtree(run_dir, ignore_errors=True)  # the server has stopped; its log is kept only if it failed
     return {"server workers": workers, "shared": "yes" if shared and workers > 1 else "no",
             "processes": len(processes), "provider workers": len(forked | spawned), "zygotes": len(zygotes - forked),
             "hubs": len(hubs), "hub PSS MB": round(hub_pss, 1), "PSS MB (all)": round(pss, 1)}  # fmt: skip
@@ -89,6 +91,7 @@ async def bench(workers: list[str] | None = None, workdir: str = "") -> list[dic
         if n > 1:
             rows.append(_measure(venv, where, state, n, shared=False))
         rows.append(_measure(venv, where, state, n))
+    shutil.rmtree(state, ignore_errors=True)
     return rows
 
 
