@@ -18,7 +18,7 @@ from typing import Any
 from hostel_sdk import _blobs, _client, _llama_stack, _telemetry, codec
 from hostel_sdk import _messages as pb
 from hostel_sdk._context import RequestContext, current_request
-from hostel_sdk._wire import MODEL_STORE_API, SHIELD_STORE_API, TOKEN_METADATA, HostStub, channel_options, tls_channel
+from hostel_sdk._wire import MODEL_STORE_API, SHIELD_STORE_API, HostStub, channel_options, tls_channel, token_metadata
 from hostel_sdk.api import Api
 
 # Where Api lives, newest first: llama-stack-api, Llama Stack 0.2.x-0.6, and the OGX rename.
@@ -53,7 +53,7 @@ class HostClient:
         """``target``: ``unix:///path`` (the host's socket) or ``host:port`` (its TCP listener, for remote workers)."""
         self._channel = tls_channel(target, tls, channel_options(max_message_bytes, local=target.startswith("unix:")))
         self._stub = HostStub(self._channel)
-        self._metadata = ((TOKEN_METADATA, token),)
+        self._metadata = token_metadata(token)
         self._blobs = _blobs.Transfer(self._stub, metadata=self._metadata)
         self._loop = asyncio.get_running_loop()  # gRPC channels belong to the loop they were made on
 
