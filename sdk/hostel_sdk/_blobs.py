@@ -412,11 +412,10 @@ async def fetch_chunks(call: Any, translate: Translate | None = None) -> AsyncIt
 
 class Transfer:
     """The calling side's blobs on one channel: pushes a call's argument blobs (``SendBlob``) and opens the blobs
-    of its result (``ReadBlob``). ``stub``: a ``WorkerStub`` or ``HostStub``; ``metadata``: sent with each RPC."""
+    of its result (``ReadBlob``). ``stub``: a ``WorkerStub`` or ``HostStub`` (which send the token)."""
 
-    def __init__(self, stub: Any, *, metadata: Any = None, translate: Translate | None = None) -> None:
+    def __init__(self, stub: Any, *, translate: Translate | None = None) -> None:
         self._stub = stub
-        self._metadata = metadata
         self._translate = translate
         self._ids = ids()
 
@@ -430,7 +429,7 @@ class Transfer:
 
     async def _push(self, blob_id: int, source: Source) -> None:
         try:
-            await self._stub.send_blob(send_chunks(source, blob_id=blob_id), metadata=self._metadata)
+            await self._stub.send_blob(send_chunks(source, blob_id=blob_id))
         except grpc.aio.AioRpcError as exc:
             if exc.code() != grpc.StatusCode.CANCELLED:
                 logger.debug("pushing blob %d failed: %s", blob_id, exc.details())
@@ -441,7 +440,7 @@ class Transfer:
         sending its response's headers took 2.5-3 ms before it asked); a blob dropped unread cancels it."""
         if "id" not in marker:
             return Blob(marker, None)
-        call = self._stub.read_blob(pb.BlobRequest(id=int(marker["id"])), metadata=self._metadata)
+        call = self._stub.read_blob(pb.BlobRequest(id=int(marker["id"])))
         return Blob(marker, lambda: fetch_chunks(call, self._translate))
 
     def values(self, value: Any) -> Any:

@@ -52,9 +52,8 @@ class HostClient:
     def __init__(self, target: str, token: str, *, max_message_bytes: int, tls: dict[str, str] | None = None) -> None:
         """``target``: ``unix:///path`` (the host's socket) or ``host:port`` (its TCP listener, for remote workers)."""
         self._channel = tls_channel(target, tls, channel_options(max_message_bytes, local=target.startswith("unix:")))
-        self._stub = HostStub(self._channel)
-        self._metadata = token_metadata(token)
-        self._blobs = _blobs.Transfer(self._stub, metadata=self._metadata)
+        self._stub = HostStub(self._channel, token_metadata(token))
+        self._blobs = _blobs.Transfer(self._stub)
         self._loop = asyncio.get_running_loop()  # gRPC channels belong to the loop they were made on
 
     async def call(self, api: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -91,7 +90,7 @@ class HostClient:
         )
         pushes = self._blobs.push(outbox) if outbox.sources else None
         try:
-            call = self._stub.call(request, timeout=request_context.time_remaining(), metadata=self._metadata)
+            call = self._stub.call(request, timeout=request_context.time_remaining())
             errors = _client.PythonErrors(f"{api}.{method}() through the host")
             return await _client.result(call, errors, open_blobs=self._blobs.values)
         finally:

@@ -154,11 +154,11 @@ def _stream(channel: grpc.aio.Channel, path: str, request: Any, reply: Any) -> A
 
 
 class HostStub:
-    """Client side of the Host service (used by workers for their ``deps``)."""
+    """Client side of the Host service (used by workers for their ``deps``); ``metadata`` goes with every call."""
 
-    def __init__(self, channel: grpc.aio.Channel) -> None:
-        self.call = _stream(channel, f"/{HOST_SERVICE}/Call", pb.HostCallRequest, pb.CallReply)
-        self.send_blob, self.read_blob = _blob_stubs(channel, HOST_SERVICE)
+    def __init__(self, channel: grpc.aio.Channel, metadata: tuple[tuple[str, str], ...] = ()) -> None:
+        self.call = _sent(_stream(channel, f"/{HOST_SERVICE}/Call", pb.HostCallRequest, pb.CallReply), metadata)
+        self.send_blob, self.read_blob = (_sent(stub, metadata) for stub in _blob_stubs(channel, HOST_SERVICE))
 
 
 def _blob_stubs(channel: grpc.aio.Channel, service: str) -> tuple[Any, Any]:
@@ -183,12 +183,16 @@ class WithMetadata:
         return self._multicallable(*args, metadata=(*self._metadata, *(metadata or ())), **kwargs)
 
 
+def _sent(multicallable: Any, metadata: tuple[tuple[str, str], ...]) -> Any:
+    return WithMetadata(multicallable, metadata) if metadata else multicallable
+
+
 class WorkerStub:
     """Client side of the Worker service on one ``grpc.aio`` channel; ``metadata`` goes with every call."""
 
     def __init__(self, channel: grpc.aio.Channel, metadata: tuple[tuple[str, str], ...] = ()) -> None:
         def sent(multicallable: Any) -> Any:
-            return WithMetadata(multicallable, metadata) if metadata else multicallable
+            return _sent(multicallable, metadata)
 
         self.call = sent(_stream(channel, f"/{SERVICE}/Call", pb.CallRequest, pb.CallReply))
         self.call_unary = sent(_unary(channel, f"/{SERVICE}/CallUnary", pb.CallRequest, pb.CallReply))
