@@ -261,6 +261,12 @@ def _p99(values: list[float]) -> float:
 _BLOCK = 50
 
 
+def _blocks(requests: int) -> list[int]:
+    """``requests`` (at least 1) as blocks of ``_BLOCK`` calls, the last one smaller if they do not divide."""
+    whole, rest = divmod(max(1, requests), _BLOCK)
+    return [_BLOCK] * whole + ([rest] if rest else [])
+
+
 def _measure(urls: dict[bool, str], first: bool, *, requests: int, rate: float, items: int, streams: int,
              file_mb: int) -> dict[bool, dict[str, float]]:  # fmt: skip
     """Both servers (``urls``: bridged or not -> URL) measured in turns, a block at a time: a block of calls, a
@@ -284,9 +290,9 @@ def _measure(urls: dict[bool, str], first: bool, *, requests: int, rate: float, 
         for bridged, client in clients.items():
             for _ in range(20):  # warm up: connections, the first call's imports, caches
                 client.post(urls[bridged] + chat, json=body).raise_for_status()
-        for i in range(max(1, requests // _BLOCK)):
+        for i, block in enumerate(_blocks(requests)):
             for bridged in turns(i):
-                add(bridged, "latency", *_latencies(clients[bridged], urls[bridged] + chat, body, _BLOCK, rate))
+                add(bridged, "latency", *_latencies(clients[bridged], urls[bridged] + chat, body, block, rate))
         for i in range(streams):  # one stream lasts a fraction of a second: the median of a few, not one
             for bridged in turns(i):
                 started = time.perf_counter()
