@@ -259,6 +259,10 @@ def test_ogx_serves_the_same_bridged_providers(
         ]
         assert all(int(line.split(" ", 2)[1]) > 1 for line in lines)  # streamed in chunks, not as one
         assert "does not fit the server's" not in server.log.read_text(errors="replace")
+        # A client that goes away mid-stream stops the provider's generator in the worker, as it would in process.
+        record = tmp_path_factory.mktemp("hang-up") / "record"
+        assert _hang_up_after(server, "echo-new/new", f"until closed {record}", chunks=5) == 5
+        assert wait_until(lambda: record.exists() and record.read_text() == "closed", timeout=15)
         crashed = _chat(server, "echo-old/old", "crash")
         assert crashed.status_code == 503 and "exited with code 7" in crashed.text
         assert wait_until(lambda: _chat(server, "echo-old/old", "back").status_code == 200, timeout=30)
@@ -267,6 +271,18 @@ def test_ogx_serves_the_same_bridged_providers(
         server.proc.kill()  # a server killed outright: its workers go with it (parent-death signal)
         server.proc.wait(timeout=30)
         assert wait_until(lambda: not hostel_pids(str(server.home)), timeout=15)
+
+
+def _hang_up_after(server: Server, model: str, text: str, *, chunks: int) -> int:
+    """Read ``chunks`` events of a streamed chat completion, then close the connection; the events read."""
+    body = {"model": model, "messages": [{"role": "user", "content": text}], "stream": True}
+    read = 0
+    with httpx.stream("POST", f"{server.url}/v1/chat/completions", json=body, timeout=30) as reply:
+        for line in reply.iter_lines():
+            read += line.startswith("data: {")
+            if read == chunks:
+                break
+    return read
 
 
 def _recall(server: Server, count: int) -> list[str]:

@@ -3,14 +3,18 @@
 With llama-stack-api (Llama Stack >= 0.3) ``openai_chat_completion`` takes one request model; with
 Llama Stack 0.2.x it takes keyword arguments. Replies name the Llama Stack version the provider sees.
 A message "crash" makes the worker exit mid-request; "remember X" keeps X in the worker's memory, and "recall"
-answers with what it keeps (state that lives in one process, as a provider's registries and caches do).
+answers with what it keeps (state that lives in one process, as a provider's registries and caches do). Streamed,
+"until closed PATH" yields a chunk every few milliseconds until its reader goes away, as a model generating for a
+client does, then writes "closed" to PATH.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -105,6 +109,24 @@ async def _chunks(model: str, text: str) -> Any:
         yield OpenAIChatCompletionChunk(**chunk) if NEW else chunk
 
 
+async def _until_closed(model: str, record: str) -> Any:
+    try:
+        while True:
+            async for chunk in _chunks(model, "tick"):
+                yield chunk
+            await asyncio.sleep(0.005)
+    finally:
+        Path(record).write_text("closed")
+
+
+def _stream(model: str, messages: list[Any], text: str) -> Any:
+    last = messages[-1]
+    content = last["content"] if isinstance(last, dict) else last.content
+    if content.startswith("until closed "):
+        return _until_closed(model, content.removeprefix("until closed "))
+    return _chunks(model, text)
+
+
 class _Common:
     def __init__(self, config: EchoConfig) -> None:
         self.config = config
@@ -130,7 +152,7 @@ if NEW:
     class Echo(_Common, InferenceProvider):  # the protocol's other methods stay its stubs
         async def openai_chat_completion(self, params: OpenAIChatCompletionRequestWithExtraBody) -> Any:
             text = _reply_text(self.config.prefix, params.messages)
-            return _chunks(params.model, text) if params.stream else _completion(params.model, text)
+            return _stream(params.model, params.messages, text) if params.stream else _completion(params.model, text)
 
 else:
 
@@ -139,7 +161,7 @@ else:
             self, model: str, messages: list[Any], stream: bool | None = False, **kwargs: Any
         ) -> Any:
             text = _reply_text(self.config.prefix, messages)
-            return _chunks(model, text) if stream else _completion(model, text)
+            return _stream(model, messages, text) if stream else _completion(model, text)
 
 
 async def get_adapter_impl(config: EchoConfig, deps: dict[Any, Any]) -> Echo:
