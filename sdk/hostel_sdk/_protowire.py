@@ -1,5 +1,6 @@
 """The protobuf wire format, as much of it as ``hostel_sdk._messages`` needs: varints, field keys,
-length-delimited fields, and a field reader that can keep views into the received buffer.
+length-delimited fields, a field reader that can keep views into the received buffer, and ``Message``, a message
+of scalar fields written and read from a table of them (what most of hostel.v1's messages are).
 
 See https://protobuf.dev/programming-guides/encoding/ for the format.
 """
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 VARINT, FIXED64, LENGTH, FIXED32 = 0, 1, 2, 5
 Bytes = bytes | memoryview  # parsed bytes fields are views into the received message (no copy)
@@ -133,3 +134,85 @@ def field_key(number: int, wire: int) -> bytes:
 
 def length_field(number: int, payload: bytes) -> bytes:
     return field_key(number, LENGTH) + varint(len(payload)) + payload
+
+
+class Message:
+    """A message of scalar fields: FIELDS maps field number to (name, kind); kind is str/bytes/int/bool/double,
+    or ``map<string, string>``."""
+
+    FIELDS: ClassVar[dict[int, tuple[str, str]]] = {}
+
+    def __init__(self, **values: Any) -> None:
+        for name, kind in self.FIELDS.values():
+            default = {} if kind == _STRING_MAP else [] if kind == _REPEATED_STRING else _DEFAULTS[kind]
+            value = values.pop(name, default)
+            setattr(self, name, list(value) if kind == _REPEATED_STRING else value)
+        if values:
+            raise TypeError(f"{type(self).__name__} has no field(s) {', '.join(values)}")
+
+    def SerializeToString(self) -> bytes:  # noqa: N802 - the protobuf API name
+        """The message in the protobuf wire format (proto3: default values are left out)."""
+        out = []
+        for number, (name, kind) in self.FIELDS.items():
+            value = getattr(self, name)
+            if not value:
+                continue
+            if kind == "bytes":
+                out.append(length_field(number, value))
+            elif kind == "str":
+                out.append(length_field(number, value.encode()))
+            elif kind == "double":
+                out.append(field_key(number, FIXED64) + DOUBLE.pack(value))
+            elif kind == _STRING_MAP:
+                out.extend(length_field(number, string_entry(k, v)) for k, v in value.items())
+            elif kind == _REPEATED_STRING:
+                out.extend(length_field(number, item.encode()) for item in value)
+            else:  # int, int32, bool, enum (a negative int32 is its 64-bit two's complement, as protobuf writes it)
+                out.append(field_key(number, VARINT) + varint(int(value) & 0xFFFFFFFFFFFFFFFF))
+        return b"".join(out)
+
+    @classmethod
+    def FromString(cls, data: bytes) -> Any:  # noqa: N802 - the protobuf API name
+        """Parse the wire format; unknown fields are skipped."""
+        message = cls()
+        for number, wire, value in fields(data):
+            field = cls.FIELDS.get(number)
+            if field is None:
+                continue
+            name, kind = field
+            if kind == "str" and wire == LENGTH:
+                setattr(message, name, value.decode())
+            elif kind == "bytes" and wire == LENGTH:
+                setattr(message, name, value)
+            elif kind == "double" and wire == FIXED64:
+                setattr(message, name, DOUBLE.unpack(value)[0])
+            elif kind == "bool" and wire == VARINT:
+                setattr(message, name, bool(value))
+            elif kind == "int" and wire == VARINT:
+                setattr(message, name, value)
+            elif kind == "int32" and wire == VARINT:
+                setattr(message, name, value - (1 << 64) if value >= 1 << 63 else value)
+            elif kind == _REPEATED_STRING and wire == LENGTH:
+                getattr(message, name).append(value.decode())
+            elif kind == _STRING_MAP and wire == LENGTH:
+                key, text = map_entry(memoryview(value))
+                getattr(message, name)[key] = str(text, "utf-8")
+        return message
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like protobuf messages
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and vars(self) == vars(other)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
+
+
+_DEFAULTS: dict[str, Any] = {"str": "", "bytes": b"", "int": 0, "int32": 0, "bool": False, "double": 0.0}
+_STRING_MAP = "map<string, string>"
+_REPEATED_STRING = "repeated string"
+
+
+def string_entry(key: str, value: str) -> bytes:
+    """A ``map<string, string>`` entry: ``{1: key, 2: value}``."""
+    return length_field(1, key.encode()) + length_field(2, value.encode())
