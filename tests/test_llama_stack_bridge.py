@@ -5,6 +5,7 @@ unmodified llama-stack-client (network: the package index only)."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import signal
@@ -259,10 +260,12 @@ def test_ogx_serves_the_same_bridged_providers(
         ]
         assert all(int(line.split(" ", 2)[1]) > 1 for line in lines)  # streamed in chunks, not as one
         assert "does not fit the server's" not in server.log.read_text(errors="replace")
-        # A client that goes away mid-stream stops the provider's generator in the worker, as it would in process.
-        record = tmp_path_factory.mktemp("hang-up") / "record"
-        assert _hang_up_after(server, "echo-new/new", f"until closed {record}", chunks=5) == 5
-        assert wait_until(lambda: record.exists() and record.read_text() == "closed", timeout=15)
+        # A client that goes away mid-stream stops the provider's generator in the worker, as it would in process;
+        # and one that never awaits too (in process, OGX would go on pulling it after the client has gone).
+        for mode in ("", "busy "):
+            record = tmp_path_factory.mktemp("hang-up") / "record"
+            assert _hang_up_after(server, "echo-new/new", f"until closed {mode}{record}", chunks=5) == 5
+            assert wait_until(functools.partial(_says_closed, record), timeout=15), mode
         crashed = _chat(server, "echo-old/old", "crash")
         assert crashed.status_code == 503 and "exited with code 7" in crashed.text
         assert wait_until(lambda: _chat(server, "echo-old/old", "back").status_code == 200, timeout=30)
@@ -271,6 +274,10 @@ def test_ogx_serves_the_same_bridged_providers(
         server.proc.kill()  # a server killed outright: its workers go with it (parent-death signal)
         server.proc.wait(timeout=30)
         assert wait_until(lambda: not hostel_pids(str(server.home)), timeout=15)
+
+
+def _says_closed(record: Path) -> bool:
+    return record.exists() and record.read_text() == "closed"
 
 
 def _hang_up_after(server: Server, model: str, text: str, *, chunks: int) -> int:

@@ -5,7 +5,8 @@ Llama Stack 0.2.x it takes keyword arguments. Replies name the Llama Stack versi
 A message "crash" makes the worker exit mid-request; "remember X" keeps X in the worker's memory, and "recall"
 answers with what it keeps (state that lives in one process, as a provider's registries and caches do). Streamed,
 "until closed PATH" yields a chunk every few milliseconds until its reader goes away, as a model generating for a
-client does, then writes "closed" to PATH.
+client does, then writes "closed" to PATH; "until closed busy PATH" the same without ever awaiting, as a local
+model on the CPU.
 """
 
 from __future__ import annotations
@@ -109,12 +110,13 @@ async def _chunks(model: str, text: str) -> Any:
         yield OpenAIChatCompletionChunk(**chunk) if NEW else chunk
 
 
-async def _until_closed(model: str, record: str) -> Any:
+async def _until_closed(model: str, record: str, *, busy: bool) -> Any:
     try:
         while True:
             async for chunk in _chunks(model, "tick"):
                 yield chunk
-            await asyncio.sleep(0.005)
+            if not busy:
+                await asyncio.sleep(0.005)
     finally:
         Path(record).write_text("closed")
 
@@ -122,8 +124,10 @@ async def _until_closed(model: str, record: str) -> Any:
 def _stream(model: str, messages: list[Any], text: str) -> Any:
     last = messages[-1]
     content = last["content"] if isinstance(last, dict) else last.content
+    if content.startswith("until closed busy "):
+        return _until_closed(model, content.removeprefix("until closed busy "), busy=True)
     if content.startswith("until closed "):
-        return _until_closed(model, content.removeprefix("until closed "))
+        return _until_closed(model, content.removeprefix("until closed "), busy=False)
     return _chunks(model, text)
 
 
