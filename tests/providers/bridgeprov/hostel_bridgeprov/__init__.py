@@ -51,9 +51,13 @@ LLAMA_STACK = _llama_stack_version()
 _MEMORY: list[str] = []
 
 
-def _reply_text(prefix: str, messages: list[Any]) -> str:
+def _last_content(messages: list[Any]) -> str:
     last = messages[-1]
-    content = last["content"] if isinstance(last, dict) else last.content
+    return str(last["content"] if isinstance(last, dict) else last.content)
+
+
+def _reply_text(prefix: str, messages: list[Any]) -> str:
+    content = _last_content(messages)
     if content == "crash":
         os._exit(7)
     if content.startswith("remember "):
@@ -122,8 +126,7 @@ async def _until_closed(model: str, record: str, *, busy: bool) -> Any:
 
 
 def _stream(model: str, messages: list[Any], text: str) -> Any:
-    last = messages[-1]
-    content = last["content"] if isinstance(last, dict) else last.content
+    content = _last_content(messages)
     if content.startswith("until closed busy "):
         return _until_closed(model, content.removeprefix("until closed busy "), busy=True)
     if content.startswith("until closed "):
