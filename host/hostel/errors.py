@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import re
 import signal as _signal
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -222,7 +223,23 @@ class RemoteError(HostelError):
 
     @staticmethod
     def _summary(provider_id: str, method: str, type_name: str, message: str) -> str:
-        return f"provider {provider_id!r} raised {type_name} in {method}(): {message}"
+        return f"provider {provider_id!r} raised {type_name} in {method}(): {message}{remedy(type_name, message)}"
+
+
+def remedy(type_name: str, message: str) -> str:
+    """What the operator can do about a provider's exception, when it is theirs to cure (``""`` otherwise): a module
+    missing from the provider's env, which a spec that forgot a package leaves out (an import made only when a
+    method runs passes the check at build time)."""
+    if type_name != "ModuleNotFoundError":
+        return ""
+    found = _NO_MODULE.search(message)
+    if found is None:
+        return ""
+    module = found.group(1).split(".")[0]
+    return f" (its env has no module {module!r}: add the package that provides it to the provider's pip_packages)"
+
+
+_NO_MODULE = re.compile(r"No module named '([^']+)'")
 
 
 class MethodNotFoundError(RemoteError):

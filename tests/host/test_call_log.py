@@ -35,3 +35,21 @@ def test_other_failures_are_one_info_line_and_a_cancelled_call_none(caplog: pyte
         (logging.INFO, "provider p: nope() failed: MethodNotFoundError: provider 'p': no [call 9]"),
     ]
     assert next_call_id() < next_call_id()
+
+
+def test_a_missing_module_says_to_add_its_package_and_nothing_else_does(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, "hostel.calls")
+    missing = RemoteError(
+        provider_id="p", method="search", type_name="ModuleNotFoundError", message="No module named 'numpy.linalg'"
+    )
+    log_failed_call("p", "search", 11, missing)
+    other = RemoteError(provider_id="p", method="search", type_name="ValueError", message="x")
+    log_failed_call("p", "search", 12, other)
+    first, second = (r.getMessage() for r in caplog.records)
+    remedy = "(its env has no module 'numpy': add the package that provides it to the provider's pip_packages)"
+    assert first == (
+        f"provider p: search() raised ModuleNotFoundError: No module named 'numpy.linalg' {remedy} [call 11]"
+    )
+    assert remedy in str(missing)
+    assert second == "provider p: search() raised ValueError: x [call 12]"
+    assert "pip_packages" not in str(other)

@@ -83,6 +83,23 @@ async def test_provider_exception_comes_back_as_remote_error(host: Host) -> None
     assert exc.value.provider_id == "t"
 
 
+async def test_a_module_missing_from_the_env_says_to_add_its_package(
+    host: Host, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A provider that imports a package only when a method runs passes the build's import check; the call that
+    needs it says what the operator must do (a spec that forgot it: OGX's inline::sqlite-vec and numpy)."""
+    t = host.provider("t")
+    assert await t.uses(module="json") == "json"
+    with pytest.raises(RemoteError) as exc:
+        await t.uses(module="numpy.linalg")
+    assert exc.value.type_name == "ModuleNotFoundError"
+    assert "its env has no module 'numpy': add the package that provides it to the provider's pip_packages" in str(
+        exc.value
+    )
+    logged = [r.getMessage() for r in caplog.records if r.name == "hostel.calls"]
+    assert any("uses() raised ModuleNotFoundError" in m and "provider's pip_packages" in m for m in logged)
+
+
 async def test_error_mid_stream_keeps_delivered_items(host: Host) -> None:
     got = []
     with pytest.raises(RemoteError, match="stream broke after 3"):

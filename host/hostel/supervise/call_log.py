@@ -11,7 +11,7 @@ import asyncio
 import itertools
 import logging
 
-from hostel.errors import BadArgumentsError, HostelError, MethodNotFoundError, RemoteError
+from hostel.errors import BadArgumentsError, HostelError, MethodNotFoundError, RemoteError, remedy
 
 logger = logging.getLogger("hostel.calls")
 
@@ -29,8 +29,8 @@ def log_failed_call(provider_id: str, method: str, call_id: int, exc: BaseExcept
         return  # the caller went away: nothing failed
     if isinstance(exc, RemoteError) and not isinstance(exc, (MethodNotFoundError, BadArgumentsError)):
         logger.warning(
-            "provider %s: %s() raised %s: %s [call %d]%s",
-            provider_id, method, exc.type_name, exc.remote_message, call_id,
+            "provider %s: %s() raised %s: %s%s [call %d]%s",
+            provider_id, method, exc.type_name, exc.remote_message, remedy(exc.type_name, exc.remote_message), call_id,
             f"\n{exc.remote_traceback.rstrip()}" if exc.remote_traceback else "",
         )  # fmt: skip
     elif isinstance(exc, HostelError):

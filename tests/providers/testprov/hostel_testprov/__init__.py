@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import os
 import platform
@@ -108,6 +109,10 @@ class TestProvider:
 
     async def deny(self) -> None:
         raise PermissionError("not for you")
+
+    async def uses(self, module: str) -> str:
+        """Imports ``module`` only when called, as providers do with heavy or optional packages."""
+        return importlib.import_module(module).__name__
 
     async def unimplemented(self) -> None:
         raise NotImplementedError("later")
