@@ -16,11 +16,16 @@ OGX's recorded responses (``OGX_TEST_INFERENCE_MODE=replay``), runs the same OGX
 prints a table (suite, passed in process, passed bridged, time each); ``--json`` writes it with every test's
 outcome both ways. Exit status 0 when every suite passes the same tests both ways, else 1.
 
-Suites: ``files`` (``inline::localfs``), ``vector_io`` (``inline::faiss``; also ``inline::sqlite-vec`` where
-the venv's Python can load SQLite extensions, which a Python built without ``--enable-loadable-sqlite-extensions``
-cannot: then its parametrizations are deselected, by name, both ways) and ``batches`` (``inline::reference``,
-which reads its input file and writes its output file through the server's Files API and runs each request
-through the server's inference).
+Suites: ``files`` (``inline::localfs``), ``vector_io`` (``inline::faiss`` and ``inline::sqlite-vec``) and
+``batches`` (``inline::reference``, which reads its input file and writes its output file through the server's
+Files API and runs each request through the server's inference).
+
+sqlite-vec is a SQLite extension, which a Python built without ``--enable-loadable-sqlite-extensions`` (pyenv's
+default) cannot load, in process or anywhere. With such a Python the script installs ``pysqlite3-binary`` (the
+same ``sqlite3`` module, built on a SQLite that can) and a ``sitecustomize`` that puts it in the place of
+``sqlite3``, on ``PYTHONPATH`` for both servers and, through the bridged providers' ``env:`` and
+``pip_packages``, for their workers: both ways alike. Where not even that installs, sqlite-vec's
+parametrizations are deselected, by name, both ways.
 """
 
 from __future__ import annotations
@@ -55,6 +60,21 @@ TEST_PACKAGES = [
 ]  # fmt: skip
 SUITES = ["files", "vector_io", "batches"]
 TIKTOKEN_CL100K = "9b5ad71b2ce5302211f9c61530b329a4922fc6a4"  # cl100k_base's name in tiktoken's cache
+SQLITE3_STAND_IN = "pysqlite3-binary"  # for a Python whose sqlite3 cannot load extensions (the module docstring)
+_STAND_IN = '''"""Written by hostel's scripts/ogx_suites.py: this Python's sqlite3 cannot load SQLite extensions,
+and sqlite-vec is one. pysqlite3, the same module built on a SQLite that can, stands in for it: in both servers
+and in the bridged workers alike."""
+import sys
+
+try:
+    import pysqlite3
+    import pysqlite3.dbapi2
+except ImportError:
+    pass
+else:
+    sys.modules["sqlite3"] = pysqlite3
+    sys.modules["sqlite3.dbapi2"] = pysqlite3.dbapi2
+'''
 VECTOR_IO_FILES = ["test_openai_vector_stores.py", "test_vector_io.py", "test_vector_io_filters.py",
                    "test_vector_stores_access_control.py"]  # fmt: skip
 STORAGE = {
@@ -126,10 +146,30 @@ def setup(workdir: Path) -> tuple[Path, Path, Path]:
     return venv, source, tiktoken
 
 
-def loads_sqlite_extensions(venv: Path) -> bool:
+def loads_sqlite_extensions(venv: Path, python_path: Path | None = None) -> bool:
     probe = "import sqlite3; print(hasattr(sqlite3.connect(':memory:'), 'enable_load_extension'))"
-    done = subprocess.run([str(venv / "bin" / "python"), "-c", probe], capture_output=True, text=True, check=True)
+    env = {**os.environ, "PYTHONPATH": str(python_path)} if python_path is not None else None
+    done = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", probe], capture_output=True, text=True, check=True, env=env
+    )
     return done.stdout.strip() == "True"
+
+
+def sqlite3_stand_in(workdir: Path, venv: Path) -> Path | None:
+    """Where the venv's sqlite3 cannot load extensions: a directory to put on ``PYTHONPATH`` whose
+    ``sitecustomize`` puts pysqlite3 in its place (installed in the venv here). ``None`` if none is needed, or if
+    the stand-in cannot be installed or does not load extensions either."""
+    if loads_sqlite_extensions(venv):
+        return None
+    try:
+        run([uv(), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), SQLITE3_STAND_IN])
+    except subprocess.CalledProcessError:
+        log(f"{SQLITE3_STAND_IN} did not install: sqlite-vec's tests will be deselected")
+        return None
+    directory = workdir / "sqlite3-stand-in"
+    directory.mkdir(exist_ok=True)
+    (directory / "sitecustomize.py").write_text(_STAND_IN)
+    return directory if loads_sqlite_extensions(venv, directory) else None
 
 
 def _bridged(entry: dict[str, object], hostel: dict[str, object] | None = None) -> dict[str, object]:
@@ -140,8 +180,22 @@ def _bridged(entry: dict[str, object], hostel: dict[str, object] | None = None) 
     return {**entry, "module": "hostel", "config": config}
 
 
-def configs(suite: str, *, sqlite_vec: bool) -> tuple[dict[str, object], dict[str, object]]:
-    """The suite's OGX run config, in process and bridged."""
+def _vector_io_worker(entry: dict[str, object], stand_in: Path | None) -> dict[str, object]:
+    """hostel's settings for a bridged vector_io provider: faiss loads tiktoken's file at start (offline here);
+    sqlite-vec imports numpy at its first insert or search, which OGX's registry does not list for it (in process
+    the server's own install brings it: ``ogx[starter]``, or faiss-cpu here)."""
+    env: dict[str, str | None] = {"TIKTOKEN_CACHE_DIR": None}
+    packages = ["numpy"] if entry["provider_type"] == "inline::sqlite-vec" else []
+    if stand_in is not None:
+        env["PYTHONPATH"] = str(stand_in)
+        packages.append(SQLITE3_STAND_IN)
+    return {"env": env, **({"pip_packages": packages} if packages else {})}
+
+
+def configs(
+    suite: str, *, sqlite_vec: bool, stand_in: Path | None = None
+) -> tuple[dict[str, object], dict[str, object]]:
+    """The suite's OGX run config, in process and bridged (``stand_in``: sqlite3's, for the bridged workers too)."""
     files = {"provider_id": "builtin-files", "provider_type": "inline::localfs",
              "config": {"storage_dir": "${env.STATE}/files",
                         "metadata_store": {"table_name": "files_metadata", "backend": "sql_default"}}}  # fmt: skip
@@ -176,7 +230,7 @@ def configs(suite: str, *, sqlite_vec: bool) -> tuple[dict[str, object], dict[st
             "file_processors": [{"provider_id": "auto", "provider_type": "inline::auto"}],
         }  # fmt: skip
         providers = {**common, "vector_io": stores}
-        bridged = {**common, "vector_io": [_bridged(s, {"env": ["TIKTOKEN_CACHE_DIR"]}) for s in stores]}
+        bridged = {**common, "vector_io": [_bridged(s, _vector_io_worker(s, stand_in)) for s in stores]}
         apis = ["inference", "vector_io", "files", "file_processors"]
     return (
         {**base, "distro_name": f"{suite}-in-process", "apis": apis, "providers": providers},
@@ -252,6 +306,7 @@ class SuiteResult:
     in_process: Run
     bridged: Run
     deselected: str = ""
+    note: str = ""
 
     @property
     def differ(self) -> list[str]:
@@ -267,11 +322,13 @@ class Setup:
     tiktoken: Path
     workdir: Path
     home: Path  # HOSTEL_HOME of the bridged providers
+    sqlite3_stand_in: Path | None = None  # see sqlite3_stand_in()
 
 
 def run_suite(suite: str, where: Setup) -> SuiteResult:
-    sqlite_vec = loads_sqlite_extensions(where.venv)
-    in_process, bridged = configs(suite, sqlite_vec=sqlite_vec)
+    stand_in = where.sqlite3_stand_in if suite == "vector_io" else None
+    sqlite_vec = stand_in is not None or loads_sqlite_extensions(where.venv)
+    in_process, bridged = configs(suite, sqlite_vec=sqlite_vec, stand_in=stand_in)
     if suite in ("files", "batches"):
         paths = [f"tests/integration/{suite}"]
     else:
@@ -290,6 +347,7 @@ def run_suite(suite: str, where: Setup) -> SuiteResult:
             "OGX_TEST_INFERENCE_MODE": "replay",
             "OGX_TEST_RECORDING_DIR": str(where.source / "tests" / "integration" / "common"),
             "OLLAMA_URL": "http://127.0.0.1:11434/v1",
+            **({"PYTHONPATH": str(stand_in)} if stand_in is not None else {}),
         }
         started = time.monotonic()
         with server(where.venv, config_path, env, run_dir / "server.log") as url:
@@ -301,7 +359,8 @@ def run_suite(suite: str, where: Setup) -> SuiteResult:
             tests = outcomes(report)
         runs[mode] = Run(tests, round(time.monotonic() - started, 1), str(run_dir / "server.log"))
     deselected = "sqlite-vec: this Python cannot load SQLite extensions" if select else ""
-    return SuiteResult(suite, runs["in_process"], runs["bridged"], deselected)
+    note = f"sqlite3 is {SQLITE3_STAND_IN}'s, both ways: this Python's cannot load extensions" if stand_in else ""
+    return SuiteResult(suite, runs["in_process"], runs["bridged"], deselected, note)
 
 
 def table(results: list[SuiteResult]) -> str:
@@ -330,12 +389,16 @@ def main() -> int:
     opts = parser.parse_args()
     opts.workdir.mkdir(parents=True, exist_ok=True)
     venv, source, tiktoken = setup(opts.workdir)
-    where = Setup(venv, source, tiktoken, opts.workdir, opts.home or opts.workdir / "hostel-home")
+    home = opts.home or opts.workdir / "hostel-home"
+    stand_in = sqlite3_stand_in(opts.workdir, venv) if "vector_io" in (opts.suite or SUITES) else None
+    where = Setup(venv, source, tiktoken, opts.workdir, home, stand_in)
     results = [run_suite(suite, where) for suite in opts.suite or SUITES]
     print(table(results))
     for r in results:
         if r.deselected:
             print(f"{r.suite}: deselected both ways: {r.deselected}")
+        if r.note:
+            print(f"{r.suite}: {r.note}")
         for name in r.differ:
             print(f"{r.suite}: {name}: {r.in_process.tests.get(name)} in process, {r.bridged.tests.get(name)} bridged")
     if opts.json:
