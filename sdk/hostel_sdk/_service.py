@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import inspect
 import logging
 import platform
@@ -12,6 +13,7 @@ import traceback
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -112,6 +114,16 @@ class ProviderDataError(ValueError):
     """The call's provider data did not pass the provider's validator."""
 
 
+@dataclass(frozen=True)
+class _Produced:
+    """A stream a call returned, and the context it was returned in: the call's provider data (hostel's and the
+    provider's Llama Stack's), its user, its span, and whatever the provider set itself. Its items are produced in
+    that context, as they are in process, where the server iterates the stream inside the request's."""
+
+    source: Any
+    scope: contextvars.Context
+
+
 class ProviderService:
     """Dispatches Worker.Call to the methods of one provider object."""
 
@@ -132,7 +144,7 @@ class ProviderService:
         self._validate_provider_data = provider_data_validator
         self._on_shutdown = on_shutdown
         self._ls_provider_data = provider_data_var
-        self._parked: dict[int, tuple[Any, RequestContext, asyncio.TimerHandle]] = {}
+        self._parked: dict[int, tuple[_Produced, RequestContext, asyncio.TimerHandle]] = {}
         self._next_stream = 0
         self._closing: set[asyncio.Future[Any]] = set()
         self._draining = asyncio.Event()
@@ -174,8 +186,8 @@ class ProviderService:
 
     async def _invoke(
         self, request: pb.CallRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> tuple[pb.CallReply | None, Any, RequestContext]:
-        """Run one call: ``(reply, None, ctx)`` for a value or an error, ``(None, iterator, ctx)`` for a stream."""
+    ) -> tuple[pb.CallReply | None, _Produced | None, RequestContext]:
+        """Run one call: ``(reply, None, ctx)`` for a value or an error, ``(None, stream, ctx)`` for a stream."""
         request_context = RequestContext()
         binder = self._binder(request.method)
         if binder is None:
@@ -219,7 +231,7 @@ class ProviderService:
         call_kwargs: dict[str, Any],
         *,
         kwargs: dict[str, Any],
-    ) -> tuple[pb.CallReply | None, Any, RequestContext]:
+    ) -> tuple[pb.CallReply | None, _Produced | None, RequestContext]:
         request_context = RequestContext()
         try:
             decoded, provider_data = self._provider_data(request.provider_data_json)
@@ -243,6 +255,8 @@ class ProviderService:
                 result = self._methods[request.method](*call_args, **call_kwargs)
                 if inspect.isawaitable(result):
                     result = await result
+                if hasattr(result, "__aiter__"):
+                    result = _Produced(result, contextvars.copy_context())
         except Exception as exc:  # noqa: BLE001 - the provider's exception goes back to the caller
             if span is not None:
                 span.end(exc)
@@ -255,7 +269,7 @@ class ProviderService:
             if ls_token is not None:
                 self._ls_provider_data.reset(ls_token)  # type: ignore[union-attr]
             leave_request(token)
-        if hasattr(result, "__aiter__"):
+        if isinstance(result, _Produced):
             return None, result, request_context  # the stream ends its span
         if span is not None:
             span.end()
@@ -287,6 +301,7 @@ class ProviderService:
         if reply is not None:
             yield reply
             return
+        assert stream is not None
         yield pb.CallReply(stream_begin=pb.StreamBegin())
         async for item in _stream(stream, request_context):
             yield item
@@ -296,6 +311,7 @@ class ProviderService:
         reply, stream, request_context = await self._invoke(request, context)
         if reply is not None:
             return reply
+        assert stream is not None
         if len(self._parked) >= _MAX_PARKED_STREAMS:
             self._close_later(stream)
             busy = RuntimeError(f"{len(self._parked)} streams are waiting to be opened, the limit; try again")
@@ -331,9 +347,9 @@ class ProviderService:
         if parked is not None:
             self._close_later(parked[0])
 
-    def _close_later(self, stream: Any) -> None:
-        if hasattr(stream, "aclose"):
-            task = asyncio.ensure_future(stream.aclose())
+    def _close_later(self, stream: _Produced) -> None:
+        if hasattr(stream.source, "aclose"):
+            task = stream.scope.run(asyncio.ensure_future, stream.source.aclose())
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
 
@@ -387,7 +403,7 @@ class ProviderService:
         return pb.ShutdownReply()
 
 
-async def _stream(source: Any, request_context: RequestContext) -> AsyncIterator[pb.CallReply]:
+async def _stream(stream: _Produced, request_context: RequestContext) -> AsyncIterator[pb.CallReply]:
     """Relay an async iterator as batched replies.
 
     A producer task encodes items as the provider yields them; each reply carries every item produced
@@ -396,6 +412,7 @@ async def _stream(source: Any, request_context: RequestContext) -> AsyncIterator
     pauses the generator. It gives the loop back after an item that found nothing pending and every
     ``_YIELD_BYTES``, so a generator that never awaits still has its first item sent at once.
     """
+    source = stream.source
     pending: deque[bytes] = deque()
     pending_bytes = 0
     ready = asyncio.Event()
@@ -430,12 +447,7 @@ async def _stream(source: Any, request_context: RequestContext) -> AsyncIterator
             done = True
             ready.set()
 
-    token = enter_request(request_context)  # the producer task copies this context: provider data holds
-    try:
-        with _telemetry.active(request_context.span):  # and the call's span is current in the generator
-            producer = asyncio.create_task(produce())
-    finally:
-        leave_request(token)
+    producer = stream.scope.run(asyncio.create_task, produce())  # the task runs in a copy of the call's context
     try:
         while True:
             await ready.wait()

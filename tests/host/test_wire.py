@@ -247,6 +247,7 @@ async def test_llama_stack_provider_sees_its_api_enum_and_reads_provider_data_it
                     "dep_keys",
                     "greet_through_inference",
                     "who_is_asking",
+                    "who_is_asking_each",
                     "embedding_result_type",
                     "get_request_provider_data",
                     "authenticated_user",
@@ -264,6 +265,8 @@ async def test_llama_stack_provider_sees_its_api_enum_and_reads_provider_data_it
         assert await ls.embedding_result_type() == "OpenAIEmbeddingsResponse:3"
         assert await ls.who_is_asking() == {"api_key": "k9"}  # NeedsRequestProviderData, unmodified
         assert await host.provider("ls").who_is_asking() is None
+        # ... and inside a generator, as its items are taken (in process, the server's context holds them too)
+        assert [x async for x in await ls.who_is_asking_each(n=2)] == [{"api_key": "k9"}] * 2
         # The gateway's authenticated user reaches a Llama Stack provider as Llama Stack's own User.
         user = {"principal": "alice", "attributes": {"roles": ["admin"]}}
         as_alice = host.provider("ls", provider_data={"__authenticated_user": user})

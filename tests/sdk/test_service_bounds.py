@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,7 +22,7 @@ async def test_a_stream_whose_reader_stopped_pauses_the_generator() -> None:
             produced += 1
             yield "x" * 10_000
 
-    replies = _service._stream(endless(), RequestContext())
+    replies = _service._stream(_service._Produced(endless(), contextvars.copy_context()), RequestContext())
     first = await replies.__anext__()  # the reader takes one message, then stops reading
     assert first.WhichOneof("kind") == "items"
     await asyncio.sleep(0.3)

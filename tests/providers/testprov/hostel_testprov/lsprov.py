@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.metadata
+from collections.abc import AsyncIterator
 from typing import Any
 
 from llama_stack.core.request_headers import NeedsRequestProviderData
@@ -15,6 +17,13 @@ class LlamaStackStyleProvider(NeedsRequestProviderData):
     async def who_is_asking(self) -> Any:
         data = self.get_request_provider_data()
         return data.model_dump() if data is not None else None
+
+    async def who_is_asking_each(self, n: int) -> AsyncIterator[Any]:
+        """Reads the provider data as its items are taken, as a generator that calls its backend per item does."""
+        for _ in range(n):
+            await asyncio.sleep(0)
+            data = self.get_request_provider_data()
+            yield data.model_dump() if data is not None else None
 
     async def dep_keys(self) -> list[str]:
         return [f"{type(k).__module__}.{type(k).__name__}:{k.value}" for k in self.deps]
