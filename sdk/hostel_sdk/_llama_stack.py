@@ -125,7 +125,9 @@ def protocol_methods(protocol: type) -> dict[str, Any]:
 def missing_methods(impl: object, api: str) -> list[str]:
     """The methods of the API's protocol (of the Llama Stack the provider imported) that ``impl`` lacks.
 
-    Methods only served at the alpha level are skipped, as Llama Stack's own compliance check does.
+    Only what the server's own compliance check requires: methods it serves as routes (``__webmethods__``), not
+    those served only at the alpha level. OGX 1.x serves its APIs through FastAPI routers and marks none: there, as
+    in its server, nothing is required (its ``remote::ollama`` has no ``rerank``, an alpha method it never needed).
     Nothing is checked when the provider did not import ``llama_stack_api`` / ``ogx_api``.
     """
     module = sys.modules.get("llama_stack_api") or sys.modules.get("ogx_api")
@@ -135,7 +137,7 @@ def missing_methods(impl: object, api: str) -> list[str]:
     missing = []
     for name, function in sorted(protocol_methods(protocol).items()):
         routes = getattr(function, "__webmethods__", None) or []
-        if any(getattr(route, "level", None) == _ALPHA for route in routes):
+        if not routes or any(getattr(route, "level", None) == _ALPHA for route in routes):
             continue
         if not callable(getattr(impl, name, None)):
             missing.append(name)
