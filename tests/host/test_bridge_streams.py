@@ -3,6 +3,7 @@ it is taken from the wire, through a real worker (no server needed: the bridge's
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -65,13 +66,17 @@ async def test_items_arrive_as_the_servers_model_in_order(bridge: tuple[Host, Br
     assert [item.i for item in items] == list(range(2000)) and items[7].pad == "x" * 16
 
 
-async def test_items_that_do_not_fit_pass_on_as_json_with_one_warning(
+async def test_items_that_do_not_fit_pass_on_as_sent_with_one_warning(
     bridge: tuple[Host, Bridge], caplog: pytest.LogCaptureFixture
 ) -> None:
+    """As the provider's own object would be in process: its fields as attributes, which the server may set (OGX
+    stamps a completion chunk's ``model``), and its own JSON when the server dumps it."""
     host, made = bridge
     caplog.set_level(logging.WARNING, "hostel.bridge._impl")
     items = await _items(made, await host.provider("t").busy_stream(n=50, size=1, busy_s=0), Newer)
-    assert [item["i"] for item in items] == list(range(50)) and items[0]["pad"] == "x"
+    assert [item.i for item in items] == list(range(50)) and items[0].pad == "x"
+    items[0].model = "ollama/x"
+    assert json.loads(items[0].model_dump_json()) == {"i": 0, "pad": "x", "made": items[0].made, "model": "ollama/x"}
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 1 and "does not fit the server's" in warnings[0] and "added_later" in warnings[0]
 

@@ -14,7 +14,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from hostel.bridge._crashes import CrashedRequests, fingerprint
 from hostel.bridge._deps import ServerApis
@@ -45,6 +45,26 @@ _FALLBACKS: dict[str, Fallback] = {
     "list_models": lambda args: None,
     "list_scoring_functions": lambda args: [],
 }
+
+
+class AsSent(BaseModel):
+    """A result or a stream's item that does not fit the server's type, as the provider sent it: the keys of its JSON
+    object are its attributes, which the server may read and set (OGX stamps each completion chunk's ``model``),
+    and it dumps back as the same JSON. In process the server gets the provider's own object (an OpenAI SDK
+    ``Completion`` whose chunks have no ``finish_reason`` yet); a plain ``dict`` has neither attributes nor
+    ``model_dump_json``."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+def as_sent(value: Any) -> Any:
+    """``value`` (decoded JSON) as ``AsSent`` when it is a JSON object, else unchanged."""
+    if not isinstance(value, dict):
+        return value
+    try:
+        return AsSent.model_validate(value)
+    except (ValidationError, TypeError):  # a key pydantic keeps for itself: the plain dict, as before
+        return value
 
 
 def _fallback(name: str) -> Fallback | None:
@@ -227,9 +247,9 @@ class Bridge:
         def decode(data: bytes) -> Any:
             try:
                 return rebuild(data)
-            except ValueError as exc:  # another version's shape (a ValidationError): pass the JSON on, say so once
+            except ValueError as exc:  # another version's shape (a ValidationError): pass it on as sent, say so once
                 self._unfit(method, annotation, exc)
-                return codec.loads(data)
+                return as_sent(codec.loads(data))
 
         return decode
 
@@ -238,15 +258,15 @@ class Bridge:
             return value
         try:
             return codec.rebuild(value, annotation)
-        except Exception as exc:  # noqa: BLE001 - another version's shape: pass the JSON on, say so once
+        except Exception as exc:  # noqa: BLE001 - another version's shape: pass it on as sent, say so once
             self._unfit(method, annotation, exc)
-            return value
+            return as_sent(value)
 
     def _unfit(self, method: str, annotation: Any, exc: Exception) -> None:
         if method not in self._unrebuilt:
             self._unrebuilt.add(method)
             logger.warning(
-                "%s.%s(): the result does not fit the server's %s; passing it on as JSON (%s)",
+                "%s.%s(): the result does not fit the server's %s; passing it on as the provider sent it (%s)",
                 self._provider_id, method, annotation, _first_error(exc),
             )  # fmt: skip
 
