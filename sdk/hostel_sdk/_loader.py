@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from pydantic import TypeAdapter, ValidationError
 
-from hostel_sdk import _llama_stack, _storage
+from hostel_sdk import _llama_stack, _storage, _test_recording
 from hostel_sdk._deps import HostClient, build_deps, inject_stores
 from hostel_sdk._exposure import exposed_methods
 from hostel_sdk._handshake import Stage
@@ -54,6 +54,7 @@ class Loaded:
     impl: Any
     validator: Callable[[Any], Any] | None
     methods: dict[str, Callable[..., Any]]
+    recording: _test_recording.Recording | None = None  # OGX's test recorder, when its environment turns it on
 
 
 async def load_provider(request: StartRequest, host_client: HostClient | None) -> Loaded:
@@ -62,6 +63,7 @@ async def load_provider(request: StartRequest, host_client: HostClient | None) -
     module = import_module(request.module)
     if request.storage is not None:
         register_backends(request.storage)
+    recording = start_test_recording()
     config = build_config(request)
     validator = load_validator(request.provider_data_validator)
     impl = await create_impl(request, module, config, build_deps(host_client, request.deps))
@@ -80,7 +82,7 @@ async def load_provider(request: StartRequest, host_client: HostClient | None) -
         api=request.api,
         validator=request.provider_data_validator,
     )
-    return Loaded(impl, validator, exposed_methods(impl, api=request.api, expose=request.expose))
+    return Loaded(impl, validator, exposed_methods(impl, api=request.api, expose=request.expose), recording)
 
 
 def import_object(path: str, *, stage: Stage, what: str) -> Any:
@@ -129,6 +131,14 @@ def import_module(name: str) -> Any:
         elif isinstance(exc, ModuleNotFoundError):
             hint = "; add the package that provides it to pip_packages"
         raise StartError("import", f"cannot import module {name!r}: {_describe(exc)}{hint}") from exc
+
+
+def start_test_recording() -> _test_recording.Recording | None:
+    """OGX's test recorder, if the environment turns it on (stage ``config``): ``hostel_sdk._test_recording``."""
+    try:
+        return _test_recording.start()
+    except Exception as exc:  # a bad recording setting fails the start, named
+        raise StartError("config", f"turning on the test recording failed: {_describe(exc)}") from exc
 
 
 def register_backends(storage: Mapping[str, Any]) -> None:

@@ -18,7 +18,17 @@ from typing import Any
 
 import grpc
 
-from hostel_sdk import __version__, _blobs, _exceptions, _llama_stack, _received, _session, _telemetry, codec
+from hostel_sdk import (
+    __version__,
+    _blobs,
+    _exceptions,
+    _llama_stack,
+    _received,
+    _session,
+    _telemetry,
+    _test_recording,
+    codec,
+)
 from hostel_sdk import _messages as pb
 from hostel_sdk._context import RequestContext, enter_request, leave_request
 from hostel_sdk._exposure import LIFECYCLE_METHODS, exposed_methods
@@ -135,15 +145,18 @@ class ProviderService:
         on_shutdown: Callable[[float], None] | None = None,
         provider_data_var: ContextVar[Any] | None = None,
         methods: Mapping[str, Callable[..., Any]] | None = None,
+        recording: _test_recording.Recording | None = None,
     ) -> None:
         """``provider_data_var``: Llama Stack's own context variable, set to the raw provider data per call.
-        ``methods``: what callers may call (default: ``exposed_methods(impl)``, its public functions)."""
+        ``methods``: what callers may call (default: ``exposed_methods(impl)``, its public functions).
+        ``recording``: OGX's test recorder, told each call's test."""
         self._impl = impl
         self._methods = dict(methods) if methods is not None else exposed_methods(impl)
         self._binders: dict[str, codec.MethodBinder] = {}
         self._validate_provider_data = provider_data_validator
         self._on_shutdown = on_shutdown
         self._ls_provider_data = provider_data_var
+        self._recording = recording
         self._parked: dict[int, tuple[_Produced, RequestContext, asyncio.TimerHandle]] = {}
         self._next_stream = 0
         self._closing: set[asyncio.Future[Any]] = set()
@@ -250,6 +263,7 @@ class ProviderService:
         ls_token = None
         if self._ls_provider_data is not None and request.provider_data_json:
             ls_token = self._ls_provider_data.set(_llama_stack.stack_provider_data(decoded))
+        leave_test = self._recording.enter_call() if self._recording is not None else None
         try:
             with _telemetry.active(span):
                 result = self._methods[request.method](*call_args, **call_kwargs)
@@ -266,6 +280,8 @@ class ProviderService:
                 span.end(exc)
             raise
         finally:
+            if leave_test is not None:
+                leave_test()
             if ls_token is not None:
                 self._ls_provider_data.reset(ls_token)  # type: ignore[union-attr]
             leave_request(token)

@@ -143,6 +143,7 @@ async def serve(request: StartRequest, handshake_fd: int, options: ServeOptions 
         on_shutdown=on_shutdown if options.honour_shutdown_rpc else None,
         provider_data_var=_llama_stack.provider_data_var(),
         methods=loaded.methods,
+        recording=loaded.recording,
     )
     server = grpc.aio.server(
         options=channel_options(request.max_message_bytes, local=request.listen is None),

@@ -43,6 +43,17 @@ def _real_provider(config: Any, server: Server) -> tuple[str, str, BridgeOptions
     return api, provider_type, options, raw
 
 
+def _pass_env(entry: dict[str, Any], names: list[str]) -> None:
+    """Give the worker ``names`` from the server's environment, besides what the entry's ``env`` gives it."""
+    env = entry.get("env")
+    if not names:
+        return
+    if isinstance(env, dict):
+        entry["env"] = {**dict.fromkeys(names), **env}
+    else:
+        entry["env"] = [*(env or []), *(name for name in names if name not in (env or []))]
+
+
 async def get_adapter_impl(config: Any, deps: dict[Any, Any], policy: list[Any] | None = None) -> Bridge:
     """Build the real provider's env, start its worker, and return the server's object for it.
 
@@ -60,6 +71,7 @@ async def get_adapter_impl(config: Any, deps: dict[Any, Any], policy: list[Any] 
     storage = server.storage()
     if storage is not None:
         raw["storage"] = storage
+    _pass_env(raw["providers"][api][0], server.test_settings())
     shared, key_prefix = _shared.sharing(options.shared_host)
     bridges: list[Bridge] = []
     external = ServerApis(

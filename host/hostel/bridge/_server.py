@@ -6,6 +6,7 @@ Imported only inside a server process, so Llama Stack is never a dependency of h
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import typing
 from collections.abc import AsyncIterator
@@ -55,6 +56,13 @@ class Server:
     def private_protocol(self, api: str) -> type | None:
         """What the routing tables call on a provider of ``api`` (``register_model``, ``list_models`` ...)."""
         return private_protocol_class(self.api_package, api)
+
+    def test_settings(self) -> list[str]:
+        """The server's test-recording settings its environment has (``OGX_TEST_*``; Llama Stack's
+        ``LLAMA_STACK_TEST_*``): with them, a bridged worker records or replays its model calls as the server does
+        its own providers' (``hostel_sdk._test_recording``)."""
+        prefix = f"{self.core.upper()}_TEST_"
+        return sorted(name for name in os.environ if name.startswith(prefix))
 
     def provider_data_var(self) -> ContextVar[Any] | None:
         """The server's request provider data, as it parsed it from ``X-OGX-Provider-Data`` (or Llama Stack's
