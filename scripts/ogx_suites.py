@@ -16,9 +16,10 @@ OGX's recorded responses (``OGX_TEST_INFERENCE_MODE=replay``), runs the same OGX
 prints a table (suite, passed in process, passed bridged, time each); ``--json`` writes it with every test's
 outcome both ways. Exit status 0 when every suite passes the same tests both ways, else 1.
 
-Suites: ``files`` (``inline::localfs``), ``vector_io`` (``inline::faiss`` and ``inline::sqlite-vec``) and
+Suites: ``files`` (``inline::localfs``), ``vector_io`` (``inline::faiss`` and ``inline::sqlite-vec``),
 ``batches`` (``inline::reference``, which reads its input file and writes its output file through the server's
-Files API and runs each request through the server's inference).
+Files API and runs each request through the server's inference) and ``inference`` (``remote::ollama``, its calls
+to Ollama answered from OGX's recordings in the worker, as in the server: the bridge passes OGX's test settings on).
 
 sqlite-vec is a SQLite extension, which a Python built without ``--enable-loadable-sqlite-extensions`` (pyenv's
 default) cannot load, in process or anywhere. With such a Python the script installs ``pysqlite3-binary`` (the
@@ -58,7 +59,7 @@ TEST_PACKAGES = [
     "requests", "openai", "aiosqlite", "sqlalchemy[asyncio]", "aiohttp", "chardet", "pypdf", "google-genai",
     "ollama", "faiss-cpu", "sqlite-vec", "markitdown[all]", "tiktoken",
 ]  # fmt: skip
-SUITES = ["files", "vector_io", "batches"]
+SUITES = ["files", "vector_io", "batches", "inference"]
 TIKTOKEN_CL100K = "9b5ad71b2ce5302211f9c61530b329a4922fc6a4"  # cl100k_base's name in tiktoken's cache
 SQLITE3_STAND_IN = "pysqlite3-binary"  # for a Python whose sqlite3 cannot load extensions (the module docstring)
 _STAND_IN = '''"""Written by hostel's scripts/ogx_suites.py: this Python's sqlite3 cannot load SQLite extensions,
@@ -206,6 +207,12 @@ def configs(
         providers = {"files": [files]}
         bridged = {"files": [_bridged(files)]}
         apis = ["files"]
+    elif suite == "inference":
+        providers = {"inference": inference, "files": [files]}
+        # OGX's test recorder, on in the worker as in the server (the bridge passes OGX_TEST_* on), imports these.
+        recorder = {"pip_packages": ["aiohttp", "chardet", "pypdf"]}
+        bridged = {"inference": [_bridged(inference[0], recorder)], "files": [files]}
+        apis = ["inference", "files"]
     elif suite == "batches":
         batches = {"provider_id": "reference", "provider_type": "inline::reference",
                    "config": {"sqlstore": {"table_name": "batches", "backend": "sql_default"}}}  # fmt: skip
@@ -329,7 +336,7 @@ def run_suite(suite: str, where: Setup) -> SuiteResult:
     stand_in = where.sqlite3_stand_in if suite == "vector_io" else None
     sqlite_vec = stand_in is not None or loads_sqlite_extensions(where.venv)
     in_process, bridged = configs(suite, sqlite_vec=sqlite_vec, stand_in=stand_in)
-    if suite in ("files", "batches"):
+    if suite in ("files", "batches", "inference"):
         paths = [f"tests/integration/{suite}"]
     else:
         paths = [f"tests/integration/vector_io/{name}" for name in VECTOR_IO_FILES]

@@ -16,7 +16,7 @@ from tests.conftest import REPO, hostel_pids, python_path
 
 pytestmark = [
     pytest.mark.skipif(not python_path("3.12"), reason="OGX 1.5 needs Python >= 3.12, not found here"),
-    pytest.mark.timeout(3000),  # the set-up and four OGX servers' runs: about 6 minutes here, more with a cold cache
+    pytest.mark.timeout(3000),  # the set-up and eight OGX servers' runs: about 12 minutes here, more with a cold cache
 ]
 
 
@@ -78,3 +78,14 @@ def test_ogx_vector_io_suite_passes_the_same_tests_bridged_as_in_process(
     assert any("vector_io=faiss" in name for name in passed)
     if not vector_io["deselected"]:
         assert sum("vector_io=sqlite-vec" in name for name in passed) >= 90
+
+
+def test_ogx_inference_suite_passes_the_same_tests_bridged_as_in_process(results: dict[str, dict[str, object]]) -> None:
+    """OGX's remote::ollama bridged: its calls to Ollama are answered from OGX's recordings inside the worker, as
+    inside the server (the bridge passes OGX_TEST_INFERENCE_MODE on), and streamed completions, whose chunks do not
+    fit OGX's own model, reach the server as the provider sent them."""
+    inference = results["inference"]
+    assert inference["differ"] == []
+    passed = _passed(inference["bridged"])
+    assert passed == _passed(inference["in_process"]) and len(passed) >= 45
+    assert any("test_openai_completion_streaming" in name for name in passed)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 import time
@@ -88,6 +89,7 @@ async def test_a_module_missing_from_the_env_says_to_add_its_package(
 ) -> None:
     """A provider that imports a package only when a method runs passes the build's import check; the call that
     needs it says what the operator must do (a spec that forgot it: OGX's inline::sqlite-vec and numpy)."""
+    caplog.set_level(logging.WARNING, "hostel.calls")  # whatever an earlier test left the levels at
     t = host.provider("t")
     assert await t.uses(module="json") == "json"
     with pytest.raises(RemoteError) as exc:
