@@ -6,6 +6,7 @@ ourselves would be slow and, for some versions, fragile. We look in ``sys.module
 
 from __future__ import annotations
 
+import dis
 import functools
 import inspect
 import sys
@@ -122,13 +123,34 @@ def protocol_methods(protocol: type) -> dict[str, Any]:
     return methods
 
 
+# The instructions of a function whose body is only a docstring and ``...`` (or ``pass``), sync or async, on
+# Python 3.10-3.13: what a protocol leaves abstract. A protocol method with a body of its own (OGX's ``rerank``
+# answers "not implemented") is not.
+_STUB_OPS = frozenset({
+    "RESUME", "RETURN_GENERATOR", "GEN_START", "POP_TOP", "NOP", "CACHE", "RETURN_VALUE", "RETURN_CONST",
+    "LOAD_CONST", "CALL_INTRINSIC_1", "RERAISE",
+})  # fmt: skip
+
+
+def _abstract(function: Any) -> bool:
+    try:
+        instructions = list(dis.get_instructions(function))
+    except TypeError:
+        return False
+    return all(
+        op.opname in _STUB_OPS and (op.opname not in ("LOAD_CONST", "RETURN_CONST") or op.argval is None)
+        for op in instructions
+    )
+
+
 def missing_methods(impl: object, api: str) -> list[str]:
     """The methods of the API's protocol (of the Llama Stack the provider imported) that ``impl`` lacks.
 
-    Only what the server's own compliance check requires: methods it serves as routes (``__webmethods__``), not
-    those served only at the alpha level. OGX 1.x serves its APIs through FastAPI routers and marks none: there, as
-    in its server, nothing is required (its ``remote::ollama`` has no ``rerank``, an alpha method it never needed).
-    Nothing is checked when the provider did not import ``llama_stack_api`` / ``ogx_api``.
+    Required are the methods the protocol leaves abstract, as a class implementing it would have to write, except
+    those served only at the alpha level, which Llama Stack's own compliance check skips too. A method the protocol
+    implements itself is not: OGX 1.5's ``remote::ollama`` has no ``rerank``, whose protocol body answers "not
+    implemented", and its server starts it. Nothing is checked when the provider did not import
+    ``llama_stack_api`` / ``ogx_api``.
     """
     module = sys.modules.get("llama_stack_api") or sys.modules.get("ogx_api")
     protocol = protocol_class(module, api) if module else None
@@ -137,7 +159,7 @@ def missing_methods(impl: object, api: str) -> list[str]:
     missing = []
     for name, function in sorted(protocol_methods(protocol).items()):
         routes = getattr(function, "__webmethods__", None) or []
-        if not routes or any(getattr(route, "level", None) == _ALPHA for route in routes):
+        if not _abstract(function) or any(getattr(route, "level", None) == _ALPHA for route in routes):
             continue
         if not callable(getattr(impl, name, None)):
             missing.append(name)

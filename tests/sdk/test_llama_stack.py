@@ -1,4 +1,4 @@
-"""hostel_sdk._llama_stack: what a provider must implement is what its server's own compliance check requires."""
+"""hostel_sdk._llama_stack: what a provider must implement is what its protocol leaves abstract, bar alpha methods."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hostel_sdk import _llama_stack
 
 
 def _routed(level: str) -> Any:
-    def method(self: Any) -> None: ...
+    async def method(self: Any) -> None: ...
 
     method.__webmethods__ = [types.SimpleNamespace(level=level)]  # type: ignore[attr-defined]
     return method
@@ -20,27 +20,39 @@ def _routed(level: str) -> Any:
 
 class _Inference:
     served = _routed("v1")
-    alpha = _routed("v1alpha")
+    alpha = _routed("v1alpha")  # Llama Stack's compliance check skips these
 
-    def unrouted(self) -> None:
-        """OGX 1.x: its APIs are FastAPI routers, and no protocol method carries ``__webmethods__``."""
+    async def unrouted(self) -> None:
+        """Llama Stack 0.7 and OGX 1.x mark no protocol method as a route: abstract all the same."""
+
+    def sync_stub(self, x: int) -> int:
+        pass  # type: ignore[return-value]
+
+    async def rerank(self, request: Any) -> Any:
+        """OGX 1.5's: the protocol answers it itself, so a provider need not (its remote::ollama does not)."""
+        raise NotImplementedError("Reranking is not implemented")
 
 
 class _Provider:
     pass
 
 
-@pytest.mark.parametrize("package", ["llama_stack_api", "ogx_api"])
-def test_only_methods_the_server_serves_as_non_alpha_routes_are_required(
-    package: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture(params=["llama_stack_api", "ogx_api"])
+def api_package(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delitem(sys.modules, "llama_stack_api", raising=False)
     monkeypatch.delitem(sys.modules, "ogx_api", raising=False)
-    monkeypatch.setitem(sys.modules, package, types.SimpleNamespace(InferenceProvider=_Inference))
-    assert _llama_stack.missing_methods(_Provider(), "inference") == ["served"]
+    monkeypatch.setitem(sys.modules, request.param, types.SimpleNamespace(InferenceProvider=_Inference))
+
+
+@pytest.mark.usefixtures("api_package")
+def test_the_methods_the_protocol_leaves_abstract_are_required_bar_alpha_ones() -> None:
+    assert _llama_stack.missing_methods(_Provider(), "inference") == ["served", "sync_stub", "unrouted"]
 
     class Complete:
-        def served(self) -> None: ...
+        async def served(self) -> None: ...
+        async def unrouted(self) -> None: ...
+        def sync_stub(self, x: int) -> int:
+            return x
 
     assert _llama_stack.missing_methods(Complete(), "inference") == []
 
