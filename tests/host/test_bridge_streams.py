@@ -13,7 +13,7 @@ import pytest
 from pydantic import BaseModel
 
 from hostel import Host
-from hostel.bridge._impl import Bridge
+from hostel.bridge._impl import Bridge, as_sent
 from hostel.bridge._loop import ServingLoop
 from hostel_sdk._client import decodes_with
 from tests.conftest import make_config
@@ -70,11 +70,15 @@ async def test_items_that_do_not_fit_pass_on_as_sent_with_one_warning(
     bridge: tuple[Host, Bridge], caplog: pytest.LogCaptureFixture
 ) -> None:
     """As the provider's own object would be in process: its fields as attributes, which the server may set (OGX
-    stamps a completion chunk's ``model``), and its own JSON when the server dumps it."""
+    stamps a completion chunk's ``model``), and its own JSON when the server dumps it; still the JSON object it was
+    for code that took it as one."""
     host, made = bridge
     caplog.set_level(logging.WARNING, "hostel.bridge._impl")
     items = await _items(made, await host.provider("t").busy_stream(n=50, size=1, busy_s=0), Newer)
     assert [item.i for item in items] == list(range(50)) and items[0].pad == "x"
+    assert isinstance(items[0], dict) and items[0]["pad"] == "x"
+    nested = as_sent({"choices": [{"text": "a", "finish_reason": ""}]})
+    assert nested.choices[0].text == "a" and nested["choices"][0]["finish_reason"] == ""
     items[0].model = "ollama/x"
     assert json.loads(items[0].model_dump_json()) == {"i": 0, "pad": "x", "made": items[0].made, "model": "ollama/x"}
     warnings = [r.getMessage() for r in caplog.records]

@@ -14,7 +14,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from hostel.bridge._crashes import CrashedRequests, fingerprint
 from hostel.bridge._deps import ServerApis
@@ -47,24 +47,38 @@ _FALLBACKS: dict[str, Fallback] = {
 }
 
 
-class AsSent(BaseModel):
-    """A result or a stream's item that does not fit the server's type, as the provider sent it: the keys of its JSON
-    object are its attributes, which the server may read and set (OGX stamps each completion chunk's ``model``),
-    and it dumps back as the same JSON. In process the server gets the provider's own object (an OpenAI SDK
-    ``Completion`` whose chunks have no ``finish_reason`` yet); a plain ``dict`` has neither attributes nor
-    ``model_dump_json``."""
+class AsSent(dict[str, Any]):
+    """A result or a stream's item that does not fit the server's type, as the provider sent it: the JSON object
+    it is, whose keys are also its attributes, at any depth, which the server may read and set (OGX stamps each
+    completion chunk's ``model``), and which dumps as that JSON (``model_dump_json``, as a model would). In
+    process the server gets the provider's own object (an OpenAI SDK ``Completion`` whose chunks have no
+    ``finish_reason`` yet); a plain ``dict`` has no attributes, and code that took one as a ``dict`` still can."""
 
-    model_config = ConfigDict(extra="allow")
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self[name] = value
+
+    def model_dump(self, **_: Any) -> dict[str, Any]:
+        """The JSON object, as a dict."""
+        return codec.loads(codec.dumps(self))  # type: ignore[no-any-return]
+
+    def model_dump_json(self, **_: Any) -> str:
+        """The JSON, as text."""
+        return codec.dumps(self).decode()
 
 
 def as_sent(value: Any) -> Any:
-    """``value`` (decoded JSON) as ``AsSent`` when it is a JSON object, else unchanged."""
-    if not isinstance(value, dict):
-        return value
-    try:
-        return AsSent.model_validate(value)
-    except (ValidationError, TypeError):  # a key pydantic keeps for itself: the plain dict, as before
-        return value
+    """Decoded JSON with each object in it an ``AsSent``."""
+    if isinstance(value, dict):
+        return AsSent((key, as_sent(item)) for key, item in value.items())
+    if isinstance(value, list):
+        return [as_sent(item) for item in value]
+    return value
 
 
 def _fallback(name: str) -> Fallback | None:
