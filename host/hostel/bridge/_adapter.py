@@ -45,13 +45,14 @@ def _real_provider(config: Any, server: Server) -> tuple[str, str, BridgeOptions
 
 def _pass_env(entry: dict[str, Any], names: list[str]) -> None:
     """Give the worker ``names`` from the server's environment, besides what the entry's ``env`` gives it."""
-    env = entry.get("env")
     if not names:
         return
+    env = entry.get("env")
     if isinstance(env, dict):
         entry["env"] = {**dict.fromkeys(names), **env}
     else:
-        entry["env"] = [*(env or []), *(name for name in names if name not in (env or []))]
+        listed = env or []
+        entry["env"] = [*listed, *(name for name in names if name not in listed)]
 
 
 async def get_adapter_impl(config: Any, deps: dict[Any, Any], policy: list[Any] | None = None) -> Bridge:
