@@ -200,7 +200,8 @@ class WorkerProtocolError(HostelError):
 
 class RemoteError(HostelError):
     """The provider raised. ``type_name``, ``message`` and ``remote_traceback`` describe the exception; ``bases``
-    names its base classes (nearest first) and ``status_code`` is its HTTP status attribute, if it had one."""
+    names its base classes (nearest first) and ``status_code`` is its HTTP status attribute, if it had one;
+    ``attributes_json`` its public attributes that are JSON, as a JSON object (``b""``: none)."""
 
     def __init__(
         self,
@@ -212,8 +213,10 @@ class RemoteError(HostelError):
         remote_traceback: str = "",
         bases: tuple[str, ...] = (),
         status_code: int | None = None,
+        attributes_json: bytes = b"",
     ) -> None:
         self.type_name = type_name
+        self.attributes_json = attributes_json
         self.remote_message = message
         self.remote_traceback = remote_traceback
         self.bases = bases

@@ -272,7 +272,13 @@ class PythonErrors:
         by_kind = _KIND_EXCEPTIONS.get(error.kind)
         if by_kind is not None:
             return by_kind(error.message)
-        exc, known = _exceptions.rebuild(error.type_name, error.bases, error.message, status_code=error.status_code)
+        exc, known = _exceptions.rebuild(
+            error.type_name,
+            error.bases,
+            error.message,
+            status_code=error.status_code,
+            attributes_json=error.attributes_json,
+        )
         if not known and not error.status_code:
             return RemoteCallError(error.type_name, error.message, error.traceback)
         exc.remote_traceback = error.traceback  # type: ignore[attr-defined]

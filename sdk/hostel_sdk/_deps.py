@@ -11,12 +11,13 @@ import contextlib
 import importlib
 import sys
 import types
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from enum import Enum
 from typing import Any
 
 from hostel_sdk import _blobs, _client, _llama_stack, _telemetry, codec
 from hostel_sdk import _messages as pb
+from hostel_sdk._client import decodes_with
 from hostel_sdk._context import RequestContext, current_request
 from hostel_sdk._wire import MODEL_STORE_API, SHIELD_STORE_API, HostStub, channel_options, tls_channel, token_metadata
 from hostel_sdk.api import Api
@@ -115,6 +116,10 @@ class _ForeignStream:
     async def __anext__(self) -> Any:
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._stream.__anext__(), self._loop))
 
+    def decode_with(self, decode: Callable[[bytes], Any]) -> bool:
+        """Have the stream make its items with ``decode`` (``ReplyStream.decode_with``)."""
+        return decodes_with(self._stream, decode)
+
     async def aclose(self) -> None:
         await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._stream.aclose(), self._loop))
 
@@ -122,7 +127,8 @@ class _ForeignStream:
 class ApiProxy:
     """Stands for one API in ``deps``: ``await deps[Api.inference].openai_embeddings(...)``.
 
-    Awaiting a method returns its JSON result, or an async iterator for a stream, as a router would.
+    Awaiting a method returns its result, or an async iterator of its items for a stream, as a router would: as the
+    types the API's protocol declares in the provider's Llama Stack (or OGX), else plain JSON.
     """
 
     def __init__(self, client: HostClient, api: str) -> None:
@@ -137,7 +143,12 @@ class ApiProxy:
             value = await self._client.call(self._api, name, args, kwargs)
             if isinstance(value, _blobs.Blob):
                 return await _llama_stack.rebuild_blob(self._api, name, value)
-            return value if hasattr(value, "__aiter__") else _llama_stack.rebuild_result(self._api, name, value)
+            if not hasattr(value, "__aiter__"):
+                return _llama_stack.rebuild_result(self._api, name, value)
+            decode = _llama_stack.item_decoder(self._api, name)
+            if decode is not None:
+                decodes_with(value, decode)
+            return value
 
         method.__name__ = name
         return method

@@ -14,6 +14,10 @@ from typing import Any
 
 # The range of HTTP statuses an exception's ``status_code`` may carry across.
 _HTTP_STATUSES = range(100, 600)
+# The most an exception's attributes may take on the wire (a larger set crosses without them).
+MAX_ATTRIBUTES_BYTES = 64 * 1024
+# Attributes that cross otherwise (the message, the status) or mean nothing in another process.
+_NOT_ATTRIBUTES = frozenset({"args", "status_code"})
 
 
 def qualified_name(cls: type) -> str:
@@ -28,6 +32,27 @@ def describe(exc: BaseException) -> tuple[list[str], int]:
     status = getattr(exc, "status_code", None)
     plausible = isinstance(status, int) and not isinstance(status, bool) and status in _HTTP_STATUSES
     return bases, int(status) if plausible else 0  # type: ignore[arg-type]
+
+
+def attributes(exc: BaseException) -> bytes:
+    """``exc``'s own public attributes whose values are JSON (an HTTP client error's ``body``, ``code``, ``param``;
+    not its ``response`` object), as one JSON object, or ``b""`` for none or more than ``MAX_ATTRIBUTES_BYTES``."""
+    from hostel_sdk import codec  # codec imports the blob machinery; exceptions are described rarely
+
+    found: dict[str, Any] = {}
+    for name, value in getattr(exc, "__dict__", {}).items():
+        if not isinstance(name, str) or name.startswith("_") or name in _NOT_ATTRIBUTES:
+            continue
+        if value is None or isinstance(value, (str, int, float, bool, list, dict)):
+            try:
+                codec.dumps(value)
+            except (TypeError, ValueError):
+                continue
+            found[name] = value
+    if not found:
+        return b""
+    data = codec.dumps(found)
+    return data if len(data) <= MAX_ATTRIBUTES_BYTES else b""
 
 
 def _known(name: str) -> type[Exception] | None:
@@ -73,10 +98,16 @@ def _nearest(type_name: str, bases: list[str] | tuple[str, ...]) -> type[Excepti
 
 
 def rebuild(
-    type_name: str, bases: list[str] | tuple[str, ...], message: str, *, status_code: int = 0
+    type_name: str,
+    bases: list[str] | tuple[str, ...],
+    message: str,
+    *,
+    status_code: int = 0,
+    attributes_json: bytes = b"",
 ) -> tuple[Exception, bool]:
     """The remote exception as an instance of its own type when this process has it, else of a stand-in subclass of
-    the nearest base it has (``Exception`` at worst); ``status_code`` is set on it when the remote one had one.
+    the nearest base it has (``Exception`` at worst); ``status_code`` is set on it when the remote one had one, and
+    the attributes it carried (``attributes``) where its class lets them be set.
 
     Returns the exception and whether a class nearer than ``Exception`` itself was found.
     """
@@ -91,4 +122,23 @@ def rebuild(
         exc = _stand_in(type_name, cls)(message)
     if status_code:
         exc.status_code = status_code  # type: ignore[attr-defined]
+    if attributes_json:
+        _set_attributes(exc, attributes_json)
     return exc, cls is not Exception
+
+
+def _set_attributes(exc: Exception, data: bytes) -> None:
+    from hostel_sdk import codec
+
+    try:
+        found = codec.loads(data)
+    except ValueError:
+        return
+    if not isinstance(found, dict):
+        return
+    for name, value in found.items():
+        if isinstance(name, str) and not name.startswith("_") and name not in _NOT_ATTRIBUTES:
+            try:
+                setattr(exc, name, value)
+            except (AttributeError, TypeError):  # a read-only property of its class: what the class says stands
+                continue

@@ -12,7 +12,7 @@ import inspect
 import sys
 import types
 import typing
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextvars import ContextVar
 from typing import Any
 
@@ -85,6 +85,9 @@ PROTOCOLS = {
     "inference": "Inference", "safety": "Safety", "eval": "Eval", "vector_io": "VectorIO", "datasetio": "DatasetIO",
     "scoring": "Scoring", "post_training": "PostTraining", "agents": "Agents", "tool_runtime": "ToolRuntime",
     "files": "Files", "batches": "Batches", "file_processors": "FileProcessors",
+    # OGX 1.x: agents became responses; the rest are new.
+    "responses": "Responses", "messages": "Messages", "interactions": "Interactions", "skills": "Skills",
+    "container_runtime": "ContainerRuntime",
 }  # fmt: skip
 _ALPHA = "v1alpha"
 # What the server's routing tables call on a provider besides its protocol (register_model ...), per API.
@@ -166,54 +169,96 @@ def missing_methods(impl: object, api: str) -> list[str]:
     return missing
 
 
-@functools.lru_cache(maxsize=512)
-def _return_annotation(module_name: str, api: str, method: str) -> Any:
-    module = sys.modules.get(module_name)
-    protocol = getattr(module, PROTOCOLS.get(api, ""), None) if module else None
-    function = getattr(protocol, method, None)
-    if function is None:
-        return None
+# APIs the server serves itself (its routing tables and its own services), which a provider reaches only through
+# ``deps``: their protocols say what their results are rebuilt as.
+SERVED_PROTOCOLS = {
+    "models": "Models", "shields": "Shields", "tool_groups": "ToolGroups", "prompts": "Prompts",
+    "conversations": "Conversations", "connectors": "Connectors", "datasets": "Datasets",
+    "scoring_functions": "ScoringFunctions", "benchmarks": "Benchmarks", "inspect": "Inspect",
+    "providers": "Providers", "containers": "Containers",
+}  # fmt: skip
+
+
+def return_types(function: Any) -> tuple[Any, Any]:
+    """``(value type, stream item type)`` of a protocol method: ``X | AsyncIterator[Y]`` gives ``(X, Y)``; ``None``
+    for what it does not have or whose hints do not resolve."""
     try:
         hint = typing.get_type_hints(function).get("return")
     except Exception:  # noqa: BLE001 - unresolvable hints: results stay plain JSON
-        return None
-    return _without_streams(hint)
+        return None, None
+    if hint is None:
+        return None, None
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    values: list[Any] = []
+    items: list[Any] = []
+    for member in typing.get_args(hint) if union else (hint,):
+        origin = typing.get_origin(member)
+        if isinstance(origin, type) and issubclass(origin, AsyncIterator):
+            items.extend(typing.get_args(member)[:1])
+        else:
+            values.append(member)
+    value = None if not values else values[0] if len(values) == 1 else typing.Union[tuple(values)]  # noqa: UP007
+    return value, (items[0] if items else None)
 
 
-def _without_streams(hint: Any) -> Any:
-    """``X`` of ``X | AsyncIterator[Y]``: what a value result is rebuilt as (a stream is not rebuilt here)."""
-    if typing.get_origin(hint) not in (typing.Union, types.UnionType):
-        return hint
-    values = [
-        member
-        for member in typing.get_args(hint)
-        if not (isinstance(typing.get_origin(member), type) and issubclass(typing.get_origin(member), AsyncIterator))
-    ]
-    if not values:
-        return None
-    return values[0] if len(values) == 1 else typing.Union[tuple(values)]  # noqa: UP007
+@functools.lru_cache(maxsize=512)
+def _deps_types(module_name: str, api: str, method: str) -> tuple[Any, Any]:
+    module = sys.modules.get(module_name)
+    name = PROTOCOLS.get(api) or SERVED_PROTOCOLS.get(api, "")
+    function = getattr(getattr(module, name, None), method, None) if module else None
+    return (None, None) if function is None else return_types(function)
+
+
+def _stack_module() -> str | None:
+    return next((m for m in ("llama_stack_api", "ogx_api") if m in sys.modules), None)
 
 
 def rebuild_result(api: str, method: str, value: Any) -> Any:
-    """A ``deps`` result as the type the API protocol of the provider's Llama Stack declares (plain JSON
-    without Llama Stack, or when the value does not fit), so a provider sees what it would in process."""
-    module_name = next((m for m in ("llama_stack_api", "ogx_api") if m in sys.modules), None)
+    """A ``deps`` result as the type the API protocol of the provider's Llama Stack declares, so a provider sees what
+    it would in process; what does not fit it (another version's shape, the OpenAI SDK's object a router passed on)
+    as sent, its keys attributes (``codec.AsSent``). Plain JSON without Llama Stack."""
+    module_name = _stack_module()
     if module_name is None or value is None:
         return value
-    annotation = _return_annotation(module_name, api, method)
+    annotation = _deps_types(module_name, api, method)[0]
     if annotation is None:
-        return value
+        return codec.as_sent(value)
     try:
         return codec.rebuild(value, annotation)
-    except Exception:  # noqa: BLE001 - e.g. a stream annotation, or a provider returning another shape
-        return value
+    except Exception:  # noqa: BLE001 - e.g. a router returning another shape
+        return codec.as_sent(value)
+
+
+def item_decoder(api: str, method: str) -> Callable[[bytes], Any] | None:
+    """What makes each item of a ``deps`` stream from its JSON: the item type the API protocol of the provider's
+    Llama Stack declares (an inference stream's chunk model), as sent where it does not fit; ``None`` without Llama
+    Stack (items stay plain JSON)."""
+    module_name = _stack_module()
+    if module_name is None:
+        return None
+    annotation = _deps_types(module_name, api, method)[1]
+    if annotation is None:
+        return _as_sent_json
+    rebuild = codec.json_rebuilder(annotation)
+
+    def decode(data: bytes) -> Any:
+        try:
+            return rebuild(data)
+        except ValueError:  # another version's shape (a ValidationError)
+            return _as_sent_json(data)
+
+    return decode
+
+
+def _as_sent_json(data: bytes) -> Any:
+    return codec.as_sent(codec.loads(data))
 
 
 async def rebuild_blob(api: str, method: str, blob: Any) -> Any:
     """A ``deps`` result that carried bytes (a ``hostel_sdk._blobs.Blob``) as the API protocol declares it: a
     starlette ``Response`` holding the body (as the server's own object would), ``bytes``, else the ``Blob``."""
-    module_name = next((m for m in ("llama_stack_api", "ogx_api") if m in sys.modules), None)
-    annotation = _return_annotation(module_name, api, method) if module_name else None
+    module_name = _stack_module()
+    annotation = _deps_types(module_name, api, method)[0] if module_name else None
     members = [m for m in typing.get_args(annotation) if m is not type(None)] or [annotation]
     if bytes in members:
         return await blob.read()

@@ -171,7 +171,7 @@ class RemoteError(Message):
 
     FIELDS: ClassVar[dict[int, tuple[str, str]]] = {
         1: ("kind", "int"), 2: ("type_name", "str"), 3: ("message", "str"), 4: ("traceback", "str"),
-        5: ("bases", "repeated string"), 6: ("status_code", "int32"),
+        5: ("bases", "repeated string"), 6: ("status_code", "int32"), 7: ("attributes_json", "bytes"),
     }  # fmt: skip
     kind: int
     type_name: str
@@ -179,6 +179,7 @@ class RemoteError(Message):
     traceback: str
     bases: list[str]
     status_code: int
+    attributes_json: bytes
 
 
 class BlobChunk(Message):

@@ -74,6 +74,7 @@ def error_reply(exc: BaseException, kind: int = pb.ERROR_KIND_PROVIDER_RAISED) -
         traceback=tb,
         bases=bases,
         status_code=status,
+        attributes_json=_exceptions.attributes(exc),
     )
     return pb.CallReply(error=error)
 

@@ -1,4 +1,4 @@
-"""The Llama Stack API names hostel knows, as a ``str`` enum usable without Llama Stack installed."""
+"""The Llama Stack (and OGX) API names hostel knows, as a ``str`` enum usable without Llama Stack installed."""
 
 from __future__ import annotations
 
@@ -33,6 +33,15 @@ class Api(str, Enum):  # noqa: UP042 - StrEnum needs 3.11; this package supports
     inspect = "inspect"
     connectors = "connectors"
     file_processors = "file_processors"
+    # OGX 1.x (agents became responses)
+    responses = "responses"
+    messages = "messages"
+    interactions = "interactions"
+    skills = "skills"
+    container_runtime = "container_runtime"
+    containers = "containers"
+    vector_stores = "vector_stores"
+    admin = "admin"
 
     def __str__(self) -> str:
         return self.value

@@ -71,6 +71,9 @@ class _Shape:
     droppable: frozenset[str]  # left out when nobody set them: all fields but those typed ``Literal``
     deep: tuple[tuple[str, str, bool], ...]  # (name, JSON key, typed ``Any``) of fields that may hold a model
     plain: bool  # no model serializer of its own: its JSON keys are its fields'
+    # (name, JSON key) of fields the model's own dump leaves out (``Field(exclude=True)``: OGX's MCP tool keeps its
+    # ``authorization`` so), which a provider still reads from its argument in process.
+    hidden: tuple[tuple[str, str], ...] = ()
 
 
 @functools.cache
@@ -86,7 +89,9 @@ def _shape(cls: type[BaseModel]) -> _Shape:
             if _may_hold_model(field.annotation) and not field.exclude
         ),
         plain=not (decorators is not None and decorators.model_serializers),
-    )
+        hidden=tuple((name, field.serialization_alias or field.alias or name) for name, field in fields.items()
+                     if field.exclude is True),
+    )  # fmt: skip
 
 
 def _holds_model(value: Any) -> bool:
@@ -123,7 +128,17 @@ def _model_json(model: BaseModel) -> dict[str, Any]:
     data: dict[str, Any] = model.model_dump(mode="json", by_alias=True, exclude=exclude or None)
     if written:
         data.update(written)
+    if shape.hidden:
+        _write_hidden(model, shape, data)
     return data
+
+
+def _write_hidden(model: BaseModel, shape: _Shape, data: dict[str, Any]) -> None:
+    """The fields of ``model`` that its dump leaves out and someone set, written into ``data`` as arguments travel."""
+    for name, key in shape.hidden:
+        if name in model.model_fields_set:
+            value = getattr(model, name, None)
+            data[key] = _model_json(value) if isinstance(value, BaseModel) else _tagged(value)
 
 
 def _model_json_dumped(model: BaseModel) -> dict[str, Any]:
@@ -138,6 +153,9 @@ def _model_json_dumped(model: BaseModel) -> dict[str, Any]:
             data[key] = _tagged(value) if untyped else _model_json(value)
         elif _holds_model(value):
             data[key] = _tagged(value)
+    shape = _shape(type(model))
+    if shape.hidden:
+        _write_hidden(model, shape, data)
     return data
 
 
@@ -495,3 +513,38 @@ def _json_rebuilder(annotation: Any) -> Callable[[bytes], Any]:
         return TypeAdapter(typing.Optional[annotation]).validate_json  # noqa: UP045 - any type form, not just a class
     except Exception:  # noqa: BLE001 - an exotic hint just means "pass the JSON value through"
         return loads
+
+
+class AsSent(dict[str, Any]):
+    """A value that does not fit the type its receiver expects (a Llama Stack server's result type, or a bridged
+    provider's, for what its deps calls return), as it was sent: the JSON object it is, whose keys are also its
+    attributes, at any depth, which the receiver may read and set (OGX stamps each completion chunk's ``model``),
+    and which dumps as that JSON (``model_dump_json``, as a model would). In process the receiver gets the sender's
+    own object (an OpenAI SDK ``Completion`` whose chunks have no ``finish_reason`` yet); a plain ``dict`` has no
+    attributes, and code that took one as a ``dict`` still can."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self[name] = value
+
+    def model_dump(self, **_: Any) -> dict[str, Any]:
+        """The JSON object, as a dict."""
+        return loads(dumps(self))  # type: ignore[no-any-return]
+
+    def model_dump_json(self, **_: Any) -> str:
+        """The JSON, as text."""
+        return dumps(self).decode()
+
+
+def as_sent(value: Any) -> Any:
+    """Decoded JSON with each object in it an ``AsSent``."""
+    if isinstance(value, dict):
+        return AsSent((key, as_sent(item)) for key, item in value.items())
+    if isinstance(value, list):
+        return [as_sent(item) for item in value]
+    return value

@@ -13,9 +13,10 @@ import pytest
 from pydantic import BaseModel
 
 from hostel import Host
-from hostel.bridge._impl import Bridge, as_sent
+from hostel.bridge._impl import Bridge
 from hostel.bridge._loop import ServingLoop
 from hostel_sdk._client import decodes_with
+from hostel_sdk.codec import as_sent
 from tests.conftest import make_config
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from pydantic import BaseModel, Field, model_serializer
@@ -227,12 +227,31 @@ class Labelled(BaseModel):
 
 
 class Holder(BaseModel):
-    """Fields that cannot hold a model, one that may, and one pydantic never writes."""
+    """Fields that cannot hold a model, one that may, and one the model's own dump leaves out."""
 
     tags: list[str] = []
     weights: dict[str, float] = {}
     anything: Any = None
     hidden: Point | None = Field(default=None, exclude=True)
+
+
+class McpTool(BaseModel):
+    """OGX's MCP tool keeps the caller's token out of its dumps (``Field(exclude=True)``)."""
+
+    type: Literal["mcp"] = "mcp"
+    server_url: str
+    authorization: str | None = Field(default=None, exclude=True)
+
+
+class ToolRequest(BaseModel):
+    tools: list[McpTool] = []
+
+
+def test_fields_a_model_dump_leaves_out_travel_as_arguments_when_set() -> None:
+    request = ToolRequest(tools=[McpTool(server_url="http://mcp", authorization="Bearer t"), McpTool(server_url="u")])
+    received = ToolRequest.model_validate(codec.untag(codec.loads(codec.dumps(request, as_arguments=True))))
+    assert [tool.authorization for tool in received.tools] == ["Bearer t", None]
+    assert received.tools[1].model_fields_set == {"type", "server_url"}  # unset stays unset
 
 
 def test_arguments_keep_what_each_model_writes_and_tag_only_models_inside_containers_or_any() -> None:
@@ -245,7 +264,9 @@ def test_arguments_keep_what_each_model_writes_and_tag_only_models_inside_contai
     assert codec.loads(codec.dumps(holder, as_arguments=True)) == {
         "tags": ["x"], "weights": {"w": 0.5},
         "anything": {codec.MODEL_KEY: f"{__name__}.Point", "value": {"x": 3, "y": 4}},
+        "hidden": {"x": 5, "y": 6},  # a provider reads it from its argument in process
     }  # fmt: skip
+    assert "hidden" not in codec.loads(codec.dumps(holder))  # a result is written as the model writes itself
     assert codec.untag(codec.loads(codec.dumps(holder, as_arguments=True)))["anything"] == Point(x=3, y=4)
 
 

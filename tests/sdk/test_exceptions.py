@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from hostel_sdk._exceptions import describe, qualified_name, rebuild
+from hostel_sdk._exceptions import MAX_ATTRIBUTES_BYTES, attributes, describe, qualified_name, rebuild
 
 
 class NotFoundError(LookupError):
@@ -28,6 +28,41 @@ def test_describe_names_the_bases_and_an_http_status() -> None:
     odd = ValueError("x")
     odd.status_code = True  # type: ignore[attr-defined]  # not an HTTP status
     assert describe(odd)[1] == 0
+
+
+class ApiStatusError(Exception):
+    """Like the OpenAI SDK's errors: what code reads is on attributes (``body``), beside objects that cannot cross."""
+
+    def __init__(self, message: str, *, body: object, response: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.body = body
+        self.code = body.get("code") if isinstance(body, dict) else None
+        self.response = response
+        self.status_code = 400
+        self._private = "kept here"
+
+    @property
+    def kind(self) -> str:
+        return "api"
+
+
+def test_attributes_that_are_json_cross_and_the_rest_stay() -> None:
+    body = {"error": {"code": "invalid_base64", "message": "bad image"}}
+    exc = ApiStatusError("400 bad image", body=body, response=object())
+    data = attributes(exc)
+    rebuilt, known = rebuild(qualified_name(ApiStatusError), ["Exception"], str(exc), status_code=400,
+                             attributes_json=data)  # fmt: skip
+    assert known and isinstance(rebuilt, ApiStatusError) and str(rebuilt) == "400 bad image"
+    assert rebuilt.body == body and rebuilt.code is None and rebuilt.message == "400 bad image"
+    assert not hasattr(rebuilt, "response") and not hasattr(rebuilt, "_private")
+    assert rebuilt.status_code == 400
+    # What another side claims cannot overwrite what the class defines, nor what hostel sets itself.
+    forged, _ = rebuild(qualified_name(ApiStatusError), [], "m", attributes_json=b'{"kind": "x", "args": [1]}')
+    assert forged.kind == "api" and forged.args == ("m",)
+    assert attributes(ValueError("plain")) == b""
+    huge = ApiStatusError("m", body={"text": "x" * MAX_ATTRIBUTES_BYTES}, response=None)
+    assert attributes(huge) == b""  # too large to carry: the exception crosses without them
 
 
 def test_a_type_this_process_has_comes_back_as_itself() -> None:

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from hostel.bridge._crashes import CrashedRequests, fingerprint
 from hostel.bridge._deps import ServerApis
 from hostel.bridge._loop import HostLoop, iterate_on
-from hostel.bridge._server import Server, return_types
+from hostel.bridge._server import Server
 from hostel.bridge._shared import BridgedHost
 from hostel.errors import (
     BadArgumentsError,
@@ -33,7 +33,7 @@ from hostel.gateway.http_errors import headers_for, status_for
 from hostel_sdk import _exceptions, codec
 from hostel_sdk._blobs import Blob
 from hostel_sdk._client import decodes_with
-from hostel_sdk._llama_stack import PROTOCOLS, SERVER_CONTEXT_KEY, protocol_methods
+from hostel_sdk._llama_stack import PROTOCOLS, SERVER_CONTEXT_KEY, protocol_methods, return_types
 
 logger = logging.getLogger(__name__)
 
@@ -45,40 +45,6 @@ _FALLBACKS: dict[str, Fallback] = {
     "list_models": lambda args: None,
     "list_scoring_functions": lambda args: [],
 }
-
-
-class AsSent(dict[str, Any]):
-    """A result or a stream's item that does not fit the server's type, as the provider sent it: the JSON object
-    it is, whose keys are also its attributes, at any depth, which the server may read and set (OGX stamps each
-    completion chunk's ``model``), and which dumps as that JSON (``model_dump_json``, as a model would). In
-    process the server gets the provider's own object (an OpenAI SDK ``Completion`` whose chunks have no
-    ``finish_reason`` yet); a plain ``dict`` has no attributes, and code that took one as a ``dict`` still can."""
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        self[name] = value
-
-    def model_dump(self, **_: Any) -> dict[str, Any]:
-        """The JSON object, as a dict."""
-        return codec.loads(codec.dumps(self))  # type: ignore[no-any-return]
-
-    def model_dump_json(self, **_: Any) -> str:
-        """The JSON, as text."""
-        return codec.dumps(self).decode()
-
-
-def as_sent(value: Any) -> Any:
-    """Decoded JSON with each object in it an ``AsSent``."""
-    if isinstance(value, dict):
-        return AsSent((key, as_sent(item)) for key, item in value.items())
-    if isinstance(value, list):
-        return [as_sent(item) for item in value]
-    return value
 
 
 def _fallback(name: str) -> Fallback | None:
@@ -97,7 +63,13 @@ def for_server(exc: HostelError, *, no_retry: bool = False) -> Exception:
     with the HTTP status to answer (Llama Stack and OGX read ``status_code``); ``no_retry``: tell HTTP clients not to
     send it again (as after a crash)."""
     if isinstance(exc, RemoteError) and not isinstance(exc, (MethodNotFoundError, BadArgumentsError)):
-        raised, _ = _exceptions.rebuild(exc.type_name, exc.bases, exc.remote_message, status_code=exc.status_code or 0)
+        raised, _ = _exceptions.rebuild(
+            exc.type_name,
+            exc.bases,
+            exc.remote_message,
+            status_code=exc.status_code or 0,
+            attributes_json=exc.attributes_json,
+        )
         if exc.remote_traceback:
             raised.add_note(f"raised by provider {exc.provider_id!r} in its hostel worker:\n{exc.remote_traceback}")
         return raised
@@ -263,7 +235,7 @@ class Bridge:
                 return rebuild(data)
             except ValueError as exc:  # another version's shape (a ValidationError): pass it on as sent, say so once
                 self._unfit(method, annotation, exc)
-                return as_sent(codec.loads(data))
+                return codec.as_sent(codec.loads(data))
 
         return decode
 
@@ -274,7 +246,7 @@ class Bridge:
             return codec.rebuild(value, annotation)
         except Exception as exc:  # noqa: BLE001 - another version's shape: pass it on as sent, say so once
             self._unfit(method, annotation, exc)
-            return as_sent(value)
+            return codec.as_sent(value)
 
     def _unfit(self, method: str, annotation: Any, exc: Exception) -> None:
         if method not in self._unrebuilt:

@@ -8,12 +8,10 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-import typing
-from collections.abc import AsyncIterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cache
-from types import ModuleType, UnionType
+from types import ModuleType
 from typing import Any
 
 from pydantic import BaseModel, SecretBytes, SecretStr
@@ -149,25 +147,3 @@ def current() -> Server:
             )
         ]
     )
-
-
-def return_types(function: Any) -> tuple[Any, Any]:
-    """``(value type, stream item type)`` of a protocol method: ``X | AsyncIterator[Y]`` gives ``(X, Y)``."""
-    try:
-        hint = typing.get_type_hints(function).get("return")
-    except Exception:  # noqa: BLE001 - unresolvable hints: results stay plain JSON
-        return None, None
-    if hint is None:
-        return None, None
-    members = typing.get_args(hint) if isinstance(hint, UnionType) or typing.get_origin(hint) is typing.Union else ()
-    members = members or (hint,)
-    values: list[Any] = []
-    items: list[Any] = []
-    for member in members:
-        origin = typing.get_origin(member)
-        if origin is not None and isinstance(origin, type) and issubclass(origin, AsyncIterator):
-            items.extend(typing.get_args(member)[:1])
-        else:
-            values.append(member)
-    value = None if not values else values[0] if len(values) == 1 else typing.Union[tuple(values)]  # noqa: UP007
-    return value, (items[0] if items else None)

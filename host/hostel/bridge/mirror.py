@@ -82,11 +82,11 @@ def bridged_type(config: Any) -> tuple[str, str] | None:
     return found if isinstance(found, tuple) else None
 
 
-def specs(server: Server) -> list[Any]:
-    """A ``RemoteProviderSpec`` for every provider type in the server's registry, of every API hostel can bridge,
-    served by ``hostel.bridge`` with a config class made here."""
+def specs(server: Server, *, only: str | None = None) -> list[Any]:
+    """A ``RemoteProviderSpec`` for every provider type in the server's registry, of every API hostel can bridge
+    (or of ``only``), served by ``hostel.bridge`` with a config class made here."""
     made = []
-    for api in BRIDGED_APIS:
+    for api in BRIDGED_APIS if only is None else (only,):
         try:
             member = server.api_enum(api)
         except ValueError:

@@ -83,6 +83,7 @@ def from_remote(error: pb.RemoteError, *, provider_id: str, method: str) -> Host
         remote_traceback=error.traceback,
         bases=tuple(error.bases),
         status_code=error.status_code or None,
+        attributes_json=error.attributes_json,
     )
 
 
@@ -122,6 +123,7 @@ def to_remote(exc: HostelError) -> pb.RemoteError:
             traceback=exc.remote_traceback,
             bases=list(exc.bases),
             status_code=exc.status_code or 0,
+            attributes_json=exc.attributes_json,
         )
     if isinstance(exc, ProviderDataError):
         return pb.RemoteError(kind=pb.ERROR_KIND_BAD_PROVIDER_DATA, type_name="ProviderDataError", message=str(exc))

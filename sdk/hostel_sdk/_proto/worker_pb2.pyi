@@ -153,20 +153,22 @@ class StreamItems(_message.Message):
     def __init__(self, items_json: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class RemoteError(_message.Message):
-    __slots__ = ("kind", "type_name", "message", "traceback", "bases", "status_code")
+    __slots__ = ("kind", "type_name", "message", "traceback", "bases", "status_code", "attributes_json")
     KIND_FIELD_NUMBER: _ClassVar[int]
     TYPE_NAME_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     TRACEBACK_FIELD_NUMBER: _ClassVar[int]
     BASES_FIELD_NUMBER: _ClassVar[int]
     STATUS_CODE_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_JSON_FIELD_NUMBER: _ClassVar[int]
     kind: ErrorKind
     type_name: str
     message: str
     traceback: str
     bases: _containers.RepeatedScalarFieldContainer[str]
     status_code: int
-    def __init__(self, kind: _Optional[_Union[ErrorKind, str]] = ..., type_name: _Optional[str] = ..., message: _Optional[str] = ..., traceback: _Optional[str] = ..., bases: _Optional[_Iterable[str]] = ..., status_code: _Optional[int] = ...) -> None: ...
+    attributes_json: bytes
+    def __init__(self, kind: _Optional[_Union[ErrorKind, str]] = ..., type_name: _Optional[str] = ..., message: _Optional[str] = ..., traceback: _Optional[str] = ..., bases: _Optional[_Iterable[str]] = ..., status_code: _Optional[int] = ..., attributes_json: _Optional[bytes] = ...) -> None: ...
 
 class DescribeRequest(_message.Message):
     __slots__ = ()
