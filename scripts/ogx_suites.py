@@ -18,8 +18,10 @@ outcome both ways. Exit status 0 when every suite passes the same tests both way
 
 Suites: ``files`` (``inline::localfs``), ``vector_io`` (``inline::faiss`` and ``inline::sqlite-vec``),
 ``batches`` (``inline::reference``, which reads its input file and writes its output file through the server's
-Files API and runs each request through the server's inference) and ``inference`` (``remote::ollama``, its calls
-to Ollama answered from OGX's recordings in the worker, as in the server: the bridge passes OGX's test settings on).
+Files API and runs each request through the server's inference), ``inference`` (``remote::ollama``, its calls
+to Ollama answered from OGX's recordings in the worker, as in the server: the bridge passes OGX's test settings on)
+and ``responses`` (``inline::builtin``, OGX's agent loop, which calls the server's inference, vector stores, files,
+tool runtimes, conversations and prompts; OGX's "gpt" setup, OpenAI's calls replayed from the recordings).
 
 sqlite-vec is a SQLite extension, which a Python built without ``--enable-loadable-sqlite-extensions`` (pyenv's
 default) cannot load, in process or anywhere. With such a Python the script installs ``pysqlite3-binary`` (the
@@ -58,8 +60,17 @@ TEST_PACKAGES = [
     f"ogx=={OGX_VERSION}", f"ogx-client=={OGX_VERSION}", "pytest>=8.4,<9.1", "pytest-asyncio", "pytest-timeout",
     "requests", "openai", "aiosqlite", "sqlalchemy[asyncio]", "aiohttp", "chardet", "pypdf", "google-genai",
     "ollama", "faiss-cpu", "sqlite-vec", "markitdown[all]", "tiktoken",
+    "mcp>=2.0", "langchain-core>=1.6.3", "langchain-openai>=1.2.2", "langgraph",  # the responses suite's
 ]  # fmt: skip
-SUITES = ["files", "vector_io", "batches", "inference"]
+SUITES = ["files", "vector_io", "batches", "inference", "responses"]
+# How each suite's tests pick their models: OGX's own setups, whose recordings the sdist ships. The responses suite
+# is recorded with OGX's "gpt" setup (OpenAI's gpt-4o), whose default embedding model is a sentence-transformers
+# one (torch, and a model from Hugging Face, which is not reachable); its file-search recordings hold OpenAI's
+# text-embedding-3-small embeddings instead, and with no rerank model OGX's tests that need one skip themselves.
+SETUPS = {
+    "responses": ["--setup=gpt", "--embedding-model=openai/text-embedding-3-small", "--embedding-dimension=1536",
+                  "--rerank-model="],
+}  # fmt: skip
 TIKTOKEN_CL100K = "9b5ad71b2ce5302211f9c61530b329a4922fc6a4"  # cl100k_base's name in tiktoken's cache
 SQLITE3_STAND_IN = "pysqlite3-binary"  # for a Python whose sqlite3 cannot load extensions (the module docstring)
 _STAND_IN = '''"""Written by hostel's scripts/ogx_suites.py: this Python's sqlite3 cannot load SQLite extensions,
@@ -124,7 +135,8 @@ def setup(workdir: Path) -> tuple[Path, Path, Path]:
         if python is None:
             raise SystemExit(f"OGX {OGX_VERSION} needs Python 3.12; `hostel python 3.12` finds none")
         run([uv(), "venv", "--quiet", "--python", python, str(venv)])
-        run([uv(), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), *TEST_PACKAGES])
+    # Every run (quick when nothing is missing): a kept work directory may predate a suite's packages.
+    run([uv(), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), *TEST_PACKAGES])
     # This checkout's hostel, every run (a kept work directory must not test an older one).
     run([uv(), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), "--reinstall-package", "hostel",
          str(REPO)])  # fmt: skip
@@ -213,6 +225,32 @@ def configs(
         recorder = {"pip_packages": ["aiohttp", "chardet", "pypdf"]}
         bridged = {"inference": [_bridged(inference[0], recorder)], "files": [files]}
         apis = ["inference", "files"]
+    elif suite == "responses":
+        # OGX's agent loop: the server's inference (OpenAI, replayed), vector stores, files, tool runtimes (web
+        # search replayed too), conversations and prompts, all through its deps when bridged.
+        responses = {
+            "provider_id": "builtin",
+            "provider_type": "inline::builtin",
+            "config": {"persistence": {"responses": {"table_name": "responses", "backend": "sql_default"}}},
+        }
+        common = {
+            "inference": [{"provider_id": "openai", "provider_type": "remote::openai",
+                           "config": {"api_key": "replayed"}}],
+            "vector_io": [{"provider_id": "faiss", "provider_type": "inline::faiss",
+                           "config": {"persistence": {"namespace": "vector_io::faiss", "backend": "kv_default"}}}],
+            "files": [files],
+            "file_processors": [{"provider_id": "auto", "provider_type": "inline::auto"}],
+            "tool_runtime": [
+                {"provider_id": "tavily-search", "provider_type": "remote::tavily-search",
+                 "config": {"api_key": "replayed", "max_results": 3}},
+                {"provider_id": "file-search", "provider_type": "inline::file-search"},
+                {"provider_id": "model-context-protocol", "provider_type": "remote::model-context-protocol"},
+            ],
+        }  # fmt: skip
+        providers = {**common, "responses": [responses]}
+        # It counts tokens with tiktoken, whose files it fetches unless told where a copy is (offline here).
+        bridged = {**common, "responses": [_bridged(responses, {"env": {"TIKTOKEN_CACHE_DIR": None}})]}
+        apis = ["inference", "vector_io", "files", "file_processors", "tool_runtime", "responses"]
     elif suite == "batches":
         batches = {"provider_id": "reference", "provider_type": "inline::reference",
                    "config": {"sqlstore": {"table_name": "batches", "backend": "sql_default"}}}  # fmt: skip
@@ -285,6 +323,21 @@ def server(venv: Path, config: Path, env: dict[str, str], log_path: Path) -> Ite
                 proc.wait()
 
 
+def hostel_workers(home: Path) -> list[str]:
+    """The envs (``builtin-1a2b...``) of the hostel workers running now from ``home``: what a bridged server runs
+    its providers in, and an in-process one nothing (one server runs at a time here)."""
+    envs = home.resolve() / "envs"
+    found = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            program = Path((proc / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace"))
+            if program.is_relative_to(envs) and len(program.relative_to(envs).parts) > 1:
+                found.add(program.relative_to(envs).parts[0])
+    return sorted(found)
+
+
 def outcomes(report: Path) -> dict[str, str]:
     """Each test's outcome in a JUnit XML report: passed, failed, error or skipped."""
     found = {}
@@ -302,6 +355,7 @@ class Run:
     tests: dict[str, str]  # test id -> passed, failed, error, skipped
     seconds: float
     log: str
+    workers: list[str]  # the envs of the hostel workers the server ran (none in process)
 
     def count(self, *outcomes: str) -> int:
         return sum(outcome in outcomes for outcome in self.tests.values())
@@ -336,7 +390,7 @@ def run_suite(suite: str, where: Setup) -> SuiteResult:
     stand_in = where.sqlite3_stand_in if suite == "vector_io" else None
     sqlite_vec = stand_in is not None or loads_sqlite_extensions(where.venv)
     in_process, bridged = configs(suite, sqlite_vec=sqlite_vec, stand_in=stand_in)
-    if suite in ("files", "batches", "inference"):
+    if suite in ("files", "batches", "inference", "responses"):
         paths = [f"tests/integration/{suite}"]
     else:
         paths = [f"tests/integration/vector_io/{name}" for name in VECTOR_IO_FILES]
@@ -359,12 +413,15 @@ def run_suite(suite: str, where: Setup) -> SuiteResult:
         started = time.monotonic()
         with server(where.venv, config_path, env, run_dir / "server.log") as url:
             report = run_dir / "report.xml"
+            # A test that hangs fails on its own (pytest-timeout) rather than stalling the suite.
             command = [str(where.venv / "bin" / "python"), "-m", "pytest", *paths, "-q", "-p", "no:cacheprovider",
-                       f"--stack-config={url}", "--setup=ollama", f"--junitxml={report}", *select]  # fmt: skip
+                       "--timeout=300", f"--stack-config={url}", *SETUPS.get(suite, ["--setup=ollama"]),
+                       f"--junitxml={report}", *select]  # fmt: skip
             log(f"{suite} {mode}: OGX's tests against {url}")
             subprocess.run(command, cwd=where.source, env=env, check=False, stdout=subprocess.DEVNULL)
             tests = outcomes(report)
-        runs[mode] = Run(tests, round(time.monotonic() - started, 1), str(run_dir / "server.log"))
+            workers = hostel_workers(where.home)
+        runs[mode] = Run(tests, round(time.monotonic() - started, 1), str(run_dir / "server.log"), workers)
     deselected = "sqlite-vec: this Python cannot load SQLite extensions" if select else ""
     note = f"sqlite3 is {SQLITE3_STAND_IN}'s, both ways: this Python's cannot load extensions" if stand_in else ""
     return SuiteResult(suite, runs["in_process"], runs["bridged"], deselected, note)

@@ -21,6 +21,7 @@ import psutil
 import pytest
 import yaml
 
+from hostel.bridge.mirror import config_class_name
 from tests.conftest import EXAMPLES, REPO, hostel_pids, hub_pids, python_path, stop_server, wait_until, worker_pids
 from tests.served import free_port
 
@@ -221,6 +222,44 @@ def test_ogx_files_provider_bridged_by_its_own_type(ogx_venv: Path, tmp_path_fac
         log = server.log.read_text(errors="replace")
         assert "hostel: provider localfs ready" in log and "Unknown SQL store backend" not in log
         assert (Path(server.home).parent / "store" / "sql_store.db").exists()  # the server's backend, shared
+
+
+SPEC_SCRIPT = """
+from ogx.core.datatypes import StackConfig
+from ogx.core.distribution import get_provider_registry
+from ogx_api import Api
+
+def config(providers):
+    entries = {api: [{"provider_id": api, "provider_type": kind, "module": "hostel", "config": {}}]
+               for api, kind in providers.items()}
+    return StackConfig(distro_name="t", apis=list(providers), providers=entries)
+
+shared = ("responses", "messages", "interactions", "skills")  # four APIs, one provider type: inline::builtin
+registry = get_provider_registry(config(dict.fromkeys(shared, "inline::builtin")))
+for api in shared:
+    spec = registry[Api(api)]["inline::builtin"]
+    print(api, spec.api.value, spec.module, spec.config_class.rpartition(".")[2])
+try:
+    get_provider_registry(config({"conversations": "inline::builtin"}))
+except Exception as exc:
+    print("refused:", exc)
+"""
+
+
+def test_ogx_apis_that_share_a_provider_type_each_get_their_own_bridge_and_the_rest_are_refused(
+    ogx_venv: Path,
+) -> None:
+    """OGX's loader takes every spec of an entry's type from hostel's list, whatever its API, and keeps the last: each
+    of the four inline::builtin entries must still get its own API's bridge. An API hostel cannot bridge is an error
+    naming it, not the in-process provider the server would otherwise run under `module: hostel`."""
+    done = subprocess.run([str(ogx_venv / "bin" / "python"), "-c", SPEC_SCRIPT], capture_output=True, text=True,
+                          timeout=300, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    for api in ("responses", "messages", "interactions", "skills"):
+        assert f"{api} {api} hostel.bridge {config_class_name(api, 'inline::builtin')}" in lines
+    refused = next(line for line in lines if line.startswith("refused:"))
+    assert "cannot bridge OGX" in refused and "conversations API" in refused and "remove `module: hostel`" in refused
 
 
 OGX_STREAM_SCRIPT = """

@@ -136,7 +136,7 @@ def test_dumps_handles_what_the_fast_path_cannot() -> None:
 
 def test_a_request_model_is_sent_with_the_fields_that_were_set() -> None:
     """OGX's request models refuse an explicit null (``dimensions: null``): send what the caller set, as in process."""
-    from typing import Annotated, Literal
+    from typing import Annotated
 
     from pydantic import BaseModel, field_validator
 
@@ -180,7 +180,6 @@ def test_a_request_model_is_sent_with_the_fields_that_were_set() -> None:
 def test_a_model_in_a_field_its_class_does_not_type_is_rebuilt_as_its_class() -> None:
     """OGX's vector_io router puts filter models into ``params: dict[str, Any]``; in process the provider gets them
     as models, so through hostel it must too."""
-    from typing import Literal
 
     from pydantic import BaseModel
 
