@@ -138,6 +138,15 @@ class ApiProxy:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
+        protocol = _llama_stack.deps_protocol(self._api)
+        if protocol is not None and not callable(getattr(protocol, name, None)):
+            # As an object without it would: a provider that looks for the server's internals (OGX's interactions
+            # provider asks its inference router for `routing_table`) takes the path it has for their absence.
+            raise AttributeError(
+                f"the server's {self._api} API has no method {name!r} in its protocol ({protocol.__qualname__}); "
+                "a provider in a hostel worker reaches the server's APIs by their protocol's methods only, not the "
+                "server's own objects (its routing tables, other providers)"
+            )
 
         async def method(*args: Any, **kwargs: Any) -> Any:
             value = await self._client.call(self._api, name, args, kwargs)

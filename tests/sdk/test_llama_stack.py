@@ -1,14 +1,18 @@
-"""hostel_sdk._llama_stack: what a provider must implement is what its protocol leaves abstract, bar alpha methods."""
+"""hostel_sdk._llama_stack: what a provider must implement is what its protocol leaves abstract, bar alpha methods;
+what its deps offer and answer is what the API's protocol declares, in the provider's own Llama Stack."""
 
 from __future__ import annotations
 
 import sys
 import types
-from typing import Any
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, Literal
 
 import pytest
+from pydantic import BaseModel
 
 from hostel_sdk import _llama_stack
+from hostel_sdk._deps import ApiProxy
 
 
 def _routed(level: str) -> Any:
@@ -61,3 +65,77 @@ def test_nothing_is_required_of_a_provider_that_imported_no_api_package(monkeypa
     monkeypatch.delitem(sys.modules, "llama_stack_api", raising=False)
     monkeypatch.delitem(sys.modules, "ogx_api", raising=False)
     assert _llama_stack.missing_methods(_Provider(), "inference") == []
+
+
+class Chunk(BaseModel):
+    id: str
+    finish_reason: Literal["stop", "length"]
+
+
+class Conversation(BaseModel):
+    id: str
+    items: list[str] = []
+
+
+class _RouterInference:
+    """What a provider's deps answer for inference: the API's protocol (a router implements it)."""
+
+    async def openai_chat_completion(self, params: Any) -> Chunk | AsyncIterator[Chunk]: ...
+
+
+class _Conversations:
+    """An API the server serves itself, which a provider reaches only through deps."""
+
+    async def get_conversation(self, conversation_id: str) -> Conversation: ...
+
+
+class _Client:
+    def __init__(self, value: Any) -> None:
+        self.value = value
+        self.calls: list[tuple[str, str]] = []
+
+    async def call(self, api: str, method: str, args: Any, kwargs: Any) -> Any:
+        self.calls.append((api, method))
+        return self.value
+
+
+@pytest.fixture
+def ogx(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.delitem(sys.modules, "llama_stack_api", raising=False)
+    module = types.SimpleNamespace(Inference=_RouterInference, Conversations=_Conversations)
+    monkeypatch.setitem(sys.modules, "ogx_api", module)
+    _llama_stack._deps_types.cache_clear()
+    yield
+    _llama_stack._deps_types.cache_clear()
+
+
+@pytest.mark.usefixtures("ogx")
+async def test_deps_results_and_stream_items_come_back_as_the_protocols_types_or_as_sent() -> None:
+    conversation = ApiProxy(_Client({"id": "c1", "items": ["a"]}), "conversations")  # type: ignore[arg-type]
+    assert await conversation.get_conversation("c1") == Conversation(id="c1", items=["a"])
+    decode = _llama_stack.item_decoder("inference", "openai_chat_completion")
+    assert decode is not None
+    assert decode(b'{"id": "x", "finish_reason": "stop"}') == Chunk(id="x", finish_reason="stop")
+    unfit = decode(b'{"id": "y", "finish_reason": null, "choices": [{"delta": {"content": "hi"}}]}')
+    assert unfit.id == "y" and unfit.choices[0].delta.content == "hi"  # the OpenAI SDK's chunk, read by attribute
+
+
+@pytest.mark.usefixtures("ogx")
+async def test_deps_have_the_protocols_methods_and_nothing_of_the_servers_own_objects() -> None:
+    client = _Client(None)
+    inference = ApiProxy(client, "inference")  # type: ignore[arg-type]
+    assert callable(inference.openai_chat_completion)
+    # OGX's interactions provider asks its inference router for the routing table, and translates without one.
+    assert getattr(inference, "routing_table", None) is None and not hasattr(inference, "get_provider_impl")
+    with pytest.raises(AttributeError, match=r"no method 'routing_table' in its protocol \(_RouterInference\)"):
+        inference.routing_table  # noqa: B018
+    assert client.calls == []
+
+
+async def test_without_llama_stack_deps_take_any_method_and_answer_plain_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(sys.modules, "llama_stack_api", raising=False)
+    monkeypatch.delitem(sys.modules, "ogx_api", raising=False)
+    client = _Client({"id": "c1"})
+    proxy = ApiProxy(client, "conversations")  # type: ignore[arg-type]
+    assert await proxy.anything_at_all() == {"id": "c1"} and type(await proxy.other()) is dict
+    assert client.calls == [("conversations", "anything_at_all"), ("conversations", "other")]
