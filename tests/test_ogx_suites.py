@@ -16,13 +16,14 @@ from tests.conftest import REPO, hostel_pids, python_path
 
 pytestmark = [
     pytest.mark.skipif(not python_path("3.12"), reason="OGX 1.5 needs Python >= 3.12, not found here"),
-    pytest.mark.timeout(3600),  # the set-up and 14 OGX servers' runs: about 20 minutes here, more with a cold cache
+    pytest.mark.timeout(3600),  # the set-up and 16 OGX servers' runs: about 20 minutes here, more with a cold cache
 ]
 
 # The envs (by provider type) each suite's bridged server must have run its providers in: a provider named with
 # `module: hostel` that the server ran in process instead would pass the same tests and prove nothing.
 BRIDGED = {"files": {"localfs"}, "batches": {"reference"}, "vector_io": {"faiss"}, "inference": {"ollama"},
-           "responses": {"builtin"}, "messages": {"builtin"}, "interactions": {"builtin"}}  # fmt: skip
+           "responses": {"builtin", "tavily-search", "model-context-protocol"}, "messages": {"builtin"},
+           "interactions": {"builtin"}, "file_processors": {"auto"}}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -107,13 +108,16 @@ def test_ogx_inference_suite_passes_the_same_tests_bridged_as_in_process(results
 
 def test_ogx_responses_suite_passes_the_same_tests_bridged_as_in_process(results: dict[str, dict[str, object]]) -> None:
     """OGX's agent loop (inline::builtin) bridged: it calls the server's inference (streams of OpenAI's chunks),
-    vector stores, files, tool runtimes, conversations and prompts through its deps, each result as its own types;
-    an MCP tool's token (a field OGX's model leaves out of its dumps) reaches it, and an OpenAI error's body reaches
-    it from the server, so that it reports the Responses API's error code."""
+    vector stores, files, tool runtimes (web search and MCP, bridged too), conversations and prompts through its
+    deps, each result as its own types; an MCP tool's token (a field OGX's model leaves out of its dumps) reaches
+    it, an OpenAI error's body reaches it from the server, so that it reports the Responses API's error code, and
+    the web search provider reads the request's provider data (OGX's test id, another provider's key) as none, as
+    in process, rather than refusing the call."""
     responses = results["responses"]
-    assert responses["differ"] == []
-    passed = _passed(responses["bridged"])
-    assert passed == _passed(responses["in_process"]) and len(passed) >= 150
+    assert responses["unexpected"] == []  # one test races its own server (scripts/ogx_suites.py RACES)
+    races = set(responses["differ"])  # type: ignore[arg-type]
+    passed = _passed(responses["bridged"]) - races
+    assert passed == _passed(responses["in_process"]) - races and len(passed) >= 150
     for name in ("test_mcp_authorization_bearer", "invalid_base64_image_failure_code_is_spec_compliant",
                  "test_conversation_multi_turn_and_streaming", "test_response_non_streaming_web_search"):  # fmt: skip
         assert any(name in test for test in passed), name
@@ -140,3 +144,13 @@ def test_ogx_interactions_suite_differs_only_where_the_provider_reaches_into_the
     assert len(interactions["differ"]) == 5  # type: ignore[arg-type]
     passed = _passed(interactions["bridged"])
     assert passed < _passed(interactions["in_process"]) and passed  # the rest still pass bridged
+
+
+def test_ogx_file_processors_suite_passes_the_same_tests_bridged_as_in_process(
+    results: dict[str, dict[str, object]],
+) -> None:
+    """OGX's inline::auto file processor bridged: each PDF the tests upload crosses to its worker beside the call."""
+    processors = results["file_processors"]
+    assert processors["differ"] == []
+    passed = _passed(processors["bridged"])
+    assert passed == _passed(processors["in_process"]) and len(passed) >= 20

@@ -11,7 +11,7 @@ import contextlib
 import importlib
 import sys
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from enum import Enum
 from typing import Any
 
@@ -131,21 +131,23 @@ class ApiProxy:
     types the API's protocol declares in the provider's Llama Stack (or OGX), else plain JSON.
     """
 
-    def __init__(self, client: HostClient, api: str) -> None:
+    def __init__(self, client: HostClient, api: str, methods: frozenset[str] | None = None) -> None:
+        """``methods``: those of the object that answers this API, where the host knows them (a server's router,
+        through the bridge); ``None``: any name is a method."""
         self._client = client
         self._api = api
+        self._methods = methods
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
-        protocol = _llama_stack.deps_protocol(self._api)
-        if protocol is not None and not callable(getattr(protocol, name, None)):
+        if self._methods is not None and name not in self._methods:
             # As an object without it would: a provider that looks for the server's internals (OGX's interactions
             # provider asks its inference router for `routing_table`) takes the path it has for their absence.
             raise AttributeError(
-                f"the server's {self._api} API has no method {name!r} in its protocol ({protocol.__qualname__}); "
-                "a provider in a hostel worker reaches the server's APIs by their protocol's methods only, not the "
-                "server's own objects (its routing tables, other providers)"
+                f"the server's {self._api} API has no method {name!r}; a provider in a hostel worker reaches the "
+                "server's APIs by their methods only, not the server's own objects (its routing tables, its other "
+                "providers)"
             )
 
         async def method(*args: Any, **kwargs: Any) -> Any:
@@ -218,9 +220,13 @@ def inject_stores(impl: object, client: HostClient | None) -> None:
                 setattr(impl, attribute, store(client))
 
 
-def build_deps(client: HostClient | None, apis: Iterable[str]) -> dict[Any, ApiProxy]:
-    """The ``deps`` mapping for a provider's factory."""
+def build_deps(
+    client: HostClient | None, apis: Iterable[str], methods: Mapping[str, Iterable[str]] | None = None
+) -> dict[Any, ApiProxy]:
+    """The ``deps`` mapping for a provider's factory; ``methods``: those of each API's server object, where the host
+    knows them (``StartRequest.deps_methods``)."""
     if client is None:
         return {}
     enum = api_enum()
-    return {api_key(api, enum): ApiProxy(client, api) for api in apis}
+    known = methods or {}
+    return {api_key(api, enum): ApiProxy(client, api, frozenset(known[api]) if api in known else None) for api in apis}

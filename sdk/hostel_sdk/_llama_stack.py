@@ -203,21 +203,10 @@ def return_types(function: Any) -> tuple[Any, Any]:
 
 @functools.lru_cache(maxsize=512)
 def _deps_types(module_name: str, api: str, method: str) -> tuple[Any, Any]:
-    function = getattr(_deps_protocol_in(module_name, api), method, None)
+    module = sys.modules.get(module_name)
+    protocol = getattr(module, PROTOCOLS.get(api) or SERVED_PROTOCOLS.get(api, ""), None) if module else None
+    function = getattr(protocol, method, None)
     return (None, None) if function is None else return_types(function)
-
-
-def _deps_protocol_in(module_name: str | None, api: str) -> type | None:
-    module = sys.modules.get(module_name) if module_name else None
-    found = getattr(module, PROTOCOLS.get(api) or SERVED_PROTOCOLS.get(api, ""), None) if module else None
-    return found if isinstance(found, type) else None
-
-
-def deps_protocol(api: str) -> type | None:
-    """The protocol the server's ``api`` answers a provider's deps calls with, in the provider's own Llama Stack (or
-    OGX): its provider protocol, or that of what the server serves itself (``Conversations`` ...); ``None`` without
-    Llama Stack or for an API it has no protocol for."""
-    return _deps_protocol_in(_stack_module(), api)
 
 
 def _stack_module() -> str | None:

@@ -66,7 +66,7 @@ async def load_provider(request: StartRequest, host_client: HostClient | None) -
     recording = start_test_recording()
     config = build_config(request)
     validator = load_validator(request.provider_data_validator)
-    impl = await create_impl(request, module, config, build_deps(host_client, request.deps))
+    impl = await create_impl(request, module, config, build_deps(host_client, request.deps, request.deps_methods))
     inject_stores(impl, host_client)
     missing = _llama_stack.missing_methods(impl, request.api)
     if missing:

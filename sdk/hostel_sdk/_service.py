@@ -147,14 +147,20 @@ class ProviderService:
         provider_data_var: ContextVar[Any] | None = None,
         methods: Mapping[str, Callable[..., Any]] | None = None,
         recording: _test_recording.Recording | None = None,
+        lenient_provider_data: bool = False,
     ) -> None:
         """``provider_data_var``: Llama Stack's own context variable, set to the raw provider data per call.
         ``methods``: what callers may call (default: ``exposed_methods(impl)``, its public functions).
-        ``recording``: OGX's test recorder, told each call's test."""
+        ``recording``: OGX's test recorder, told each call's test. ``lenient_provider_data``: provider data the
+        validator rejects reaches the provider as none, and the call goes on (as a Llama Stack server's own providers
+        read it: their ``get_request_provider_data()`` logs the error and returns ``None``), instead of failing the
+        call with ``ProviderDataError``."""
         self._impl = impl
         self._methods = dict(methods) if methods is not None else exposed_methods(impl)
         self._binders: dict[str, codec.MethodBinder] = {}
         self._validate_provider_data = provider_data_validator
+        self._lenient_provider_data = lenient_provider_data
+        self._said_lenient = False
         self._on_shutdown = on_shutdown
         self._ls_provider_data = provider_data_var
         self._recording = recording
@@ -196,6 +202,14 @@ class ProviderService:
         try:
             return self._validate_provider_data(data)
         except Exception as exc:  # noqa: BLE001 - any validator failure is the caller's bad data
+            if self._lenient_provider_data:
+                # Provider data is the whole request's, often for another provider (an OpenAI key beside a web
+                # search): in a Llama Stack server this provider reads none and uses its own config.
+                log = logger.debug if self._said_lenient else logger.info
+                self._said_lenient = True
+                first = str(exc).splitlines()[:3]
+                log("provider data does not validate for this provider, which reads none (said once): %s", first)
+                return None
             raise ProviderDataError(f"provider data rejected by the provider's validator: {exc}") from None
 
     async def _invoke(

@@ -40,6 +40,12 @@ class StartRequest:
     config: Mapping[str, Any] = field(default_factory=dict)
     provider_data_validator: str | None = None
     deps: tuple[str, ...] = ()  # the API names the provider's deps hold
+    # The methods of each of them, where the host knows what answers them (a server's routers, through the bridge):
+    # the deps offer those and no other attribute. None: any name is a method.
+    deps_methods: Mapping[str, list[str]] | None = None
+    # Provider data the provider's validator rejects reaches it as none instead of failing the call (a Llama Stack
+    # server's own providers read it so; the bridge asks for it).
+    lenient_provider_data: bool = False
     # What an OGX / Llama Stack server gives its providers besides config and deps: its storage backends
     # (``{"backends": {name: config}, "tenancy": ...}``, registered before the factory runs) and its access
     # policy (a list of access rules, for a factory that takes ``policy``).

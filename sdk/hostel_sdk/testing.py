@@ -118,9 +118,12 @@ async def serve(
     deps: Mapping[str, object] | None = None,
     api: str = "",
     expose: Sequence[str] = (),
+    lenient_provider_data: bool = False,
 ) -> AsyncIterator[ProviderClient]:
     """Serve a provider object (``impl``) or build one from ``module`` exactly as a worker does (the same
-    loader: config, factory, stores, the ``api``'s protocol check, callable methods); yield a client."""
+    loader: config, factory, stores, the ``api``'s protocol check, callable methods); yield a client.
+    ``lenient_provider_data``: as a worker the Llama Stack bridge starts (provider data the validator rejects reads
+    as none)."""
     if (impl is None) == (module is None):
         raise TypeError("serve() needs exactly one of impl= or module=")
     servers: list[grpc.aio.Server] = []
@@ -146,11 +149,13 @@ async def serve(
                     deps=tuple(deps or ()), expose=tuple(expose),
                 )  # fmt: skip
                 loaded = await load_provider(request, host_client)
-                service = ProviderService(loaded.impl, provider_data_validator=loaded.validator, methods=loaded.methods)
+                impl, validator, methods = loaded.impl, loaded.validator, loaded.methods
             else:
                 methods = exposed_methods(impl, api=api, expose=expose)
                 validator = load_validator(provider_data_validator)
-                service = ProviderService(impl, provider_data_validator=validator, methods=methods)
+            service = ProviderService(
+                impl, provider_data_validator=validator, methods=methods, lenient_provider_data=lenient_provider_data
+            )
             socket = Path(tmp) / "worker.sock"
             server = grpc.aio.server(options=options)
             server.add_generic_rpc_handlers([worker_handler(service)])

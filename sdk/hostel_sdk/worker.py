@@ -144,6 +144,7 @@ async def serve(request: StartRequest, handshake_fd: int, options: ServeOptions 
         provider_data_var=_llama_stack.provider_data_var(),
         methods=loaded.methods,
         recording=loaded.recording,
+        lenient_provider_data=request.lenient_provider_data,
     )
     server = grpc.aio.server(
         options=channel_options(request.max_message_bytes, local=request.listen is None),

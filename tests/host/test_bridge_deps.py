@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from hostel import Host
 from hostel.bridge._deps import ServerApis
 from hostel.bridge._loop import LoopThread, serving_loop_here
+from hostel.bridge._shared import bridge_plan
 from hostel.config.plan import load_plan
 from hostel.errors import ConfigError
 from tests.conftest import make_config, provider_spec
@@ -39,6 +40,7 @@ class ServerInference:
 
     def __init__(self) -> None:
         self.loops: set[int] = set()
+        self.routing_table = object()  # the server's own object, not a method: it stays in the server
 
     async def greet(self, name: Greeting | str) -> str:
         self.loops.add(id(asyncio.get_running_loop()))
@@ -66,7 +68,8 @@ async def bridged(tmp_path: Path) -> AsyncIterator[tuple[Host, LoopThread, Serve
     bridge = FakeBridge()
     bridge.serving_loop = asyncio.get_running_loop()
     external = ServerApis({"inference": inference}, lambda: bridge, PROVIDER_DATA, asyncio.get_running_loop())
-    plan = load_plan(make_config(tmp_path, specs=SPECS, providers=PROVIDERS), external_apis=external.apis)
+    config = make_config(tmp_path, specs=SPECS, providers=PROVIDERS)
+    plan = bridge_plan(str(config), external.apis, [], external.methods())
     thread = LoopThread("hostel-test")
 
     async def make() -> Host:
@@ -88,6 +91,15 @@ async def test_deps_are_served_by_the_servers_objects_on_the_servers_loop(bridge
     assert await thread.run(lambda: store.stream_through_inference(n=50)) == list(range(50))
     assert inference.loops == {id(asyncio.get_running_loop())}  # never the host's loop
     assert await thread.run(store.inference_error) == "ValueError: from inference"
+
+
+async def test_deps_have_the_server_objects_methods_and_none_of_its_other_attributes(bridged: Any) -> None:
+    """As in process, ``hasattr`` finds the router's methods; unlike in process, not its other attributes (OGX's
+    interactions provider looks for ``routing_table`` and has a path for when there is none)."""
+    host, thread, _ = bridged
+    store = host.provider("store")
+    found = await thread.run(lambda: store.inference_has(names=["greet", "count", "routing_table", "no_such"]))
+    assert found == [True, True, False, False]
 
 
 async def test_provider_data_is_set_in_the_servers_context_for_the_dependency(bridged: Any) -> None:

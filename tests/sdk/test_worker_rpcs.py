@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from typing import Any
+
+from pydantic import BaseModel
 
 from hostel_sdk import _messages as pb
+from hostel_sdk import request_provider_data
 from hostel_sdk._start import Listen, StartRequest
 from hostel_sdk._wire import TOKEN_METADATA, WithMetadata, token_metadata
 from hostel_sdk.testing import serve
@@ -72,3 +76,33 @@ def test_a_stub_with_metadata_sends_it_with_every_call_beside_the_calls_own() ->
         {"args": ("request",), "metadata": ((TOKEN_METADATA, "t0k"), ("x-trace", "1"))},
     ]
     assert token_metadata(None) == ()
+
+
+class TavilyKey(BaseModel):
+    """Like OGX's tavily provider's validator: its own key required."""
+
+    tavily_search_api_key: str
+
+
+class Searcher:
+    async def seen(self) -> Any:
+        return request_provider_data()
+
+
+async def test_provider_data_the_validator_rejects_fails_the_call_or_for_a_bridged_provider_reads_as_none() -> None:
+    """hostel's own gateway answers bad provider data with 400; in a Llama Stack server a provider whose validator
+    rejects the request's provider data (another provider's key, OGX's test id) reads none and goes on."""
+    others = json.dumps({"openai_api_key": "sk", "__test_id": "t"}).encode()
+    own = json.dumps({"tavily_search_api_key": "tv"}).encode()
+    for lenient in (False, True):
+        validator = f"{__name__}.TavilyKey"
+        async with serve(Searcher(), provider_data_validator=validator, lenient_provider_data=lenient) as client:
+            stub = client._stub
+            replies = [r async for r in stub.call(pb.CallRequest(method="seen", provider_data_json=others))]
+            if lenient:
+                assert json.loads(bytes(replies[0].value_json)) is None
+            else:
+                assert replies[0].error.kind == pb.ERROR_KIND_BAD_PROVIDER_DATA
+                assert "tavily_search_api_key" in replies[0].error.message
+            replies = [r async for r in stub.call(pb.CallRequest(method="seen", provider_data_json=own))]
+            assert json.loads(bytes(replies[0].value_json)) == {"tavily_search_api_key": "tv"}

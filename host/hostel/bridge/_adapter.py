@@ -84,7 +84,7 @@ async def get_adapter_impl(config: Any, deps: dict[Any, Any], policy: list[Any] 
     )
     rules = [as_json(rule) for rule in policy or ()]
     try:
-        plan = bridge_plan(raw, external.apis, rules)
+        plan = bridge_plan(raw, external.apis, rules, external.methods())
     except ConfigError as exc:
         logger.error("hostel bridge for %s: %s", api, exc)
         raise

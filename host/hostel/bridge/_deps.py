@@ -67,6 +67,23 @@ class ServerApis:
             self._calls.popitem(last=False)
         return key
 
+    def methods(self) -> dict[str, list[str]]:
+        """The public methods of the server's object for each API (its router, its own service): what a bridged
+        provider's deps offer, and no other attribute (its routing table, say, stays here)."""
+        found = {}
+        for api, target in self._targets.items():
+            names = []
+            for name in dir(target):
+                if name.startswith("_"):
+                    continue
+                try:
+                    if callable(getattr(target, name)):
+                        names.append(name)
+                except Exception:  # noqa: BLE001 - a property that fails to read is no method
+                    continue
+            found[api] = names
+        return found
+
     def api(self, api: str, *, timeout: float | None = None, provider_data: Any = None) -> _ServerApi:
         """The server's router for ``api``; ``timeout`` is the caller's deadline, enforced on its side."""
         return _ServerApi(self, api, provider_data)

@@ -337,5 +337,5 @@ def main() -> int:
         out.write(json.dumps(outcome) + "\n")
         out.close()
 
-    plan = bridge_plan(spec.run_config, frozenset(spec.external_apis), spec.policy)
+    plan = bridge_plan(spec.run_config, frozenset(spec.external_apis), spec.policy, spec.deps_methods)
     return asyncio.run(serve(spec, plan, report))

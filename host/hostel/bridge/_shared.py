@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -66,6 +67,7 @@ class HubSpec:
     provider_id: str  # what the hub calls itself in the log: the bridged provider, or the run config's file
     external_apis: list[str]
     methods: list[str]  # what the server calls on the provider (through the Worker service)
+    deps_methods: dict[str, list[str]]  # the methods of the server's objects its deps stand for, per API
     watch: tuple[int, float]  # the server's main process: pid and start time
     home: str | None = None
     policy: list[Any] = field(default_factory=list)
@@ -291,6 +293,7 @@ async def _attach(request: HubRequest) -> _Attachment:
                 provider_id=request.provider_id,
                 external_apis=sorted(request.server_apis.apis),
                 methods=request.methods,
+                deps_methods=request.server_apis.methods(),
                 watch=watch,
                 home=request.home,
                 policy=request.policy,
@@ -386,14 +389,23 @@ def _raise(outcome: dict[str, Any], provider_id: str) -> None:
     raise raised
 
 
-def bridge_plan(raw: dict[str, Any] | str, external_apis: frozenset[str], policy: list[Any]) -> Plan:
+def bridge_plan(
+    raw: dict[str, Any] | str,
+    external_apis: frozenset[str],
+    policy: list[Any],
+    deps_methods: Mapping[str, Sequence[str]] | None = None,
+) -> Plan:
     """The hostel plan of a bridged provider's run config (or of the run config at a path): its workers get the
-    server's access ``policy``."""
+    server's access ``policy``, know the methods of the server's objects their deps stand for (``deps_methods``,
+    ``ServerApis.methods``), and read provider data as the server's own providers do (what their validator
+    rejects, as none)."""
     plan = load_plan(Path(raw) if isinstance(raw, str) else raw, external_apis=external_apis)
+    changes: dict[str, Any] = {"lenient_provider_data": True}
     if policy:
-        rules = tuple(policy)
-        plan = dataclasses.replace(plan, providers=tuple(p.with_worker(access_policy=rules) for p in plan.providers))
-    return plan
+        changes["access_policy"] = tuple(policy)
+    if deps_methods is not None:
+        changes["dependency_methods"] = {api: tuple(names) for api, names in deps_methods.items()}
+    return dataclasses.replace(plan, providers=tuple(p.with_worker(**changes) for p in plan.providers))
 
 
 def show_hostel_logs() -> None:

@@ -106,9 +106,20 @@ def specs(server: Server, *, only: str | None = None) -> list[Any]:
                     api_dependencies=list(spec.api_dependencies),
                     optional_api_dependencies=list(spec.optional_api_dependencies),
                     description=f"The server's own {spec.provider_type}, in a hostel worker of its own.",
+                    **_read_by_the_server(server, spec),
                 )
             )
     return made
+
+
+# What a server reads from a provider's spec itself, rather than the provider: OGX registers a tool runtime's tool
+# group (``builtin::websearch``) from its spec's ``toolgroup_id``, and warns of or refuses a deprecated provider.
+_SERVER_READS = ("toolgroup_id", "deprecation_warning", "deprecation_error")
+
+
+def _read_by_the_server(server: Server, spec: Any) -> dict[str, Any]:
+    fields = getattr(server.api_package.RemoteProviderSpec, "model_fields", {})
+    return {name: getattr(spec, name) for name in _SERVER_READS if name in fields and getattr(spec, name, None)}
 
 
 def __getattr__(name: str) -> Any:

@@ -62,6 +62,12 @@ class WorkerRecipe:
     # the server's access policy (the bridge's; a factory that takes ``policy`` gets it).
     storage: Mapping[str, Any] | None = None
     access_policy: tuple[Any, ...] = ()
+    # The methods of each API its deps hold, where the host knows what answers them (a server's routers, through
+    # the bridge): its deps offer those and no other attribute. None: any name is a method.
+    dependency_methods: Mapping[str, tuple[str, ...]] | None = None
+    # Provider data its validator rejects reaches it as none, the call going on, as in a Llama Stack server (the
+    # bridge's); else the call fails with ProviderDataError (hostel's gateway: 400).
+    lenient_provider_data: bool = False
 
 
 @dataclass(frozen=True)

@@ -95,6 +95,12 @@ def start_request(
         config=dict(plan.worker.config),
         provider_data_validator=spec.provider_data_validator,
         deps=tuple(plan.worker.dependency_apis),
+        deps_methods=(
+            {api: list(names) for api, names in plan.worker.dependency_methods.items()}
+            if plan.worker.dependency_methods is not None
+            else None
+        ),
+        lenient_provider_data=plan.worker.lenient_provider_data,
         storage=plan.worker.storage,
         policy=plan.worker.access_policy,
         expose=tuple(plan.worker.expose),

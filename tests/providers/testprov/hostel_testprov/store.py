@@ -23,6 +23,10 @@ class Store:
     async def dep_keys(self) -> list[str]:
         return [f"{type(k).__module__}.{type(k).__name__}:{k.value}" for k in self.deps]
 
+    async def inference_has(self, names: list[str]) -> list[bool]:
+        """``hasattr`` on the inference this provider's deps hold, as a provider probing its server's objects does."""
+        return [hasattr(self.inference, name) for name in names]
+
     async def greet_through_inference(self, name: str) -> str:
         return await self.inference.greet(name=name)
 
