@@ -236,22 +236,7 @@ def item_decoder(api: str, method: str) -> Callable[[bytes], Any] | None:
     module_name = _stack_module()
     if module_name is None:
         return None
-    annotation = _deps_types(module_name, api, method)[1]
-    if annotation is None:
-        return _as_sent_json
-    rebuild = codec.json_rebuilder(annotation)
-
-    def decode(data: bytes) -> Any:
-        try:
-            return rebuild(data)
-        except ValueError:  # another version's shape (a ValidationError)
-            return _as_sent_json(data)
-
-    return decode
-
-
-def _as_sent_json(data: bytes) -> Any:
-    return codec.as_sent(codec.loads(data))
+    return codec.lenient_json_rebuilder(_deps_types(module_name, api, method)[1])
 
 
 async def rebuild_blob(api: str, method: str, blob: Any) -> Any:

@@ -506,6 +506,30 @@ def json_rebuilder(annotation: Any) -> Callable[[bytes], Any]:
     return _memo(_JSON_REBUILDERS, annotation, _json_rebuilder)
 
 
+def lenient_json_rebuilder(
+    annotation: Any, on_unfit: Callable[[ValueError], None] | None = None
+) -> Callable[[bytes], Any]:
+    """``json_rebuilder(annotation)``, but JSON that does not fit it (another version's shape) is decoded as sent
+    (``as_sent``) instead of raising, and ``on_unfit`` told why; ``annotation`` ``None``: everything as sent."""
+    if annotation is None:
+        return _as_sent_json
+    rebuild = json_rebuilder(annotation)
+
+    def decode(data: bytes) -> Any:
+        try:
+            return rebuild(data)
+        except ValueError as exc:  # a ValidationError
+            if on_unfit is not None:
+                on_unfit(exc)
+            return _as_sent_json(data)
+
+    return decode
+
+
+def _as_sent_json(data: bytes) -> Any:
+    return as_sent(loads(data))
+
+
 def _json_rebuilder(annotation: Any) -> Callable[[bytes], Any]:
     if _memo(_ADAPTERS, annotation, _adapter) is None:
         return loads

@@ -228,16 +228,8 @@ class Bridge:
         return iterate_on(self._thread.loop, stream, for_server, make)
 
     def _decoder(self, method: str, annotation: Any) -> Callable[[bytes], Any]:
-        rebuild = codec.json_rebuilder(annotation)
-
-        def decode(data: bytes) -> Any:
-            try:
-                return rebuild(data)
-            except ValueError as exc:  # another version's shape (a ValidationError): pass it on as sent, say so once
-                self._unfit(method, annotation, exc)
-                return codec.as_sent(codec.loads(data))
-
-        return decode
+        # Another version's shape passes on as sent, said once.
+        return codec.lenient_json_rebuilder(annotation, lambda exc: self._unfit(method, annotation, exc))
 
     def _rebuild(self, method: str, value: Any, annotation: Any) -> Any:
         if annotation is None or value is None:
