@@ -12,6 +12,8 @@ import builtins
 import sys
 from typing import Any
 
+from hostel_sdk import codec
+
 # The range of HTTP statuses an exception's ``status_code`` may carry across.
 _HTTP_STATUSES = range(100, 600)
 # The most an exception's attributes may take on the wire (a larger set crosses without them).
@@ -37,8 +39,6 @@ def describe(exc: BaseException) -> tuple[list[str], int]:
 def attributes(exc: BaseException) -> bytes:
     """``exc``'s own public attributes whose values are JSON (an HTTP client error's ``body``, ``code``, ``param``;
     not its ``response`` object), as one JSON object, or ``b""`` for none or more than ``MAX_ATTRIBUTES_BYTES``."""
-    from hostel_sdk import codec  # codec imports the blob machinery; exceptions are described rarely
-
     found: dict[str, Any] = {}
     for name, value in getattr(exc, "__dict__", {}).items():
         if not isinstance(name, str) or name.startswith("_") or name in _NOT_ATTRIBUTES:
@@ -128,8 +128,6 @@ def rebuild(
 
 
 def _set_attributes(exc: Exception, data: bytes) -> None:
-    from hostel_sdk import codec
-
     try:
         found = codec.loads(data)
     except ValueError:
