@@ -145,7 +145,8 @@ def _model_json_dumped(model: BaseModel) -> dict[str, Any]:
     """``_model_json`` for a model with a serializer of its own, whose keys may not be its fields': dumped by it
     (told which fields nobody set, at any depth), then each model it holds in a field it wrote written over."""
     data: dict[str, Any] = model.model_dump(mode="json", by_alias=True, exclude=_unset(model) or None)
-    for name, key, untyped in _shape(type(model)).deep:
+    shape = _shape(type(model))
+    for name, key, untyped in shape.deep:
         value = getattr(model, name, None)
         if name not in model.model_fields_set or key not in data or not isinstance(value, (BaseModel, *_CONTAINERS)):
             continue
@@ -153,7 +154,6 @@ def _model_json_dumped(model: BaseModel) -> dict[str, Any]:
             data[key] = _tagged(value) if untyped else _model_json(value)
         elif _holds_model(value):
             data[key] = _tagged(value)
-    shape = _shape(type(model))
     if shape.hidden:
         _write_hidden(model, shape, data)
     return data
