@@ -32,6 +32,7 @@ from hostel_sdk import (
 from hostel_sdk import _messages as pb
 from hostel_sdk._context import RequestContext, enter_request, leave_request
 from hostel_sdk._exposure import LIFECYCLE_METHODS, exposed_methods
+from hostel_sdk._provider_data import ProviderDataError, ProviderDataReader
 from hostel_sdk._wire import SESSION_METADATA
 
 logger = logging.getLogger(__name__)
@@ -121,10 +122,6 @@ def _mutations(
     return codec.dumps(changed) if changed else b""
 
 
-class ProviderDataError(ValueError):
-    """The call's provider data did not pass the provider's validator."""
-
-
 @dataclass(frozen=True)
 class _Produced:
     """A stream a call returned, and the context it was returned in: the call's provider data (hostel's and the
@@ -158,9 +155,7 @@ class ProviderService:
         self._impl = impl
         self._methods = dict(methods) if methods is not None else exposed_methods(impl)
         self._binders: dict[str, codec.MethodBinder] = {}
-        self._validate_provider_data = provider_data_validator
-        self._lenient_provider_data = lenient_provider_data
-        self._said_lenient = False
+        self._provider_data = ProviderDataReader(provider_data_validator, lenient=lenient_provider_data)
         self._on_shutdown = on_shutdown
         self._ls_provider_data = provider_data_var
         self._recording = recording
@@ -180,37 +175,6 @@ class ProviderService:
                 return None
             binder = self._binders[name] = codec.MethodBinder.for_callable(name, func)
         return binder
-
-    def _provider_data(self, raw: bytes | memoryview) -> tuple[Any, Any]:
-        """The call's provider data decoded, and as the provider sees it (validated, hostel's keys left out)."""
-        if not raw:
-            return None, None
-        try:
-            decoded = codec.loads(raw)
-        except ValueError as exc:
-            raise ProviderDataError(f"provider data is not valid JSON: {exc}") from None
-        return decoded, self._for_provider(decoded)
-
-    def _for_provider(self, data: Any) -> Any:
-        hidden = (_llama_stack.USER_KEY, *_llama_stack.HOSTEL_KEYS)  # who asked, where from: not the validator's
-        if isinstance(data, dict) and any(key in data for key in hidden):
-            data = {k: v for k, v in data.items() if k not in hidden} or None
-            if data is None:
-                return None
-        if self._validate_provider_data is None:
-            return data
-        try:
-            return self._validate_provider_data(data)
-        except Exception as exc:  # noqa: BLE001 - any validator failure is the caller's bad data
-            if self._lenient_provider_data:
-                # Provider data is the whole request's, often for another provider (an OpenAI key beside a web
-                # search): in a Llama Stack server this provider reads none and uses its own config.
-                log = logger.debug if self._said_lenient else logger.info
-                self._said_lenient = True
-                first = str(exc).splitlines()[:3]
-                log("provider data does not validate for this provider, which reads none (said once): %s", first)
-                return None
-            raise ProviderDataError(f"provider data rejected by the provider's validator: {exc}") from None
 
     async def _invoke(
         self, request: pb.CallRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -262,7 +226,7 @@ class ProviderService:
     ) -> tuple[pb.CallReply | None, _Produced | None, RequestContext]:
         request_context = RequestContext()
         try:
-            decoded, provider_data = self._provider_data(request.provider_data_json)
+            decoded, provider_data = self._provider_data.read(request.provider_data_json)
         except ProviderDataError as exc:
             return error_reply(exc, pb.ERROR_KIND_BAD_PROVIDER_DATA), None, request_context
         remaining = request.timeout_s or context.time_remaining()
