@@ -114,7 +114,7 @@ def test_ogx_responses_suite_passes_the_same_tests_bridged_as_in_process(results
     the web search provider reads the request's provider data (OGX's test id, another provider's key) as none, as
     in process, rather than refusing the call."""
     responses = results["responses"]
-    assert responses["unexpected"] == []  # one test races its own server (scripts/ogx_suites.py RACES)
+    assert responses["unexpected"] == []  # one test races its own server (scripts/ogx_suite_configs.py RACES)
     races = set(responses["differ"])  # type: ignore[arg-type]
     passed = _passed(responses["bridged"]) - races
     assert passed == _passed(responses["in_process"]) - races and len(passed) >= 150
@@ -137,8 +137,8 @@ def test_ogx_interactions_suite_differs_only_where_the_provider_reaches_into_the
     """OGX's Google Interactions API (inline::builtin). For a Gemini model it passes the request through to Gemini's
     own endpoint after looking into the server's inference router for the provider object behind the model; a
     worker has only the API's methods, so bridged it translates to a chat completion instead, its path for any other
-    provider, which OGX did not record. Exactly those tests differ (scripts/ogx_suites.py EXPECTED names each); the
-    rest, and what fails in process for OGX's own reasons, are the same both ways."""
+    provider, which OGX did not record. Exactly those tests differ (EXPECTED in scripts/ogx_suite_configs.py names
+    each); the rest, and what fails in process for OGX's own reasons, are the same both ways."""
     interactions = results["interactions"]
     assert interactions["unexpected"] == []
     assert len(interactions["differ"]) == 5  # type: ignore[arg-type]
