@@ -59,7 +59,8 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE.parent / "scripts"))
 
 from _common import run_cli
-from ogx_suites import STORAGE, python312, server
+from ogx_suite_configs import STORAGE
+from ogx_suites import python312, server
 
 REPO = HERE.parent
 OGXBENCH = HERE / "providers" / "ogxbench"
