@@ -26,7 +26,10 @@ Each round also measures a bare crossing to another process, with nothing of hos
 its own process on a Unix socket (bench/_raw_server.py), a ~100-byte round trip on one long-lived stream on the same
 schedules, and the file's size one way in 1 MiB messages. ``bound`` is the best ratio a bridge costing nothing but
 that crossing could reach in the round (the in-process time plus one round trip, or plus the file's transfer after
-the side that holds the file has all of it): a goal beyond it is beyond any bridge between two processes here.
+the side that holds the file has all of it): a goal beyond it is beyond any bridge between two processes here, as
+long as the provider's own work costs the same on both sides. It need not: a worker reuses freed memory
+(``hostel.retain_freed_mb``) where the server, as users run it, maps every large buffer fresh. --server-malloc
+worker gives both servers the workers' malloc settings, to tell that part from the bridge's.
 
 Why a rate: OGX writes every chat completion to its inference store in a task of its own (on SQLite, with no write
 queue). Back to back, a few hundred a second, those writes fall a second and more behind and keep threads busy that
@@ -61,6 +64,9 @@ sys.path.insert(0, str(HERE.parent / "scripts"))
 from _common import run_cli
 from ogx_suite_configs import STORAGE
 from ogx_suites import python312, server
+
+from hostel.config import HostelSettings
+from hostel_sdk import _memory
 
 REPO = HERE.parent
 OGXBENCH = HERE / "providers" / "ogxbench"
@@ -342,7 +348,9 @@ def _figures(found: dict[str, list[float]], items: int, file_mb: int) -> dict[st
     }
 
 
-def _serve_and_measure(venv: Path, workdir: Path, first: bool, **sizes: Any) -> dict[bool, dict[str, float]]:
+def _serve_and_measure(
+    venv: Path, workdir: Path, first: bool, server_env: dict[str, str], **sizes: Any
+) -> dict[bool, dict[str, float]]:
     """Both servers up at once (in process, bridged), measured in turns. Their run directories (config, log, what
     they stored: the uploaded files) are removed once they have stopped, unless the round failed (then the logs are
     there to read)."""
@@ -354,7 +362,8 @@ def _serve_and_measure(venv: Path, workdir: Path, first: bool, **sizes: Any) -> 
             run_dirs.append(run_dir)
             config = run_dir / "config.yaml"
             config.write_text(yaml.safe_dump(_config(bridged), sort_keys=False))
-            env = {**os.environ, "STATE": str(run_dir / "state"), "HOSTEL_HOME": str(workdir / "hostel-home")}
+            env = {**os.environ, **server_env, "STATE": str(run_dir / "state")}
+            env["HOSTEL_HOME"] = str(workdir / "hostel-home")
             urls[bridged] = stack.enter_context(server(venv, config, env, run_dir / "server.log"))
         measured = _measure(urls, first, **sizes)
     for run_dir in run_dirs:  # ~200 MB a round: every run used to leave them behind
@@ -371,7 +380,13 @@ async def bench(
     file_mb: int = 50,
     rounds: int = 3,
     workdir: str = "",
+    server_malloc: str = "",
 ) -> list[dict[str, Any]]:
+    if server_malloc not in ("", "worker"):
+        raise SystemExit(f"--server-malloc is '' or 'worker', not {server_malloc!r}")
+    # "worker": both servers get the malloc settings hostel gives its workers, to tell the allocator's part.
+    tunables = _memory.glibc_tunables(HostelSettings().retain_freed_mb << 20)
+    server_env = {"GLIBC_TUNABLES": tunables} if server_malloc else {}
     where = Path(workdir or Path(tempfile.gettempdir()) / "hostel-bench-bridge")
     where.mkdir(parents=True, exist_ok=True)
     venv = _venv(where)
@@ -379,7 +394,7 @@ async def bench(
     runs: dict[bool, list[dict[str, float]]] = {False: [], True: []}
     bounds, bares = [], []
     for round_ in range(rounds):  # in process and bridged side by side, each first every other round
-        for bridged, figures in _serve_and_measure(venv, where, round_ % 2 == 1, **sizes).items():
+        for bridged, figures in _serve_and_measure(venv, where, round_ % 2 == 1, server_env, **sizes).items():
             runs[bridged].append(figures)
         bares.append(await _bare(requests=requests, rate=rate, file_mb=file_mb))
         bounds.append(_bounds(runs[False][-1], bares[-1], file_mb))
@@ -427,6 +442,7 @@ def main() -> None:
         file_mb=50,
         rounds=3,
         workdir="",
+        server_malloc="",
     )
 
 

@@ -33,15 +33,14 @@ from _common import median_ms, run_cli
 
 from hostel import Host
 from hostel.config import HostelSettings
+from hostel_sdk import _memory, codec
 from hostel_sdk import _messages as pb
-from hostel_sdk import codec
-from hostel_sdk.worker import _MMAP_THRESHOLD_MAX
 from tests.conftest import make_config
 
 PAYLOAD = "x" * 100
 # What a worker sets with mallopt under the default hostel.retain_freed_mb, for a raw server to compare with.
 _RETAIN = HostelSettings().retain_freed_mb * 2**20
-WORKER_MALLOC = f"glibc.malloc.mmap_threshold={min(_RETAIN, _MMAP_THRESHOLD_MAX)}:glibc.malloc.trim_threshold={_RETAIN}"
+WORKER_MALLOC = _memory.glibc_tunables(_RETAIN)
 
 
 def _identity(data: bytes) -> bytes:

@@ -14,8 +14,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-from grpc_tools import protoc
-
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "protos"
 OUT = ROOT / "sdk" / "hostel_sdk" / "_proto"
@@ -23,6 +21,8 @@ OUT = ROOT / "sdk" / "hostel_sdk" / "_proto"
 
 def generate(into: Path) -> list[Path]:
     """Generate every proto under protos/ into `into`; return the generated files."""
+    from grpc_tools import protoc  # the pinned grpcio-tools of the `proto` env, not needed for --help
+
     protos = sorted(PROTO_ROOT.rglob("*.proto"))
     args = ["protoc", f"-I{PROTO_ROOT}", f"--python_out={into}", f"--pyi_out={into}", *map(str, protos)]
     if protoc.main(args) != 0:

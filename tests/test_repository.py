@@ -6,8 +6,12 @@ working directory (podman's conmon once left `oom` there, twice committed) fails
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import REPO
 
@@ -34,6 +38,19 @@ def test_both_packages_ship_py_typed(tmp_path: Path) -> None:
     assert (REPO / "host" / "hostel" / "py.typed").is_file() and (REPO / "sdk" / "hostel_sdk" / "py.typed").is_file()
     with zipfile.ZipFile(sdk_wheel(tmp_path)) as wheel:
         assert "hostel_sdk/py.typed" in wheel.namelist()
+
+
+def _runnable_scripts() -> list[Path]:
+    scripts = sorted((REPO / "bench").glob("[!_]*.py")) + sorted((REPO / "scripts").glob("[!_]*.py"))
+    return [script for script in scripts if "__main__" in script.read_text()]
+
+
+@pytest.mark.parametrize("script", _runnable_scripts(), ids=lambda script: f"{script.parent.name}/{script.name}")
+def test_every_benchmark_and_script_starts(script: Path) -> None:
+    """Nothing else runs them: a benchmark broken by a move elsewhere (an import) showed only when someone ran it."""
+    command = [sys.executable, str(script), "--help"]
+    run = subprocess.run(command, check=False, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and "usage:" in run.stdout, f"{script.name} --help failed:\n{run.stderr[-2000:]}"
 
 
 def _documents() -> list[Path]:

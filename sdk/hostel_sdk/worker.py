@@ -27,7 +27,7 @@ _grpc_env.prefer_epoll_polling()
 
 import grpc  # noqa: E402 - after the settings gRPC reads when imported
 
-from hostel_sdk import __version__, _llama_stack, _sandbox, _telemetry  # noqa: E402
+from hostel_sdk import __version__, _llama_stack, _memory, _sandbox, _telemetry  # noqa: E402
 from hostel_sdk._deps import HostClient  # noqa: E402
 from hostel_sdk._handshake import PROTOCOL_VERSION, STACKS_SIGNAL, Handshake, Network, StartFailure  # noqa: E402
 from hostel_sdk._health import HealthService, health_handler  # noqa: E402
@@ -69,28 +69,6 @@ def _die_with_parent(host_pid: int | None, parent_death: bool = True) -> None:
         os._exit(70)  # stdin closed: the host is gone
 
     threading.Thread(target=watch_stdin, name="hostel-stdin-watch", daemon=True).start()
-
-
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
-_MMAP_THRESHOLD_MAX = 32 * 2**20  # the largest glibc accepts on 64-bit systems
-
-
-def _retain_freed_memory(retain: int) -> None:
-    """Keep up to ``retain`` bytes of freed memory for reuse (glibc malloc).
-
-    By default glibc maps each large buffer fresh and unmaps it when freed, so a worker echoing megabytes
-    page-faults every page of every message, every call (2-4 ms per 8 MB on a VM). Below the mmap threshold
-    buffers come from the heap instead, and its freed top is kept up to the trim threshold. The user's own
-    ``GLIBC_TUNABLES`` for malloc win; other C libraries keep their defaults.
-    """
-    if retain <= 0 or not sys.platform.startswith("linux") or "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", ""):
-        return
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return
-    mallopt(_M_MMAP_THRESHOLD, min(retain, _MMAP_THRESHOLD_MAX))
-    mallopt(_M_TRIM_THRESHOLD, retain)
 
 
 def _write_line(fd: int, line: str) -> None:
@@ -165,11 +143,14 @@ async def serve(request: StartRequest, handshake_fd: int, options: ServeOptions 
         else None
     )
 
+    trimming = asyncio.create_task(_memory.keep_within(request.retain_freed_bytes), name="hostel-keep-within")
+
     _write_line(handshake_fd, Handshake(PROTOCOL_VERSION, network, address, os.getpid(), __version__).format())
     os.close(handshake_fd)
     logger.debug("provider %s serving on %s [pid %d]", request.provider_id, address, os.getpid())
 
     await stop.wait()
+    trimming.cancel()
     if watchdog is not None:
         watchdog.close()
     service.drain()
@@ -245,7 +226,7 @@ def main() -> int:
         _write_line(handshake_fd, StartFailure(PROTOCOL_VERSION, "config", f"sandbox: {exc}").format())
         return 1
     _die_with_parent(request.host_pid, request.parent_death)
-    _retain_freed_memory(request.retain_freed_bytes)
+    _memory.retain_freed(request.retain_freed_bytes)
     return asyncio.run(serve(request, handshake_fd))
 
 

@@ -164,10 +164,13 @@ class TestProvider:
         await asyncio.sleep(seconds)
         return seconds
 
-    async def hog(self, megabytes: int, hold_s: float = 30) -> int:
+    async def hog(self, megabytes: int, hold_s: float = 30, keep_after_kb: int = 0) -> int:
+        """Allocate, touch, hold and free ``megabytes``; ``keep_after_kb`` allocated after it are kept, so that the
+        buffer, once freed, is not the heap's top (memory glibc would keep however large)."""
         data = bytearray(megabytes * 1024 * 1024)
         for i in range(0, len(data), 4096):  # touch every page so it is resident
             data[i] = 1
+        self.kept = [bytes(128 << 10) for _ in range(keep_after_kb // 128)]
         await asyncio.sleep(hold_s)
         return len(data)
 
