@@ -180,6 +180,9 @@ class MethodBinder:
     request_param: str | None = None  # the one parameter of a method that takes a whole request model
     annotations: dict[str, Any] = dataclasses.field(default_factory=dict)  # each parameter's type hint
     positional: tuple[str, ...] = ()  # parameters that may be passed by position, in order
+    # Parameters hinted as a pydantic model that validating returns as is when it is one already (one built from
+    # its tag as the message was decoded): no second pass through its validator.
+    built_models: dict[str, type] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def for_callable(cls, name: str, func: Callable[..., Any]) -> MethodBinder:
@@ -207,6 +210,13 @@ class MethodBinder:
             request_param=_request_param(signature, hints),
             annotations={p.name: hints.get(p.name, p.annotation) for p in params},
             positional=tuple(p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)),
+            built_models={
+                name: hint
+                for name, hint in ((p.name, hints.get(p.name, p.annotation)) for p in params)
+                if isinstance(hint, type)
+                and issubclass(hint, BaseModel)
+                and hint.model_config.get("revalidate_instances", "never") == "never"
+            },
         )
 
     def annotation(self, position: int | str) -> Any:
@@ -219,6 +229,8 @@ class MethodBinder:
         return None if found is inspect.Parameter.empty else found
 
     def _rebuild(self, pname: str, value: Any) -> Any:
+        if type(value) is self.built_models.get(pname):
+            return value
         adapter = self.adapters.get(pname)
         if adapter is None:
             return value

@@ -103,6 +103,24 @@ def test_a_method_taking_one_request_model_gets_keyword_fields_wrapped() -> None
     assert binder.bind([], {"params": {"model": "m"}}) == ([], {"params": ChatParams(model="m")})
 
 
+class Revalidated(BaseModel):
+    model_config = {"revalidate_instances": "always"}
+    n: int
+
+
+async def _takes_models(params: ChatParams, checked: Revalidated) -> None: ...
+
+
+def test_a_model_built_already_is_passed_as_is_unless_its_class_asks_to_be_revalidated() -> None:
+    """Arguments tagged with their class arrive built (``untag``); the binder does not validate them again, except
+    where the class says instances are always revalidated."""
+    params, checked = ChatParams(model="m"), Revalidated(n=1)
+    checked.n = "2"  # type: ignore[assignment] - a value only validation turns back into an int
+    _, kwargs = codec.MethodBinder.for_callable("m", _takes_models).bind([], {"params": params, "checked": checked})
+    assert kwargs["params"] is params
+    assert kwargs["checked"] is not checked and kwargs["checked"].n == 2
+
+
 async def _keyword_style(model: str, messages: list[Any], stream: bool | None = False, **kwargs: Any) -> None: ...
 
 
