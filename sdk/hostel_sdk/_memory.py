@@ -4,8 +4,9 @@ By default glibc maps each buffer above its mmap threshold (at most 32 MiB) fres
 worker that handles megabytes page-faults and zeroes every page of every buffer, every call: reading a 50 MB
 file took 24 ms that way against 7 ms into reused memory here. With a retain size, buffers come from the heap
 instead (mmap off when the size is above the 32 MiB glibc lets a threshold reach) and its freed top is kept up to
-that size. A freed buffer below something still in use is not the heap's top and glibc would keep it however
-large; ``keep_within`` gives such memory back (``malloc_trim``) once the worker holds more free than it may.
+that size (a freed top past it is cut back to it, not to nothing). A freed buffer below something still in use is
+not the heap's top and glibc would keep it however large; ``keep_within`` gives such memory back
+(``malloc_trim``) once the worker holds more free than it may.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4  # glibc's mallopt parameters
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -2, -3, -4  # glibc's mallopt parameters
 _MMAP_THRESHOLD_MAX = 32 * 2**20  # the largest glibc accepts on 64-bit systems
 CHECK_EVERY_S = 2.0
 
@@ -52,6 +53,9 @@ def retain_freed(retain: int) -> bool:
         return False
     libc.mallopt(_M_MMAP_THRESHOLD, min(retain, _MMAP_THRESHOLD_MAX))
     libc.mallopt(_M_TRIM_THRESHOLD, retain)
+    # When the freed top passes the threshold glibc gives back all of it but this pad: keep the retain size, so
+    # that a call that freed more than that (an upload's chunks and their join) leaves the next one warm memory.
+    libc.mallopt(_M_TOP_PAD, retain)
     if retain > _MMAP_THRESHOLD_MAX:
         libc.mallopt(_M_MMAP_MAX, 0)
     return True
@@ -59,7 +63,10 @@ def retain_freed(retain: int) -> bool:
 
 def glibc_tunables(retain: int) -> str:
     """What ``retain_freed(retain)`` sets, as ``GLIBC_TUNABLES`` would set it (for a process to compare with)."""
-    tunables = f"glibc.malloc.mmap_threshold={min(retain, _MMAP_THRESHOLD_MAX)}:glibc.malloc.trim_threshold={retain}"
+    tunables = (
+        f"glibc.malloc.mmap_threshold={min(retain, _MMAP_THRESHOLD_MAX)}:glibc.malloc.trim_threshold={retain}"
+        f":glibc.malloc.top_pad={retain}"
+    )
     return tunables + (":glibc.malloc.mmap_max=0" if retain > _MMAP_THRESHOLD_MAX else "")
 
 
