@@ -20,7 +20,6 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -2, -3, -4  # glibc's mallopt parameters
 _MMAP_THRESHOLD_MAX = 32 * 2**20  # the largest glibc accepts on 64-bit systems
 CHECK_EVERY_S = 2.0
 
@@ -46,28 +45,34 @@ def _libc(retain: int) -> Any:
     return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
 
 
+def _settings(retain: int) -> list[tuple[int, str, int]]:
+    """glibc's malloc settings that keep up to ``retain`` bytes freed: (mallopt's parameter, as malloc.h numbers
+    them, the same setting's tunable name, value)."""
+    settings = [
+        (-3, "mmap_threshold", min(retain, _MMAP_THRESHOLD_MAX)),
+        (-1, "trim_threshold", retain),
+        # When the freed top passes the threshold glibc gives back all of it but this pad: keep the retain size, so
+        # that a call that freed more than that (an upload's chunks and their join) leaves the next one warm memory.
+        (-2, "top_pad", retain),
+    ]
+    if retain > _MMAP_THRESHOLD_MAX:
+        settings.append((-4, "mmap_max", 0))
+    return settings
+
+
 def retain_freed(retain: int) -> bool:
     """Keep up to ``retain`` bytes of freed memory for reuse; whether it was applied."""
     libc = _libc(retain)
     if libc is None:
         return False
-    libc.mallopt(_M_MMAP_THRESHOLD, min(retain, _MMAP_THRESHOLD_MAX))
-    libc.mallopt(_M_TRIM_THRESHOLD, retain)
-    # When the freed top passes the threshold glibc gives back all of it but this pad: keep the retain size, so
-    # that a call that freed more than that (an upload's chunks and their join) leaves the next one warm memory.
-    libc.mallopt(_M_TOP_PAD, retain)
-    if retain > _MMAP_THRESHOLD_MAX:
-        libc.mallopt(_M_MMAP_MAX, 0)
+    for parameter, _, value in _settings(retain):
+        libc.mallopt(parameter, value)
     return True
 
 
 def glibc_tunables(retain: int) -> str:
     """What ``retain_freed(retain)`` sets, as ``GLIBC_TUNABLES`` would set it (for a process to compare with)."""
-    tunables = (
-        f"glibc.malloc.mmap_threshold={min(retain, _MMAP_THRESHOLD_MAX)}:glibc.malloc.trim_threshold={retain}"
-        f":glibc.malloc.top_pad={retain}"
-    )
-    return tunables + (":glibc.malloc.mmap_max=0" if retain > _MMAP_THRESHOLD_MAX else "")
+    return ":".join(f"glibc.malloc.{name}={value}" for _, name, value in _settings(retain))
 
 
 async def keep_within(retain: int, every_s: float = CHECK_EVERY_S) -> None:
