@@ -17,7 +17,7 @@ small non-streaming chat completion (httpx; p50, p99 of --requests sent --rate a
 of as many sent back to back, measured last, one server after the other), streamed chunks per second (the median of
 --streams streams of --items chunks each, server-sent events counted in the raw bytes) and how long the first of
 them took, and a file's upload and download through the Files API in MB/s (a server's first upload apart, then the
-median of 3 of each; --file-mb: OGX itself reads an upload into memory and caps it at 100 MiB). Streams and files
+median of 7 of each; --file-mb: OGX itself reads an upload into memory and caps it at 100 MiB). Streams and files
 are read straight off a socket (``_request``): a real client runs on another machine, and here every cycle the
 client spends is one the server and worker lack. Each figure is the median over the rounds; the ratio's range over
 the rounds (each round's bridged / in process) says how much the machine moved them.
@@ -308,7 +308,9 @@ def _measure(urls: dict[bool, str], first: bool, *, requests: int, rate: float, 
                 add(bridged, "stream", time.perf_counter() - started)
                 add(bridged, "first_chunk", first_at - started)
                 assert chunks == items, (chunks, items)
-        for i in range(4):  # a server's first upload is the slowest (first use): apart, then the median of 3 more
+        # A server's first upload is the slowest (first use): apart, then the median of _FILES more. One upload
+        # of 50 MB moved by a quarter from one to the next (page cache, the machine): 3 were too few to tell.
+        for i in range(1 + _FILES):
             for bridged in turns(i):
                 url = urls[bridged]
                 started = time.perf_counter()
@@ -329,6 +331,9 @@ def _measure(urls: dict[bool, str], first: bool, *, requests: int, rate: float, 
             time.sleep(_DRAIN_S)
     return {bridged: _figures(runs, items, file_mb) for bridged, runs in found.items()}
 
+
+# Uploads and downloads of each server measured after its first, in a round.
+_FILES = 7
 
 # How long a server's backlog of inference-store writes after calls sent back to back may take to drain.
 _DRAIN_S = 10.0
