@@ -189,14 +189,15 @@ class MethodBinder:
         """Inspect ``func`` once: its signature, a TypeAdapter per annotated parameter."""
         signature = inspect.signature(func)
         hints = _hints(func)
+        params = signature.parameters.values()
+        annotations = {p.name: hints.get(p.name, p.annotation) for p in params}
         adapters: dict[str, TypeAdapter[Any]] = {}
-        for pname, param in signature.parameters.items():
+        for param in params:
             if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
                 continue
-            adapter = _adapter(hints.get(pname, param.annotation))
+            adapter = _adapter(annotations[param.name])
             if adapter is not None:
-                adapters[pname] = adapter
-        params = signature.parameters.values()
+                adapters[param.name] = adapter
         return cls(
             name=name,
             signature=signature,
@@ -208,11 +209,11 @@ class MethodBinder:
             ),
             var_keyword=any(p.kind == p.VAR_KEYWORD for p in params),
             request_param=_request_param(signature, hints),
-            annotations={p.name: hints.get(p.name, p.annotation) for p in params},
+            annotations=annotations,
             positional=tuple(p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)),
             built_models={
-                name: hint
-                for name, hint in ((p.name, hints.get(p.name, p.annotation)) for p in params)
+                pname: hint
+                for pname, hint in annotations.items()
                 if isinstance(hint, type)
                 and issubclass(hint, BaseModel)
                 and hint.model_config.get("revalidate_instances", "never") == "never"
