@@ -83,3 +83,16 @@ def running(
 def chat(server: Server, model: str, text: str) -> httpx.Response:
     body = {"model": model, "messages": [{"role": "user", "content": text}]}
     return httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=120)
+
+
+def run_python(
+    venv: Path, *args: str, timeout: float = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``venv``'s Python run with ``args`` (a script of the example's, or ``-c`` code), which must succeed: its output,
+    as text. ``env`` is added to this process's environment."""
+    done = subprocess.run(
+        [str(venv / "bin" / "python"), *args],
+        capture_output=True, text=True, timeout=timeout, check=False, env={**os.environ, **(env or {})},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done

@@ -4,7 +4,6 @@ unmodified llama-stack-client (network: the package index only)."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -13,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.bridge_servers import EXAMPLE, Server, example_venv, needs_python312, running
+from tests.bridge_servers import EXAMPLE, Server, example_venv, needs_python312, run_python, running
 from tests.conftest import REPO, hostel_pids, wait_until, worker_pids
 
 pytestmark = needs_python312
@@ -31,12 +30,7 @@ def server(server_venv: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 
 def _client(server_venv: Path, server: Server, *args: str) -> list[str]:
-    done = subprocess.run(
-        [str(server_venv / "bin" / "python"), str(EXAMPLE / "client.py"), server.url, *args],
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout.splitlines()
+    return run_python(server_venv, str(EXAMPLE / "client.py"), server.url, *args).stdout.splitlines()
 
 
 def test_calls_and_streams_reach_providers_on_their_own_llama_stack(server_venv: Path, server: Server) -> None:
@@ -105,12 +99,7 @@ def test_a_provider_that_cannot_start_is_named_with_its_stage(server_venv: Path,
         "    await impl.shutdown()\n"
         "asyncio.run(main())\n"
     )
-    done = subprocess.run(
-        [str(server_venv / "bin" / "python"), str(script)],
-        capture_output=True, text=True, timeout=300, check=False,
-        env={**os.environ, "HOSTEL_HOME": str(tmp_path / "home")},
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_python(server_venv, str(script), env={"HOSTEL_HOME": str(tmp_path / "home")})
     assert done.stdout.splitlines() == [
         "refused: ProviderStartError config bad",
         "health: Error",

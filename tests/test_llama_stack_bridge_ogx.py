@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from hostel.bridge.mirror import config_class_name
-from tests.bridge_servers import EXAMPLE, Server, chat, example_venv, needs_python312, running
+from tests.bridge_servers import EXAMPLE, Server, chat, example_venv, needs_python312, run_python, running
 from tests.conftest import hostel_pids, hub_pids, wait_until, worker_pids
 
 pytestmark = needs_python312
@@ -34,11 +34,7 @@ def test_ogx_files_provider_bridged_by_its_own_type(ogx_venv: Path, tmp_path_fac
     server's storage backend and moves a file both ways; the unmodified openai client sees OGX's own 404."""
     command = [str(ogx_venv / "bin" / "ogx"), "run", "--insecure"]
     with running(command, tmp_path_factory.mktemp("ogx-files"), config="ogx-files.yaml") as server:
-        done = subprocess.run(
-            [str(ogx_venv / "bin" / "python"), str(EXAMPLE / "files_client.py"), server.url],
-            capture_output=True, text=True, timeout=300, check=False,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr[-3000:]
+        done = run_python(ogx_venv, str(EXAMPLE / "files_client.py"), server.url)
         assert done.stdout.splitlines() == [
             "files provider: inline::localfs",
             "uploaded: greeting.txt 1080000 bytes",
@@ -80,9 +76,7 @@ def test_ogx_apis_that_share_a_provider_type_each_get_their_own_bridge_and_the_r
     """OGX's loader takes every spec of an entry's type from hostel's list, whatever its API, and keeps the last: each
     of the four inline::builtin entries must still get its own API's bridge. An API hostel cannot bridge is an error
     naming it, not the in-process provider the server would otherwise run under `module: hostel`."""
-    done = subprocess.run([str(ogx_venv / "bin" / "python"), "-c", SPEC_SCRIPT], capture_output=True, text=True,
-                          timeout=300, check=False)  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_python(ogx_venv, "-c", SPEC_SCRIPT)
     lines = done.stdout.splitlines()
     for api in ("responses", "messages", "interactions", "skills"):
         assert f"{api} {api} hostel.bridge {config_class_name(api, 'inline::builtin')}" in lines
@@ -275,13 +269,10 @@ def test_a_200_mb_file_through_the_bridge_keeps_server_and_worker_memory_bounded
         block = os.urandom(1 << 20)
         for _ in range(200):
             out.write(block)
-    done = subprocess.run(
-        [str(ogx_venv / "bin" / "python"), "-c", BIG_FILE_SCRIPT, str(source), str(copy),
-         str(tmp_path / "providers.d")],
-        capture_output=True, text=True, timeout=600, check=False,
-        env={**os.environ, "HOSTEL_HOME": str(tmp_path / "home")},
+    done = run_python(
+        ogx_venv, "-c", BIG_FILE_SCRIPT, str(source), str(copy), str(tmp_path / "providers.d"),
+        timeout=600, env={"HOSTEL_HOME": str(tmp_path / "home")},
     )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
     kind, *growth = done.stdout.splitlines()
     assert kind == f"StreamingResponse True {200 << 20}"
     server_growth, worker_growth = (int(x) for x in growth[0].split())
