@@ -22,6 +22,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 import bench_bridge
+import bench_bridge_steps
 import bench_calls
 import bench_chaos
 import bench_containment
@@ -42,7 +43,7 @@ from _common import print_table
 
 PARTS = (
     "calls", "supervisor", "gateway", "gateway_security", "envs", "ray", "launchers", "containment", "chaos", "sandbox",
-    "lifecycle", "telemetry", "scale", "bridge", "server_workers", "pack", "ray_multihost",
+    "lifecycle", "telemetry", "scale", "bridge", "bridge_steps", "server_workers", "pack", "ray_multihost",
 )  # fmt: skip
 
 
@@ -77,6 +78,8 @@ async def run_part(name: str, quick: bool) -> list[dict[str, Any]]:
         return await bench_ray_multihost.bench(500 if quick else 2000)
     if name == "server_workers":
         return await bench_server_workers.bench(["1", "4"])
+    if name == "bridge_steps":
+        return await bench_bridge_steps.bench(requests=200 if quick else 800)
     if name == "bridge":
         return await bench_bridge.bench(
             requests=100 if quick else 400, items=1000 if quick else 5000, streams=3 if quick else 7,
@@ -106,7 +109,7 @@ def main() -> None:
         if name == "ray_multihost" and (why := bench_ray_multihost.netns.available()) is not None:
             print(f"\nray_multihost: skipped ({why})")
             continue
-        if name in ("bridge", "server_workers") and not bench_bridge.python312():
+        if name in ("bridge", "bridge_steps", "server_workers") and not bench_bridge.python312():
             print(f"\n{name}: skipped (OGX 1.5 needs a Python 3.12: hostel python 3.12 finds none)")
             continue
         if name == "pack" and not bench_pack.can_unshare():
