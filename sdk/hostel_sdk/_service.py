@@ -330,6 +330,8 @@ class ProviderService:
                 return error_reply(exc)
 
         await context.send_initial_metadata(((SESSION_METADATA, "1"),))
+        # A generator, not context.write from each call's task: with `telemetry.instrument`, OpenTelemetry's gRPC
+        # instrumentation wraps this server in an interceptor that iterates what a stream-stream handler returns.
         async for reply in _session.serve(requests, answer, self._draining):
             yield reply
 
