@@ -90,8 +90,7 @@ def _canned(function: Any, method: str) -> Any:
     return wrapper
 
 
-def _patch(module: ModuleType, mode: str) -> None:
-    kind, method, _ = (*mode.split(":", 2), "")[:3]
+def _patch(module: ModuleType, kind: str, method: str) -> None:
     for name, owner_name, attribute, entry, leave in TARGETS:
         if name != module.__name__:
             continue
@@ -107,22 +106,22 @@ def _patch(module: ModuleType, mode: str) -> None:
 
 
 class _Loader(importlib.abc.Loader):
-    def __init__(self, inner: importlib.abc.Loader, mode: str) -> None:
-        self._inner, self._mode = inner, mode
+    def __init__(self, inner: importlib.abc.Loader, kind: str, method: str) -> None:
+        self._inner, self._kind, self._method = inner, kind, method
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
         return self._inner.create_module(spec)
 
     def exec_module(self, module: ModuleType) -> None:
         self._inner.exec_module(module)
-        _patch(module, self._mode)
+        _patch(module, self._kind, self._method)
 
 
 class _Finder(importlib.abc.MetaPathFinder):
     """Finds the targets' modules as the other finders do, then patches them once they are executed."""
 
-    def __init__(self, mode: str) -> None:
-        self._mode = mode
+    def __init__(self, kind: str, method: str) -> None:
+        self._kind, self._method = kind, method
         self._names = {target[0] for target in TARGETS}
 
     def find_spec(self, name: str, path: Any, target: Any = None) -> importlib.machinery.ModuleSpec | None:
@@ -133,7 +132,7 @@ class _Finder(importlib.abc.MetaPathFinder):
                 continue
             spec = finder.find_spec(name, path, target)
             if spec is not None and spec.loader is not None:
-                spec.loader = _Loader(spec.loader, self._mode)
+                spec.loader = _Loader(spec.loader, self._kind, self._method)
                 return spec
         return None
 
@@ -153,11 +152,12 @@ def _start_writer(folder: Path) -> None:
 
 
 def _install(mode: str) -> None:
-    sys.meta_path.insert(0, _Finder(mode))
-    if mode.startswith("timed:"):
-        folder = Path(mode.split(":", 2)[2])
-        _start_writer(folder)
-        os.register_at_fork(after_in_child=lambda: _start_writer(folder))
+    """``mode``: ``canned:METHOD`` or ``timed:METHOD:DIR`` (the module's docstring)."""
+    kind, method, folder = (*mode.split(":", 2), "")[:3]
+    sys.meta_path.insert(0, _Finder(kind, method))
+    if kind == "timed":
+        _start_writer(Path(folder))
+        os.register_at_fork(after_in_child=lambda: _start_writer(Path(folder)))
 
 
 if os.environ.get("HOSTEL_BENCH_STEPS"):
