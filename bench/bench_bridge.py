@@ -12,15 +12,18 @@ at once, so what is measured is the path to it), then runs two `ogx run` servers
 - bridged: `remote::hostel-inference` naming ogxbench, and `inline::localfs` by its own type with `module: hostel`.
 
 and measures them over HTTP in turns, a block at a time (50 calls, a stream, a file: one server, then the other, who
-goes first alternating), so that the machine's drift weighs on both alike, with the same clients: the latency of a
-small non-streaming chat completion (httpx; p50, p99 of --requests sent --rate a second, one at a time; and the p50
-of as many sent back to back, measured last, one server after the other), streamed chunks per second (the median of
---streams streams of --items chunks each, server-sent events counted in the raw bytes) and how long the first of
-them took, and a file's upload and download through the Files API in MB/s (a server's first upload apart, then the
-median of 7 of each; --file-mb: OGX itself reads an upload into memory and caps it at 100 MiB). Streams and files
-are read straight off a socket (``_request``): a real client runs on another machine, and here every cycle the
-client spends is one the server and worker lack. Each figure is the median over the rounds; the ratio's range over
-the rounds (each round's bridged / in process) says how much the machine moved them.
+goes first alternating), so that the machine's drift weighs on both alike, with the same clients: the latency of
+two small non-streaming calls (httpx; p50, p99 of --requests of each sent --rate a second, one at a time), a chat
+completion to ogxbench, which does no work (all it measures is the way to a provider and back: the bridge's whole
+cost), and a file's metadata from OGX's own localfs (``GET /v1/files/{id}``, one row read from the server's SQL
+store: a real provider's small call); the p50 of as many chat completions sent back to back (measured last, one
+server after the other); streamed chunks per second (the median of --streams streams of --items chunks each,
+server-sent events counted in the raw bytes) and how long the first of them took, and a file's upload and download
+through the Files API in MB/s (a server's first upload apart, then the median of 7 of each; --file-mb: OGX itself
+reads an upload into memory and caps it at 100 MiB). Streams and files are read straight off a socket
+(``_request``): a real client runs on another machine, and here every cycle the client spends is one the server and
+worker lack. Each figure is the median over the rounds; the ratio's range over the rounds (each round's bridged / in
+process) says how much the machine moved them.
 
 Each round also measures a bare crossing to another process, with nothing of hostel's or OGX's: a grpc.aio server in
 its own process on a Unix socket (bench/_raw_server.py), a ~100-byte round trip on one long-lived stream on the same
@@ -40,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -49,7 +53,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -126,16 +130,16 @@ def _config(bridged: bool) -> dict[str, Any]:
     }
 
 
-def _latencies(client: httpx.Client, chat: str, body: dict[str, Any], requests: int, rate: float) -> list[float]:
-    """Seconds each of ``requests`` chat completions took, one at a time; with ``rate``, sent on a schedule of
-    ``rate`` a second (one that is late goes at once), else each as soon as the last has answered."""
+def _latencies(call: Callable[[], httpx.Response], requests: int, rate: float) -> list[float]:
+    """Seconds each of ``requests`` calls took, one at a time; with ``rate``, sent on a schedule of ``rate`` a
+    second (one that is late goes at once), else each as soon as the last has answered."""
     latencies = []
     start = time.perf_counter()
     for i in range(requests):
         if rate:
             time.sleep(max(0.0, start + i / rate - time.perf_counter()))
         started = time.perf_counter()
-        client.post(chat, json=body).raise_for_status()
+        call().raise_for_status()
         latencies.append(time.perf_counter() - started)
     return latencies
 
@@ -195,6 +199,7 @@ def _bounds(in_process: dict[str, float], bare: dict[str, float], file_mb: int) 
     upload_s = file_mb / in_process["upload_mb_s"]
     return {
         "p50_ms": (in_process["p50_ms"] + bare["p50_ms"]) / in_process["p50_ms"],
+        "file_p50_ms": (in_process["file_p50_ms"] + bare["p50_ms"]) / in_process["file_p50_ms"],
         "b2b_p50_ms": (in_process["b2b_p50_ms"] + bare["b2b_p50_ms"]) / in_process["b2b_p50_ms"],
         "download_mb_s": download_s / (in_process["download_first_byte_ms"] / 1000 + transfer_s),
         "upload_mb_s": upload_s / (upload_s + transfer_s),
@@ -294,12 +299,22 @@ def _measure(urls: dict[bool, str], first: bool, *, requests: int, rate: float, 
 
     with httpx.Client(timeout=600) as a, httpx.Client(timeout=600) as b:
         clients = {first: a, not first: b}
+        small, small_type = _form(b"hostel " * 128)
+        calls: dict[bool, dict[str, Callable[[], httpx.Response]]] = {}
         for bridged, client in clients.items():
-            for _ in range(20):  # warm up: connections, the first call's imports, caches
-                client.post(urls[bridged] + chat, json=body).raise_for_status()
+            url = urls[bridged]
+            small_id = json.loads(b"".join(_request(url, "POST", "/v1/files", small, small_type)))["id"]
+            calls[bridged] = {
+                "latency": functools.partial(client.post, url + chat, json=body),
+                "file_latency": functools.partial(client.get, f"{url}/v1/files/{small_id}"),
+            }
+            for call in calls[bridged].values():
+                for _ in range(20):  # warm up: connections, the first call's imports, caches
+                    call().raise_for_status()
         for i, block in enumerate(_blocks(requests)):
-            for bridged in turns(i):
-                add(bridged, "latency", *_latencies(clients[bridged], urls[bridged] + chat, body, block, rate))
+            for metric in ("latency", "file_latency"):
+                for bridged in turns(i):
+                    add(bridged, metric, *_latencies(calls[bridged][metric], block, rate))
         for i in range(streams):  # one stream lasts a fraction of a second: the median of a few, not one
             for bridged in turns(i):
                 started = time.perf_counter()
@@ -327,7 +342,7 @@ def _measure(urls: dict[bool, str], first: bool, *, requests: int, rate: float, 
         # Last, one server after the other: back to back, OGX's inference store falls behind (above), and what it
         # leaves running would weigh on whatever came after; the pause lets the first's backlog drain.
         for bridged in turns(0):
-            add(bridged, "back_to_back", *_latencies(clients[bridged], urls[bridged] + chat, body, requests, 0))
+            add(bridged, "back_to_back", *_latencies(calls[bridged]["latency"], requests, 0))
             time.sleep(_DRAIN_S)
     return {bridged: _figures(runs, items, file_mb) for bridged, runs in found.items()}
 
@@ -343,6 +358,8 @@ def _figures(found: dict[str, list[float]], items: int, file_mb: int) -> dict[st
     return {
         "p50_ms": statistics.median(found["latency"]) * 1000,
         "p99_ms": _p99(found["latency"]) * 1000,
+        "file_p50_ms": statistics.median(found["file_latency"]) * 1000,
+        "file_p99_ms": _p99(found["file_latency"]) * 1000,
         "b2b_p50_ms": statistics.median(found["back_to_back"]) * 1000,
         "stream_items_s": items / statistics.median(found["stream"]),
         "first_chunk_ms": statistics.median(found["first_chunk"]) * 1000,
@@ -408,6 +425,8 @@ async def bench(
         ("p50_ms", f"chat completion p50 (ms), {rate:g}/s", False),
         ("p99_ms", f"chat completion p99 (ms), {rate:g}/s", False),
         ("b2b_p50_ms", "p50 back to back (ms)", False),
+        ("file_p50_ms", f"a file's metadata, OGX's localfs, p50 (ms), {rate:g}/s", False),
+        ("file_p99_ms", f"a file's metadata, OGX's localfs, p99 (ms), {rate:g}/s", False),
         ("stream_items_s", "streamed chunks/s", True),
         ("first_chunk_ms", "stream's first chunk (ms)", False),
         ("upload_mb_s", f"upload {file_mb} MB (MB/s)", True),

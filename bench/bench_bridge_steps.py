@@ -20,6 +20,7 @@ step, its median and quartiles over the calls (the steps' medians need not add u
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -130,7 +131,9 @@ async def bench(*, requests: int = 800, rate: float = 100.0, workdir: str = "") 
             for i, block in enumerate(_blocks(requests)):
                 order = list(urls)[i % 3 :] + list(urls)[: i % 3]  # each goes first in turn
                 for kind in order:
-                    latencies[kind] += _latencies(client, urls[kind] + chat, body, block, rate)
+                    latencies[kind] += _latencies(
+                        functools.partial(client.post, urls[kind] + chat, json=body), block, rate
+                    )
         calls = _calls(_stamps(folder))
     if not calls:  # the run directories stay, for their logs
         raise SystemExit(f"no call's steps were recorded: see {run_dirs['timed'] / 'server.log'}")
